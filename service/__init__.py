@@ -1,0 +1,1 @@
+"""acceptd: the service side (API, queue, workers)."""

@@ -1,0 +1,72 @@
+"""The command line: ``acceptd ROLE --config PATH``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from aiohttp import web
+
+from service.app import create_app
+from service.config import ConfigError, load_settings
+from service.state import Roles
+
+ROLES = {
+    "serve": Roles(api=True, worker=True, dispatcher=True),
+    "api": Roles(api=True),
+    "worker": Roles(api=False, worker=True),
+    "dispatcher": Roles(api=False, dispatcher=True),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one role until SIGTERM or SIGINT."""
+    parser = argparse.ArgumentParser(prog="acceptd", description=__doc__)
+    parser.add_argument("role", choices=sorted(ROLES), help="what this process runs")
+    parser.add_argument("--config", default="config.yaml", help="path to config.yaml")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = load_settings(args.config)
+        roles = ROLES[args.role]
+        app = create_app(settings, roles)
+    except ConfigError as exc:
+        print(f"acceptd: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if roles.api:
+        web.run_app(
+            app,
+            host=settings.server.host,
+            port=settings.server.port,
+            shutdown_timeout=settings.server.shutdown_grace_seconds,
+            access_log=None,
+        )
+        return 0
+    asyncio.run(_run_headless(app))
+    return 0
+
+
+async def _run_headless(app: web.Application) -> None:
+    # Roles without HTTP still run their cleanup contexts, in the same order.
+    runner = web.AppRunner(app, handle_signals=False)
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print("acceptd: running; SIGTERM stops gracefully", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,511 @@
+"""The HTTP API: submit, status monitor, final resource, cancel, listing, queue stats."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import hashlib
+import json
+import math
+from typing import Any
+
+from aiohttp import web
+
+from service import monitor, problems
+from service.auth import client_of
+from service.errors import PROBLEM_JSON, Problem, problem_response
+from service.ids import id_op_code, looks_like_id, new_request_id
+from service.monitor import TERMINAL
+from service.prefer import (
+    parse_callback_events,
+    parse_idempotency_key,
+    parse_prefer,
+    parse_priority,
+)
+from service.queue import Snapshot
+from service.registry import Operation
+from service.state import (
+    callback_checker_key,
+    codes_key,
+    hub_key,
+    metrics_key,
+    operations_key,
+    queue_key,
+    settings_key,
+)
+
+routes = web.RouteTableDef()
+
+JSON = "application/json"
+STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
+MAX_LIST = 100
+
+
+def dumps(obj: Any) -> bytes:
+    """Compact UTF-8 JSON."""
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    """A JSON response."""
+    return web.Response(status=status, body=dumps(body), content_type=JSON, headers=headers)
+
+
+def base_url(request: web.Request) -> str:
+    """The service's absolute base URL: ``server.public_url``, else the request's host."""
+    configured = request.app[settings_key].server.public_url
+    if configured:
+        return configured.rstrip("/")
+    return f"{request.scheme}://{request.host}"
+
+
+def retry_after(eta: float | None) -> str:
+    """A ``Retry-After`` value in whole seconds, from an ETA."""
+    if eta is None:
+        return "1"
+    return str(max(1, min(math.ceil(eta), 60)))
+
+
+def find_operation(request: web.Request, name: str) -> Operation:
+    """The operation named in the path, or 404."""
+    op = request.app[operations_key].get(name)
+    if op is None:
+        raise Problem(404, f"there is no operation named {name!r}", slug="unknown-operation")
+    return op
+
+
+def operation_of_id(request: web.Request, request_id: str) -> Operation | None:
+    """The operation a request id belongs to (None when the id cannot be ours)."""
+    if not looks_like_id(request_id):
+        return None
+    return request.app[codes_key].get(id_op_code(request_id))
+
+
+def not_found(request_id: str) -> Problem:
+    """The 404 of an unknown or purged request."""
+    return Problem(404, f"no request {request_id!r}", slug="unknown-request")
+
+
+async def read_own(
+    request: web.Request, op: Operation, request_id: str, *, with_result: bool = False
+) -> Snapshot:
+    """A status read of the caller's own request, or 404."""
+    snap = await request.app[queue_key].read(op.name, request_id, with_result=with_result)
+    if snap is None or snap.record.get("client") != client_of(request):
+        raise not_found(request_id)
+    return snap
+
+
+def render(request: web.Request, op: Operation, snap: Snapshot) -> dict[str, Any]:
+    """The status monitor of a snapshot."""
+    return monitor.render_snapshot(op.name, snap, request.app[queue_key].now_ms())
+
+
+# -- submit ------------------------------------------------------------------------------
+
+
+async def read_input(request: web.Request, op: Operation) -> tuple[Any, bytes]:
+    """Check content type and size, parse and validate the JSON body."""
+    settings = request.app[settings_key]
+    limit = op.max_input_bytes or settings.server.max_body_bytes
+    ctype = request.content_type
+    if ctype != JSON and not (ctype.startswith("application/") and ctype.endswith("+json")):
+        raise Problem(
+            415,
+            f"send the input as {JSON}, not {ctype or 'no content type'}",
+            slug="unsupported-media-type",
+            headers={"Accept-Post": JSON},
+        )
+    if request.content_length is not None and request.content_length > limit:
+        raise Problem(413, f"the body exceeds the {limit}-byte limit", slug="too-large",
+                      limit=limit)  # fmt: skip
+    raw = await request.read()
+    if len(raw) > limit:
+        raise Problem(413, f"the body exceeds the {limit}-byte limit", slug="too-large",
+                      limit=limit)  # fmt: skip
+    if not raw.strip():
+        raise Problem(400, "the body is empty; send the operation's input as JSON",
+                      slug="malformed-json")  # fmt: skip
+    try:
+        data = json.loads(raw)
+    except UnicodeDecodeError:
+        raise Problem(400, "the body is not UTF-8", slug="malformed-json") from None
+    except json.JSONDecodeError as exc:
+        raise Problem(
+            400,
+            f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            slug="malformed-json",
+        ) from None
+    errors = op.validate(data)
+    if errors:
+        raise Problem(
+            422,
+            f"the input does not match the {op.name} schema",
+            slug="invalid-input",
+            errors=errors,
+        )
+    return data, raw
+
+
+@routes.post("/v1/{op}")
+async def submit(request: web.Request) -> web.StreamResponse:
+    """Queue a request; answer at once (202) or when done (201), per ``Prefer``."""
+    app = request.app
+    settings = app[settings_key].server
+    op = find_operation(request, request.match_info["op"])
+    prefs = parse_prefer(request.headers.getall("Prefer", []))
+    priority = parse_priority(request.headers.get("Queue-Priority"))
+    idem = parse_idempotency_key(request.headers.get("Idempotency-Key"))
+    callback_url = request.headers.get("Callback-Url", "").strip()
+    callback_events = ""
+    if callback_url:
+        await check_callback(request, callback_url)
+        callback_events = parse_callback_events(request.headers.get("Callback-Events"))
+    data, raw = await read_input(request, op)
+    input_json = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    client = client_of(request)
+
+    if prefs.respond_async:
+        wait = min(prefs.wait, settings.max_wait_seconds) if prefs.wait else 0.0
+    else:
+        wait = settings.sync_wait_seconds if prefs.wait is None else prefs.wait
+        wait = min(wait, settings.max_wait_seconds)
+
+    queue = app[queue_key]
+    rid = new_request_id(op.name, queue.now_ms())
+    done = asyncio.get_running_loop().create_future()
+    stop_watching = _watch_terminal(request, rid, done) if wait > 0 else None
+    try:
+        body_hash = hashlib.sha256(raw).hexdigest()[:32] if idem else ""
+        idem_hash = hashlib.sha256(idem.encode()).hexdigest()[:32] if idem else ""
+        res = await queue.submit(
+            op.name,
+            rid,
+            client,
+            input_json,
+            op.limits,
+            priority=priority,
+            idempotency_key=idem_hash,
+            body_hash=body_hash,
+            callback_url=callback_url,
+            callback_events=callback_events,
+        )
+        if res.outcome == "full":
+            raise Problem(
+                503,
+                f"the {op.name} queue is full ({op.settings.max_queue_depth} waiting); retry later",
+                slug="queue-full",
+                headers={"Retry-After": "5"},
+            )
+        if res.outcome == "conflict":
+            raise Problem(
+                422,
+                "this Idempotency-Key was used with a different body",
+                slug="idempotency-key-reused",
+                request_id=res.request_id,
+            )
+        replayed = res.outcome == "replay"
+        if res.outcome == "created":
+            app[metrics_key].submitted.labels(op.name).inc()
+        if replayed and wait > 0 and stop_watching is not None:
+            stop_watching()
+            stop_watching = _watch_terminal(request, res.request_id, done)
+        snap: Snapshot | None = None
+        if wait > 0:
+            if replayed:
+                snap = await read_own(request, op, res.request_id, with_result=True)
+                if snap.record["status"] in TERMINAL and not done.done():
+                    done.set_result(None)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(done), wait)
+            snap = await read_own(request, op, res.request_id, with_result=True)
+        elif replayed:
+            snap = await read_own(request, op, res.request_id)
+    finally:
+        if stop_watching is not None:
+            stop_watching()
+
+    headers: dict[str, str] = {}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    if snap is not None and snap.record["status"] in TERMINAL and wait > 0:
+        if prefs.wait is not None:
+            headers["Preference-Applied"] = f"wait={prefs.wait:g}"
+        return finished_response(request, op, snap, headers)
+    if snap is None:
+        snap = Snapshot(
+            record=_fresh_record(rid, client, priority, queue.now_ms()),
+            position=res.position,
+            finished_recently=0,
+            run_ms_recently=0,
+            result=None,
+        )
+    body = render(request, op, snap)
+    base = base_url(request)
+    headers["Location"] = headers["Operation-Location"] = base + body["links"][0]["href"]
+    headers["Retry-After"] = retry_after(body.get("eta_seconds"))
+    if prefs.respond_async:
+        headers["Preference-Applied"] = "respond-async"
+    return json_response(body, 202, headers)
+
+
+def _fresh_record(rid: str, client: str, priority: int, now: int) -> dict[str, Any]:
+    # A just-created request's record, known without reading it back.
+    return {
+        "id": rid,
+        "client": client,
+        "status": "queued",
+        "prio": str(priority),
+        "attempt": "1",
+        "created": str(now),
+        "updated": str(now),
+    }
+
+
+def _watch_terminal(request: web.Request, rid: str, done: asyncio.Future[None]) -> Any:
+    def on_event(event: Any) -> None:
+        if event.record.get("status") in TERMINAL and not done.done():
+            done.set_result(None)
+
+    return request.app[hub_key].watch_request(rid, on_event)
+
+
+def finished_response(
+    request: web.Request, op: Operation, snap: Snapshot, headers: dict[str, str]
+) -> web.Response:
+    """The synchronous answer for a finished request: 201 with the result, or its error."""
+    rid = snap.record["id"]
+    status = snap.record["status"]
+    if status == "succeeded":
+        headers["Location"] = f"{base_url(request)}/v1/{op.name}/{rid}"
+        return web.Response(
+            status=201, body=(snap.result or "null").encode(), content_type=JSON, headers=headers
+        )
+    error = json.loads(snap.record.get("error") or "{}") or json.loads(problems.internal())
+    code = 422 if error.get("status") == 422 else 409 if status == "canceled" else 500
+    error["status"] = code
+    error["request_id"] = rid
+    return problem_response(error, code, headers)
+
+
+async def check_callback(request: web.Request, url: str) -> None:
+    """Refuse callback URLs that are not absolute http(s) URLs."""
+    from yarl import URL
+
+    try:
+        parsed = URL(url)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        raise Problem(
+            400,
+            "Callback-Url must be an absolute http or https URL",
+            slug="invalid-header",
+            header="Callback-Url",
+        )
+    checker = request.app.get(callback_checker_key)
+    if checker is not None:
+        await checker(url)
+
+
+# -- reading -----------------------------------------------------------------------------
+
+
+@routes.get("/v1/queue/requests/{request_id}")
+async def get_monitor(request: web.Request) -> web.Response:
+    """The status monitor."""
+    rid = request.match_info["request_id"]
+    op = operation_of_id(request, rid)
+    if op is None:
+        raise not_found(rid)
+    snap = await read_own(request, op, rid)
+    body = render(request, op, snap)
+    headers = {}
+    if body["status"] not in TERMINAL:
+        headers["Retry-After"] = retry_after(body.get("eta_seconds"))
+    return json_response(body, 200, headers)
+
+
+@routes.delete("/v1/queue/requests/{request_id}")
+async def cancel(request: web.Request) -> web.Response:
+    """Cancel: queued → canceled (200); running → cancel requested (202)."""
+    rid = request.match_info["request_id"]
+    op = operation_of_id(request, rid)
+    if op is None:
+        raise not_found(rid)
+    queue = request.app[queue_key]
+    outcome, record = await queue.cancel(op.name, rid, client_of(request), problems.canceled())
+    if outcome == "missing" or record is None:
+        raise not_found(rid)
+    if outcome == "conflict":
+        raise Problem(
+            409,
+            f"the request already {record['status']}; it can no longer be canceled",
+            slug="already-finished",
+            request_status=record["status"],
+        )
+    snap = await read_own(request, op, rid)
+    body = render(request, op, snap)
+    return json_response(body, 202 if outcome == "requested" else 200)
+
+
+@routes.get("/v1/queue/requests")
+async def list_requests(request: web.Request) -> web.Response:
+    """The caller's requests, newest first, with a cursor."""
+    q = request.query
+    status = q.get("status") or None
+    if status is not None and status not in STATUSES:
+        raise Problem(400, f"status must be one of {', '.join(STATUSES)}", slug="invalid-query",
+                      parameter="status")  # fmt: skip
+    ops = request.app[operations_key]
+    names = list(ops)
+    if q.get("operation"):
+        if q["operation"] not in ops:
+            raise Problem(400, f"there is no operation named {q['operation']!r}",
+                          slug="invalid-query", parameter="operation")  # fmt: skip
+        names = [q["operation"]]
+    try:
+        limit = int(q.get("limit", "20"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_LIST:
+        raise Problem(400, f"limit must be an integer from 1 to {MAX_LIST}",
+                      slug="invalid-query", parameter="limit")  # fmt: skip
+    cursor = _decode_cursor(q["cursor"]) if q.get("cursor") else None
+    queue = request.app[queue_key]
+    client = client_of(request)
+    items: list[dict[str, Any]] = []
+    more = True
+    for _ in range(20):  # bounded scan when a status filter skips many
+        rows: list[tuple[int, str, str]] = []
+        for name in names:
+            for rid, ms in await queue.list_ids(name, client, cursor, limit):
+                rows.append((ms, rid, name))
+        rows.sort(reverse=True)
+        rows = rows[:limit]
+        if not rows:
+            more = False
+            break
+        by_op: dict[str, list[str]] = {}
+        for _ms, rid, name in rows:
+            by_op.setdefault(name, []).append(rid)
+        snaps: dict[str, Snapshot] = {}
+        for name, rids in by_op.items():
+            for rid, snap in zip(rids, await queue.read_many(name, client, rids), strict=True):
+                if snap is not None:
+                    snaps[rid] = snap
+        for ms, rid, name in rows:
+            cursor = (ms, rid)
+            snap = snaps.get(rid)
+            if snap is None or (status and snap.record["status"] != status):
+                continue
+            items.append(render(request, ops[name], snap))
+            if len(items) == limit:
+                break
+        if len(items) == limit:
+            break
+        if len(rows) < limit:
+            more = False
+            break
+    next_cursor = _encode_cursor(cursor) if more and cursor and len(items) == limit else None
+    return json_response({"items": items, "next": next_cursor})
+
+
+def _encode_cursor(cursor: tuple[int, str]) -> str:
+    return base64.urlsafe_b64encode(f"{cursor[0]}:{cursor[1]}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(text: str) -> tuple[int, str]:
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+        ms, rid = raw.split(":", 1)
+        return int(ms), rid
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise Problem(400, "cursor is not valid; use the `next` value of a listing",
+                      slug="invalid-query", parameter="cursor") from None  # fmt: skip
+
+
+@routes.get("/v1/queue")
+async def queue_stats(request: web.Request) -> web.Response:
+    """Per operation: queued, running, workers alive, throughput and mean duration."""
+    queue = request.app[queue_key]
+    out = []
+    for name in request.app[operations_key]:
+        s = await queue.stats(name)
+        out.append(
+            {
+                "operation": name,
+                "queued": s.queued,
+                "running": s.running,
+                "workers": s.workers,
+                "throughput_per_second": round(s.finished_recently / 60.0, 3),
+                "mean_duration_seconds": (
+                    round(s.run_ms_recently / s.finished_recently / 1000, 4)
+                    if s.finished_recently
+                    else None
+                ),
+            }
+        )
+    return json_response({"operations": out})
+
+
+@routes.get("/v1/operations")
+async def list_operations(request: web.Request) -> web.Response:
+    """Every operation with its input schema and limits."""
+    items = []
+    for name, op in request.app[operations_key].items():
+        items.append(
+            {
+                "name": name,
+                "summary": op.spec.summary,
+                "description": op.settings.description or op.spec.description,
+                "input_schema": op.spec.input_schema,
+                "output_schema": op.spec.output_schema or None,
+                "timeout_seconds": op.settings.timeout,
+                "attempts": op.settings.attempts,
+                "result_ttl_seconds": op.settings.result_ttl,
+                "max_queue_depth": op.settings.max_queue_depth,
+                "links": [{"rel": "submit", "href": f"/v1/{name}", "method": "POST"}],
+            }
+        )
+    return json_response({"items": items})
+
+
+@routes.get("/v1/{op}/{request_id}")
+async def get_result(request: web.Request) -> web.Response:
+    """The final resource: 404 with the position until ready, 200 result, 410 failed."""
+    op = find_operation(request, request.match_info["op"])
+    rid = request.match_info["request_id"]
+    if operation_of_id(request, rid) is not op:
+        raise not_found(rid)
+    snap = await read_own(request, op, rid, with_result=True)
+    status = snap.record["status"]
+    if status == "succeeded":
+        return web.Response(body=(snap.result or "null").encode(), content_type=JSON)
+    if status in TERMINAL:
+        error = json.loads(snap.record.get("error") or "{}") or json.loads(problems.internal())
+        error.update(status=410, request_id=rid, request_status=status)
+        return problem_response(error, 410)
+    body = render(request, op, snap)
+    return problem_response(
+        {
+            "type": problems.PROBLEM_BASE + "not-ready",
+            "title": "Not ready",
+            "status": 404,
+            "detail": f"the request is {status}; its result is not ready yet",
+            "request_id": rid,
+            "request_status": status,
+            "position": body["position"],
+            "eta_seconds": body["eta_seconds"],
+            "links": body["links"],
+        },
+        404,
+        {"Retry-After": retry_after(body.get("eta_seconds"))},
+    )
+
+
+__all__ = ["PROBLEM_JSON", "routes"]

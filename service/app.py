@@ -1,0 +1,151 @@
+"""The application factory: app state, cleanup contexts and the fixed shutdown order."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import redis.asyncio as aredis
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from service import api, system
+from service.config import ConfigError, Settings
+from service.embedded import EmbeddedRedis
+from service.errors import problem_middleware
+from service.events import EventHub
+from service.metrics import Metrics
+from service.queue import Queue
+from service.registry import build_operations, by_code
+from service.state import (
+    Roles,
+    Runtime,
+    codes_key,
+    hub_key,
+    metrics_key,
+    operations_key,
+    queue_key,
+    redis_key,
+    roles_key,
+    runtime_key,
+    settings_key,
+    worker_key,
+)
+from service.worker import Worker
+
+log = logging.getLogger(__name__)
+
+
+def check_open_mode(settings: Settings) -> None:
+    """With no API keys the service runs open, so only on a loopback address."""
+    if settings.auth.clients:
+        return
+    host = settings.server.host
+    if host == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConfigError(
+            f"server.host: {host!r} is not a loopback address, and auth.clients is empty; "
+            "configure API keys before listening beyond this machine"
+        )
+
+
+def create_app(settings: Settings, roles: Roles | None = None) -> web.Application:
+    """Build the application for the given roles (the API by default)."""
+    roles = roles or Roles()
+    if roles.api:
+        check_open_mode(settings)
+    operations = build_operations(settings)
+    max_body = max(
+        [settings.server.max_body_bytes] + [op.max_input_bytes or 0 for op in operations.values()]
+    )
+    app = web.Application(
+        middlewares=[problem_middleware, _auth(settings)], client_max_size=max_body
+    )
+    app[settings_key] = settings
+    app[roles_key] = roles
+    app[runtime_key] = Runtime()
+    app[operations_key] = operations
+    app[codes_key] = by_code(operations)
+    app[metrics_key] = Metrics()
+    app.cleanup_ctx.append(redis_ctx)
+    if roles.api:
+        app.cleanup_ctx.append(hub_ctx)
+        app.add_routes(system.routes)
+        app.add_routes(api.routes)
+    if roles.worker:
+        app.cleanup_ctx.append(worker_ctx)
+    return app
+
+
+def _auth(settings: Settings) -> Middleware:
+    from service.auth import make_auth_middleware
+
+    return make_auth_middleware(settings)
+
+
+async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Connect to Redis (starting the embedded server when no URL is configured)."""
+    settings = app[settings_key]
+    embedded: EmbeddedRedis | None = None
+    url = settings.redis.url
+    if not url:
+        embedded = EmbeddedRedis(
+            Path(settings.redis.data_dir), appendfsync=settings.redis.appendfsync
+        )
+        await asyncio.to_thread(embedded.start)
+        url = embedded.url
+        log.info("embedded server: data in %s, url %s", embedded.data_dir, url)
+    app[runtime_key].redis_url = url
+    client = connect(url)
+    app[redis_key] = client
+    app[queue_key] = Queue(client)
+    try:
+        yield
+    finally:
+        await client.aclose()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+
+
+def connect(url: str) -> aredis.Redis:
+    """A redis-py asyncio client with the timeouts every role uses."""
+    options: dict[str, object] = {"socket_connect_timeout": 5, "health_check_interval": 30}
+    if not url.startswith("unix:"):
+        options["socket_keepalive"] = True
+    return aredis.Redis.from_url(url, **options)  # type: ignore[arg-type]
+
+
+async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
+    """One events subscription for the whole process."""
+    operations = app[operations_key]
+    hub = EventHub(app[redis_key], list(operations))
+    await hub.start()
+    app[hub_key] = hub
+    yield
+    await hub.stop()
+
+
+async def worker_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Run a worker; on shutdown stop claiming, drain, hand back what is left."""
+    settings = app[settings_key]
+    worker = Worker(app[queue_key], app[operations_key], settings.worker, metrics=app[metrics_key])
+    app[worker_key] = worker
+    task = asyncio.create_task(worker.run(), name="worker")
+    app[runtime_key].worker_running = True
+    try:
+        yield
+    finally:
+        app[runtime_key].worker_running = False
+        await worker.shutdown(settings.server.shutdown_grace_seconds)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,0 +1,314 @@
+"""Typed settings from ``config.yaml`` plus ``ACCEPTD_<SECTION>__<KEY>`` environment overrides.
+
+Nothing else in the project reads ``os.environ``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+ENV_PREFIX = "ACCEPTD_"
+
+
+class ConfigError(ValueError):
+    """A configuration problem, naming the bad key."""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """The HTTP server."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str = ""
+    cors_origins: list[str] = field(default_factory=list)
+    max_body_bytes: int = 1_048_576
+    sync_wait_seconds: float = 30.0
+    max_wait_seconds: float = 300.0
+    shutdown_grace_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class RedisSettings:
+    """Where state lives: a URL, or (empty) the embedded private server."""
+
+    url: str = ""
+    data_dir: str = "./data"
+    appendfsync: Literal["always", "everysec", "no"] = "everysec"
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """One API client and its bearer key."""
+
+    name: str
+    key: str
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """API keys; none configured means open, loopback-only, one anonymous client."""
+
+    clients: list[ClientSettings] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """Worker processes."""
+
+    concurrency: int = 32
+    lease_seconds: float = 30.0
+    idle_check_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """The webhook dispatcher."""
+
+    allow_networks: list[str] = field(default_factory=list)
+    retry_schedule: list[float] = field(
+        default_factory=lambda: [5, 300, 1800, 7200, 18000, 36000, 36000]
+    )
+    jitter: float = 0.2
+    timeout_seconds: float = 15.0
+    disable_after_days: float = 5.0
+    concurrency: int = 64
+    per_endpoint_concurrency: int = 4
+
+
+@dataclass(frozen=True)
+class OperationSettings:
+    """One operation: its handler and its limits."""
+
+    handler: str
+    timeout: float = 300.0
+    attempts: int = 3
+    retry_backoff: float = 1.0
+    result_ttl: int = 86_400
+    max_queue_depth: int = 100_000
+    run_in: Literal["loop", "thread", "process"] | None = None
+    max_input_bytes: int | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the service is configured with."""
+
+    server: ServerSettings = field(default_factory=ServerSettings)
+    redis: RedisSettings = field(default_factory=RedisSettings)
+    auth: AuthSettings = field(default_factory=AuthSettings)
+    worker: WorkerSettings = field(default_factory=WorkerSettings)
+    webhooks: WebhookSettings = field(default_factory=WebhookSettings)
+    operations: dict[str, OperationSettings] = field(default_factory=dict)
+
+    def replace(self, **sections: Any) -> Settings:
+        """A copy with whole sections replaced (tests use it)."""
+        return dataclasses.replace(self, **sections)
+
+
+def load_settings(
+    path: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """Read ``path`` (YAML), apply environment overrides, validate; raise ConfigError."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from exc
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: invalid YAML: {exc}") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+        raw = loaded
+    apply_env(raw, os.environ if environ is None else environ)
+    return settings_from_dict(raw)
+
+
+def settings_from_dict(raw: Mapping[str, Any]) -> Settings:
+    """Build and validate Settings from plain data."""
+    settings: Settings = _build(Settings, raw, "")
+    _check(settings)
+    return settings
+
+
+def apply_env(raw: dict[str, Any], environ: Mapping[str, str]) -> None:
+    """Apply ``ACCEPTD_SECTION__KEY[__SUBKEY]`` overrides; values parse as YAML scalars."""
+    for name, value in sorted(environ.items()):
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX) :].split("__")]
+        node: dict[str, Any] = raw
+        for i, part in enumerate(parts[:-1]):
+            if i == 1 and parts[0] == "operations":
+                part = _match_operation(node, part)
+            child = node.get(part)
+            if not isinstance(child, dict):
+                child = {}
+                node[part] = child
+            node = child
+        try:
+            parsed = yaml.safe_load(value) if value != "" else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{name}: cannot parse value: {exc}") from exc
+        node[parts[-1]] = parsed
+
+
+def _match_operation(ops: dict[str, Any], env_name: str) -> str:
+    # Environment variable names cannot hold dashes; match "image_thumbnails" to "image-thumbnails".
+    for existing in ops:
+        if existing.replace("-", "_").lower() == env_name:
+            return existing
+    return env_name.replace("_", "-")
+
+
+def _build(cls: type[Any], raw: Any, where: str) -> Any:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where or 'config'}: expected a mapping, got {_show(raw)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"{_join(where, str(unknown[0]))}: unknown key (known: {', '.join(sorted(fields))})"
+        )
+    kwargs: dict[str, Any] = {}
+    for name, f in fields.items():
+        key = _join(where, name)
+        if name in raw:
+            kwargs[name] = _coerce(hints[name], raw[name], key)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{key}: required")
+    return cls(**kwargs)
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _coerce(inner[0], value, where)
+    if origin is Literal:
+        if value not in args:
+            choices = ", ".join(repr(a) for a in args)
+            raise ConfigError(f"{where}: expected one of {choices}, got {_show(value)}")
+        return value
+    if origin is list:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list):
+            raise ConfigError(f"{where}: expected a list, got {_show(value)}")
+        return [_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {_show(value)}")
+        return {str(k): _coerce(args[1], v, _join(where, str(k))) for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where)  # type: ignore[arg-type]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true or false, got {_show(value)}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {_show(value)}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"{where}: expected a number, got {_show(value)}")
+        return float(value)
+    if tp is str:
+        if value is None:
+            return ""
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a string, got {_show(value)}")
+        return str(value)
+    raise ConfigError(f"{where}: unsupported type {tp!r}")  # pragma: no cover
+
+
+def _check(s: Settings) -> None:
+    def positive(key: str, value: float) -> None:
+        if value <= 0:
+            raise ConfigError(f"{key}: must be greater than 0, got {value}")
+
+    if not 0 <= s.server.port <= 65535:
+        raise ConfigError(f"server.port: must be 0..65535, got {s.server.port}")
+    if s.server.public_url and not s.server.public_url.startswith(("http://", "https://")):
+        raise ConfigError("server.public_url: must start with http:// or https://")
+    positive("server.max_body_bytes", s.server.max_body_bytes)
+    positive("server.max_wait_seconds", s.server.max_wait_seconds)
+    if s.server.sync_wait_seconds < 0:
+        raise ConfigError("server.sync_wait_seconds: must be 0 or more")
+    positive("worker.concurrency", s.worker.concurrency)
+    positive("worker.lease_seconds", s.worker.lease_seconds)
+    positive("worker.idle_check_seconds", s.worker.idle_check_seconds)
+    positive("webhooks.timeout_seconds", s.webhooks.timeout_seconds)
+    if not s.webhooks.retry_schedule:
+        raise ConfigError("webhooks.retry_schedule: needs at least one delay")
+    for i, delay in enumerate(s.webhooks.retry_schedule):
+        if delay < 0:
+            raise ConfigError(f"webhooks.retry_schedule[{i}]: must be 0 or more")
+    if not 0 <= s.webhooks.jitter < 1:
+        raise ConfigError("webhooks.jitter: must be in [0, 1)")
+    for i, net in enumerate(s.webhooks.allow_networks):
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError as exc:
+            raise ConfigError(f"webhooks.allow_networks[{i}]: {exc}") from exc
+    names: set[str] = set()
+    for i, client in enumerate(s.auth.clients):
+        if not client.name or not client.key:
+            raise ConfigError(f"auth.clients[{i}]: name and key must not be empty")
+        if len(client.key) < 16:
+            raise ConfigError(f"auth.clients[{i}].key: must be at least 16 characters")
+        if client.name in names:
+            raise ConfigError(f"auth.clients[{i}].name: duplicate client {client.name!r}")
+        names.add(client.name)
+    if len({c.key for c in s.auth.clients}) != len(s.auth.clients):
+        raise ConfigError("auth.clients: two clients share a key")
+    for name, op in s.operations.items():
+        where = f"operations.{name}"
+        if not name or not all(c.isalnum() or c in "-_" for c in name) or name in RESERVED:
+            raise ConfigError(f"{where}: name must be [A-Za-z0-9_-]+ and not one of {RESERVED}")
+        if ":" not in op.handler:
+            raise ConfigError(f"{where}.handler: expected 'module:function', got {op.handler!r}")
+        positive(f"{where}.timeout", op.timeout)
+        positive(f"{where}.attempts", op.attempts)
+        positive(f"{where}.result_ttl", op.result_ttl)
+        positive(f"{where}.max_queue_depth", op.max_queue_depth)
+        if op.retry_backoff < 0:
+            raise ConfigError(f"{where}.retry_backoff: must be 0 or more")
+
+
+RESERVED = ("queue", "operations", "webhooks")
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) < 60 else text[:57] + "..."

@@ -1,0 +1,121 @@
+"""HTTP errors as RFC 9457 problem details: one exception type, one middleware."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from aiohttp import web
+from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+
+from service.problems import PROBLEM_BASE
+
+log = logging.getLogger(__name__)
+
+PROBLEM_JSON = "application/problem+json"
+
+TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    410: "Gone",
+    413: "Content too large",
+    415: "Unsupported media type",
+    422: "Unprocessable content",
+    429: "Too many requests",
+    500: "Internal error",
+    503: "Service unavailable",
+}
+
+
+class Problem(Exception):
+    """An error answered as ``application/problem+json``."""
+
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        *,
+        slug: str | None = None,
+        title: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.slug = slug
+        self.title = title or TITLES.get(status, "Error")
+        self.headers = dict(headers or {})
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        """The problem-details object."""
+        body: dict[str, Any] = {
+            "type": PROBLEM_BASE + self.slug if self.slug else "about:blank",
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        body.update(self.extra)
+        return body
+
+    def response(self) -> web.Response:
+        """The HTTP response."""
+        return problem_response(self.body(), self.status, self.headers)
+
+
+def problem_response(
+    body: Mapping[str, Any], status: int, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """A problem+json response from a ready body."""
+    return web.Response(
+        status=status,
+        body=json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(),
+        content_type=PROBLEM_JSON,
+        headers=headers,
+    )
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Map every error to problem+json; never leak a traceback."""
+    try:
+        return await handler(request)
+    except Problem as exc:
+        return exc.response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
+        detail = _detail_for(exc, request)
+        slug = {404: "not-found", 405: "method-not-allowed", 413: "too-large"}.get(exc.status)
+        return Problem(exc.status, detail, slug=slug, headers=headers).response()
+    except (ConnectionError, TimeoutError, BusyLoadingError):
+        log.warning("redis unavailable while serving %s %s", request.method, request.path)
+        return Problem(
+            503,
+            "the service's storage is unreachable; retry shortly",
+            slug="unavailable",
+            headers={"Retry-After": "2"},
+        ).response()
+    except Exception:
+        log.exception("unhandled error serving %s %s", request.method, request.path)
+        return Problem(500, "an internal error occurred", slug="internal-error").response()
+
+
+def _detail_for(exc: web.HTTPException, request: web.Request) -> str:
+    if exc.status == 404:
+        return f"no resource at {request.path}"
+    if exc.status == 405:
+        return f"{request.method} is not allowed on {request.path}"
+    if exc.status == 413:
+        return "the request body is too large"
+    return exc.reason

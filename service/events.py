@@ -1,0 +1,134 @@
+"""The event hub: one Redis subscription per process, fanned out to in-process listeners.
+
+Messages on ``acceptd:{op}:events`` read ``<request id> <client> <json>``, so the hub routes
+them by id or client without parsing JSON nobody listens to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from service import keys
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One state change of one request."""
+
+    op: str
+    request_id: str
+    client: str
+    kind: str
+    record: dict[str, Any]
+
+    @property
+    def seq(self) -> int:
+        """The event's number, increasing per request."""
+        return int(self.record.get("evseq") or 0)
+
+
+Listener = Callable[[Event], None]
+
+
+class EventHub:
+    """Subscribes once to every operation's events channel and calls listeners."""
+
+    def __init__(self, redis: Redis, operations: Iterable[str]) -> None:
+        self.redis = redis
+        self._channels = {keys.events_channel(op).encode(): op for op in operations}
+        self._by_request: dict[str, set[Listener]] = defaultdict(set)
+        self._by_client: dict[str, set[Listener]] = defaultdict(set)
+        self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+
+    async def start(self) -> None:
+        """Subscribe; returns once the subscription is live."""
+        self._task = asyncio.create_task(self._run(), name="event-hub")
+        await asyncio.wait_for(self.connected.wait(), timeout=10)
+
+    async def stop(self) -> None:
+        """Unsubscribe and wait for the reader to end."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def watch_request(self, request_id: str, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` on each event of a request; returns the unsubscribe function."""
+        self._by_request[request_id].add(listener)
+
+        def remove() -> None:
+            listeners = self._by_request.get(request_id)
+            if listeners is not None:
+                listeners.discard(listener)
+                if not listeners:
+                    del self._by_request[request_id]
+
+        return remove
+
+    def watch_client(self, client: str, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` on each event of a client's requests."""
+        self._by_client[client].add(listener)
+
+        def remove() -> None:
+            listeners = self._by_client.get(client)
+            if listeners is not None:
+                listeners.discard(listener)
+                if not listeners:
+                    del self._by_client[client]
+
+        return remove
+
+    def dispatch(self, channel: bytes, data: bytes) -> None:
+        """Route one raw message to its listeners."""
+        try:
+            rid_b, client_b, payload = data.split(b" ", 2)
+        except ValueError:
+            return
+        rid, client = rid_b.decode(), client_b.decode()
+        by_req = self._by_request.get(rid)
+        by_client = self._by_client.get(client)
+        if not by_req and not by_client:
+            return
+        body = json.loads(payload)
+        event = Event(self._channels.get(channel, ""), rid, client, body["kind"], body["rec"])
+        for listener in [*(by_req or ()), *(by_client or ())]:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("event listener failed")
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(*self._channels)
+                self.connected.set()
+                backoff = 0.1
+                while True:
+                    msg = await pubsub.get_message(timeout=None)
+                    if msg is not None and msg["type"] == "message":
+                        self.dispatch(msg["channel"], msg["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.connected.clear()
+                log.warning("event subscription lost (%s); resubscribing", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]

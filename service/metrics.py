@@ -1,0 +1,77 @@
+"""Prometheus metrics, every one named ``acceptd_*``, in a registry per process role."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+
+class Metrics:
+    """The service's metrics."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.http_requests = Counter(
+            "acceptd_http_requests",
+            "HTTP requests served",
+            ["method", "route", "status"],
+            registry=r,
+        )
+        self.submitted = Counter(
+            "acceptd_requests_submitted",
+            "Requests accepted into a queue",
+            ["operation"],
+            registry=r,
+        )
+        self.outcomes = Counter(
+            "acceptd_requests_finished",
+            "Requests finished by this process's workers, by outcome",
+            ["operation", "outcome"],
+            registry=r,
+        )
+        self.run_time = Histogram(
+            "acceptd_run_seconds",
+            "Handler run time",
+            ["operation"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.wait_time = Histogram(
+            "acceptd_wait_seconds",
+            "Time from submit to the start of the run",
+            ["operation"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.queue_depth = Gauge(
+            "acceptd_queue_depth", "Requests waiting, per operation", ["operation"], registry=r
+        )
+        self.running = Gauge(
+            "acceptd_queue_running", "Requests running, per operation", ["operation"], registry=r
+        )
+        self.workers = Gauge(
+            "acceptd_workers_alive",
+            "Worker processes alive, per operation",
+            ["operation"],
+            registry=r,
+        )
+        self.sse_connections = Gauge(
+            "acceptd_sse_connections", "Open Server-Sent Events streams", registry=r
+        )
+        self.webhook_attempts = Counter(
+            "acceptd_webhook_attempts",
+            "Webhook delivery attempts by outcome",
+            ["outcome"],
+            registry=r,
+        )
+
+    def job_finished(self, op: str, outcome: str, seconds: float) -> None:
+        """Count one handler run."""
+        self.outcomes.labels(op, outcome).inc()
+        self.run_time.labels(op).observe(seconds)
+
+    def render(self) -> bytes:
+        """The exposition text."""
+        return generate_latest(self.registry)

@@ -1,0 +1,91 @@
+"""The status monitor: a request's record rendered as clients see it (CONTRACT.md section 3)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from service.queue import THROUGHPUT_WINDOW, Snapshot
+
+TERMINAL = frozenset({"succeeded", "failed", "canceled"})
+
+
+def rfc3339(ms: str | int | None) -> str | None:
+    """Milliseconds since the epoch as an RFC 3339 UTC string (None passes through)."""
+    if ms is None or ms == "":
+        return None
+    dt = datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
+    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def links(op: str, request_id: str) -> list[dict[str, str]]:
+    """The hypermedia links of a request."""
+    monitor = f"/v1/queue/requests/{request_id}"
+    return [
+        {"rel": "self", "href": monitor, "method": "GET"},
+        {"rel": "result", "href": f"/v1/{op}/{request_id}", "method": "GET"},
+        {"rel": "events", "href": f"{monitor}/events", "method": "GET"},
+        {"rel": "cancel", "href": monitor, "method": "DELETE"},
+    ]
+
+
+def eta_seconds(
+    record: dict[str, Any],
+    position: int | None,
+    finished_recently: int,
+    run_ms_recently: int,
+    now_ms: int,
+) -> float | None:
+    """Estimated seconds until the request finishes, from recent throughput; None if unknown."""
+    status = record.get("status")
+    if status in TERMINAL or finished_recently <= 0:
+        return None
+    mean_run = run_ms_recently / finished_recently / 1000
+    if status == "running":
+        started = int(record.get("started") or now_ms)
+        return round(max(mean_run - (now_ms - started) / 1000, 0.0), 3)
+    rate = finished_recently / THROUGHPUT_WINDOW
+    ahead = (position if position is not None else 0) + 1
+    return round(ahead / rate + mean_run, 3)
+
+
+def render(
+    op: str,
+    record: dict[str, Any],
+    *,
+    position: int | None = None,
+    eta: float | None = None,
+) -> dict[str, Any]:
+    """The monitor body for one record snapshot."""
+    rid = record["id"]
+    status = record["status"]
+    progress = record.get("progress")
+    error = record.get("error")
+    body: dict[str, Any] = {
+        "id": rid,
+        "operation": op,
+        "status": status,
+        "position": position if status == "queued" else None,
+        "eta_seconds": eta if status not in TERMINAL else None,
+        "progress": json.loads(progress) if progress else None,
+        "attempt": int(record.get("attempt") or 1),
+        "priority": int(record.get("prio") or 0),
+        "created_at": rfc3339(record.get("created")),
+        "started_at": rfc3339(record.get("started")),
+        "finished_at": rfc3339(record.get("finished")),
+        "updated_at": rfc3339(record.get("updated")),
+        "expires_at": rfc3339(record.get("expires")),
+        "cancel_requested": record.get("cancel") == "1",
+        "error": json.loads(error) if error and status in ("failed", "canceled") else None,
+        "links": links(op, rid),
+    }
+    return body
+
+
+def render_snapshot(op: str, snap: Snapshot, now_ms: int) -> dict[str, Any]:
+    """The monitor for a status read."""
+    eta = eta_seconds(
+        snap.record, snap.position, snap.finished_recently, snap.run_ms_recently, now_ms
+    )
+    return render(op, snap.record, position=snap.position, eta=eta)

@@ -1,0 +1,1 @@
+"""The example operations shipped with acceptd: echo, sleep, IBAN validation and thumbnails."""

@@ -1,0 +1,326 @@
+"""The Redis data model: requests, their queue, leases and results.
+
+Per operation ``op`` (all keys tagged ``{op}``, built by :mod:`service.keys`):
+
+- ``r:<id>``     hash, the request's record (deleted ``result_ttl`` after it finishes)
+- ``pending``    sorted set of queued ids, score = (10 - priority) * 2**40 + arrival sequence
+- ``delayed``    sorted set of ids waiting out a retry backoff, score = due time
+- ``running``    sorted set of claimed ids, score = lease deadline
+- ``wake``       list holding at most one marker; idle workers block on it
+- ``c:<client>`` sorted set of a client's ids by creation time (listing)
+- ``idem:<client>:<hash>`` an Idempotency-Key's request id (24 h)
+- ``tput``       finishes and run time in 5 s buckets (throughput and ETA)
+- ``workers``    sorted set of worker ids by heartbeat deadline
+- ``outbox``     stream of webhook events, written in the step that changes state
+- ``hooked``     set of clients with webhook endpoints
+- channels ``events`` (every state change) and ``control`` (cancel running handlers)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+from service import keys, scripts
+
+IDEMPOTENCY_TTL = 86_400
+
+Outcome = Literal["succeeded", "failed", "canceled", "retry"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-operation limits applied at submit."""
+
+    attempts: int
+    timeout: float
+    result_ttl: int
+    max_queue_depth: int
+    retry_backoff: float
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """What a submit did: ``created``, ``replay`` (idempotent), ``conflict`` or ``full``."""
+
+    outcome: Literal["created", "replay", "conflict", "full"]
+    request_id: str
+    record: dict[str, str] | None
+    position: int | None
+
+
+@dataclass(frozen=True)
+class Job:
+    """A claimed request, held under a lease token."""
+
+    request_id: str
+    op: str
+    input: str
+    attempt: int
+    timeout: float
+    client: str
+    max_attempts: int
+    backoff: float
+    token: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One status read: the record, its position and the operation's recent throughput."""
+
+    record: dict[str, str]
+    position: int | None
+    finished_recently: int
+    run_ms_recently: int
+    result: str | None
+
+
+@dataclass(frozen=True)
+class OpStats:
+    """An operation's queue at a glance."""
+
+    queued: int
+    running: int
+    workers: int
+    finished_recently: int
+    run_ms_recently: int
+
+
+THROUGHPUT_WINDOW = 60.0
+
+
+class Queue:
+    """Every queue operation, each one Redis round trip (one script)."""
+
+    def __init__(self, redis: Redis, clock: Callable[[], float] = time.time) -> None:
+        self.redis = redis
+        self.clock = clock
+        self._scripts: dict[str, AsyncScript] = {
+            name: redis.register_script(scripts.source(name)) for name in scripts.ALL
+        }
+
+    def now_ms(self) -> int:
+        """The current time in milliseconds, from the (fakeable) clock."""
+        return int(self.clock() * 1000)
+
+    async def _run(self, name: str, keys_: Sequence[str], args: Sequence[Any]) -> Any:
+        return await self._scripts[name](keys=list(keys_), args=list(args))
+
+    async def submit(
+        self,
+        op: str,
+        request_id: str,
+        client: str,
+        input_json: str,
+        limits: Limits,
+        *,
+        priority: int = 0,
+        idempotency_key: str = "",
+        body_hash: str = "",
+        callback_url: str = "",
+        callback_events: str = "",
+    ) -> Submitted:
+        """Create a request and queue it, unless the queue is full or the key replays."""
+        idem = keys.idempotency(op, client, idempotency_key) if idempotency_key else ""
+        res = await self._run(
+            "submit",
+            [keys.prefix(op), keys.record(op, request_id), keys.client_index(op, client), idem],
+            [
+                request_id,
+                client,
+                priority,
+                input_json,
+                self.now_ms(),
+                limits.max_queue_depth,
+                limits.attempts,
+                int(limits.timeout * 1000),
+                limits.result_ttl,
+                int(limits.retry_backoff * 1000),
+                body_hash,
+                callback_url,
+                callback_events,
+                IDEMPOTENCY_TTL,
+            ],
+        )
+        outcome = _s(res[0])
+        if outcome == "full":
+            return Submitted("full", "", None, int(res[1]))
+        rid = _s(res[1])
+        if outcome == "conflict":
+            return Submitted("conflict", rid, None, None)
+        rank = int(res[3])
+        record = json.loads(res[2]) if outcome == "replay" else None
+        return Submitted(outcome, rid, record, rank if rank >= 0 else None)  # type: ignore[arg-type]
+
+    async def claim(
+        self, op: str, worker: str, token: str, max_jobs: int, lease: float, worker_ttl: float
+    ) -> tuple[list[Job], int | None]:
+        """Claim up to ``max_jobs`` from the head; also recovers expired leases and due retries.
+
+        Returns the jobs and when (ms) the next retry or lease falls due, if any.
+        """
+        res = await self._run(
+            "claim",
+            [keys.prefix(op)],
+            [self.now_ms(), int(lease * 1000), token, worker, max_jobs, int(worker_ttl * 1000)],
+        )
+        flat, soonest = res[0], int(res[1])
+        jobs = [
+            Job(
+                request_id=_s(flat[i]),
+                op=op,
+                input=_s(flat[i + 1]),
+                attempt=int(flat[i + 2]),
+                timeout=int(flat[i + 3]) / 1000,
+                client=_s(flat[i + 4]),
+                max_attempts=int(flat[i + 5]),
+                backoff=int(flat[i + 6]) / 1000,
+                token=token,
+            )
+            for i in range(0, len(flat), 7)
+        ]
+        return jobs, (soonest if soonest >= 0 else None)
+
+    async def wait_for_work(self, op: str, timeout: float) -> bool:
+        """Block until a submit signals work (True) or ``timeout`` passes (False)."""
+        res = await self.redis.blpop([keys.key(op, "wake")], timeout=max(timeout, 0.01))
+        return res is not None
+
+    async def renew(self, job: Job, lease: float) -> str:
+        """Extend a lease: ``ok``, ``cancel`` (cancel requested) or ``lost``."""
+        res = await self._run(
+            "renew",
+            [keys.prefix(job.op), keys.record(job.op, job.request_id)],
+            [job.request_id, job.token, self.now_ms(), int(lease * 1000)],
+        )
+        return _s(res)
+
+    async def progress(self, job: Job, percent: float, message: str | None) -> str:
+        """Record and publish progress: ``ok`` or ``lost``."""
+        payload = json.dumps({"percent": percent, "message": message}, separators=(",", ":"))
+        res = await self._run(
+            "progress",
+            [keys.prefix(job.op), keys.record(job.op, job.request_id)],
+            [job.request_id, job.token, self.now_ms(), payload],
+        )
+        return _s(res)
+
+    async def finish(
+        self, job: Job, outcome: Outcome, payload_json: str, retry_delay: float = 0.0
+    ) -> str:
+        """Store the outcome: the terminal status, ``retrying``, or ``lost`` if not ours."""
+        res = await self._run(
+            "finish",
+            [keys.prefix(job.op), keys.record(job.op, job.request_id)],
+            [
+                job.request_id,
+                job.token,
+                self.now_ms(),
+                outcome,
+                payload_json,
+                int(retry_delay * 1000),
+            ],
+        )
+        return _s(res)
+
+    async def release(self, job: Job) -> str:
+        """Hand a claimed request back to the head of the queue: ``released`` or ``lost``."""
+        res = await self._run(
+            "release",
+            [keys.prefix(job.op), keys.record(job.op, job.request_id)],
+            [job.request_id, job.token, self.now_ms()],
+        )
+        return _s(res)
+
+    async def cancel(
+        self, op: str, request_id: str, client: str, error_json: str
+    ) -> tuple[str, dict[str, str] | None]:
+        """Cancel: ``canceled``, ``requested`` (running), ``already``, ``conflict``, ``missing``."""
+        res = await self._run(
+            "cancel",
+            [keys.prefix(op), keys.record(op, request_id)],
+            [request_id, client, self.now_ms(), error_json],
+        )
+        outcome = _s(res[0])
+        return outcome, (json.loads(res[1]) if res[1] else None)
+
+    async def read(self, op: str, request_id: str, *, with_result: bool = False) -> Snapshot | None:
+        """A request's record, position and throughput, or None when unknown."""
+        res = await self._run(
+            "read",
+            [keys.prefix(op), keys.record(op, request_id)],
+            [self.now_ms(), "1" if with_result else "0"],
+        )
+        if not res:
+            return None
+        rank = int(res[1])
+        return Snapshot(
+            record=json.loads(res[0]),
+            position=rank if rank >= 0 else None,
+            finished_recently=int(res[2]),
+            run_ms_recently=int(res[3]),
+            result=_s(res[4]) if res[4] else None,
+        )
+
+    async def stats(self, op: str) -> OpStats:
+        """Queued, running, live workers and recent throughput of one operation."""
+        res = await self._run("stats", [keys.prefix(op)], [self.now_ms()])
+        return OpStats(*(int(x) for x in res))
+
+    async def depth(self, op: str) -> int:
+        """How many requests wait in the operation's queue."""
+        return int(await self.redis.zcard(keys.key(op, "pending")))
+
+    async def list_ids(
+        self, op: str, client: str, before: tuple[int, str] | None, limit: int
+    ) -> list[tuple[str, int]]:
+        """A client's request ids, newest first, strictly before the cursor ``(ms, id)``."""
+        index = keys.client_index(op, client)
+        top: str | int = "+inf" if before is None else before[0]
+        rows = await self.redis.zrevrangebyscore(
+            index, top, "-inf", start=0, num=limit + 64, withscores=True
+        )
+        out: list[tuple[str, int]] = []
+        for member, score in rows:  # type: ignore[str-unpack]
+            rid, ms = _s(member), int(float(score))
+            if before is not None and (ms, rid) >= before:
+                continue
+            out.append((rid, ms))
+        out.sort(key=lambda r: (r[1], r[0]), reverse=True)
+        return out[:limit]
+
+    async def read_many(self, op: str, client: str, ids: Sequence[str]) -> list[Snapshot | None]:
+        """Status reads for many ids in one pipeline; drops purged ids from the index."""
+        now = self.now_ms()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for rid in ids:
+                await self._scripts["read"](
+                    keys=[keys.prefix(op), keys.record(op, rid)], args=[now, "0"], client=pipe
+                )
+            rows = await pipe.execute()
+        out: list[Snapshot | None] = []
+        gone: list[str] = []
+        for rid, res in zip(ids, rows, strict=True):
+            if not res:
+                gone.append(rid)
+                out.append(None)
+                continue
+            rank = int(res[1])
+            out.append(
+                Snapshot(
+                    json.loads(res[0]), rank if rank >= 0 else None, int(res[2]), int(res[3]), None
+                )
+            )
+        if gone:
+            await self.redis.zrem(keys.client_index(op, client), *gone)
+        return out
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

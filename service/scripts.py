@@ -1,0 +1,383 @@
+"""Every Lua script: each multi-key state transition is one atomic script.
+
+Scripts receive the operation's key prefix (``acceptd:{op}:``) as KEYS[1]; every key they
+touch starts with it, so all share one hash tag (one Cluster slot). Times come from the
+caller (milliseconds), so tests can control the clock.
+"""
+
+from __future__ import annotations
+
+# Shared helpers prepended to every script.
+PRELUDE = r"""
+local P = KEYS[1]
+local function hgetall(key)
+  local flat = redis.call('HGETALL', key)
+  local t = {}
+  for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
+  return t
+end
+local HIDDEN = {input = true, result = true, lease = true, bhash = true, idem = true}
+local function snapshot(rec)
+  local s = {}
+  for k, v in pairs(rec) do if not HIDDEN[k] then s[k] = v end end
+  return s
+end
+-- Publish one state change; its number (evseq) increases per request.
+local function emit(rkey, rec, kind)
+  local n = redis.call('HINCRBY', rkey, 'evseq', 1)
+  rec['evseq'] = tostring(n)
+  -- "<id> <client> <json>": subscribers route by id and client before parsing any JSON.
+  redis.call('PUBLISH', P .. 'events', rec['id'] .. ' ' .. rec['client'] .. ' ' ..
+    cjson.encode({kind = kind, rec = snapshot(rec)}))
+end
+-- Record a webhook event durably, in the same step as the state change.
+local function outbox(rec, status, now)
+  local cb = rec['cb_url']
+  local wanted = false
+  if cb and cb ~= '' then
+    local events = ',' .. (rec['cb_events'] or 'succeeded,failed,canceled') .. ','
+    wanted = string.find(events, ',' .. status .. ',', 1, true) ~= nil
+  end
+  if not wanted and redis.call('SISMEMBER', P .. 'hooked', rec['client']) == 1 then
+    wanted = true
+  end
+  if wanted then
+    local s = snapshot(rec)
+    s['result'] = rec['result']
+    s['cb_url'] = cb
+    redis.call('XADD', P .. 'outbox', '*', 'type', 'request.' .. status, 'ts', now,
+      'rec', cjson.encode(s))
+  end
+end
+local function fmt(n) return string.format('%.0f', n) end
+-- Recent throughput: finishes and run time in 5-second buckets, the last 12 kept.
+local function account(rec, now)
+  local bucket = math.floor(now / 5000)
+  local k = P .. 'tput'
+  if redis.call('HINCRBY', k, 'n:' .. bucket, 1) == 1 then
+    redis.call('HDEL', k, 'n:' .. (bucket - 12), 'd:' .. (bucket - 12))
+  end
+  local started = tonumber(rec['started'] or '')
+  if started then redis.call('HINCRBY', k, 'd:' .. bucket, math.max(0, now - started)) end
+end
+local function terminate(rkey, rec, status, now, field, value)
+  local ttl = tonumber(rec['ttl'])
+  rec['status'] = status
+  rec['finished'] = tostring(now)
+  rec['updated'] = tostring(now)
+  rec['expires'] = fmt(now + ttl * 1000)
+  rec['lease'] = nil
+  local args = {'status', status, 'finished', now, 'updated', now, 'expires', rec['expires']}
+  if field then
+    rec[field] = value
+    table.insert(args, field)
+    table.insert(args, value)
+  end
+  redis.call('HSET', rkey, unpack(args))
+  redis.call('HDEL', rkey, 'lease', 'input')
+  rec['input'] = nil
+  redis.call('EXPIRE', rkey, ttl)
+  emit(rkey, rec, 'status')
+  outbox(rec, status, now)
+end
+-- Requeue at the head of its priority band's queue (before everything now waiting).
+local function requeue_head(rkey, rec, rid)
+  local head = redis.call('ZRANGE', P .. 'pending', 0, 0, 'WITHSCORES')
+  local score = tonumber(rec['score'])
+  if head[2] and tonumber(head[2]) <= score then score = tonumber(head[2]) - 1 end
+  rec['score'] = fmt(score)
+  redis.call('ZADD', P .. 'pending', rec['score'], rid)
+end
+local function wake()
+  redis.call('LPUSH', P .. 'wake', '1')
+  redis.call('LTRIM', P .. 'wake', 0, 0)
+end
+"""
+
+# KEYS[1] prefix, KEYS[2] record, KEYS[3] client index, KEYS[4] idempotency key ('' if none)
+# ARGV: id, client, priority, input, now, max_depth, attempts, timeout_ms, ttl, backoff_ms,
+#       body_hash, cb_url, cb_events, idem_ttl
+SUBMIT = r"""
+local rkey, ikey = KEYS[2], KEYS[4]
+local now = tonumber(ARGV[5])
+if ikey ~= '' then
+  local existing = redis.call('GET', ikey)
+  if existing then
+    local old = P .. 'r:' .. existing
+    local bhash = redis.call('HGET', old, 'bhash')
+    if bhash then
+      if bhash ~= ARGV[11] then return {'conflict', existing} end
+      local rank = redis.call('ZRANK', P .. 'pending', existing)
+      return {'replay', existing, cjson.encode(snapshot(hgetall(old))), rank or -1}
+    end
+  end
+end
+local pending = P .. 'pending'
+local depth = redis.call('ZCARD', pending)
+if depth >= tonumber(ARGV[6]) then return {'full', depth} end
+local seq = redis.call('INCR', P .. 'seq')
+local score = (10 - tonumber(ARGV[3])) * 1099511627776 + seq
+local rec = {id = ARGV[1], client = ARGV[2], status = 'queued',
+  prio = ARGV[3], score = fmt(score), attempt = '1', max_att = ARGV[7], timeout = ARGV[8],
+  ttl = ARGV[9], backoff = ARGV[10], created = ARGV[5], updated = ARGV[5]}
+local args = {'id', ARGV[1], 'client', ARGV[2], 'status', 'queued', 'prio', ARGV[3],
+  'score', rec['score'], 'attempt', '1', 'max_att', ARGV[7], 'timeout', ARGV[8],
+  'ttl', ARGV[9], 'backoff', ARGV[10], 'created', ARGV[5], 'updated', ARGV[5],
+  'input', ARGV[4]}
+if ARGV[11] ~= '' then table.insert(args, 'bhash'); table.insert(args, ARGV[11]) end
+if ARGV[12] ~= '' then
+  rec['cb_url'] = ARGV[12]; rec['cb_events'] = ARGV[13]
+  table.insert(args, 'cb_url'); table.insert(args, ARGV[12])
+  table.insert(args, 'cb_events'); table.insert(args, ARGV[13])
+end
+redis.call('HSET', rkey, unpack(args))
+redis.call('ZADD', pending, rec['score'], ARGV[1])
+redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
+if ikey ~= '' then redis.call('SET', ikey, ARGV[1], 'EX', tonumber(ARGV[14])) end
+emit(rkey, rec, 'status')
+wake()
+return {'created', ARGV[1], '', redis.call('ZRANK', pending, ARGV[1])}
+"""
+
+# KEYS[1] prefix. ARGV: now, lease_ms, token, worker, max_jobs, worker_ttl_ms
+# Returns {jobs, next_delayed_due_or_-1}; jobs flat: id, input, attempt, timeout, client ...
+CLAIM = r"""
+local now = tonumber(ARGV[1])
+local pending, running, delayed = P .. 'pending', P .. 'running', P .. 'delayed'
+redis.call('ZADD', P .. 'workers', now + tonumber(ARGV[6]), ARGV[4])
+-- Retries whose backoff has elapsed go back to the queue.
+local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, 100)
+for _, rid in ipairs(due) do
+  redis.call('ZREM', delayed, rid)
+  local score = redis.call('HGET', P .. 'r:' .. rid, 'score')
+  if score then redis.call('ZADD', pending, score, rid) end
+end
+-- Leases that expired: the worker died. Requeue at the head, or fail after max attempts.
+local stalled = redis.call('ZRANGEBYSCORE', running, '-inf', now, 'LIMIT', 0, 100)
+for _, rid in ipairs(stalled) do
+  redis.call('ZREM', running, rid)
+  local rkey = P .. 'r:' .. rid
+  local rec = hgetall(rkey)
+  if rec['status'] == 'running' then
+    local attempt = tonumber(rec['attempt'])
+    if rec['cancel'] == '1' then
+      terminate(rkey, rec, 'canceled', now, 'error', cjson.encode({
+        type = 'urn:acceptd:problem:canceled', title = 'Canceled', status = 409,
+        detail = 'the request was canceled'}))
+      account(rec, now)
+    elseif attempt >= tonumber(rec['max_att']) then
+      terminate(rkey, rec, 'failed', now, 'error', cjson.encode({
+        type = 'urn:acceptd:problem:worker-lost', title = 'Worker lost', status = 500,
+        detail = 'the worker running this request stopped responding (attempt ' .. attempt ..
+          ' of ' .. rec['max_att'] .. ')'}))
+      account(rec, now)
+    else
+      rec['attempt'] = tostring(attempt + 1)
+      rec['status'] = 'queued'
+      rec['updated'] = tostring(now)
+      requeue_head(rkey, rec, rid)
+      redis.call('HSET', rkey, 'attempt', rec['attempt'], 'status', 'queued', 'updated', now,
+        'score', rec['score'])
+      redis.call('HDEL', rkey, 'lease', 'worker', 'progress')
+      rec['lease'] = nil; rec['worker'] = nil; rec['progress'] = nil
+      emit(rkey, rec, 'status')
+    end
+  end
+end
+local jobs = {}
+local popped = redis.call('ZPOPMIN', pending, tonumber(ARGV[5]))
+local deadline = now + tonumber(ARGV[2])
+for i = 1, #popped, 2 do
+  local rid = popped[i]
+  local rkey = P .. 'r:' .. rid
+  local rec = hgetall(rkey)
+  if rec['status'] == 'queued' then
+    rec['status'] = 'running'
+    rec['updated'] = tostring(now)
+    rec['started'] = rec['started'] or tostring(now)
+    rec['worker'] = ARGV[4]
+    rec['lease'] = ARGV[3]
+    redis.call('HSET', rkey, 'status', 'running', 'updated', now, 'started', rec['started'],
+      'worker', ARGV[4], 'lease', ARGV[3])
+    redis.call('ZADD', running, deadline, rid)
+    emit(rkey, rec, 'status')
+    outbox(rec, 'running', now)
+    table.insert(jobs, rid)
+    table.insert(jobs, rec['input'] or 'null')
+    table.insert(jobs, rec['attempt'])
+    table.insert(jobs, rec['timeout'])
+    table.insert(jobs, rec['client'])
+    table.insert(jobs, rec['max_att'])
+    table.insert(jobs, rec['backoff'])
+  end
+end
+if #popped > 0 and redis.call('ZCARD', pending) > 0 then wake() end
+local nextdue = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
+local lease_next = redis.call('ZRANGE', running, 0, 0, 'WITHSCORES')
+local soonest = -1
+if nextdue[2] then soonest = tonumber(nextdue[2]) end
+if lease_next[2] and (soonest < 0 or tonumber(lease_next[2]) < soonest) then
+  soonest = tonumber(lease_next[2])
+end
+return {jobs, fmt(soonest)}
+"""
+
+# KEYS[1] prefix, KEYS[2] record. ARGV: id, token, now, lease_ms
+# Returns 'lost' (lease gone), 'cancel' (cancel requested) or 'ok'.
+RENEW = r"""
+if redis.call('HGET', KEYS[2], 'lease') ~= ARGV[2] then return 'lost' end
+redis.call('ZADD', P .. 'running', 'XX', tonumber(ARGV[3]) + tonumber(ARGV[4]), ARGV[1])
+if redis.call('HGET', KEYS[2], 'cancel') == '1' then return 'cancel' end
+return 'ok'
+"""
+
+# KEYS[1] prefix, KEYS[2] record. ARGV: id, token, now, progress_json
+PROGRESS = r"""
+if redis.call('HGET', KEYS[2], 'lease') ~= ARGV[2] then return 'lost' end
+redis.call('HSET', KEYS[2], 'progress', ARGV[4], 'updated', ARGV[3])
+local rec = hgetall(KEYS[2])
+emit(KEYS[2], rec, 'progress')
+return 'ok'
+"""
+
+# KEYS[1] prefix, KEYS[2] record.
+# ARGV: id, token, now, outcome (succeeded|failed|canceled|retry), payload, retry_delay_ms
+# A retry that has attempts left goes to the delayed set; otherwise it fails with payload.
+FINISH = r"""
+local rkey, rid, now = KEYS[2], ARGV[1], tonumber(ARGV[3])
+local rec = hgetall(rkey)
+if rec['lease'] ~= ARGV[2] then return 'lost' end
+redis.call('ZREM', P .. 'running', rid)
+local outcome = ARGV[4]
+if outcome == 'retry' then
+  local attempt = tonumber(rec['attempt'])
+  if attempt < tonumber(rec['max_att']) and rec['cancel'] ~= '1' then
+    rec['attempt'] = tostring(attempt + 1)
+    rec['status'] = 'queued'
+    rec['updated'] = tostring(now)
+    rec['lease'] = nil; rec['worker'] = nil; rec['progress'] = nil
+    redis.call('HSET', rkey, 'attempt', rec['attempt'], 'status', 'queued', 'updated', now,
+      'last_error', ARGV[5])
+    redis.call('HDEL', rkey, 'lease', 'worker', 'progress')
+    redis.call('ZADD', P .. 'delayed', now + tonumber(ARGV[6]), rid)
+    emit(rkey, rec, 'status')
+    wake()
+    return 'retrying'
+  end
+  outcome = 'failed'
+end
+if rec['cancel'] == '1' and outcome == 'failed' then outcome = 'canceled' end
+if outcome == 'succeeded' then
+  terminate(rkey, rec, 'succeeded', now, 'result', ARGV[5])
+else
+  terminate(rkey, rec, outcome, now, 'error', ARGV[5])
+end
+account(rec, now)
+return outcome
+"""
+
+# KEYS[1] prefix, KEYS[2] record. ARGV: id, token, now
+# Hands a running request back to the head of the queue (graceful shutdown).
+RELEASE = r"""
+local rkey, rid, now = KEYS[2], ARGV[1], tonumber(ARGV[3])
+local rec = hgetall(rkey)
+if rec['lease'] ~= ARGV[2] then return 'lost' end
+redis.call('ZREM', P .. 'running', rid)
+rec['status'] = 'queued'; rec['updated'] = tostring(now)
+rec['lease'] = nil; rec['worker'] = nil; rec['progress'] = nil
+requeue_head(rkey, rec, rid)
+redis.call('HSET', rkey, 'status', 'queued', 'updated', now, 'score', rec['score'])
+redis.call('HDEL', rkey, 'lease', 'worker', 'progress')
+emit(rkey, rec, 'status')
+wake()
+return 'released'
+"""
+
+# KEYS[1] prefix, KEYS[2] record. ARGV: id, client, now, error_json
+# Returns {outcome, snapshot_json}: canceled | requested | already | conflict | missing
+CANCEL = r"""
+local rkey, rid, now = KEYS[2], ARGV[1], tonumber(ARGV[3])
+local rec = hgetall(rkey)
+if rec['status'] == nil or rec['client'] ~= ARGV[2] then return {'missing', ''} end
+local status = rec['status']
+if status == 'queued' then
+  redis.call('ZREM', P .. 'pending', rid)
+  redis.call('ZREM', P .. 'delayed', rid)
+  rec['cancel'] = '1'
+  redis.call('HSET', rkey, 'cancel', '1')
+  terminate(rkey, rec, 'canceled', now, 'error', ARGV[4])
+  return {'canceled', cjson.encode(snapshot(rec))}
+elseif status == 'running' then
+  if rec['cancel'] ~= '1' then
+    rec['cancel'] = '1'
+    rec['updated'] = tostring(now)
+    redis.call('HSET', rkey, 'cancel', '1', 'updated', now)
+    emit(rkey, rec, 'status')
+    redis.call('PUBLISH', P .. 'control', cjson.encode({cancel = rid}))
+  end
+  return {'requested', cjson.encode(snapshot(rec))}
+elseif status == 'canceled' then
+  return {'already', cjson.encode(snapshot(rec))}
+end
+return {'conflict', cjson.encode(snapshot(rec))}
+"""
+
+# KEYS[1] prefix, KEYS[2] record. ARGV: now, with_result ('1' or '0')
+# One round trip for a status read: the record, its position and recent throughput.
+READ = r"""
+local rec = hgetall(KEYS[2])
+if rec['status'] == nil then return false end
+local rid = rec['id']
+local rank = -1
+if rec['status'] == 'queued' then
+  rank = redis.call('ZRANK', P .. 'pending', rid) or -1
+end
+local result = false
+if ARGV[2] == '1' then result = rec['result'] or false end
+local now = tonumber(ARGV[1])
+local oldest = math.floor(now / 5000) - 11
+local n, d = 0, 0
+local t = redis.call('HGETALL', P .. 'tput')
+for i = 1, #t, 2 do
+  local b = tonumber(string.sub(t[i], 3))
+  if b >= oldest then
+    if string.sub(t[i], 1, 1) == 'n' then n = n + tonumber(t[i + 1])
+    else d = d + tonumber(t[i + 1]) end
+  end
+end
+return {cjson.encode(snapshot(rec)), rank, n, d, result}
+"""
+
+# KEYS[1] prefix. ARGV: now
+STATS = r"""
+local now = tonumber(ARGV[1])
+local oldest = math.floor(now / 5000) - 11
+local n, d = 0, 0
+local t = redis.call('HGETALL', P .. 'tput')
+for i = 1, #t, 2 do
+  local b = tonumber(string.sub(t[i], 3))
+  if b >= oldest then
+    if string.sub(t[i], 1, 1) == 'n' then n = n + tonumber(t[i + 1])
+    else d = d + tonumber(t[i + 1]) end
+  end
+end
+return {redis.call('ZCARD', P .. 'pending') + redis.call('ZCARD', P .. 'delayed'),
+  redis.call('ZCARD', P .. 'running'), redis.call('ZCOUNT', P .. 'workers', now, '+inf'), n, d}
+"""
+
+ALL = {
+    "submit": SUBMIT,
+    "claim": CLAIM,
+    "renew": RENEW,
+    "progress": PROGRESS,
+    "finish": FINISH,
+    "release": RELEASE,
+    "cancel": CANCEL,
+    "read": READ,
+    "stats": STATS,
+}
+
+
+def source(name: str) -> str:
+    """The full source of a script: the shared prelude, then its body."""
+    return PRELUDE + ALL[name]

@@ -1,0 +1,48 @@
+"""Typed application state: every shared object has one ``web.AppKey``."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from aiohttp import web
+from redis.asyncio import Redis
+
+from service.config import Settings
+from service.events import EventHub
+from service.metrics import Metrics
+from service.queue import Queue
+from service.registry import Operation
+from service.worker import Worker
+
+
+@dataclass(frozen=True)
+class Roles:
+    """Which roles this process runs."""
+
+    api: bool = True
+    worker: bool = False
+    dispatcher: bool = False
+
+
+@dataclass
+class Runtime:
+    """Mutable facts about the running process (readiness)."""
+
+    redis_url: str = ""
+    worker_running: bool = False
+    dispatcher_running: bool = False
+
+
+settings_key = web.AppKey("settings", Settings)
+roles_key = web.AppKey("roles", Roles)
+runtime_key = web.AppKey("runtime", Runtime)
+redis_key = web.AppKey("redis", Redis)
+queue_key = web.AppKey("queue", Queue)
+operations_key = web.AppKey("operations", dict[str, Operation])
+metrics_key = web.AppKey("metrics", Metrics)
+hub_key = web.AppKey("hub", EventHub)
+worker_key = web.AppKey("worker", Worker)
+codes_key = web.AppKey("codes", dict[str, Operation])
+CallbackChecker = Callable[[str], Awaitable[None]]
+callback_checker_key: web.AppKey[CallbackChecker] = web.AppKey("callback_checker")

@@ -1,0 +1,318 @@
+"""The worker role: claim requests under a lease, run their handlers, store the outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from service import keys, problems
+from service.config import WorkerSettings
+from service.handlers import RejectedInput, Retryable
+from service.metrics import Metrics
+from service.queue import Job, Queue
+from service.registry import Operation
+
+log = logging.getLogger(__name__)
+
+StopReason = Literal["cancel", "lost", "shutdown"]
+
+
+class JobContext:
+    """The ``ctx`` a handler receives."""
+
+    def __init__(self, queue: Queue, job: Job, loop: asyncio.AbstractEventLoop) -> None:
+        self._queue = queue
+        self._job = job
+        self._loop = loop
+
+    @property
+    def request_id(self) -> str:
+        """The request being processed."""
+        return self._job.request_id
+
+    @property
+    def operation(self) -> str:
+        """The operation's name."""
+        return self._job.op
+
+    @property
+    def attempt(self) -> int:
+        """1 on the first run, then 2, 3 … on retries."""
+        return self._job.attempt
+
+    async def progress(self, percent: float, message: str | None = None) -> None:
+        """Record and publish progress."""
+        percent = max(0.0, min(100.0, float(percent)))
+        await self._queue.progress(self._job, percent, message)
+
+    def progress_threadsafe(self, percent: float, message: str | None = None) -> None:
+        """Report progress from a thread; waits until it is recorded."""
+        fut = asyncio.run_coroutine_threadsafe(self.progress(percent, message), self._loop)
+        fut.result(timeout=30)
+
+
+@dataclass
+class _Running:
+    job: Job
+    task: asyncio.Task[Any]
+    stop: StopReason | None = None
+    started: float = field(default_factory=time.monotonic)
+
+
+class Worker:
+    """Runs handlers for the given operations with at most ``concurrency`` at once."""
+
+    def __init__(
+        self,
+        queue: Queue,
+        operations: dict[str, Operation],
+        settings: WorkerSettings,
+        *,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.queue = queue
+        self.operations = operations
+        self.settings = settings
+        self.metrics = metrics
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._running: dict[str, _Running] = {}
+        self._supervisors: set[asyncio.Task[None]] = set()
+        self._slot_freed = asyncio.Event()
+        self._stopping = False
+        self._claims = 0
+        self._executor = ThreadPoolExecutor(
+            max_workers=max(4, settings.concurrency), thread_name_prefix="acceptd-handler"
+        )
+
+    @property
+    def busy(self) -> int:
+        """Handlers running now."""
+        return len(self._running)
+
+    def _free(self) -> int:
+        return self.settings.concurrency - len(self._running)
+
+    async def run(self) -> None:
+        """Claim and run until cancelled (use :meth:`shutdown` to stop gracefully)."""
+        tasks = [
+            asyncio.create_task(self._claim_loop(op), name=f"claim:{op}") for op in self.operations
+        ]
+        tasks.append(asyncio.create_task(self._renew_loop(), name="renew"))
+        tasks.append(asyncio.create_task(self._control_loop(), name="control"))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def run_burst(self, max_jobs: int | None = None) -> int:
+        """Claim and run until every queue is empty (tests); returns the number processed."""
+        done = 0
+        while max_jobs is None or done < max_jobs:
+            claimed = 0
+            for op in self.operations:
+                claimed += await self._claim(op)
+            if not claimed and not self._supervisors:
+                break
+            if self._supervisors:
+                await asyncio.wait(set(self._supervisors), return_when=asyncio.FIRST_COMPLETED)
+            done += claimed
+        await self.wait_idle()
+        return done
+
+    async def wait_idle(self) -> None:
+        """Wait until no handler runs."""
+        while self._supervisors:
+            await asyncio.gather(*set(self._supervisors), return_exceptions=True)
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop claiming; let running handlers finish for ``grace`` s, then hand them back."""
+        self._stopping = True
+        if self._supervisors:
+            _, pending = await asyncio.wait(set(self._supervisors), timeout=grace)
+            if pending:
+                log.warning("handing %d running request(s) back to the queue", len(pending))
+                for running in list(self._running.values()):
+                    running.stop = "shutdown"
+                    running.task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    async def _claim(self, op: str) -> int:
+        free = self._free()
+        if free <= 0 or self._stopping:
+            return 0
+        self._claims += 1
+        token = f"{self.id}:{self._claims}"
+        jobs, self._next_due = await self.queue.claim(
+            op,
+            self.id,
+            token,
+            free,
+            self.settings.lease_seconds,
+            self.settings.idle_check_seconds * 3,
+        )
+        for job in jobs:
+            self._start(job)
+        return len(jobs)
+
+    _next_due: int | None = None
+
+    async def _claim_loop(self, op: str) -> None:
+        while not self._stopping:
+            if self._free() <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            try:
+                if await self._claim(op):
+                    continue
+                timeout = self.settings.idle_check_seconds
+                if self._next_due is not None:
+                    timeout = min(timeout, max((self._next_due - self.queue.now_ms()) / 1000, 0.01))
+                await self.queue.wait_for_work(op, timeout)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("claiming %s failed; retrying in 1 s", op)
+                await asyncio.sleep(1)
+
+    def _start(self, job: Job) -> None:
+        op = self.operations[job.op]
+        ctx = JobContext(self.queue, job, asyncio.get_running_loop())
+        handler_task = asyncio.create_task(
+            self._invoke(op, ctx, job), name=f"handler:{job.request_id}"
+        )
+        self._running[job.request_id] = _Running(job, handler_task)
+        sup = asyncio.create_task(self._supervise(job), name=f"job:{job.request_id}")
+        self._supervisors.add(sup)
+        sup.add_done_callback(self._supervisors.discard)
+
+    async def _invoke(self, op: Operation, ctx: JobContext, job: Job) -> Any:
+        data = json.loads(job.input)
+        if op.run_in == "loop":
+            return await op.handler(ctx, data)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(op.handler, ctx, data))
+
+    async def _supervise(self, job: Job) -> None:
+        running = self._running[job.request_id]
+        started = time.monotonic()
+        outcome = "failed"
+        try:
+            try:
+                async with asyncio.timeout(job.timeout):
+                    result = await running.task
+            except asyncio.CancelledError:
+                if running.stop is None:
+                    raise
+                outcome = await self._stopped(job, running.stop)
+                return
+            except TimeoutError:
+                payload = problems.timed_out(job.timeout)
+                outcome = await self.queue.finish(job, "retry", payload, self._backoff(job))
+                return
+            except RejectedInput as exc:
+                payload = problems.rejected(exc.message, exc.errors)
+                outcome = await self.queue.finish(job, "failed", payload)
+                return
+            except Retryable as exc:
+                delay = exc.defer if exc.defer is not None else self._backoff(job)
+                payload = problems.retries_exhausted(exc.message)
+                outcome = await self.queue.finish(job, "retry", payload, delay)
+                return
+            except Exception:
+                log.exception("%s %s failed", job.op, job.request_id)
+                outcome = await self.queue.finish(job, "failed", problems.internal())
+                return
+            try:
+                result_json = json.dumps(result, separators=(",", ":"), ensure_ascii=False)
+            except (TypeError, ValueError):
+                log.exception("%s %s returned a result that is not JSON", job.op, job.request_id)
+                outcome = await self.queue.finish(job, "failed", problems.internal())
+                return
+            outcome = await self.queue.finish(job, "succeeded", result_json)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Redis unreachable while finishing: the lease expires and the request is retried.
+            log.exception("could not store the outcome of %s %s", job.op, job.request_id)
+        finally:
+            self._running.pop(job.request_id, None)
+            self._slot_freed.set()
+            if self.metrics is not None:
+                self.metrics.job_finished(job.op, outcome, time.monotonic() - started)
+
+    async def _stopped(self, job: Job, reason: StopReason) -> str:
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        if reason == "cancel":
+            return await self.queue.finish(job, "canceled", problems.canceled())
+        if reason == "shutdown":
+            return await self.queue.release(job)
+        return "lost"
+
+    def _backoff(self, job: Job) -> float:
+        return float(job.backoff * (2 ** (job.attempt - 1)))
+
+    def _stop_handler(self, request_id: str, reason: StopReason) -> None:
+        running = self._running.get(request_id)
+        if running is not None and running.stop is None:
+            running.stop = reason
+            running.task.cancel()
+
+    async def _renew_loop(self) -> None:
+        interval = self.settings.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(Exception):
+                await self.renew_all()
+
+    async def renew_all(self) -> None:
+        """Extend the lease of every running request; stop those lost or cancelled."""
+        for rid, running in list(self._running.items()):
+            try:
+                status = await self.queue.renew(running.job, self.settings.lease_seconds)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("lease renewal failed for %s; will retry", rid)
+                return
+            if status == "lost":
+                log.warning("lease of %s %s lost; stopping its handler", running.job.op, rid)
+                self._stop_handler(rid, "lost")
+            elif status == "cancel":
+                self._stop_handler(rid, "cancel")
+
+    async def _control_loop(self) -> None:
+        channels = [keys.control_channel(op) for op in self.operations]
+        while True:
+            pubsub = self.queue.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(*channels)
+                async for message in pubsub.listen():
+                    with contextlib.suppress(ValueError, KeyError, TypeError):
+                        rid = json.loads(message["data"])["cancel"]
+                        self._stop_handler(rid, "cancel")
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("control channel lost; resubscribing in 1 s")
+                await asyncio.sleep(1)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
