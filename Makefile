@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= config.yaml
+SRC := $(wildcard service webhooks tests bench)
+TYPED := $(wildcard service webhooks tests)
 
 .PHONY: install install-dev run test lint format bench clean
 
@@ -26,13 +28,13 @@ run: install
 	$(BIN)/acceptd serve --config $(CONFIG)
 
 lint: install-dev
-	$(BIN)/ruff check service webhooks tests bench
-	$(BIN)/ruff format --check service webhooks tests bench
-	$(BIN)/mypy service webhooks tests
+	$(BIN)/ruff check $(SRC)
+	$(BIN)/ruff format --check $(SRC)
+	$(BIN)/mypy $(TYPED)
 
 format: install-dev
-	$(BIN)/ruff check --fix service webhooks tests bench
-	$(BIN)/ruff format service webhooks tests bench
+	$(BIN)/ruff check --fix $(SRC)
+	$(BIN)/ruff format $(SRC)
 
 test: lint
 	$(BIN)/python -m pytest -q
