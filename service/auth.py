@@ -12,12 +12,12 @@ from service.errors import Handler, Problem
 
 ANONYMOUS = "anonymous"
 PUBLIC_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"})
-CLIENT = "acceptd.client"
+CLIENT = web.RequestKey("client", str)
 
 
 def client_of(request: web.Request) -> str:
     """The client the request was authenticated as."""
-    return str(request[CLIENT])
+    return request[CLIENT]
 
 
 def make_auth_middleware(settings: Settings) -> Middleware:

@@ -1,0 +1,296 @@
+"""The Lua scripts' state transitions and edge cases, against a real Redis."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import redis.asyncio as aredis
+
+from service import keys
+from service.ids import ID_LEN, looks_like_id, new_request_id
+from service.queue import Job, Limits, Queue
+
+LIMITS = Limits(attempts=2, timeout=10, result_ttl=60, max_queue_depth=5, retry_backoff=1.0)
+
+
+class Clock:
+    """A controllable clock (the only thing tests fake)."""
+
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def queue(redis_client: aredis.Redis, clock: Clock) -> Queue:
+    return Queue(redis_client, clock=clock)
+
+
+async def submit(queue: Queue, op: str = "echo", priority: int = 0, **kw: str) -> str:
+    rid = new_request_id(op, queue.now_ms())
+    res = await queue.submit(op, rid, "alice", '{"x":1}', LIMITS, priority=priority, **kw)
+    assert res.outcome == "created"
+    return rid
+
+
+async def claim(queue: Queue, n: int = 10, token: str = "t1", op: str = "echo") -> list[Job]:
+    jobs, _ = await queue.claim(op, "w1", token, n, lease=30, worker_ttl=10)
+    return jobs
+
+
+def test_ids_are_url_safe_time_ordered_and_name_their_operation() -> None:
+    a = new_request_id("echo", 1_000)
+    b = new_request_id("echo", 2_000)
+    assert len(a) == ID_LEN and looks_like_id(a)
+    assert a < b
+    assert a.endswith(keys.op_code("echo")) and not a.endswith(keys.op_code("sleep"))
+    assert len({new_request_id("echo", 1_000) for _ in range(1000)}) == 1000
+
+
+def test_every_key_carries_the_operation_hash_tag() -> None:
+    for k in (keys.record("echo", "x"), keys.client_index("echo", "c"), keys.key("echo", "wake")):
+        assert "{echo}" in k
+
+
+async def test_position_is_fifo_within_priority_and_higher_priority_first(queue: Queue) -> None:
+    a = await submit(queue)
+    b = await submit(queue)
+    c = await submit(queue, priority=5)
+    d = await submit(queue, priority=-3)
+    positions = {rid: (await queue.read("echo", rid)).position for rid in (a, b, c, d)}  # type: ignore[union-attr]
+    assert positions == {c: 0, a: 1, b: 2, d: 3}
+    jobs = await claim(queue, 4)
+    assert [j.request_id for j in jobs] == [c, a, b, d]
+
+
+async def test_claim_on_empty_queue_returns_nothing(queue: Queue) -> None:
+    jobs, due = await queue.claim("echo", "w1", "t", 10, lease=30, worker_ttl=10)
+    assert jobs == [] and due is None
+
+
+async def test_claim_marks_running_with_a_lease(queue: Queue, redis_client: aredis.Redis) -> None:
+    rid = await submit(queue)
+    [job] = await claim(queue)
+    assert job.input == '{"x":1}' and job.attempt == 1 and job.client == "alice"
+    snap = await queue.read("echo", rid)
+    assert snap is not None and snap.record["status"] == "running" and snap.position is None
+    deadline = await redis_client.zscore(keys.key("echo", "running"), rid)
+    assert deadline == queue.now_ms() + 30_000
+
+
+async def test_finish_stores_result_with_ttl_and_a_second_finish_is_refused(
+    queue: Queue, redis_client: aredis.Redis
+) -> None:
+    rid = await submit(queue)
+    [job] = await claim(queue)
+    assert await queue.finish(job, "succeeded", '{"ok":true}') == "succeeded"
+    assert await queue.finish(job, "failed", "{}") == "lost"
+    snap = await queue.read("echo", rid, with_result=True)
+    assert snap is not None
+    assert snap.record["status"] == "succeeded" and snap.result == '{"ok":true}'
+    assert 0 < await redis_client.ttl(keys.record("echo", rid)) <= 60
+    assert int(snap.record["expires"]) == queue.now_ms() + 60_000
+    assert "input" not in await redis_client.hkeys(keys.record("echo", rid))
+
+
+async def test_queue_depth_limit(queue: Queue) -> None:
+    for _ in range(LIMITS.max_queue_depth):
+        await submit(queue)
+    rid = new_request_id("echo", queue.now_ms())
+    res = await queue.submit("echo", rid, "alice", "{}", LIMITS)
+    assert res.outcome == "full"
+
+
+async def test_idempotency_replays_and_detects_a_different_body(queue: Queue) -> None:
+    rid = await submit(queue, idempotency_key="k1", body_hash="h1")
+    other = new_request_id("echo", queue.now_ms())
+    replay = await queue.submit(
+        "echo", other, "alice", "{}", LIMITS, idempotency_key="k1", body_hash="h1"
+    )
+    assert replay.outcome == "replay" and replay.request_id == rid and replay.position == 0
+    conflict = await queue.submit(
+        "echo", other, "alice", "{}", LIMITS, idempotency_key="k1", body_hash="h2"
+    )
+    assert conflict.outcome == "conflict"
+    assert await queue.depth("echo") == 1
+
+
+async def test_expired_lease_requeues_at_the_head_with_the_next_attempt(
+    queue: Queue, clock: Clock
+) -> None:
+    first = await submit(queue)
+    [job] = await claim(queue, 1)
+    later = await submit(queue)
+    clock.now += 31  # the worker died: nobody renewed the lease
+    jobs = await claim(queue, 1, token="t2")
+    assert [j.request_id for j in jobs] == [first] and jobs[0].attempt == 2
+    assert await queue.finish(job, "succeeded", "1") == "lost"  # the dead worker's token
+    assert (await queue.read("echo", later)).position == 0  # type: ignore[union-attr]
+
+
+async def test_lease_expiry_after_max_attempts_fails_with_worker_lost(
+    queue: Queue, clock: Clock
+) -> None:
+    rid = await submit(queue)
+    for attempt in (1, 2):
+        [job] = await claim(queue, 1, token=f"t{attempt}")
+        assert job.attempt == attempt
+        clock.now += 31
+    await claim(queue, 1, token="t3")
+    snap = await queue.read("echo", rid)
+    assert snap is not None and snap.record["status"] == "failed"
+    error = json.loads(snap.record["error"])
+    assert error["type"].endswith("worker-lost") and "2 of 2" in error["detail"]
+
+
+async def test_renew_extends_the_lease_and_reports_lost_or_cancel(
+    queue: Queue, clock: Clock
+) -> None:
+    rid = await submit(queue)
+    [job] = await claim(queue)
+    clock.now += 20
+    assert await queue.renew(job, 30) == "ok"
+    clock.now += 20  # past the first deadline, within the renewed one
+    assert await claim(queue, token="t2") == []
+    await queue.cancel("echo", rid, "alice", "{}")
+    assert await queue.renew(job, 30) == "cancel"
+    stranger = Job(rid, "echo", "", 1, 1, "alice", 1, 1, "not-the-token")
+    assert await queue.renew(stranger, 30) == "lost"
+
+
+async def test_cancel_queued_running_finished_and_other_clients(
+    queue: Queue, redis_client: aredis.Redis
+) -> None:
+    queued = await submit(queue)
+    running = await submit(queue)
+    assert await queue.cancel("echo", queued, "mallory", "{}") == ("missing", None)
+    outcome, rec = await queue.cancel("echo", queued, "alice", '{"title":"Canceled"}')
+    assert outcome == "canceled" and rec is not None and rec["status"] == "canceled"
+    assert await queue.depth("echo") == 1
+    assert (await queue.cancel("echo", queued, "alice", "{}"))[0] == "already"
+    [job] = await claim(queue)
+    assert job.request_id == running
+    async with redis_client.pubsub() as ps:
+        await ps.subscribe(keys.control_channel("echo"))
+        await ps.get_message(timeout=1)
+        outcome, rec = await queue.cancel("echo", running, "alice", "{}")
+        assert outcome == "requested" and rec is not None and rec["cancel"] == "1"
+        msg = await ps.get_message(timeout=2)
+        assert msg is not None and json.loads(msg["data"]) == {"cancel": running}
+    assert await queue.finish(job, "canceled", "{}") == "canceled"
+    assert (await queue.cancel("echo", running, "alice", "{}"))[0] == "already"
+    done = await submit(queue)
+    [job] = await claim(queue)
+    await queue.finish(job, "succeeded", "1")
+    assert (await queue.cancel("echo", done, "alice", "{}"))[0] == "conflict"
+
+
+async def test_cancel_wins_against_a_later_claim(queue: Queue) -> None:
+    rid = await submit(queue)
+    assert (await queue.cancel("echo", rid, "alice", "{}"))[0] == "canceled"
+    assert await claim(queue) == []
+
+
+async def test_claim_wins_against_a_later_cancel(queue: Queue) -> None:
+    rid = await submit(queue)
+    [job] = await claim(queue)
+    assert (await queue.cancel("echo", rid, "alice", "{}"))[0] == "requested"
+    # A handler that fails after cancel was requested ends canceled, not failed.
+    assert await queue.finish(job, "failed", "{}") == "canceled"
+
+
+async def test_retry_waits_out_its_backoff_then_runs_again(queue: Queue, clock: Clock) -> None:
+    rid = await submit(queue)
+    [job] = await claim(queue)
+    assert await queue.finish(job, "retry", '{"title":"x"}', retry_delay=2.0) == "retrying"
+    snap = await queue.read("echo", rid)
+    assert snap is not None and snap.record["status"] == "queued"
+    jobs, due = await queue.claim("echo", "w1", "t2", 10, lease=30, worker_ttl=10)
+    assert jobs == [] and due == queue.now_ms() + 2000
+    clock.now += 2
+    [again] = await claim(queue, token="t3")
+    assert again.request_id == rid and again.attempt == 2
+    # The last attempt's retry fails the request with the given error.
+    assert await queue.finish(again, "retry", '{"title":"gave up"}', 1.0) == "failed"
+    snap = await queue.read("echo", rid)
+    assert snap is not None and json.loads(snap.record["error"]) == {"title": "gave up"}
+
+
+async def test_release_hands_back_to_the_head(queue: Queue) -> None:
+    first = await submit(queue)
+    [job] = await claim(queue, 1)
+    second = await submit(queue)
+    assert await queue.release(job) == "released"
+    snap = await queue.read("echo", first)
+    assert snap is not None and snap.record["status"] == "queued" and snap.position == 0
+    assert snap.record["attempt"] == "1"
+    assert (await queue.read("echo", second)).position == 1  # type: ignore[union-attr]
+
+
+async def test_progress_is_stored_and_published(queue: Queue, redis_client: aredis.Redis) -> None:
+    rid = await submit(queue)
+    [job] = await claim(queue)
+    async with redis_client.pubsub() as ps:
+        await ps.subscribe(keys.events_channel("echo"))
+        await ps.get_message(timeout=1)
+        assert await queue.progress(job, 40, "working") == "ok"
+        msg = await ps.get_message(timeout=2)
+    assert msg is not None
+    head, client, payload = msg["data"].split(b" ", 2)
+    assert head.decode() == rid and client == b"alice"
+    event = json.loads(payload)
+    assert event["kind"] == "progress" and event["rec"]["evseq"] == "3"
+    assert json.loads(event["rec"]["progress"]) == {"percent": 40, "message": "working"}
+    assert "input" not in event["rec"]
+
+
+async def test_every_state_change_publishes_an_increasing_event(
+    queue: Queue, redis_client: aredis.Redis
+) -> None:
+    async with redis_client.pubsub() as ps:
+        await ps.subscribe(keys.events_channel("echo"))
+        await ps.get_message(timeout=1)
+        await submit(queue)
+        [job] = await claim(queue)
+        await queue.finish(job, "succeeded", "1")
+        seen = []
+        for _ in range(3):
+            msg = await ps.get_message(timeout=2)
+            assert msg is not None
+            rec = json.loads(msg["data"].split(b" ", 2)[2])["rec"]
+            seen.append((rec["status"], rec["evseq"]))
+    assert seen == [("queued", "1"), ("running", "2"), ("succeeded", "3")]
+
+
+async def test_throughput_feeds_stats(queue: Queue, clock: Clock) -> None:
+    for _ in range(3):
+        await submit(queue)
+    jobs = await claim(queue)
+    clock.now += 0.5
+    for job in jobs:
+        await queue.finish(job, "succeeded", "1")
+    stats = await queue.stats("echo")
+    assert (stats.queued, stats.running, stats.workers) == (0, 0, 1)
+    assert stats.finished_recently == 3 and stats.run_ms_recently == 1500
+    clock.now += 120  # outside the window
+    assert (await queue.stats("echo")).finished_recently == 0
+
+
+async def test_listing_is_newest_first_with_a_cursor(queue: Queue, clock: Clock) -> None:
+    ids = []
+    for _ in range(5):
+        ids.append(await submit(queue))
+        clock.now += 0.001
+    page = await queue.list_ids("echo", "alice", None, 2)
+    assert [rid for rid, _ in page] == [ids[4], ids[3]]
+    page2 = await queue.list_ids("echo", "alice", (page[-1][1], page[-1][0]), 2)
+    assert [rid for rid, _ in page2] == [ids[2], ids[1]]
+    assert await queue.list_ids("echo", "bob", None, 10) == []
