@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
             port=settings.server.port,
             shutdown_timeout=settings.server.shutdown_grace_seconds,
             access_log=None,
+            # A client that disconnects cancels its handler: streams release at once.
+            handler_cancellation=True,
         )
         return 0
     asyncio.run(_run_headless(app))

@@ -13,8 +13,9 @@ import redis.asyncio as aredis
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from service import api, system
+from service import api, sse, system
 from service.config import ConfigError, Settings
+from service.cors import setup_cors
 from service.embedded import EmbeddedRedis
 from service.errors import problem_middleware
 from service.events import EventHub
@@ -68,8 +69,10 @@ def create_app(settings: Settings, roles: Roles | None = None) -> web.Applicatio
         [settings.server.max_body_bytes] + [op.max_input_bytes or 0 for op in operations.values()]
     )
     app = web.Application(
-        middlewares=[problem_middleware, _auth(settings)], client_max_size=max_body
+        middlewares=[problem_middleware, _auth(settings)],
+        client_max_size=max_body,
     )
+    setup_cors(app, settings)
     app[settings_key] = settings
     app[roles_key] = roles
     app[runtime_key] = Runtime()
@@ -79,7 +82,11 @@ def create_app(settings: Settings, roles: Roles | None = None) -> web.Applicatio
     app.cleanup_ctx.append(redis_ctx)
     if roles.api:
         app.cleanup_ctx.append(hub_ctx)
+        app.cleanup_ctx.append(sse.streams_ctx)
+        app.on_shutdown.append(sse.close_streams)
         app.add_routes(system.routes)
+        # Before the API's routes: /v1/queue/events must not match /v1/{op}/{request_id}.
+        app.add_routes(sse.routes)
         app.add_routes(api.routes)
     if roles.worker:
         app.cleanup_ctx.append(worker_ctx)

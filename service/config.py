@@ -33,6 +33,8 @@ class ServerSettings:
     public_url: str = ""
     cors_origins: list[str] = field(default_factory=list)
     max_body_bytes: int = 1_048_576
+    max_streams: int = 10_000
+    max_streams_per_client: int = 1_000
     sync_wait_seconds: float = 30.0
     max_wait_seconds: float = 300.0
     shutdown_grace_seconds: float = 30.0
@@ -258,6 +260,8 @@ def _check(s: Settings) -> None:
     if s.server.public_url and not s.server.public_url.startswith(("http://", "https://")):
         raise ConfigError("server.public_url: must start with http:// or https://")
     positive("server.max_body_bytes", s.server.max_body_bytes)
+    positive("server.max_streams", s.server.max_streams)
+    positive("server.max_streams_per_client", s.server.max_streams_per_client)
     positive("server.max_wait_seconds", s.server.max_wait_seconds)
     if s.server.sync_wait_seconds < 0:
         raise ConfigError("server.sync_wait_seconds: must be 0 or more")

@@ -31,6 +31,7 @@ class Event:
     client: str
     kind: str
     record: dict[str, Any]
+    stream_id: str = ""
 
     @property
     def seq(self) -> int:
@@ -44,6 +45,8 @@ Listener = Callable[[Event], None]
 class EventHub:
     """Subscribes once to every operation's events channel and calls listeners."""
 
+    _lost = False
+
     def __init__(self, redis: Redis, operations: Iterable[str]) -> None:
         self.redis = redis
         self._channels = {keys.events_channel(op).encode(): op for op in operations}
@@ -51,6 +54,10 @@ class EventHub:
         self._by_client: dict[str, set[Listener]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
+        # Called with the operation of every message, parsed or not (cheap: no JSON).
+        self.on_message: Callable[[str], None] | None = None
+        # Called after a lost subscription is restored: listeners may have missed events.
+        self.on_resubscribe: Callable[[], None] | None = None
 
     async def start(self) -> None:
         """Subscribe; returns once the subscription is live."""
@@ -94,16 +101,20 @@ class EventHub:
     def dispatch(self, channel: bytes, data: bytes) -> None:
         """Route one raw message to its listeners."""
         try:
-            rid_b, client_b, payload = data.split(b" ", 2)
+            rid_b, client_b, gid_b, payload = data.split(b" ", 3)
         except ValueError:
             return
+        op = self._channels.get(channel, "")
+        if self.on_message is not None:
+            self.on_message(op)
         rid, client = rid_b.decode(), client_b.decode()
         by_req = self._by_request.get(rid)
         by_client = self._by_client.get(client)
         if not by_req and not by_client:
             return
         body = json.loads(payload)
-        event = Event(self._channels.get(channel, ""), rid, client, body["kind"], body["rec"])
+        gid = "" if gid_b == b"-" else gid_b.decode()
+        event = Event(op, rid, client, body["kind"], body["rec"], gid)
         for listener in [*(by_req or ()), *(by_client or ())]:
             try:
                 listener(event)
@@ -116,7 +127,10 @@ class EventHub:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(*self._channels)
+                if self.connected.is_set() is False and self._lost and self.on_resubscribe:
+                    self.on_resubscribe()
                 self.connected.set()
+                self._lost = False
                 backoff = 0.1
                 while True:
                     msg = await pubsub.get_message(timeout=None)
@@ -126,6 +140,7 @@ class EventHub:
                 raise
             except Exception as exc:
                 self.connected.clear()
+                self._lost = True
                 log.warning("event subscription lost (%s); resubscribing", exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)

@@ -79,6 +79,7 @@ class Snapshot:
     finished_recently: int
     run_ms_recently: int
     result: str | None
+    kept_events: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -250,12 +251,18 @@ class Queue:
         outcome = _s(res[0])
         return outcome, (json.loads(res[1]) if res[1] else None)
 
-    async def read(self, op: str, request_id: str, *, with_result: bool = False) -> Snapshot | None:
-        """A request's record, position and throughput, or None when unknown."""
+    async def read(
+        self, op: str, request_id: str, *, with_result: bool = False, watch_client: str = ""
+    ) -> Snapshot | None:
+        """A request's record, position and throughput, or None when unknown.
+
+        With ``watch_client`` (the caller), its events are kept from now on for resuming
+        streams, and those already kept are returned.
+        """
         res = await self._run(
             "read",
             [keys.prefix(op), keys.record(op, request_id)],
-            [self.now_ms(), "1" if with_result else "0"],
+            [self.now_ms(), "1" if with_result else "0", watch_client],
         )
         if not res:
             return None
@@ -266,6 +273,7 @@ class Queue:
             finished_recently=int(res[2]),
             run_ms_recently=int(res[3]),
             result=_s(res[4]) if res[4] else None,
+            kept_events=tuple(_s(e) for e in res[5]),
         )
 
     async def stats(self, op: str) -> OpStats:
@@ -301,7 +309,7 @@ class Queue:
         async with self.redis.pipeline(transaction=False) as pipe:
             for rid in ids:
                 await self._scripts["read"](
-                    keys=[keys.prefix(op), keys.record(op, rid)], args=[now, "0"], client=pipe
+                    keys=[keys.prefix(op), keys.record(op, rid)], args=[now, "0", ""], client=pipe
                 )
             rows = await pipe.execute()
         out: list[Snapshot | None] = []
@@ -320,6 +328,61 @@ class Queue:
         if gone:
             await self.redis.zrem(keys.client_index(op, client), *gone)
         return out
+
+    async def ranks(self, op: str, ids: Sequence[str]) -> list[int | None]:
+        """Positions of many requests in one pipeline (None: no longer queued)."""
+        pending = keys.key(op, "pending")
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for rid in ids:
+                pipe.zrank(pending, rid)
+            rows = await pipe.execute()
+        return [None if r is None else int(r) for r in rows]
+
+    async def flag_client_stream(self, ops: Sequence[str], client: str, ttl: int) -> None:
+        """Keep the client's events for resuming its all-requests stream for ``ttl`` s."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for op in ops:
+                pipe.set(keys.key(op, "glob", client), "1", ex=ttl)
+            await pipe.execute()
+
+    async def client_events(
+        self, ops: Sequence[str], client: str, after: tuple[int, int], limit: int = 1000
+    ) -> tuple[list[tuple[str, str, str]], bool]:
+        """Kept events of a client after a stream id, oldest first: ``(op, id, json)``.
+
+        The flag is False when some events after ``after`` were trimmed away.
+        """
+        start = f"({after[0]}-{after[1]}"
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for op in ops:
+                stream = keys.key(op, "cev", client)
+                pipe.xrange(stream, min=start, max="+", count=limit)
+                pipe.execute_command("XINFO", "STREAM", stream)
+            rows = await pipe.execute(raise_on_error=False)
+        out: list[tuple[str, str, str]] = []
+        complete = True
+        for i, op in enumerate(ops):
+            entries, info = rows[2 * i], rows[2 * i + 1]
+            if isinstance(entries, Exception):
+                raise entries
+            if isinstance(info, dict):
+                added, length = int(info.get(b"entries-added", 0)), int(info.get(b"length", 0))
+                first = info.get(b"recorded-first-entry-id")
+                # Entries older than the first kept one were trimmed: if the client's last
+                # event is older than that, some it never saw may be among them.
+                if added > length and first is not None and after < _stream_id(_s(first)):
+                    complete = False
+            if len(entries) >= limit:
+                complete = False
+            for entry_id, fields in entries:
+                out.append((op, _s(entry_id), _s(fields[b"e"])))
+        out.sort(key=lambda row: _stream_id(row[1]))
+        return out, complete
+
+
+def _stream_id(value: str) -> tuple[int, int]:
+    ms, _, seq = value.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def _s(value: Any) -> str:

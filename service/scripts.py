@@ -16,19 +16,33 @@ local function hgetall(key)
   for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
   return t
 end
-local HIDDEN = {input = true, result = true, lease = true, bhash = true, idem = true}
+local HIDDEN = {input = true, result = true, lease = true, bhash = true, idem = true, sse = true}
 local function snapshot(rec)
   local s = {}
   for k, v in pairs(rec) do if not HIDDEN[k] then s[k] = v end end
   return s
 end
--- Publish one state change; its number (evseq) increases per request.
+-- Publish one state change; its number (evseq) increases per request. Events are also kept
+-- for resuming streams, but only where a stream asked for it (no cost otherwise).
 local function emit(rkey, rec, kind)
   local n = redis.call('HINCRBY', rkey, 'evseq', 1)
   rec['evseq'] = tostring(n)
-  -- "<id> <client> <json>": subscribers route by id and client before parsing any JSON.
-  redis.call('PUBLISH', P .. 'events', rec['id'] .. ' ' .. rec['client'] .. ' ' ..
-    cjson.encode({kind = kind, rec = snapshot(rec)}))
+  local body = cjson.encode({kind = kind, rec = snapshot(rec)})
+  if rec['sse'] == '1' then
+    local ek = P .. 'ev:' .. rec['id']
+    if redis.call('RPUSH', ek, body) > 64 then redis.call('LTRIM', ek, -64, -1) end
+    local st = rec['status']
+    local keep = 604800
+    if st == 'succeeded' or st == 'failed' or st == 'canceled' then keep = tonumber(rec['ttl']) end
+    redis.call('EXPIRE', ek, keep)
+  end
+  local gid = '-'
+  if redis.call('EXISTS', P .. 'glob:' .. rec['client']) == 1 then
+    gid = redis.call('XADD', P .. 'cev:' .. rec['client'], 'MAXLEN', '~', 1000, '*', 'e', body)
+  end
+  -- "<id> <client> <stream id> <json>": subscribers route before parsing any JSON.
+  local head = rec['id'] .. ' ' .. rec['client'] .. ' ' .. gid .. ' '
+  redis.call('PUBLISH', P .. 'events', head .. body)
 end
 -- Record a webhook event durably, in the same step as the state change.
 local function outbox(rec, status, now)
@@ -322,8 +336,9 @@ end
 return {'conflict', cjson.encode(snapshot(rec))}
 """
 
-# KEYS[1] prefix, KEYS[2] record. ARGV: now, with_result ('1' or '0')
-# One round trip for a status read: the record, its position and recent throughput.
+# KEYS[1] prefix, KEYS[2] record. ARGV: now, with_result ('1' or '0'), watch client ('' if not)
+# One round trip for a status read: the record, its position and recent throughput. With a
+# watch client, the caller's own request is marked streamed and its kept events returned.
 READ = r"""
 local rec = hgetall(KEYS[2])
 if rec['status'] == nil then return false end
@@ -345,7 +360,12 @@ for i = 1, #t, 2 do
     else d = d + tonumber(t[i + 1]) end
   end
 end
-return {cjson.encode(snapshot(rec)), rank, n, d, result}
+local kept = {}
+if ARGV[3] and ARGV[3] ~= '' and ARGV[3] == rec['client'] then
+  if rec['sse'] ~= '1' then redis.call('HSET', KEYS[2], 'sse', '1') end
+  kept = redis.call('LRANGE', P .. 'ev:' .. rid, 0, -1)
+end
+return {cjson.encode(snapshot(rec)), rank, n, d, result, kept}
 """
 
 # KEYS[1] prefix. ARGV: now

@@ -244,7 +244,7 @@ async def test_progress_is_stored_and_published(queue: Queue, redis_client: ared
         assert await queue.progress(job, 40, "working") == "ok"
         msg = await ps.get_message(timeout=2)
     assert msg is not None
-    head, client, payload = msg["data"].split(b" ", 2)
+    head, client, _gid, payload = msg["data"].split(b" ", 3)
     assert head.decode() == rid and client == b"alice"
     event = json.loads(payload)
     assert event["kind"] == "progress" and event["rec"]["evseq"] == "3"
@@ -265,7 +265,7 @@ async def test_every_state_change_publishes_an_increasing_event(
         for _ in range(3):
             msg = await ps.get_message(timeout=2)
             assert msg is not None
-            rec = json.loads(msg["data"].split(b" ", 2)[2])["rec"]
+            rec = json.loads(msg["data"].split(b" ", 3)[3])["rec"]
             seen.append((rec["status"], rec["evseq"]))
     assert seen == [("queued", "1"), ("running", "2"), ("succeeded", "3")]
 
@@ -288,7 +288,7 @@ async def test_listing_is_newest_first_with_a_cursor(queue: Queue, clock: Clock)
     ids = []
     for _ in range(5):
         ids.append(await submit(queue))
-        clock.now += 0.001
+        clock.now += 0.01
     page = await queue.list_ids("echo", "alice", None, 2)
     assert [rid for rid, _ in page] == [ids[4], ids[3]]
     page2 = await queue.list_ids("echo", "alice", (page[-1][1], page[-1][0]), 2)
