@@ -209,6 +209,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         inner = [a for a in args if a is not type(None)]
         return _coerce(inner[0], value, where)
     if origin is Literal:
+        if isinstance(value, bool) and all(isinstance(a, str) for a in args):
+            value = "yes" if value else "no"  # YAML 1.1 reads a bare no/yes as a boolean
         if value not in args:
             choices = ", ".join(repr(a) for a in args)
             raise ConfigError(f"{where}: expected one of {choices}, got {_show(value)}")

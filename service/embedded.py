@@ -75,7 +75,12 @@ class EmbeddedRedis:
 
     def start(self, timeout: float = 10.0) -> None:
         """Start the server and wait until it answers PING."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EmbeddedServerError(
+                f"cannot use {self.data_dir} as the data folder: {exc}"
+            ) from exc
         with contextlib.suppress(OSError):
             os.chmod(self.data_dir, 0o700)
         with contextlib.suppress(FileNotFoundError):
@@ -102,8 +107,8 @@ class EmbeddedRedis:
             if self._proc.poll() is not None:
                 err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
                 raise EmbeddedServerError(
-                    f"{self.binary} exited with {self._proc.returncode}: {err.strip()}; "
-                    f"see {self.data_dir / 'server.log'}"
+                    f"{self.binary} exited with {self._proc.returncode}: "
+                    f"{(err.strip() or self._log_tail())}; see {self.data_dir / 'server.log'}"
                 )
             if self._ping():
                 log.info("embedded server %s ready at %s", Path(self.binary).name, self.url)
@@ -111,6 +116,14 @@ class EmbeddedRedis:
             time.sleep(0.02)
         self.stop()
         raise EmbeddedServerError(f"{self.binary} did not answer within {timeout}s")
+
+    def _log_tail(self, lines: int = 3) -> str:
+        try:
+            text = (self.data_dir / "server.log").read_text(errors="replace")
+        except OSError:
+            return "no log"
+        tail = [line.strip() for line in text.strip().splitlines()[-lines:]]
+        return " | ".join(tail) or "empty log"
 
     def _ping(self) -> bool:
         try:

@@ -18,6 +18,8 @@ Per operation ``op`` (all keys tagged ``{op}``, built by :mod:`service.keys`):
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
@@ -25,9 +27,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 
 from service import keys, scripts
+from service.batcher import Batcher, Script
 
 IDEMPOTENCY_TTL = 86_400
 
@@ -102,16 +104,18 @@ class Queue:
     def __init__(self, redis: Redis, clock: Callable[[], float] = time.time) -> None:
         self.redis = redis
         self.clock = clock
-        self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(scripts.source(name)) for name in scripts.ALL
-        }
+        self._batched: dict[str, Script] = {}
+        for name in scripts.ALL:
+            source = scripts.source(name)
+            self._batched[name] = Script(source, hashlib.sha1(source.encode()).hexdigest())
+        self.batcher = Batcher(redis)
 
     def now_ms(self) -> int:
         """The current time in milliseconds, from the (fakeable) clock."""
         return int(self.clock() * 1000)
 
     async def _run(self, name: str, keys_: Sequence[str], args: Sequence[Any]) -> Any:
-        return await self._scripts[name](keys=list(keys_), args=list(args))
+        return await self.batcher.call(self._batched[name], [*keys_, *args], len(keys_))
 
     async def submit(
         self,
@@ -306,12 +310,13 @@ class Queue:
     async def read_many(self, op: str, client: str, ids: Sequence[str]) -> list[Snapshot | None]:
         """Status reads for many ids in one pipeline; drops purged ids from the index."""
         now = self.now_ms()
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for rid in ids:
-                await self._scripts["read"](
-                    keys=[keys.prefix(op), keys.record(op, rid)], args=[now, "0", ""], client=pipe
-                )
-            rows = await pipe.execute()
+        # Issued together, the reads travel as one pipeline (see service.batcher).
+        rows = await asyncio.gather(
+            *(
+                self._run("read", [keys.prefix(op), keys.record(op, rid)], [now, "0", ""])
+                for rid in ids
+            )
+        )
         out: list[Snapshot | None] = []
         gone: list[str] = []
         for rid, res in zip(ids, rows, strict=True):

@@ -84,3 +84,23 @@ async def docs(request: web.Request) -> web.Response:
 async def index(request: web.Request) -> web.Response:
     """The dashboard."""
     return web.Response(body=_static("index.html"), content_type="text/html")
+
+
+# The dashboard's assets. A fixed allow-list, so nothing else in the package is reachable.
+STATIC_FILES = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
+
+
+@routes.get("/static/{name}")
+async def static_file(request: web.Request) -> web.Response:
+    """One of the dashboard's assets."""
+    name = request.match_info["name"]
+    content_type = STATIC_FILES.get(name)
+    if content_type is None:
+        raise web.HTTPNotFound()
+    # no-cache: revalidate on each load, so an upgraded service never runs a stale script.
+    return web.Response(
+        body=_static(name),
+        content_type=content_type,
+        charset="utf-8",
+        headers={"Cache-Control": "no-cache"},
+    )

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from typing import Any
 
 import pytest
 import redis.asyncio as aredis
@@ -34,9 +36,11 @@ def queue(redis_client: aredis.Redis, clock: Clock) -> Queue:
     return Queue(redis_client, clock=clock)
 
 
-async def submit(queue: Queue, op: str = "echo", priority: int = 0, **kw: str) -> str:
+async def submit(
+    queue: Queue, op: str = "echo", priority: int = 0, limits: Limits = LIMITS, **kw: str
+) -> str:
     rid = new_request_id(op, queue.now_ms())
-    res = await queue.submit(op, rid, "alice", '{"x":1}', LIMITS, priority=priority, **kw)
+    res = await queue.submit(op, rid, "alice", '{"x":1}', limits, priority=priority, **kw)
     assert res.outcome == "created"
     return rid
 
@@ -294,3 +298,32 @@ async def test_listing_is_newest_first_with_a_cursor(queue: Queue, clock: Clock)
     page2 = await queue.list_ids("echo", "alice", (page[-1][1], page[-1][0]), 2)
     assert [rid for rid, _ in page2] == [ids[2], ids[1]]
     assert await queue.list_ids("echo", "bob", None, 10) == []
+
+
+async def test_scripts_are_reloaded_after_the_server_forgets_them(
+    queue: Queue, redis_client: aredis.Redis
+) -> None:
+    big = Limits(1, 1, 60, 1000, 1)
+    await submit(queue, limits=big)
+    await redis_client.script_flush()
+    await submit(queue, limits=big)  # one call alone
+    await redis_client.script_flush()
+    rids = await asyncio.gather(*(submit(queue, limits=big) for _ in range(20)))  # one pipeline
+    assert len(set(rids)) == 20 and await queue.depth("echo") == 22
+
+
+async def test_concurrent_calls_share_one_pipeline(
+    queue: Queue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batches: list[int] = []
+    execute = queue.batcher._execute
+
+    async def counting(batch: Any) -> list[Any]:
+        batches.append(len(batch))
+        return await execute(batch)
+
+    monkeypatch.setattr(queue.batcher, "_execute", counting)
+    big = Limits(1, 1, 60, 1000, 1)
+    await asyncio.gather(*(submit(queue, limits=big) for _ in range(50)))
+    assert batches == [50]
+    assert await queue.depth("echo") == 50

@@ -1,0 +1,103 @@
+"""Auto-pipelining: script calls made in the same event-loop tick go to Redis as one pipeline.
+
+With many concurrent requests (or many jobs finishing at once) this turns N round trips and N
+socket writes into one, which is where redis-py spends most of its time per call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
+
+MAX_BATCH = 512
+
+_Call = tuple["Script", Sequence[Any], asyncio.Future[Any]]
+
+
+class Script:
+    """A Lua script known by its SHA; loaded on first use and after a server restart."""
+
+    def __init__(self, source: str, sha: str) -> None:
+        self.source = source
+        self.sha = sha
+
+
+class Batcher:
+    """Collects script calls and sends each tick's calls as one pipeline."""
+
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._pending: list[_Call] = []
+        self._scheduled = False
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    def call(
+        self, script: Script, keys_and_args: Sequence[Any], numkeys: int
+    ) -> asyncio.Future[Any]:
+        """Queue one EVALSHA; the future resolves with its reply (or its error)."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        self._pending.append((script, (numkeys, *keys_and_args), fut))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        return fut
+
+    def _flush(self) -> None:
+        self._scheduled = False
+        while self._pending:
+            batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+            task = asyncio.create_task(self._send(batch))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+
+    async def _send(self, batch: list[_Call]) -> None:
+        try:
+            replies = await self._execute(batch)
+        except BaseException as exc:
+            for _, _, fut in batch:
+                if not fut.done():
+                    fut.set_exception(exc if isinstance(exc, Exception) else ConnectionError())
+            if not isinstance(exc, Exception):
+                raise
+            return
+        retry = [(call, i) for i, (call, reply) in enumerate(zip(batch, replies, strict=True))
+                 if isinstance(reply, NoScriptError)]  # fmt: skip
+        if retry:
+            # The server lost its scripts (restart, SCRIPT FLUSH): load them and resend those.
+            for script in {id(c[0]): c[0] for c, _ in retry}.values():
+                script.sha = await self.redis.script_load(script.source)
+            try:
+                again = await self._execute([c for c, _ in retry])
+            except Exception as exc:
+                again = [exc] * len(retry)
+            for (_, i), reply in zip(retry, again, strict=True):
+                replies[i] = reply
+        for (_, _, fut), reply in zip(batch, replies, strict=True):
+            if fut.done():
+                continue
+            if isinstance(reply, Exception):
+                fut.set_exception(reply)
+            else:
+                fut.set_result(reply)
+
+    async def _execute(self, batch: list[_Call]) -> list[Any]:
+        if len(batch) == 1:
+            script, args, _ = batch[0]
+            try:
+                return [await self.redis.evalsha(script.sha, *args)]
+            except NoScriptError as exc:
+                return [exc]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for script, args, _ in batch:
+                pipe.evalsha(script.sha, *args)
+            return list(await pipe.execute(raise_on_error=False))
+
+    async def close(self) -> None:
+        """Wait for pipelines in flight."""
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
