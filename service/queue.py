@@ -70,6 +70,7 @@ class Job:
     max_attempts: int
     backoff: float
     token: str
+    created_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -187,8 +188,9 @@ class Queue:
                 max_attempts=int(flat[i + 5]),
                 backoff=int(flat[i + 6]) / 1000,
                 token=token,
+                created_ms=int(flat[i + 7]),
             )
-            for i in range(0, len(flat), 7)
+            for i in range(0, len(flat), 8)
         ]
         return jobs, (soonest if soonest >= 0 else None)
 

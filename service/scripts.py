@@ -154,7 +154,8 @@ return {'created', ARGV[1], '', redis.call('ZRANK', pending, ARGV[1])}
 """
 
 # KEYS[1] prefix. ARGV: now, lease_ms, token, worker, max_jobs, worker_ttl_ms
-# Returns {jobs, next_delayed_due_or_-1}; jobs flat: id, input, attempt, timeout, client ...
+# Returns {jobs, soonest_due_or_-1}; jobs flat, 8 per job: id, input, attempt, timeout, client,
+# max attempts, backoff, created
 CLAIM = r"""
 local now = tonumber(ARGV[1])
 local pending, running, delayed = P .. 'pending', P .. 'running', P .. 'delayed'
@@ -223,6 +224,7 @@ for i = 1, #popped, 2 do
     table.insert(jobs, rec['client'])
     table.insert(jobs, rec['max_att'])
     table.insert(jobs, rec['backoff'])
+    table.insert(jobs, rec['created'])
   end
 end
 if #popped > 0 and redis.call('ZCARD', pending) > 0 then wake() end

@@ -192,6 +192,9 @@ class Worker:
 
     def _start(self, job: Job) -> None:
         op = self.operations[job.op]
+        if self.metrics is not None and job.attempt == 1:
+            wait = max(self.queue.now_ms() - job.created_ms, 0) / 1000
+            self.metrics.wait_time.labels(job.op).observe(wait)
         ctx = JobContext(self.queue, job, asyncio.get_running_loop())
         handler_task = asyncio.create_task(
             self._invoke(op, ctx, job), name=f"handler:{job.request_id}"

@@ -452,6 +452,7 @@ async def test_health_readiness_metrics(client: Client) -> None:
         "acceptd_requests_submitted_total",
         "acceptd_requests_finished_total",
         "acceptd_run_seconds_bucket",
+        "acceptd_wait_seconds_bucket",
         "acceptd_workers_alive",
     ):
         assert name in text

@@ -192,7 +192,7 @@ function newRow(monitor) {
   }
   cells.id.append(el("code", {textContent: shortId(monitor.id), title: monitor.id}));
   cells.operation.textContent = monitor.operation;
-  cells.statusBadge = el("span", {className: "status"});
+  cells.statusBadge = el("span", {className: "badge"});
   cells.status.append(cells.statusBadge);
   cells.barFill = el("span");
   cells.progressText = el("span", {className: "muted"});
@@ -231,12 +231,12 @@ function render(row) {
   const m = row.monitor;
   const c = row.cells;
   c.statusBadge.textContent = m.cancel_requested && ACTIVE.has(m.status) ? m.status + " (canceling)" : m.status;
-  c.statusBadge.className = "status status-" + m.status;
+  c.statusBadge.className = "badge badge-" + m.status;
   c.position.textContent = m.status === "queued" && m.position != null ? String(m.position) : "";
   const percent = m.status === "succeeded" ? 100 : (m.progress && m.progress.percent) || 0;
   c.barFill.style.width = Math.max(0, Math.min(100, percent)) + "%";
   c.bar.classList.toggle("done", m.status === "succeeded");
-  c.progressText.textContent = m.progress ? Math.round(m.progress.percent) + "%" : "";
+  c.progressText.textContent = m.progress || m.status === "succeeded" ? Math.round(percent) + "%" : "";
   c.bar.title = (m.progress && m.progress.message) || "";
   c.cancel.hidden = !ACTIVE.has(m.status);
   c.cancel.disabled = Boolean(m.cancel_requested);
