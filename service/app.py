@@ -12,6 +12,9 @@ from pathlib import Path
 import redis.asyncio as aredis
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.exceptions import ConnectionError, TimeoutError
 
 from service import api, sse, system
 from service.config import ConfigError, Settings
@@ -125,7 +128,13 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 
 def connect(url: str) -> aredis.Redis:
     """A redis-py asyncio client with the timeouts every role uses."""
-    options: dict[str, object] = {"socket_connect_timeout": 5, "health_check_interval": 30}
+    options: dict[str, object] = {
+        "socket_connect_timeout": 5,
+        "health_check_interval": 30,
+        # Stale pooled connections after a server restart are retried, not failed.
+        "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 3),
+        "retry_on_error": [ConnectionError, TimeoutError],
+    }
     if not url.startswith("unix:"):
         options["socket_keepalive"] = True
     return aredis.Redis.from_url(url, **options)  # type: ignore[arg-type]

@@ -10,11 +10,14 @@ from typing import Any
 from aiohttp import web
 from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
 
+from service.outage import Outage
 from service.problems import PROBLEM_BASE
 
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+
+_outage = Outage("api")
 
 TITLES = {
     400: "Bad request",
@@ -88,7 +91,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Map every error to problem+json; never leak a traceback."""
     try:
-        return await handler(request)
+        response = await handler(request)
+        if _outage.down and response.status < 500:
+            _outage.succeeded()
+        return response
     except Problem as exc:
         return exc.response()
     except web.HTTPException as exc:
@@ -98,8 +104,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         detail = _detail_for(exc, request)
         slug = {404: "not-found", 405: "method-not-allowed", 413: "too-large"}.get(exc.status)
         return Problem(exc.status, detail, slug=slug, headers=headers).response()
-    except (ConnectionError, TimeoutError, BusyLoadingError):
-        log.warning("redis unavailable while serving %s %s", request.method, request.path)
+    except (ConnectionError, TimeoutError, BusyLoadingError) as exc:
+        _outage.failed(exc)
         return Problem(
             503,
             "the service's storage is unreachable; retry shortly",

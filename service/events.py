@@ -18,6 +18,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from service import keys
+from service.outage import Outage
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class EventHub:
         self._by_client: dict[str, set[Listener]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
+        self._outage = Outage("event subscription")
         # Called with the operation of every message, parsed or not (cheap: no JSON).
         self.on_message: Callable[[str], None] | None = None
         # Called after a lost subscription is restored: listeners may have missed events.
@@ -130,6 +132,7 @@ class EventHub:
                 if self.connected.is_set() is False and self._lost and self.on_resubscribe:
                     self.on_resubscribe()
                 self.connected.set()
+                self._outage.succeeded()
                 self._lost = False
                 backoff = 0.1
                 while True:
@@ -141,7 +144,7 @@ class EventHub:
             except Exception as exc:
                 self.connected.clear()
                 self._lost = True
-                log.warning("event subscription lost (%s); resubscribing", exc)
+                self._outage.failed(exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
             finally:

@@ -11,21 +11,25 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from redis.exceptions import RedisError
 
 from service import keys, problems
 from service.config import WorkerSettings
 from service.handlers import RejectedInput, Retryable
 from service.metrics import Metrics
-from service.queue import Job, Queue
+from service.outage import Outage
+from service.queue import Job, Outcome, Queue
 from service.registry import Operation
 
 log = logging.getLogger(__name__)
 
 StopReason = Literal["cancel", "lost", "shutdown"]
+STORE_PATIENCE = 120.0
 
 
 class JobContext:
@@ -92,6 +96,7 @@ class Worker:
         self._slot_freed = asyncio.Event()
         self._stopping = False
         self._claims = 0
+        self._outage = Outage("worker")
         self._executor = ThreadPoolExecutor(
             max_workers=max(4, settings.concurrency), thread_name_prefix="acceptd-handler"
         )
@@ -178,7 +183,9 @@ class Worker:
                 await self._slot_freed.wait()
                 continue
             try:
-                if await self._claim(op):
+                claimed = await self._claim(op)
+                self._outage.succeeded()
+                if claimed:
                     continue
                 timeout = self.settings.idle_check_seconds
                 if self._next_due is not None:
@@ -186,6 +193,9 @@ class Worker:
                 await self.queue.wait_for_work(op, timeout)
             except asyncio.CancelledError:
                 raise
+            except RedisError as exc:
+                self._outage.failed(exc)
+                await asyncio.sleep(1)
             except Exception:
                 log.exception("claiming %s failed; retrying in 1 s", op)
                 await asyncio.sleep(1)
@@ -226,33 +236,34 @@ class Worker:
                 return
             except TimeoutError:
                 payload = problems.timed_out(job.timeout)
-                outcome = await self.queue.finish(job, "retry", payload, self._backoff(job))
+                outcome = await self._finish(job, "retry", payload, self._backoff(job))
                 return
             except RejectedInput as exc:
                 payload = problems.rejected(exc.message, exc.errors)
-                outcome = await self.queue.finish(job, "failed", payload)
+                outcome = await self._finish(job, "failed", payload)
                 return
             except Retryable as exc:
                 delay = exc.defer if exc.defer is not None else self._backoff(job)
                 payload = problems.retries_exhausted(exc.message)
-                outcome = await self.queue.finish(job, "retry", payload, delay)
+                outcome = await self._finish(job, "retry", payload, delay)
                 return
             except Exception:
                 log.exception("%s %s failed", job.op, job.request_id)
-                outcome = await self.queue.finish(job, "failed", problems.internal())
+                outcome = await self._finish(job, "failed", problems.internal())
                 return
             try:
                 result_json = json.dumps(result, separators=(",", ":"), ensure_ascii=False)
             except (TypeError, ValueError):
                 log.exception("%s %s returned a result that is not JSON", job.op, job.request_id)
-                outcome = await self.queue.finish(job, "failed", problems.internal())
+                outcome = await self._finish(job, "failed", problems.internal())
                 return
-            outcome = await self.queue.finish(job, "succeeded", result_json)
+            outcome = await self._finish(job, "succeeded", result_json)
         except asyncio.CancelledError:
             raise
-        except Exception:
+        except RedisError as exc:
             # Redis unreachable while finishing: the lease expires and the request is retried.
-            log.exception("could not store the outcome of %s %s", job.op, job.request_id)
+            self._outage.failed(exc)
+            log.warning("could not store the outcome of %s %s", job.op, job.request_id)
         finally:
             self._running.pop(job.request_id, None)
             self._slot_freed.set()
@@ -264,10 +275,32 @@ class Worker:
         if task is not None:
             task.uncancel()
         if reason == "cancel":
-            return await self.queue.finish(job, "canceled", problems.canceled())
+            return await self._finish(job, "canceled", problems.canceled())
         if reason == "shutdown":
-            return await self.queue.release(job)
+            return await self._store(self.queue.release, job)
         return "lost"
+
+    async def _finish(
+        self, job: Job, outcome: Outcome, payload: str, retry_delay: float = 0.0
+    ) -> str:
+        return await self._store(self.queue.finish, job, outcome, payload, retry_delay)
+
+    async def _store(self, fn: Callable[..., Awaitable[str]], *args: Any) -> str:
+        # Keep trying through a Redis outage: the outcome is worth more than the lease, and
+        # the lease token still guards against a request that another worker took over.
+        delay = 0.1
+        deadline = time.monotonic() + STORE_PATIENCE
+        while True:
+            try:
+                result = await fn(*args)
+                self._outage.succeeded()
+                return result
+            except RedisError as exc:
+                self._outage.failed(exc)
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
     def _backoff(self, job: Job) -> float:
         return float(job.backoff * (2 ** (job.attempt - 1)))
@@ -313,8 +346,8 @@ class Worker:
                         self._stop_handler(rid, "cancel")
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.warning("control channel lost; resubscribing in 1 s")
+            except Exception as exc:
+                self._outage.failed(exc)
                 await asyncio.sleep(1)
             finally:
                 with contextlib.suppress(Exception):
