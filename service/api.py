@@ -176,6 +176,7 @@ async def submit(request: web.Request) -> web.StreamResponse:
         wait = min(wait, settings.max_wait_seconds)
 
     queue = app[queue_key]
+    rate, burst = app[settings_key].auth.limit_for(client)
     rid = new_request_id(op.name, queue.now_ms())
     done = asyncio.get_running_loop().create_future()
     stop_watching = _watch_terminal(request, rid, done) if wait > 0 else None
@@ -193,7 +194,16 @@ async def submit(request: web.Request) -> web.StreamResponse:
             body_hash=body_hash,
             callback_url=callback_url,
             callback_events=callback_events,
+            rate=rate,
+            burst=burst,
         )
+        if res.outcome == "limited":
+            raise Problem(
+                429,
+                f"too many submissions; at most {rate:g} per second to {op.name}",
+                slug="rate-limited",
+                headers={"Retry-After": str(max(1, math.ceil((res.position or 0) / 1000)))},
+            )
         if res.outcome == "full":
             raise Problem(
                 503,

@@ -55,6 +55,8 @@ class ClientSettings:
 
     name: str
     key: str
+    rate_per_second: float | None = None
+    burst: int | None = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,16 @@ class AuthSettings:
     """API keys; none configured means open, loopback-only, one anonymous client."""
 
     clients: list[ClientSettings] = field(default_factory=list)
+    rate_per_second: float = 0.0
+    burst: int = 100
+
+    def limit_for(self, client: str) -> tuple[float, int]:
+        """A client's submit rate limit: (tokens per second, bucket size); 0 means none."""
+        for c in self.clients:
+            if c.name == client:
+                rate = self.rate_per_second if c.rate_per_second is None else c.rate_per_second
+                return rate, self.burst if c.burst is None else c.burst
+        return self.rate_per_second, self.burst
 
 
 @dataclass(frozen=True)
@@ -267,6 +279,9 @@ def _check(s: Settings) -> None:
     positive("server.max_wait_seconds", s.server.max_wait_seconds)
     if s.server.sync_wait_seconds < 0:
         raise ConfigError("server.sync_wait_seconds: must be 0 or more")
+    if s.auth.rate_per_second < 0:
+        raise ConfigError("auth.rate_per_second: must be 0 (no limit) or more")
+    positive("auth.burst", s.auth.burst)
     positive("worker.concurrency", s.worker.concurrency)
     positive("worker.lease_seconds", s.worker.lease_seconds)
     positive("worker.idle_check_seconds", s.worker.idle_check_seconds)

@@ -51,7 +51,7 @@ class Limits:
 class Submitted:
     """What a submit did: ``created``, ``replay`` (idempotent), ``conflict`` or ``full``."""
 
-    outcome: Literal["created", "replay", "conflict", "full"]
+    outcome: Literal["created", "replay", "conflict", "full", "limited"]
     request_id: str
     record: dict[str, str] | None
     position: int | None
@@ -131,6 +131,8 @@ class Queue:
         body_hash: str = "",
         callback_url: str = "",
         callback_events: str = "",
+        rate: float = 0.0,
+        burst: int = 0,
     ) -> Submitted:
         """Create a request and queue it, unless the queue is full or the key replays."""
         idem = keys.idempotency(op, client, idempotency_key) if idempotency_key else ""
@@ -152,11 +154,16 @@ class Queue:
                 callback_url,
                 callback_events,
                 IDEMPOTENCY_TTL,
+                rate,
+                max(burst, 1),
             ],
         )
         outcome = _s(res[0])
         if outcome == "full":
             return Submitted("full", "", None, int(res[1]))
+        if outcome == "limited":
+            # position carries the wait in milliseconds until a token is available
+            return Submitted("limited", "", None, int(res[1]))
         rid = _s(res[1])
         if outcome == "conflict":
             return Submitted("conflict", rid, None, None)

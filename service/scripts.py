@@ -110,7 +110,7 @@ end
 
 # KEYS[1] prefix, KEYS[2] record, KEYS[3] client index, KEYS[4] idempotency key ('' if none)
 # ARGV: id, client, priority, input, now, max_depth, attempts, timeout_ms, ttl, backoff_ms,
-#       body_hash, cb_url, cb_events, idem_ttl
+#       body_hash, cb_url, cb_events, idem_ttl, rate_per_second (0: none), burst
 SUBMIT = r"""
 local rkey, ikey = KEYS[2], KEYS[4]
 local now = tonumber(ARGV[5])
@@ -125,6 +125,20 @@ if ikey ~= '' then
       return {'replay', existing, cjson.encode(snapshot(hgetall(old))), rank or -1}
     end
   end
+end
+local rate = tonumber(ARGV[15])
+if rate > 0 then
+  -- Token bucket per client and operation: refill by elapsed time, take one token.
+  local burst = tonumber(ARGV[16])
+  local bkey = P .. 'rl:' .. ARGV[2]
+  local b = redis.call('HMGET', bkey, 'tokens', 'ts')
+  local tokens, ts = tonumber(b[1]) or burst, tonumber(b[2]) or now
+  tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
+  if tokens < 1 then
+    return {'limited', math.ceil((1 - tokens) * 1000 / rate)}
+  end
+  redis.call('HSET', bkey, 'tokens', tostring(tokens - 1), 'ts', now)
+  redis.call('PEXPIRE', bkey, math.ceil(burst * 1000 / rate) + 1000)
 end
 local pending = P .. 'pending'
 local depth = redis.call('ZCARD', pending)

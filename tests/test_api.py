@@ -475,3 +475,14 @@ async def test_openapi_is_generated_from_the_operations(client: Client) -> None:
     for page in ("/docs", "/"):
         resp = await client.get(page)
         assert resp.status == 200 and resp.content_type == "text/html"
+
+
+async def test_rate_limit_is_429_with_retry_after(app_client: MakeClient) -> None:
+    c = await app_client(worker=False, auth={"rate_per_second": 0.5, "burst": 2})
+    assert (await post(c, "echo", {}, **ASYNC))[0] == 202
+    assert (await post(c, "echo", {}, **ASYNC))[0] == 202
+    status, body, headers = await post(c, "echo", {}, **ASYNC)
+    assert status == 429 and int(headers["Retry-After"]) >= 1
+    assert_problem(headers, body, 429)
+    # Limits are per operation.
+    assert (await post(c, "sleep", {"seconds": 1}, **ASYNC))[0] == 202
