@@ -39,6 +39,7 @@ from service.state import (
     settings_key,
     worker_key,
 )
+from service.watchdog import LoopWatchdog
 from service.worker import Worker
 
 log = logging.getLogger(__name__)
@@ -155,6 +156,8 @@ async def worker_ctx(app: web.Application) -> AsyncIterator[None]:
     settings = app[settings_key]
     worker = Worker(app[queue_key], app[operations_key], settings.worker, metrics=app[metrics_key])
     app[worker_key] = worker
+    watchdog = LoopWatchdog(settings.worker.blocked_loop_seconds)
+    watchdog.start()
     task = asyncio.create_task(worker.run(), name="worker")
     app[runtime_key].worker_running = True
     try:
@@ -165,3 +168,4 @@ async def worker_ctx(app: web.Application) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        watchdog.stop()

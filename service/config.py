@@ -83,6 +83,7 @@ class WorkerSettings:
     concurrency: int = 32
     lease_seconds: float = 30.0
     idle_check_seconds: float = 5.0
+    blocked_loop_seconds: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -285,6 +286,7 @@ def _check(s: Settings) -> None:
     positive("worker.concurrency", s.worker.concurrency)
     positive("worker.lease_seconds", s.worker.lease_seconds)
     positive("worker.idle_check_seconds", s.worker.idle_check_seconds)
+    positive("worker.blocked_loop_seconds", s.worker.blocked_loop_seconds)
     positive("webhooks.timeout_seconds", s.webhooks.timeout_seconds)
     if not s.webhooks.retry_schedule:
         raise ConfigError("webhooks.retry_schedule: needs at least one delay")

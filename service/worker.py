@@ -207,7 +207,7 @@ class Worker:
             self.metrics.wait_time.labels(job.op).observe(wait)
         ctx = JobContext(self.queue, job, asyncio.get_running_loop())
         handler_task = asyncio.create_task(
-            self._invoke(op, ctx, job), name=f"handler:{job.request_id}"
+            self._invoke(op, ctx, job), name=f"handler:{job.op}/{job.request_id}"
         )
         self._running[job.request_id] = _Running(job, handler_task)
         sup = asyncio.create_task(self._supervise(job), name=f"job:{job.request_id}")

@@ -40,3 +40,11 @@ def blocking(ctx: Context, data: Any) -> Any:
 def not_json(ctx: Context, data: Any) -> Any:
     """Returns something JSON cannot encode."""
     return {1, 2, 3}
+
+
+@operation(input_schema={"type": "object"}, summary="Blocks the event loop (a bug)")
+async def block_loop(ctx: Context, data: Any) -> Any:
+    import time
+
+    time.sleep(float(data.get("seconds", 0.6)))
+    return {"blocked": True}

@@ -29,6 +29,7 @@ TEST_OPS = {
     "blocking": {"handler": "tests.handlers_for_tests:blocking"},
     "not-json": {"handler": "tests.handlers_for_tests:not_json", "attempts": 1},
     "tiny": {"handler": "service.operations.echo:echo", "max_queue_depth": 2},
+    "block-loop": {"handler": "tests.handlers_for_tests:block_loop", "attempts": 1},
 }
 ASYNC = {"Prefer": "respond-async"}
 
@@ -48,9 +49,9 @@ def make_settings(redis_url: str, **overrides: Any) -> Settings:
 def app_client(
     aiohttp_client: Callable[..., Awaitable[Client]], redis_url: str
 ) -> Callable[..., Awaitable[Client]]:
-    async def make(worker: bool = True, **overrides: Any) -> Client:
+    async def make(run_worker: bool = True, **overrides: Any) -> Client:
         settings = make_settings(redis_url, **overrides)
-        return await aiohttp_client(create_app(settings, Roles(api=True, worker=worker)))
+        return await aiohttp_client(create_app(settings, Roles(api=True, worker=run_worker)))
 
     return make
 
@@ -63,7 +64,7 @@ async def client(app_client: MakeClient) -> Client:
 @pytest.fixture
 async def idle(app_client: MakeClient) -> Client:
     """An API with no worker: requests stay queued."""
-    return await app_client(worker=False)
+    return await app_client(run_worker=False)
 
 
 async def post(client: Client, op: str, body: Any, **headers: str) -> tuple[int, Any, Any]:
@@ -113,7 +114,7 @@ async def test_respond_async_returns_202_with_monitor_links_and_headers(idle: Cl
 
 
 async def test_public_url_is_used_for_absolute_links(app_client: MakeClient) -> None:
-    c = await app_client(worker=False, server={"public_url": "https://api.example.com/"})
+    c = await app_client(run_worker=False, server={"public_url": "https://api.example.com/"})
     _, body, headers = await post(c, "echo", {}, **ASYNC)
     assert headers["Location"] == f"https://api.example.com/v1/queue/requests/{body['id']}"
 
@@ -182,7 +183,7 @@ async def test_unencodable_result_is_an_internal_error(client: Client) -> None:
 
 
 async def test_bad_inputs_are_problems(app_client: MakeClient) -> None:
-    c = await app_client(worker=False, server={"max_body_bytes": 64})
+    c = await app_client(run_worker=False, server={"max_body_bytes": 64})
     resp = await c.post("/v1/echo", data=b"{not json", headers={"Content-Type": "application/json"})
     body = await resp.json(content_type=None)
     assert resp.status == 400 and "not valid JSON" in body["detail"]
@@ -247,7 +248,7 @@ async def test_full_queue_is_503_with_retry_after(idle: Client) -> None:
 async def test_monitor_and_final_resource_report_position_until_ready(
     app_client: MakeClient,
 ) -> None:
-    idle = await app_client(worker=False)
+    idle = await app_client(run_worker=False)
     ids = [(await post(idle, "echo", {"i": i}, **ASYNC))[1]["id"] for i in range(3)]
     resp = await idle.get(f"/v1/queue/requests/{ids[2]}")
     body = await resp.json()
@@ -259,7 +260,7 @@ async def test_monitor_and_final_resource_report_position_until_ready(
     assert "Retry-After" in resp.headers
     assert_problem(resp.headers, problem, 404)
 
-    worker = await app_client(worker=True)
+    worker = await app_client(run_worker=True)
     done = await wait_status(worker, ids[2], {"succeeded"})
     assert done["position"] is None and done["finished_at"] and done["expires_at"]
     resp = await worker.get(f"/v1/echo/{ids[2]}")
@@ -300,7 +301,7 @@ async def test_unknown_requests_are_404_without_status(client: Client) -> None:
 
 
 async def test_cancel_queued_running_and_finished(app_client: MakeClient) -> None:
-    idle = await app_client(worker=False)
+    idle = await app_client(run_worker=False)
     _, queued, _ = await post(idle, "echo", {}, **ASYNC)
     resp = await idle.delete(f"/v1/queue/requests/{queued['id']}")
     body = await resp.json()
@@ -310,7 +311,7 @@ async def test_cancel_queued_running_and_finished(app_client: MakeClient) -> Non
     resp = await idle.get(f"/v1/echo/{queued['id']}")
     assert resp.status == 410
 
-    client = await app_client(worker=True)
+    client = await app_client(run_worker=True)
     _, running, _ = await post(client, "sleep", {"seconds": 30}, **ASYNC)
     await wait_status(client, running["id"], {"running"})
     resp = await client.delete(f"/v1/queue/requests/{running['id']}")
@@ -418,7 +419,7 @@ async def test_api_keys_and_isolation(app_client: MakeClient) -> None:
         {"name": "alice", "key": "alice-key-0123456789"},
         {"name": "bob", "key": "bob-key-0123456789"},
     ]
-    c = await app_client(worker=False, auth={"clients": clients})
+    c = await app_client(run_worker=False, auth={"clients": clients})
     resp = await c.post("/v1/echo", json={}, headers=ASYNC)
     assert resp.status == 401 and "Bearer" in resp.headers["WWW-Authenticate"]
     assert_problem(resp.headers, await resp.json(content_type=None), 401)
@@ -478,7 +479,7 @@ async def test_openapi_is_generated_from_the_operations(client: Client) -> None:
 
 
 async def test_rate_limit_is_429_with_retry_after(app_client: MakeClient) -> None:
-    c = await app_client(worker=False, auth={"rate_per_second": 0.5, "burst": 2})
+    c = await app_client(run_worker=False, auth={"rate_per_second": 0.5, "burst": 2})
     assert (await post(c, "echo", {}, **ASYNC))[0] == 202
     assert (await post(c, "echo", {}, **ASYNC))[0] == 202
     status, body, headers = await post(c, "echo", {}, **ASYNC)
@@ -486,3 +487,14 @@ async def test_rate_limit_is_429_with_retry_after(app_client: MakeClient) -> Non
     assert_problem(headers, body, 429)
     # Limits are per operation.
     assert (await post(c, "sleep", {"seconds": 1}, **ASYNC))[0] == 202
+
+
+async def test_a_handler_blocking_the_event_loop_is_named_by_the_watchdog(
+    app_client: MakeClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    c = await app_client(worker={"blocked_loop_seconds": 0.2})
+    status, _, headers = await post(c, "block-loop", {"seconds": 0.8})
+    assert status == 201
+    rid = headers["Location"].rsplit("/", 1)[1]
+    blocked = [r.getMessage() for r in caplog.records if "event loop blocked" in r.getMessage()]
+    assert any(f"block-loop/{rid}" in m for m in blocked), blocked

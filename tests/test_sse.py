@@ -22,9 +22,9 @@ MakeClient = Callable[..., Awaitable[Client]]
 
 @pytest.fixture
 def app_client(aiohttp_client: Callable[..., Awaitable[Client]], redis_url: str) -> MakeClient:
-    async def make(worker: bool = True, **overrides: Any) -> Client:
+    async def make(run_worker: bool = True, **overrides: Any) -> Client:
         settings = make_settings(redis_url, **overrides)
-        app = create_app(settings, Roles(api=True, worker=worker))
+        app = create_app(settings, Roles(api=True, worker=run_worker))
         return await aiohttp_client(app, server_kwargs={"handler_cancellation": True})
 
     return make
@@ -108,12 +108,12 @@ async def test_reconnect_after_the_terminal_event_gets_204(app_client: MakeClien
 async def test_resume_with_last_event_id_gets_exactly_the_missed_events(
     app_client: MakeClient,
 ) -> None:
-    idle = await app_client(worker=False)
+    idle = await app_client(run_worker=False)
     rid = await submit(idle, "sleep", {"seconds": 0.6, "steps": 6})
     _, first = await collect(idle, f"/v1/queue/requests/{rid}/events", count=1)
     [queued] = [e for e in first if e.data]
     assert queued.json()["status"] == "queued"
-    worker = await app_client(worker=True)  # runs it while nobody listens
+    worker = await app_client(run_worker=True)  # runs it while nobody listens
     deadline = asyncio.get_running_loop().time() + 10
     while (await (await idle.get(f"/v1/queue/requests/{rid}")).json())["status"] != "succeeded":
         assert asyncio.get_running_loop().time() < deadline
@@ -132,7 +132,7 @@ async def test_resume_with_last_event_id_gets_exactly_the_missed_events(
 async def test_resume_when_the_events_are_gone_sends_a_fresh_status(
     app_client: MakeClient,
 ) -> None:
-    client = await app_client(worker=False)
+    client = await app_client(run_worker=False)
     rid = await submit(client, "echo", {})
     await client.delete(f"/v1/queue/requests/{rid}")  # events before any stream are not kept
     status, events = await collect(
@@ -147,7 +147,7 @@ async def test_unknown_and_foreign_streams_are_404(app_client: MakeClient) -> No
         {"name": "alice", "key": "alice-key-0123456789"},
         {"name": "bob", "key": "bob-key-0123456789"},
     ]
-    c = await app_client(worker=False, auth={"clients": clients})
+    c = await app_client(run_worker=False, auth={"clients": clients})
     resp = await c.post(
         "/v1/echo", json={}, headers={**ASYNC, "Authorization": "Bearer alice-key-0123456789"}
     )
@@ -169,7 +169,7 @@ async def test_position_events_follow_the_queue(
     app_client: MakeClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sse, "POSITION_INTERVAL", 0.1)
-    client = await app_client(worker=False)
+    client = await app_client(run_worker=False)
     ahead = [await submit(client, "echo", {"i": i}) for i in range(2)]
     rid = await submit(client, "echo", {"i": 2})
     async with asyncio.timeout(10):
@@ -194,7 +194,7 @@ async def test_position_events_follow_the_queue(
 
 
 async def test_client_stream_carries_every_request_and_resumes(app_client: MakeClient) -> None:
-    client = await app_client(worker=True)
+    client = await app_client(run_worker=True)
     async with asyncio.timeout(10):
         resp = await client.get("/v1/queue/events?operation=echo")
         assert resp.status == 200
@@ -231,7 +231,7 @@ async def test_heartbeat_comments_keep_idle_streams_alive(
     app_client: MakeClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(sse, "PING_SECONDS", 0.1)
-    client = await app_client(worker=False)
+    client = await app_client(run_worker=False)
     rid = await submit(client, "echo", {})
     async with asyncio.timeout(5):
         resp = await client.get(f"/v1/queue/requests/{rid}/events")
@@ -243,7 +243,7 @@ async def test_heartbeat_comments_keep_idle_streams_alive(
 
 
 async def test_disconnected_clients_are_released_at_once(app_client: MakeClient) -> None:
-    client = await app_client(worker=False)
+    client = await app_client(run_worker=False)
     rid = await submit(client, "echo", {})
     streams = client.app[sse.streams_key] if client.app else None
     assert streams is not None
@@ -257,7 +257,7 @@ async def test_disconnected_clients_are_released_at_once(app_client: MakeClient)
 
 
 async def test_shutdown_closes_streams(app_client: MakeClient) -> None:
-    client = await app_client(worker=False)
+    client = await app_client(run_worker=False)
     rid = await submit(client, "echo", {})
     assert client.app is not None
     async with asyncio.timeout(5):
@@ -280,7 +280,7 @@ def test_a_slow_client_overflows_its_bounded_buffer() -> None:
 
 
 async def test_stream_limits_per_client(app_client: MakeClient) -> None:
-    client = await app_client(worker=False, server={"max_streams_per_client": 1})
+    client = await app_client(run_worker=False, server={"max_streams_per_client": 1})
     rid = await submit(client, "echo", {})
     first = await client.get(f"/v1/queue/requests/{rid}/events")
     await first.content.readline()
@@ -290,7 +290,7 @@ async def test_stream_limits_per_client(app_client: MakeClient) -> None:
 
 
 async def test_cors_for_configured_origins(app_client: MakeClient) -> None:
-    client = await app_client(worker=False, server={"cors_origins": ["https://app.example"]})
+    client = await app_client(run_worker=False, server={"cors_origins": ["https://app.example"]})
     resp = await client.options(
         "/v1/echo",
         headers={"Origin": "https://app.example", "Access-Control-Request-Method": "POST"},
