@@ -46,5 +46,5 @@ def not_json(ctx: Context, data: Any) -> Any:
 async def block_loop(ctx: Context, data: Any) -> Any:
     import time
 
-    time.sleep(float(data.get("seconds", 0.6)))
+    time.sleep(float(data.get("seconds", 0.6)))  # noqa: ASYNC251 (the bug under test)
     return {"blocked": True}
