@@ -163,8 +163,8 @@ async def submit(request: web.Request) -> web.StreamResponse:
     callback_url = request.headers.get("Callback-Url", "").strip()
     callback_events = ""
     if callback_url:
-        await check_callback(request, callback_url)
         callback_events = parse_callback_events(request.headers.get("Callback-Events"))
+        await check_callback(request, callback_url)
     data, raw = await read_input(request, op)
     input_json = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
     client = client_of(request)

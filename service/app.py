@@ -16,19 +16,22 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError, TimeoutError
 
-from service import api, sse, system
+from service import api, monitor, sse, system, webhook_api
 from service.config import ConfigError, Settings
 from service.cors import setup_cors
 from service.embedded import EmbeddedRedis
-from service.errors import problem_middleware
+from service.errors import Problem, problem_middleware
 from service.events import EventHub
 from service.metrics import Metrics
 from service.queue import Queue
 from service.registry import build_operations, by_code
 from service.state import (
+    CallbackChecker,
     Roles,
     Runtime,
+    callback_checker_key,
     codes_key,
+    dispatcher_key,
     hub_key,
     metrics_key,
     operations_key,
@@ -37,10 +40,12 @@ from service.state import (
     roles_key,
     runtime_key,
     settings_key,
+    webhook_store_key,
     worker_key,
 )
 from service.watchdog import LoopWatchdog
 from service.worker import Worker
+from webhooks import Dispatcher, TargetRefused, WebhookStore, check_url
 
 log = logging.getLogger(__name__)
 
@@ -89,12 +94,34 @@ def create_app(settings: Settings, roles: Roles | None = None) -> web.Applicatio
         app.cleanup_ctx.append(sse.streams_ctx)
         app.on_shutdown.append(sse.close_streams)
         app.add_routes(system.routes)
-        # Before the API's routes: /v1/queue/events must not match /v1/{op}/{request_id}.
+        # Before the API's routes: /v1/queue/events and /v1/webhooks/… must not match
+        # /v1/{op}/{request_id}.
         app.add_routes(sse.routes)
+        app.add_routes(webhook_api.routes)
         app.add_routes(api.routes)
+        app[callback_checker_key] = _callback_checker(settings)
     if roles.worker:
         app.cleanup_ctx.append(worker_ctx)
+    if roles.dispatcher:
+        app.cleanup_ctx.append(dispatcher_ctx)
     return app
+
+
+def _callback_checker(settings: Settings) -> CallbackChecker:
+    allow = settings.webhooks.allow_networks
+
+    async def check(url: str) -> None:
+        try:
+            await check_url(url, allow)
+        except TargetRefused as exc:
+            raise Problem(
+                422,
+                f"Callback-Url is not allowed: {exc.reason}",
+                slug="target-refused",
+                header="Callback-Url",
+            ) from None
+
+    return check
 
 
 def _auth(settings: Settings) -> Middleware:
@@ -119,6 +146,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     client = connect(url)
     app[redis_key] = client
     app[queue_key] = Queue(client)
+    app[webhook_store_key] = WebhookStore(client, list(settings.operations))
     try:
         yield
     finally:
@@ -149,6 +177,32 @@ async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
     app[hub_key] = hub
     yield
     await hub.stop()
+
+
+async def dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Run the webhook dispatcher."""
+    settings = app[settings_key]
+    store = app[webhook_store_key]
+    metrics = app[metrics_key]
+    await store.rehook()
+    dispatcher = Dispatcher(
+        app[redis_key],
+        settings.webhooks,
+        list(settings.operations),
+        lambda op, record: monitor.render(op, record),
+        store=store,
+        on_attempt=lambda outcome: metrics.webhook_attempts.labels(outcome).inc(),
+    )
+    app[dispatcher_key] = dispatcher
+    task = asyncio.create_task(dispatcher.run(), name="dispatcher")
+    app[runtime_key].dispatcher_running = True
+    try:
+        yield
+    finally:
+        app[runtime_key].dispatcher_running = False
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 async def worker_ctx(app: web.Application) -> AsyncIterator[None]:

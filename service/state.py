@@ -14,6 +14,7 @@ from service.metrics import Metrics
 from service.queue import Queue
 from service.registry import Operation
 from service.worker import Worker
+from webhooks import Dispatcher, WebhookStore
 
 
 @dataclass(frozen=True)
@@ -46,3 +47,5 @@ worker_key = web.AppKey("worker", Worker)
 codes_key = web.AppKey("codes", dict[str, Operation])
 CallbackChecker = Callable[[str], Awaitable[None]]
 callback_checker_key: web.AppKey[CallbackChecker] = web.AppKey("callback_checker")
+webhook_store_key = web.AppKey("webhook_store", WebhookStore)
+dispatcher_key = web.AppKey("dispatcher", Dispatcher)

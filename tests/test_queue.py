@@ -37,10 +37,24 @@ def queue(redis_client: aredis.Redis, clock: Clock) -> Queue:
 
 
 async def submit(
-    queue: Queue, op: str = "echo", priority: int = 0, limits: Limits = LIMITS, **kw: str
+    queue: Queue,
+    op: str = "echo",
+    priority: int = 0,
+    limits: Limits = LIMITS,
+    idempotency_key: str = "",
+    body_hash: str = "",
 ) -> str:
     rid = new_request_id(op, queue.now_ms())
-    res = await queue.submit(op, rid, "alice", '{"x":1}', limits, priority=priority, **kw)
+    res = await queue.submit(
+        op,
+        rid,
+        "alice",
+        '{"x":1}',
+        limits,
+        priority=priority,
+        idempotency_key=idempotency_key,
+        body_hash=body_hash,
+    )
     assert res.outcome == "created"
     return rid
 

@@ -1,0 +1,431 @@
+"""The webhook dispatcher: turns outbox events into deliveries and sends them.
+
+Two loops share one process. Fan-out reads every operation's outbox stream through a consumer
+group, creates the deliveries of each entry (idempotently, so a crash before the ack repeats
+nothing) and only then acknowledges and deletes the entry. Sending leases due deliveries from
+Redis, POSTs them through one shared session whose resolver refuses internal addresses, and
+records each attempt in one script. Leases expire, so deliveries of a dispatcher that dies
+mid-send are sent again by another (at least once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
+
+import aiohttp
+from redis.asyncio import Redis
+from redis.exceptions import RedisError, ResponseError
+from yarl import URL
+
+from webhooks import events, keys, signing
+from webhooks.errors import TargetRefused
+from webhooks.models import Claimed
+from webhooks.policy import Decision, decide
+from webhooks.ssrf import SafeResolver, check_url_static
+from webhooks.store import WebhookStore
+
+log = logging.getLogger("acceptd.webhooks")
+
+GROUP = "acceptd-webhooks"
+EXCERPT_BYTES = 1024
+READ_COUNT = 100
+
+
+class DispatchSettings(Protocol):
+    """What the dispatcher reads from ``WebhookSettings``."""
+
+    @property
+    def allow_networks(self) -> list[str]: ...
+    @property
+    def retry_schedule(self) -> list[float]: ...
+    @property
+    def jitter(self) -> float: ...
+    @property
+    def timeout_seconds(self) -> float: ...
+    @property
+    def disable_after_days(self) -> float: ...
+    @property
+    def concurrency(self) -> int: ...
+    @property
+    def per_endpoint_concurrency(self) -> int: ...
+
+
+class Dispatcher:
+    """Fans out outbox events to deliveries and sends them; ``run()`` until cancelled."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        settings: DispatchSettings,
+        operations: Sequence[str],
+        render: events.Render,
+        *,
+        clock: Callable[[], float] = time.time,
+        store: WebhookStore | None = None,
+        on_attempt: Callable[[str], None] | None = None,
+        lease_seconds: float | None = None,
+        claim_idle_seconds: float = 60.0,
+        block_seconds: float = 2.0,
+        busy_delay: float = 1.0,
+    ) -> None:
+        self.redis = redis
+        self.settings = settings
+        self.operations = list(operations)
+        self.render = render
+        self.clock = clock
+        self.store = store or WebhookStore(redis, operations, clock)
+        self.on_attempt = on_attempt
+        # A send never outlives its timeout, so a lease a bit longer is never cut short.
+        self.lease_seconds = lease_seconds or settings.timeout_seconds + 15.0
+        self.claim_idle_seconds = claim_idle_seconds
+        # Blocking reads must end well within the client's socket timeout (redis-py: 5 s).
+        self.block_seconds = min(block_seconds, 4.0)
+        self.busy_delay = busy_delay
+        self.consumer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(4)}"
+        self._claims = 0
+        self._session: aiohttp.ClientSession | None = None
+        self._resolver: SafeResolver | None = None
+        self._sending: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._groups_ready = False
+        self._next_reclaim = 0.0
+
+    # Lifecycle
+
+    async def run(self) -> None:
+        """Fan out and send until cancelled; in-flight sends are cut off and their leases expire."""
+        self._open_session()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._forever("fan-out", self._fanout_step))
+                tg.create_task(self._forever("wake", self._wake_step))
+                tg.create_task(self._forever("send", self._send_step))
+        finally:
+            for task in list(self._sending):
+                task.cancel()
+            await asyncio.gather(*self._sending, return_exceptions=True)
+            await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the HTTP session (``run()`` does this itself on the way out)."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self._resolver is not None:
+            await self._resolver.close()
+            self._resolver = None
+
+    async def drain_once(self, max_rounds: int = 100) -> int:
+        """One burst for tests: fan out every waiting entry, then attempt all that is due now."""
+        await self._ensure_groups()
+        await self._reclaim()
+        while await self.fanout_once():
+            pass
+        self._open_session()
+        made = 0
+        for _ in range(max_rounds):
+            items, _soonest = await self._claim(self.settings.concurrency)
+            if not items:
+                break
+            await asyncio.gather(*(self._attempt(item) for item in items))
+            made += len(items)
+        return made
+
+    async def _forever(self, name: str, step: Callable[[], Any]) -> None:
+        task = asyncio.current_task()
+        while True:
+            # Some awaits (3.11's wait_for, client libraries) can swallow a cancellation that
+            # races with their result; the pending request still shows here, so honour it.
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
+            try:
+                await step()
+            except Exception as exc:
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError from exc  # a client turned it into an error
+                # Redis restarting or unreachable (or a bug): keep the loop alive and retry.
+                self._groups_ready = False
+                if isinstance(exc, RedisError | OSError):
+                    log.warning("webhook %s loop: %s; retrying in 1 s", name, exc)
+                else:
+                    log.exception("webhook %s loop failed; retrying in 1 s", name)
+                await asyncio.sleep(1.0)
+
+    # Fan-out
+
+    async def _ensure_groups(self) -> None:
+        if self._groups_ready:
+            return
+        for op in self.operations:
+            try:
+                # From id 0: entries written while no dispatcher ever ran are delivered too.
+                await self.redis.xgroup_create(keys.outbox(op), GROUP, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+        # Operations added to the config since a client subscribed start reporting too.
+        await self.store.rehook()
+        self._groups_ready = True
+
+    async def _fanout_step(self) -> None:
+        await self._ensure_groups()
+        if time.monotonic() >= self._next_reclaim:
+            await self._reclaim()
+            self._next_reclaim = time.monotonic() + self.claim_idle_seconds / 2
+        await self.fanout_once(block_ms=int(self.block_seconds * 1000))
+
+    async def _reclaim(self) -> None:
+        """Take over entries another (dead) dispatcher read but never acknowledged."""
+        idle_ms = int(self.claim_idle_seconds * 1000)
+        for op in self.operations:
+            stream = keys.outbox(op)
+            start: Any = "0-0"
+            while True:
+                res = await self.redis.xautoclaim(
+                    stream, GROUP, self.consumer, idle_ms, start_id=start, count=READ_COUNT
+                )
+                start, entries = res[0], res[1]
+                for entry_id, fields in entries:
+                    if fields:
+                        await self._handle(op, _s(entry_id), fields)
+                gone = res[2] if len(res) > 2 else []
+                if gone:
+                    await self.redis.xack(stream, GROUP, *gone)
+                if _s(start) == "0-0":
+                    break
+
+    async def fanout_once(self, block_ms: int | None = None) -> int:
+        """Read and fan out one batch of new outbox entries; how many were handled."""
+        await self._ensure_groups()
+        streams: dict[Any, Any] = {keys.outbox(op): ">" for op in self.operations}
+        if not streams:
+            if block_ms:
+                await asyncio.sleep(block_ms / 1000)
+            return 0
+        res = await self.redis.xreadgroup(
+            GROUP, self.consumer, streams, count=READ_COUNT, block=block_ms
+        )
+        handled = 0
+        by_stream = {keys.outbox(op): op for op in self.operations}
+        for stream, entries in _stream_items(res):
+            op = by_stream[_s(stream)]
+            for entry_id, fields in entries:
+                await self._handle(op, _s(entry_id), fields)
+                handled += 1
+        return handled
+
+    async def _handle(self, op: str, entry_id: str, fields: dict[Any, Any]) -> None:
+        f = {_s(k): _s(v) for k, v in fields.items()}
+        try:
+            record = json.loads(f["rec"])
+            event_type = f["type"]
+            payload = events.body(op, event_type, int(f["ts"]), record, self.render)
+            client, request_id = str(record["client"]), str(record["id"])
+        except Exception:
+            # A malformed entry can never succeed; acknowledging it keeps the stream moving.
+            log.exception("dropping malformed outbox entry %s of %s", entry_id, op)
+        else:
+            callback = str(record["cb_url"]) if events.callback_wanted(record, event_type) else ""
+            created = await self.store.fanout(
+                op,
+                entry_id,
+                event_type,
+                client,
+                request_id,
+                payload,
+                callback,
+                _callback_target(callback) if callback else "",
+            )
+            if created:
+                self._wake.set()
+        # Acknowledge only after the deliveries exist: a crash before this line re-reads the
+        # entry, and the deterministic delivery ids make the second fan-out a no-op.
+        stream = keys.outbox(op)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(stream, GROUP, entry_id)
+            pipe.xdel(stream, entry_id)
+            await pipe.execute()
+
+    # Sending
+
+    async def _wake_step(self) -> None:
+        if await self.store.wait_for_work(self.block_seconds):
+            self._wake.set()
+
+    async def _claim(self, free: int) -> tuple[list[Claimed], float | None]:
+        self._claims += 1
+        return await self.store.claim(
+            f"{self.consumer}:{self._claims}",
+            free,
+            self.lease_seconds,
+            self.settings.per_endpoint_concurrency,
+            self.busy_delay,
+        )
+
+    async def _send_step(self) -> None:
+        self._wake.clear()
+        free = self.settings.concurrency - len(self._sending)
+        soonest: float | None = None
+        if free > 0:
+            items, soonest = await self._claim(free)
+            for item in items:
+                task = asyncio.create_task(self._attempt(item))
+                self._sending.add(task)
+                task.add_done_callback(self._sent)
+        delay = self.block_seconds
+        if soonest is not None:
+            delay = min(max(soonest - self.clock(), 0.01), delay)
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+        # races with the event being set, and the dispatcher would never stop.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(delay):
+                await self._wake.wait()
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        self._wake.set()  # a slot is free
+
+    def _open_session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._resolver = SafeResolver(self.settings.allow_networks)
+            connector = aiohttp.TCPConnector(
+                resolver=self._resolver, limit=self.settings.concurrency
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(total=self.settings.timeout_seconds),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                trust_env=False,
+            )
+        return self._session
+
+    async def _attempt(self, item: Claimed) -> None:
+        try:
+            label = await self._send(item)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The lease expires and another attempt follows; nothing is lost.
+            log.exception("webhook delivery %s: unexpected error", item.id)
+            return
+        if self.on_attempt is not None:
+            self.on_attempt(label)
+
+    async def _send(self, item: Claimed) -> str:
+        started = time.monotonic()
+        attempt: dict[str, Any] = {
+            "at": int(self.clock() * 1000),
+            "status_code": None,
+            "error": None,
+            "duration_ms": 0,
+            "response": "",
+            "next_attempt_at": None,
+        }
+        if item.endpoint_id:
+            target = await self.store.send_target(item.endpoint_id)
+            if target is None or target.disabled:
+                attempt["error"] = "endpoint deleted" if target is None else "endpoint disabled"
+                await self._record(item, Decision("skipped"), attempt)
+                return "skipped"
+            url, live = target.url, target.secrets
+        else:
+            url, live = item.url or "", [await self.store.default_secret(item.client)]
+        status: int | None = None
+        retry_after: str | None = None
+        try:
+            # Literal IP hosts never reach the resolver, so they are checked here.
+            check_url_static(url, self.settings.allow_networks)
+            ts = int(self.clock())
+            headers = signing.headers(item.id, ts, signing.sign(live, item.id, ts, item.payload))
+            session = self._open_session()
+            async with session.post(
+                url, data=item.payload, headers=headers, allow_redirects=False
+            ) as resp:
+                status = resp.status
+                retry_after = resp.headers.get("Retry-After")
+                excerpt = await resp.content.read(EXCERPT_BYTES)
+                attempt["response"] = excerpt.decode(errors="replace")
+        except TargetRefused as exc:
+            attempt["error"] = f"target refused: {exc.reason}"
+            attempt["duration_ms"] = _ms_since(started)
+            await self._record(item, Decision("failed"), attempt)
+            return "refused"
+        except (aiohttp.ClientError, TimeoutError, OSError, UnicodeError) as exc:
+            attempt["error"] = _describe(exc, self.settings.timeout_seconds)
+        attempt["status_code"] = status
+        attempt["duration_ms"] = _ms_since(started)
+        decision = decide(
+            status,
+            retry_after,
+            item.tries + 1,
+            self.settings.retry_schedule,
+            self.settings.jitter,
+            self.clock(),
+        )
+        await self._record(item, decision, attempt)
+        return decision.outcome
+
+    async def _record(self, item: Claimed, decision: Decision, attempt: dict[str, Any]) -> None:
+        next_at = None
+        if decision.delay is not None:
+            next_at = int((self.clock() + decision.delay) * 1000)
+        attempt["next_attempt_at"] = next_at
+        result = await self.store.finish(
+            item,
+            decision.outcome,
+            attempt,
+            next_at,
+            self.settings.disable_after_days * 86_400,
+        )
+        if result == "lost":
+            log.warning("webhook delivery %s: lease lost before the attempt was recorded", item.id)
+
+
+def _stream_items(res: Any) -> list[tuple[Any, list[Any]]]:
+    # RESP2 answers a list of [stream, entries]; RESP3 (redis-py) a mapping of stream to
+    # [entries] or, in newer unified mode, to entries.
+    if not res:
+        return []
+    if isinstance(res, dict):
+        out = []
+        for stream, value in res.items():
+            nested = len(value) == 1 and isinstance(value[0], list) and _is_entry_list(value[0])
+            out.append((stream, value[0] if nested else value))
+        return out
+    return [(stream, entries) for stream, entries in res]
+
+
+def _is_entry_list(value: list[Any]) -> bool:
+    return not value or isinstance(value[0], list | tuple)
+
+
+def _callback_target(url: str) -> str:
+    # Callbacks have no endpoint: their concurrency is limited per origin instead.
+    try:
+        return "cb:" + str(URL(url).origin())
+    except ValueError:
+        return "cb:" + url
+
+
+def _describe(exc: BaseException, timeout: float) -> str:
+    if isinstance(exc, TimeoutError):
+        return f"timed out after {timeout:g} s"
+    text = str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:300]
+
+
+def _ms_since(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

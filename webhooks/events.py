@@ -1,0 +1,40 @@
+"""Webhook event types and the delivery body built from an outbox entry."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+EVENTS = ("request.running", "request.succeeded", "request.failed", "request.canceled")
+DEFAULT_EVENTS = ("request.succeeded", "request.failed", "request.canceled")
+DEFAULT_CALLBACK_EVENTS = "succeeded,failed,canceled"
+
+Render = Callable[[str, dict[str, Any]], dict[str, Any]]
+
+
+def rfc3339(ms: int | str | None) -> str | None:
+    """Milliseconds since the epoch as an RFC 3339 UTC string (None and '' pass as None)."""
+    if ms is None or ms == "":
+        return None
+    dt = datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
+    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def body(op: str, event_type: str, ts_ms: int, record: dict[str, Any], render: Render) -> bytes:
+    """The JSON body of one event: type, timestamp, and the monitor plus the parsed result."""
+    data = dict(render(op, record))
+    result = record.get("result")
+    data["result"] = json.loads(result) if result else None
+    doc = {"type": event_type, "timestamp": rfc3339(ts_ms), "data": data}
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def callback_wanted(record: dict[str, Any], event_type: str) -> bool:
+    """Whether the request's own ``cb_url`` subscribed to this event type."""
+    if not record.get("cb_url"):
+        return False
+    wanted = record.get("cb_events") or DEFAULT_CALLBACK_EVENTS
+    status = event_type.removeprefix("request.")
+    return status in {e.strip() for e in str(wanted).split(",")}

@@ -1,0 +1,62 @@
+"""Every Redis key of the webhook package, built in one place.
+
+Webhook data is global (not per operation), so all of it shares the hash tag ``{wh}``: every
+script touches one Redis Cluster slot. The per-operation ``outbox`` and ``hooked`` keys belong to
+the core and are named by :mod:`service.keys`.
+"""
+
+from __future__ import annotations
+
+from service import keys as core_keys
+
+TAG = "wh"
+
+
+def prefix() -> str:
+    """The prefix of every webhook key; Lua scripts append suffixes to it."""
+    return core_keys.prefix(TAG)
+
+
+def key(*parts: str) -> str:
+    """A webhook key: ``acceptd:{wh}:part:part``."""
+    return prefix() + ":".join(parts)
+
+
+def endpoint(endpoint_id: str) -> str:
+    """The hash holding one endpoint."""
+    return key("ep", endpoint_id)
+
+
+def client_endpoints(client: str) -> str:
+    """A client's endpoint ids, scored by creation time."""
+    return key("eps", client)
+
+
+def default_secret(client: str) -> str:
+    """A client's default secret (signs per-request callbacks)."""
+    return key("secret", client)
+
+
+def delivery(delivery_id: str) -> str:
+    """The hash holding one delivery."""
+    return key("d", delivery_id)
+
+
+def delivery_log(delivery_id: str) -> str:
+    """The list of a delivery's attempts (JSON objects, oldest first)."""
+    return key("dlog", delivery_id)
+
+
+def endpoint_deliveries(endpoint_id: str) -> str:
+    """An endpoint's delivery ids, scored by creation time (capped)."""
+    return key("epd", endpoint_id)
+
+
+def outbox(op: str) -> str:
+    """The core's stream of webhook events for operation ``op``."""
+    return core_keys.key(op, "outbox")
+
+
+def hooked(op: str) -> str:
+    """The core's set of clients that have webhook endpoints, for operation ``op``."""
+    return core_keys.key(op, "hooked")

@@ -1,0 +1,420 @@
+"""Webhook endpoints and deliveries in Redis.
+
+Keys (all tagged ``{wh}``, built by :mod:`webhooks.keys`):
+
+- ``ep:<id>``     hash, one endpoint (its client, url, filters, secrets, health)
+- ``eps:<client>`` sorted set of a client's endpoint ids by creation time
+- ``secret:<client>`` the client's default secret (per-request callbacks)
+- ``d:<id>``      hash, one delivery (payload snapshot, status, lease); expires once settled
+- ``dlog:<id>``   list of the delivery's attempts (JSON), capped
+- ``epd:<id>``    sorted set of an endpoint's delivery ids by creation time, capped
+- ``due``         sorted set of pending delivery ids by next attempt time
+- ``inflight``    sorted set of leased delivery ids by lease deadline
+- ``busy``        hash, sends in flight per target (endpoint id or callback origin)
+- ``wake``        list holding at most one marker; idle dispatchers block on it
+"""
+
+from __future__ import annotations
+
+import json
+import secrets as _secrets
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+from webhooks import keys, scripts
+from webhooks.errors import DeliveryNotFound, EndpointNotFound, InvalidEndpoint
+from webhooks.events import DEFAULT_EVENTS, EVENTS
+from webhooks.models import (
+    Claimed,
+    Delivery,
+    Endpoint,
+    SendTarget,
+    decode,
+    delivery_from_hash,
+    endpoint_from_hash,
+    text,
+)
+from webhooks.signing import new_secret
+
+ROTATION_OVERLAP = 86_400.0
+DELIVERY_RETENTION = 7 * 86_400
+LOG_CAP = 50
+INDEX_CAP = 1000
+MAX_STALLS = 5
+MAX_URL = 2048
+MAX_DESCRIPTION = 1024
+
+
+class WebhookStore:
+    """Endpoints, secrets and deliveries; each state move is one Redis round trip."""
+
+    def __init__(
+        self,
+        redis: Redis,
+        operations: Sequence[str],
+        clock: Callable[[], float] = time.time,
+        *,
+        retention: int = DELIVERY_RETENTION,
+    ) -> None:
+        self.redis = redis
+        self.operations = list(operations)
+        self.clock = clock
+        self.retention = retention
+        self._scripts: dict[str, AsyncScript] = {
+            name: redis.register_script(scripts.source(name)) for name in scripts.ALL
+        }
+
+    def now_ms(self) -> int:
+        """The current time in milliseconds, from the (fakeable) clock."""
+        return int(self.clock() * 1000)
+
+    async def _run(self, name: str, args: Sequence[Any]) -> Any:
+        return await self._scripts[name](keys=[keys.prefix()], args=list(args))
+
+    # Endpoints
+
+    async def create_endpoint(
+        self,
+        client: str,
+        url: str,
+        events: Sequence[str] | None = None,
+        operations: Sequence[str] | None = None,
+        description: str = "",
+    ) -> Endpoint:
+        """Create an endpoint with a new secret; the client's events start flowing to the outbox."""
+        endpoint = Endpoint(
+            id="we_" + _secrets.token_hex(12),
+            client=client,
+            url=_valid_url(url),
+            events=self._valid_events(events),
+            operations=self._valid_operations(operations),
+            description=_valid_description(description),
+            created_at=self.now_ms(),
+            disabled=False,
+            disabled_reason=None,
+            secret=new_secret(),
+        )
+        assert endpoint.secret is not None
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                keys.endpoint(endpoint.id),
+                mapping={
+                    "id": endpoint.id,
+                    "client": client,
+                    "url": endpoint.url,
+                    "events": ",".join(endpoint.events),
+                    "operations": ",".join(endpoint.operations),
+                    "description": endpoint.description,
+                    "created": endpoint.created_at,
+                    "disabled": "0",
+                    "disabled_reason": "",
+                    "secret": endpoint.secret,
+                },
+            )
+            pipe.zadd(keys.client_endpoints(client), {endpoint.id: endpoint.created_at})
+            await pipe.execute()
+        # After the endpoint exists: the core writes outbox entries only for hooked clients.
+        # The hooked sets live in other hash slots, so this is a separate step.
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for op in self.operations:
+                pipe.sadd(keys.hooked(op), client)
+            await pipe.execute()
+        return endpoint
+
+    async def rehook(self) -> int:
+        """Add every client with endpoints to each operation's hooked set (new operations)."""
+        clients: set[str] = set()
+        start = len(keys.client_endpoints(""))
+        async for name in self.redis.scan_iter(match=keys.client_endpoints("*"), count=500):
+            clients.add(text(name)[start:])
+        if clients and self.operations:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for op in self.operations:
+                    pipe.sadd(keys.hooked(op), *clients)
+                await pipe.execute()
+        return len(clients)
+
+    async def get_endpoint(self, client: str, endpoint_id: str) -> Endpoint:
+        """One of the client's endpoints; EndpointNotFound otherwise."""
+        raw = await self._endpoint_hash(endpoint_id)
+        if raw is None or raw.get("client") != client:
+            raise EndpointNotFound(endpoint_id)
+        return endpoint_from_hash(raw)
+
+    async def list_endpoints(self, client: str) -> list[Endpoint]:
+        """The client's endpoints, oldest first."""
+        ids = [text(i) for i in await self.redis.zrange(keys.client_endpoints(client), 0, -1)]
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for endpoint_id in ids:
+                pipe.hgetall(keys.endpoint(endpoint_id))
+            rows = await pipe.execute()
+        return [endpoint_from_hash(decode(row)) for row in rows if row]
+
+    async def update_endpoint(
+        self,
+        client: str,
+        endpoint_id: str,
+        *,
+        url: str | None = None,
+        events: Sequence[str] | None = None,
+        operations: Sequence[str] | None = None,
+        description: str | None = None,
+        disabled: bool | None = None,
+    ) -> Endpoint:
+        """Change the given fields (PATCH); re-enabling clears the reason and failure streak."""
+        current = await self.get_endpoint(client, endpoint_id)
+        changes: dict[str, str] = {}
+        if url is not None:
+            changes["url"] = _valid_url(url)
+        if events is not None:
+            changes["events"] = ",".join(self._valid_events(events))
+        if operations is not None:
+            changes["operations"] = ",".join(self._valid_operations(operations))
+        if description is not None:
+            changes["description"] = _valid_description(description)
+        if disabled is not None and disabled != current.disabled:
+            changes["disabled"] = "1" if disabled else "0"
+            changes["disabled_reason"] = "disabled by the client" if disabled else ""
+        if changes:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.hset(keys.endpoint(endpoint_id), mapping=changes)  # type: ignore[arg-type]
+                if disabled is False:
+                    pipe.hdel(keys.endpoint(endpoint_id), "failing_since")
+                await pipe.execute()
+        return await self.get_endpoint(client, endpoint_id)
+
+    async def delete_endpoint(self, client: str, endpoint_id: str) -> None:
+        """Delete one of the client's endpoints; its pending deliveries fail unsent."""
+        await self.get_endpoint(client, endpoint_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(keys.endpoint(endpoint_id), keys.endpoint_deliveries(endpoint_id))
+            pipe.zrem(keys.client_endpoints(client), endpoint_id)
+            await pipe.execute()
+
+    async def rotate_secret(
+        self, client: str, endpoint_id: str, overlap: float = ROTATION_OVERLAP
+    ) -> Endpoint:
+        """A new secret; the previous one keeps signing alongside it for ``overlap`` seconds."""
+        secret = new_secret()
+        until = self.now_ms() + int(overlap * 1000)
+        if not await self._run("rotate", [endpoint_id, client, secret, until]):
+            raise EndpointNotFound(endpoint_id)
+        return replace(await self.get_endpoint(client, endpoint_id), secret=secret)
+
+    async def default_secret(self, client: str) -> str:
+        """The client's default secret, created on first use and stable afterwards."""
+        key = keys.default_secret(client)
+        await self.redis.set(key, new_secret(), nx=True)
+        return text(await self.redis.get(key))
+
+    async def send_target(self, endpoint_id: str) -> SendTarget | None:
+        """An endpoint's url, live secrets and state, for a send; None once deleted."""
+        raw = await self._endpoint_hash(endpoint_id)
+        if raw is None:
+            return None
+        live = [raw["secret"]]
+        if raw.get("old_secret") and int(raw.get("old_until") or 0) > self.now_ms():
+            live.append(raw["old_secret"])
+        return SendTarget(url=raw["url"], secrets=live, disabled=raw.get("disabled") == "1")
+
+    # Deliveries
+
+    async def get_delivery(self, client: str, delivery_id: str) -> Delivery:
+        """One of the client's deliveries with its attempts; DeliveryNotFound otherwise."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.delivery(delivery_id))
+            pipe.lrange(keys.delivery_log(delivery_id), 0, -1)
+            raw, log = await pipe.execute()
+        row = decode(raw)
+        if not row or row.get("client") != client:
+            raise DeliveryNotFound(delivery_id)
+        return delivery_from_hash(row, log)
+
+    async def list_deliveries(
+        self, client: str, endpoint_id: str, limit: int = 50
+    ) -> list[Delivery]:
+        """An endpoint's most recent deliveries, newest first."""
+        await self.get_endpoint(client, endpoint_id)
+        ids = await self.redis.zrevrange(keys.endpoint_deliveries(endpoint_id), 0, limit - 1)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for delivery_id in ids:
+                pipe.hgetall(keys.delivery(text(delivery_id)))
+                pipe.lrange(keys.delivery_log(text(delivery_id)), 0, -1)
+            rows = await pipe.execute()
+        out = []
+        for raw, log in zip(rows[::2], rows[1::2], strict=True):
+            row = decode(raw)
+            if row and row.get("client") == client:
+                out.append(delivery_from_hash(row, log))
+        return out
+
+    async def redeliver(self, client: str, delivery_id: str) -> Delivery:
+        """Queue one of the client's deliveries for sending now, with a fresh retry schedule."""
+        res = text(await self._run("redeliver", [delivery_id, client, self.now_ms()]))
+        if res == "missing":
+            raise DeliveryNotFound(delivery_id)
+        return await self.get_delivery(client, delivery_id)
+
+    # The dispatcher's side
+
+    async def fanout(
+        self,
+        op: str,
+        entry_id: str,
+        event_type: str,
+        client: str,
+        request_id: str,
+        payload: bytes,
+        callback_url: str = "",
+        callback_target: str = "",
+    ) -> list[str]:
+        """Create the deliveries of one outbox entry (idempotent per entry); the new ids."""
+        res = await self._run(
+            "fanout",
+            [
+                client,
+                event_type,
+                op,
+                entry_id,
+                payload,
+                callback_url,
+                callback_target,
+                self.now_ms(),
+                INDEX_CAP,
+                request_id,
+            ],
+        )
+        return [text(x) for x in res]
+
+    async def claim(
+        self,
+        token: str,
+        max_items: int,
+        lease: float,
+        per_target: int,
+        busy_delay: float = 1.0,
+        scan: int = 200,
+    ) -> tuple[list[Claimed], float | None]:
+        """Lease up to ``max_items`` due deliveries; also re-queues expired leases.
+
+        Returns them and when (epoch seconds) the next delivery or lease falls due, if any.
+        """
+        now = self.now_ms()
+        lost = json.dumps(
+            {"at": now, "status_code": None, "error": "lease expired: the dispatcher was lost"}
+        )
+        res = await self._run(
+            "claim",
+            [
+                now,
+                int(lease * 1000),
+                token,
+                max_items,
+                per_target,
+                int(busy_delay * 1000),
+                scan,
+                MAX_STALLS,
+                self.retention,
+                lost,
+            ],
+        )
+        flat, soonest = res[0], int(res[1])
+        items = [
+            Claimed(
+                id=text(flat[i]),
+                target=text(flat[i + 1]),
+                endpoint_id=text(flat[i + 2]) or None,
+                url=text(flat[i + 3]) or None,
+                client=text(flat[i + 4]),
+                event_type=text(flat[i + 5]),
+                payload=flat[i + 6]
+                if isinstance(flat[i + 6], bytes)
+                else text(flat[i + 6]).encode(),
+                tries=int(flat[i + 7]),
+                attempts=int(flat[i + 8]),
+                token=token,
+            )
+            for i in range(0, len(flat), 9)
+        ]
+        return items, (soonest / 1000 if soonest >= 0 else None)
+
+    async def finish(
+        self,
+        item: Claimed,
+        outcome: str,
+        attempt: dict[str, Any],
+        next_at_ms: int | None,
+        disable_after: float,
+        gone_reason: str = "the endpoint answered 410 Gone",
+    ) -> str:
+        """Record one attempt: ``pending`` (rescheduled), ``delivered``, ``failed`` or ``lost``."""
+        stale = f"no successful delivery for {disable_after / 86_400:g} days"
+        res = await self._run(
+            "finish",
+            [
+                item.id,
+                item.token,
+                self.now_ms(),
+                outcome,
+                json.dumps(attempt, separators=(",", ":")),
+                "" if next_at_ms is None else next_at_ms,
+                self.retention,
+                LOG_CAP,
+                int(disable_after * 1000),
+                gone_reason,
+                stale,
+            ],
+        )
+        return text(res)
+
+    async def wait_for_work(self, timeout: float) -> bool:
+        """Block until a fan-out or redeliver signals work (True) or ``timeout`` passes."""
+        res = await self.redis.blpop([keys.key("wake")], timeout=max(timeout, 0.01))
+        return res is not None
+
+    # Helpers
+
+    async def _endpoint_hash(self, endpoint_id: str) -> dict[str, str] | None:
+        raw = decode(await self.redis.hgetall(keys.endpoint(endpoint_id)))
+        return raw or None
+
+    def _valid_events(self, events: Sequence[str] | None) -> list[str]:
+        if events is None:
+            return list(DEFAULT_EVENTS)
+        if isinstance(events, str) or not events:
+            raise InvalidEndpoint("events: must be a non-empty list")
+        unknown = [e for e in events if e not in EVENTS]
+        if unknown:
+            raise InvalidEndpoint(
+                f"events: unknown event {unknown[0]!r} (known: {', '.join(EVENTS)})"
+            )
+        return list(dict.fromkeys(events))
+
+    def _valid_operations(self, operations: Sequence[str] | None) -> list[str]:
+        if operations is None:
+            return []
+        if isinstance(operations, str):
+            raise InvalidEndpoint("operations: must be a list")
+        unknown = [o for o in operations if o not in self.operations]
+        if unknown:
+            raise InvalidEndpoint(f"operations: unknown operation {unknown[0]!r}")
+        return list(dict.fromkeys(operations))
+
+
+def _valid_url(url: str) -> str:
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise InvalidEndpoint("url: must be an http or https URL")
+    if len(url) > MAX_URL:
+        raise InvalidEndpoint(f"url: at most {MAX_URL} characters")
+    return url
+
+
+def _valid_description(description: str) -> str:
+    if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
+        raise InvalidEndpoint(f"description: a string of at most {MAX_DESCRIPTION} characters")
+    return description
