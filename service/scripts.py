@@ -102,6 +102,20 @@ local function requeue_head(rkey, rec, rid)
   rec['score'] = fmt(score)
   redis.call('ZADD', P .. 'pending', rec['score'], rid)
 end
+-- Finishes and total run time (ms) over the last minute.
+local function throughput(now)
+  local oldest = math.floor(now / 5000) - 11
+  local n, d = 0, 0
+  local t = redis.call('HGETALL', P .. 'tput')
+  for i = 1, #t, 2 do
+    local b = tonumber(string.sub(t[i], 3))
+    if b >= oldest then
+      if string.sub(t[i], 1, 1) == 'n' then n = n + tonumber(t[i + 1])
+      else d = d + tonumber(t[i + 1]) end
+    end
+  end
+  return n, d
+end
 local function wake()
   redis.call('LPUSH', P .. 'wake', '1')
   redis.call('LTRIM', P .. 'wake', 0, 0)
@@ -366,16 +380,7 @@ end
 local result = false
 if ARGV[2] == '1' then result = rec['result'] or false end
 local now = tonumber(ARGV[1])
-local oldest = math.floor(now / 5000) - 11
-local n, d = 0, 0
-local t = redis.call('HGETALL', P .. 'tput')
-for i = 1, #t, 2 do
-  local b = tonumber(string.sub(t[i], 3))
-  if b >= oldest then
-    if string.sub(t[i], 1, 1) == 'n' then n = n + tonumber(t[i + 1])
-    else d = d + tonumber(t[i + 1]) end
-  end
-end
+local n, d = throughput(now)
 local kept = {}
 if ARGV[3] and ARGV[3] ~= '' and ARGV[3] == rec['client'] then
   if rec['sse'] ~= '1' then redis.call('HSET', KEYS[2], 'sse', '1') end
@@ -387,16 +392,7 @@ return {cjson.encode(snapshot(rec)), rank, n, d, result, kept}
 # KEYS[1] prefix. ARGV: now
 STATS = r"""
 local now = tonumber(ARGV[1])
-local oldest = math.floor(now / 5000) - 11
-local n, d = 0, 0
-local t = redis.call('HGETALL', P .. 'tput')
-for i = 1, #t, 2 do
-  local b = tonumber(string.sub(t[i], 3))
-  if b >= oldest then
-    if string.sub(t[i], 1, 1) == 'n' then n = n + tonumber(t[i + 1])
-    else d = d + tonumber(t[i + 1]) end
-  end
-end
+local n, d = throughput(now)
 return {redis.call('ZCARD', P .. 'pending') + redis.call('ZCARD', P .. 'delayed'),
   redis.call('ZCARD', P .. 'running'), redis.call('ZCOUNT', P .. 'workers', now, '+inf'), n, d}
 """

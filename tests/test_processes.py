@@ -124,7 +124,7 @@ async def test_sigkilled_worker_loses_nothing(
     client = await api_client(aiohttp_client, redis_url, **attempts)
     a = procs.start("worker", worker_env(redis_url, **attempts))
     await wait_worker_ready(a, queue_redis, "sleep")
-    rid = await submit(client, "sleep", {"seconds": 2})
+    rid = await submit(client, "sleep", {"seconds": 4})
     running = await wait_status(client, rid, ("running", *TERMINAL), 10)
     assert running["status"] == "running"
     assert running["attempt"] == 1
@@ -139,7 +139,7 @@ async def test_sigkilled_worker_loses_nothing(
     assert is_worker(await record_worker(queue, "sleep", rid), b)
     result = await client.get(f"/v1/sleep/{rid}")
     assert result.status == 200
-    assert await result.json() == {"slept": 2}
+    assert await result.json() == {"slept": 4}
     assert await b.terminate() == 0
 
 

@@ -84,8 +84,9 @@ class Dispatcher:
         self.clock = clock
         self.store = store or WebhookStore(redis, operations, clock)
         self.on_attempt = on_attempt
-        # A send never outlives its timeout, so a lease a bit longer is never cut short.
-        self.lease_seconds = lease_seconds or settings.timeout_seconds + 15.0
+        # A send never outlives its timeout, so a lease a bit longer is never cut short; the
+        # margin covers signing, recording the attempt and clock differences between hosts.
+        self.lease_seconds = lease_seconds or settings.timeout_seconds * 1.5 + 2.0
         self.claim_idle_seconds = claim_idle_seconds
         # Blocking reads must end well within the client's socket timeout (redis-py: 5 s).
         self.block_seconds = min(block_seconds, 4.0)
