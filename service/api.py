@@ -11,6 +11,7 @@ import json
 import math
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from service import monitor, problems
@@ -45,7 +46,7 @@ MAX_LIST = 100
 
 def dumps(obj: Any) -> bytes:
     """Compact UTF-8 JSON."""
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    return orjson.dumps(obj)
 
 
 def json_response(
@@ -108,7 +109,7 @@ def render(request: web.Request, op: Operation, snap: Snapshot) -> dict[str, Any
 # -- submit ------------------------------------------------------------------------------
 
 
-async def read_input(request: web.Request, op: Operation) -> tuple[Any, bytes]:
+async def read_input(request: web.Request, op: Operation) -> tuple[Any, str]:
     """Check content type and size, parse and validate the JSON body."""
     settings = request.app[settings_key]
     limit = op.max_input_bytes or settings.server.max_body_bytes
@@ -131,7 +132,8 @@ async def read_input(request: web.Request, op: Operation) -> tuple[Any, bytes]:
         raise Problem(400, "the body is empty; send the operation's input as JSON",
                       slug="malformed-json")  # fmt: skip
     try:
-        data = json.loads(raw)
+        text = raw.decode("utf-8")
+        data = json.loads(text, parse_constant=_not_json)
     except UnicodeDecodeError:
         raise Problem(400, "the body is not UTF-8", slug="malformed-json") from None
     except json.JSONDecodeError as exc:
@@ -148,7 +150,12 @@ async def read_input(request: web.Request, op: Operation) -> tuple[Any, bytes]:
             slug="invalid-input",
             errors=errors,
         )
-    return data, raw
+    return data, text
+
+
+def _not_json(name: str) -> Any:
+    # Python's parser accepts NaN and Infinity; JSON does not.
+    raise json.JSONDecodeError(f"{name} is not valid JSON", name, 0)
 
 
 @routes.post("/v1/{op}")
@@ -165,8 +172,7 @@ async def submit(request: web.Request) -> web.StreamResponse:
     if callback_url:
         callback_events = parse_callback_events(request.headers.get("Callback-Events"))
         await check_callback(request, callback_url)
-    data, raw = await read_input(request, op)
-    input_json = json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+    _, input_json = await read_input(request, op)  # stored as sent: no second encoding
     client = client_of(request)
 
     if prefs.respond_async:
@@ -181,7 +187,7 @@ async def submit(request: web.Request) -> web.StreamResponse:
     done = asyncio.get_running_loop().create_future()
     stop_watching = _watch_terminal(request, rid, done) if wait > 0 else None
     try:
-        body_hash = hashlib.sha256(raw).hexdigest()[:32] if idem else ""
+        body_hash = hashlib.sha256(input_json.encode()).hexdigest()[:32] if idem else ""
         idem_hash = hashlib.sha256(idem.encode()).hexdigest()[:32] if idem else ""
         res = await queue.submit(
             op.name,

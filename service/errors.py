@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import orjson
 from aiohttp import web
 from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
 
@@ -78,7 +78,7 @@ def problem_response(
     """A problem+json response from a ready body."""
     return web.Response(
         status=status,
-        body=json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(),
+        body=orjson.dumps(body),
         content_type=PROBLEM_JSON,
         headers=headers,
     )

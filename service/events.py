@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 
 from service import keys
@@ -114,7 +114,7 @@ class EventHub:
         by_client = self._by_client.get(client)
         if not by_req and not by_client:
             return
-        body = json.loads(payload)
+        body = orjson.loads(payload)
         gid = "" if gid_b == b"-" else gid_b.decode()
         event = Event(op, rid, client, body["kind"], body["rec"], gid)
         for listener in [*(by_req or ()), *(by_client or ())]:

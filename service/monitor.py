@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from datetime import UTC, datetime
+import functools
+import time
 from typing import Any
+
+import orjson
 
 from service.queue import THROUGHPUT_WINDOW, Snapshot
 
@@ -15,8 +17,14 @@ def rfc3339(ms: str | int | None) -> str | None:
     """Milliseconds since the epoch as an RFC 3339 UTC string (None passes through)."""
     if ms is None or ms == "":
         return None
-    dt = datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
-    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return _rfc3339(int(ms))
+
+
+@functools.lru_cache(maxsize=8192)
+def _rfc3339(ms: int) -> str:
+    # Cached: the events of one moment share their timestamps, and streams render many.
+    seconds, millis = divmod(ms, 1000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
 
 
 def links(op: str, request_id: str) -> list[dict[str, str]]:
@@ -68,7 +76,7 @@ def render(
         "status": status,
         "position": position if status == "queued" else None,
         "eta_seconds": eta if status not in TERMINAL else None,
-        "progress": json.loads(progress) if progress else None,
+        "progress": orjson.loads(progress) if progress else None,
         "attempt": int(record.get("attempt") or 1),
         "priority": int(record.get("prio") or 0),
         "created_at": rfc3339(record.get("created")),
@@ -77,7 +85,7 @@ def render(
         "updated_at": rfc3339(record.get("updated")),
         "expires_at": rfc3339(record.get("expires")),
         "cancel_requested": record.get("cancel") == "1",
-        "error": json.loads(error) if error and status in ("failed", "canceled") else None,
+        "error": orjson.loads(error) if error and status in ("failed", "canceled") else None,
         "links": links(op, rid),
     }
     return body

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+import orjson
 from redis.asyncio import Redis
 
 from service import keys, scripts
@@ -168,7 +168,7 @@ class Queue:
         if outcome == "conflict":
             return Submitted("conflict", rid, None, None)
         rank = int(res[3])
-        record = json.loads(res[2]) if outcome == "replay" else None
+        record = orjson.loads(res[2]) if outcome == "replay" else None
         return Submitted(outcome, rid, record, rank if rank >= 0 else None)  # type: ignore[arg-type]
 
     async def claim(
@@ -217,7 +217,7 @@ class Queue:
 
     async def progress(self, job: Job, percent: float, message: str | None) -> str:
         """Record and publish progress: ``ok`` or ``lost``."""
-        payload = json.dumps({"percent": percent, "message": message}, separators=(",", ":"))
+        payload = orjson.dumps({"percent": percent, "message": message}).decode()
         res = await self._run(
             "progress",
             [keys.prefix(job.op), keys.record(job.op, job.request_id)],
@@ -262,7 +262,7 @@ class Queue:
             [request_id, client, self.now_ms(), error_json],
         )
         outcome = _s(res[0])
-        return outcome, (json.loads(res[1]) if res[1] else None)
+        return outcome, (orjson.loads(res[1]) if res[1] else None)
 
     async def read(
         self, op: str, request_id: str, *, with_result: bool = False, watch_client: str = ""
@@ -281,7 +281,7 @@ class Queue:
             return None
         rank = int(res[1])
         return Snapshot(
-            record=json.loads(res[0]),
+            record=orjson.loads(res[0]),
             position=rank if rank >= 0 else None,
             finished_recently=int(res[2]),
             run_ms_recently=int(res[3]),
@@ -336,7 +336,11 @@ class Queue:
             rank = int(res[1])
             out.append(
                 Snapshot(
-                    json.loads(res[0]), rank if rank >= 0 else None, int(res[2]), int(res[3]), None
+                    orjson.loads(res[0]),
+                    rank if rank >= 0 else None,
+                    int(res[2]),
+                    int(res[3]),
+                    None,
                 )
             )
         if gone:

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
@@ -148,7 +148,7 @@ def parse_last_event_id(value: str | None) -> tuple[int, int] | None:
 
 def _render_event(op: str, kind: str, rec: dict[str, Any], position: int | None) -> tuple[str, str]:
     if kind == "progress":
-        progress = json.loads(rec["progress"]) if rec.get("progress") else None
+        progress = orjson.loads(rec["progress"]) if rec.get("progress") else None
         data = {
             "id": rec["id"],
             "status": rec["status"],
@@ -240,7 +240,7 @@ async def _catch_up(
     """Send exactly the missed events when they are kept, else the current state."""
     seq = int(snap.record.get("evseq") or 0)
     if last is not None and last[0] < seq:
-        kept = [json.loads(e) for e in snap.kept_events]
+        kept = [orjson.loads(e) for e in snap.kept_events]
         missed = [e for e in kept if int(e["rec"]["evseq"]) > last[0]]
         if missed and int(missed[0]["rec"]["evseq"]) == last[0] + 1:
             for e in missed:
@@ -326,7 +326,7 @@ async def client_events(request: web.Request) -> web.StreamResponse:
             if not complete:
                 await resp.send(dumps({"reason": "events were missed"}).decode(), event="reset")
             for op, gid, raw in backlog:
-                e = json.loads(raw)
+                e = orjson.loads(raw)
                 name, data = _render_event(op, e["kind"], e["rec"], None)
                 await resp.send(data, id=gid, event=name)
                 sent = max(sent, _parse_stream_id(gid) or sent)

@@ -498,3 +498,15 @@ async def test_a_handler_blocking_the_event_loop_is_named_by_the_watchdog(
     rid = headers["Location"].rsplit("/", 1)[1]
     blocked = [r.getMessage() for r in caplog.records if "event loop blocked" in r.getMessage()]
     assert any(f"block-loop/{rid}" in m for m in blocked), blocked
+
+
+async def test_bodies_must_be_utf8_json_and_are_kept_exactly(client: Client) -> None:
+    for raw in (b'{"a": NaN}', '{"a": 1}'.encode("utf-16"), b"\xff\xfe"):
+        resp = await client.post("/v1/echo", data=raw, headers={"Content-Type": "application/json"})
+        assert resp.status == 400, raw
+    big = '{"n": 123456789012345678901234567890, "s": "h\u00e9llo \u2603"}'
+    resp = await client.post(
+        "/v1/echo", data=big.encode(), headers={"Content-Type": "application/json"}
+    )
+    assert resp.status == 201
+    assert await resp.json() == {"n": 123456789012345678901234567890, "s": "h\u00e9llo \u2603"}
