@@ -7,6 +7,7 @@ socket writes into one, which is where redis-py spends most of its time per call
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +25,11 @@ class Script:
     def __init__(self, source: str, sha: str) -> None:
         self.source = source
         self.sha = sha
+
+    @classmethod
+    def of(cls, source: str) -> Script:
+        """A script from its source."""
+        return cls(source, hashlib.sha1(source.encode()).hexdigest())
 
 
 class Batcher:

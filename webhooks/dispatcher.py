@@ -28,16 +28,17 @@ from yarl import URL
 
 from webhooks import events, keys, signing
 from webhooks.errors import TargetRefused
-from webhooks.models import Claimed
+from webhooks.models import Claimed, SendTarget
 from webhooks.policy import Decision, decide
 from webhooks.ssrf import SafeResolver, check_url_static
-from webhooks.store import WebhookStore
+from webhooks.store import FanoutItem, WebhookStore
 
 log = logging.getLogger("acceptd.webhooks")
 
 GROUP = "acceptd-webhooks"
 EXCERPT_BYTES = 1024
 READ_COUNT = 100
+TARGET_CACHE_SECONDS = 1.0
 
 
 class DispatchSettings(Protocol):
@@ -99,6 +100,7 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._groups_ready = False
         self._next_reclaim = 0.0
+        self._targets: dict[tuple[str, str], tuple[float, SendTarget | None]] = {}
 
     # Lifecycle
 
@@ -195,9 +197,7 @@ class Dispatcher:
                     stream, GROUP, self.consumer, idle_ms, start_id=start, count=READ_COUNT
                 )
                 start, entries = res[0], res[1]
-                for entry_id, fields in entries:
-                    if fields:
-                        await self._handle(op, _s(entry_id), fields)
+                await self._handle_batch(op, [(_s(e), f) for e, f in entries if f])
                 gone = res[2] if len(res) > 2 else []
                 if gone:
                     await self.redis.xack(stream, GROUP, *gone)
@@ -219,12 +219,32 @@ class Dispatcher:
         by_stream = {keys.outbox(op): op for op in self.operations}
         for stream, entries in _stream_items(res):
             op = by_stream[_s(stream)]
-            for entry_id, fields in entries:
-                await self._handle(op, _s(entry_id), fields)
-                handled += 1
+            await self._handle_batch(op, [(_s(e), f) for e, f in entries])
+            handled += len(entries)
         return handled
 
+    async def _handle_batch(self, op: str, entries: list[tuple[str, dict[Any, Any]]]) -> None:
+        """Fan out a batch of entries in one pipeline, then acknowledge them all at once."""
+        if not entries:
+            return
+        items = [item for entry_id, fields in entries if (item := self._item(op, entry_id, fields))]
+        created = await self.store.fanout_many(items)
+        if any(created):
+            self._wake.set()
+        # Acknowledge only after the deliveries exist: a crash before this re-reads the
+        # entries, and the deterministic delivery ids make the second fan-out a no-op.
+        stream = keys.outbox(op)
+        ids = [entry_id for entry_id, _ in entries]
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(stream, GROUP, *ids)
+            pipe.xdel(stream, *ids)
+            await pipe.execute()
+
     async def _handle(self, op: str, entry_id: str, fields: dict[Any, Any]) -> None:
+        """Fan out and acknowledge one entry."""
+        await self._handle_batch(op, [(entry_id, fields)])
+
+    def _item(self, op: str, entry_id: str, fields: dict[Any, Any]) -> FanoutItem | None:
         f = {_s(k): _s(v) for k, v in fields.items()}
         try:
             record = json.loads(f["rec"])
@@ -234,27 +254,18 @@ class Dispatcher:
         except Exception:
             # A malformed entry can never succeed; acknowledging it keeps the stream moving.
             log.exception("dropping malformed outbox entry %s of %s", entry_id, op)
-        else:
-            callback = str(record["cb_url"]) if events.callback_wanted(record, event_type) else ""
-            created = await self.store.fanout(
-                op,
-                entry_id,
-                event_type,
-                client,
-                request_id,
-                payload,
-                callback,
-                _callback_target(callback) if callback else "",
-            )
-            if created:
-                self._wake.set()
-        # Acknowledge only after the deliveries exist: a crash before this line re-reads the
-        # entry, and the deterministic delivery ids make the second fan-out a no-op.
-        stream = keys.outbox(op)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xack(stream, GROUP, entry_id)
-            pipe.xdel(stream, entry_id)
-            await pipe.execute()
+            return None
+        callback = str(record["cb_url"]) if events.callback_wanted(record, event_type) else ""
+        return FanoutItem(
+            op,
+            entry_id,
+            event_type,
+            client,
+            request_id,
+            payload,
+            callback,
+            _callback_target(callback) if callback else "",
+        )
 
     # Sending
 
@@ -290,6 +301,20 @@ class Dispatcher:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(delay):
                 await self._wake.wait()
+
+    async def _target(self, endpoint_id: str, version: str) -> SendTarget | None:
+        # Cached per endpoint version (every change, rotation or disabling bumps it), and
+        # briefly, so an old secret's expiry and a deletion also take effect.
+        now = time.monotonic()
+        key = (endpoint_id, version)
+        cached = self._targets.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        target = await self.store.send_target(endpoint_id)
+        if len(self._targets) > 10_000:
+            self._targets.clear()
+        self._targets[key] = (now + TARGET_CACHE_SECONDS, target)
+        return target
 
     def _sent(self, task: asyncio.Task[None]) -> None:
         self._sending.discard(task)
@@ -332,7 +357,7 @@ class Dispatcher:
             "next_attempt_at": None,
         }
         if item.endpoint_id:
-            target = await self.store.send_target(item.endpoint_id)
+            target = await self._target(item.endpoint_id, item.endpoint_version)
             if target is None or target.disabled:
                 attempt["error"] = "endpoint deleted" if target is None else "endpoint disabled"
                 await self._record(item, Decision("skipped"), attempt)

@@ -94,6 +94,7 @@ class Claimed:
     tries: int
     attempts: int
     token: str
+    endpoint_version: str = "0"
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ local function disable(ep, reason)
   local ekey = P .. 'ep:' .. ep
   if redis.call('HGET', ekey, 'disabled') ~= '1' then
     redis.call('HSET', ekey, 'disabled', '1', 'disabled_reason', reason)
+    redis.call('HINCRBY', ekey, 'ver', 1)
   end
 end
 """
@@ -113,6 +114,10 @@ if max > 0 then
       redis.call('HSET', dkey, 'lease', ARGV[3])
       table.insert(out, id)
       for i = 1, 8 do table.insert(out, d[i]) end
+      -- The endpoint's version: dispatchers cache its url and secrets until it changes.
+      local ver = false
+      if d[2] and d[2] ~= '' then ver = redis.call('HGET', P .. 'ep:' .. d[2], 'ver') end
+      table.insert(out, ver or '0')
       n = n + 1
     end
   end
@@ -196,6 +201,7 @@ local ekey = P .. 'ep:' .. ARGV[1]
 if redis.call('HGET', ekey, 'client') ~= ARGV[2] then return 0 end
 local current = redis.call('HGET', ekey, 'secret')
 redis.call('HSET', ekey, 'secret', ARGV[3], 'old_secret', current, 'old_until', ARGV[4])
+redis.call('HINCRBY', ekey, 'ver', 1)
 return 1
 """
 

@@ -16,16 +16,17 @@ Keys (all tagged ``{wh}``, built by :mod:`webhooks.keys`):
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets as _secrets
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.commands.core import AsyncScript
 
+from service.batcher import Batcher, Script
 from webhooks import keys, scripts
 from webhooks.errors import DeliveryNotFound, EndpointNotFound, InvalidEndpoint
 from webhooks.events import DEFAULT_EVENTS, EVENTS
@@ -50,6 +51,20 @@ MAX_URL = 2048
 MAX_DESCRIPTION = 1024
 
 
+@dataclass(frozen=True)
+class FanoutItem:
+    """One outbox entry to fan out."""
+
+    op: str
+    entry_id: str
+    event_type: str
+    client: str
+    request_id: str
+    payload: bytes
+    callback_url: str = ""
+    callback_target: str = ""
+
+
 class WebhookStore:
     """Endpoints, secrets and deliveries; each state move is one Redis round trip."""
 
@@ -65,16 +80,16 @@ class WebhookStore:
         self.operations = list(operations)
         self.clock = clock
         self.retention = retention
-        self._scripts: dict[str, AsyncScript] = {
-            name: redis.register_script(scripts.source(name)) for name in scripts.ALL
-        }
+        # Calls made in the same event-loop tick share one pipeline (see service.batcher).
+        self._batcher = Batcher(redis)
+        self._scripts = {name: Script.of(scripts.source(name)) for name in scripts.ALL}
 
     def now_ms(self) -> int:
         """The current time in milliseconds, from the (fakeable) clock."""
         return int(self.clock() * 1000)
 
     async def _run(self, name: str, args: Sequence[Any]) -> Any:
-        return await self._scripts[name](keys=[keys.prefix()], args=list(args))
+        return await self._batcher.call(self._scripts[name], [keys.prefix(), *args], 1)
 
     # Endpoints
 
@@ -183,6 +198,7 @@ class WebhookStore:
         if changes:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.hset(keys.endpoint(endpoint_id), mapping=changes)  # type: ignore[arg-type]
+                pipe.hincrby(keys.endpoint(endpoint_id), "ver", 1)
                 if disabled is False:
                     pipe.hdel(keys.endpoint(endpoint_id), "failing_since")
                 await pipe.execute()
@@ -291,6 +307,33 @@ class WebhookStore:
         )
         return [text(x) for x in res]
 
+    async def fanout_many(self, items: Sequence[FanoutItem]) -> list[list[str]]:
+        """Create the deliveries of many outbox entries in one pipeline; the new ids of each."""
+        if not items:
+            return []
+        now = self.now_ms()
+        rows = await asyncio.gather(
+            *(
+                self._run(
+                    "fanout",
+                    [
+                        it.client,
+                        it.event_type,
+                        it.op,
+                        it.entry_id,
+                        it.payload,
+                        it.callback_url,
+                        it.callback_target,
+                        now,
+                        INDEX_CAP,
+                        it.request_id,
+                    ],
+                )
+                for it in items
+            )
+        )
+        return [[text(x) for x in row] for row in rows]
+
     async def claim(
         self,
         token: str,
@@ -338,8 +381,9 @@ class WebhookStore:
                 tries=int(flat[i + 7]),
                 attempts=int(flat[i + 8]),
                 token=token,
+                endpoint_version=text(flat[i + 9]),
             )
-            for i in range(0, len(flat), 9)
+            for i in range(0, len(flat), 10)
         ]
         return items, (soonest / 1000 if soonest >= 0 else None)
 

@@ -1,0 +1,116 @@
+"""HTTP load and latency client (aiohttp, project venv), run as its own process.
+
+Modes:
+  load     POST a JSON body from ``--concurrency`` connections, ``--n`` requests or ``--duration``
+           seconds, whichever ends first (the fallback when ``wrk`` is not installed)
+  sync     sequential synchronous ``POST /v1/echo`` (expects 201), latency per request
+  sse      sequential ``respond-async`` POST, then the request's event stream until it ends
+  monitor  sequential ``GET /v1/queue/requests/{id}``, latency per request
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections import Counter
+
+import aiohttp
+from peerlib import cpu_seconds, emit, latency_summary
+
+BODY = b'{"hello":"world","n":1}'
+JSON_HEADERS = {"Content-Type": "application/json"}
+WARMUP = 20
+
+
+async def load(args: argparse.Namespace) -> None:
+    headers = dict(JSON_HEADERS)
+    if args.prefer:
+        headers["Prefer"] = args.prefer
+    statuses: Counter[int] = Counter()
+    remaining = args.n
+    connector = aiohttp.TCPConnector(limit=args.concurrency, force_close=False)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        cpu0, t0 = cpu_seconds(), time.perf_counter()
+        deadline = time.monotonic() + args.duration
+
+        async def lane() -> None:
+            nonlocal remaining
+            while remaining > 0 and time.monotonic() < deadline:
+                remaining -= 1
+                async with session.post(args.url, data=BODY, headers=headers) as resp:
+                    await resp.read()
+                    statuses[resp.status] += 1
+
+        await asyncio.gather(*(lane() for _ in range(args.concurrency)))
+        elapsed = time.perf_counter() - t0
+        emit(
+            {
+                "requests": sum(statuses.values()),
+                "elapsed": elapsed,
+                "statuses": {str(k): v for k, v in statuses.items()},
+                "cpu_s": cpu_seconds() - cpu0,
+            }
+        )
+
+
+async def sequential(args: argparse.Namespace) -> None:
+    base = args.url.rstrip("/")
+    samples: list[float] = []
+    statuses: Counter[int] = Counter()
+    async with aiohttp.ClientSession() as session:
+        cpu0 = cpu_seconds()
+        deadline = time.monotonic() + args.duration
+        for i in range(args.n + WARMUP):
+            if time.monotonic() > deadline:
+                break
+            s = time.perf_counter()
+            status = await one(session, base, args)
+            took = (time.perf_counter() - s) * 1000
+            statuses[status] += 1
+            if i >= WARMUP:
+                samples.append(took)
+        emit(
+            latency_summary(samples)
+            | {"statuses": {str(k): v for k, v in statuses.items()}, "cpu_s": cpu_seconds() - cpu0}
+        )
+
+
+async def one(session: aiohttp.ClientSession, base: str, args: argparse.Namespace) -> int:
+    if args.mode == "sync":
+        async with session.post(f"{base}/v1/echo", data=BODY, headers=JSON_HEADERS) as resp:
+            await resp.read()
+            return resp.status
+    if args.mode == "monitor":
+        async with session.get(f"{base}/v1/queue/requests/{args.id}") as resp:
+            await resp.read()
+            return resp.status
+    headers = JSON_HEADERS | {"Prefer": "respond-async"}
+    async with session.post(f"{base}/v1/echo", data=BODY, headers=headers) as resp:
+        body = await resp.json()
+        if resp.status != 202:
+            return resp.status
+    async with session.get(f"{base}/v1/queue/requests/{body['id']}/events") as resp:
+        terminal = False
+        async for line in resp.content:  # the stream ends after the terminal event
+            if line.startswith(b"data:") and b'"status":"succeeded"' in line:
+                terminal = True
+                break
+        return resp.status if terminal else 599
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("mode", choices=["load", "sync", "sse", "monitor"])
+    p.add_argument("--url", required=True, help="load: the full URL; others: the base URL")
+    p.add_argument("--prefer", default="respond-async")
+    p.add_argument("--n", type=int, default=500)
+    p.add_argument("--duration", type=float, default=60.0, help="time limit, seconds")
+    p.add_argument("--concurrency", type=int, default=50)
+    p.add_argument("--id", default="", help="monitor: the request id")
+    args = p.parse_args()
+    asyncio.run(load(args) if args.mode == "load" else sequential(args))
+
+
+if __name__ == "__main__":
+    main()
