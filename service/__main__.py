@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     if roles.api:
         web.run_app(
             app,
+            loop=new_event_loop(),
             host=settings.server.host,
             port=settings.server.port,
             shutdown_timeout=settings.server.shutdown_grace_seconds,
@@ -51,8 +52,18 @@ def main(argv: list[str] | None = None) -> int:
             handler_cancellation=True,
         )
         return 0
-    asyncio.run(_run_headless(app))
+    with asyncio.Runner(loop_factory=new_event_loop) as runner:
+        runner.run(_run_headless(app))
     return 0
+
+
+def new_event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop's event loop where it is installed (it cuts the CPU per request), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - a dependency on every supported platform
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 async def _run_headless(app: web.Application) -> None:

@@ -133,7 +133,7 @@ async def read_input(request: web.Request, op: Operation) -> tuple[Any, str]:
                       slug="malformed-json")  # fmt: skip
     try:
         text = raw.decode("utf-8")
-        data = json.loads(text, parse_constant=_not_json)
+        data = _DECODER.decode(text)
     except UnicodeDecodeError:
         raise Problem(400, "the body is not UTF-8", slug="malformed-json") from None
     except json.JSONDecodeError as exc:
@@ -156,6 +156,9 @@ async def read_input(request: web.Request, op: Operation) -> tuple[Any, str]:
 def _not_json(name: str) -> Any:
     # Python's parser accepts NaN and Infinity; JSON does not.
     raise json.JSONDecodeError(f"{name} is not valid JSON", name, 0)
+
+
+_DECODER = json.JSONDecoder(parse_constant=_not_json)
 
 
 @routes.post("/v1/{op}")
@@ -202,6 +205,7 @@ async def submit(request: web.Request) -> web.StreamResponse:
             callback_events=callback_events,
             rate=rate,
             burst=burst,
+            waited=wait > 0,
         )
         if res.outcome == "limited":
             raise Problem(
@@ -226,7 +230,7 @@ async def submit(request: web.Request) -> web.StreamResponse:
             )
         replayed = res.outcome == "replay"
         if res.outcome == "created":
-            app[metrics_key].submitted.labels(op.name).inc()
+            app[metrics_key].request_submitted(op.name)
         if replayed and wait > 0 and stop_watching is not None:
             stop_watching()
             stop_watching = _watch_terminal(request, res.request_id, done)

@@ -1,6 +1,7 @@
 """The event hub: one Redis subscription per process, fanned out to in-process listeners.
 
-Messages on ``acceptd:{op}:events`` read ``<request id> <client> <json>``, so the hub routes
+It subscribes to ``acceptd:{op}:watched``, which carries only the events of requests that a
+caller waits for or streams. Messages read ``<request id> <client> <json>``, so the hub routes
 them by id or client without parsing JSON nobody listens to.
 """
 
@@ -50,14 +51,12 @@ class EventHub:
 
     def __init__(self, redis: Redis, operations: Iterable[str]) -> None:
         self.redis = redis
-        self._channels = {keys.events_channel(op).encode(): op for op in operations}
+        self._channels = {keys.watched_channel(op).encode(): op for op in operations}
         self._by_request: dict[str, set[Listener]] = defaultdict(set)
         self._by_client: dict[str, set[Listener]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
         self._outage = Outage("event subscription")
-        # Called with the operation of every message, parsed or not (cheap: no JSON).
-        self.on_message: Callable[[str], None] | None = None
         # Called after a lost subscription is restored: listeners may have missed events.
         self.on_resubscribe: Callable[[], None] | None = None
 
@@ -107,8 +106,6 @@ class EventHub:
         except ValueError:
             return
         op = self._channels.get(channel, "")
-        if self.on_message is not None:
-            self.on_message(op)
         rid, client = rid_b.decode(), client_b.decode()
         by_req = self._by_request.get(rid)
         by_client = self._by_client.get(client)

@@ -7,6 +7,7 @@ keys can be found from its id alone.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 ROOT = "acceptd"
@@ -44,11 +45,17 @@ def events_channel(op: str) -> str:
     return key(op, "events")
 
 
+def watched_channel(op: str) -> str:
+    """The channel carrying the state changes of requests that a caller waits for or streams."""
+    return key(op, "watched")
+
+
 def control_channel(op: str) -> str:
     """The pub/sub channel telling workers to cancel running requests."""
     return key(op, "control")
 
 
+@functools.lru_cache(maxsize=1024)
 def op_code(op: str) -> str:
     """The short code that ends the ids of the operation's requests."""
     digest = hashlib.sha256(op.encode()).digest()
@@ -58,10 +65,16 @@ def op_code(op: str) -> str:
 ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford's: URL-safe, sorts like the numbers
 
 
+_PAIRS = [a + b for a in ALPHABET for b in ALPHABET]
+
+
 def encode_base32(value: int, length: int) -> str:
     """Fixed-width Crockford base32 of a non-negative integer."""
     out = []
-    for _ in range(length):
+    if length % 2:
         out.append(ALPHABET[value & 31])
         value >>= 5
+    for _ in range(length // 2):
+        out.append(_PAIRS[value & 1023])  # two characters per step
+        value >>= 10
     return "".join(reversed(out))

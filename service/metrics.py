@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -67,10 +69,28 @@ class Metrics:
             registry=r,
         )
 
+        # labels() is a locked dict look-up and tuple build: resolved once per label set.
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (metric._name, *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     def job_finished(self, op: str, outcome: str, seconds: float) -> None:
         """Count one handler run."""
-        self.outcomes.labels(op, outcome).inc()
-        self.run_time.labels(op).observe(seconds)
+        self._child(self.outcomes, op, outcome).inc()
+        self._child(self.run_time, op).observe(seconds)
+
+    def job_started(self, op: str, waited: float) -> None:
+        """Observe how long a request waited in its queue."""
+        self._child(self.wait_time, op).observe(waited)
+
+    def request_submitted(self, op: str) -> None:
+        """Count one accepted request."""
+        self._child(self.submitted, op).inc()
 
     def render(self) -> bytes:
         """The exposition text."""

@@ -13,7 +13,8 @@ Per operation ``op`` (all keys tagged ``{op}``, built by :mod:`service.keys`):
 - ``workers``    sorted set of worker ids by heartbeat deadline
 - ``outbox``     stream of webhook events, written in the step that changes state
 - ``hooked``     set of clients with webhook endpoints
-- channels ``events`` (every state change) and ``control`` (cancel running handlers)
+- channels ``events`` (every state change), ``watched`` (the changes of requests someone
+  waits for or streams: what API processes subscribe to) and ``control`` (cancel handlers)
 """
 
 from __future__ import annotations
@@ -133,6 +134,7 @@ class Queue:
         callback_events: str = "",
         rate: float = 0.0,
         burst: int = 0,
+        waited: bool = False,
     ) -> Submitted:
         """Create a request and queue it, unless the queue is full or the key replays."""
         idem = keys.idempotency(op, client, idempotency_key) if idempotency_key else ""
@@ -156,6 +158,7 @@ class Queue:
                 IDEMPOTENCY_TTL,
                 rate,
                 max(burst, 1),
+                "1" if waited else "",
             ],
         )
         outcome = _s(res[0])

@@ -27,6 +27,7 @@ class Operation:
     validator: Draft202012Validator
     run_in: RunIn
     max_input_bytes: int | None
+    accepts_anything: bool = False
 
     @property
     def limits(self) -> Limits:
@@ -36,11 +37,17 @@ class Operation:
 
     def validate(self, data: Any) -> list[dict[str, str]]:
         """Every schema violation of ``data`` as ``{"path", "message"}`` (empty when valid)."""
+        if self.accepts_anything:
+            return []
         errors = []
         for err in sorted(self.validator.iter_errors(data), key=lambda e: list(e.absolute_path)):
             path = "/" + "/".join(str(p) for p in err.absolute_path)
             errors.append({"path": path, "message": err.message})
         return errors
+
+
+# Keywords that describe but never constrain: a schema of only these accepts any JSON.
+ANNOTATIONS = frozenset({"$schema", "$id", "title", "description", "examples", "$comment"})
 
 
 def load_handler(path: str, where: str) -> Handler:
@@ -84,6 +91,7 @@ def build_operations(settings: Settings) -> dict[str, Operation]:
             validator=Draft202012Validator(spec.input_schema),
             run_in=run_in,
             max_input_bytes=cfg.max_input_bytes or spec.max_input_bytes,
+            accepts_anything=not (set(spec.input_schema) - ANNOTATIONS),
         )
     return ops
 

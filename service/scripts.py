@@ -16,7 +16,8 @@ local function hgetall(key)
   for i = 1, #flat, 2 do t[flat[i]] = flat[i + 1] end
   return t
 end
-local HIDDEN = {input = true, result = true, lease = true, bhash = true, idem = true, sse = true}
+local HIDDEN = {input = true, result = true, lease = true, bhash = true, idem = true, sse = true,
+  wait = true}
 local function snapshot(rec)
   local s = {}
   for k, v in pairs(rec) do if not HIDDEN[k] then s[k] = v end end
@@ -43,6 +44,11 @@ local function emit(rkey, rec, kind)
   -- "<id> <client> <stream id> <json>": subscribers route before parsing any JSON.
   local head = rec['id'] .. ' ' .. rec['client'] .. ' ' .. gid .. ' '
   redis.call('PUBLISH', P .. 'events', head .. body)
+  -- API processes listen only to events someone waits for or streams: they never decode the
+  -- rest, which is most of the traffic.
+  if rec['sse'] == '1' or rec['wait'] == '1' or gid ~= '-' then
+    redis.call('PUBLISH', P .. 'watched', head .. body)
+  end
 end
 -- Record a webhook event durably, in the same step as the state change.
 local function outbox(rec, status, now)
@@ -124,7 +130,8 @@ end
 
 # KEYS[1] prefix, KEYS[2] record, KEYS[3] client index, KEYS[4] idempotency key ('' if none)
 # ARGV: id, client, priority, input, now, max_depth, attempts, timeout_ms, ttl, backoff_ms,
-#       body_hash, cb_url, cb_events, idem_ttl, rate_per_second (0: none), burst
+#       body_hash, cb_url, cb_events, idem_ttl, rate_per_second (0: none), burst,
+#       wait ('1' when a caller waits for the outcome: its events go to the watched channel)
 SUBMIT = r"""
 local rkey, ikey = KEYS[2], KEYS[4]
 local now = tonumber(ARGV[5])
@@ -135,6 +142,7 @@ if ikey ~= '' then
     local bhash = redis.call('HGET', old, 'bhash')
     if bhash then
       if bhash ~= ARGV[11] then return {'conflict', existing} end
+      if ARGV[17] == '1' then redis.call('HSET', old, 'wait', '1') end
       local rank = redis.call('ZRANK', P .. 'pending', existing)
       return {'replay', existing, cjson.encode(snapshot(hgetall(old))), rank or -1}
     end
@@ -167,6 +175,10 @@ local args = {'id', ARGV[1], 'client', ARGV[2], 'status', 'queued', 'prio', ARGV
   'ttl', ARGV[9], 'backoff', ARGV[10], 'created', ARGV[5], 'updated', ARGV[5],
   'input', ARGV[4]}
 if ARGV[11] ~= '' then table.insert(args, 'bhash'); table.insert(args, ARGV[11]) end
+if ARGV[17] == '1' then
+  rec['wait'] = '1'
+  table.insert(args, 'wait'); table.insert(args, '1')
+end
 if ARGV[12] ~= '' then
   rec['cb_url'] = ARGV[12]; rec['cb_events'] = ARGV[13]
   table.insert(args, 'cb_url'); table.insert(args, ARGV[12])

@@ -83,13 +83,7 @@ class Streams:
     def __init__(self) -> None:
         self.open: set[Stream] = set()
         self.queued: dict[str, set[Stream]] = {}
-        self.dirty: set[str] = set()
         self.by_client: dict[str, int] = {}
-
-    def mark(self, op: str) -> None:
-        """The operation's queue may have moved."""
-        if op in self.queued:
-            self.dirty.add(op)
 
     def watch_position(self, stream: Stream) -> None:
         """Keep this queued stream's position fresh."""
@@ -108,13 +102,12 @@ streams_key = web.AppKey("streams", Streams)
 
 
 async def position_ticker(app: web.Application) -> None:
-    """Once a second, one pipeline per moved operation reads every watched position."""
+    """Once a second, one pipeline per operation reads every watched position."""
     streams = app[streams_key]
     queue = app[queue_key]
     while True:
         await asyncio.sleep(POSITION_INTERVAL)
-        dirty, streams.dirty = streams.dirty, set()
-        for op in dirty:
+        for op in list(streams.queued):
             group = [s for s in streams.queued.get(op, ()) if s.request_id]
             if not group:
                 continue
@@ -123,7 +116,6 @@ async def position_ticker(app: web.Application) -> None:
                 stats = await queue.stats(op)
             except Exception:
                 log.warning("position refresh for %s failed", op)
-                streams.dirty.add(op)
                 continue
             now = queue.now_ms()
             for stream, rank in zip(group, ranks, strict=True):
@@ -285,7 +277,6 @@ async def _follow(
             # Requeued (lease expiry or retry): its position comes from the ticker.
             stream.position = None
             streams.watch_position(stream)
-            streams.dirty.add(stream.op)
         elif status != "queued":
             streams.unwatch_position(stream)
         await resp.send(data, id=str(sent), event=name)
@@ -375,7 +366,6 @@ async def streams_ctx(app: web.Application) -> AsyncIterator[None]:
     """The registry of open streams and the position ticker."""
     streams = Streams()
     app[streams_key] = streams
-    app[hub_key].on_message = streams.mark
     ticker = asyncio.create_task(position_ticker(app), name="position-ticker")
     yield
     ticker.cancel()

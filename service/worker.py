@@ -204,7 +204,7 @@ class Worker:
         op = self.operations[job.op]
         if self.metrics is not None and job.attempt == 1:
             wait = max(self.queue.now_ms() - job.created_ms, 0) / 1000
-            self.metrics.wait_time.labels(job.op).observe(wait)
+            self.metrics.job_started(job.op, wait)
         ctx = JobContext(self.queue, job, asyncio.get_running_loop())
         handler_task = asyncio.create_task(
             self._invoke(op, ctx, job), name=f"handler:{job.op}/{job.request_id}"

@@ -341,3 +341,25 @@ async def test_concurrent_calls_share_one_pipeline(
     await asyncio.gather(*(submit(queue, limits=big) for _ in range(50)))
     assert batches == [50]
     assert await queue.depth("echo") == 50
+
+
+async def test_only_watched_requests_reach_the_watched_channel(
+    queue: Queue, redis_client: aredis.Redis
+) -> None:
+    async with redis_client.pubsub() as ps:
+        await ps.subscribe(keys.watched_channel("echo"), keys.events_channel("echo"))
+        for _ in range(2):
+            await ps.get_message(timeout=1)
+        unwatched = await submit(queue)
+        rid = new_request_id("echo", queue.now_ms())
+        await queue.submit("echo", rid, "alice", "{}", LIMITS, waited=True)
+        seen = []
+        for _ in range(3):
+            msg = await ps.get_message(timeout=2)
+            assert msg is not None
+            seen.append((msg["channel"].decode().rsplit(":", 1)[1], msg["data"].split(b" ")[0]))
+    assert seen == [
+        ("events", unwatched.encode()),
+        ("events", rid.encode()),
+        ("watched", rid.encode()),
+    ]
