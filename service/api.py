@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -17,6 +18,7 @@ from aiohttp import web
 from service import monitor, problems
 from service.auth import client_of
 from service.errors import PROBLEM_JSON, Problem, problem_response
+from service.events import Event
 from service.ids import id_op_code, looks_like_id, new_request_id
 from service.monitor import TERMINAL
 from service.prefer import (
@@ -187,7 +189,7 @@ async def submit(request: web.Request) -> web.StreamResponse:
     queue = app[queue_key]
     rate, burst = app[settings_key].auth.limit_for(client)
     rid = new_request_id(op.name, queue.now_ms())
-    done = asyncio.get_running_loop().create_future()
+    done: asyncio.Future[Event | None] = asyncio.get_running_loop().create_future()
     stop_watching = _watch_terminal(request, rid, done) if wait > 0 else None
     try:
         body_hash = hashlib.sha256(input_json.encode()).hexdigest()[:32] if idem else ""
@@ -242,7 +244,9 @@ async def submit(request: web.Request) -> web.StreamResponse:
                     done.set_result(None)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(done), wait)
-            snap = await read_own(request, op, res.request_id, with_result=True)
+            snap = _from_event(done.result() if done.done() else None)
+            if snap is None:
+                snap = await read_own(request, op, res.request_id, with_result=True)
         elif replayed:
             snap = await read_own(request, op, res.request_id)
     finally:
@@ -286,12 +290,24 @@ def _fresh_record(rid: str, client: str, priority: int, now: int) -> dict[str, A
     }
 
 
-def _watch_terminal(request: web.Request, rid: str, done: asyncio.Future[None]) -> Any:
-    def on_event(event: Any) -> None:
+def _watch_terminal(
+    request: web.Request, rid: str, done: asyncio.Future[Event | None]
+) -> Callable[[], None]:
+    def on_event(event: Event) -> None:
         if event.record.get("status") in TERMINAL and not done.done():
-            done.set_result(None)
+            done.set_result(event)
 
     return request.app[hub_key].watch_request(rid, on_event)
+
+
+def _from_event(event: Event | None) -> Snapshot | None:
+    """The outcome carried by a terminal event, when it is complete (no read needed)."""
+    if event is None:
+        return None
+    status = event.record.get("status")
+    if status == "succeeded" and event.result is None:
+        return None  # too large to ride along: read it
+    return Snapshot(event.record, None, 0, 0, event.result)
 
 
 def finished_response(

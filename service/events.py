@@ -34,6 +34,7 @@ class Event:
     kind: str
     record: dict[str, Any]
     stream_id: str = ""
+    result: str | None = None
 
     @property
     def seq(self) -> int:
@@ -113,7 +114,7 @@ class EventHub:
             return
         body = orjson.loads(payload)
         gid = "" if gid_b == b"-" else gid_b.decode()
-        event = Event(op, rid, client, body["kind"], body["rec"], gid)
+        event = Event(op, rid, client, body["kind"], body["rec"], gid, body.get("res"))
         for listener in [*(by_req or ()), *(by_client or ())]:
             try:
                 listener(event)

@@ -28,7 +28,13 @@ end
 local function emit(rkey, rec, kind)
   local n = redis.call('HINCRBY', rkey, 'evseq', 1)
   rec['evseq'] = tostring(n)
-  local body = cjson.encode({kind = kind, rec = snapshot(rec)})
+  local body
+  if rec['wait'] == '1' and rec['result'] and #rec['result'] <= 65536 then
+    -- A caller waits for this outcome: hand it the result too, sparing it a read.
+    body = cjson.encode({kind = kind, rec = snapshot(rec), res = rec['result']})
+  else
+    body = cjson.encode({kind = kind, rec = snapshot(rec)})
+  end
   if rec['sse'] == '1' then
     local ek = P .. 'ev:' .. rec['id']
     if redis.call('RPUSH', ek, body) > 64 then redis.call('LTRIM', ek, -64, -1) end

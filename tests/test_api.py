@@ -510,3 +510,11 @@ async def test_bodies_must_be_utf8_json_and_are_kept_exactly(client: Client) -> 
     )
     assert resp.status == 201
     assert await resp.json() == {"n": 123456789012345678901234567890, "s": "h\u00e9llo \u2603"}
+
+
+async def test_synchronous_results_small_and_large(client: Client) -> None:
+    # Small results ride along with the terminal event; large ones are read back.
+    for size in (10, 100_000):
+        body = {"blob": "x" * size}
+        status, got, _ = await post(client, "echo", body)
+        assert status == 201 and got == body
