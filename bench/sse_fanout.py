@@ -54,23 +54,25 @@ async def _listen(base: str, ids: list[str], ready: Any, out_path: str, deadline
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
 
         async def one(rid: str) -> None:
+            # Reads raw chunks and looks for markers: the client must cost far less than the
+            # server, or the bench measures the client.
             nonlocal opened
             async with session.get(f"{base}/v1/queue/requests/{rid}/events") as resp:
                 assert resp.status == 200, resp.status
-                first = True
-                async for raw in resp.content:
-                    line = raw.decode().strip()
-                    if not line.startswith("data:"):
-                        continue
-                    if first:
-                        first = False
+                seen_status = False
+                tail = b""
+                async for chunk in resp.content.iter_any():
+                    data = tail + chunk
+                    if not seen_status and b"event: status" in data:
+                        seen_status = True
                         opened += 1
                         if opened == len(ids):
                             ready.set()
-                        continue
-                    if '"status":"succeeded"' in line:
+                        data = data[data.index(b"event: status") + 13 :]
+                    if seen_status and b'"status":"succeeded"' in data:
                         received[rid] = time.time()
                         return
+                    tail = data[-64:]
 
         tasks = []
         for i, rid in enumerate(ids):
@@ -90,7 +92,9 @@ def listener(base: str, ids: list[str], ready: Any, out_path: str, deadline: flo
     asyncio.run(_listen(base, ids, ready, out_path, deadline))
 
 
-async def measure(n: int, tmp: Path, profile: str | None = None) -> dict[str, Any]:
+async def measure(
+    n: int, tmp: Path, profile: str | None = None, rate: float = 0.0
+) -> dict[str, Any]:
     redis_dir = tmp / f"redis-{n}"
     server = EmbeddedRedis(redis_dir, port=free_port(), appendonly=False)
     server.start()
@@ -157,13 +161,16 @@ async def measure(n: int, tmp: Path, profile: str | None = None) -> dict[str, An
             )  # fmt: skip
             await asyncio.sleep(1.0)
         finished: dict[str, float] = {}
-        for i in range(0, len(claimed), 100):
-            batch = claimed[i : i + 100]
+        # rate 0: all at once (one pipeline), the worst burst; else a steady finish rate.
+        step = len(claimed) if rate <= 0 else max(1, int(rate / 20))
+        for i in range(0, len(claimed), step):
+            batch = claimed[i : i + step]
             await asyncio.gather(*(queue.finish(j, "succeeded", "{}") for j in batch))
             now = time.time()
             for j in batch:
                 finished[j.request_id] = now
-            await asyncio.sleep(0.02)
+            if rate > 0:
+                await asyncio.sleep(0.05)
         await asyncio.to_thread(child.join, 60)
         if spy is not None:
             spy.wait(30)
@@ -173,6 +180,7 @@ async def measure(n: int, tmp: Path, profile: str | None = None) -> dict[str, An
             raise RuntimeError("no terminal event arrived")
         return {
             "streams": n,
+            "rate": rate,
             "delivered": len(delays),
             "rss_per_stream_kib": (rss_open - rss_before) / n / 1024,
             "p50_ms": statistics.median(delays),
@@ -189,17 +197,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--streams", type=int, nargs="*", default=[1000, 5000])
     parser.add_argument("--profile", help="write py-spy collapsed stacks of the API here")
+    parser.add_argument(
+        "--rates",
+        type=float,
+        nargs="*",
+        default=[0, 1000],
+        help="finishes per second (0: every request finishes at the same moment)",
+    )
     args = parser.parse_args()
     raise_fd_limit()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for n in args.streams:
-            rows.append(asyncio.run(measure(n, Path(tmp), args.profile)))
-    print("| streams | delivered | server RSS per stream | finish → event p50 | p99 |")
-    print("|---:|---:|---:|---:|---:|")
+            for rate in args.rates:
+                rows.append(asyncio.run(measure(n, Path(tmp), args.profile, rate)))
+    print("| streams | requests finishing | delivered | server RSS per stream "
+          "| finish → event p50 | p99 |")  # fmt: skip
+    print("|---:|---|---:|---:|---:|---:|")
     for r in rows:
+        how = "all at once" if r["rate"] <= 0 else f"{r['rate']:,.0f}/s"
         print(
-            f"| {r['streams']:,} | {r['delivered']:,} | {r['rss_per_stream_kib']:.1f} KiB "
+            f"| {r['streams']:,} | {how} | {r['delivered']:,} | {r['rss_per_stream_kib']:.1f} KiB "
             f"| {r['p50_ms']:.1f} ms | {r['p99_ms']:.1f} ms |"
         )
 
