@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import secrets
@@ -22,6 +21,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import aiohttp
+import orjson
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 from yarl import URL
@@ -76,7 +76,7 @@ class Dispatcher:
         lease_seconds: float | None = None,
         claim_idle_seconds: float = 60.0,
         block_seconds: float = 2.0,
-        busy_delay: float = 1.0,
+        busy_delay: float = 0.05,
     ) -> None:
         self.redis = redis
         self.settings = settings
@@ -247,7 +247,7 @@ class Dispatcher:
     def _item(self, op: str, entry_id: str, fields: dict[Any, Any]) -> FanoutItem | None:
         f = {_s(k): _s(v) for k, v in fields.items()}
         try:
-            record = json.loads(f["rec"])
+            record = orjson.loads(f["rec"])
             event_type = f["type"]
             payload = events.body(op, event_type, int(f["ts"]), record, self.render)
             client, request_id = str(record["client"]), str(record["id"])

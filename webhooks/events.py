@@ -7,6 +7,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 EVENTS = ("request.running", "request.succeeded", "request.failed", "request.canceled")
 DEFAULT_EVENTS = ("request.succeeded", "request.failed", "request.canceled")
 DEFAULT_CALLBACK_EVENTS = "succeeded,failed,canceled"
@@ -26,9 +28,19 @@ def body(op: str, event_type: str, ts_ms: int, record: dict[str, Any], render: R
     """The JSON body of one event: type, timestamp, and the monitor plus the parsed result."""
     data = dict(render(op, record))
     result = record.get("result")
-    data["result"] = json.loads(result) if result else None
+    data["result"] = _result(result) if result else None
     doc = {"type": event_type, "timestamp": rfc3339(ts_ms), "data": data}
-    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+    try:
+        return orjson.dumps(doc)
+    except TypeError:  # integers beyond 64 bits: the standard library handles them
+        return json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _result(text: str) -> Any:
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)  # e.g. integers beyond 64 bits
 
 
 def callback_wanted(record: dict[str, Any], event_type: str) -> bool:

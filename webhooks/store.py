@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 
 from service.batcher import Batcher, Script
@@ -405,7 +406,7 @@ class WebhookStore:
                 item.token,
                 self.now_ms(),
                 outcome,
-                json.dumps(attempt, separators=(",", ":")),
+                orjson.dumps(attempt).decode(),
                 "" if next_at_ms is None else next_at_ms,
                 self.retention,
                 LOG_CAP,
