@@ -76,7 +76,7 @@ class Dispatcher:
         lease_seconds: float | None = None,
         claim_idle_seconds: float = 60.0,
         block_seconds: float = 2.0,
-        busy_delay: float = 0.05,
+        busy_delay: float = 0.25,
     ) -> None:
         self.redis = redis
         self.settings = settings
