@@ -23,6 +23,7 @@ from service.config import WorkerSettings
 from service.handlers import RejectedInput, Retryable
 from service.metrics import Metrics
 from service.outage import Outage
+from service.processes import ProcessRunner
 from service.queue import Job, Outcome, Queue
 from service.registry import Operation
 
@@ -97,6 +98,7 @@ class Worker:
         self._stopping = False
         self._claims = 0
         self._outage = Outage("worker")
+        self._process_runner: ProcessRunner | None = None
         self._executor = ThreadPoolExecutor(
             max_workers=max(4, settings.concurrency), thread_name_prefix="acceptd-handler"
         )
@@ -155,6 +157,8 @@ class Worker:
                     running.task.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
         self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._process_runner is not None:
+            self._process_runner.shutdown()
 
     async def _claim(self, op: str) -> int:
         free = self._free()
@@ -218,6 +222,11 @@ class Worker:
         data = json.loads(job.input)
         if op.run_in == "loop":
             return await op.handler(ctx, data)
+        if op.run_in == "process":
+            runner = self._processes()
+            pctx = runner.context(job.request_id, job.op, job.attempt)
+            # A cancelled or timed-out run stops waiting; the process finishes on its own.
+            return await runner.run(op.handler, pctx, data)
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(op.handler, ctx, data))
 
@@ -301,6 +310,23 @@ class Worker:
                     raise
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+    def _processes(self) -> ProcessRunner:
+        if self._process_runner is None:
+            runner = ProcessRunner()
+            loop = asyncio.get_running_loop()
+
+            def deliver(rid: str, percent: float, message: str | None) -> Any:
+                running = self._running.get(rid)
+                if running is None:
+                    return None
+                return asyncio.run_coroutine_threadsafe(
+                    self.queue.progress(running.job, percent, message), loop
+                )
+
+            runner.start_relay(deliver)
+            self._process_runner = runner
+        return self._process_runner
 
     def _backoff(self, job: Job) -> float:
         return float(job.backoff * (2 ** (job.attempt - 1)))

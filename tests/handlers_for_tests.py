@@ -48,3 +48,11 @@ async def block_loop(ctx: Context, data: Any) -> Any:
 
     time.sleep(float(data.get("seconds", 0.6)))  # noqa: ASYNC251 (the bug under test)
     return {"blocked": True}
+
+
+def in_process(ctx: Any, data: Any) -> Any:
+    """Runs in a pool process: CPU work, with progress sent back."""
+    import os
+
+    ctx.progress_threadsafe(50, "half way")
+    return {"pid": os.getpid(), "sum": sum(range(int(data.get("n", 1000))))}

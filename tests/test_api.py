@@ -30,6 +30,7 @@ TEST_OPS = {
     "not-json": {"handler": "tests.handlers_for_tests:not_json", "attempts": 1},
     "tiny": {"handler": "service.operations.echo:echo", "max_queue_depth": 2},
     "block-loop": {"handler": "tests.handlers_for_tests:block_loop", "attempts": 1},
+    "in-process": {"handler": "tests.handlers_for_tests:in_process", "run_in": "process"},
 }
 ASYNC = {"Prefer": "respond-async"}
 
@@ -518,3 +519,15 @@ async def test_synchronous_results_small_and_large(client: Client) -> None:
         body = {"blob": "x" * size}
         status, got, _ = await post(client, "echo", body)
         assert status == 201 and got == body
+
+
+async def test_process_pool_handlers_run_in_another_process_and_report_progress(
+    client: Client,
+) -> None:
+    import os
+
+    status, body, headers = await post(client, "in-process", {"n": 100}, Prefer="wait=20")
+    assert status == 201 and body["sum"] == 4950 and body["pid"] != os.getpid()
+    rid = headers["Location"].rsplit("/", 1)[1]
+    monitor = await (await client.get(f"/v1/queue/requests/{rid}")).json()
+    assert monitor["progress"] == {"percent": 50.0, "message": "half way"}
