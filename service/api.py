@@ -18,7 +18,7 @@ from aiohttp import web
 from service import monitor, problems
 from service.auth import client_of
 from service.errors import PROBLEM_JSON, Problem, problem_response
-from service.events import Event
+from service.events import RESYNC, Event
 from service.ids import id_op_code, looks_like_id, new_request_id
 from service.monitor import TERMINAL
 from service.prefer import (
@@ -238,15 +238,32 @@ async def submit(request: web.Request) -> web.StreamResponse:
             stop_watching = _watch_terminal(request, res.request_id, done)
         snap: Snapshot | None = None
         if wait > 0:
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + wait
             if replayed:
                 snap = await read_own(request, op, res.request_id, with_result=True)
                 if snap.record["status"] in TERMINAL and not done.done():
                     done.set_result(None)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(done), wait)
-            snap = _from_event(done.result() if done.done() else None)
-            if snap is None:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(done), max(deadline - loop.time(), 0))
+                event = done.result() if done.done() else None
+                snap = _from_event(event)
+                if snap is None:
+                    snap = await read_own(request, op, res.request_id, with_result=True)
+                resynced = event is not None and event.kind == RESYNC
+                if not resynced or snap.record["status"] in TERMINAL or loop.time() >= deadline:
+                    break
+                # The subscription was restored after an outage and the request is still
+                # going: keep waiting for the rest of the time.
+                if stop_watching is not None:
+                    stop_watching()
+                done = loop.create_future()
+                stop_watching = _watch_terminal(request, res.request_id, done)
+                # Watching again before reading: a finish in between is not missed.
                 snap = await read_own(request, op, res.request_id, with_result=True)
+                if snap.record["status"] in TERMINAL:
+                    break
         elif replayed:
             snap = await read_own(request, op, res.request_id)
     finally:
@@ -294,7 +311,9 @@ def _watch_terminal(
     request: web.Request, rid: str, done: asyncio.Future[Event | None]
 ) -> Callable[[], None]:
     def on_event(event: Event) -> None:
-        if event.record.get("status") in TERMINAL and not done.done():
+        if done.done():
+            return
+        if event.kind == RESYNC or event.record.get("status") in TERMINAL:
             done.set_result(event)
 
     return request.app[hub_key].watch_request(rid, on_event)
@@ -302,7 +321,7 @@ def _watch_terminal(
 
 def _from_event(event: Event | None) -> Snapshot | None:
     """The outcome carried by a terminal event, when it is complete (no read needed)."""
-    if event is None:
+    if event is None or event.kind == RESYNC:
         return None
     status = event.record.get("status")
     if status == "succeeded" and event.result is None:

@@ -232,7 +232,8 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         if value is None:
             return []
         if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
+            # From the environment: "0.2,0.5,1" or "a,b"; each item read as a YAML scalar.
+            value = [_scalar(v.strip()) for v in value.split(",") if v.strip()]
         if not isinstance(value, list):
             raise ConfigError(f"{where}: expected a list, got {_show(value)}")
         return [_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
@@ -326,6 +327,13 @@ def _check(s: Settings) -> None:
 
 
 RESERVED = ("queue", "operations", "webhooks")
+
+
+def _scalar(text: str) -> Any:
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
 
 
 def _join(where: str, key: str) -> str:

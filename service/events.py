@@ -44,6 +44,8 @@ class Event:
 
 Listener = Callable[[Event], None]
 
+RESYNC = "resync"
+
 
 class EventHub:
     """Subscribes once to every operation's events channel and calls listeners."""
@@ -58,8 +60,6 @@ class EventHub:
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
         self._outage = Outage("event subscription")
-        # Called after a lost subscription is restored: listeners may have missed events.
-        self.on_resubscribe: Callable[[], None] | None = None
 
     async def start(self) -> None:
         """Subscribe; returns once the subscription is live."""
@@ -121,14 +121,27 @@ class EventHub:
             except Exception:
                 log.exception("event listener failed")
 
+    def _resync(self) -> None:
+        # Events published while the subscription was down are gone: every listener is told
+        # (kind "resync") to recover from stored state — streams end so their clients resume
+        # with Last-Event-ID, waiters read the request again.
+        listeners = [
+            (rid, listener) for rid, group in self._by_request.items() for listener in group
+        ] + [(client, listener) for client, group in self._by_client.items() for listener in group]
+        for name, listener in listeners:
+            try:
+                listener(Event("", name, name, RESYNC, {}))
+            except Exception:
+                log.exception("event listener failed on resync")
+
     async def _run(self) -> None:
         backoff = 0.1
         while True:
             pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(*self._channels)
-                if self.connected.is_set() is False and self._lost and self.on_resubscribe:
-                    self.on_resubscribe()
+                if self._lost:
+                    self._resync()
                 self.connected.set()
                 self._outage.succeeded()
                 self._lost = False

@@ -162,6 +162,97 @@ def _operation_paths(op: Operation) -> dict[str, Any]:
     return {f"/v1/{name}": {"post": submit}, f"/v1/{name}/{{request_id}}": {"get": result}}
 
 
+ENDPOINT_ID = {"name": "endpoint_id", "in": "path", "required": True, "schema": {"type": "string"}}
+EVENT_TYPES = {
+    "enum": ["request.running", "request.succeeded", "request.failed", "request.canceled"]
+}
+ENDPOINT = {
+    "type": "object",
+    "required": ["id", "url", "events", "operations", "description", "created_at", "disabled"],
+    "properties": {
+        "id": {"type": "string"},
+        "url": {"type": "string", "format": "uri"},
+        "events": {"type": "array", "items": EVENT_TYPES},
+        "operations": {"type": "array", "items": {"type": "string"}},
+        "description": {"type": "string"},
+        "created_at": TIME,
+        "disabled": {"type": "boolean"},
+        "disabled_reason": {"type": ["string", "null"]},
+        "secret": {
+            "type": ["string", "null"],
+            "description": "Shown on creation and rotation only",
+        },
+    },
+}
+ENDPOINT_INPUT = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "url": {"type": "string", "format": "uri"},
+        "events": {"type": "array", "items": EVENT_TYPES},
+        "operations": {"type": "array", "items": {"type": "string"}},
+        "description": {"type": "string"},
+    },
+}
+DELIVERY = {
+    "type": "object",
+    "additionalProperties": True,
+    "properties": {"id": {"type": "string"}, "status": {"type": "string"}},
+}
+SSE = {
+    "description": "A text/event-stream (see CONTRACT.md section 5)",
+    "content": {"text/event-stream": {"schema": {"type": "string"}}},
+}
+LAST_EVENT_ID = {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}}
+ACCESS_TOKEN = {
+    "name": "access_token",
+    "in": "query",
+    "schema": {"type": "string"},
+    "description": "The API key, for EventSource (which cannot send headers)",
+}
+
+
+def _webhook_paths() -> dict[str, Any]:
+    ep_ref = {"$ref": "#/components/schemas/WebhookEndpoint"}
+    return {
+        "/v1/webhooks/endpoints": {
+            "post": {"operationId": "create_webhook_endpoint", "summary": "Register a webhook endpoint",
+                     "requestBody": {"required": True, "content": {"application/json": {"schema": {**ENDPOINT_INPUT, "required": ["url"]}}}},
+                     "responses": {"201": _json(ep_ref, "Created, with its secret"),
+                                   "400": _problem("Malformed JSON"), "415": _problem("Not JSON"),
+                                   "422": _problem("Invalid field or refused target")}},
+            "get": {"operationId": "list_webhook_endpoints", "summary": "The client's endpoints",
+                    "responses": {"200": _json({"type": "object", "properties": {"items": {"type": "array", "items": ep_ref}}}, "Endpoints")}},
+        },
+        "/v1/webhooks/endpoints/{endpoint_id}": {
+            "get": {"operationId": "get_webhook_endpoint", "parameters": [ENDPOINT_ID], "summary": "One endpoint",
+                    "responses": {"200": _json(ep_ref, "The endpoint"), "404": _problem("Unknown")}},
+            "patch": {"operationId": "update_webhook_endpoint", "parameters": [ENDPOINT_ID], "summary": "Change an endpoint",
+                      "requestBody": {"required": True, "content": {"application/json": {"schema": {**ENDPOINT_INPUT, "properties": {**ENDPOINT_INPUT["properties"], "disabled": {"type": "boolean"}}}}}},  # type: ignore[dict-item]
+                      "responses": {"200": _json(ep_ref, "The endpoint"), "404": _problem("Unknown"), "422": _problem("Invalid field")}},
+            "delete": {"operationId": "delete_webhook_endpoint", "parameters": [ENDPOINT_ID], "summary": "Remove an endpoint",
+                       "responses": {"204": {"description": "Removed"}, "404": _problem("Unknown")}},
+        },
+        "/v1/webhooks/endpoints/{endpoint_id}/rotate-secret": {
+            "post": {"operationId": "rotate_webhook_secret", "parameters": [ENDPOINT_ID],
+                     "summary": "A new secret; the old one signs alongside it for 24 h",
+                     "responses": {"200": _json(ep_ref, "With the new secret"), "404": _problem("Unknown")}}},
+        "/v1/webhooks/endpoints/{endpoint_id}/deliveries": {
+            "get": {"operationId": "list_webhook_deliveries", "parameters": [ENDPOINT_ID,
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}}],
+                    "summary": "The delivery attempt log",
+                    "responses": {"200": _json({"type": "object", "properties": {"items": {"type": "array", "items": DELIVERY}}}, "Deliveries"),
+                                  "404": _problem("Unknown")}}},
+        "/v1/webhooks/deliveries/{delivery_id}/redeliver": {
+            "post": {"operationId": "redeliver_webhook", "summary": "Send a delivery again",
+                     "parameters": [{"name": "delivery_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                     "responses": {"202": _json(DELIVERY, "Queued again"), "404": _problem("Unknown")}}},
+        "/v1/webhooks/secret": {
+            "get": {"operationId": "get_default_webhook_secret", "summary": "The secret that signs Callback-Url webhooks",
+                    "responses": {"200": _json({"type": "object", "properties": {"secret": {"type": "string"}}}, "The secret")}}},
+    }  # fmt: skip
+
+
 def build_openapi(operations: dict[str, Operation]) -> dict[str, Any]:
     """The whole description."""
     paths: dict[str, Any] = {
@@ -205,8 +296,59 @@ def build_openapi(operations: dict[str, Operation]) -> dict[str, Any]:
                              "responses": {"200": {"description": "Prometheus text",
                                                    "content": {"text/plain": {}}}}}},
     }  # fmt: skip
+    paths["/v1/queue/requests/{request_id}/events"] = {
+        "get": {
+            "operationId": "stream_request_events",
+            "summary": "A request's events (Server-Sent Events)",
+            "parameters": [REQUEST_ID, LAST_EVENT_ID, ACCESS_TOKEN],
+            "responses": {
+                "200": SSE,
+                "204": {"description": "Already past the terminal event"},
+                "404": _problem("Unknown"),
+                "429": _problem("Too many streams"),
+            },
+        }
+    }
+    paths["/v1/queue/events"] = {
+        "get": {
+            "operationId": "stream_client_events",
+            "summary": "Every event of the client's requests",
+            "parameters": [
+                {"name": "operation", "in": "query", "schema": {"enum": list(operations)}},
+                LAST_EVENT_ID,
+                ACCESS_TOKEN,
+            ],
+            "responses": {
+                "200": SSE,
+                "404": _problem("Unknown operation"),
+                "429": _problem("Too many streams"),
+            },
+        }
+    }
+    paths["/docs"] = {
+        "get": {
+            "operationId": "docs",
+            "summary": "This description, rendered",
+            "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+        }
+    }
+    paths["/"] = {
+        "get": {
+            "operationId": "dashboard",
+            "summary": "The dashboard",
+            "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+        }
+    }
+    paths["/openapi.json"] = {
+        "get": {
+            "operationId": "openapi",
+            "summary": "This description",
+            "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")},
+        }
+    }
+    paths.update(_webhook_paths())
     for op in operations.values():
-        paths.update(_operation_paths(op))
+        paths.update(_operation_paths(op))  # fmt: skip
     return {
         "openapi": "3.1.0",
         "info": {
@@ -216,7 +358,12 @@ def build_openapi(operations: dict[str, Operation]) -> dict[str, Any]:
         },
         "paths": paths,
         "components": {
-            "schemas": {"Problem": PROBLEM_SCHEMA, "StatusMonitor": MONITOR, "Link": LINK},
+            "schemas": {
+                "Problem": PROBLEM_SCHEMA,
+                "StatusMonitor": MONITOR,
+                "Link": LINK,
+                "WebhookEndpoint": ENDPOINT,
+            },
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
         "security": [{"bearer": []}, {}],

@@ -23,7 +23,7 @@ from service import monitor
 from service.api import dumps, find_operation, not_found, operation_of_id
 from service.auth import client_of
 from service.errors import Problem
-from service.events import Event
+from service.events import RESYNC, Event
 from service.monitor import TERMINAL
 from service.state import hub_key, metrics_key, operations_key, queue_key, settings_key
 
@@ -268,6 +268,8 @@ async def _follow(
             await resp.send(dumps(pos).decode(), id=f"{sent}.{k}", event="position")
             continue
         event: Event = item
+        if event.kind == RESYNC:
+            return  # events may have been missed: the client resumes with Last-Event-ID
         if event.seq <= sent:
             continue
         sent, k = event.seq, 0
@@ -326,6 +328,8 @@ async def client_events(request: web.Request) -> web.StreamResponse:
             if item is _CLOSE:
                 return resp
             ev: Event = item
+            if ev.kind == RESYNC:
+                return resp  # the client resumes with Last-Event-ID
             live_id = _parse_stream_id(ev.stream_id)
             if live_id is not None and live_id <= sent:
                 continue

@@ -57,9 +57,12 @@ class JobContext:
         return self._job.attempt
 
     async def progress(self, percent: float, message: str | None = None) -> None:
-        """Record and publish progress."""
+        """Record and publish progress (best effort: an outage never fails the handler)."""
         percent = max(0.0, min(100.0, float(percent)))
-        await self._queue.progress(self._job, percent, message)
+        try:
+            await self._queue.progress(self._job, percent, message)
+        except RedisError as exc:
+            log.debug("progress of %s not recorded: %s", self._job.request_id, exc)
 
     def progress_threadsafe(self, percent: float, message: str | None = None) -> None:
         """Report progress from a thread; waits until it is recorded."""
@@ -210,11 +213,17 @@ class Worker:
             wait = max(self.queue.now_ms() - job.created_ms, 0) / 1000
             self.metrics.job_started(job.op, wait)
         ctx = JobContext(self.queue, job, asyncio.get_running_loop())
+        previous = self._running.get(job.request_id)
+        if previous is not None:
+            # This worker lost the lease (an outage or a stalled loop) and claimed the request
+            # again: the old run must stop, and must not touch the new one's bookkeeping.
+            self._stop_handler(job.request_id, "lost")
         handler_task = asyncio.create_task(
             self._invoke(op, ctx, job), name=f"handler:{job.op}/{job.request_id}"
         )
-        self._running[job.request_id] = _Running(job, handler_task)
-        sup = asyncio.create_task(self._supervise(job), name=f"job:{job.request_id}")
+        running = _Running(job, handler_task)
+        self._running[job.request_id] = running
+        sup = asyncio.create_task(self._supervise(running), name=f"job:{job.request_id}")
         self._supervisors.add(sup)
         sup.add_done_callback(self._supervisors.discard)
 
@@ -230,8 +239,8 @@ class Worker:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(op.handler, ctx, data))
 
-    async def _supervise(self, job: Job) -> None:
-        running = self._running[job.request_id]
+    async def _supervise(self, running: _Running) -> None:
+        job = running.job
         started = time.monotonic()
         outcome = "failed"
         try:
@@ -274,7 +283,8 @@ class Worker:
             self._outage.failed(exc)
             log.warning("could not store the outcome of %s %s", job.op, job.request_id)
         finally:
-            self._running.pop(job.request_id, None)
+            if self._running.get(job.request_id) is running:
+                del self._running[job.request_id]
             self._slot_freed.set()
             if self.metrics is not None:
                 self.metrics.job_finished(job.op, outcome, time.monotonic() - started)
@@ -346,14 +356,22 @@ class Worker:
 
     async def renew_all(self) -> None:
         """Extend the lease of every running request; stop those lost or cancelled."""
-        for rid, running in list(self._running.items()):
-            try:
-                status = await self.queue.renew(running.job, self.settings.lease_seconds)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.warning("lease renewal failed for %s; will retry", rid)
-                return
+        runs = list(self._running.items())
+        if not runs:
+            return
+        # Issued together, the renewals travel as one pipeline.
+        statuses = await asyncio.gather(
+            *(self.queue.renew(r.job, self.settings.lease_seconds) for _, r in runs),
+            return_exceptions=True,
+        )
+        for (rid, running), status in zip(runs, statuses, strict=True):
+            if isinstance(status, BaseException):
+                if isinstance(status, RedisError):
+                    self._outage.failed(status)
+                    return
+                raise status
+            if self._running.get(rid) is not running:
+                continue  # finished or replaced meanwhile
             if status == "lost":
                 log.warning("lease of %s %s lost; stopping its handler", running.job.op, rid)
                 self._stop_handler(rid, "lost")

@@ -26,6 +26,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 from yarl import URL
 
+from service.outage import Outage
 from webhooks import events, keys, signing
 from webhooks.errors import TargetRefused
 from webhooks.models import Claimed, SendTarget
@@ -101,6 +102,7 @@ class Dispatcher:
         self._groups_ready = False
         self._next_reclaim = 0.0
         self._targets: dict[tuple[str, str], tuple[float, SendTarget | None]] = {}
+        self._outage = Outage("dispatcher")
 
     # Lifecycle
 
@@ -152,13 +154,14 @@ class Dispatcher:
                 raise asyncio.CancelledError
             try:
                 await step()
+                self._outage.succeeded()
             except Exception as exc:
                 if task is not None and task.cancelling():
                     raise asyncio.CancelledError from exc  # a client turned it into an error
                 # Redis restarting or unreachable (or a bug): keep the loop alive and retry.
                 self._groups_ready = False
                 if isinstance(exc, RedisError | OSError):
-                    log.warning("webhook %s loop: %s; retrying in 1 s", name, exc)
+                    self._outage.failed(exc)  # one line per outage, not one per retry
                 else:
                     log.exception("webhook %s loop failed; retrying in 1 s", name)
                 await asyncio.sleep(1.0)
