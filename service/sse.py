@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import deque
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -48,33 +49,58 @@ class Position:
 _CLOSE = object()
 
 
-@dataclass(eq=False)
 class Stream:
-    """One open stream: its bounded buffer and what the position ticker needs."""
+    """One open stream: its bounded buffer and what the position ticker needs.
 
-    op: str
-    request_id: str | None
-    buffer: asyncio.Queue[Any] = field(default_factory=lambda: asyncio.Queue(BUFFER))
-    overflowed: bool = False
-    position: int | None = None
+    A deque and one waiter rather than an ``asyncio.Queue``: thousands of these stay open,
+    and each byte per stream counts.
+    """
+
+    __slots__ = ("_items", "_waiter", "op", "overflowed", "position", "request_id")
+
+    def __init__(self, op: str, request_id: str | None) -> None:
+        self.op = op
+        self.request_id = request_id
+        self.overflowed = False
+        self.position: int | None = None
+        self._items: deque[Any] = deque()
+        self._waiter: asyncio.Future[None] | None = None
 
     def offer(self, item: Any) -> None:
         """Buffer an item; a full buffer closes the stream rather than growing."""
         if self.overflowed:
             return
-        try:
-            self.buffer.put_nowait(item)
-        except asyncio.QueueFull:
+        if len(self._items) >= BUFFER:
+            # Cut off at once (the client resumes with Last-Event-ID), not after draining.
             self.overflowed = True
-            with contextlib.suppress(asyncio.QueueFull):
-                self.buffer.get_nowait()
-                self.buffer.put_nowait(_CLOSE)
+            self._items.clear()
+            item = _CLOSE
+        self._items.append(item)
+        self._wake()
 
     def close(self) -> None:
         """Ask the stream to end (shutdown)."""
         self.overflowed = True
-        with contextlib.suppress(asyncio.QueueFull):
-            self.buffer.put_nowait(_CLOSE)
+        self._items.append(_CLOSE)
+        self._wake()
+
+    def pending(self) -> int:
+        """Items waiting to be sent."""
+        return len(self._items)
+
+    async def get(self) -> Any:
+        """The next item, waiting for one."""
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.popleft()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
 
 class Streams:
@@ -258,7 +284,7 @@ async def _follow(
     streams = request.app[streams_key]
     k = 0
     while True:
-        item = await stream.buffer.get()
+        item = await stream.get()
         if item is _CLOSE:
             return
         if isinstance(item, Position):
@@ -324,7 +350,7 @@ async def client_events(request: web.Request) -> web.StreamResponse:
                 await resp.send(data, id=gid, event=name)
                 sent = max(sent, _parse_stream_id(gid) or sent)
         while True:
-            item = await stream.buffer.get()
+            item = await stream.get()
             if item is _CLOSE:
                 return resp
             ev: Event = item
