@@ -40,6 +40,7 @@ GROUP = "acceptd-webhooks"
 EXCERPT_BYTES = 1024
 READ_COUNT = 100
 TARGET_CACHE_SECONDS = 1.0
+CLAIM_BATCH_DELAY = 0.005
 
 
 class DispatchSettings(Protocol):
@@ -288,7 +289,12 @@ class Dispatcher:
 
     async def _send_step(self) -> None:
         self._wake.clear()
-        free = self.settings.concurrency - len(self._sending)
+        limit = self.settings.concurrency
+        if self._sending and limit - len(self._sending) < max(limit // 4, 1):
+            # Few slots free and sends in flight: let a few more finish and claim them in one
+            # call, rather than one claim (a round trip and a script) per delivery.
+            await asyncio.sleep(CLAIM_BATCH_DELAY)
+        free = limit - len(self._sending)
         soonest: float | None = None
         if free > 0:
             items, soonest = await self._claim(free)
