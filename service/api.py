@@ -168,7 +168,7 @@ async def submit(request: web.Request) -> web.StreamResponse:
     """Queue a request; answer at once (202) or when done (201), per ``Prefer``."""
     app = request.app
     settings = app[settings_key].server
-    op = find_operation(request, request.match_info["op"])
+    op = find_operation(request, request.match_info.get("op") or request.path[4:])
     prefs = parse_prefer(request.headers.getall("Prefer", []))
     priority = parse_priority(request.headers.get("Queue-Priority"))
     idem = parse_idempotency_key(request.headers.get("Idempotency-Key"))
@@ -533,7 +533,7 @@ async def list_operations(request: web.Request) -> web.Response:
 @routes.get("/v1/{op}/{request_id}")
 async def get_result(request: web.Request) -> web.Response:
     """The final resource: 404 with the position until ready, 200 result, 410 failed."""
-    op = find_operation(request, request.match_info["op"])
+    op = find_operation(request, request.match_info.get("op") or request.path.split("/")[2])
     rid = request.match_info["request_id"]
     if operation_of_id(request, rid) is not op:
         raise not_found(rid)
@@ -563,4 +563,14 @@ async def get_result(request: web.Request) -> web.Response:
     )
 
 
-__all__ = ["PROBLEM_JSON", "routes"]
+def add_operation_routes(app: web.Application, names: list[str]) -> None:
+    """Routes per configured operation: found by aiohttp's index, not by trying each pattern.
+
+    The generic ``/v1/{op}`` routes stay for unknown names (404 problem).
+    """
+    for name in names:
+        app.router.add_post(f"/v1/{name}", submit)
+        app.router.add_get(f"/v1/{name}/{{request_id}}", get_result)
+
+
+__all__ = ["PROBLEM_JSON", "add_operation_routes", "routes"]

@@ -98,6 +98,7 @@ def create_app(settings: Settings, roles: Roles | None = None) -> web.Applicatio
         # /v1/{op}/{request_id}.
         app.add_routes(sse.routes)
         app.add_routes(webhook_api.routes)
+        api.add_operation_routes(app, list(operations))
         app.add_routes(api.routes)
         app[callback_checker_key] = _callback_checker(settings)
     if roles.worker:
