@@ -11,16 +11,16 @@ from pathlib import Path
 
 import redis.asyncio as aredis
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError, TimeoutError
 
 from service import api, monitor, sse, system, webhook_api
+from service.auth import make_authenticator
 from service.config import ConfigError, Settings
 from service.cors import setup_cors
 from service.embedded import EmbeddedRedis
-from service.errors import Problem, problem_middleware
+from service.errors import Problem, make_middleware
 from service.events import EventHub
 from service.metrics import Metrics
 from service.queue import Queue
@@ -78,7 +78,7 @@ def create_app(settings: Settings, roles: Roles | None = None) -> web.Applicatio
         [settings.server.max_body_bytes] + [op.max_input_bytes or 0 for op in operations.values()]
     )
     app = web.Application(
-        middlewares=[problem_middleware, _auth(settings)],
+        middlewares=[make_middleware(make_authenticator(settings))],
         client_max_size=max_body,
     )
     setup_cors(app, settings)
@@ -123,12 +123,6 @@ def _callback_checker(settings: Settings) -> CallbackChecker:
             ) from None
 
     return check
-
-
-def _auth(settings: Settings) -> Middleware:
-    from service.auth import make_auth_middleware
-
-    return make_auth_middleware(settings)
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import hmac
+from collections.abc import Callable
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
 
 from service.config import Settings
-from service.errors import Handler, Problem
+from service.errors import Problem
 
 ANONYMOUS = "anonymous"
 PUBLIC_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"})
@@ -20,17 +20,19 @@ def client_of(request: web.Request) -> str:
     return request[CLIENT]
 
 
-def make_auth_middleware(settings: Settings) -> Middleware:
-    """A middleware resolving the client; open (one anonymous client) when no keys exist."""
+def make_authenticator(settings: Settings) -> Callable[[web.Request], None]:
+    """A check resolving the request's client (or raising 401); open when no keys exist.
+
+    Run by the one middleware (:func:`service.errors.make_middleware`), before the handler.
+    """
     clients = [(c.key.encode(), c.name) for c in settings.auth.clients]
 
-    @web.middleware
-    async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    def authenticate(request: web.Request) -> None:
         if not clients:
             request[CLIENT] = ANONYMOUS
-            return await handler(request)
+            return
         if request.path in PUBLIC_PATHS or request.path.startswith("/static/"):
-            return await handler(request)
+            return
         presented = _bearer(request)
         if presented is None:
             raise Problem(
@@ -52,9 +54,8 @@ def make_auth_middleware(settings: Settings) -> Middleware:
                 headers={"WWW-Authenticate": 'Bearer realm="acceptd", error="invalid_token"'},
             )
         request[CLIENT] = name
-        return await handler(request)
 
-    return auth_middleware
+    return authenticate
 
 
 def _bearer(request: web.Request) -> str | None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
 
 from service.outage import Outage
@@ -87,10 +88,25 @@ def problem_response(
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@web.middleware
-async def problem_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Map every error to problem+json; never leak a traceback."""
+def make_middleware(authenticate: Callable[[web.Request], None]) -> Middleware:
+    """The one middleware: authenticate, run the handler, map every error to problem+json.
+
+    One layer rather than several: each costs a coroutine frame and a call on every request.
+    """
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        return await _handle(request, handler, authenticate)
+
+    return middleware
+
+
+async def _handle(
+    request: web.Request, handler: Handler, authenticate: Callable[[web.Request], None]
+) -> web.StreamResponse:
+    """Never leak a traceback."""
     try:
+        authenticate(request)
         response = await handler(request)
         if _outage.down and response.status < 500:
             _outage.succeeded()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from service.errors import Problem
@@ -19,6 +20,12 @@ class Preferences:
 
 def parse_prefer(values: list[str]) -> Preferences:
     """Parse every ``Prefer`` header; unknown preferences are ignored, as RFC 7240 asks."""
+    return _parse_prefer(tuple(values))
+
+
+@functools.lru_cache(maxsize=512)
+def _parse_prefer(values: tuple[str, ...]) -> Preferences:
+    # Cached: clients send the same few header values again and again.
     respond_async = False
     wait: float | None = None
     for header in values:

@@ -28,6 +28,12 @@ end
 local function emit(rkey, rec, kind)
   local n = redis.call('HINCRBY', rkey, 'evseq', 1)
   rec['evseq'] = tostring(n)
+  local watched = rec['sse'] == '1' or rec['wait'] == '1'
+  local glob = redis.call('EXISTS', P .. 'glob:' .. rec['client']) == 1
+  if not watched and not glob and
+      redis.call('PUBSUB', 'NUMSUB', P .. 'events')[2] == 0 then
+    return  -- nobody could see this event: skip encoding it (most of a busy queue's events)
+  end
   local body
   if rec['wait'] == '1' and rec['result'] and #rec['result'] <= 65536 then
     -- A caller waits for this outcome: hand it the result too, sparing it a read.
@@ -44,7 +50,7 @@ local function emit(rkey, rec, kind)
     redis.call('EXPIRE', ek, keep)
   end
   local gid = '-'
-  if redis.call('EXISTS', P .. 'glob:' .. rec['client']) == 1 then
+  if glob then
     gid = redis.call('XADD', P .. 'cev:' .. rec['client'], 'MAXLEN', '~', 1000, '*', 'e', body)
   end
   -- "<id> <client> <stream id> <json>": subscribers route before parsing any JSON.
@@ -52,7 +58,7 @@ local function emit(rkey, rec, kind)
   redis.call('PUBLISH', P .. 'events', head .. body)
   -- API processes listen only to events someone waits for or streams: they never decode the
   -- rest, which is most of the traffic.
-  if rec['sse'] == '1' or rec['wait'] == '1' or gid ~= '-' then
+  if watched or glob then
     redis.call('PUBLISH', P .. 'watched', head .. body)
   end
 end
