@@ -73,9 +73,18 @@ class JobContext:
 @dataclass
 class _Running:
     job: Job
-    task: asyncio.Task[Any]
+    task: asyncio.Task[Any] | None = None
     stop: StopReason | None = None
     started: float = field(default_factory=time.monotonic)
+    # Set once the handler returned: from then on the outcome is being stored, which a
+    # cancel or lost lease must not interrupt.
+    finishing: bool = False
+
+    def interrupt(self, reason: StopReason) -> None:
+        """Stop the handler (not the storing of its outcome)."""
+        if self.stop is None and not self.finishing and self.task is not None:
+            self.stop = reason
+            self.task.cancel()
 
 
 class Worker:
@@ -156,8 +165,7 @@ class Worker:
             if pending:
                 log.warning("handing %d running request(s) back to the queue", len(pending))
                 for running in list(self._running.values()):
-                    running.stop = "shutdown"
-                    running.task.cancel()
+                    running.interrupt("shutdown")
                 await asyncio.gather(*pending, return_exceptions=True)
         self._executor.shutdown(wait=False, cancel_futures=True)
         if self._process_runner is not None:
@@ -218,12 +226,13 @@ class Worker:
             # This worker lost the lease (an outage or a stalled loop) and claimed the request
             # again: the old run must stop, and must not touch the new one's bookkeeping.
             self._stop_handler(job.request_id, "lost")
-        handler_task = asyncio.create_task(
-            self._invoke(op, ctx, job), name=f"handler:{job.op}/{job.request_id}"
-        )
-        running = _Running(job, handler_task)
+        running = _Running(job)
         self._running[job.request_id] = running
-        sup = asyncio.create_task(self._supervise(running), name=f"job:{job.request_id}")
+        # One task per run: it runs the handler and then stores the outcome.
+        sup = asyncio.create_task(
+            self._supervise(running, op, ctx), name=f"handler:{job.op}/{job.request_id}"
+        )
+        running.task = sup
         self._supervisors.add(sup)
         sup.add_done_callback(self._supervisors.discard)
 
@@ -239,14 +248,17 @@ class Worker:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(op.handler, ctx, data))
 
-    async def _supervise(self, running: _Running) -> None:
+    async def _supervise(self, running: _Running, op: Operation, ctx: JobContext) -> None:
         job = running.job
         started = time.monotonic()
         outcome = "failed"
         try:
             try:
-                async with asyncio.timeout(job.timeout):
-                    result = await running.task
+                try:
+                    async with asyncio.timeout(job.timeout):
+                        result = await self._invoke(op, ctx, job)
+                finally:
+                    running.finishing = running.stop is None
             except asyncio.CancelledError:
                 if running.stop is None:
                     raise
@@ -343,9 +355,8 @@ class Worker:
 
     def _stop_handler(self, request_id: str, reason: StopReason) -> None:
         running = self._running.get(request_id)
-        if running is not None and running.stop is None:
-            running.stop = reason
-            running.task.cancel()
+        if running is not None:
+            running.interrupt(reason)
 
     async def _renew_loop(self) -> None:
         interval = self.settings.lease_seconds / 3
