@@ -12,6 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
+from hiredis import pack_command
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError, NoScriptError, ResponseError
 
@@ -128,24 +129,6 @@ class Batcher:
             await asyncio.gather(*self._inflight, return_exceptions=True)
 
 
-def _arg(value: Any) -> bytes:
-    if isinstance(value, bytes):
-        return value
-    if isinstance(value, str):
-        return value.encode()
-    if isinstance(value, int):
-        return b"%d" % value
-    if isinstance(value, float):
-        return repr(value).encode()
-    raise TypeError(f"cannot send {type(value).__name__} to Redis")
-
-
 def _pack(batch: list[_Call]) -> bytes:
-    """The RESP encoding of every EVALSHA in the batch."""
-    out: list[bytes] = []
-    for script, args, _ in batch:
-        out.append(b"*%d\r\n$7\r\nEVALSHA\r\n$40\r\n%s\r\n" % (len(args) + 2, script.sha.encode()))
-        for value in args:
-            data = _arg(value)
-            out.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(out)
+    """The RESP encoding of every EVALSHA in the batch (hiredis's C encoder)."""
+    return b"".join([pack_command(("EVALSHA", script.sha, *args)) for script, args, _ in batch])
