@@ -51,7 +51,9 @@ local function emit(rkey, rec, kind)
   end
   local gid = '-'
   if glob then
-    gid = redis.call('XADD', P .. 'cev:' .. rec['client'], 'MAXLEN', '~', 1000, '*', 'e', body)
+    local ck = P .. 'cev:' .. rec['client']
+    gid = redis.call('XADD', ck, 'MAXLEN', '~', 1000, '*', 'e', body)
+    redis.call('EXPIRE', ck, 86400)
   end
   -- "<id> <client> <stream id> <json>": subscribers route before parsing any JSON.
   local head = rec['id'] .. ' ' .. rec['client'] .. ' ' .. gid .. ' '
@@ -199,6 +201,9 @@ end
 redis.call('HSET', rkey, unpack(args))
 redis.call('ZADD', pending, rec['score'], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
+-- The listing index forgets requests created long before any could still exist (their records
+-- expire result_ttl after finishing); without this it would grow for ever.
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - (tonumber(ARGV[9]) + 604800) * 1000)
 if ikey ~= '' then redis.call('SET', ikey, ARGV[1], 'EX', tonumber(ARGV[14])) end
 emit(rkey, rec, 'status')
 wake()
@@ -212,6 +217,7 @@ CLAIM = r"""
 local now = tonumber(ARGV[1])
 local pending, running, delayed = P .. 'pending', P .. 'running', P .. 'delayed'
 redis.call('ZADD', P .. 'workers', now + tonumber(ARGV[6]), ARGV[4])
+redis.call('ZREMRANGEBYSCORE', P .. 'workers', '-inf', now - 3600000)  -- long-dead workers
 -- Retries whose backoff has elapsed go back to the queue.
 local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, 100)
 for _, rid in ipairs(due) do

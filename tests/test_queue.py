@@ -363,3 +363,18 @@ async def test_only_watched_requests_reach_the_watched_channel(
         ("events", rid.encode()),
         ("watched", rid.encode()),
     ]
+
+
+async def test_indexes_do_not_grow_for_ever(
+    queue: Queue, clock: Clock, redis_client: aredis.Redis
+) -> None:
+    old = await submit(queue)
+    await claim(queue)
+    clock.now += LIMITS.result_ttl + 7 * 86400 + 1
+    await submit(queue)
+    index = await redis_client.zrange(keys.client_index("echo", "alice"), 0, -1)
+    assert old.encode() not in index and len(index) == 1
+    clock.now += 3601
+    await queue.claim("echo", "w2", "t2", 1, lease=30, worker_ttl=10)
+    workers = await redis_client.zrange(keys.key("echo", "workers"), 0, -1)
+    assert workers == [b"w2"]
