@@ -195,6 +195,7 @@ async def dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
         yield
     finally:
         app[runtime_key].dispatcher_running = False
+        await dispatcher.drain(min(settings.server.shutdown_grace_seconds, 20.0))
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task

@@ -218,3 +218,29 @@ async def test_webhook_metrics(app_client: MakeClient, receiver: Receiver) -> No
     await wait_until(counted)
     ready = await (await c.get("/readyz")).json()
     assert ready["checks"] == {"redis": "ok", "worker": "ok", "dispatcher": "ok"}
+
+
+async def test_shutdown_lets_deliveries_in_flight_finish(
+    aiohttp_client: Callable[..., Awaitable[Client]], redis_url: str, redis_client: Any
+) -> None:
+    from tests.webhook_helpers import HANG
+    from webhooks import WebhookStore
+
+    async with Receiver(hang_seconds=0.5) as slow:
+        settings = make_settings(
+            redis_url,
+            webhooks={"allow_networks": ["127.0.0.0/8"], "retry_schedule": [30]},
+            auth={"clients": CLIENTS},
+        )
+        app = create_app(settings, Roles(api=True, worker=True, dispatcher=True))
+        c = await aiohttp_client(app)
+        created = await (
+            await c.post("/v1/webhooks/endpoints", json={"url": slow.url}, headers=ALICE)
+        ).json()
+        slow.reply(HANG)  # answers 200 after 0.5 s
+        await c.post("/v1/echo", json={}, headers=ALICE)
+        await wait_until(lambda: slow.hanging == 1)
+        await c.close()  # SIGTERM-like: the app's cleanup drains the dispatcher
+        store = WebhookStore(redis_client, ["echo"])
+        [delivery] = await store.list_deliveries("alice", created["id"])
+        assert delivery.status == "delivered" and len(slow.received) == 1

@@ -104,6 +104,7 @@ class Dispatcher:
         self._next_reclaim = 0.0
         self._targets: dict[tuple[str, str], tuple[float, SendTarget | None]] = {}
         self._outage = Outage("dispatcher")
+        self._draining = False
 
     # Lifecycle
 
@@ -120,6 +121,17 @@ class Dispatcher:
                 task.cancel()
             await asyncio.gather(*self._sending, return_exceptions=True)
             await self.aclose()
+
+    async def drain(self, grace: float) -> None:
+        """Stop claiming and let sends in flight finish for up to ``grace`` seconds.
+
+        Cancel ``run()`` afterwards; whatever is still in flight then is resent once its
+        lease expires.
+        """
+        self._draining = True
+        self._wake.set()
+        if self._sending:
+            await asyncio.wait(set(self._sending), timeout=grace)
 
     async def aclose(self) -> None:
         """Close the HTTP session (``run()`` does this itself on the way out)."""
@@ -290,6 +302,9 @@ class Dispatcher:
     async def _send_step(self) -> None:
         self._wake.clear()
         limit = self.settings.concurrency
+        if self._draining:
+            await asyncio.sleep(self.block_seconds)
+            return
         if self._sending and limit - len(self._sending) < max(limit // 4, 1):
             # Few slots free and sends in flight: let a few more finish and claim them in one
             # call, rather than one claim (a round trip and a script) per delivery.
