@@ -111,6 +111,7 @@ class OperationSettings:
     retry_backoff: float = 1.0
     result_ttl: int = 86_400
     max_queue_depth: int = 100_000
+    max_result_bytes: int = 10 * 1024 * 1024
     run_in: Literal["loop", "thread", "process"] | None = None
     max_input_bytes: int | None = None
     description: str = ""
@@ -322,6 +323,7 @@ def _check(s: Settings) -> None:
         positive(f"{where}.attempts", op.attempts)
         positive(f"{where}.result_ttl", op.result_ttl)
         positive(f"{where}.max_queue_depth", op.max_queue_depth)
+        positive(f"{where}.max_result_bytes", op.max_result_bytes)
         if op.retry_backoff < 0:
             raise ConfigError(f"{where}.retry_backoff: must be 0 or more")
 

@@ -53,3 +53,16 @@ def timed_out(seconds: float) -> str:
 def retries_exhausted(message: str) -> str:
     """A retryable failure after the last attempt."""
     return dumps(problem("retries-exhausted", "Failed after retries", 503, message))
+
+
+def result_too_large(limit: int) -> str:
+    """A handler's result over the operation's ``max_result_bytes``."""
+    return dumps(
+        problem(
+            "result-too-large",
+            "Result too large",
+            500,
+            f"the operation's result exceeds its {limit}-byte limit",
+            limit=limit,
+        )
+    )

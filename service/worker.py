@@ -287,6 +287,11 @@ class Worker:
                 log.exception("%s %s returned a result that is not JSON", job.op, job.request_id)
                 outcome = await self._finish(job, "failed", problems.internal())
                 return
+            limit = op.settings.max_result_bytes
+            if len(result_json) > limit and len(result_json.encode()) > limit:
+                log.warning("%s %s: result over %d bytes", job.op, job.request_id, limit)
+                outcome = await self._finish(job, "failed", problems.result_too_large(limit))
+                return
             outcome = await self._finish(job, "succeeded", result_json)
         except asyncio.CancelledError:
             raise

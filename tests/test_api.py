@@ -29,6 +29,7 @@ TEST_OPS = {
     "blocking": {"handler": "tests.handlers_for_tests:blocking"},
     "not-json": {"handler": "tests.handlers_for_tests:not_json", "attempts": 1},
     "tiny": {"handler": "service.operations.echo:echo", "max_queue_depth": 2},
+    "small-results": {"handler": "service.operations.echo:echo", "max_result_bytes": 100},
     "block-loop": {"handler": "tests.handlers_for_tests:block_loop", "attempts": 1},
     "in-process": {"handler": "tests.handlers_for_tests:in_process", "run_in": "process"},
 }
@@ -553,3 +554,10 @@ async def test_openapi_is_a_valid_31_document_covering_every_route(client: Clien
                 assert (route.method, concrete) in documented, (route.method, concrete)
             continue
         assert (route.method, path) in documented, (route.method, path)
+
+
+async def test_results_over_the_limit_fail_the_request(client: Client) -> None:
+    status, body, _ = await post(client, "small-results", {"x": "y" * 200})
+    assert status == 500 and body["type"].endswith("result-too-large") and body["limit"] == 100
+    status, body, _ = await post(client, "small-results", {"x": "y"})
+    assert status == 201 and body == {"x": "y"}
