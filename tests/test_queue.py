@@ -127,7 +127,9 @@ async def test_queue_depth_limit(queue: Queue) -> None:
     assert res.outcome == "full"
 
 
-async def test_idempotency_replays_and_detects_a_different_body(queue: Queue) -> None:
+async def test_idempotency_replays_and_detects_a_different_body(
+    queue: Queue, redis_client: aredis.Redis
+) -> None:
     rid = await submit(queue, idempotency_key="k1", body_hash="h1")
     other = new_request_id("echo", queue.now_ms())
     replay = await queue.submit(
@@ -139,6 +141,7 @@ async def test_idempotency_replays_and_detects_a_different_body(queue: Queue) ->
     )
     assert conflict.outcome == "conflict"
     assert await queue.depth("echo") == 1
+    assert 86_000 < await redis_client.ttl(keys.idempotency("echo", "alice", "k1")) <= 86_400
 
 
 async def test_expired_lease_requeues_at_the_head_with_the_next_attempt(
