@@ -28,7 +28,10 @@ end
 local function emit(rkey, rec, kind)
   local n = redis.call('HINCRBY', rkey, 'evseq', 1)
   rec['evseq'] = tostring(n)
-  local watched = rec['sse'] == '1' or rec['wait'] == '1'
+  local st = rec['status']
+  -- A waiting caller needs only the outcome; a stream needs every change.
+  local watched = rec['sse'] == '1' or (rec['wait'] == '1' and kind == 'status' and
+    (st == 'succeeded' or st == 'failed' or st == 'canceled'))
   local glob = redis.call('EXISTS', P .. 'glob:' .. rec['client']) == 1
   if not watched and not glob and
       redis.call('PUBSUB', 'NUMSUB', P .. 'events')[2] == 0 then

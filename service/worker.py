@@ -111,6 +111,7 @@ class Worker:
         self._claims = 0
         self._outage = Outage("worker")
         self._process_runner: ProcessRunner | None = None
+        self._renewed_at = time.monotonic()
         self._executor = ThreadPoolExecutor(
             max_workers=max(4, settings.concurrency), thread_name_prefix="acceptd-handler"
         )
@@ -175,6 +176,10 @@ class Worker:
         free = self._free()
         if free <= 0 or self._stopping:
             return 0
+        if self._running and time.monotonic() - self._renewed_at > self.settings.lease_seconds / 3:
+            # After an outage or a stalled loop, renew what this worker holds before its own
+            # claim script could take it back as abandoned.
+            await self.renew_all()
         self._claims += 1
         token = f"{self.id}:{self._claims}"
         jobs, self._next_due = await self.queue.claim(
@@ -374,12 +379,15 @@ class Worker:
         """Extend the lease of every running request; stop those lost or cancelled."""
         runs = list(self._running.items())
         if not runs:
+            self._renewed_at = time.monotonic()
             return
         # Issued together, the renewals travel as one pipeline.
         statuses = await asyncio.gather(
             *(self.queue.renew(r.job, self.settings.lease_seconds) for _, r in runs),
             return_exceptions=True,
         )
+        if not any(isinstance(s, BaseException) for s in statuses):
+            self._renewed_at = time.monotonic()
         for (rid, running), status in zip(runs, statuses, strict=True):
             if isinstance(status, BaseException):
                 if isinstance(status, RedisError):

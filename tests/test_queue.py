@@ -356,16 +356,19 @@ async def test_only_watched_requests_reach_the_watched_channel(
         unwatched = await submit(queue)
         rid = new_request_id("echo", queue.now_ms())
         await queue.submit("echo", rid, "alice", "{}", LIMITS, waited=True)
+        for job in await claim(queue):
+            await queue.finish(job, "succeeded", '{"r":1}')
         seen = []
-        for _ in range(3):
+        for _ in range(7):
             msg = await ps.get_message(timeout=2)
             assert msg is not None
-            seen.append((msg["channel"].decode().rsplit(":", 1)[1], msg["data"].split(b" ")[0]))
-    assert seen == [
-        ("events", unwatched.encode()),
-        ("events", rid.encode()),
-        ("watched", rid.encode()),
-    ]
+            channel = msg["channel"].decode().rsplit(":", 1)[1]
+            head, _, _, body = msg["data"].split(b" ", 3)
+            seen.append((channel, head.decode(), json.loads(body)["rec"]["status"]))
+    # Every change goes to "events"; a waiting caller gets only the outcome, with its result.
+    assert [s for s in seen if s[0] == "watched"] == [("watched", rid, "succeeded")]
+    assert len([s for s in seen if s[0] == "events"]) == 6
+    assert ("events", unwatched, "queued") in seen
 
 
 async def test_indexes_do_not_grow_for_ever(
