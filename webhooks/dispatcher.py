@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import secrets
@@ -393,12 +394,12 @@ class Dispatcher:
         retry_after: str | None = None
         try:
             # Literal IP hosts never reach the resolver, so they are checked here.
-            check_url_static(url, self.settings.allow_networks)
+            target_url = _checked_url(url, tuple(self.settings.allow_networks))
             ts = int(self.clock())
             headers = signing.headers(item.id, ts, signing.sign(live, item.id, ts, item.payload))
             session = self._open_session()
             async with session.post(
-                url, data=item.payload, headers=headers, allow_redirects=False
+                target_url, data=item.payload, headers=headers, allow_redirects=False
             ) as resp:
                 status = resp.status
                 retry_after = resp.headers.get("Retry-After")
@@ -438,6 +439,13 @@ class Dispatcher:
         )
         if result == "lost":
             log.warning("webhook delivery %s: lease lost before the attempt was recorded", item.id)
+
+
+@functools.lru_cache(maxsize=4096)
+def _checked_url(url: str, allow: tuple[str, ...]) -> URL:
+    # A pure check of the URL's text (scheme, credentials, a literal IP host): cached per
+    # target. Names are checked on every connect by the resolver, never cached here.
+    return check_url_static(url, allow)
 
 
 def _stream_items(res: Any) -> list[tuple[Any, list[Any]]]:
