@@ -20,7 +20,6 @@ from service.auth import client_of
 from service.errors import PROBLEM_JSON, Problem, problem_response
 from service.events import RESYNC, Event
 from service.ids import id_op_code, looks_like_id, new_request_id
-from service.monitor import TERMINAL
 from service.prefer import (
     parse_callback_events,
     parse_idempotency_key,
@@ -38,11 +37,12 @@ from service.state import (
     queue_key,
     settings_key,
 )
+from service.status import TERMINAL, Status
 
 routes = web.RouteTableDef()
 
 JSON = "application/json"
-STATUSES = ("queued", "running", "succeeded", "failed", "canceled")
+STATUSES = tuple(Status)
 MAX_LIST = 100
 
 
@@ -326,7 +326,7 @@ def _from_event(event: Event | None) -> Snapshot | None:
     if event is None or event.kind == RESYNC:
         return None
     status = event.record.get("status")
-    if status == "succeeded" and event.result is None:
+    if status == Status.SUCCEEDED and event.result is None:
         return None  # too large to ride along: read it
     return Snapshot(event.record, None, 0, 0, event.result)
 
@@ -337,13 +337,13 @@ def finished_response(
     """The synchronous answer for a finished request: 201 with the result, or its error."""
     rid = snap.record["id"]
     status = snap.record["status"]
-    if status == "succeeded":
+    if status == Status.SUCCEEDED:
         headers["Location"] = f"{base_url(request)}/v1/{op.name}/{rid}"
         return web.Response(
             status=201, body=(snap.result or "null").encode(), content_type=JSON, headers=headers
         )
     error = json.loads(snap.record.get("error") or "{}") or json.loads(problems.internal())
-    code = 422 if error.get("status") == 422 else 409 if status == "canceled" else 500
+    code = 422 if error.get("status") == 422 else 409 if status == Status.CANCELED else 500
     error["status"] = code
     error["request_id"] = rid
     return problem_response(error, code, headers)
@@ -541,7 +541,7 @@ async def get_result(request: web.Request) -> web.Response:
         raise not_found(rid)
     snap = await read_own(request, op, rid, with_result=True)
     status = snap.record["status"]
-    if status == "succeeded":
+    if status == Status.SUCCEEDED:
         return web.Response(body=(snap.result or "null").encode(), content_type=JSON)
     if status in TERMINAL:
         error = json.loads(snap.record.get("error") or "{}") or json.loads(problems.internal())

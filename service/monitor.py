@@ -9,8 +9,7 @@ from typing import Any
 import orjson
 
 from service.queue import THROUGHPUT_WINDOW, Snapshot
-
-TERMINAL = frozenset({"succeeded", "failed", "canceled"})
+from service.status import TERMINAL, Status
 
 
 def rfc3339(ms: str | int | None) -> str | None:
@@ -50,7 +49,7 @@ def eta_seconds(
     if status in TERMINAL or finished_recently <= 0:
         return None
     mean_run = run_ms_recently / finished_recently / 1000
-    if status == "running":
+    if status == Status.RUNNING:
         started = int(record.get("started") or now_ms)
         return round(max(mean_run - (now_ms - started) / 1000, 0.0), 3)
     rate = finished_recently / THROUGHPUT_WINDOW
@@ -74,7 +73,7 @@ def render(
         "id": rid,
         "operation": op,
         "status": status,
-        "position": position if status == "queued" else None,
+        "position": position if status == Status.QUEUED else None,
         "eta_seconds": eta if status not in TERMINAL else None,
         "progress": orjson.loads(progress) if progress else None,
         "attempt": int(record.get("attempt") or 1),
@@ -85,7 +84,9 @@ def render(
         "updated_at": rfc3339(record.get("updated")),
         "expires_at": rfc3339(record.get("expires")),
         "cancel_requested": record.get("cancel") == "1",
-        "error": orjson.loads(error) if error and status in ("failed", "canceled") else None,
+        "error": orjson.loads(error)
+        if error and status in (Status.FAILED, Status.CANCELED)
+        else None,
         "links": links(op, rid),
     }
     return body

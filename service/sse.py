@@ -25,8 +25,8 @@ from service.api import dumps, find_operation, not_found, operation_of_id
 from service.auth import client_of
 from service.errors import Problem
 from service.events import RESYNC, Event
-from service.monitor import TERMINAL
 from service.state import hub_key, metrics_key, operations_key, queue_key, settings_key
+from service.status import TERMINAL, Status
 
 log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -174,7 +174,7 @@ def _render_event(op: str, kind: str, rec: dict[str, Any], position: int | None)
             "updated_at": monitor.rfc3339(rec.get("updated")),
         }
         return "progress", dumps(data).decode()
-    body = monitor.render(op, rec, position=position if rec["status"] == "queued" else None)
+    body = monitor.render(op, rec, position=position if rec["status"] == Status.QUEUED else None)
     return "status", dumps(body).decode()
 
 
@@ -239,7 +239,7 @@ async def request_events(request: web.Request) -> web.StreamResponse:
         sent = await _catch_up(resp, op.name, snap, last, app[queue_key].now_ms())
         if status in TERMINAL:
             return resp
-        if status == "queued":
+        if status == Status.QUEUED:
             stream.position = snap.position
             app[streams_key].watch_position(stream)
         await _follow(request, resp, stream, sent)
@@ -301,11 +301,11 @@ async def _follow(
         sent, k = event.seq, 0
         status = event.record["status"]
         name, data = _render_event(stream.op, event.kind, event.record, None)
-        if name == "status" and status == "queued":
+        if name == "status" and status == Status.QUEUED:
             # Requeued (lease expiry or retry): its position comes from the ticker.
             stream.position = None
             streams.watch_position(stream)
-        elif status != "queued":
+        elif status != Status.QUEUED:
             streams.unwatch_position(stream)
         await resp.send(data, id=str(sent), event=name)
         if status in TERMINAL and event.kind == "status":
