@@ -10,6 +10,7 @@ import redis
 import redis.asyncio as aredis
 
 from service.embedded import EmbeddedRedis, free_port
+from tests.process_helpers import Processes
 
 
 @pytest.fixture(scope="session")
@@ -41,3 +42,13 @@ async def redis_client(redis_url: str) -> AsyncIterator[aredis.Redis]:
 def data_dir(tmp_path: Path) -> Path:
     """A private folder for an embedded server's data."""
     return tmp_path / "data"
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Processes]:
+    """Role processes started by the test; all killed (with their children) at teardown."""
+    p = Processes(tmp_path)
+    try:
+        yield p
+    finally:
+        p.close()

@@ -168,16 +168,6 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
         yield s
 
 
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Processes]:
-    """Role processes started by the test; killed (with their children) at teardown."""
-    p = Processes(tmp_path)
-    try:
-        yield p
-    finally:
-        p.close()
-
-
 async def start_serve(
     procs: Processes, session: aiohttp.ClientSession, data_dir: Path
 ) -> tuple[RoleProcess, str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -65,16 +65,6 @@ OUTAGE_SECONDS = 3.0  # longer than the 2 s worker lease
 
 
 # -- fixtures -----------------------------------------------------------------------------
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Processes]:
-    """Role processes started by the test; all killed at teardown."""
-    p = Processes(tmp_path)
-    try:
-        yield p
-    finally:
-        p.close()
 
 
 @pytest.fixture

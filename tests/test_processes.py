@@ -10,8 +10,7 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -41,16 +40,6 @@ def worker_env(redis_url: str, **extra: str) -> dict[str, str]:
     }
     env.update(extra)
     return env
-
-
-@pytest.fixture
-def procs(tmp_path: Path) -> Iterator[Processes]:
-    """Role processes started by the test; all killed at teardown."""
-    p = Processes(tmp_path)
-    try:
-        yield p
-    finally:
-        p.close()
 
 
 async def api_client(aiohttp_client: AiohttpClient, redis_url: str, **env: str) -> Client:
