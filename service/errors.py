@@ -13,6 +13,7 @@ from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
 
 from service.outage import Outage
 from service.problems import PROBLEM_BASE
+from webhooks import DeliveryNotFound, EndpointNotFound, TargetRefused, WebhookError
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,8 @@ async def _handle(
         return response
     except Problem as exc:
         return exc.response()
+    except WebhookError as exc:
+        return _webhook_problem(exc).response()
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -131,6 +134,18 @@ async def _handle(
     except Exception:
         log.exception("unhandled error serving %s %s", request.method, request.path)
         return Problem(500, "an internal error occurred", slug="internal-error").response()
+
+
+def _webhook_problem(exc: WebhookError) -> Problem:
+    """The webhooks package's errors, as clients see them."""
+    if isinstance(exc, EndpointNotFound):
+        return Problem(404, f"no webhook endpoint {str(exc)!r}", slug="unknown-endpoint")
+    if isinstance(exc, DeliveryNotFound):
+        return Problem(404, f"no delivery {str(exc)!r}", slug="unknown-delivery")
+    if isinstance(exc, TargetRefused):
+        return Problem(422, f"the target is not allowed: {exc.reason}", slug="target-refused",
+                       errors=[{"path": "/url", "message": exc.reason}])  # fmt: skip
+    return Problem(422, str(exc), slug="invalid-input")
 
 
 def _detail_for(exc: web.HTTPException, request: web.Request) -> str:

@@ -12,10 +12,6 @@ from service.auth import client_of
 from service.errors import Problem
 from service.state import settings_key, webhook_store_key
 from webhooks import (
-    DeliveryNotFound,
-    EndpointNotFound,
-    InvalidEndpoint,
-    TargetRefused,
     check_url,
 )
 
@@ -69,22 +65,12 @@ def field_problem(name: str, message: str) -> Problem:
 
 
 async def check_target(request: web.Request, url: str) -> None:
-    """Refuse targets resolving to private, loopback or reserved addresses (422)."""
-    try:
-        await check_url(url, request.app[settings_key].webhooks.allow_networks)
-    except TargetRefused as exc:
-        raise Problem(422, f"the target is not allowed: {exc.reason}", slug="target-refused",
-                      errors=[{"path": "/url", "message": exc.reason}]) from None  # fmt: skip
+    """Refuse targets resolving to private, loopback or reserved addresses.
 
-
-def invalid(exc: InvalidEndpoint) -> Problem:
-    """An invalid endpoint field as a 422."""
-    return Problem(422, str(exc), slug="invalid-input")
-
-
-def endpoint_missing(endpoint_id: str) -> Problem:
-    """The 404 of an unknown (or another client's) endpoint."""
-    return Problem(404, f"no webhook endpoint {endpoint_id!r}", slug="unknown-endpoint")
+    ``TargetRefused`` (like the package's other errors) becomes problem+json in
+    :mod:`service.errors`.
+    """
+    await check_url(url, request.app[settings_key].webhooks.allow_networks)
 
 
 @routes.post("/v1/webhooks/endpoints")
@@ -97,16 +83,13 @@ async def create_endpoint(request: web.Request) -> web.Response:
                       errors=[{"path": "/url", "message": "required"}])  # fmt: skip
     await check_target(request, url)
     store = request.app[webhook_store_key]
-    try:
-        endpoint = await store.create_endpoint(
-            client_of(request),
-            url,
-            events=body.get("events"),
-            operations=body.get("operations"),
-            description=body.get("description") or "",
-        )
-    except InvalidEndpoint as exc:
-        raise invalid(exc) from None
+    endpoint = await store.create_endpoint(
+        client_of(request),
+        url,
+        events=body.get("events"),
+        operations=body.get("operations"),
+        description=body.get("description") or "",
+    )
     location = f"{base_url(request)}/v1/webhooks/endpoints/{endpoint.id}"
     return json_response(endpoint.to_json(), 201, {"Location": location})
 
@@ -122,10 +105,7 @@ async def list_endpoints(request: web.Request) -> web.Response:
 async def get_endpoint(request: web.Request) -> web.Response:
     """One endpoint."""
     eid = request.match_info["endpoint_id"]
-    try:
-        endpoint = await request.app[webhook_store_key].get_endpoint(client_of(request), eid)
-    except EndpointNotFound:
-        raise endpoint_missing(eid) from None
+    endpoint = await request.app[webhook_store_key].get_endpoint(client_of(request), eid)
     return json_response(endpoint.to_json())
 
 
@@ -138,20 +118,15 @@ async def update_endpoint(request: web.Request) -> web.Response:
         raise Problem(422, "disabled must be true or false", slug="invalid-input")
     if body.get("url"):
         await check_target(request, body["url"])
-    try:
-        endpoint = await request.app[webhook_store_key].update_endpoint(
-            client_of(request),
-            eid,
-            url=body.get("url"),
-            events=body.get("events"),
-            operations=body.get("operations"),
-            description=body.get("description"),
-            disabled=body.get("disabled"),
-        )
-    except EndpointNotFound:
-        raise endpoint_missing(eid) from None
-    except InvalidEndpoint as exc:
-        raise invalid(exc) from None
+    endpoint = await request.app[webhook_store_key].update_endpoint(
+        client_of(request),
+        eid,
+        url=body.get("url"),
+        events=body.get("events"),
+        operations=body.get("operations"),
+        description=body.get("description"),
+        disabled=body.get("disabled"),
+    )
     return json_response(endpoint.to_json())
 
 
@@ -159,10 +134,7 @@ async def update_endpoint(request: web.Request) -> web.Response:
 async def delete_endpoint(request: web.Request) -> web.Response:
     """Remove an endpoint."""
     eid = request.match_info["endpoint_id"]
-    try:
-        await request.app[webhook_store_key].delete_endpoint(client_of(request), eid)
-    except EndpointNotFound:
-        raise endpoint_missing(eid) from None
+    await request.app[webhook_store_key].delete_endpoint(client_of(request), eid)
     return web.Response(status=204)
 
 
@@ -170,10 +142,7 @@ async def delete_endpoint(request: web.Request) -> web.Response:
 async def rotate_secret(request: web.Request) -> web.Response:
     """A new secret; the old one keeps signing alongside it for 24 h."""
     eid = request.match_info["endpoint_id"]
-    try:
-        endpoint = await request.app[webhook_store_key].rotate_secret(client_of(request), eid)
-    except EndpointNotFound:
-        raise endpoint_missing(eid) from None
+    endpoint = await request.app[webhook_store_key].rotate_secret(client_of(request), eid)
     return json_response(endpoint.to_json())
 
 
@@ -188,10 +157,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
     if not 1 <= limit <= 200:
         raise Problem(400, "limit must be an integer from 1 to 200", slug="invalid-query")
     store = request.app[webhook_store_key]
-    try:
-        items = await store.list_deliveries(client_of(request), eid, limit=limit)
-    except EndpointNotFound:
-        raise endpoint_missing(eid) from None
+    items = await store.list_deliveries(client_of(request), eid, limit=limit)
     return json_response({"items": [d.to_json() for d in items]})
 
 
@@ -199,10 +165,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
 async def redeliver(request: web.Request) -> web.Response:
     """Send a delivery again now (its retry schedule starts over)."""
     did = request.match_info["delivery_id"]
-    try:
-        delivery = await request.app[webhook_store_key].redeliver(client_of(request), did)
-    except DeliveryNotFound:
-        raise Problem(404, f"no delivery {did!r}", slug="unknown-delivery") from None
+    delivery = await request.app[webhook_store_key].redeliver(client_of(request), did)
     return json_response(delivery.to_json(), 202)
 
 
