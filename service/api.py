@@ -1,10 +1,8 @@
-"""The HTTP API: submit, status monitor, final resource, cancel, listing, queue stats."""
+"""The operation routes: submit (``POST /v1/{op}``) and the final resource."""
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import hashlib
 import json
@@ -12,14 +10,24 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import orjson
 from aiohttp import web
 
-from service import monitor, problems
+from service import problems
 from service.auth import client_of
 from service.errors import PROBLEM_JSON, Problem, problem_response
 from service.events import RESYNC, Event
-from service.ids import id_op_code, looks_like_id, new_request_id
+from service.http import (
+    JSON,
+    base_url,
+    find_operation,
+    json_response,
+    not_found,
+    operation_of_id,
+    read_own,
+    render,
+    retry_after,
+)
+from service.ids import new_request_id
 from service.prefer import (
     parse_callback_events,
     parse_idempotency_key,
@@ -30,85 +38,14 @@ from service.queue import Snapshot
 from service.registry import Operation
 from service.state import (
     callback_checker_key,
-    codes_key,
     hub_key,
     metrics_key,
-    operations_key,
     queue_key,
     settings_key,
 )
 from service.status import TERMINAL, Status
 
 routes = web.RouteTableDef()
-
-JSON = "application/json"
-STATUSES = tuple(Status)
-MAX_LIST = 100
-
-
-def dumps(obj: Any) -> bytes:
-    """Compact UTF-8 JSON."""
-    return orjson.dumps(obj)
-
-
-def json_response(
-    body: Any, status: int = 200, headers: dict[str, str] | None = None
-) -> web.Response:
-    """A JSON response."""
-    return web.Response(status=status, body=dumps(body), content_type=JSON, headers=headers)
-
-
-def base_url(request: web.Request) -> str:
-    """The service's absolute base URL: ``server.public_url``, else the request's host."""
-    configured = request.app[settings_key].server.public_url
-    if configured:
-        return configured.rstrip("/")
-    return f"{request.scheme}://{request.host}"
-
-
-def retry_after(eta: float | None) -> str:
-    """A ``Retry-After`` value in whole seconds, from an ETA."""
-    if eta is None:
-        return "1"
-    return str(max(1, min(math.ceil(eta), 60)))
-
-
-def find_operation(request: web.Request, name: str) -> Operation:
-    """The operation named in the path, or 404."""
-    op = request.app[operations_key].get(name)
-    if op is None:
-        raise Problem(404, f"there is no operation named {name!r}", slug="unknown-operation")
-    return op
-
-
-def operation_of_id(request: web.Request, request_id: str) -> Operation | None:
-    """The operation a request id belongs to (None when the id cannot be ours)."""
-    if not looks_like_id(request_id):
-        return None
-    return request.app[codes_key].get(id_op_code(request_id))
-
-
-def not_found(request_id: str) -> Problem:
-    """The 404 of an unknown or purged request."""
-    return Problem(404, f"no request {request_id!r}", slug="unknown-request")
-
-
-async def read_own(
-    request: web.Request, op: Operation, request_id: str, *, with_result: bool = False
-) -> Snapshot:
-    """A status read of the caller's own request, or 404."""
-    snap = await request.app[queue_key].read(op.name, request_id, with_result=with_result)
-    if snap is None or snap.record.get("client") != client_of(request):
-        raise not_found(request_id)
-    return snap
-
-
-def render(request: web.Request, op: Operation, snap: Snapshot) -> dict[str, Any]:
-    """The status monitor of a snapshot."""
-    return monitor.render_snapshot(op.name, snap, request.app[queue_key].now_ms())
-
-
-# -- submit ------------------------------------------------------------------------------
 
 
 async def read_input(request: web.Request, op: Operation) -> tuple[Any, str]:
@@ -370,166 +307,6 @@ async def check_callback(request: web.Request, url: str) -> None:
 
 
 # -- reading -----------------------------------------------------------------------------
-
-
-@routes.get("/v1/queue/requests/{request_id}")
-async def get_monitor(request: web.Request) -> web.Response:
-    """The status monitor."""
-    rid = request.match_info["request_id"]
-    op = operation_of_id(request, rid)
-    if op is None:
-        raise not_found(rid)
-    snap = await read_own(request, op, rid)
-    body = render(request, op, snap)
-    headers = {}
-    if body["status"] not in TERMINAL:
-        headers["Retry-After"] = retry_after(body.get("eta_seconds"))
-    return json_response(body, 200, headers)
-
-
-@routes.delete("/v1/queue/requests/{request_id}")
-async def cancel(request: web.Request) -> web.Response:
-    """Cancel: queued → canceled (200); running → cancel requested (202)."""
-    rid = request.match_info["request_id"]
-    op = operation_of_id(request, rid)
-    if op is None:
-        raise not_found(rid)
-    queue = request.app[queue_key]
-    outcome, record = await queue.cancel(op.name, rid, client_of(request), problems.canceled())
-    if outcome == "missing" or record is None:
-        raise not_found(rid)
-    if outcome == "conflict":
-        raise Problem(
-            409,
-            f"the request already {record['status']}; it can no longer be canceled",
-            slug="already-finished",
-            request_status=record["status"],
-        )
-    snap = await read_own(request, op, rid)
-    body = render(request, op, snap)
-    return json_response(body, 202 if outcome == "requested" else 200)
-
-
-@routes.get("/v1/queue/requests")
-async def list_requests(request: web.Request) -> web.Response:
-    """The caller's requests, newest first, with a cursor."""
-    q = request.query
-    status = q.get("status") or None
-    if status is not None and status not in STATUSES:
-        raise Problem(400, f"status must be one of {', '.join(STATUSES)}", slug="invalid-query",
-                      parameter="status")  # fmt: skip
-    ops = request.app[operations_key]
-    names = list(ops)
-    if q.get("operation"):
-        if q["operation"] not in ops:
-            raise Problem(400, f"there is no operation named {q['operation']!r}",
-                          slug="invalid-query", parameter="operation")  # fmt: skip
-        names = [q["operation"]]
-    try:
-        limit = int(q.get("limit", "20"))
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= MAX_LIST:
-        raise Problem(400, f"limit must be an integer from 1 to {MAX_LIST}",
-                      slug="invalid-query", parameter="limit")  # fmt: skip
-    cursor = _decode_cursor(q["cursor"]) if q.get("cursor") else None
-    queue = request.app[queue_key]
-    client = client_of(request)
-    items: list[dict[str, Any]] = []
-    more = True
-    for _ in range(20):  # bounded scan when a status filter skips many
-        rows: list[tuple[int, str, str]] = []
-        for name in names:
-            for rid, ms in await queue.list_ids(name, client, cursor, limit):
-                rows.append((ms, rid, name))
-        rows.sort(reverse=True)
-        rows = rows[:limit]
-        if not rows:
-            more = False
-            break
-        by_op: dict[str, list[str]] = {}
-        for _ms, rid, name in rows:
-            by_op.setdefault(name, []).append(rid)
-        snaps: dict[str, Snapshot] = {}
-        for name, rids in by_op.items():
-            for rid, snap in zip(rids, await queue.read_many(name, client, rids), strict=True):
-                if snap is not None:
-                    snaps[rid] = snap
-        for ms, rid, name in rows:
-            cursor = (ms, rid)
-            snap = snaps.get(rid)
-            if snap is None or (status and snap.record["status"] != status):
-                continue
-            items.append(render(request, ops[name], snap))
-            if len(items) == limit:
-                break
-        if len(items) == limit:
-            break
-        if len(rows) < limit:
-            more = False
-            break
-    next_cursor = _encode_cursor(cursor) if more and cursor and len(items) == limit else None
-    return json_response({"items": items, "next": next_cursor})
-
-
-def _encode_cursor(cursor: tuple[int, str]) -> str:
-    return base64.urlsafe_b64encode(f"{cursor[0]}:{cursor[1]}".encode()).decode().rstrip("=")
-
-
-def _decode_cursor(text: str) -> tuple[int, str]:
-    try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
-        ms, rid = raw.split(":", 1)
-        return int(ms), rid
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise Problem(400, "cursor is not valid; use the `next` value of a listing",
-                      slug="invalid-query", parameter="cursor") from None  # fmt: skip
-
-
-@routes.get("/v1/queue")
-async def queue_stats(request: web.Request) -> web.Response:
-    """Per operation: queued, running, workers alive, throughput and mean duration."""
-    queue = request.app[queue_key]
-    out = []
-    for name in request.app[operations_key]:
-        s = await queue.stats(name)
-        out.append(
-            {
-                "operation": name,
-                "queued": s.queued,
-                "running": s.running,
-                "workers": s.workers,
-                "throughput_per_second": round(s.finished_recently / 60.0, 3),
-                "mean_duration_seconds": (
-                    round(s.run_ms_recently / s.finished_recently / 1000, 4)
-                    if s.finished_recently
-                    else None
-                ),
-            }
-        )
-    return json_response({"operations": out})
-
-
-@routes.get("/v1/operations")
-async def list_operations(request: web.Request) -> web.Response:
-    """Every operation with its input schema and limits."""
-    items = []
-    for name, op in request.app[operations_key].items():
-        items.append(
-            {
-                "name": name,
-                "summary": op.spec.summary,
-                "description": op.settings.description or op.spec.description,
-                "input_schema": op.spec.input_schema,
-                "output_schema": op.spec.output_schema or None,
-                "timeout_seconds": op.settings.timeout,
-                "attempts": op.settings.attempts,
-                "result_ttl_seconds": op.settings.result_ttl,
-                "max_queue_depth": op.settings.max_queue_depth,
-                "links": [{"rel": "submit", "href": f"/v1/{name}", "method": "POST"}],
-            }
-        )
-    return json_response({"items": items})
 
 
 @routes.get("/v1/{op}/{request_id}")

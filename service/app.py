@@ -15,7 +15,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError, TimeoutError
 
-from service import api, monitor, sse, system, webhook_api
+from service import api, monitor, requests_api, sse, system, webhook_api
 from service.auth import make_authenticator
 from service.config import ConfigError, Settings
 from service.cors import setup_cors
@@ -99,6 +99,7 @@ def create_app(settings: Settings, roles: Roles | None = None) -> web.Applicatio
         app.add_routes(sse.routes)
         app.add_routes(webhook_api.routes)
         api.add_operation_routes(app, list(operations))
+        app.add_routes(requests_api.routes)
         app.add_routes(api.routes)
         app[callback_checker_key] = _callback_checker(settings)
     if roles.worker:

@@ -21,10 +21,10 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
 from service import monitor
-from service.api import dumps, find_operation, not_found, operation_of_id
 from service.auth import client_of
 from service.errors import Problem
 from service.events import RESYNC, Event
+from service.http import dumps, find_operation, not_found, operation_of_id
 from service.state import hub_key, metrics_key, operations_key, queue_key, settings_key
 from service.status import TERMINAL, Status
 

@@ -8,7 +8,7 @@ import importlib.resources
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from service.api import json_response
+from service.http import json_response
 from service.openapi import build_openapi
 from service.state import (
     metrics_key,

@@ -7,9 +7,9 @@ from typing import Any
 
 from aiohttp import web
 
-from service.api import JSON, base_url, json_response
 from service.auth import client_of
 from service.errors import Problem
+from service.http import JSON, base_url, json_response
 from service.state import settings_key, webhook_store_key
 from webhooks import (
     check_url,
