@@ -151,10 +151,16 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
             await asyncio.to_thread(embedded.stop)
 
 
+SOCKET_TIMEOUT = 10.0
+
+
 def connect(url: str) -> aredis.Redis:
     """A redis-py asyncio client with the timeouts every role uses."""
     options: dict[str, object] = {
         "socket_connect_timeout": 5,
+        # A Redis that stops answering fails calls (503) instead of hanging them; blocking
+        # reads (BLPOP, XREADGROUP) always ask for less than this.
+        "socket_timeout": SOCKET_TIMEOUT,
         "health_check_interval": 30,
         # Stale pooled connections after a server restart are retried, not failed.
         "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 3),

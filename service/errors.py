@@ -9,7 +9,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from redis.exceptions import BusyLoadingError, ConnectionError, TimeoutError
+from redis.exceptions import BusyLoadingError, ConnectionError
+from redis.exceptions import TimeoutError as RedisTimeout
 
 from service.outage import Outage
 from service.problems import PROBLEM_BASE
@@ -123,7 +124,8 @@ async def _handle(
         detail = _detail_for(exc, request)
         slug = {404: "not-found", 405: "method-not-allowed", 413: "too-large"}.get(exc.status)
         return Problem(exc.status, detail, slug=slug, headers=headers).response()
-    except (ConnectionError, TimeoutError, BusyLoadingError) as exc:
+    except (ConnectionError, RedisTimeout, TimeoutError, BusyLoadingError) as exc:
+        # TimeoutError: a Redis that accepts connections but does not answer (frozen, overloaded).
         _outage.failed(exc)
         return Problem(
             503,

@@ -206,7 +206,8 @@ class Queue:
 
     async def wait_for_work(self, op: str, timeout: float) -> bool:
         """Block until a submit signals work (True) or ``timeout`` passes (False)."""
-        res = await self.redis.blpop([keys.key(op, "wake")], timeout=max(timeout, 0.01))
+        # Bounded well under the connection's socket timeout (service.app.SOCKET_TIMEOUT).
+        res = await self.redis.blpop([keys.key(op, "wake")], timeout=min(max(timeout, 0.01), 4.0))
         return res is not None
 
     async def renew(self, job: Job, lease: float) -> str:
