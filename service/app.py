@@ -138,7 +138,6 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.to_thread(embedded.start)
         url = embedded.url
         log.info("embedded server: data in %s, url %s", embedded.data_dir, url)
-    app[runtime_key].redis_url = url
     client = connect(url)
     app[redis_key] = client
     app[queue_key] = Queue(client)

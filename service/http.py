@@ -61,6 +61,15 @@ def operation_of_id(request: web.Request, request_id: str) -> Operation | None:
     return request.app[codes_key].get(id_op_code(request_id))
 
 
+def requested(request: web.Request) -> tuple[Operation, str]:
+    """The operation and id of the ``{request_id}`` in the path, or 404."""
+    rid = request.match_info["request_id"]
+    op = operation_of_id(request, rid)
+    if op is None:
+        raise not_found(rid)
+    return op, rid
+
+
 def not_found(request_id: str) -> Problem:
     """The 404 of an unknown or purged request."""
     return Problem(404, f"no request {request_id!r}", slug="unknown-request")

@@ -15,12 +15,6 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.http_requests = Counter(
-            "acceptd_http_requests",
-            "HTTP requests served",
-            ["method", "route", "status"],
-            registry=r,
-        )
         self.submitted = Counter(
             "acceptd_requests_submitted",
             "Requests accepted into a queue",

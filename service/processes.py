@@ -16,9 +16,6 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-# (request id, percent, message), sent from a pool process to the worker.
-Progress = tuple[str, float, str | None]
-
 
 @dataclass(frozen=True)
 class ProcessContext:

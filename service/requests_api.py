@@ -11,7 +11,14 @@ from aiohttp import web
 from service import problems
 from service.auth import client_of
 from service.errors import Problem
-from service.http import json_response, not_found, operation_of_id, read_own, render, retry_after
+from service.http import (
+    json_response,
+    not_found,
+    read_own,
+    render,
+    requested,
+    retry_after,
+)
 from service.queue import Snapshot
 from service.state import operations_key, queue_key
 from service.status import TERMINAL, Status
@@ -25,10 +32,7 @@ MAX_LIST = 100
 @routes.get("/v1/queue/requests/{request_id}")
 async def get_monitor(request: web.Request) -> web.Response:
     """The status monitor."""
-    rid = request.match_info["request_id"]
-    op = operation_of_id(request, rid)
-    if op is None:
-        raise not_found(rid)
+    op, rid = requested(request)
     snap = await read_own(request, op, rid)
     body = render(request, op, snap)
     headers = {}
@@ -40,10 +44,7 @@ async def get_monitor(request: web.Request) -> web.Response:
 @routes.delete("/v1/queue/requests/{request_id}")
 async def cancel(request: web.Request) -> web.Response:
     """Cancel: queued → canceled (200); running → cancel requested (202)."""
-    rid = request.match_info["request_id"]
-    op = operation_of_id(request, rid)
-    if op is None:
-        raise not_found(rid)
+    op, rid = requested(request)
     queue = request.app[queue_key]
     outcome, record = await queue.cancel(op.name, rid, client_of(request), problems.canceled())
     if outcome == "missing" or record is None:

@@ -47,7 +47,6 @@ local function emit(rkey, rec, kind)
   if rec['sse'] == '1' then
     local ek = P .. 'ev:' .. rec['id']
     if redis.call('RPUSH', ek, body) > 64 then redis.call('LTRIM', ek, -64, -1) end
-    local st = rec['status']
     local keep = 604800
     if st == 'succeeded' or st == 'failed' or st == 'canceled' then keep = tonumber(rec['ttl']) end
     redis.call('EXPIRE', ek, keep)

@@ -24,7 +24,7 @@ from service import monitor
 from service.auth import client_of
 from service.errors import Problem
 from service.events import RESYNC, Event
-from service.http import dumps, find_operation, not_found, operation_of_id
+from service.http import dumps, find_operation, not_found, requested
 from service.state import hub_key, metrics_key, operations_key, queue_key, settings_key
 from service.status import TERMINAL, Status
 
@@ -164,7 +164,7 @@ def parse_last_event_id(value: str | None) -> tuple[int, int] | None:
         return None
 
 
-def _render_event(op: str, kind: str, rec: dict[str, Any], position: int | None) -> tuple[str, str]:
+def _render_event(op: str, kind: str, rec: dict[str, Any]) -> tuple[str, str]:
     if kind == "progress":
         progress = orjson.loads(rec["progress"]) if rec.get("progress") else None
         data = {
@@ -174,8 +174,8 @@ def _render_event(op: str, kind: str, rec: dict[str, Any], position: int | None)
             "updated_at": monitor.rfc3339(rec.get("updated")),
         }
         return "progress", dumps(data).decode()
-    body = monitor.render(op, rec, position=position if rec["status"] == Status.QUEUED else None)
-    return "status", dumps(body).decode()
+    # A changed state carries no position: streams get it from the position ticker.
+    return "status", dumps(monitor.render(op, rec)).decode()
 
 
 async def _open(request: web.Request, stream: Stream) -> EventSourceResponse:
@@ -217,10 +217,7 @@ def _release(request: web.Request, stream: Stream) -> None:
 async def request_events(request: web.Request) -> web.StreamResponse:
     """One request's events: current state first, then changes; ends after the terminal one."""
     app = request.app
-    rid = request.match_info["request_id"]
-    op = operation_of_id(request, rid)
-    if op is None:
-        raise not_found(rid)
+    op, rid = requested(request)
     last = parse_last_event_id(
         request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
     )
@@ -265,7 +262,7 @@ async def _catch_up(
                 n = int(e["rec"]["evseq"])
                 if n > seq:
                     break
-                event, data = _render_event(op, e["kind"], e["rec"], None)
+                event, data = _render_event(op, e["kind"], e["rec"])
                 if n == seq and event == "status":
                     data = dumps(monitor.render_snapshot(op, snap, now)).decode()
                 await resp.send(data, id=str(n), event=event)
@@ -300,7 +297,7 @@ async def _follow(
             continue
         sent, k = event.seq, 0
         status = event.record["status"]
-        name, data = _render_event(stream.op, event.kind, event.record, None)
+        name, data = _render_event(stream.op, event.kind, event.record)
         if name == "status" and status == Status.QUEUED:
             # Requeued (lease expiry or retry): its position comes from the ticker.
             stream.position = None
@@ -346,7 +343,7 @@ async def client_events(request: web.Request) -> web.StreamResponse:
                 await resp.send(dumps({"reason": "events were missed"}).decode(), event="reset")
             for op, gid, raw in backlog:
                 e = orjson.loads(raw)
-                name, data = _render_event(op, e["kind"], e["rec"], None)
+                name, data = _render_event(op, e["kind"], e["rec"])
                 await resp.send(data, id=gid, event=name)
                 sent = max(sent, _parse_stream_id(gid) or sent)
         while True:
@@ -359,7 +356,7 @@ async def client_events(request: web.Request) -> web.StreamResponse:
             live_id = _parse_stream_id(ev.stream_id)
             if live_id is not None and live_id <= sent:
                 continue
-            name, data = _render_event(ev.op, ev.kind, ev.record, None)
+            name, data = _render_event(ev.op, ev.kind, ev.record)
             await resp.send(data, id=ev.stream_id or None, event=name)
             if live_id is not None:
                 sent = live_id

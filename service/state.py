@@ -30,7 +30,6 @@ class Roles:
 class Runtime:
     """Mutable facts about the running process (readiness)."""
 
-    redis_url: str = ""
     worker_running: bool = False
     dispatcher_running: bool = False
 

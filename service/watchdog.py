@@ -20,7 +20,6 @@ class LoopWatchdog:
     def __init__(self, threshold: float = 1.0, interval: float = 0.25) -> None:
         self.threshold = threshold
         self.interval = interval
-        self.stalls = 0
         self._beat = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -58,7 +57,6 @@ class LoopWatchdog:
             if reported:
                 continue
             reported = True
-            self.stalls += 1
             task = asyncio.current_task(self._loop) if self._loop else None
             name = task.get_name() if task is not None else "unknown"
             if name.startswith("handler:"):

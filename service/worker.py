@@ -116,11 +116,6 @@ class Worker:
             max_workers=max(4, settings.concurrency), thread_name_prefix="acceptd-handler"
         )
 
-    @property
-    def busy(self) -> int:
-        """Handlers running now."""
-        return len(self._running)
-
     def _free(self) -> int:
         return self.settings.concurrency - len(self._running)
 
@@ -137,26 +132,6 @@ class Worker:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-
-    async def run_burst(self, max_jobs: int | None = None) -> int:
-        """Claim and run until every queue is empty (tests); returns the number processed."""
-        done = 0
-        while max_jobs is None or done < max_jobs:
-            claimed = 0
-            for op in self.operations:
-                claimed += await self._claim(op)
-            if not claimed and not self._supervisors:
-                break
-            if self._supervisors:
-                await asyncio.wait(set(self._supervisors), return_when=asyncio.FIRST_COMPLETED)
-            done += claimed
-        await self.wait_idle()
-        return done
-
-    async def wait_idle(self) -> None:
-        """Wait until no handler runs."""
-        while self._supervisors:
-            await asyncio.gather(*set(self._supervisors), return_exceptions=True)
 
     async def shutdown(self, grace: float) -> None:
         """Stop claiming; let running handlers finish for ``grace`` s, then hand them back."""

@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
+from service.monitor import rfc3339
 
 EVENTS = ("request.running", "request.succeeded", "request.failed", "request.canceled")
 DEFAULT_EVENTS = ("request.succeeded", "request.failed", "request.canceled")
 DEFAULT_CALLBACK_EVENTS = "succeeded,failed,canceled"
 
 Render = Callable[[str, dict[str, Any]], dict[str, Any]]
-
-
-def rfc3339(ms: int | str | None) -> str | None:
-    """Milliseconds since the epoch as an RFC 3339 UTC string (None and '' pass as None)."""
-    if ms is None or ms == "":
-        return None
-    dt = datetime.fromtimestamp(int(ms) / 1000, tz=UTC)
-    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def body(op: str, event_type: str, ts_ms: int, record: dict[str, Any], render: Render) -> bytes:

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from webhooks.events import rfc3339
+from service.monitor import rfc3339
 
 
 @dataclass(frozen=True)

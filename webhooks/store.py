@@ -291,22 +291,10 @@ class WebhookStore:
         callback_target: str = "",
     ) -> list[str]:
         """Create the deliveries of one outbox entry (idempotent per entry); the new ids."""
-        res = await self._run(
-            "fanout",
-            [
-                client,
-                event_type,
-                op,
-                entry_id,
-                payload,
-                callback_url,
-                callback_target,
-                self.now_ms(),
-                INDEX_CAP,
-                request_id,
-            ],
+        item = FanoutItem(
+            op, entry_id, event_type, client, request_id, payload, callback_url, callback_target
         )
-        return [text(x) for x in res]
+        return (await self.fanout_many([item]))[0]
 
     async def fanout_many(self, items: Sequence[FanoutItem]) -> list[list[str]]:
         """Create the deliveries of many outbox entries in one pipeline; the new ids of each."""
