@@ -1,4 +1,4 @@
-"""Auto-pipelining: script calls made in the same event-loop tick go to Redis as one pipeline.
+"""Auto-pipelining: calls made in the same event-loop tick go to Redis as one pipeline.
 
 With many concurrent requests (or many jobs finishing at once) this turns N round trips and N
 socket writes into one, which is where redis-py spends most of its time per call.
@@ -19,7 +19,8 @@ from redis.exceptions import ConnectionError, NoScriptError, ResponseError
 MAX_BATCH = 512
 READ_TIMEOUT = 10.0
 
-_Call = tuple["Script", Sequence[Any], asyncio.Future[Any]]
+# A script call (script, (numkeys, *keys_and_args)) or a plain command (None, command).
+_Call = tuple["Script | None", Sequence[Any], asyncio.Future[Any]]
 
 
 class Script:
@@ -36,7 +37,7 @@ class Script:
 
 
 class Batcher:
-    """Collects script calls and sends each tick's calls as one pipeline."""
+    """Collects script calls and commands and sends each tick's calls as one pipeline."""
 
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
@@ -48,9 +49,16 @@ class Batcher:
         self, script: Script, keys_and_args: Sequence[Any], numkeys: int
     ) -> asyncio.Future[Any]:
         """Queue one EVALSHA; the future resolves with its reply (or its error)."""
+        return self._queue(script, (numkeys, *keys_and_args))
+
+    def command(self, *args: Any) -> asyncio.Future[Any]:
+        """Queue one plain command (its reply is not parsed, as with ``NEVER_DECODE``)."""
+        return self._queue(None, args)
+
+    def _queue(self, script: Script | None, args: Sequence[Any]) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-        self._pending.append((script, (numkeys, *keys_and_args), fut))
+        self._pending.append((script, args, fut))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
@@ -79,6 +87,7 @@ class Batcher:
         if retry:
             # The server lost its scripts (restart, SCRIPT FLUSH): load them and resend those.
             for script in {id(c[0]): c[0] for c, _ in retry}.values():
+                assert script is not None  # only EVALSHA answers NOSCRIPT
                 script.sha = await self.redis.script_load(script.source)
             try:
                 again = await self._execute([c for c, _ in retry])
@@ -130,5 +139,10 @@ class Batcher:
 
 
 def _pack(batch: list[_Call]) -> bytes:
-    """The RESP encoding of every EVALSHA in the batch (hiredis's C encoder)."""
-    return b"".join([pack_command(("EVALSHA", script.sha, *args)) for script, args, _ in batch])
+    """The RESP encoding of every call in the batch (hiredis's C encoder)."""
+    return b"".join(
+        [
+            pack_command(("EVALSHA", script.sha, *args) if script else tuple(args))
+            for script, args, _ in batch
+        ]
+    )

@@ -12,7 +12,7 @@ Per operation ``op`` (all keys tagged ``{op}``, built by :mod:`service.keys`):
 - ``tput``       finishes and run time in 5 s buckets (throughput and ETA)
 - ``workers``    sorted set of worker ids by heartbeat deadline
 - ``outbox``     stream of webhook events, written in the step that changes state
-- ``hooked``     set of clients with webhook endpoints
+- ``hooked:<status>`` set of clients with a webhook endpoint for that status's event
 - channels ``events`` (every state change), ``watched`` (the changes of requests someone
   waits for or streams: what API processes subscribe to) and ``control`` (cancel handlers)
 """

@@ -74,7 +74,7 @@ local function outbox(rec, status, now)
     local events = ',' .. (rec['cb_events'] or 'succeeded,failed,canceled') .. ','
     wanted = string.find(events, ',' .. status .. ',', 1, true) ~= nil
   end
-  if not wanted and redis.call('SISMEMBER', P .. 'hooked', rec['client']) == 1 then
+  if not wanted and redis.call('SISMEMBER', P .. 'hooked:' .. status, rec['client']) == 1 then
     wanted = true
   end
   if wanted then

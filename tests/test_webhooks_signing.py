@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import time
+from datetime import UTC, datetime
 
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
@@ -52,6 +53,16 @@ def test_tampering_fails_verification() -> None:
         Webhook(secret).verify(BODY.replace(b"r1", b"r2"), hdrs)
     with pytest.raises(WebhookVerificationError):
         Webhook(secret).verify(BODY, {**hdrs, "webhook-id": "msg_4"})
+
+
+def test_signatures_equal_the_reference_implementation() -> None:
+    # The standardwebhooks package's own sign is the reference our fast path must match.
+    for body in (BODY, b"{}", "é".encode() * 300):
+        secret = new_secret()
+        ts = int(time.time())
+        when = datetime.fromtimestamp(ts, tz=UTC)
+        expected = Webhook(secret).sign("msg_9", when, body.decode())
+        assert sign([secret], "msg_9", ts, body) == expected
 
 
 def test_no_secret_is_an_error() -> None:

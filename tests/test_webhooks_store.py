@@ -32,14 +32,29 @@ async def test_create_get_list_and_hooked(store: WebhookStore, redis_client: Red
     assert got.url == URL and got.description == "main"
     assert [e.id for e in await store.list_endpoints("alice")] == [ep.id]
     for op in ("echo", "sleep"):
-        assert await redis_client.sismember(core_keys.key(op, "hooked"), "alice")
+        for status in ("succeeded", "failed", "canceled"):
+            assert await redis_client.sismember(core_keys.key(op, f"hooked:{status}"), "alice")
+        # Nobody asked for running events: the core writes no outbox entry for them.
+        assert not await redis_client.sismember(core_keys.key(op, "hooked:running"), "alice")
+
+
+async def test_changing_events_hooks_the_new_ones(store: WebhookStore, redis_client: Redis) -> None:
+    ep = await store.create_endpoint("alice", URL, events=["request.failed"])
+    assert not await redis_client.sismember(core_keys.key("echo", "hooked:running"), "alice")
+    await store.update_endpoint("alice", ep.id, events=["request.running"])
+    assert await redis_client.sismember(core_keys.key("echo", "hooked:running"), "alice")
 
 
 async def test_rehook_covers_operations_added_later(redis_client: Redis) -> None:
-    await WebhookStore(redis_client, ["echo"]).create_endpoint("alice", URL)
-    assert not await redis_client.sismember(core_keys.key("sleep", "hooked"), "alice")
-    assert await WebhookStore(redis_client, ["echo", "sleep"]).rehook() == 1
-    assert await redis_client.sismember(core_keys.key("sleep", "hooked"), "alice")
+    await WebhookStore(redis_client, ["echo"]).create_endpoint(
+        "alice", URL, events=["request.running"]
+    )
+    await WebhookStore(redis_client, ["echo"]).create_endpoint("bob", URL)
+    assert not await redis_client.sismember(core_keys.key("sleep", "hooked:running"), "alice")
+    assert await WebhookStore(redis_client, ["echo", "sleep"]).rehook() == 2
+    assert await redis_client.sismember(core_keys.key("sleep", "hooked:running"), "alice")
+    assert not await redis_client.sismember(core_keys.key("sleep", "hooked:running"), "bob")
+    assert await redis_client.sismember(core_keys.key("sleep", "hooked:succeeded"), "bob")
 
 
 async def test_other_clients_see_nothing(store: WebhookStore) -> None:
@@ -91,10 +106,12 @@ async def test_rotation_keeps_the_old_secret_for_a_while(store: WebhookStore) ->
     assert rotated.secret not in (None, ep.secret)
     target = await store.send_target(ep.id)
     assert target is not None
-    assert target.secrets == [rotated.secret, ep.secret]
+    assert target.live(store.now_ms()) == [rotated.secret, ep.secret]
+    # A target read during the overlap stops using the old secret once it expires.
+    assert target.live(target.old_until) == [rotated.secret]
     expired = await store.rotate_secret("alice", ep.id, overlap=-1)
     target = await store.send_target(ep.id)
-    assert target is not None and target.secrets == [expired.secret]
+    assert target is not None and target.live(store.now_ms()) == [expired.secret]
 
 
 async def test_default_secret_is_stable_per_client(store: WebhookStore) -> None:

@@ -1,11 +1,13 @@
 """The webhook dispatcher: turns outbox events into deliveries and sends them.
 
 Two loops share one process. Fan-out reads every operation's outbox stream through a consumer
-group, creates the deliveries of each entry (idempotently, so a crash before the ack repeats
-nothing) and only then acknowledges and deletes the entry. Sending leases due deliveries from
-Redis, POSTs them through one shared session whose resolver refuses internal addresses, and
-records each attempt in one script. Leases expire, so deliveries of a dispatcher that dies
-mid-send are sent again by another (at least once).
+group (as many entries as it has free send slots), creates the deliveries of each batch in one
+script (idempotently, so a crash before the ack repeats nothing), which also leases the new
+deliveries to this process so they are sent at once, and only then acknowledges and deletes
+the entries. The claim loop leases what else is due (retries, redeliveries, deliveries queued
+while every slot was busy). Sends go through one shared session whose resolver refuses
+internal addresses, and each attempt is recorded in one script. Leases expire, so deliveries
+of a dispatcher that dies mid-send are sent again by another (at least once).
 """
 
 from __future__ import annotations
@@ -33,15 +35,15 @@ from webhooks.errors import TargetRefused
 from webhooks.models import Claimed, SendTarget
 from webhooks.policy import Decision, decide
 from webhooks.ssrf import SafeResolver, check_url_static
-from webhooks.store import FanoutItem, WebhookStore
+from webhooks.store import FanoutItem, LeaseTerms, WebhookStore
 
 log = logging.getLogger("acceptd.webhooks")
 
 GROUP = "acceptd-webhooks"
 EXCERPT_BYTES = 1024
 READ_COUNT = 100
-TARGET_CACHE_SECONDS = 1.0
 CLAIM_BATCH_DELAY = 0.005
+GONE = "gone"  # the endpoint version of a deleted endpoint
 
 
 class DispatchSettings(Protocol):
@@ -100,10 +102,17 @@ class Dispatcher:
         self._session: aiohttp.ClientSession | None = None
         self._resolver: SafeResolver | None = None
         self._sending: set[asyncio.Task[None]] = set()
-        self._wake = asyncio.Event()
+        self._reserved = 0  # slots promised to a fan-out or claim in flight
+        self._wake = asyncio.Event()  # the claim loop has something to look at
+        self._freed = asyncio.Event()  # a send slot was freed
+        self._claim_wanted = True  # more may be due than the last claim took
+        self._next_due: float | None = None
+        self._last_claim = 0.0
         self._groups_ready = False
         self._next_reclaim = 0.0
-        self._targets: dict[tuple[str, str], tuple[float, SendTarget | None]] = {}
+        # Per (endpoint, version): every change, rotation, disabling or deletion makes a new
+        # version, so entries never go stale; futures, so a burst fetches each once.
+        self._targets: dict[tuple[str, str], asyncio.Future[SendTarget | None]] = {}
         self._outage = Outage("dispatcher")
         self._draining = False
 
@@ -174,6 +183,7 @@ class Dispatcher:
                     raise asyncio.CancelledError from exc  # a client turned it into an error
                 # Redis restarting or unreachable (or a bug): keep the loop alive and retry.
                 self._groups_ready = False
+                self._claim_wanted = True
                 if isinstance(exc, RedisError | OSError):
                     self._outage.failed(exc)  # one line per outage, not one per retry
                 else:
@@ -201,7 +211,28 @@ class Dispatcher:
         if time.monotonic() >= self._next_reclaim:
             await self._reclaim()
             self._next_reclaim = time.monotonic() + self.claim_idle_seconds / 2
-        await self.fanout_once(block_ms=int(self.block_seconds * 1000))
+        if self._draining:
+            await asyncio.sleep(self.block_seconds)
+            return
+        # Read only what can be sent now: the rest waits in the outbox (durable, and there
+        # for other dispatchers), not in the due set where it would need a claim later.
+        if not await self._slots_free():
+            return
+        await self.fanout_once(block_ms=int(self.block_seconds * 1000), lease=True)
+
+    async def _slots_free(self) -> bool:
+        limit = self.settings.concurrency
+        if self._free() <= 0:
+            self._freed.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.block_seconds):
+                    await self._freed.wait()
+            return self._free() > 0
+        if os.environ.get("XDELAY") and self._sending and self._free() < max(limit // 4, 1):
+            # Few slots free and sends in flight: let a few more finish and take their work
+            # in one read and one script, rather than a round trip per delivery.
+            await asyncio.sleep(float(os.environ["XDELAY"]))
+        return True
 
     async def _reclaim(self) -> None:
         """Take over entries another (dead) dispatcher read but never acknowledged."""
@@ -221,52 +252,63 @@ class Dispatcher:
                 if _s(start) == "0-0":
                     break
 
-    async def fanout_once(self, block_ms: int | None = None) -> int:
-        """Read and fan out one batch of new outbox entries; how many were handled."""
+    async def fanout_once(self, block_ms: int | None = None, *, lease: bool = False) -> int:
+        """Read and fan out one batch of new outbox entries; how many were handled.
+
+        With ``lease``, it reads about as many entries as there are free send slots and
+        starts sending their deliveries at once.
+        """
         await self._ensure_groups()
         streams: dict[Any, Any] = {keys.outbox(op): ">" for op in self.operations}
         if not streams:
             if block_ms:
                 await asyncio.sleep(block_ms / 1000)
             return 0
+        count = min(READ_COUNT, max(self._free(), 1)) if lease else READ_COUNT
         res = await self.redis.xreadgroup(
-            GROUP, self.consumer, streams, count=READ_COUNT, block=block_ms
+            GROUP, self.consumer, streams, count=count, block=block_ms
         )
         handled = 0
         by_stream = {keys.outbox(op): op for op in self.operations}
         for stream, entries in _stream_items(res):
             op = by_stream[_s(stream)]
-            await self._handle_batch(op, [(_s(e), f) for e, f in entries])
+            await self._handle_batch(op, [(_s(e), f) for e, f in entries], lease=lease)
             handled += len(entries)
         return handled
 
-    async def _handle_batch(self, op: str, entries: list[tuple[str, dict[Any, Any]]]) -> None:
-        """Fan out a batch of entries in one pipeline, then acknowledge them all at once."""
+    async def _handle_batch(
+        self, op: str, entries: list[tuple[str, dict[Any, Any]]], *, lease: bool = False
+    ) -> None:
+        """Fan out a batch of entries in one script, then acknowledge them all at once."""
         if not entries:
             return
         items = [item for entry_id, fields in entries if (item := self._item(op, entry_id, fields))]
-        created = await self.store.fanout_many(items)
-        if any(created):
+        slots = self._reserve() if lease else 0
+        try:
+            self._claims += 1
+            terms = LeaseTerms(
+                f"{self.consumer}:{self._claims}",
+                slots,
+                self.lease_seconds,
+                self.settings.per_endpoint_concurrency,
+            )
+            done = await self.store.fanout_many(items, terms)
+        finally:
+            self._release(slots)
+        for claimed in done.leased:
+            self._start(claimed)
+        if sum(map(len, done.created)) > len(done.leased):
+            self._claim_wanted = True
             self._wake.set()
         # Acknowledge only after the deliveries exist: a crash before this re-reads the
         # entries, and the deterministic delivery ids make the second fan-out a no-op.
-        stream = keys.outbox(op)
-        ids = [entry_id for entry_id, _ in entries]
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.xack(stream, GROUP, *ids)
-            pipe.xdel(stream, *ids)
-            await pipe.execute()
-
-    async def _handle(self, op: str, entry_id: str, fields: dict[Any, Any]) -> None:
-        """Fan out and acknowledge one entry."""
-        await self._handle_batch(op, [(entry_id, fields)])
+        await self.store.acknowledge(op, GROUP, [entry_id for entry_id, _ in entries])
 
     def _item(self, op: str, entry_id: str, fields: dict[Any, Any]) -> FanoutItem | None:
-        f = {_s(k): _s(v) for k, v in fields.items()}
         try:
-            record = orjson.loads(f["rec"])
-            event_type = f["type"]
-            payload = events.body(op, event_type, int(f["ts"]), record, self.render)
+            record = orjson.loads(fields[b"rec"])
+            event_type = fields[b"type"].decode()
+            payload = events.body(op, event_type, int(fields[b"ts"]), record, self.render)
             client, request_id = str(record["client"]), str(record["id"])
         except Exception:
             # A malformed entry can never succeed; acknowledging it keeps the stream moving.
@@ -288,6 +330,7 @@ class Dispatcher:
 
     async def _wake_step(self) -> None:
         if await self.store.wait_for_work(self.block_seconds):
+            self._claim_wanted = True
             self._wake.set()
 
     async def _claim(self, free: int) -> tuple[list[Claimed], float | None]:
@@ -300,27 +343,51 @@ class Dispatcher:
             self.busy_delay,
         )
 
+    def _free(self) -> int:
+        return self.settings.concurrency - len(self._sending) - self._reserved
+
+    def _reserve(self) -> int:
+        # Slots promised to one fan-out or claim until it returns, so the two loops never
+        # lease more between them than the process may send at once.
+        free = max(self._free(), 0)
+        self._reserved += free
+        return free
+
+    def _release(self, reserved: int) -> None:
+        self._reserved -= reserved
+        self._freed.set()
+
+    def _start(self, item: Claimed) -> None:
+        task = asyncio.create_task(self._attempt(item))
+        self._sending.add(task)
+        task.add_done_callback(self._sent)
+
     async def _send_step(self) -> None:
         self._wake.clear()
-        limit = self.settings.concurrency
         if self._draining:
             await asyncio.sleep(self.block_seconds)
             return
-        if self._sending and limit - len(self._sending) < max(limit // 4, 1):
-            # Few slots free and sends in flight: let a few more finish and claim them in one
-            # call, rather than one claim (a round trip and a script) per delivery.
-            await asyncio.sleep(CLAIM_BATCH_DELAY)
-        free = limit - len(self._sending)
-        soonest: float | None = None
-        if free > 0:
-            items, soonest = await self._claim(free)
+        due = self._next_due is not None and self._next_due <= self.clock()
+        # Also now and then regardless: a claim is what recovers the expired leases of a
+        # dispatcher that died, and fan-outs elsewhere lease without telling us.
+        overdue = time.monotonic() - self._last_claim >= self.block_seconds
+        if (self._claim_wanted or due or overdue) and self._free() > 0:
+            limit = self.settings.concurrency
+            if self._sending and self._free() < max(limit // 4, 1):
+                await asyncio.sleep(CLAIM_BATCH_DELAY)  # see _slots_free
+            free = self._reserve()
+            self._last_claim = time.monotonic()
+            try:
+                items, self._next_due = await self._claim(free)
+            finally:
+                self._release(free)
+            # A full claim may have left more due; a short one took all there was.
+            self._claim_wanted = len(items) >= free
             for item in items:
-                task = asyncio.create_task(self._attempt(item))
-                self._sending.add(task)
-                task.add_done_callback(self._sent)
+                self._start(item)
         delay = self.block_seconds
-        if soonest is not None:
-            delay = min(max(soonest - self.clock(), 0.01), delay)
+        if self._next_due is not None:
+            delay = min(max(self._next_due - self.clock(), 0.01), delay)
         # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
         # races with the event being set, and the dispatcher would never stop.
         with contextlib.suppress(TimeoutError):
@@ -328,22 +395,28 @@ class Dispatcher:
                 await self._wake.wait()
 
     async def _target(self, endpoint_id: str, version: str) -> SendTarget | None:
-        # Cached per endpoint version (every change, rotation or disabling bumps it), and
-        # briefly, so an old secret's expiry and a deletion also take effect.
-        now = time.monotonic()
+        if version == GONE:
+            return None
         key = (endpoint_id, version)
-        cached = self._targets.get(key)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        target = await self.store.send_target(endpoint_id)
-        if len(self._targets) > 10_000:
-            self._targets.clear()
-        self._targets[key] = (now + TARGET_CACHE_SECONDS, target)
-        return target
+        fut = self._targets.get(key)
+        if fut is None:
+            if len(self._targets) > 10_000:
+                self._targets.clear()
+            fut = asyncio.ensure_future(self.store.send_target(endpoint_id))
+            fut.add_done_callback(functools.partial(self._fetched, key))
+            self._targets[key] = fut
+        # Shielded: one waiting send being cancelled must not cancel the others' fetch.
+        return await asyncio.shield(fut)
+
+    def _fetched(self, key: tuple[str, str], fut: asyncio.Future[SendTarget | None]) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            self._targets.pop(key, None)  # the next send fetches again
 
     def _sent(self, task: asyncio.Task[None]) -> None:
         self._sending.discard(task)
-        self._wake.set()  # a slot is free
+        self._freed.set()
+        if self._claim_wanted:
+            self._wake.set()  # a slot is free for what the last claim left behind
 
     def _open_session(self) -> aiohttp.ClientSession:
         if self._session is None:
@@ -387,7 +460,7 @@ class Dispatcher:
                 attempt["error"] = "endpoint deleted" if target is None else "endpoint disabled"
                 await self._record(item, Decision("skipped"), attempt)
                 return "skipped"
-            url, live = target.url, target.secrets
+            url, live = target.url, target.live(int(self.clock() * 1000))
         else:
             url, live = item.url or "", [await self.store.default_secret(item.client)]
         status: int | None = None
@@ -439,6 +512,12 @@ class Dispatcher:
         )
         if result == "lost":
             log.warning("webhook delivery %s: lease lost before the attempt was recorded", item.id)
+        elif next_at is not None:
+            # A retry is due then: the claim loop looks no later than that.
+            at = next_at / 1000
+            if self._next_due is None or at < self._next_due:
+                self._next_due = at
+                self._wake.set()
 
 
 @functools.lru_cache(maxsize=4096)

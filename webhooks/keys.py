@@ -57,6 +57,10 @@ def outbox(op: str) -> str:
     return core_keys.key(op, "outbox")
 
 
-def hooked(op: str) -> str:
-    """The core's set of clients that have webhook endpoints, for operation ``op``."""
-    return core_keys.key(op, "hooked")
+def hooked(op: str, event_type: str) -> str:
+    """The core's set of clients with an endpoint for ``event_type`` (``request.<status>``).
+
+    The core writes an outbox entry for a state change only when the client is in its set, so
+    events no endpoint wants (most often ``request.running``) cost the dispatcher nothing.
+    """
+    return core_keys.key(op, "hooked:" + event_type.removeprefix("request."))

@@ -102,8 +102,13 @@ class SendTarget:
     """Where an endpoint's delivery goes and the secrets that sign it."""
 
     url: str
-    secrets: list[str]
+    secrets: list[str]  # the current one, then the previous one (see ``old_until``)
     disabled: bool
+    old_until: int = 0  # ms; until then the previous secret signs too
+
+    def live(self, now_ms: int) -> list[str]:
+        """The secrets that sign at ``now_ms``: a target stays valid as its old secret expires."""
+        return self.secrets if now_ms < self.old_until else self.secrets[:1]
 
 
 def split_list(value: str | None) -> list[str]:

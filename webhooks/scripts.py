@@ -34,38 +34,69 @@ local function disable(ep, reason)
 end
 """
 
-# KEYS[1] prefix. ARGV: client, type, op, stream entry id, payload, callback url, callback
-# target, now, index cap, request id.
+# KEYS[1] prefix. ARGV: now, index cap, token, lease deadline, per_target, slots, then per
+# outbox entry: client, type, op, stream entry id, payload, callback url, callback target,
+# request id.
 # Creates one delivery per matching enabled endpoint and one for the callback url. Ids derive
-# from (op, entry, target): a fan-out retried after a crash re-creates nothing.
+# from (op, entry, target): a fan-out retried after a crash re-creates nothing. Up to ``slots``
+# new deliveries whose target has a free slot are leased to the caller at once (it sends them
+# now, with no claim); the rest are queued as due for any dispatcher.
+# Returns {{new ids of each entry}, {entry index, id, target, endpoint, url, version}...}.
 FANOUT = r"""
-local client, etype, op, entry = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local now, cap = ARGV[8], tonumber(ARGV[9])
-local created = {}
-local function deliver(target, idpart, ep, url)
-  local id = 'msg_' .. string.sub(redis.sha1hex(op .. '/' .. entry .. '/' .. idpart), 1, 26)
-  local dkey = P .. 'd:' .. id
-  if redis.call('EXISTS', dkey) == 1 then return end
-  redis.call('HSET', dkey, 'id', id, 'client', client, 'ep', ep, 'url', url, 'target', target,
-    'type', etype, 'op', op, 'rid', ARGV[10], 'payload', ARGV[5], 'status', 'pending',
-    'attempts', 0, 'tries', 0, 'stalls', 0, 'created', now, 'next_at', now)
-  redis.call('ZADD', P .. 'due', now, id)
-  if ep ~= '' then
-    local index = P .. 'epd:' .. ep
-    redis.call('ZADD', index, now, id)
-    redis.call('ZREMRANGEBYRANK', index, 0, -(cap + 1))
+local now, cap = ARGV[1], tonumber(ARGV[2])
+local token, deadline, per, slots = ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[6])
+local created_all, leased, queued = {}, {}, false
+local endpoints = {}
+-- A client's endpoints, read once per call however many of its entries the batch holds.
+local function endpoints_of(client)
+  local list = endpoints[client]
+  if list then return list end
+  list = {}
+  for _, ep in ipairs(redis.call('ZRANGE', P .. 'eps:' .. client, 0, -1)) do
+    local e = redis.call('HMGET', P .. 'ep:' .. ep, 'disabled', 'events', 'operations', 'ver')
+    if e[1] == '0' then table.insert(list, {ep, e[2], e[3], e[4] or '0'}) end
   end
-  table.insert(created, id)
+  endpoints[client] = list
+  return list
 end
-for _, ep in ipairs(redis.call('ZRANGE', P .. 'eps:' .. client, 0, -1)) do
-  local e = redis.call('HMGET', P .. 'ep:' .. ep, 'disabled', 'events', 'operations')
-  if e[1] == '0' and has(e[2], etype) and (e[3] == '' or has(e[3], op)) then
-    deliver(ep, ep, ep, '')
+for i = 7, #ARGV, 8 do
+  local client, etype, op, entry = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
+  local index = (i - 7) / 8
+  local created = {}
+  local function deliver(target, idpart, ep, url, ver)
+    local id = 'msg_' .. string.sub(redis.sha1hex(op .. '/' .. entry .. '/' .. idpart), 1, 26)
+    local dkey = P .. 'd:' .. id
+    if redis.call('EXISTS', dkey) == 1 then return end
+    redis.call('HSET', dkey, 'id', id, 'client', client, 'ep', ep, 'url', url, 'target', target,
+      'type', etype, 'op', op, 'rid', ARGV[i + 7], 'payload', ARGV[i + 4], 'status', 'pending',
+      'attempts', 0, 'tries', 0, 'stalls', 0, 'created', now, 'next_at', now)
+    if slots > 0 and tonumber(redis.call('HGET', P .. 'busy', target) or '0') < per then
+      slots = slots - 1
+      redis.call('HINCRBY', P .. 'busy', target, 1)
+      redis.call('ZADD', P .. 'inflight', deadline, id)
+      redis.call('HSET', dkey, 'lease', token)
+      for _, v in ipairs({index, id, target, ep, url, ver}) do table.insert(leased, v) end
+    else
+      redis.call('ZADD', P .. 'due', now, id)
+      queued = true
+    end
+    if ep ~= '' then
+      local epd = P .. 'epd:' .. ep
+      redis.call('ZADD', epd, now, id)
+      redis.call('ZREMRANGEBYRANK', epd, 0, -(cap + 1))
+    end
+    table.insert(created, id)
   end
+  for _, e in ipairs(endpoints_of(client)) do
+    if has(e[2], etype) and (e[3] == '' or has(e[3], op)) then
+      deliver(e[1], e[1], e[1], '', e[4])
+    end
+  end
+  if ARGV[i + 5] ~= '' then deliver(ARGV[i + 6], 'callback', '', ARGV[i + 5], '0') end
+  table.insert(created_all, created)
 end
-if ARGV[6] ~= '' then deliver(ARGV[7], 'callback', '', ARGV[6]) end
-if #created > 0 then wake() end
-return created
+if queued then wake() end
+return {created_all, leased}
 """
 
 # KEYS[1] prefix. ARGV: now, lease_ms, token, max, per_target, busy_ms, scan, max_stalls,
@@ -114,10 +145,14 @@ if max > 0 then
       redis.call('HSET', dkey, 'lease', ARGV[3])
       table.insert(out, id)
       for i = 1, 8 do table.insert(out, d[i]) end
-      -- The endpoint's version: dispatchers cache its url and secrets until it changes.
-      local ver = false
-      if d[2] and d[2] ~= '' then ver = redis.call('HGET', P .. 'ep:' .. d[2], 'ver') end
-      table.insert(out, ver or '0')
+      -- The endpoint's version: dispatchers cache its url and secrets until it changes;
+      -- 'gone' once it is deleted.
+      local ver = '0'
+      if d[2] and d[2] ~= '' then
+        local e = redis.call('HMGET', P .. 'ep:' .. d[2], 'ver', 'id')
+        ver = e[2] and (e[1] or '0') or 'gone'
+      end
+      table.insert(out, ver)
       n = n + 1
     end
   end

@@ -39,6 +39,7 @@ from webhooks.models import (
     decode,
     delivery_from_hash,
     endpoint_from_hash,
+    split_list,
     text,
 )
 from webhooks.signing import new_secret
@@ -64,6 +65,24 @@ class FanoutItem:
     payload: bytes
     callback_url: str = ""
     callback_target: str = ""
+
+
+@dataclass(frozen=True)
+class LeaseTerms:
+    """How a fan-out may lease its new deliveries to the caller at once."""
+
+    token: str
+    slots: int
+    seconds: float
+    per_target: int
+
+
+@dataclass(frozen=True)
+class Fanout:
+    """What a fan-out did: the new delivery ids of each entry, and those leased to the caller."""
+
+    created: list[list[str]]
+    leased: list[Claimed]
 
 
 class WebhookStore:
@@ -135,25 +154,42 @@ class WebhookStore:
             pipe.zadd(keys.client_endpoints(client), {endpoint.id: endpoint.created_at})
             await pipe.execute()
         # After the endpoint exists: the core writes outbox entries only for hooked clients.
-        # The hooked sets live in other hash slots, so this is a separate step.
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for op in self.operations:
-                pipe.sadd(keys.hooked(op), client)
-            await pipe.execute()
+        await self._hook({client: set(endpoint.events)})
         return endpoint
 
-    async def rehook(self) -> int:
-        """Add every client with endpoints to each operation's hooked set (new operations)."""
-        clients: set[str] = set()
-        start = len(keys.client_endpoints(""))
-        async for name in self.redis.scan_iter(match=keys.client_endpoints("*"), count=500):
-            clients.add(text(name)[start:])
-        if clients and self.operations:
-            async with self.redis.pipeline(transaction=False) as pipe:
+    async def _hook(self, wanted: dict[str, set[str]]) -> None:
+        # The hooked sets live in the operations' hash slots, so this is a step of its own.
+        # They only ever grow: an event type nobody wants any more costs an outbox entry, while
+        # removing one could race with a new endpoint and lose its events.
+        if not self.operations:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            by_event: dict[str, list[str]] = {}
+            for client, events in wanted.items():
+                for event in events:
+                    by_event.setdefault(event, []).append(client)
+            for event, clients in by_event.items():
                 for op in self.operations:
-                    pipe.sadd(keys.hooked(op), *clients)
-                await pipe.execute()
-        return len(clients)
+                    pipe.sadd(keys.hooked(op, event), *clients)
+            await pipe.execute()
+
+    async def rehook(self) -> int:
+        """Hook every endpoint's client for its events in every operation (new operations).
+
+        Returns how many clients have endpoints.
+        """
+        wanted: dict[str, set[str]] = {}
+        names = [name async for name in self.redis.scan_iter(match=keys.endpoint("*"), count=500)]
+        for i in range(0, len(names), 500):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for name in names[i : i + 500]:
+                    pipe.hmget(name, "client", "events")
+                rows = await pipe.execute()
+            for client, events in rows:
+                if client:
+                    wanted.setdefault(text(client), set()).update(split_list(text(events)))
+        await self._hook(wanted)
+        return len(wanted)
 
     async def get_endpoint(self, client: str, endpoint_id: str) -> Endpoint:
         """One of the client's endpoints; EndpointNotFound otherwise."""
@@ -196,6 +232,8 @@ class WebhookStore:
         if disabled is not None and disabled != current.disabled:
             changes["disabled"] = "1" if disabled else "0"
             changes["disabled_reason"] = "disabled by the client" if disabled else ""
+        if events is not None:
+            await self._hook({client: set(split_list(changes["events"]))})
         if changes:
             async with self.redis.pipeline(transaction=True) as pipe:
                 pipe.hset(keys.endpoint(endpoint_id), mapping=changes)  # type: ignore[arg-type]
@@ -230,14 +268,19 @@ class WebhookStore:
         return text(await self.redis.get(key))
 
     async def send_target(self, endpoint_id: str) -> SendTarget | None:
-        """An endpoint's url, live secrets and state, for a send; None once deleted."""
+        """An endpoint's url, secrets and state, for a send; None once deleted."""
         raw = await self._endpoint_hash(endpoint_id)
         if raw is None:
             return None
-        live = [raw["secret"]]
-        if raw.get("old_secret") and int(raw.get("old_until") or 0) > self.now_ms():
-            live.append(raw["old_secret"])
-        return SendTarget(url=raw["url"], secrets=live, disabled=raw.get("disabled") == "1")
+        both = [raw["secret"]]
+        if raw.get("old_secret"):
+            both.append(raw["old_secret"])
+        return SendTarget(
+            url=raw["url"],
+            secrets=both,
+            disabled=raw.get("disabled") == "1",
+            old_until=int(raw.get("old_until") or 0),
+        )
 
     # Deliveries
 
@@ -294,34 +337,59 @@ class WebhookStore:
         item = FanoutItem(
             op, entry_id, event_type, client, request_id, payload, callback_url, callback_target
         )
-        return (await self.fanout_many([item]))[0]
+        return (await self.fanout_many([item])).created[0]
 
-    async def fanout_many(self, items: Sequence[FanoutItem]) -> list[list[str]]:
-        """Create the deliveries of many outbox entries in one pipeline; the new ids of each."""
+    async def fanout_many(
+        self, items: Sequence[FanoutItem], lease: LeaseTerms | None = None
+    ) -> Fanout:
+        """Create the deliveries of many outbox entries in one script call.
+
+        With ``lease``, up to ``lease.slots`` of the new deliveries are leased to the caller
+        at once, to send now; the others are queued as due.
+        """
         if not items:
-            return []
+            return Fanout([], [])
         now = self.now_ms()
-        rows = await asyncio.gather(
-            *(
-                self._run(
-                    "fanout",
-                    [
-                        it.client,
-                        it.event_type,
-                        it.op,
-                        it.entry_id,
-                        it.payload,
-                        it.callback_url,
-                        it.callback_target,
-                        now,
-                        INDEX_CAP,
-                        it.request_id,
-                    ],
-                )
-                for it in items
+        terms = lease or LeaseTerms("", 0, 0.0, 0)
+        args: list[Any] = [
+            now,
+            INDEX_CAP,
+            terms.token,
+            now + int(terms.seconds * 1000),
+            terms.per_target,
+            terms.slots,
+        ]
+        for it in items:
+            args += (
+                it.client,
+                it.event_type,
+                it.op,
+                it.entry_id,
+                it.payload,
+                it.callback_url,
+                it.callback_target,
+                it.request_id,
             )
-        )
-        return [[text(x) for x in row] for row in rows]
+        created, flat = await self._run("fanout", args)
+        leased = []
+        for i in range(0, len(flat), 6):
+            item = items[int(flat[i])]
+            leased.append(
+                Claimed(
+                    id=text(flat[i + 1]),
+                    target=text(flat[i + 2]),
+                    endpoint_id=text(flat[i + 3]) or None,
+                    url=text(flat[i + 4]) or None,
+                    client=item.client,
+                    event_type=item.event_type,
+                    payload=item.payload,
+                    tries=0,
+                    attempts=0,
+                    token=terms.token,
+                    endpoint_version=text(flat[i + 5]),
+                )
+            )
+        return Fanout([[text(x) for x in row] for row in created], leased)
 
     async def claim(
         self,
@@ -404,6 +472,14 @@ class WebhookStore:
             ],
         )
         return text(res)
+
+    async def acknowledge(self, op: str, group: str, entry_ids: Sequence[str]) -> None:
+        """Acknowledge and delete fanned-out outbox entries (one write with other calls)."""
+        stream = keys.outbox(op)
+        await asyncio.gather(
+            self._batcher.command("XACK", stream, group, *entry_ids),
+            self._batcher.command("XDEL", stream, *entry_ids),
+        )
 
     async def wait_for_work(self, timeout: float) -> bool:
         """Block until a fan-out or redeliver signals work (True) or ``timeout`` passes."""
