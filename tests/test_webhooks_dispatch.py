@@ -174,6 +174,41 @@ async def test_retry_after_is_honoured(
     await wait_until(lambda: delivery_status(store, ep, "delivered"))
 
 
+async def test_endpoint_changes_take_effect_on_the_next_attempt(
+    redis_client: Redis, store: WebhookStore, receiver: Receiver, start: StartDispatcher
+) -> None:
+    # Dispatchers cache an endpoint's url and secrets per version: every change must show.
+    ep = await store.create_endpoint(CLIENT, receiver.url)
+    receiver.reply(500)
+    outcomes: list[str] = []
+    start(settings(retry_schedule=[0.3, 0.3]), on_attempt=outcomes.append)
+    await finish_request(redis_client)
+    await wait_until(lambda: outcomes == ["retry"])
+
+    async with Receiver() as moved:
+        await store.update_endpoint(CLIENT, ep.id, url=moved.url)
+        rotated = await store.rotate_secret(CLIENT, ep.id, overlap=-1)  # old one stops now
+        assert rotated.secret is not None
+        await wait_until(lambda: len(moved.received) == 1)
+        moved.received[0].verify(rotated.secret)
+        assert len(moved.received[0].headers["webhook-signature"].split(" ")) == 1
+    assert len(receiver.received) == 1
+
+
+async def test_a_deleted_endpoint_gets_no_more_attempts(
+    redis_client: Redis, store: WebhookStore, receiver: Receiver, start: StartDispatcher
+) -> None:
+    ep = await store.create_endpoint(CLIENT, receiver.url)  # never changed before deletion
+    receiver.reply(500)
+    outcomes: list[str] = []
+    start(settings(retry_schedule=[0.3, 0.3]), on_attempt=outcomes.append)
+    await finish_request(redis_client)
+    await wait_until(lambda: outcomes == ["retry"])
+    await store.delete_endpoint(CLIENT, ep.id)
+    await wait_until(lambda: outcomes == ["retry", "skipped"])
+    assert len(receiver.received) == 1  # the retry was not sent
+
+
 async def test_410_disables_the_endpoint(
     redis_client: Redis, store: WebhookStore, receiver: Receiver, start: StartDispatcher
 ) -> None:
