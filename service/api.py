@@ -12,7 +12,7 @@ from typing import Any
 
 from aiohttp import web
 
-from service import problems
+from service import monitor, problems
 from service.auth import client_of
 from service.errors import PROBLEM_JSON, Problem, problem_response
 from service.events import RESYNC, Event
@@ -216,34 +216,20 @@ async def submit(request: web.Request) -> web.StreamResponse:
         if prefs.wait is not None:
             headers["Preference-Applied"] = f"wait={prefs.wait:g}"
         return finished_response(request, op, snap, headers)
-    if snap is None:
-        snap = Snapshot(
-            record=_fresh_record(rid, client, priority, queue.now_ms()),
-            position=res.position,
-            finished_recently=0,
-            run_ms_recently=0,
-            result=None,
-        )
-    body = render(request, op, snap)
-    base = base_url(request)
-    headers["Location"] = headers["Operation-Location"] = base + body["links"][0]["href"]
-    headers["Retry-After"] = retry_after(body.get("eta_seconds"))
     if prefs.respond_async:
         headers["Preference-Applied"] = "respond-async"
-    return json_response(body, 202, headers)
-
-
-def _fresh_record(rid: str, client: str, priority: int, now: int) -> dict[str, Any]:
-    # A just-created request's record, known without reading it back.
-    return {
-        "id": rid,
-        "client": client,
-        "status": "queued",
-        "prio": str(priority),
-        "attempt": "1",
-        "created": str(now),
-        "updated": str(now),
-    }
+    if snap is None:
+        # Just queued: the monitor is known without reading it back, and filled in a template.
+        location = f"{base_url(request)}/v1/queue/requests/{rid}"
+        headers["Location"] = headers["Operation-Location"] = location
+        headers["Retry-After"] = retry_after(None)
+        body = monitor.render_queued(op.name, rid, res.position, priority, queue.now_ms())
+        return web.Response(status=202, body=body, content_type=JSON, headers=headers)
+    doc = render(request, op, snap)
+    location = base_url(request) + doc["links"][0]["href"]
+    headers["Location"] = headers["Operation-Location"] = location
+    headers["Retry-After"] = retry_after(doc.get("eta_seconds"))
+    return json_response(doc, 202, headers)
 
 
 def _watch_terminal(

@@ -92,6 +92,38 @@ def render(
     return body
 
 
+def render_queued(
+    op: str, request_id: str, position: int | None, priority: int, now_ms: int
+) -> bytes:
+    """The JSON monitor of a request just queued: ``render``'s output, byte for byte.
+
+    Every 202 carries one, so it is filled into a template rather than built as a dict,
+    formatted five times and encoded (a test holds the two to the same bytes).
+    """
+    at = _rfc3339(now_ms)
+    pos = "null" if position is None else int(position)
+    # Operation names are [A-Za-z0-9_-]+ (config validation): safe in a path as they are.
+    return _QUEUED.format(
+        op=_json_string(op), bare=op, rid=request_id, pos=pos, prio=int(priority), at=at
+    ).encode()
+
+
+_QUEUED = (
+    '{{"id":"{rid}","operation":{op},"status":"queued","position":{pos},"eta_seconds":null,'
+    '"progress":null,"attempt":1,"priority":{prio},"created_at":"{at}","started_at":null,'
+    '"finished_at":null,"updated_at":"{at}","expires_at":null,"cancel_requested":false,'
+    '"error":null,"links":[{{"rel":"self","href":"/v1/queue/requests/{rid}","method":"GET"}},'
+    '{{"rel":"result","href":"/v1/{bare}/{rid}","method":"GET"}},'
+    '{{"rel":"events","href":"/v1/queue/requests/{rid}/events","method":"GET"}},'
+    '{{"rel":"cancel","href":"/v1/queue/requests/{rid}","method":"DELETE"}}]}}'
+)
+
+
+@functools.lru_cache(maxsize=256)
+def _json_string(text: str) -> str:
+    return orjson.dumps(text).decode()
+
+
 def render_snapshot(op: str, snap: Snapshot, now_ms: int) -> dict[str, Any]:
     """The monitor for a status read."""
     eta = eta_seconds(

@@ -102,6 +102,7 @@ class Dispatcher:
         self._session: aiohttp.ClientSession | None = None
         self._resolver: SafeResolver | None = None
         self._sending: set[asyncio.Task[None]] = set()
+        self._allow = tuple(settings.allow_networks)
         self._reserved = 0  # slots promised to a fan-out or claim in flight
         self._wake = asyncio.Event()  # the claim loop has something to look at
         self._freed = asyncio.Event()  # a send slot was freed
@@ -405,6 +406,8 @@ class Dispatcher:
             fut = asyncio.ensure_future(self.store.send_target(endpoint_id))
             fut.add_done_callback(functools.partial(self._fetched, key))
             self._targets[key] = fut
+        if fut.done():
+            return fut.result()
         # Shielded: one waiting send being cancelled must not cancel the others' fetch.
         return await asyncio.shield(fut)
 
@@ -467,7 +470,7 @@ class Dispatcher:
         retry_after: str | None = None
         try:
             # Literal IP hosts never reach the resolver, so they are checked here.
-            target_url = _checked_url(url, tuple(self.settings.allow_networks))
+            target_url = _checked_url(url, self._allow)
             ts = int(self.clock())
             headers = signing.headers(item.id, ts, signing.sign(live, item.id, ts, item.payload))
             session = self._open_session()
