@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import json
 import os
 import platform
 import shutil
@@ -73,10 +74,12 @@ class Plan:
     big_n: int
     fill_budget: float
     aof_seconds: float
+    webhook_n: int
+    webhook_runs: int
 
 
-FULL = Plan(20_000, 3, 5.0, 500, 300, 100_000, 1_000_000, 150.0, 3.0)
-QUICK = Plan(2_000, 1, 2.0, 100, 100, 10_000, 100_000, 30.0, 1.5)
+FULL = Plan(20_000, 3, 5.0, 500, 300, 100_000, 1_000_000, 150.0, 3.0, 5_000, 3)
+QUICK = Plan(2_000, 1, 2.0, 100, 100, 10_000, 100_000, 30.0, 1.5, 2_000, 1)
 
 
 class Budget:
@@ -645,6 +648,43 @@ class Bench:
         )
         return row
 
+    def webhooks(self) -> list[Row]:
+        """bench/webhook_delivery.py, a few runs: its own Redis, dispatcher and receiver."""
+        rate = Row("6", "webhook deliveries, backlog, one dispatcher", "acceptd", "deliveries/s")
+        live = Row("6", "webhook deliveries while requests finish", "acceptd", "deliveries/s")
+        delay = Row("6", "webhook finish → arrival", "acceptd", "ms", higher_is_better=False)
+        n = self.plan.webhook_n
+        for _ in range(self.plan.webhook_runs):
+            if self.budget.left() < 45:
+                break
+            out = subprocess.run(
+                [sys.executable, str(BENCH / "webhook_delivery.py"), "--n", str(n),
+                 "--latency-n", "500", "--json"],
+                capture_output=True, text=True, timeout=300, cwd=BENCH.parent,
+            )  # fmt: skip
+            line = next((x for x in out.stdout.splitlines() if x.startswith("RESULT ")), None)
+            if line is None:
+                log(f"webhook bench failed: {out.stderr[-500:]}")
+                continue
+            res = json.loads(line[7:])
+            cpu = {"redis": res["cpu_redis"]}
+            rate.runs.append(Run(res["backlog_per_second"], cpu, {"d": res["cpu_dispatcher"]}))
+            live.runs.append(Run(res["live_per_second"]))
+            delay.runs.append(Run(res["p50_ms"], extra={"p99_ms": res["p99_ms"]}))
+        mid = rate.median_run()
+        dispatcher_cpu = f"{mid.extra['d']:,.0f}" if mid else "—"
+        rate.note = (
+            f"`bench/webhook_delivery.py --n {n}`: {n:,} deliveries wait in the outbox, then one "
+            f"`acceptd dispatcher` (concurrency 64) sends them, signed, to a bare HTTP receiver "
+            f"on 127.0.0.1; rate between first and last arrival; dispatcher CPU "
+            f"{dispatcher_cpu} µs/delivery (R: Redis)"
+        )
+        live.note = (
+            f"the same dispatcher while {n:,} more requests finish as fast as one process can"
+        )
+        delay.note = "500 requests finishing in batches of 50 every 50 ms; p50 (p99)"
+        return [rate, live, delay]
+
     # peers -----------------------------------------------------------------------------
 
     def peer(self, name: str, python: Path, version: str) -> list[Row]:
@@ -836,6 +876,8 @@ def main() -> int:
             scale_rows = bench.scale()
             log("durability: AOF everysec / always")
             aof = bench.durability(acc_enq.median)
+            log("webhooks: one dispatcher")
+            hook_rows = bench.webhooks()
         finally:
             bench.close()
 
@@ -851,8 +893,17 @@ def main() -> int:
     rows.extend(ceil_rows)
     rows.extend(scale_rows)
     rows.append(aof)
+    rows.extend(hook_rows)
 
     targets = make_targets(acc_enq, acc_drain, acc_sync, hello, peer_rows, scale_rows)
+    targets.append(
+        Target(
+            "webhook deliveries/s (backlog, one dispatcher) vs 2,000",
+            ratio(hook_rows[0].median, 2000.0),
+            ">= 1.0",
+            f"{fmtn(hook_rows[0].median)} deliveries/s",
+        )
+    )
     caption = (
         f"acceptd bench — {'quick' if args.quick else 'full'} run, N={plan.n:,}, "
         f"{time.strftime('%Y-%m-%d %H:%M')}; {platform.python_implementation()} "

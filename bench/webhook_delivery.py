@@ -1,7 +1,7 @@
 """Webhook delivery: deliveries per second with one dispatcher, and finish → arrival delay.
 
-    .venv/bin/python bench/webhooks.py                 # 10,000 deliveries, 1,000 for latency
-    .venv/bin/python bench/webhooks.py --n 2000 --latency-n 500
+    .venv/bin/python bench/webhook_delivery.py         # 10,000 deliveries, 1,000 for latency
+    .venv/bin/python bench/webhook_delivery.py --n 2000 --latency-n 500
 
 One `acceptd dispatcher` process sends to a receiver process on 127.0.0.1 (signing included);
 the bench finishes requests through the real scripts, so each one writes its outbox entry.
@@ -306,9 +306,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--n", type=int, default=10000)
     parser.add_argument("--latency-n", type=int, default=1000)
+    parser.add_argument("--json", action="store_true", help="print one RESULT {json} line")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         res = asyncio.run(run(args.n, args.latency_n, Path(tmp)))
+    if args.json:
+        print("RESULT " + orjson.dumps(res).decode())
+        return
     print(
         "| deliveries | backlog per second (1 dispatcher) | live per second "
         "| CPU per delivery: dispatcher / Redis / receiver | finish → arrival p50 | p99 |"
