@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import os
 
-from service.keys import OP_CODE_LEN, encode_base32, op_code
+from service.keys import ALPHABET, OP_CODE_LEN, op_code
 
 TIME_LEN = 10  # 50 bits of milliseconds
 RANDOM_LEN = 20  # 100 random bits
@@ -28,13 +29,19 @@ def _random_bits() -> int:
 
 def new_request_id(op: str, now_ms: int) -> str:
     """A new id: time, 100 random bits, then the operation's code."""
-    return encode_base32(now_ms, TIME_LEN) + encode_base32(_random_bits(), RANDOM_LEN) + op_code(op)
+    # 150 bits as 30 base32 characters in one C call: RFC 4648 base32 of the bits, padded to
+    # whole bytes, then its alphabet translated to Crockford's (the same digit values).
+    bits = ((now_ms & _TIME_MASK) << (5 * RANDOM_LEN) | _random_bits()) << 2
+    head = base64.b32encode(bits.to_bytes(19, "big"))[: TIME_LEN + RANDOM_LEN]
+    return head.translate(_TO_CROCKFORD).decode() + op_code(op)
+
+
+_TIME_MASK = (1 << (5 * TIME_LEN)) - 1
+_TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", ALPHABET.encode())
 
 
 def looks_like_id(value: str) -> bool:
     """Cheap syntax check before any Redis look-up."""
-    from service.keys import ALPHABET
-
     return len(value) == ID_LEN and all(c in ALPHABET for c in value)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aredis
 
-from service import keys
+from service import ids, keys
 from service.ids import ID_LEN, looks_like_id, new_request_id
 from service.queue import Job, Limits, Queue
 
@@ -71,6 +71,15 @@ def test_ids_are_url_safe_time_ordered_and_name_their_operation() -> None:
     assert a < b
     assert a.endswith(keys.op_code("echo")) and not a.endswith(keys.op_code("sleep"))
     assert len({new_request_id("echo", 1_000) for _ in range(1000)}) == 1000
+
+
+def test_ids_are_the_time_then_the_random_bits_in_crockford_base32(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for now, bits in ((0, 0), (1_764_000_000_123, 2**100 - 1), (2**50 - 1, 12_345_678_901)):
+        monkeypatch.setattr(ids, "_random_bits", lambda bits=bits: bits)
+        expected = keys.encode_base32(now, 10) + keys.encode_base32(bits, 20) + keys.op_code("x")
+        assert new_request_id("x", now) == expected
 
 
 def test_every_key_carries_the_operation_hash_tag() -> None:
