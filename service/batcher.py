@@ -46,6 +46,7 @@ class Batcher:
         self._scheduled = False
         self._inflight: set[asyncio.Task[None]] = set()
         self._idle: list[AbstractConnection] = []
+        self._socket_timeout: float | None = None
 
     def call(
         self, script: Script, keys_and_args: Sequence[Any], numkeys: int
@@ -75,8 +76,9 @@ class Batcher:
             task.add_done_callback(self._inflight.discard)
 
     async def _send(self, batch: list[_Call]) -> None:
+        # Every future of the batch is resolved, whatever happens: a caller never hangs.
         try:
-            replies = await self._execute(batch)
+            replies = await self._replies(batch)
         except BaseException as exc:
             for _, _, fut in batch:
                 if not fut.done():
@@ -84,19 +86,6 @@ class Batcher:
             if not isinstance(exc, Exception):
                 raise
             return
-        retry = [(call, i) for i, (call, reply) in enumerate(zip(batch, replies, strict=True))
-                 if isinstance(reply, NoScriptError)]  # fmt: skip
-        if retry:
-            # The server lost its scripts (restart, SCRIPT FLUSH): load them and resend those.
-            for script in {id(c[0]): c[0] for c, _ in retry}.values():
-                assert script is not None  # only EVALSHA answers NOSCRIPT
-                script.sha = await self.redis.script_load(script.source)
-            try:
-                again = await self._execute([c for c, _ in retry])
-            except Exception as exc:
-                again = [exc] * len(retry)
-            for (_, i), reply in zip(retry, again, strict=True):
-                replies[i] = reply
         for (_, _, fut), reply in zip(batch, replies, strict=True):
             if fut.done():
                 continue
@@ -104,6 +93,24 @@ class Batcher:
                 fut.set_exception(reply)
             else:
                 fut.set_result(reply)
+
+    async def _replies(self, batch: list[_Call]) -> list[Any]:
+        replies = await self._execute(batch)
+        retry = [(call, i) for i, (call, reply) in enumerate(zip(batch, replies, strict=True))
+                 if isinstance(reply, NoScriptError)]  # fmt: skip
+        if retry:
+            # The server lost its scripts (restart, SCRIPT FLUSH): load them and resend those.
+            # It may go away again meanwhile: then those calls fail with that error.
+            try:
+                for script in {id(c[0]): c[0] for c, _ in retry}.values():
+                    assert script is not None  # only EVALSHA answers NOSCRIPT
+                    script.sha = await self.redis.script_load(script.source)
+                again = await self._execute([c for c, _ in retry])
+            except Exception as exc:
+                again = [exc] * len(retry)
+            for (_, i), reply in zip(retry, again, strict=True):
+                replies[i] = reply
+        return replies
 
     async def _execute(self, batch: list[_Call]) -> list[Any]:
         try:
@@ -119,15 +126,18 @@ class Batcher:
         # redis-py's pipeline without its per-command bookkeeping, which the profile showed
         # costing more than the scripts themselves. Connections are kept between batches
         # rather than taken from and returned to the pool each time (a lock and metrics).
-        pool = self.redis.connection_pool
         if self._idle:
             conn = self._idle.pop()
         else:
-            conn = await pool.get_connection()  # type: ignore[no-untyped-call]
+            conn = await self.redis.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+            # While the batcher holds it, one deadline covers the whole exchange (below): a
+            # socket timeout would make redis-py wrap every write in a task (wait_for).
+            self._socket_timeout = conn.socket_timeout
+            conn.socket_timeout = None
         try:
-            await conn.send_packed_command(_pack(batch), check_health=False)
             replies: list[Any] = []
             async with asyncio.timeout(READ_TIMEOUT):
+                await conn.send_packed_command(_pack(batch), check_health=False)
                 for _ in batch:
                     try:
                         replies.append(await conn.read_response(timeout=math.inf))
@@ -135,17 +145,21 @@ class Batcher:
                         replies.append(exc)
         except BaseException:
             await conn.disconnect()
-            await pool.release(conn)
+            await self._release(conn)
             raise
         self._idle.append(conn)
         return replies
+
+    async def _release(self, conn: AbstractConnection) -> None:
+        conn.socket_timeout = self._socket_timeout
+        await self.redis.connection_pool.release(conn)
 
     async def _release_idle(self, *, disconnect: bool = False) -> None:
         idle, self._idle = self._idle, []
         for conn in idle:
             if disconnect:
                 await conn.disconnect()
-            await self.redis.connection_pool.release(conn)
+            await self._release(conn)
 
     async def close(self) -> None:
         """Wait for pipelines in flight, then give the connections back to the pool."""

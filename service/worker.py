@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from service import keys, problems
@@ -151,10 +152,13 @@ class Worker:
         free = self._free()
         if free <= 0 or self._stopping:
             return 0
-        if self._running and time.monotonic() - self._renewed_at > self.settings.lease_seconds / 3:
+        if self._running and self._renewals_stale():
             # After an outage or a stalled loop, renew what this worker holds before its own
-            # claim script could take it back as abandoned.
+            # claim script could take it back as abandoned; while renewals still fail (Redis
+            # restarting, loading its data), claim nothing.
             await self.renew_all()
+            if self._renewals_stale():
+                raise RedisConnectionError("renewals are failing; not claiming until they succeed")
         self._claims += 1
         token = f"{self.id}:{self._claims}"
         jobs, self._next_due = await self.queue.claim(
@@ -170,6 +174,9 @@ class Worker:
         return len(jobs)
 
     _next_due: int | None = None
+
+    def _renewals_stale(self) -> bool:
+        return time.monotonic() - self._renewed_at > self.settings.lease_seconds / 3
 
     async def _claim_loop(self, op: str) -> None:
         while not self._stopping:

@@ -690,7 +690,7 @@ async def test_progress_reporting_handler_survives_outage(
     await check_outage(session, base, rid, 1.5)  # shorter than the lease
     await own_redis.start()
     final = (await wait_statuses(session, base, [rid], TERMINAL, 10))[rid]
-    assert final["status"] == "succeeded", final
+    assert final["status"] == "succeeded", (final["error"], final["attempt"])
 
 
 async def test_dispatcher_logs_one_line_per_outage(

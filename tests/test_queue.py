@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aredis
+from redis.exceptions import ResponseError
 
 from service import ids, keys
 from service.ids import ID_LEN, looks_like_id, new_request_id
@@ -338,9 +339,32 @@ async def test_scripts_are_reloaded_after_the_server_forgets_them(
     assert len(set(rids)) == 20 and await queue.depth("echo") == 22
 
 
+async def test_a_failed_script_reload_fails_the_calls_instead_of_hanging_them(
+    redis_client: aredis.Redis, redis_url: str
+) -> None:
+    # A client that may run scripts but not load them: the reload after NOSCRIPT fails, as
+    # it does when the server goes away again right after a restart.
+    await redis_client.acl_setuser(
+        "noload", enabled=True, passwords=["+pw"], keys=["*"], channels=["*"],
+        commands=["+@all", "-script|load"],
+    )  # fmt: skip
+    client = aredis.Redis.from_url(redis_url, username="noload", password="pw")
+    try:
+        queue = Queue(client)
+        await redis_client.script_flush()
+        with pytest.raises(ResponseError, match="no permissions"):
+            async with asyncio.timeout(5):
+                await submit(queue)
+    finally:
+        await client.aclose()
+        await redis_client.acl_deluser("noload")
+
+
 async def test_concurrent_calls_share_one_pipeline(
     queue: Queue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    big = Limits(1, 1, 60, 1000, 1)
+    await submit(queue, limits=big)  # the script is loaded (an earlier test may flush them)
     batches: list[int] = []
     execute = queue.batcher._execute
 
@@ -349,10 +373,9 @@ async def test_concurrent_calls_share_one_pipeline(
         return await execute(batch)
 
     monkeypatch.setattr(queue.batcher, "_execute", counting)
-    big = Limits(1, 1, 60, 1000, 1)
     await asyncio.gather(*(submit(queue, limits=big) for _ in range(50)))
     assert batches == [50]
-    assert await queue.depth("echo") == 50
+    assert await queue.depth("echo") == 51
 
 
 async def test_only_watched_requests_reach_the_watched_channel(
