@@ -39,6 +39,7 @@ import orjson  # noqa: E402
 import psutil  # noqa: E402
 import redis.asyncio as aredis  # noqa: E402
 
+from service.config import WebhookSettings  # noqa: E402
 from service.embedded import EmbeddedRedis, free_port  # noqa: E402
 from service.ids import new_request_id  # noqa: E402
 from service.queue import Job, Limits, Queue  # noqa: E402
@@ -186,8 +187,8 @@ def start_dispatcher(url: str, tmp: Path) -> subprocess.Popen[bytes]:
         **os.environ,
         "ACCEPTD_REDIS__URL": url,
         "ACCEPTD_WEBHOOKS__ALLOW_NETWORKS": "127.0.0.0/8",
-        "ACCEPTD_WEBHOOKS__CONCURRENCY": "64",
-        "ACCEPTD_WEBHOOKS__PER_ENDPOINT_CONCURRENCY": "64",
+        # One endpoint gets all of the dispatcher's slots (webhooks.concurrency, the default).
+        "ACCEPTD_WEBHOOKS__PER_ENDPOINT_CONCURRENCY": str(WebhookSettings().concurrency),
     }
     log = open(tmp / "dispatcher.log", "wb")  # noqa: SIM115 - closed with the process
     env["ACCEPTD_WEBHOOKS__TIMEOUT_SECONDS"] = os.environ.get("BENCH_TIMEOUT", "15")

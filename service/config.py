@@ -97,7 +97,9 @@ class WebhookSettings:
     jitter: float = 0.2
     timeout_seconds: float = 15.0
     disable_after_days: float = 5.0
-    concurrency: int = 64
+    # Sends wait on the network: with 64 in flight a receiver answering in 200 ms would cap a
+    # dispatcher at 320/s, and larger batches per event-loop tick also cost less CPU each.
+    concurrency: int = 256
     per_endpoint_concurrency: int = 4
 
 
