@@ -215,18 +215,23 @@ return status
 """
 
 # KEYS[1] prefix. ARGV: id, client, now.
-# Sends a delivery again now, with a fresh retry schedule: 'missing' unless the client's.
+# Sends a delivery again now, with a fresh retry schedule: {'missing'} unless the client's,
+# else {'queued' or 'inflight', its hash (flat), its attempt log} as of this step (a
+# dispatcher may send it before the caller could read it back).
 REDELIVER = r"""
 local id, now = ARGV[1], ARGV[3]
 local dkey = P .. 'd:' .. id
-if redis.call('HGET', dkey, 'client') ~= ARGV[2] then return 'missing' end
-if redis.call('HGET', dkey, 'lease') then return 'inflight' end
-redis.call('PERSIST', dkey)
-redis.call('PERSIST', P .. 'dlog:' .. id)
-redis.call('HSET', dkey, 'status', 'pending', 'tries', 0, 'stalls', 0, 'next_at', now)
-redis.call('ZADD', P .. 'due', now, id)
-wake()
-return 'queued'
+if redis.call('HGET', dkey, 'client') ~= ARGV[2] then return {'missing'} end
+local outcome = 'inflight'
+if not redis.call('HGET', dkey, 'lease') then
+  outcome = 'queued'
+  redis.call('PERSIST', dkey)
+  redis.call('PERSIST', P .. 'dlog:' .. id)
+  redis.call('HSET', dkey, 'status', 'pending', 'tries', 0, 'stalls', 0, 'next_at', now)
+  redis.call('ZADD', P .. 'due', now, id)
+  wake()
+end
+return {outcome, redis.call('HGETALL', dkey), redis.call('LRANGE', P .. 'dlog:' .. id, 0, -1)}
 """
 
 # KEYS[1] prefix. ARGV: endpoint id, client, new secret, old secret's expiry (ms).

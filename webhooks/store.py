@@ -315,10 +315,12 @@ class WebhookStore:
 
     async def redeliver(self, client: str, delivery_id: str) -> Delivery:
         """Queue one of the client's deliveries for sending now, with a fresh retry schedule."""
-        res = text(await self._run("redeliver", [delivery_id, client, self.now_ms()]))
-        if res == "missing":
+        res = await self._run("redeliver", [delivery_id, client, self.now_ms()])
+        if text(res[0]) == "missing":
             raise DeliveryNotFound(delivery_id)
-        return await self.get_delivery(client, delivery_id)
+        flat, log = res[1], res[2]
+        row = {text(k): text(v) for k, v in zip(flat[::2], flat[1::2], strict=True)}
+        return delivery_from_hash(row, log)
 
     # The dispatcher's side
 
