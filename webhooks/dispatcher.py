@@ -226,18 +226,15 @@ class Dispatcher:
         await self.fanout_once(block_ms=int(self.block_seconds * 1000), lease=True)
 
     async def _slots_free(self) -> bool:
-        limit = self.settings.concurrency
+        # Waits for a free send slot (at most block_seconds). No batching delay here, unlike
+        # claims: the outbox read and fan-out run while earlier sends are still in flight,
+        # and waiting for more free slots measured no cheaper per delivery.
         if self._free() <= 0:
             self._freed.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self.block_seconds):
                     await self._freed.wait()
-            return self._free() > 0
-        if os.environ.get("XDELAY") and self._sending and self._free() < max(limit // 4, 1):
-            # Few slots free and sends in flight: let a few more finish and take their work
-            # in one read and one script, rather than a round trip per delivery.
-            await asyncio.sleep(float(os.environ["XDELAY"]))
-        return True
+        return self._free() > 0
 
     async def _reclaim(self) -> None:
         """Take over entries another (dead) dispatcher read but never acknowledged."""
