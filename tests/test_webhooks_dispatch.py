@@ -421,3 +421,13 @@ async def test_drain_once_is_a_deterministic_burst(
 
 async def _xlen_is(redis: Redis, n: int) -> bool:
     return int(await redis.xlen(core_keys.key("echo", "outbox"))) == n
+
+
+async def test_a_decoding_client_is_refused(redis_url: str) -> None:
+    # Outbox entries are read as bytes: a client decoding replies would drop them all.
+    client = Redis.from_url(redis_url, decode_responses=True)
+    try:
+        with pytest.raises(ValueError, match="decode_responses"):
+            Dispatcher(client, settings(), OPS, render)
+    finally:
+        await client.aclose()

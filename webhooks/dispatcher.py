@@ -83,6 +83,10 @@ class Dispatcher:
         block_seconds: float = 2.0,
         busy_delay: float = 0.25,
     ) -> None:
+        if redis.connection_pool.connection_kwargs.get("decode_responses"):
+            # Outbox entries are read as bytes; a decoding client would make every one look
+            # malformed.
+            raise ValueError("the dispatcher needs a Redis client with decode_responses off")
         self.redis = redis
         # The same connections, but XREADGROUP replies come back as Redis sent them: redis-py's
         # parsing of stream entries into dicts cost more per entry than everything we do next.
