@@ -46,7 +46,6 @@ class Batcher:
         self._scheduled = False
         self._inflight: set[asyncio.Task[None]] = set()
         self._idle: list[AbstractConnection] = []
-        self._socket_timeout: float | None = None
 
     def call(
         self, script: Script, keys_and_args: Sequence[Any], numkeys: int
@@ -132,7 +131,6 @@ class Batcher:
             conn = await self.redis.connection_pool.get_connection()  # type: ignore[no-untyped-call]
             # While the batcher holds it, one deadline covers the whole exchange (below): a
             # socket timeout would make redis-py wrap every write in a task (wait_for).
-            self._socket_timeout = conn.socket_timeout
             conn.socket_timeout = None
         try:
             replies: list[Any] = []
@@ -151,7 +149,7 @@ class Batcher:
         return replies
 
     async def _release(self, conn: AbstractConnection) -> None:
-        conn.socket_timeout = self._socket_timeout
+        conn.socket_timeout = self.redis.connection_pool.connection_kwargs.get("socket_timeout")
         await self.redis.connection_pool.release(conn)
 
     async def _release_idle(self, *, disconnect: bool = False) -> None:

@@ -102,26 +102,25 @@ def render_queued(
     """
     at = _rfc3339(now_ms)
     pos = "null" if position is None else int(position)
-    # Operation names are [A-Za-z0-9_-]+ (config validation): safe in a path as they are.
-    return _QUEUED.format(
-        op=_json_string(op), bare=op, rid=request_id, pos=pos, prio=int(priority), at=at
-    ).encode()
+    return _queued_template(op).format(rid=request_id, pos=pos, prio=int(priority), at=at).encode()
 
 
 _QUEUED = (
     '{{"id":"{rid}","operation":{op},"status":"queued","position":{pos},"eta_seconds":null,'
     '"progress":null,"attempt":1,"priority":{prio},"created_at":"{at}","started_at":null,'
     '"finished_at":null,"updated_at":"{at}","expires_at":null,"cancel_requested":false,'
-    '"error":null,"links":[{{"rel":"self","href":"/v1/queue/requests/{rid}","method":"GET"}},'
-    '{{"rel":"result","href":"/v1/{bare}/{rid}","method":"GET"}},'
-    '{{"rel":"events","href":"/v1/queue/requests/{rid}/events","method":"GET"}},'
-    '{{"rel":"cancel","href":"/v1/queue/requests/{rid}","method":"DELETE"}}]}}'
+    '"error":null,"links":{links}}}'
 )
 
 
 @functools.lru_cache(maxsize=256)
-def _json_string(text: str) -> str:
-    return orjson.dumps(text).decode()
+def _queued_template(op: str) -> str:
+    # Per operation: its name and its links (from ``links``), with the id left to fill in and
+    # the links' own braces escaped for ``format``. Operation names are [A-Za-z0-9_-]+
+    # (config validation): no braces to escape.
+    links_json = orjson.dumps(links(op, "<rid>")).decode()
+    links_json = links_json.replace("{", "{{").replace("}", "}}").replace("<rid>", "{rid}")
+    return _QUEUED.replace("{op}", orjson.dumps(op).decode()).replace("{links}", links_json)
 
 
 def render_snapshot(op: str, snap: Snapshot, now_ms: int) -> dict[str, Any]:

@@ -122,6 +122,7 @@ class Dispatcher:
         # Per (endpoint, version): every change, rotation, disabling or deletion makes a new
         # version, so entries never go stale; futures, so a burst fetches each once.
         self._targets: dict[tuple[str, str], asyncio.Future[SendTarget | None]] = {}
+        self._default_secrets: dict[str, str] = {}
         self._outage = Outage("dispatcher")
         self._draining = False
 
@@ -292,12 +293,8 @@ class Dispatcher:
         items = [item for entry_id, fields in entries if (item := self._item(op, entry_id, fields))]
         slots = self._reserve() if lease else 0
         try:
-            self._claims += 1
             terms = LeaseTerms(
-                f"{self.consumer}:{self._claims}",
-                slots,
-                self.lease_seconds,
-                self.settings.per_endpoint_concurrency,
+                self._token(), slots, self.lease_seconds, self.settings.per_endpoint_concurrency
             )
             done = await self.store.fanout_many(items, terms)
         finally:
@@ -340,10 +337,14 @@ class Dispatcher:
             self._claim_wanted = True
             self._wake.set()
 
-    async def _claim(self, free: int) -> tuple[list[Claimed], float | None]:
+    def _token(self) -> str:
+        # A lease token per fan-out or claim: a late record of an expired lease is refused.
         self._claims += 1
+        return f"{self.consumer}:{self._claims}"
+
+    async def _claim(self, free: int) -> tuple[list[Claimed], float | None]:
         return await self.store.claim(
-            f"{self.consumer}:{self._claims}",
+            self._token(),
             free,
             self.lease_seconds,
             self.settings.per_endpoint_concurrency,
@@ -417,6 +418,16 @@ class Dispatcher:
         # Shielded: one waiting send being cancelled must not cancel the others' fetch.
         return await asyncio.shield(fut)
 
+    async def _default_secret(self, client: str) -> str:
+        # A client's default secret never changes once made: read it once per process, not
+        # with two round trips per callback attempt.
+        secret = self._default_secrets.get(client)
+        if secret is None:
+            if len(self._default_secrets) > 10_000:
+                self._default_secrets.clear()
+            secret = self._default_secrets[client] = await self.store.default_secret(client)
+        return secret
+
     def _fetched(self, key: tuple[str, str], fut: asyncio.Future[SendTarget | None]) -> None:
         if fut.cancelled() or fut.exception() is not None:
             self._targets.pop(key, None)  # the next send fetches again
@@ -471,7 +482,7 @@ class Dispatcher:
                 return "skipped"
             url, live = target.url, target.live(int(self.clock() * 1000))
         else:
-            url, live = item.url or "", [await self.store.default_secret(item.client)]
+            url, live = item.url or "", [await self._default_secret(item.client)]
         status: int | None = None
         retry_after: str | None = None
         try:

@@ -319,8 +319,7 @@ class WebhookStore:
         if text(res[0]) == "missing":
             raise DeliveryNotFound(delivery_id)
         flat, log = res[1], res[2]
-        row = {text(k): text(v) for k, v in zip(flat[::2], flat[1::2], strict=True)}
-        return delivery_from_hash(row, log)
+        return delivery_from_hash(decode(dict(zip(flat[::2], flat[1::2], strict=True))), log)
 
     # The dispatcher's side
 
