@@ -235,11 +235,13 @@ async def submit(request: web.Request) -> web.StreamResponse:
     if prefs.respond_async:
         headers["Preference-Applied"] = "respond-async"
     if snap is None:
-        # Just queued: the monitor is known without reading it back, and filled in a template.
+        # Just accepted: the monitor is known without reading it back, filled in a template.
         location = f"{base_url(request)}/v1/queue/requests/{rid}"
         headers["Location"] = headers["Operation-Location"] = location
         headers["Retry-After"] = retry_after(None)
-        body = monitor.render_queued(op.name, rid, res.position, priority, queue.now_ms())
+        body = monitor.render_accepted(
+            op.name, rid, res.position, priority, res.at_ms, started=res.started
+        )
         return web.Response(status=202, body=body, content_type=JSON, headers=headers)
     doc = render(request, op, snap)
     location = base_url(request) + doc["links"][0]["href"]

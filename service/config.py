@@ -308,6 +308,11 @@ def _check(s: Settings) -> None:
     for i, client in enumerate(s.auth.clients):
         if not client.name or not client.key:
             raise ConfigError(f"auth.clients[{i}]: name and key must not be empty")
+        if not client.name.isprintable() or any(c.isspace() for c in client.name):
+            # Client names travel space- and newline-delimited in events and hand-offs.
+            raise ConfigError(
+                f"auth.clients[{i}].name: no spaces or control characters ({client.name!r})"
+            )
         if len(client.key) < 16:
             raise ConfigError(f"auth.clients[{i}].key: must be at least 16 characters")
         if client.name in names:

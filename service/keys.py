@@ -40,6 +40,11 @@ def idempotency(op: str, client: str, key_hash: str) -> str:
     return key(op, "idem", client, key_hash)
 
 
+def hand_list(op: str, worker: str) -> str:
+    """The list where submits hand requests straight to an idle worker (see ``scripts.CLAIM``)."""
+    return key(op, "hand", worker)
+
+
 def events_channel(op: str) -> str:
     """The pub/sub channel carrying every state change of the operation's requests."""
     return key(op, "events")

@@ -92,22 +92,34 @@ def render(
     return body
 
 
-def render_queued(
-    op: str, request_id: str, position: int | None, priority: int, now_ms: int
+def render_accepted(
+    op: str,
+    request_id: str,
+    position: int | None,
+    priority: int,
+    now_ms: int,
+    *,
+    started: bool = False,
 ) -> bytes:
-    """The JSON monitor of a request just queued: ``render``'s output, byte for byte.
+    """The JSON monitor of a request just accepted: ``render``'s output, byte for byte.
 
+    Queued, or already ``started`` when its submit handed it straight to an idle worker.
     Every 202 carries one, so it is filled into a template rather than built as a dict,
     formatted five times and encoded (a test holds the two to the same bytes).
     """
     at = _rfc3339(now_ms)
-    pos = "null" if position is None else int(position)
-    return _queued_template(op).format(rid=request_id, pos=pos, prio=int(priority), at=at).encode()
+    pos = "null" if position is None or started else int(position)
+    status, started_at = ("running", f'"{at}"') if started else ("queued", "null")
+    return (
+        _queued_template(op)
+        .format(rid=request_id, status=status, pos=pos, prio=int(priority), at=at, st=started_at)
+        .encode()
+    )
 
 
 _QUEUED = (
-    '{{"id":"{rid}","operation":{op},"status":"queued","position":{pos},"eta_seconds":null,'
-    '"progress":null,"attempt":1,"priority":{prio},"created_at":"{at}","started_at":null,'
+    '{{"id":"{rid}","operation":{op},"status":"{status}","position":{pos},"eta_seconds":null,'
+    '"progress":null,"attempt":1,"priority":{prio},"created_at":"{at}","started_at":{st},'
     '"finished_at":null,"updated_at":"{at}","expires_at":null,"cancel_requested":false,'
     '"error":null,"links":{links}}}'
 )

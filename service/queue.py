@@ -11,6 +11,10 @@ Per operation ``op`` (all keys tagged ``{op}``, built by :mod:`service.keys`):
 - ``idem:<client>:<hash>`` an Idempotency-Key's request id (24 h)
 - ``tput``       finishes and run time in 5 s buckets (throughput and ETA)
 - ``workers``    sorted set of worker ids by heartbeat deadline
+- ``idle``       sorted set of ``"<lease_ms> <worker>"`` registered idle, by expiry: a submit
+  that finds the queue empty leases its request to one of them at once
+- ``hand:<worker>`` list of requests handed to that worker (at most one), its blocking pop's
+  first key
 - ``outbox``     stream of webhook events, written in the step that changes state
 - ``hooked:<status>`` set of clients with a webhook endpoint for that status's event
 - channels ``events`` (every state change), ``watched`` (the changes of requests someone
@@ -56,6 +60,10 @@ class Submitted:
     request_id: str
     record: dict[str, str] | None
     position: int | None
+    # Created and handed straight to an idle worker: already running.
+    started: bool = False
+    # The submit's time (ms), recorded as the request's created, updated (and started) times.
+    at_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -138,6 +146,7 @@ class Queue:
     ) -> Submitted:
         """Create a request and queue it, unless the queue is full or the key replays."""
         idem = keys.idempotency(op, client, idempotency_key) if idempotency_key else ""
+        now = self.now_ms()
         res = await self._run(
             "submit",
             [keys.prefix(op), keys.record(op, request_id), keys.client_index(op, client), idem],
@@ -146,7 +155,7 @@ class Queue:
                 client,
                 priority,
                 input_json,
-                self.now_ms(),
+                now,
                 limits.max_queue_depth,
                 limits.attempts,
                 int(limits.timeout * 1000),
@@ -172,19 +181,37 @@ class Queue:
             return Submitted("conflict", rid, None, None)
         rank = int(res[3])
         record = orjson.loads(res[2]) if outcome == "replay" else None
-        return Submitted(outcome, rid, record, rank if rank >= 0 else None)  # type: ignore[arg-type]
+        position = rank if rank >= 0 else None
+        return Submitted(outcome, rid, record, position, len(res) > 4, now)  # type: ignore[arg-type]
 
     async def claim(
-        self, op: str, worker: str, token: str, max_jobs: int, lease: float, worker_ttl: float
+        self,
+        op: str,
+        worker: str,
+        token: str,
+        max_jobs: int,
+        lease: float,
+        worker_ttl: float,
+        idle: float = 0.0,
     ) -> tuple[list[Job], int | None]:
         """Claim up to ``max_jobs`` from the head; also recovers expired leases and due retries.
 
-        Returns the jobs and when (ms) the next retry or lease falls due, if any.
+        Returns the jobs (with any handed to this worker) and when (ms) the next retry or
+        lease falls due, if any. Finding nothing, the worker is registered idle for ``idle``
+        seconds (0: not at all), to be handed the next request through :meth:`wait_for_work`.
         """
         res = await self._run(
             "claim",
             [keys.prefix(op)],
-            [self.now_ms(), int(lease * 1000), token, worker, max_jobs, int(worker_ttl * 1000)],
+            [
+                self.now_ms(),
+                int(lease * 1000),
+                token,
+                worker,
+                max_jobs,
+                int(worker_ttl * 1000),
+                int(idle * 1000),
+            ],
         )
         flat, soonest = res[0], int(res[1])
         jobs = [
@@ -202,13 +229,32 @@ class Queue:
             )
             for i in range(0, len(flat), 8)
         ]
+        jobs.extend(_handed(op, entry) for entry in res[2])
         return jobs, (soonest if soonest >= 0 else None)
 
-    async def wait_for_work(self, op: str, timeout: float) -> bool:
-        """Block until a submit signals work (True) or ``timeout`` passes (False)."""
+    async def wait_for_work(self, op: str, worker: str, timeout: float) -> list[Job]:
+        """Block until a submit signals work or hands this worker a job, or ``timeout`` passes.
+
+        Returns the handed job, if that is what ended the wait.
+        """
         # Bounded well under the connection's socket timeout (service.app.SOCKET_TIMEOUT).
-        res = await self.redis.blpop([keys.key(op, "wake")], timeout=min(max(timeout, 0.01), 4.0))
-        return res is not None
+        res = await self.redis.blpop(
+            [keys.hand_list(op, worker), keys.key(op, "wake")],
+            timeout=min(max(timeout, 0.01), 4.0),
+        )
+        if res is None or _s(res[0]) != keys.hand_list(op, worker) or not res[1]:
+            return []
+        return [_handed(op, res[1])]
+
+    async def unidle(self, op: str, worker: str, lease: float, *, wake: bool) -> list[Job]:
+        """Hand this worker nothing more (it is stopping); returns what it was handed.
+
+        With ``wake``, its blocking :meth:`wait_for_work` ends at once.
+        """
+        res = await self._run(
+            "unidle", [keys.prefix(op)], [worker, int(lease * 1000), "1" if wake else ""]
+        )
+        return [_handed(op, entry) for entry in res]
 
     async def renew(self, job: Job, lease: float) -> str:
         """Extend a lease: ``ok``, ``cancel`` (cancel requested) or ``lost``."""
@@ -400,6 +446,25 @@ class Queue:
                 out.append((op, _s(entry_id), _s(fields[b"e"])))
         out.sort(key=lambda row: _stream_id(row[1]))
         return out, complete
+
+
+def _handed(op: str, entry: bytes | str) -> Job:
+    # The layout of scripts' handed(): the input is last, as it may hold newlines.
+    if isinstance(entry, str):
+        entry = entry.encode()
+    rid, token, attempt, timeout, max_att, backoff, created, client, data = entry.split(b"\n", 8)
+    return Job(
+        request_id=rid.decode(),
+        op=op,
+        input=data.decode(),
+        attempt=int(attempt),
+        timeout=int(timeout) / 1000,
+        client=client.decode(),
+        max_attempts=int(max_att),
+        backoff=int(backoff) / 1000,
+        token=token.decode(),
+        created_ms=int(created),
+    )
 
 
 def _stream_id(value: str) -> tuple[int, int]:

@@ -138,6 +138,12 @@ local function throughput(now)
   end
   return n, d
 end
+-- A job handed to a worker, newline-separated with the input last (it may hold newlines;
+-- client names may not): id, token, attempt, timeout, max attempts, backoff, created, client.
+local function handed(rec, token, input)
+  return table.concat({rec['id'], token, rec['attempt'], rec['timeout'], rec['max_att'],
+    rec['backoff'], rec['created'], rec['client'], input}, '\n')
+end
 local function wake()
   redis.call('LPUSH', P .. 'wake', '1')
   redis.call('LTRIM', P .. 'wake', 0, 0)
@@ -201,25 +207,60 @@ if ARGV[12] ~= '' then
   table.insert(args, 'cb_events'); table.insert(args, ARGV[13])
 end
 redis.call('HSET', rkey, unpack(args))
-redis.call('ZADD', pending, rec['score'], ARGV[1])
 redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
 -- The listing index forgets requests created long before any could still exist (their records
 -- expire result_ttl after finishing); without this it would grow for ever.
 redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - (tonumber(ARGV[9]) + 604800) * 1000)
 if ikey ~= '' then redis.call('SET', ikey, ARGV[1], 'EX', tonumber(ARGV[14])) end
 emit(rkey, rec, 'status')
+-- Nothing waits and a worker is idle: lease the request to it here and push it onto that
+-- worker's own list, so its blocking pop returns the job itself (no claim round trip).
+local member = nil
+if depth == 0 then
+  member = redis.call('ZRANGEBYSCORE', P .. 'idle', now, '+inf', 'LIMIT', 0, 1)[1]
+end
+if member then
+  redis.call('ZREM', P .. 'idle', member)
+  local sp = string.find(member, ' ', 1, true)
+  local lease_ms, worker = tonumber(string.sub(member, 1, sp - 1)), string.sub(member, sp + 1)
+  local token = worker .. ':h' .. seq
+  rec['status'] = 'running'; rec['started'] = ARGV[5]; rec['worker'] = worker
+  rec['lease'] = token
+  redis.call('HSET', rkey, 'status', 'running', 'started', ARGV[5], 'worker', worker,
+    'lease', token)
+  redis.call('ZADD', P .. 'running', now + lease_ms, ARGV[1])
+  emit(rkey, rec, 'status')
+  outbox(rec, 'running', now)
+  local hk = P .. 'hand:' .. worker
+  redis.call('RPUSH', hk, handed(rec, token, ARGV[4]))
+  redis.call('PEXPIRE', hk, lease_ms * 2 + 60000)
+  return {'created', ARGV[1], '', -1, 'running'}
+end
+redis.call('ZADD', pending, rec['score'], ARGV[1])
 wake()
 return {'created', ARGV[1], '', redis.call('ZRANK', pending, ARGV[1])}
 """
 
-# KEYS[1] prefix. ARGV: now, lease_ms, token, worker, max_jobs, worker_ttl_ms
-# Returns {jobs, soonest_due_or_-1}; jobs flat, 8 per job: id, input, attempt, timeout, client,
-# max attempts, backoff, created
+# KEYS[1] prefix. ARGV: now, lease_ms, token, worker, max_jobs, worker_ttl_ms, idle_ms
+# Returns {jobs, soonest_due_or_-1, handed}; jobs flat, 8 per job: id, input, attempt, timeout,
+# client, max attempts, backoff, created; handed: jobs submits leased to this worker (see
+# handed()). With nothing to claim and idle_ms > 0, the worker is registered idle for idle_ms:
+# the next submit to find the queue empty hands its request straight to it.
 CLAIM = r"""
 local now = tonumber(ARGV[1])
 local pending, running, delayed = P .. 'pending', P .. 'running', P .. 'delayed'
 redis.call('ZADD', P .. 'workers', now + tonumber(ARGV[6]), ARGV[4])
 redis.call('ZREMRANGEBYSCORE', P .. 'workers', '-inf', now - 3600000)  -- long-dead workers
+local member = ARGV[2] .. ' ' .. ARGV[4]
+redis.call('ZREM', P .. 'idle', member)
+redis.call('ZREMRANGEBYSCORE', P .. 'idle', '-inf', now)
+-- Hand-offs its blocking pop did not take (it timed out or was interrupted meanwhile).
+local hk = P .. 'hand:' .. ARGV[4]
+local given = {}
+for _, e in ipairs(redis.call('LRANGE', hk, 0, -1)) do
+  if e ~= '' then table.insert(given, e) end
+end
+redis.call('DEL', hk)
 -- Retries whose backoff has elapsed go back to the queue.
 local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, 100)
 for _, rid in ipairs(due) do
@@ -235,6 +276,16 @@ for _, rid in ipairs(stalled) do
   local rec = hgetall(rkey)
   if rec['status'] == 'running' then
     local attempt = tonumber(rec['attempt'])
+    -- Handed to a worker that never took it (it died idle): this attempt never ran.
+    local untaken = false
+    if rec['worker'] then
+      local whk = P .. 'hand:' .. rec['worker']
+      for _, e in ipairs(redis.call('LRANGE', whk, 0, -1)) do
+        if string.sub(e, 1, #rid + 1) == rid .. '\n' then untaken = true end
+      end
+      if untaken then redis.call('DEL', whk) end
+    end
+    if untaken then attempt = attempt - 1 end
     if rec['cancel'] == '1' then
       terminate(rkey, rec, 'canceled', now, 'error', cjson.encode({
         type = 'urn:acceptd:problem:canceled', title = 'Canceled', status = 409,
@@ -255,6 +306,10 @@ for _, rid in ipairs(stalled) do
         'score', rec['score'])
       redis.call('HDEL', rkey, 'lease', 'worker', 'progress')
       rec['lease'] = nil; rec['worker'] = nil; rec['progress'] = nil
+      if untaken then
+        redis.call('HDEL', rkey, 'started')
+        rec['started'] = nil
+      end
       emit(rkey, rec, 'status')
     end
   end
@@ -288,6 +343,10 @@ for i = 1, #popped, 2 do
   end
 end
 if #popped > 0 and redis.call('ZCARD', pending) > 0 then wake() end
+local idle_ms = tonumber(ARGV[7])
+if #jobs == 0 and #given == 0 and idle_ms > 0 then
+  redis.call('ZADD', P .. 'idle', now + idle_ms, member)
+end
 local nextdue = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
 local lease_next = redis.call('ZRANGE', running, 0, 0, 'WITHSCORES')
 local soonest = -1
@@ -295,7 +354,25 @@ if nextdue[2] then soonest = tonumber(nextdue[2]) end
 if lease_next[2] and (soonest < 0 or tonumber(lease_next[2]) < soonest) then
   soonest = tonumber(lease_next[2])
 end
-return {jobs, fmt(soonest)}
+return {jobs, fmt(soonest), given}
+"""
+
+# KEYS[1] prefix. ARGV: worker, lease_ms (as registered by CLAIM), wake ('1' or '')
+# A stopping worker: no more hand-offs. Returns what was handed to it and not yet taken; with
+# wake, leaves an empty entry that ends its blocking pop at once.
+UNIDLE = r"""
+redis.call('ZREM', P .. 'idle', ARGV[2] .. ' ' .. ARGV[1])
+local hk = P .. 'hand:' .. ARGV[1]
+local given = {}
+for _, e in ipairs(redis.call('LRANGE', hk, 0, -1)) do
+  if e ~= '' then table.insert(given, e) end
+end
+redis.call('DEL', hk)
+if ARGV[3] == '1' then
+  redis.call('RPUSH', hk, '')
+  redis.call('PEXPIRE', hk, 60000)
+end
+return given
 """
 
 # KEYS[1] prefix, KEYS[2] record. ARGV: id, token, now, lease_ms
@@ -432,6 +509,7 @@ return {redis.call('ZCARD', P .. 'pending') + redis.call('ZCARD', P .. 'delayed'
 ALL = {
     "submit": SUBMIT,
     "claim": CLAIM,
+    "unidle": UNIDLE,
     "renew": RENEW,
     "progress": PROGRESS,
     "finish": FINISH,

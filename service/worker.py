@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 StopReason = Literal["cancel", "lost", "shutdown"]
 STORE_PATIENCE = 120.0
+STOP_CLAIMING_PATIENCE = 5.0
 
 
 class JobContext:
@@ -107,6 +108,7 @@ class Worker:
         self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
         self._running: dict[str, _Running] = {}
         self._supervisors: set[asyncio.Task[None]] = set()
+        self._claim_loops: list[asyncio.Task[None]] = []
         self._slot_freed = asyncio.Event()
         self._stopping = False
         self._claims = 0
@@ -122,9 +124,10 @@ class Worker:
 
     async def run(self) -> None:
         """Claim and run until cancelled (use :meth:`shutdown` to stop gracefully)."""
-        tasks = [
+        self._claim_loops = [
             asyncio.create_task(self._claim_loop(op), name=f"claim:{op}") for op in self.operations
         ]
+        tasks = list(self._claim_loops)
         tasks.append(asyncio.create_task(self._renew_loop(), name="renew"))
         tasks.append(asyncio.create_task(self._control_loop(), name="control"))
         try:
@@ -137,6 +140,8 @@ class Worker:
     async def shutdown(self, grace: float) -> None:
         """Stop claiming; let running handlers finish for ``grace`` s, then hand them back."""
         self._stopping = True
+        self._slot_freed.set()
+        await self._stop_claiming()
         if self._supervisors:
             _, pending = await asyncio.wait(set(self._supervisors), timeout=grace)
             if pending:
@@ -147,6 +152,27 @@ class Worker:
         self._executor.shutdown(wait=False, cancel_futures=True)
         if self._process_runner is not None:
             self._process_runner.shutdown()
+
+    async def _stop_claiming(self) -> None:
+        # Unregistered, no submit hands this worker more. What was handed and not taken is
+        # leased to it: it starts here, so shutdown drains it like the rest. The empty entry
+        # left by the first pass ends each blocking pop; the second takes a hand-off that
+        # raced with it.
+        lease = self.settings.lease_seconds
+        try:
+            async with asyncio.timeout(STOP_CLAIMING_PATIENCE):
+                for op in self.operations:
+                    for job in await self.queue.unidle(op, self.id, lease, wake=True):
+                        self._start(job)
+                loops = [t for t in self._claim_loops if not t.done()]
+                if loops:
+                    await asyncio.wait(loops)
+                for op in self.operations:
+                    for job in await self.queue.unidle(op, self.id, lease, wake=False):
+                        self._start(job)
+        except (RedisError, TimeoutError) as exc:
+            # A hand-off missed here waits out its lease, then runs elsewhere, uncounted.
+            log.warning("could not take back hand-offs while stopping: %s", exc)
 
     async def _claim(self, op: str) -> int:
         free = self._free()
@@ -168,6 +194,8 @@ class Worker:
             free,
             self.settings.lease_seconds,
             self.settings.idle_check_seconds * 3,
+            # Each operation's submits may hand this worker one request: only with room for all.
+            idle=self._idle_wait() if free >= len(self.operations) else 0.0,
         )
         for job in jobs:
             self._start(job)
@@ -177,6 +205,10 @@ class Worker:
 
     def _renewals_stale(self) -> bool:
         return time.monotonic() - self._renewed_at > self.settings.lease_seconds / 3
+
+    def _idle_wait(self) -> float:
+        # queue.wait_for_work bounds its blocking pop to 4 s.
+        return min(self.settings.idle_check_seconds, 4.0)
 
     async def _claim_loop(self, op: str) -> None:
         while not self._stopping:
@@ -189,10 +221,13 @@ class Worker:
                 self._outage.succeeded()
                 if claimed:
                     continue
-                timeout = self.settings.idle_check_seconds
+                timeout = self._idle_wait()
                 if self._next_due is not None:
                     timeout = min(timeout, max((self._next_due - self.queue.now_ms()) / 1000, 0.01))
-                await self.queue.wait_for_work(op, timeout)
+                # A job handed over is leased to this worker: it runs even when stopping.
+                handed = await self.queue.wait_for_work(op, self.id, timeout)
+                for job in handed:
+                    self._start(job)
             except asyncio.CancelledError:
                 raise
             except RedisError as exc:

@@ -13,6 +13,7 @@ import yaml
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from service import keys
 from service.app import create_app
 from service.config import Settings, settings_from_dict
 from service.state import Roles
@@ -113,6 +114,23 @@ async def test_respond_async_returns_202_with_monitor_links_and_headers(idle: Cl
     ]
     for field in ("created_at", "updated_at"):
         assert body[field].endswith("Z")
+
+
+async def test_an_idle_worker_starts_a_request_at_once_and_the_202_says_so(
+    client: Client, redis_client: Any
+) -> None:
+    idle_workers = keys.key("sleep", "idle")
+    while not await redis_client.zcard(idle_workers):  # the worker's first claim found nothing
+        await asyncio.sleep(0.01)
+    status, body, _ = await post(client, "sleep", {"seconds": 0.5}, **ASYNC)
+    assert status == 202 and body["status"] == "running" and body["position"] is None
+    assert body["started_at"] == body["created_at"] == body["updated_at"]
+    monitor = await (await client.get(f"/v1/queue/requests/{body['id']}")).json()
+    assert monitor["status"] == "running"
+    # The 202 shows the times the request was stored with, not when the answer was written.
+    for field in ("created_at", "started_at", "updated_at"):
+        assert monitor[field] == body[field]
+    await wait_status(client, body["id"], {"succeeded"})
 
 
 async def test_public_url_is_used_for_absolute_links(app_client: MakeClient) -> None:

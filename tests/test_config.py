@@ -165,6 +165,10 @@ def test_appendfsync_no_is_accepted(tmp_path: Path) -> None:
         ("auth:\n  clients: [{name: a}]\n", "auth.clients[0].key: required"),
         ("auth:\n  clients: [{name: a, key: short}]\n", "auth.clients[0].key: must be at least"),
         (
+            "auth:\n  clients: [{name: 'team a', key: aaaaaaaaaaaaaaaaaaaa}]\n",
+            "auth.clients[0].name: no spaces",
+        ),
+        (
             "auth:\n  clients:\n    - {name: a, key: aaaaaaaaaaaaaaaaaaaa}\n"
             "    - {name: a, key: bbbbbbbbbbbbbbbbbbbb}\n",
             "auth.clients[1].name: duplicate client 'a'",

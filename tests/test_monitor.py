@@ -5,9 +5,10 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from service.monitor import render, render_queued
+from service.monitor import render, render_accepted
 
 
+@pytest.mark.parametrize("started", [False, True])
 @pytest.mark.parametrize(
     ("op", "position", "priority", "now"),
     [
@@ -16,18 +17,20 @@ from service.monitor import render, render_queued
         ("échos", None, 10, 86_400_000),
     ],
 )
-def test_queued_template_matches_the_renderer(
-    op: str, position: int | None, priority: int, now: int
+def test_accepted_template_matches_the_renderer(
+    op: str, position: int | None, priority: int, now: int, started: bool
 ) -> None:
     rid = "01KB0000000000000000000000000000AB"
     record = {
         "id": rid,
         "client": "anonymous",
-        "status": "queued",
+        "status": "running" if started else "queued",
         "prio": str(priority),
         "attempt": "1",
         "created": str(now),
         "updated": str(now),
     }
+    if started:
+        record["started"] = str(now)
     expected = orjson.dumps(render(op, record, position=position, eta=None))
-    assert render_queued(op, rid, position, priority, now) == expected
+    assert render_accepted(op, rid, position, priority, now, started=started) == expected

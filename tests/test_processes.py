@@ -158,6 +158,65 @@ async def test_sigkilled_past_max_attempts_fails_worker_lost(
     assert await b.terminate() == 0
 
 
+async def idle_workers(redis: aredis.Redis, op: str) -> list[str]:
+    """The workers registered idle on ``op`` (``"<lease_ms> <worker id>"``)."""
+    members: Any = await redis.zrange(keys.key(op, "idle"), 0, -1)
+    return [m.decode() for m in members]
+
+
+async def test_a_sigkilled_idle_worker_loses_no_hand_off_and_spends_no_attempt(
+    aiohttp_client: AiohttpClient,
+    redis_url: str,
+    procs: Processes,
+    queue_redis: aredis.Redis,
+) -> None:
+    # The shipped config gives sleep a single attempt: a spent one would fail it.
+    client = await api_client(aiohttp_client, redis_url)
+    slow = worker_env(redis_url, ACCEPTD_WORKER__IDLE_CHECK_SECONDS="4")
+    a = procs.start("worker", slow)
+    await wait_worker_ready(a, queue_redis, "sleep")
+
+    async def freshly_registered() -> bool:
+        # Registered for at least 2 s more: still valid when the submit comes.
+        rows: Any = await queue_redis.zrange(keys.key("sleep", "idle"), 0, -1, withscores=True)
+        soon = time.time() * 1000 + 2000
+        return any(f":{a.pid}:" in m.decode() and until > soon for m, until in rows)
+
+    await wait_until(freshly_registered, 10, interval=0.02, message="the worker to wait idle")
+    a.kill()
+    # Its registration outlives it: the submit hands the request to the dead worker.
+    accepted = await (
+        await client.post("/v1/sleep", json={"seconds": 0.1}, headers={"Prefer": "respond-async"})
+    ).json()
+    assert accepted["status"] == "running"
+    b = procs.start("worker", worker_env(redis_url))
+    final = await wait_status(client, accepted["id"], TERMINAL, 20)
+    assert final["status"] == "succeeded", final
+    assert final["attempt"] == 1
+    assert await b.terminate() == 0
+
+
+async def test_a_sigtermed_idle_worker_is_handed_nothing_more(
+    aiohttp_client: AiohttpClient,
+    redis_url: str,
+    procs: Processes,
+    queue_redis: aredis.Redis,
+) -> None:
+    client = await api_client(aiohttp_client, redis_url)
+    a = procs.start("worker", worker_env(redis_url, ACCEPTD_WORKER__IDLE_CHECK_SECONDS="4"))
+    await wait_worker_ready(a, queue_redis, "echo")
+
+    async def registered() -> bool:
+        return any(f":{a.pid}:" in m for m in await idle_workers(queue_redis, "echo"))
+
+    await wait_until(registered, 10, message="the worker to wait idle")
+    assert await a.terminate(timeout=10) == 0, a.output()
+    assert await idle_workers(queue_redis, "echo") == []
+    rid = await submit(client, "echo", {"after": "stop"})
+    body = await monitor(client, rid)
+    assert (body["status"], body["position"]) == ("queued", 0)
+
+
 async def test_sigterm_finishes_a_short_job_then_exits_0(
     aiohttp_client: AiohttpClient,
     redis_url: str,

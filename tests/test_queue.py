@@ -416,3 +416,131 @@ async def test_indexes_do_not_grow_for_ever(
     await queue.claim("echo", "w2", "t2", 1, lease=30, worker_ttl=10)
     workers = await redis_client.zrange(keys.key("echo", "workers"), 0, -1)
     assert workers == [b"w2"]
+
+
+async def test_an_idle_worker_is_handed_the_next_request_already_leased(
+    queue: Queue, redis_client: aredis.Redis
+) -> None:
+    assert await queue.claim("echo", "w1", "t", 10, lease=30, worker_ttl=10, idle=4) == ([], None)
+    rid = new_request_id("echo", queue.now_ms())
+    res = await queue.submit("echo", rid, "alice", '{"x":\n1}', LIMITS)
+    assert res.outcome == "created" and res.started and res.position is None
+    assert res.at_ms == queue.now_ms()
+    # The worker's blocking pop returns the job itself: no claim.
+    [job] = await queue.wait_for_work("echo", "w1", 1)
+    assert (job.request_id, job.input, job.attempt, job.client) == (rid, '{"x":\n1}', 1, "alice")
+    assert job.max_attempts == 2 and job.timeout == 10 and job.created_ms == queue.now_ms()
+    snap = await queue.read("echo", rid)
+    assert snap is not None and snap.record["status"] == "running"
+    assert snap.record["started"] == str(queue.now_ms()) and snap.record["worker"] == "w1"
+    assert await redis_client.zscore(keys.key("echo", "running"), rid) == queue.now_ms() + 30_000
+    assert await queue.renew(job, 30) == "ok"
+    # One registration, one hand-off: the next request waits in the queue for a claim.
+    later = await submit(queue)
+    assert (await queue.read("echo", later)).position == 0  # type: ignore[union-attr]
+    assert await queue.wait_for_work("echo", "w1", 0.05) == []  # the wake marker
+    assert await queue.finish(job, "succeeded", "1") == "succeeded"
+
+
+async def test_a_hand_off_keeps_its_events_in_order(
+    queue: Queue, redis_client: aredis.Redis
+) -> None:
+    await queue.claim("echo", "w1", "t", 10, lease=30, worker_ttl=10, idle=4)
+    pubsub = redis_client.pubsub()
+    await pubsub.subscribe(keys.events_channel("echo"))
+    await pubsub.get_message(timeout=1)
+    rid = await submit(queue)
+    statuses = []
+    for _ in range(2):
+        msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=2)
+        assert msg is not None
+        statuses.append(json.loads(msg["data"].split(b" ", 3)[3])["rec"]["status"])
+    await pubsub.aclose()  # type: ignore[no-untyped-call]
+    assert statuses == ["queued", "running"]
+    assert (await queue.read("echo", rid)).record["evseq"] == "2"  # type: ignore[union-attr]
+
+
+async def test_no_hand_off_past_waiting_requests_or_expired_registrations(
+    queue: Queue, clock: Clock
+) -> None:
+    async def claim_one(worker: str) -> list[Job]:
+        jobs, _ = await queue.claim("echo", worker, worker + "t", 1, 30, 10, idle=4)
+        return jobs
+
+    async def status(rid: str) -> tuple[str, int | None]:
+        snap = await queue.read("echo", rid)
+        assert snap is not None
+        return snap.record["status"], snap.position
+
+    first = await submit(queue)
+    assert [j.request_id for j in await claim_one("w1")] == [first]
+    # A claim that found work registers nothing.
+    second = await submit(queue)
+    assert await status(second) == ("queued", 0)
+    [running] = await claim_one("w2")
+    assert await claim_one("w1") == []  # registered idle
+    # A request released to the head waits: the next submit must not overtake it.
+    assert await queue.release(running) == "released"
+    third = await submit(queue)
+    assert await status(third) == ("queued", 1)
+    assert [j.request_id for j in await claim_one("w2")] == [second]
+    assert [j.request_id for j in await claim_one("w2")] == [third]
+    # Now empty: handed over, and one registration is one hand-off.
+    fourth = await submit(queue)
+    assert await status(fourth) == ("running", None)
+    fifth = await submit(queue)
+    assert await status(fifth) == ("queued", 0)
+    # A registration expires with the worker's wait.
+    assert [j.request_id for j in await claim_one("w2")] == [fifth]
+    assert await claim_one("w2") == []
+    clock.now += 5
+    late = await submit(queue)
+    assert await status(late) == ("queued", 0)
+
+
+async def test_a_hand_off_its_worker_never_took_runs_elsewhere_without_counting_an_attempt(
+    queue: Queue, clock: Clock
+) -> None:
+    once = Limits(attempts=1, timeout=10, result_ttl=60, max_queue_depth=5, retry_backoff=1.0)
+    await queue.claim("echo", "dead", "t", 10, lease=30, worker_ttl=10, idle=4)
+    rid = await submit(queue, limits=once)
+    # The worker died before its blocking pop took the job: its lease expires.
+    clock.now += 31
+    [job] = await claim(queue, token="t2")
+    assert job.request_id == rid and job.attempt == 1
+    snap = await queue.read("echo", rid)
+    assert snap is not None and snap.record["status"] == "running"
+    assert snap.record["worker"] == "w1"
+    assert await queue.finish(job, "succeeded", "1") == "succeeded"
+
+
+async def test_a_hand_off_its_worker_took_counts_as_an_attempt(queue: Queue, clock: Clock) -> None:
+    once = Limits(attempts=1, timeout=10, result_ttl=60, max_queue_depth=5, retry_backoff=1.0)
+    await queue.claim("echo", "dead", "t", 10, lease=30, worker_ttl=10, idle=4)
+    rid = await submit(queue, limits=once)
+    assert len(await queue.wait_for_work("echo", "dead", 1)) == 1  # taken, then the worker died
+    clock.now += 31
+    assert await claim(queue, token="t2") == []
+    snap = await queue.read("echo", rid)
+    assert snap is not None and snap.record["status"] == "failed"
+    assert json.loads(snap.record["error"])["type"].endswith("worker-lost")
+
+
+async def test_a_claim_takes_hand_offs_its_blocking_pop_missed(queue: Queue) -> None:
+    await queue.claim("echo", "w1", "t", 10, lease=30, worker_ttl=10, idle=4)
+    rid = await submit(queue)
+    jobs, _ = await queue.claim("echo", "w1", "t2", 10, lease=30, worker_ttl=10, idle=4)
+    assert [(j.request_id, j.token) for j in jobs] == [(rid, jobs[0].token)]
+    assert jobs[0].token != "t2"  # the lease the submit gave it
+    assert await queue.finish(jobs[0], "succeeded", "1") == "succeeded"
+
+
+async def test_a_stopping_worker_is_handed_nothing_more_and_its_wait_ends(queue: Queue) -> None:
+    await queue.claim("echo", "w1", "t", 10, lease=30, worker_ttl=10, idle=4)
+    rid = await submit(queue)
+    [job] = await queue.unidle("echo", "w1", 30, wake=True)  # handed before it stopped
+    assert job.request_id == rid
+    assert await queue.wait_for_work("echo", "w1", 2) == []  # ended by the empty entry
+    queued = await submit(queue)
+    assert (await queue.read("echo", queued)).position == 0  # type: ignore[union-attr]
+    assert await queue.unidle("echo", "w1", 30, wake=False) == []
