@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import importlib
 import json
 import os
 import platform
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -192,7 +194,6 @@ class Bench:
         self.budget = budget
         self.tmp = tmp
         self.wrk = wrk
-        self.rows: list[Row] = []
         self.redis_port = free_port()
         self.embedded = EmbeddedRedis(tmp / "redis", port=self.redis_port, appendonly=False)
         self.embedded.start()
@@ -331,27 +332,22 @@ class Bench:
 
     # 4. ceilings ----------------------------------------------------------------------
 
-    def ceilings(self) -> None:
-        row = Row("4", "aiohttp hello-world POST", "aiohttp (no uvloop)", "req/s")
+    def start_hello(self) -> tuple[Server, int]:
         port = free_port()
         server = Server(
             "hello", [sys.executable, str(BENCH / "hello_server.py"), "--port", str(port)], self.tmp
         )
-        try:
-            server.wait_for_http(f"http://127.0.0.1:{port}/healthz")
-            for _ in range(self.plan.runs):
-                c0 = self.cpu_snapshot({"api": server})
-                fin = self.http_load(f"http://127.0.0.1:{port}/", self.plan.wrk_seconds, prefer="")
-                c1 = self.cpu_snapshot({"api": server})
-                if fin.result is None:
-                    raise RuntimeError(f"load client failed: {fin.output[-1000:]}")
-                n = fin.result["requests"]
-                row.runs.append(Run(n / fin.result["elapsed"], cpu_per_job(c0, c1, n, fin)))
-        finally:
-            server.stop()
-        row.note = f"same load client: {self.client_name()}; server CPU in the A column"
-        self.rows.append(row)
-        self.rows.append(self.evalsha_ceiling())
+        server.wait_for_http(f"http://127.0.0.1:{port}/healthz")
+        return server, port
+
+    def hello_run(self, server: Server, port: int) -> Run:
+        c0 = self.cpu_snapshot({"api": server})
+        fin = self.http_load(f"http://127.0.0.1:{port}/", self.plan.wrk_seconds, prefer="")
+        c1 = self.cpu_snapshot({"api": server})
+        if fin.result is None:
+            raise RuntimeError(f"load client failed: {fin.output[-1000:]}")
+        n = fin.result["requests"]
+        return Run(n / fin.result["elapsed"], cpu_per_job(c0, c1, n, fin))
 
     def evalsha_ceiling(self) -> Row:
         """EVALSHA of a SET+ZADD script: raw RESP over one socket, pipelined (no client cost)."""
@@ -417,27 +413,24 @@ class Bench:
 
     # acceptd ---------------------------------------------------------------------------
 
-    def acceptd_enqueue(self) -> Row:
-        row = Row("1", "enqueue (HTTP 202, POST /v1/echo respond-async)", "acceptd", "req/s")
+    def acceptd_enqueue_run(self) -> Run:
         assert self.api is not None
         url = f"http://127.0.0.1:{self.api_port}/v1/echo"
-        for _ in range(self.plan.runs):
-            self.flush()
-            c0 = self.cpu_snapshot({"api": self.api})
-            fin = self.http_load(url, self.plan.wrk_seconds)
-            c1 = self.cpu_snapshot({"api": self.api})
-            if fin.result is None:
-                raise RuntimeError(f"load client failed: {fin.output[-1000:]}")
-            accepted = int(self.r.zcard(ECHO + "pending"))
-            row.runs.append(
-                Run(accepted / fin.result["elapsed"], cpu_per_job(c0, c1, accepted, fin))
-            )
         self.flush()
-        row.note = (
+        c0 = self.cpu_snapshot({"api": self.api})
+        fin = self.http_load(url, self.plan.wrk_seconds)
+        c1 = self.cpu_snapshot({"api": self.api})
+        if fin.result is None:
+            raise RuntimeError(f"load client failed: {fin.output[-1000:]}")
+        accepted = int(self.r.zcard(ECHO + "pending"))
+        self.flush()
+        return Run(accepted / fin.result["elapsed"], cpu_per_job(c0, c1, accepted, fin))
+
+    def acceptd_enqueue_note(self) -> str:
+        return (
             f"{self.client_name()}, {self.plan.wrk_seconds:g} s per run; rate = requests "
             "queued (ZCARD pending) / duration; one `acceptd api` process, no worker"
         )
-        return row
 
     def acceptd_done(self, deadline: float) -> tuple[int, int]:
         """Wait until every submitted request has finished: (submitted, finished).
@@ -460,89 +453,79 @@ class Bench:
             time.sleep(0.005)
         return submitted, finished
 
-    def acceptd_drain(self) -> Row:
-        row = Row("2", f"drain N={self.plan.n:,} (first submit → last result)", "acceptd", "jobs/s")
+    def acceptd_drain_run(self) -> Run:
         assert self.api is not None and self.worker is not None
         url = f"http://127.0.0.1:{self.api_port}/v1/echo"
         n = self.plan.n
-        runs = self.runs_for(n / 1500 + 5, 300)
-        for _ in range(runs):
-            self.flush()
-            stopped = [False]
-
-            def tick(popen: subprocess.Popen[bytes], stopped: list[bool] = stopped) -> None:
-                if not stopped[0] and int(self.r.get(ECHO + "seq") or 0) >= n:
-                    popen.send_signal(2)  # SIGINT: wrk prints its summary and exits
-                    stopped[0] = True
-
-            servers = {"api": self.api, "worker": self.worker}
-            c0 = self.cpu_snapshot(servers)
-            t0 = time.perf_counter()
-            fin = self.http_load(url, 120, limit=n, on_tick=tick)
-            total, finished = self.acceptd_done(time.monotonic() + 120)
-            elapsed = time.perf_counter() - t0
-            c1 = self.cpu_snapshot(servers)
-            if finished != total:
-                raise RuntimeError(f"acceptd drain: {finished} finished of {total} submitted")
-            row.runs.append(Run(total / elapsed, cpu_per_job(c0, c1, total, fin)))
         self.flush()
-        row.note = (
+        stopped = [False]
+
+        def tick(popen: subprocess.Popen[bytes], stopped: list[bool] = stopped) -> None:
+            if not stopped[0] and int(self.r.get(ECHO + "seq") or 0) >= n:
+                popen.send_signal(2)  # SIGINT: wrk prints its summary and exits
+                stopped[0] = True
+
+        servers = {"api": self.api, "worker": self.worker}
+        c0 = self.cpu_snapshot(servers)
+        t0 = time.perf_counter()
+        fin = self.http_load(url, 120, limit=n, on_tick=tick)
+        total, finished = self.acceptd_done(time.monotonic() + 120)
+        elapsed = time.perf_counter() - t0
+        c1 = self.cpu_snapshot(servers)
+        if finished != total:
+            raise RuntimeError(f"acceptd drain: {finished} finished of {total} submitted")
+        self.flush()
+        return Run(total / elapsed, cpu_per_job(c0, c1, total, fin))
+
+    def acceptd_drain_note(self) -> str:
+        return (
             f"`acceptd api` + `acceptd worker` (concurrency 50), producer {self.client_name()} "
             "concurrent (stopped at N, a few in flight may add); done when the finish count "
             "(`tput` hash) equals the submit counter (`seq`) and pending+running are empty"
         )
-        if runs < self.plan.runs:
-            row.note += f"; {runs} run(s) for time"
-        return row
 
-    def acceptd_latency(self, mode: str) -> Row:
+    def acceptd_latency_run(self, mode: str) -> Run:
         assert self.api is not None
-        label = {
-            "sync": ("sync POST (201) round trip", "acceptd sync"),
-            "sse": ("respond-async + SSE until terminal", "acceptd async+SSE"),
-        }[mode]
-        row = Row("3", f"latency, {self.plan.latency_n} sequential: " + label[0], label[1], "ms")
         servers = {"api": self.api, "worker": self.worker}
-        for _ in range(self.plan.runs):
-            self.flush()
-            args = [
-                sys.executable,
-                str(BENCH / "http_client.py"),
-                mode,
-                "--url",
-                f"http://127.0.0.1:{self.api_port}",
-                "--n",
-                str(self.plan.latency_n),
-                "--duration",
-                "60",
-            ]
-            c0 = self.cpu_snapshot(servers)
-            fin = run_client(args, self.log_path(f"lat-{mode}"), 90)
-            c1 = self.cpu_snapshot(servers)
-            res = need(fin, "latency client")
-            bad = {
-                k: v
-                for k, v in res["statuses"].items()
-                if k != ("201" if mode == "sync" else "200")
-            }
-            if bad:
-                raise RuntimeError(f"acceptd {mode} latency: unexpected statuses {bad}")
-            row.runs.append(
-                Run(
-                    res["p50_ms"],
-                    cpu_per_job(c0, c1, res["n"], fin, res.get("cpu_s")),
-                    {"p99_ms": res["p99_ms"]},
-                )
-            )
         self.flush()
-        row.note = (
-            "aiohttp client, one connection, no Prefer: the API waits on its events "
-            "subscription and answers 201 with the result; p50 (p99)"
-            if mode == "sync"
-            else "POST respond-async (202), then GET …/requests/{id}/events read until the "
+        args = [
+            sys.executable,
+            str(BENCH / "http_client.py"),
+            mode,
+            "--url",
+            f"http://127.0.0.1:{self.api_port}",
+            "--n",
+            str(self.plan.latency_n),
+            "--duration",
+            "60",
+        ]
+        c0 = self.cpu_snapshot(servers)
+        fin = run_client(args, self.log_path(f"lat-{mode}"), 90)
+        c1 = self.cpu_snapshot(servers)
+        res = need(fin, "latency client")
+        bad = {
+            k: v for k, v in res["statuses"].items() if k != ("201" if mode == "sync" else "200")
+        }
+        if bad:
+            raise RuntimeError(f"acceptd {mode} latency: unexpected statuses {bad}")
+        self.flush()
+        return Run(
+            res["p50_ms"],
+            cpu_per_job(c0, c1, res["n"], fin, res.get("cpu_s")),
+            {"p99_ms": res["p99_ms"]},
+        )
+
+    @staticmethod
+    def acceptd_latency_note(mode: str) -> str:
+        if mode == "sync":
+            return (
+                "aiohttp client, one connection, no Prefer: the API waits on its events "
+                "subscription and answers 201 with the result; p50 (p99)"
+            )
+        return (
+            "POST respond-async (202), then GET …/requests/{id}/events read until the "
             "stream ends after the terminal event"
         )
-        return row
 
     # 5. scale ----------------------------------------------------------------------------
 
@@ -688,90 +671,80 @@ class Bench:
 
     # peers -----------------------------------------------------------------------------
 
-    def peer(self, name: str, python: Path, version: str) -> list[Row]:
-        script = str(BENCH / f"peer_{name}.py")
-        label = f"{name} {version}"
-        base = [str(python), script]
+    @contextlib.contextmanager
+    def peer_worker(self, name: str, python: Path) -> Iterator[Server]:
+        """The peer's worker process, started for one run and stopped after it."""
         common = ["--url", self.url, "--concurrency", str(CONCURRENCY)]
-        enq = Row("1", "enqueue (direct, one Python process)", label, "jobs/s")
-        drain = Row("2", f"drain N={self.plan.n:,} (first submit → last result)", label, "jobs/s")
-        lat = Row("3", f"latency, {self.plan.latency_n} sequential: enqueue → result", label, "ms")
-        n = self.plan.n
-        for _ in range(self.runs_for(n / 2000 + 3, 240)):
-            self.flush()
-            c0 = self.cpu_snapshot({})
-            fin = run_client(
-                [*base, "enqueue", "--n", str(n), *common, "--time-limit", "60"],
-                self.log_path(f"{name}-enq"),
-                90,
-            )
-            c1 = self.cpu_snapshot({})
-            res = need(fin, f"{name} enqueue")
-            enq.runs.append(
-                Run(
-                    res["n"] / res["enqueue_elapsed"],
-                    cpu_per_job(c0, c1, res["n"], fin, res["cpu_s"]),
-                )
-            )
-        self.flush()
-        worker = Server(f"{name}-worker", [*base, "worker", *common], self.tmp)
+        worker = Server(
+            f"{name}-worker",
+            [str(python), str(BENCH / f"peer_{name}.py"), "worker", *common],
+            self.tmp,
+        )
         try:
             worker.wait_for_output("READY")
             time.sleep(0.5)
-            estimate = n / 800 + 5
-            runs = self.runs_for(estimate, 200)
-            for _ in range(runs):
-                self.flush()
-                servers = {"worker": worker}
-                c0 = self.cpu_snapshot(servers)
-                fin = run_client(
-                    [*base, "drain", "--n", str(n), *common, "--time-limit", "100"],
-                    self.log_path(f"{name}-drain"),
-                    130,
-                )
-                c1 = self.cpu_snapshot(servers)
-                res = need(fin, f"{name} drain")
-                if not res["finished"]:
-                    raise RuntimeError(f"{name} drain did not finish in time")
-                drain.runs.append(
-                    Run(res["n"] / res["elapsed"], cpu_per_job(c0, c1, res["n"], fin, res["cpu_s"]))
-                )
-            if runs < self.plan.runs:
-                drain.note = f"{runs} run(s) for time"
-            self.flush()
-            for _ in range(self.runs_for(self.plan.latency_n * 0.012 + 2, 150)):
-                servers = {"worker": worker}
-                c0 = self.cpu_snapshot(servers)
-                fin = run_client(
-                    [
-                        *base,
-                        "latency",
-                        "--n",
-                        str(self.plan.latency_n),
-                        *common,
-                        "--time-limit",
-                        "60",
-                    ],
-                    self.log_path(f"{name}-lat"),
-                    90,
-                )
-                c1 = self.cpu_snapshot(servers)
-                res = need(fin, f"{name} latency")
-                lat.runs.append(
-                    Run(
-                        res["p50_ms"],
-                        cpu_per_job(c0, c1, res["n"], fin, res["cpu_s"]),
-                        {"p99_ms": res["p99_ms"]},
-                    )
-                )
-            self.flush()
+            yield worker
         finally:
             worker.stop()
+
+    def peer_run(self, name: str, python: Path, mode: str) -> Run:
+        """One run of a peer: ``enqueue`` (no worker), ``drain`` or ``latency``."""
+        n = self.plan.latency_n if mode == "latency" else self.plan.n
+        args = [
+            str(python),
+            str(BENCH / f"peer_{name}.py"),
+            mode,
+            "--n",
+            str(n),
+            "--url",
+            self.url,
+            "--concurrency",
+            str(CONCURRENCY),
+            "--time-limit",
+            "100" if mode == "drain" else "60",
+        ]
+        self.flush()
+        with contextlib.ExitStack() as stack:
+            servers: dict[str, Any] = {}
+            if mode != "enqueue":
+                servers["worker"] = stack.enter_context(self.peer_worker(name, python))
+            c0 = self.cpu_snapshot(servers)
+            fin = run_client(args, self.log_path(f"{name}-{mode}"), 130)
+            c1 = self.cpu_snapshot(servers)
+        self.flush()
+        res = need(fin, f"{name} {mode}")
+        cpu = cpu_per_job(c0, c1, res["n"], fin, res["cpu_s"])
+        if mode == "enqueue":
+            return Run(res["n"] / res["enqueue_elapsed"], cpu)
+        if mode == "drain":
+            if not res["finished"]:
+                raise RuntimeError(f"{name} drain did not finish in time")
+            return Run(res["n"] / res["elapsed"], cpu)
+        return Run(res["p50_ms"], cpu, {"p99_ms": res["p99_ms"]})
+
+    def peer_rows(self, name: str, version: str) -> dict[str, Row]:
+        label = f"{name} {version}"
         how = PEER_NOTES[name]
-        enq.note = how["enqueue"]
-        drain.note = "; ".join(x for x in (how["drain"], drain.note) if x)
-        lat.note = how["latency"]
-        return [enq, drain, lat]
+        p = self.plan
+        return {
+            "enqueue": Row(
+                "1", "enqueue (direct, one Python process)", label, "jobs/s", note=how["enqueue"]
+            ),
+            "drain": Row(
+                "2",
+                f"drain N={p.n:,} (first submit → last result)",
+                label,
+                "jobs/s",
+                note=how["drain"],
+            ),
+            "latency": Row(
+                "3",
+                f"latency, {p.latency_n} sequential: enqueue → result",
+                label,
+                "ms",
+                note=how["latency"],
+            ),
+        }
 
 
 PEER_NOTES = {
@@ -842,6 +815,7 @@ def main() -> int:
     log(f"setup done in {budget.elapsed():.0f} s; wrk: {wrk or 'missing, aiohttp client'}")
 
     rows: list[Row] = []
+    skipped: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="acceptd-bench-") as tmpdir, background_load() as load:
         bench = Bench(plan, budget, Path(tmpdir), wrk)
         server_version = str(
@@ -849,30 +823,93 @@ def main() -> int:
             or bench.r.info("server").get("redis_version")
         )
         try:
-            log("ceilings")
-            bench.ceilings()
-            log("acceptd: enqueue")
-            bench.api, bench.api_port = bench.start_api()
-            acc_enq = bench.acceptd_enqueue()
-            log("acceptd: drain")
-            bench.worker = bench.start_worker()
-            acc_drain = bench.acceptd_drain()
-            log("acceptd: latency")
-            acc_sync = bench.acceptd_latency("sync")
-            acc_sse = bench.acceptd_latency("sse")
-            bench.worker.stop()
-            bench.worker = None
-            peer_rows: dict[str, list[Row]] = {}
+            log("ceiling: Redis EVALSHA")
+            evalsha = bench.evalsha_ceiling()
+            peer_rows: dict[str, dict[str, Row]] = {}
+            ready: list[tuple[str, Path]] = []
             for name in wanted:
                 python, version = peers[name]
                 if python is None:
-                    peer_rows[name] = [Row("1-3", "all", name, "", skipped=version)]
+                    skipped.append(Row("1-3", "all", name, "", skipped=version))
                     continue
-                if budget.left() < 150:
-                    peer_rows[name] = [Row("1-3", "all", name, "", skipped="out of time budget")]
-                    continue
-                log(f"{name}: enqueue, drain, latency")
-                peer_rows[name] = bench.peer(name, python, version)
+                peer_rows[name] = bench.peer_rows(name, version)
+                ready.append((name, python))
+
+            def peer_steps(mode: str) -> list[tuple[Row, Callable[[], Run]]]:
+                return [
+                    (peer_rows[name][mode], functools.partial(bench.peer_run, name, python, mode))
+                    for name, python in ready
+                ]
+
+            # Each round runs every contender once, so the machine's drift (±20 % between
+            # minutes here) moves all of them alike; the targets compare runs of one round.
+            acc_enq = Row(
+                "1",
+                "enqueue (HTTP 202, POST /v1/echo respond-async)",
+                "acceptd",
+                "req/s",
+                note=bench.acceptd_enqueue_note(),
+            )
+            hello = Row(
+                "4",
+                "aiohttp hello-world POST",
+                "aiohttp (no uvloop)",
+                "req/s",
+                note=f"same load client: {bench.client_name()}; server CPU in the A column",
+            )
+            hello_server, hello_port = bench.start_hello()
+            bench.api, bench.api_port = bench.start_api()
+            try:
+                interleave(
+                    bench.runs_for(2 * plan.wrk_seconds + 8 * len(ready) + 4, 480),
+                    [
+                        (acc_enq, bench.acceptd_enqueue_run),
+                        (hello, functools.partial(bench.hello_run, hello_server, hello_port)),
+                        *peer_steps("enqueue"),
+                    ],
+                    "enqueue",
+                )
+            finally:
+                hello_server.stop()
+            bench.worker = bench.start_worker()
+            acc_drain = Row(
+                "2",
+                f"drain N={plan.n:,} (first submit → last result)",
+                "acceptd",
+                "jobs/s",
+                note=bench.acceptd_drain_note(),
+            )
+            interleave(
+                bench.runs_for(plan.n / 1500 * (1 + len(ready)) + 4 * len(ready) + 5, 380),
+                [(acc_drain, bench.acceptd_drain_run), *peer_steps("drain")],
+                "drain",
+            )
+            label = f"latency, {plan.latency_n} sequential: "
+            acc_sync = Row(
+                "3",
+                label + "sync POST (201) round trip",
+                "acceptd sync",
+                "ms",
+                note=bench.acceptd_latency_note("sync"),
+            )
+            acc_sse = Row(
+                "3",
+                label + "respond-async + SSE until terminal",
+                "acceptd async+SSE",
+                "ms",
+                note=bench.acceptd_latency_note("sse"),
+            )
+            interleave(
+                bench.runs_for(plan.latency_n * 0.004 * (2 + len(ready)) + 3 * len(ready), 300),
+                [
+                    (acc_sync, functools.partial(bench.acceptd_latency_run, "sync")),
+                    (acc_sse, functools.partial(bench.acceptd_latency_run, "sse")),
+                    *peer_steps("latency"),
+                ],
+                "latency",
+            )
+            bench.worker.stop()
+            bench.worker = None
             log("scale: memory, monitor at depth")
             scale_rows = bench.scale()
             log("durability: AOF everysec / always")
@@ -882,21 +919,26 @@ def main() -> int:
         finally:
             bench.close()
 
-    ceil_rows = bench.rows
-    hello = ceil_rows[0]
     by_section: dict[str, list[Row]] = {"1": [acc_enq], "2": [acc_drain], "3": [acc_sync, acc_sse]}
     for prow in peer_rows.values():
-        for r in prow:
-            by_section.setdefault(r.section, []).append(r)
+        for r in prow.values():
+            by_section[r.section].append(r)
     for sec in ("1", "2", "3"):
-        rows.extend(by_section.get(sec, []))
-    rows.extend(r for prow in peer_rows.values() for r in prow if r.skipped)
-    rows.extend(ceil_rows)
+        rows.extend(by_section[sec])
+    rows.extend(skipped)
+    rows.extend([hello, evalsha])
     rows.extend(scale_rows)
     rows.append(aof)
     rows.extend(hook_rows)
 
-    targets = make_targets(acc_enq, acc_drain, acc_sync, hello, peer_rows, scale_rows)
+    targets = make_targets(
+        acc_enq,
+        acc_drain,
+        acc_sync,
+        hello,
+        [r for p in peer_rows.values() for r in p.values()],
+        scale_rows,
+    )
     targets.append(
         Target(
             "webhook deliveries/s (backlog, one dispatcher) vs 2,000",
@@ -920,54 +962,73 @@ def main() -> int:
     return 0
 
 
-def best(rows: list[Row], higher: bool = True) -> tuple[float | None, str]:
-    vals = [(r.median, r.contender) for r in rows if r.median is not None and not r.skipped]
-    if not vals:
-        return None, "none"
-    pick = max(vals) if higher else min(vals)
-    return pick[0], pick[1]
+def interleave(rounds: int, steps: list[tuple[Row, Callable[[], Run]]], what: str) -> None:
+    """Run every step once per round; each round starts one step later than the last."""
+    for r in range(rounds):
+        log(f"{what}: round {r + 1} of {rounds}")
+        k = r % len(steps)
+        for row, run in steps[k:] + steps[:k]:
+            row.runs.append(run())
+
+
+def best(rows: list[Row], higher: bool = True) -> Row | None:
+    """The peer with the best median."""
+    measured = [r for r in rows if r.median is not None and not r.skipped]
+    if not measured:
+        return None
+    return (max if higher else min)(measured, key=lambda r: r.median or 0.0)
+
+
+def paired(a: Row, b: Row | None) -> float | None:
+    """a / b as the median of each round's ratio (runs of one round are index-aligned)."""
+    if b is None or not a.runs or len(a.runs) != len(b.runs):
+        return ratio(a.median, b.median if b else None)
+    return statistics.median(x.value / y.value for x, y in zip(a.runs, b.runs, strict=True))
 
 
 def make_targets(
-    enq: Row, drain: Row, sync: Row, hello: Row, peers: dict[str, list[Row]], scale: list[Row]
+    enq: Row, drain: Row, sync: Row, hello: Row, peers: list[Row], scale: list[Row]
 ) -> list[Target]:
     def section(sec: str) -> list[Row]:
-        return [r for rows in peers.values() for r in rows if r.section == sec]
+        return [r for r in peers if r.section == sec]
+
+    def who(row: Row | None) -> str:
+        return row.contender if row else "none"
 
     out = []
-    b, who = best(section("2"))
+    b = best(section("2"))
     out.append(
         Target(
             "drain vs best peer",
-            ratio(drain.median, b),
+            paired(drain, b),
             ">= 2.0",
-            f"acceptd {fmtn(drain.median)} vs {who} {fmtn(b)} jobs/s",
+            f"acceptd {fmtn(drain.median)} vs {who(b)} {fmtn(b.median if b else None)} jobs/s",
         )
     )
-    b, who = best(section("1"))
+    b = best(section("1"))
     out.append(
         Target(
             "HTTP enqueue vs best peer's direct enqueue",
-            ratio(enq.median, b),
+            paired(enq, b),
             ">= 1.0",
-            f"acceptd {fmtn(enq.median)} req/s vs {who} {fmtn(b)} jobs/s",
+            f"acceptd {fmtn(enq.median)} req/s vs {who(b)} {fmtn(b.median if b else None)} jobs/s",
         )
     )
     out.append(
         Target(
             "HTTP enqueue vs aiohttp hello-world",
-            ratio(enq.median, hello.median),
+            paired(enq, hello),
             ">= 0.6",
             f"{fmtn(enq.median)} vs {fmtn(hello.median)} req/s",
         )
     )
-    b, who = best(section("3"), higher=False)
+    b = best(section("3"), higher=False)
     out.append(
         Target(
             "sync p50 vs best peer p50",
-            ratio(sync.median, b),
+            paired(sync, b),
             "<= 1.0",
-            f"acceptd {fmtn(sync.median, 2)} ms vs {who} {fmtn(b, 2)} ms",
+            f"acceptd {fmtn(sync.median, 2)} ms vs {who(b)} {fmtn(b.median if b else None, 2)} ms",
         )
     )
     mem, empty, big = scale

@@ -2,42 +2,45 @@
 
 from __future__ import annotations
 
-import base64
 import os
 
-from service.keys import ALPHABET, OP_CODE_LEN, op_code
+from service.keys import ALPHABET, OP_CODE_LEN, encode_base32, op_code
 
 TIME_LEN = 10  # 50 bits of milliseconds
 RANDOM_LEN = 20  # 100 random bits
 ID_LEN = TIME_LEN + RANDOM_LEN + OP_CODE_LEN
 
 
-_RANDOM_BYTES = 13  # 104 bits from the OS CSPRNG, of which 100 are used
-_pool = b""
+# Random characters come from the OS CSPRNG, one byte per character mapped to the alphabet by
+# its low 5 bits (256 is a multiple of 32, so every character is uniform: 100 random bits in
+# all), translated a pool at a time: one os.urandom and one translate per 256 ids.
+_BYTE_TO_CHAR = bytes(ALPHABET[b & 31].encode()[0] for b in range(256))
+_POOL_IDS = 256
+_pool = ""
 _offset = 0
+_time_ms = -1
+_time_part = ""
 
 
-def _random_bits() -> int:
-    # One os.urandom call per 315 ids instead of one per id (same generator, less overhead).
+def _random_part() -> str:
     global _pool, _offset
-    if _offset + _RANDOM_BYTES > len(_pool):
-        _pool, _offset = os.urandom(_RANDOM_BYTES * 315), 0
-    chunk = _pool[_offset : _offset + _RANDOM_BYTES]
-    _offset += _RANDOM_BYTES
-    return int.from_bytes(chunk, "big") >> (8 * _RANDOM_BYTES - 5 * RANDOM_LEN)
+    if _offset + RANDOM_LEN > len(_pool):
+        _pool = os.urandom(RANDOM_LEN * _POOL_IDS).translate(_BYTE_TO_CHAR).decode()
+        _offset = 0
+    part = _pool[_offset : _offset + RANDOM_LEN]
+    _offset += RANDOM_LEN
+    return part
 
 
 def new_request_id(op: str, now_ms: int) -> str:
     """A new id: time, 100 random bits, then the operation's code."""
-    # 150 bits as 30 base32 characters in one C call: RFC 4648 base32 of the bits, padded to
-    # whole bytes, then its alphabet translated to Crockford's (the same digit values).
-    bits = ((now_ms & _TIME_MASK) << (5 * RANDOM_LEN) | _random_bits()) << 2
-    head = base64.b32encode(bits.to_bytes(19, "big"))[: TIME_LEN + RANDOM_LEN]
-    return head.translate(_TO_CROCKFORD).decode() + op_code(op)
+    global _time_ms, _time_part
+    if now_ms != _time_ms:  # requests of one millisecond share it
+        _time_ms, _time_part = now_ms, encode_base32(now_ms & _TIME_MASK, TIME_LEN)
+    return _time_part + _random_part() + op_code(op)
 
 
 _TIME_MASK = (1 << (5 * TIME_LEN)) - 1
-_TO_CROCKFORD = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", ALPHABET.encode())
 
 
 def looks_like_id(value: str) -> bool:

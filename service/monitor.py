@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import time
 from typing import Any
 
@@ -19,11 +20,15 @@ def rfc3339(ms: str | int | None) -> str | None:
     return _rfc3339(int(ms))
 
 
-@functools.lru_cache(maxsize=8192)
 def _rfc3339(ms: int) -> str:
-    # Cached: the events of one moment share their timestamps, and streams render many.
     seconds, millis = divmod(ms, 1000)
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{millis:03d}Z"
+    return _second(seconds) + f".{millis:03d}Z"
+
+
+@functools.lru_cache(maxsize=1024)
+def _second(seconds: int) -> str:
+    # Cached: the times rendered in one second share everything but their milliseconds.
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds))
 
 
 def links(op: str, request_id: str) -> list[dict[str, str]]:
@@ -104,35 +109,43 @@ def render_accepted(
     """The JSON monitor of a request just accepted: ``render``'s output, byte for byte.
 
     Queued, or already ``started`` when its submit handed it straight to an idle worker.
-    Every 202 carries one, so it is filled into a template rather than built as a dict,
-    formatted five times and encoded (a test holds the two to the same bytes).
+    Every 202 carries one, so it is joined from a template's pieces rather than built as a
+    dict, formatted five times and encoded (a test holds the two to the same bytes).
     """
     at = _rfc3339(now_ms)
-    pos = "null" if position is None or started else int(position)
-    status, started_at = ("running", f'"{at}"') if started else ("queued", "null")
-    return (
-        _queued_template(op)
-        .format(rid=request_id, status=status, pos=pos, prio=int(priority), at=at, st=started_at)
-        .encode()
-    )
+    values = {
+        "rid": request_id,
+        "status": "running" if started else "queued",
+        "pos": "null" if position is None or started else str(int(position)),
+        "prio": str(int(priority)),
+        "at": at,
+        "st": f'"{at}"' if started else "null",
+    }
+    pieces, fields = _accepted_template(op)
+    out = [pieces[0]]
+    for name, piece in zip(fields, pieces[1:], strict=True):
+        out.append(values[name])
+        out.append(piece)
+    return "".join(out).encode()
 
 
-_QUEUED = (
-    '{{"id":"{rid}","operation":{op},"status":"{status}","position":{pos},"eta_seconds":null,'
+_ACCEPTED = (
+    '{"id":"{rid}","operation":{op},"status":"{status}","position":{pos},"eta_seconds":null,'
     '"progress":null,"attempt":1,"priority":{prio},"created_at":"{at}","started_at":{st},'
     '"finished_at":null,"updated_at":"{at}","expires_at":null,"cancel_requested":false,'
-    '"error":null,"links":{links}}}'
+    '"error":null,"links":{links}}'
 )
+_FIELD = re.compile(r"\{(rid|status|pos|prio|at|st)\}")
 
 
 @functools.lru_cache(maxsize=256)
-def _queued_template(op: str) -> str:
-    # Per operation: its name and its links (from ``links``), with the id left to fill in and
-    # the links' own braces escaped for ``format``. Operation names are [A-Za-z0-9_-]+
-    # (config validation): no braces to escape.
-    links_json = orjson.dumps(links(op, "<rid>")).decode()
-    links_json = links_json.replace("{", "{{").replace("}", "}}").replace("<rid>", "{rid}")
-    return _QUEUED.replace("{op}", orjson.dumps(op).decode()).replace("{links}", links_json)
+def _accepted_template(op: str) -> tuple[list[str], list[str]]:
+    # Per operation: its name and its links (from ``links``) filled in, split around the
+    # fields left to fill. Operation names are [A-Za-z0-9_-]+ (config validation).
+    links_json = orjson.dumps(links(op, "{rid}")).decode()
+    text = _ACCEPTED.replace("{op}", orjson.dumps(op).decode()).replace("{links}", links_json)
+    parts = _FIELD.split(text)
+    return parts[0::2], parts[1::2]
 
 
 def render_snapshot(op: str, snap: Snapshot, now_ms: int) -> dict[str, Any]:

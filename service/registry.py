@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 from dataclasses import dataclass
@@ -29,9 +30,9 @@ class Operation:
     max_input_bytes: int | None
     accepts_anything: bool = False
 
-    @property
+    @functools.cached_property
     def limits(self) -> Limits:
-        """The limits the queue applies at submit."""
+        """The limits the queue applies at submit (settings do not change once loaded)."""
         s = self.settings
         return Limits(s.attempts, s.timeout, s.result_ttl, s.max_queue_depth, s.retry_backoff)
 

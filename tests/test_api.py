@@ -479,6 +479,10 @@ async def test_health_readiness_metrics(client: Client) -> None:
         assert name in text
     names = [line.split()[2] for line in text.splitlines() if line.startswith("# TYPE")]
     assert names and all(n.startswith("acceptd_") for n in names)
+    # Counted across reads, each submission once.
+    await post(client, "echo", {})
+    text = await (await client.get("/metrics")).text()
+    assert 'acceptd_requests_submitted_total{operation="echo"} 2.0' in text.splitlines()
 
 
 async def test_openapi_is_generated_from_the_operations(client: Client) -> None:

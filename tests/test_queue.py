@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -74,13 +75,22 @@ def test_ids_are_url_safe_time_ordered_and_name_their_operation() -> None:
     assert len({new_request_id("echo", 1_000) for _ in range(1000)}) == 1000
 
 
-def test_ids_are_the_time_then_the_random_bits_in_crockford_base32(
+def test_ids_are_the_time_then_random_characters_then_the_operation_code(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for now, bits in ((0, 0), (1_764_000_000_123, 2**100 - 1), (2**50 - 1, 12_345_678_901)):
-        monkeypatch.setattr(ids, "_random_bits", lambda bits=bits: bits)
-        expected = keys.encode_base32(now, 10) + keys.encode_base32(bits, 20) + keys.op_code("x")
-        assert new_request_id("x", now) == expected
+    pool = bytes(range(256)) * 20
+    monkeypatch.setattr("service.ids.os.urandom", lambda n: pool[:n])
+    monkeypatch.setattr(ids, "_pool", "")
+    for now in (0, 1_764_000_000_123, 2**50 - 1, 2**50 + 5):
+        rid = new_request_id("x", now)
+        assert rid[:10] == keys.encode_base32(now % 2**50, 10)
+        assert rid[30:] == keys.op_code("x")
+    # Each random character is one CSPRNG byte's low 5 bits...
+    monkeypatch.setattr(ids, "_pool", "")
+    chars = "".join(new_request_id("x", 7)[10:30] for _ in range(256))
+    assert chars == "".join(keys.ALPHABET[b & 31] for b in pool[: len(chars)])
+    # ...and the 256 byte values map to each of the 32 characters 8 times: uniform.
+    assert Counter(ids._BYTE_TO_CHAR.decode()) == dict.fromkeys(keys.ALPHABET, 8)
 
 
 def test_every_key_carries_the_operation_hash_tag() -> None:
