@@ -52,7 +52,7 @@ class Limits:
     retry_backoff: float
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)  # not frozen: built on every submit, and frozen init costs more
 class Submitted:
     """What a submit did: ``created``, ``replay`` (idempotent), ``conflict`` or ``full``."""
 

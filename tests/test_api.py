@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -534,6 +534,22 @@ async def test_bodies_must_be_utf8_json_and_are_kept_exactly(client: Client) -> 
     )
     assert resp.status == 201
     assert await resp.json() == {"n": 123456789012345678901234567890, "s": "h\u00e9llo \u2603"}
+
+
+async def test_bodies_arriving_in_pieces_are_read_whole(client: Client) -> None:
+    # Chunked, with pauses: the handler starts before the body has all arrived.
+    parts = [b'{"text": "', b"x" * 300_000, b'", "n": ', b"[1, 2, 3]}"]
+
+    async def slowly() -> AsyncIterator[bytes]:
+        for part in parts:
+            await asyncio.sleep(0.05)
+            yield part
+
+    resp = await client.post(
+        "/v1/echo", data=slowly(), headers={"Content-Type": "application/json"}
+    )
+    assert resp.status == 201, await resp.text()
+    assert await resp.json() == {"text": "x" * 300_000, "n": [1, 2, 3]}
 
 
 async def test_synchronous_results_small_and_large(client: Client) -> None:
