@@ -979,11 +979,24 @@ def best(rows: list[Row], higher: bool = True) -> Row | None:
     return (max if higher else min)(measured, key=lambda r: r.median or 0.0)
 
 
-def paired(a: Row, b: Row | None) -> float | None:
-    """a / b as the median of each round's ratio (runs of one round are index-aligned)."""
+def round_ratios(a: Row, b: Row | None) -> list[float]:
+    """a / b in each round (runs of one round are index-aligned); empty if not paired."""
     if b is None or not a.runs or len(a.runs) != len(b.runs):
+        return []
+    return [x.value / y.value for x, y in zip(a.runs, b.runs, strict=True)]
+
+
+def paired(a: Row, b: Row | None) -> float | None:
+    """a / b as the median of the rounds' ratios (of the medians when not paired)."""
+    rounds = round_ratios(a, b)
+    if not rounds:
         return ratio(a.median, b.median if b else None)
-    return statistics.median(x.value / y.value for x, y in zip(a.runs, b.runs, strict=True))
+    return statistics.median(rounds)
+
+
+def by_round(a: Row, b: Row | None) -> str:
+    rounds = round_ratios(a, b)
+    return f"; per round {', '.join(f'{r:.2f}' for r in rounds)}" if rounds else ""
 
 
 def make_targets(
@@ -1002,7 +1015,8 @@ def make_targets(
             "drain vs best peer",
             paired(drain, b),
             ">= 2.0",
-            f"acceptd {fmtn(drain.median)} vs {who(b)} {fmtn(b.median if b else None)} jobs/s",
+            f"acceptd {fmtn(drain.median)} vs {who(b)} {fmtn(b.median if b else None)} jobs/s"
+            + by_round(drain, b),
         )
     )
     b = best(section("1"))
@@ -1011,7 +1025,8 @@ def make_targets(
             "HTTP enqueue vs best peer's direct enqueue",
             paired(enq, b),
             ">= 1.0",
-            f"acceptd {fmtn(enq.median)} req/s vs {who(b)} {fmtn(b.median if b else None)} jobs/s",
+            f"acceptd {fmtn(enq.median)} req/s vs {who(b)} {fmtn(b.median if b else None)} jobs/s"
+            + by_round(enq, b),
         )
     )
     out.append(
@@ -1019,7 +1034,7 @@ def make_targets(
             "HTTP enqueue vs aiohttp hello-world",
             paired(enq, hello),
             ">= 0.6",
-            f"{fmtn(enq.median)} vs {fmtn(hello.median)} req/s",
+            f"{fmtn(enq.median)} vs {fmtn(hello.median)} req/s" + by_round(enq, hello),
         )
     )
     b = best(section("3"), higher=False)
@@ -1028,7 +1043,8 @@ def make_targets(
             "sync p50 vs best peer p50",
             paired(sync, b),
             "<= 1.0",
-            f"acceptd {fmtn(sync.median, 2)} ms vs {who(b)} {fmtn(b.median if b else None, 2)} ms",
+            f"acceptd {fmtn(sync.median, 2)} ms vs {who(b)} {fmtn(b.median if b else None, 2)} ms"
+            + by_round(sync, b),
         )
     )
     mem, empty, big = scale
