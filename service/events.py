@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection as Connection
 
 from service import keys
 from service.outage import Outage
@@ -137,9 +139,15 @@ class EventHub:
     async def _run(self) -> None:
         backoff = 0.1
         while True:
-            pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
+            # A connection of its own, read directly: redis-py's PubSub wraps every message
+            # in health checks, retries and a dict, the largest cost of a waited request's
+            # event here. What this needs of it is one SUBSCRIBE and a stream of pushes.
+            conn: Connection = self.redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
             try:
-                await pubsub.subscribe(*self._channels)
+                await conn.connect()  # type: ignore[no-untyped-call]
+                await conn.send_command("SUBSCRIBE", *self._channels)
+                for _ in self._channels:
+                    await conn.read_response(push_request=True)  # confirmations (timed out)
                 if self._lost:
                     self._resync()
                 self.connected.set()
@@ -147,9 +155,10 @@ class EventHub:
                 self._lost = False
                 backoff = 0.1
                 while True:
-                    msg = await pubsub.get_message(timeout=None)
-                    if msg is not None and msg["type"] == "message":
-                        self.dispatch(msg["channel"], msg["data"])
+                    # Quiet for as long as nothing happens: no socket timeout on this read.
+                    msg = await conn.read_response(timeout=math.inf, push_request=True)
+                    if isinstance(msg, list) and len(msg) == 3 and msg[0] == b"message":
+                        self.dispatch(msg[1], msg[2])
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -160,4 +169,4 @@ class EventHub:
                 backoff = min(backoff * 2, 5.0)
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                    await conn.disconnect()
