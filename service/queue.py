@@ -24,7 +24,9 @@ Per operation ``op`` (all keys tagged ``{op}``, built by :mod:`service.keys`):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -32,6 +34,8 @@ from typing import Any, Literal
 
 import orjson
 from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service import keys, scripts
 from service.batcher import Batcher, Script
@@ -232,16 +236,22 @@ class Queue:
         jobs.extend(_handed(op, entry) for entry in res[2])
         return jobs, (soonest if soonest >= 0 else None)
 
-    async def wait_for_work(self, op: str, worker: str, timeout: float) -> list[Job]:
+    async def wait_for_work(
+        self, op: str, worker: str, timeout: float, waiter: Waiter | None = None
+    ) -> list[Job]:
         """Block until a submit signals work or hands this worker a job, or ``timeout`` passes.
 
-        Returns the handed job, if that is what ended the wait.
+        Returns the handed job, if that is what ended the wait. A claim loop passes its own
+        ``waiter``; without one, the wait takes a connection from the pool.
         """
         # Bounded well under the connection's socket timeout (service.app.SOCKET_TIMEOUT).
-        res = await self.redis.blpop(
-            [keys.hand_list(op, worker), keys.key(op, "wake")],
-            timeout=min(max(timeout, 0.01), 4.0),
-        )
+        wait_keys = [keys.hand_list(op, worker), keys.key(op, "wake")]
+        bound = min(max(timeout, 0.01), 4.0)
+        res: Sequence[bytes | str] | None
+        if waiter is not None:
+            res = await waiter.blpop(wait_keys, bound)
+        else:
+            res = await self.redis.blpop(wait_keys, timeout=bound)
         if res is None or _s(res[0]) != keys.hand_list(op, worker) or not res[1]:
             return []
         return [_handed(op, res[1])]
@@ -446,6 +456,53 @@ class Queue:
                 out.append((op, _s(entry_id), _s(fields[b"e"])))
         out.sort(key=lambda row: _stream_id(row[1]))
         return out, complete
+
+
+class Waiter:
+    """Blocking pops on a connection of its own, for one claim loop.
+
+    A handed job's pop is on the way from submit to result: this skips the pool's lock and
+    bookkeeping and redis-py's command wrappers around the one command it sends.
+    """
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._conn: AbstractConnection | None = None
+
+    async def blpop(self, wait_keys: Sequence[str], timeout: float) -> list[bytes] | None:
+        """``BLPOP`` the keys for up to ``timeout`` s: ``[key, value]``, or None."""
+        conn = self._conn
+        if conn is None:
+            conn = self._redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+            # One deadline below covers the exchange (a socket timeout would make redis-py
+            # wrap the write in a task).
+            conn.socket_timeout = None
+            self._conn = conn
+        try:
+            async with asyncio.timeout(timeout + WAIT_MARGIN):
+                await conn.send_command("BLPOP", *wait_keys, timeout)
+                reply: list[bytes] | None = await conn.read_response(timeout=math.inf)
+        except BaseException as exc:
+            # Interrupted mid-exchange, its reply may still come: never reuse the connection.
+            self._conn = None
+            with contextlib.suppress(Exception):
+                await conn.disconnect()
+            if isinstance(exc, TimeoutError):
+                # A frozen server: reported like redis-py's own timeouts (an outage).
+                raise RedisTimeoutError("no reply to a blocking pop") from exc
+            raise
+        return reply
+
+    async def close(self) -> None:
+        """Close the connection."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.disconnect()
+
+
+# How long past a blocking pop's own timeout its reply may take before the wait fails.
+WAIT_MARGIN = 5.0
 
 
 def _handed(op: str, entry: bytes | str) -> Job:

@@ -25,7 +25,7 @@ from service.handlers import RejectedInput, Retryable
 from service.metrics import Metrics
 from service.outage import Outage
 from service.processes import ProcessRunner
-from service.queue import Job, Outcome, Queue
+from service.queue import Job, Outcome, Queue, Waiter
 from service.registry import Operation
 
 log = logging.getLogger(__name__)
@@ -211,6 +211,13 @@ class Worker:
         return min(self.settings.idle_check_seconds, 4.0)
 
     async def _claim_loop(self, op: str) -> None:
+        waiter = Waiter(self.queue.redis)
+        try:
+            await self._claim_until_stopped(op, waiter)
+        finally:
+            await waiter.close()
+
+    async def _claim_until_stopped(self, op: str, waiter: Waiter) -> None:
         while not self._stopping:
             if self._free() <= 0:
                 self._slot_freed.clear()
@@ -225,7 +232,7 @@ class Worker:
                 if self._next_due is not None:
                     timeout = min(timeout, max((self._next_due - self.queue.now_ms()) / 1000, 0.01))
                 # A job handed over is leased to this worker: it runs even when stopping.
-                handed = await self.queue.wait_for_work(op, self.id, timeout)
+                handed = await self.queue.wait_for_work(op, self.id, timeout, waiter)
                 for job in handed:
                     self._start(job)
             except asyncio.CancelledError:

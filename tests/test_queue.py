@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 import redis.asyncio as aredis
 from redis.exceptions import ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service import ids, keys
 from service.ids import ID_LEN, looks_like_id, new_request_id
-from service.queue import Job, Limits, Queue
+from service.queue import Job, Limits, Queue, Waiter
 
 LIMITS = Limits(attempts=2, timeout=10, result_ttl=60, max_queue_depth=5, retry_backoff=1.0)
 
@@ -554,3 +555,22 @@ async def test_a_stopping_worker_is_handed_nothing_more_and_its_wait_ends(queue:
     queued = await submit(queue)
     assert (await queue.read("echo", queued)).position == 0  # type: ignore[union-attr]
     assert await queue.unidle("echo", "w1", 30, wake=False) == []
+
+
+async def test_a_waiter_reports_a_frozen_server_as_a_redis_timeout_and_recovers(
+    queue: Queue, redis_client: aredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waiter = Waiter(redis_client)
+    monkeypatch.setattr("service.queue.WAIT_MARGIN", 0.2)
+    try:
+        assert await queue.wait_for_work("echo", "w1", 0.05, waiter) == []  # connected
+        await redis_client.client_pause(1000, all=True)
+        with pytest.raises(RedisTimeoutError):
+            await queue.wait_for_work("echo", "w1", 0.05, waiter)
+        await redis_client.client_unpause()
+        await queue.claim("echo", "w1", "t", 10, lease=30, worker_ttl=10, idle=4)
+        rid = await submit(queue)
+        [job] = await queue.wait_for_work("echo", "w1", 1, waiter)  # on a fresh connection
+        assert job.request_id == rid
+    finally:
+        await waiter.close()
