@@ -1,4 +1,4 @@
-"""The ceiling: an aiohttp hello-world POST handler, run like ``acceptd api`` (no uvloop)."""
+"""The ceiling: an aiohttp hello-world POST handler, on aiohttp's defaults (no uvloop)."""
 
 from __future__ import annotations
 

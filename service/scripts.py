@@ -315,7 +315,11 @@ for _, rid in ipairs(stalled) do
   end
 end
 local jobs = {}
-local popped = redis.call('ZPOPMIN', pending, tonumber(ARGV[5]))
+-- Hand-offs taken here count against the worker's free slots.
+local popped = {}
+if tonumber(ARGV[5]) > #given then
+  popped = redis.call('ZPOPMIN', pending, tonumber(ARGV[5]) - #given)
+end
 local deadline = now + tonumber(ARGV[2])
 for i = 1, #popped, 2 do
   local rid = popped[i]

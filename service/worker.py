@@ -163,13 +163,13 @@ class Worker:
             async with asyncio.timeout(STOP_CLAIMING_PATIENCE):
                 for op in self.operations:
                     for job in await self.queue.unidle(op, self.id, lease, wake=True):
-                        self._start(job)
+                        self._take(job)
                 loops = [t for t in self._claim_loops if not t.done()]
                 if loops:
                     await asyncio.wait(loops)
                 for op in self.operations:
                     for job in await self.queue.unidle(op, self.id, lease, wake=False):
-                        self._start(job)
+                        self._take(job)
         except (RedisError, TimeoutError) as exc:
             # A hand-off missed here waits out its lease, then runs elsewhere, uncounted.
             log.warning("could not take back hand-offs while stopping: %s", exc)
@@ -198,7 +198,7 @@ class Worker:
             idle=self._idle_wait() if free >= len(self.operations) else 0.0,
         )
         for job in jobs:
-            self._start(job)
+            self._take(job)
         return len(jobs)
 
     _next_due: int | None = None
@@ -234,7 +234,7 @@ class Worker:
                 # A job handed over is leased to this worker: it runs even when stopping.
                 handed = await self.queue.wait_for_work(op, self.id, timeout, waiter)
                 for job in handed:
-                    self._start(job)
+                    self._take(job)
             except asyncio.CancelledError:
                 raise
             except RedisError as exc:
@@ -243,6 +243,26 @@ class Worker:
             except Exception:
                 log.exception("claiming %s failed; retrying in 1 s", op)
                 await asyncio.sleep(1)
+
+    def _take(self, job: Job) -> None:
+        """Start a job leased to this worker, or hand it back when no slot is free.
+
+        A hand-off can find the worker full: it registered idle on one operation while
+        another's claims then took its slots. The concurrency limit holds regardless.
+        """
+        if self._free() > 0 or job.request_id in self._running:
+            self._start(job)
+            return
+        task = asyncio.create_task(self._hand_back(job), name=f"release:{job.op}/{job.request_id}")
+        self._supervisors.add(task)  # shutdown waits for it like for a run
+        task.add_done_callback(self._supervisors.discard)
+
+    async def _hand_back(self, job: Job) -> None:
+        try:
+            await self._store(self.queue.release, job)
+        except RedisError:
+            # Unreachable for minutes: the lease expires and another claim recovers it.
+            log.warning("could not hand %s %s back", job.op, job.request_id)
 
     def _start(self, job: Job) -> None:
         op = self.operations[job.op]

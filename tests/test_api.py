@@ -16,7 +16,11 @@ from aiohttp.test_utils import TestClient
 from service import keys
 from service.app import create_app
 from service.config import Settings, settings_from_dict
+from service.ids import new_request_id
+from service.queue import Queue
+from service.registry import build_operations
 from service.state import Roles
+from service.worker import Worker
 
 ROOT = Path(__file__).resolve().parent.parent
 Client = TestClient[web.Request, web.Application]
@@ -131,6 +135,38 @@ async def test_an_idle_worker_starts_a_request_at_once_and_the_202_says_so(
     for field in ("created_at", "started_at", "updated_at"):
         assert monitor[field] == body[field]
     await wait_status(client, body["id"], {"succeeded"})
+
+
+async def test_a_hand_off_reaching_a_full_worker_goes_back_to_the_queue(
+    redis_url: str, redis_client: Any
+) -> None:
+    settings = make_settings(redis_url, worker={"concurrency": 1})
+    ops = build_operations(settings)
+    queue = Queue(redis_client)
+    worker = Worker(queue, ops, settings.worker)
+
+    async def submit(op: str, body: str) -> str:
+        rid = new_request_id(op, queue.now_ms())
+        res = await queue.submit(op, rid, "anonymous", body, ops[op].limits)
+        assert res.outcome == "created"
+        return rid
+
+    # Registered idle on echo while free; then its one slot goes to a sleep request.
+    await queue.claim("echo", worker.id, "t1", 1, 30, 10, idle=4)
+    sleeper = await submit("sleep", '{"seconds": 30}')
+    [job], _ = await queue.claim("sleep", worker.id, "t2", 1, 30, 10)
+    worker._take(job)
+    # An echo submit is handed to the worker, now full: it goes back to the queue.
+    echo = await submit("echo", "{}")
+    [handed] = await queue.wait_for_work("echo", worker.id, 1)
+    assert handed.request_id == echo
+    worker._take(handed)
+    assert list(worker._running) == [sleeper]
+    async with asyncio.timeout(5):  # the hand-back is one script call
+        while (snap := await queue.read("echo", echo)) and snap.record["status"] != "queued":
+            await asyncio.sleep(0.01)
+    assert snap is not None and snap.position == 0 and snap.record["attempt"] == "1"
+    await worker.shutdown(0)
 
 
 async def test_public_url_is_used_for_absolute_links(app_client: MakeClient) -> None:

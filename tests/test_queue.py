@@ -546,6 +546,15 @@ async def test_a_claim_takes_hand_offs_its_blocking_pop_missed(queue: Queue) -> 
     assert await queue.finish(jobs[0], "succeeded", "1") == "succeeded"
 
 
+async def test_hand_offs_a_claim_takes_count_against_its_free_slots(queue: Queue) -> None:
+    await queue.claim("echo", "w1", "t", 10, lease=30, worker_ttl=10, idle=4)
+    handed = await submit(queue)  # to w1, which misses it
+    waiting = await submit(queue)
+    jobs, _ = await queue.claim("echo", "w1", "t2", 1, lease=30, worker_ttl=10, idle=4)
+    assert [j.request_id for j in jobs] == [handed]
+    assert (await queue.read("echo", waiting)).position == 0  # type: ignore[union-attr]
+
+
 async def test_a_stopping_worker_is_handed_nothing_more_and_its_wait_ends(queue: Queue) -> None:
     await queue.claim("echo", "w1", "t", 10, lease=30, worker_ttl=10, idle=4)
     rid = await submit(queue)
