@@ -13,6 +13,7 @@ from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service import ids, keys
+from service.batcher import FLUSH_AT
 from service.ids import ID_LEN, looks_like_id, new_request_id
 from service.queue import Job, Limits, Queue, Waiter
 
@@ -371,7 +372,7 @@ async def test_a_failed_script_reload_fails_the_calls_instead_of_hanging_them(
         await redis_client.acl_deluser("noload")
 
 
-async def test_concurrent_calls_share_one_pipeline(
+async def test_concurrent_calls_share_pipelines_of_at_most_flush_at(
     queue: Queue, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     big = Limits(1, 1, 60, 1000, 1)
@@ -384,9 +385,12 @@ async def test_concurrent_calls_share_one_pipeline(
         return await execute(batch)
 
     monkeypatch.setattr(queue.batcher, "_execute", counting)
-    await asyncio.gather(*(submit(queue, limits=big) for _ in range(50)))
-    assert batches == [50]
-    assert await queue.depth("echo") == 51
+    await asyncio.gather(*(submit(queue, limits=big) for _ in range(20)))
+    assert batches == [20]  # one tick, one pipeline
+    batches.clear()
+    await asyncio.gather(*(submit(queue, limits=big) for _ in range(FLUSH_AT + 18)))
+    assert batches == [FLUSH_AT, 18]  # the first left while the rest were being made
+    assert await queue.depth("echo") == 1 + 20 + FLUSH_AT + 18
 
 
 async def test_only_watched_requests_reach_the_watched_channel(
