@@ -245,14 +245,15 @@ class Queue:
         ``waiter``; without one, the wait takes a connection from the pool.
         """
         # Bounded well under the connection's socket timeout (service.app.SOCKET_TIMEOUT).
-        wait_keys = [keys.hand_list(op, worker), keys.key(op, "wake")]
+        own = keys.hand_list(op, worker)
+        wait_keys = [own, keys.key(op, "wake")]
         bound = min(max(timeout, 0.01), 4.0)
         res: Sequence[bytes | str] | None
         if waiter is not None:
             res = await waiter.blpop(wait_keys, bound)
         else:
             res = await self.redis.blpop(wait_keys, timeout=bound)
-        if res is None or _s(res[0]) != keys.hand_list(op, worker) or not res[1]:
+        if res is None or _s(res[0]) != own or not res[1]:
             return []
         return [_handed(op, res[1])]
 

@@ -144,6 +144,18 @@ local function handed(rec, token, input)
   return table.concat({rec['id'], token, rec['attempt'], rec['timeout'], rec['max_att'],
     rec['backoff'], rec['created'], rec['client'], input}, '\n')
 end
+-- A worker stops waiting idle: no more hand-offs to it. Returns what it was handed and its
+-- blocking pop did not take (it timed out, was interrupted or is stopping).
+local function unregister(worker, lease_ms)
+  redis.call('ZREM', P .. 'idle', lease_ms .. ' ' .. worker)
+  local hk = P .. 'hand:' .. worker
+  local given = {}
+  for _, e in ipairs(redis.call('LRANGE', hk, 0, -1)) do
+    if e ~= '' then table.insert(given, e) end
+  end
+  redis.call('DEL', hk)
+  return given
+end
 local function wake()
   redis.call('LPUSH', P .. 'wake', '1')
   redis.call('LTRIM', P .. 'wake', 0, 0)
@@ -251,16 +263,8 @@ local now = tonumber(ARGV[1])
 local pending, running, delayed = P .. 'pending', P .. 'running', P .. 'delayed'
 redis.call('ZADD', P .. 'workers', now + tonumber(ARGV[6]), ARGV[4])
 redis.call('ZREMRANGEBYSCORE', P .. 'workers', '-inf', now - 3600000)  -- long-dead workers
-local member = ARGV[2] .. ' ' .. ARGV[4]
-redis.call('ZREM', P .. 'idle', member)
+local given = unregister(ARGV[4], ARGV[2])
 redis.call('ZREMRANGEBYSCORE', P .. 'idle', '-inf', now)
--- Hand-offs its blocking pop did not take (it timed out or was interrupted meanwhile).
-local hk = P .. 'hand:' .. ARGV[4]
-local given = {}
-for _, e in ipairs(redis.call('LRANGE', hk, 0, -1)) do
-  if e ~= '' then table.insert(given, e) end
-end
-redis.call('DEL', hk)
 -- Retries whose backoff has elapsed go back to the queue.
 local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, 100)
 for _, rid in ipairs(due) do
@@ -349,7 +353,7 @@ end
 if #popped > 0 and redis.call('ZCARD', pending) > 0 then wake() end
 local idle_ms = tonumber(ARGV[7])
 if #jobs == 0 and #given == 0 and idle_ms > 0 then
-  redis.call('ZADD', P .. 'idle', now + idle_ms, member)
+  redis.call('ZADD', P .. 'idle', now + idle_ms, ARGV[2] .. ' ' .. ARGV[4])
 end
 local nextdue = redis.call('ZRANGE', delayed, 0, 0, 'WITHSCORES')
 local lease_next = redis.call('ZRANGE', running, 0, 0, 'WITHSCORES')
@@ -365,14 +369,9 @@ return {jobs, fmt(soonest), given}
 # A stopping worker: no more hand-offs. Returns what was handed to it and not yet taken; with
 # wake, leaves an empty entry that ends its blocking pop at once.
 UNIDLE = r"""
-redis.call('ZREM', P .. 'idle', ARGV[2] .. ' ' .. ARGV[1])
-local hk = P .. 'hand:' .. ARGV[1]
-local given = {}
-for _, e in ipairs(redis.call('LRANGE', hk, 0, -1)) do
-  if e ~= '' then table.insert(given, e) end
-end
-redis.call('DEL', hk)
+local given = unregister(ARGV[1], ARGV[2])
 if ARGV[3] == '1' then
+  local hk = P .. 'hand:' .. ARGV[1]
   redis.call('RPUSH', hk, '')
   redis.call('PEXPIRE', hk, 60000)
 end

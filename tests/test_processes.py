@@ -164,6 +164,19 @@ async def idle_workers(redis: aredis.Redis, op: str) -> list[str]:
     return [m.decode() for m in members]
 
 
+async def wait_registered_idle(
+    redis: aredis.Redis, op: str, proc: RoleProcess, for_at_least: float = 0.0
+) -> None:
+    """Wait until ``proc``'s worker is registered idle on ``op``, still for ``for_at_least`` s."""
+
+    async def registered() -> bool:
+        rows: Any = await redis.zrange(keys.key(op, "idle"), 0, -1, withscores=True)
+        soon = time.time() * 1000 + for_at_least * 1000
+        return any(f":{proc.pid}:" in m.decode() and until > soon for m, until in rows)
+
+    await wait_until(registered, 10, interval=0.02, message="the worker to wait idle")
+
+
 async def test_a_sigkilled_idle_worker_loses_no_hand_off_and_spends_no_attempt(
     aiohttp_client: AiohttpClient,
     redis_url: str,
@@ -176,13 +189,8 @@ async def test_a_sigkilled_idle_worker_loses_no_hand_off_and_spends_no_attempt(
     a = procs.start("worker", slow)
     await wait_worker_ready(a, queue_redis, "sleep")
 
-    async def freshly_registered() -> bool:
-        # Registered for at least 2 s more: still valid when the submit comes.
-        rows: Any = await queue_redis.zrange(keys.key("sleep", "idle"), 0, -1, withscores=True)
-        soon = time.time() * 1000 + 2000
-        return any(f":{a.pid}:" in m.decode() and until > soon for m, until in rows)
-
-    await wait_until(freshly_registered, 10, interval=0.02, message="the worker to wait idle")
+    # Registered for at least 2 s more: still valid when the submit comes.
+    await wait_registered_idle(queue_redis, "sleep", a, for_at_least=2)
     a.kill()
     # Its registration outlives it: the submit hands the request to the dead worker.
     accepted = await (
@@ -206,10 +214,7 @@ async def test_a_sigtermed_idle_worker_is_handed_nothing_more(
     a = procs.start("worker", worker_env(redis_url, ACCEPTD_WORKER__IDLE_CHECK_SECONDS="4"))
     await wait_worker_ready(a, queue_redis, "echo")
 
-    async def registered() -> bool:
-        return any(f":{a.pid}:" in m for m in await idle_workers(queue_redis, "echo"))
-
-    await wait_until(registered, 10, message="the worker to wait idle")
+    await wait_registered_idle(queue_redis, "echo", a)
     assert await a.terminate(timeout=10) == 0, a.output()
     assert await idle_workers(queue_redis, "echo") == []
     rid = await submit(client, "echo", {"after": "stop"})
