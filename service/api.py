@@ -64,24 +64,22 @@ async def read_input(request: web.Request, op: Operation) -> tuple[Any, str]:
             slug="unsupported-media-type",
             headers={"Accept-Post": JSON},
         )
-    if request.content_length is not None and request.content_length > limit:
-        raise Problem(413, f"the body exceeds the {limit}-byte limit", slug="too-large",
-                      limit=limit)  # fmt: skip
     content = request.content
     if content.is_eof():
         # The whole body came with the headers (the usual small request): take it as is,
-        # without read()'s chunk loop and copies.
+        # without read()'s chunk loop and copies. Its length is the Content-Length.
         raw = content.read_nowait()
     else:
+        if request.content_length is not None and request.content_length > limit:
+            raise Problem(413, f"the body exceeds the {limit}-byte limit", slug="too-large",
+                          limit=limit)  # fmt: skip
         raw = await request.read()
     if len(raw) > limit:
         raise Problem(413, f"the body exceeds the {limit}-byte limit", slug="too-large",
                       limit=limit)  # fmt: skip
-    if not raw.strip():
-        raise Problem(400, "the body is empty; send the operation's input as JSON",
-                      slug="malformed-json")  # fmt: skip
-    if _LONG_DIGITS.search(raw):
-        data, text = _decode_slowly(raw)  # orjson turns integers beyond 64 bits into floats
+    if not op.accepts_anything and _LONG_DIGITS.search(raw):
+        # orjson turns integers beyond 64 bits into floats, which a schema would then judge.
+        data, text = _decode_slowly(raw)
     else:
         try:
             # orjson first, several times faster; what it refuses (lone surrogate escapes,
@@ -90,6 +88,8 @@ async def read_input(request: web.Request, op: Operation) -> tuple[Any, str]:
             text = raw.decode("utf-8")
         except orjson.JSONDecodeError:
             data, text = _decode_slowly(raw)
+    if op.accepts_anything:
+        return data, text
     errors = op.validate(data)
     if errors:
         raise Problem(
@@ -102,6 +102,9 @@ async def read_input(request: web.Request, op: Operation) -> tuple[Any, str]:
 
 
 def _decode_slowly(raw: bytes) -> tuple[Any, str]:
+    if not raw.strip():
+        raise Problem(400, "the body is empty; send the operation's input as JSON",
+                      slug="malformed-json")  # fmt: skip
     try:
         text = raw.decode("utf-8")
         return _DECODER.decode(text), text
@@ -128,15 +131,17 @@ _LONG_DIGITS = re.compile(rb"\d{19}")
 async def submit(request: web.Request) -> web.StreamResponse:
     """Queue a request; answer at once (202) or when done (201), per ``Prefer``."""
     app = request.app
-    settings = app[settings_key].server
+    all_settings = app[settings_key]
+    settings = all_settings.server
     op = find_operation(request, request.match_info.get("op") or request.path[4:])
-    prefs = parse_prefer(request.headers.getall("Prefer", []))
-    priority = parse_priority(request.headers.get("Queue-Priority"))
-    idem = parse_idempotency_key(request.headers.get("Idempotency-Key"))
-    callback_url = request.headers.get("Callback-Url", "").strip()
+    h = request.headers
+    prefs = parse_prefer(h.getall("Prefer", []))
+    priority = parse_priority(h.get("Queue-Priority"))
+    idem = parse_idempotency_key(h.get("Idempotency-Key"))
+    callback_url = h.get("Callback-Url", "").strip()
     callback_events = ""
     if callback_url:
-        callback_events = parse_callback_events(request.headers.get("Callback-Events"))
+        callback_events = parse_callback_events(h.get("Callback-Events"))
         await check_callback(request, callback_url)
     _, input_json = await read_input(request, op)  # stored as sent: no second encoding
     client = client_of(request)
@@ -148,10 +153,13 @@ async def submit(request: web.Request) -> web.StreamResponse:
         wait = min(wait, settings.max_wait_seconds)
 
     queue = app[queue_key]
-    rate, burst = app[settings_key].auth.limit_for(client)
+    rate, burst = all_settings.auth.limit_for(client)
     rid = new_request_id(op.name, queue.now_ms())
-    done: asyncio.Future[Event | None] = asyncio.get_running_loop().create_future()
-    stop_watching = _watch_terminal(request, rid, done) if wait > 0 else None
+    done: asyncio.Future[Event | None] | None = None
+    stop_watching = None
+    if wait > 0:
+        done = asyncio.get_running_loop().create_future()
+        stop_watching = _watch_terminal(request, rid, done)
     try:
         body_hash = hashlib.sha256(input_json.encode()).hexdigest()[:32] if idem else ""
         idem_hash = hashlib.sha256(idem.encode()).hexdigest()[:32] if idem else ""
@@ -194,11 +202,11 @@ async def submit(request: web.Request) -> web.StreamResponse:
         replayed = res.outcome == "replay"
         if res.outcome == "created":
             app[metrics_key].request_submitted(op.name)
-        if replayed and wait > 0 and stop_watching is not None:
+        if replayed and done is not None and stop_watching is not None:
             stop_watching()
             stop_watching = _watch_terminal(request, res.request_id, done)
         snap: Snapshot | None = None
-        if wait > 0:
+        if done is not None:  # waiting (wait > 0)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + wait
             if replayed:

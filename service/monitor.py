@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import re
 import time
 from typing import Any
 
@@ -109,43 +108,35 @@ def render_accepted(
     """The JSON monitor of a request just accepted: ``render``'s output, byte for byte.
 
     Queued, or already ``started`` when its submit handed it straight to an idle worker.
-    Every 202 carries one, so it is joined from a template's pieces rather than built as a
-    dict, formatted five times and encoded (a test holds the two to the same bytes).
+    Every 202 carries one, so it is one ``%`` format of a per-operation template rather than
+    a dict built, formatted five times and encoded (a test holds the two to the same bytes).
     """
     at = _rfc3339(now_ms)
-    values = {
-        "rid": request_id,
-        "status": "running" if started else "queued",
-        "pos": "null" if position is None or started else str(int(position)),
-        "prio": str(int(priority)),
-        "at": at,
-        "st": f'"{at}"' if started else "null",
-    }
-    pieces, fields = _accepted_template(op)
-    out = [pieces[0]]
-    for name, piece in zip(fields, pieces[1:], strict=True):
-        out.append(values[name])
-        out.append(piece)
-    return "".join(out).encode()
+    if started:
+        status, pos, st = "running", "null", f'"{at}"'
+    else:
+        status, pos, st = "queued", "null" if position is None else str(int(position)), "null"
+    rid = request_id
+    return (_accepted_template(op) % (rid, status, pos, int(priority), at, st, at,
+                                       rid, rid, rid, rid)).encode()  # fmt: skip
 
 
 _ACCEPTED = (
-    '{"id":"{rid}","operation":{op},"status":"{status}","position":{pos},"eta_seconds":null,'
-    '"progress":null,"attempt":1,"priority":{prio},"created_at":"{at}","started_at":{st},'
-    '"finished_at":null,"updated_at":"{at}","expires_at":null,"cancel_requested":false,'
+    '{"id":"%s","operation":{op},"status":"%s","position":%s,"eta_seconds":null,'
+    '"progress":null,"attempt":1,"priority":%d,"created_at":"%s","started_at":%s,'
+    '"finished_at":null,"updated_at":"%s","expires_at":null,"cancel_requested":false,'
     '"error":null,"links":{links}}'
 )
-_FIELD = re.compile(r"\{(rid|status|pos|prio|at|st)\}")
 
 
 @functools.lru_cache(maxsize=256)
-def _accepted_template(op: str) -> tuple[list[str], list[str]]:
-    # Per operation: its name and its links (from ``links``) filled in, split around the
-    # fields left to fill. Operation names are [A-Za-z0-9_-]+ (config validation).
-    links_json = orjson.dumps(links(op, "{rid}")).decode()
-    text = _ACCEPTED.replace("{op}", orjson.dumps(op).decode()).replace("{links}", links_json)
-    parts = _FIELD.split(text)
-    return parts[0::2], parts[1::2]
+def _accepted_template(op: str) -> str:
+    # Per operation: its name and its links (from ``links``, the id a placeholder in each of
+    # its four) filled in. Operation names are [A-Za-z0-9_-]+ (config validation), so
+    # neither brings a ``%`` of its own.
+    links_json = orjson.dumps(links(op, "%s")).decode()
+    assert links_json.count("%s") == 4
+    return _ACCEPTED.replace("{op}", orjson.dumps(op).decode()).replace("{links}", links_json)
 
 
 def render_snapshot(op: str, snap: Snapshot, now_ms: int) -> dict[str, Any]:
