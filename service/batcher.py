@@ -27,8 +27,9 @@ MAX_BATCH = 512
 FLUSH_AT = 32
 READ_TIMEOUT = 10.0
 
-# A script call (script, (numkeys, *keys_and_args)) or a plain command (None, command).
-_Call = tuple["Script | None", Sequence[Any], asyncio.Future[Any]]
+# A script call (script, (numkeys, *keys_and_args)) or a plain command (None, command), and
+# its future; or calls merged into one (see ``Batcher.call_merged``) and their futures.
+_Call = tuple["Script | None", Sequence[Any], "asyncio.Future[Any] | list[asyncio.Future[Any]]"]
 
 
 class Script:
@@ -50,6 +51,9 @@ class Batcher:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
         self._pending: list[_Call] = []
+        self._calls = 0  # calls in ``_pending``, merged ones counted one by one
+        # Where in ``_pending`` the merged call of a (script, key) is collecting arguments.
+        self._merged: dict[tuple[int, str], int] = {}
         self._scheduled = False
         self._inflight: set[asyncio.Task[None]] = set()
         self._idle: list[AbstractConnection] = []
@@ -60,6 +64,27 @@ class Batcher:
         """Queue one EVALSHA; the future resolves with its reply (or its error)."""
         return self._queue(script, (numkeys, *keys_and_args))
 
+    def call_merged(self, script: Script, key: str, args: Sequence[Any]) -> asyncio.Future[Any]:
+        """Queue a call of a script that takes any number of calls' arguments at once.
+
+        The calls of ``script`` on ``key`` that leave together go as one EVALSHA (numkeys 1)
+        with their arguments one after the other: one script run and one reply instead of
+        one each. The script answers a list with one reply per call, in order, and each
+        future resolves with its own (an error entry sets its exception).
+        """
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
+        slot = self._merged.get((id(script), key))
+        if slot is None:
+            self._merged[(id(script), key)] = len(self._pending)
+            self._pending.append((script, [1, key, *args], [fut]))
+        else:
+            _, merged_args, futs = self._pending[slot]
+            merged_args.extend(args)  # type: ignore[attr-defined]
+            futs.append(fut)  # type: ignore[union-attr]
+        self._added(loop)
+        return fut
+
     def command(self, *args: Any) -> asyncio.Future[Any]:
         """Queue one plain command (its reply is not parsed, as with ``NEVER_DECODE``)."""
         return self._queue(None, args)
@@ -68,15 +93,21 @@ class Batcher:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
         self._pending.append((script, args, fut))
-        if len(self._pending) >= FLUSH_AT:
+        self._added(loop)
+        return fut
+
+    def _added(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._calls += 1
+        if self._calls >= FLUSH_AT:
             self._flush()
         elif not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
-        return fut
 
     def _flush(self) -> None:
         self._scheduled = False
+        self._calls = 0
+        self._merged.clear()
         while self._pending:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
             task = asyncio.create_task(self._send(batch))
@@ -88,19 +119,23 @@ class Batcher:
         try:
             replies = await self._replies(batch)
         except BaseException as exc:
+            error = exc if isinstance(exc, Exception) else ConnectionError()
             for _, _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc if isinstance(exc, Exception) else ConnectionError())
+                for f in fut if isinstance(fut, list) else (fut,):
+                    _settle(f, error)
             if not isinstance(exc, Exception):
                 raise
             return
         for (_, _, fut), reply in zip(batch, replies, strict=True):
-            if fut.done():
-                continue
-            if isinstance(reply, Exception):
-                fut.set_exception(reply)
-            else:
-                fut.set_result(reply)
+            if not isinstance(fut, list):
+                _settle(fut, reply)
+            elif isinstance(reply, list) and len(reply) == len(fut):
+                for f, own in zip(fut, reply, strict=True):
+                    _settle(f, own)
+            else:  # the whole merged call failed (or answered something else): all of it did
+                error = reply if isinstance(reply, Exception) else ResponseError(repr(reply))
+                for f in fut:
+                    _settle(f, error)
 
     async def _replies(self, batch: list[_Call]) -> list[Any]:
         replies = await self._execute(batch)
@@ -173,6 +208,15 @@ class Batcher:
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
         await self._release_idle()
+
+
+def _settle(fut: asyncio.Future[Any], reply: Any) -> None:
+    if fut.done():
+        return
+    if isinstance(reply, Exception):
+        fut.set_exception(reply)
+    else:
+        fut.set_result(reply)
 
 
 def _pack(batch: list[_Call]) -> bytes:

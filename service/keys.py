@@ -36,7 +36,7 @@ def client_index(op: str, client: str) -> str:
 
 
 def idempotency(op: str, client: str, key_hash: str) -> str:
-    """An Idempotency-Key's request id."""
+    """An Idempotency-Key's request id (the submit script builds it alike from its parts)."""
     return key(op, "idem", client, key_hash)
 
 

@@ -28,7 +28,7 @@ import contextlib
 import hashlib
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -131,6 +131,11 @@ class Queue:
     async def _run(self, name: str, keys_: Sequence[str], args: Sequence[Any]) -> Any:
         return await self.batcher.call(self._batched[name], [*keys_, *args], len(keys_))
 
+    def _run_merged(self, name: str, prefix: str, args: Sequence[Any]) -> Awaitable[Any]:
+        # Scripts that take many calls' arguments at once (submit): see Batcher.call_merged.
+        # The future itself is awaited: no coroutine in between on the hot path.
+        return self.batcher.call_merged(self._batched[name], prefix, args)
+
     async def submit(
         self,
         op: str,
@@ -149,11 +154,10 @@ class Queue:
         waited: bool = False,
     ) -> Submitted:
         """Create a request and queue it, unless the queue is full or the key replays."""
-        idem = keys.idempotency(op, client, idempotency_key) if idempotency_key else ""
         now = self.now_ms()
-        res = await self._run(
+        res = await self._run_merged(
             "submit",
-            [keys.prefix(op), keys.record(op, request_id), keys.client_index(op, client), idem],
+            keys.prefix(op),
             [
                 request_id,
                 client,
@@ -172,6 +176,7 @@ class Queue:
                 rate,
                 max(burst, 1),
                 "1" if waited else "",
+                idempotency_key,
             ],
         )
         outcome = _s(res[0])

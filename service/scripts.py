@@ -162,96 +162,122 @@ local function wake()
 end
 """
 
-# KEYS[1] prefix, KEYS[2] record, KEYS[3] client index, KEYS[4] idempotency key ('' if none)
-# ARGV: id, client, priority, input, now, max_depth, attempts, timeout_ms, ttl, backoff_ms,
-#       body_hash, cb_url, cb_events, idem_ttl, rate_per_second (0: none), burst,
-#       wait ('1' when a caller waits for the outcome: its events go to the watched channel)
-SUBMIT = r"""
-local rkey, ikey = KEYS[2], KEYS[4]
-local now = tonumber(ARGV[5])
-if ikey ~= '' then
-  local existing = redis.call('GET', ikey)
-  if existing then
-    local old = P .. 'r:' .. existing
-    local bhash = redis.call('HGET', old, 'bhash')
-    if bhash then
-      if bhash ~= ARGV[11] then return {'conflict', existing} end
-      if ARGV[17] == '1' then redis.call('HSET', old, 'wait', '1') end
-      local rank = redis.call('ZRANK', P .. 'pending', existing)
-      return {'replay', existing, cjson.encode(snapshot(hgetall(old))), rank or -1}
+SUBMIT_ARGS = 18  # values per submit in one SUBMIT call
+
+# KEYS[1] prefix. ARGV: one or more submits, SUBMIT_ARGS values each: id, client, priority,
+#   input, now, max_depth, attempts, timeout_ms, ttl, backoff_ms, body_hash, cb_url, cb_events,
+#   idem_ttl, rate_per_second (0: none), burst, wait ('1' when a caller waits for the outcome:
+#   its events go to the watched channel), idempotency key hash ('' if none).
+# Returns one reply per submit, in order. The batcher sends a tick's submits to one operation
+# as one call (one script run and one reply instead of one each); each runs protected, so one
+# that fails (out of memory, say) is an error entry and the others stand.
+SUBMIT = (
+    r"""
+local function submit(A)
+  local rkey, ckey, ikey = P .. 'r:' .. A[1], P .. 'c:' .. A[2], ''
+  if A[18] ~= '' then ikey = P .. 'idem:' .. A[2] .. ':' .. A[18] end
+  local now = tonumber(A[5])
+  if ikey ~= '' then
+    local existing = redis.call('GET', ikey)
+    if existing then
+      local old = P .. 'r:' .. existing
+      local bhash = redis.call('HGET', old, 'bhash')
+      if bhash then
+        if bhash ~= A[11] then return {'conflict', existing} end
+        if A[17] == '1' then redis.call('HSET', old, 'wait', '1') end
+        local rank = redis.call('ZRANK', P .. 'pending', existing)
+        return {'replay', existing, cjson.encode(snapshot(hgetall(old))), rank or -1}
+      end
     end
   end
-end
-local rate = tonumber(ARGV[15])
-if rate > 0 then
-  -- Token bucket per client and operation: refill by elapsed time, take one token.
-  local burst = tonumber(ARGV[16])
-  local bkey = P .. 'rl:' .. ARGV[2]
-  local b = redis.call('HMGET', bkey, 'tokens', 'ts')
-  local tokens, ts = tonumber(b[1]) or burst, tonumber(b[2]) or now
-  tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
-  if tokens < 1 then
-    return {'limited', math.ceil((1 - tokens) * 1000 / rate)}
+  local rate = tonumber(A[15])
+  if rate > 0 then
+    -- Token bucket per client and operation: refill by elapsed time, take one token.
+    local burst = tonumber(A[16])
+    local bkey = P .. 'rl:' .. A[2]
+    local b = redis.call('HMGET', bkey, 'tokens', 'ts')
+    local tokens, ts = tonumber(b[1]) or burst, tonumber(b[2]) or now
+    tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
+    if tokens < 1 then
+      return {'limited', math.ceil((1 - tokens) * 1000 / rate)}
+    end
+    redis.call('HSET', bkey, 'tokens', tostring(tokens - 1), 'ts', now)
+    redis.call('PEXPIRE', bkey, math.ceil(burst * 1000 / rate) + 1000)
   end
-  redis.call('HSET', bkey, 'tokens', tostring(tokens - 1), 'ts', now)
-  redis.call('PEXPIRE', bkey, math.ceil(burst * 1000 / rate) + 1000)
-end
-local pending = P .. 'pending'
-local depth = redis.call('ZCARD', pending)
-if depth >= tonumber(ARGV[6]) then return {'full', depth} end
-local seq = redis.call('INCR', P .. 'seq')
-local score = (10 - tonumber(ARGV[3])) * 1099511627776 + seq
-local rec = {id = ARGV[1], client = ARGV[2], status = 'queued',
-  prio = ARGV[3], score = fmt(score), attempt = '1', max_att = ARGV[7], timeout = ARGV[8],
-  ttl = ARGV[9], backoff = ARGV[10], created = ARGV[5], updated = ARGV[5]}
-local args = {'id', ARGV[1], 'client', ARGV[2], 'status', 'queued', 'prio', ARGV[3],
-  'score', rec['score'], 'attempt', '1', 'max_att', ARGV[7], 'timeout', ARGV[8],
-  'ttl', ARGV[9], 'backoff', ARGV[10], 'created', ARGV[5], 'updated', ARGV[5],
-  'input', ARGV[4]}
-if ARGV[11] ~= '' then table.insert(args, 'bhash'); table.insert(args, ARGV[11]) end
-if ARGV[17] == '1' then
-  rec['wait'] = '1'
-  table.insert(args, 'wait'); table.insert(args, '1')
-end
-if ARGV[12] ~= '' then
-  rec['cb_url'] = ARGV[12]; rec['cb_events'] = ARGV[13]
-  table.insert(args, 'cb_url'); table.insert(args, ARGV[12])
-  table.insert(args, 'cb_events'); table.insert(args, ARGV[13])
-end
-redis.call('HSET', rkey, unpack(args))
-redis.call('ZADD', KEYS[3], ARGV[5], ARGV[1])
--- The listing index forgets requests created long before any could still exist (their records
--- expire result_ttl after finishing); without this it would grow for ever.
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now - (tonumber(ARGV[9]) + 604800) * 1000)
-if ikey ~= '' then redis.call('SET', ikey, ARGV[1], 'EX', tonumber(ARGV[14])) end
-emit(rkey, rec, 'status')
--- Nothing waits and a worker is idle: lease the request to it here and push it onto that
--- worker's own list, so its blocking pop returns the job itself (no claim round trip).
-local member = nil
-if depth == 0 then
-  member = redis.call('ZRANGEBYSCORE', P .. 'idle', now, '+inf', 'LIMIT', 0, 1)[1]
-end
-if member then
-  redis.call('ZREM', P .. 'idle', member)
-  local sp = string.find(member, ' ', 1, true)
-  local lease_ms, worker = tonumber(string.sub(member, 1, sp - 1)), string.sub(member, sp + 1)
-  local token = worker .. ':h' .. seq
-  rec['status'] = 'running'; rec['started'] = ARGV[5]; rec['worker'] = worker
-  rec['lease'] = token
-  redis.call('HSET', rkey, 'status', 'running', 'started', ARGV[5], 'worker', worker,
-    'lease', token)
-  redis.call('ZADD', P .. 'running', now + lease_ms, ARGV[1])
+  local pending = P .. 'pending'
+  local depth = redis.call('ZCARD', pending)
+  if depth >= tonumber(A[6]) then return {'full', depth} end
+  local seq = redis.call('INCR', P .. 'seq')
+  local score = (10 - tonumber(A[3])) * 1099511627776 + seq
+  local rec = {id = A[1], client = A[2], status = 'queued',
+    prio = A[3], score = fmt(score), attempt = '1', max_att = A[7], timeout = A[8],
+    ttl = A[9], backoff = A[10], created = A[5], updated = A[5]}
+  local args = {'id', A[1], 'client', A[2], 'status', 'queued', 'prio', A[3],
+    'score', rec['score'], 'attempt', '1', 'max_att', A[7], 'timeout', A[8],
+    'ttl', A[9], 'backoff', A[10], 'created', A[5], 'updated', A[5],
+    'input', A[4]}
+  if A[11] ~= '' then table.insert(args, 'bhash'); table.insert(args, A[11]) end
+  if A[17] == '1' then
+    rec['wait'] = '1'
+    table.insert(args, 'wait'); table.insert(args, '1')
+  end
+  if A[12] ~= '' then
+    rec['cb_url'] = A[12]; rec['cb_events'] = A[13]
+    table.insert(args, 'cb_url'); table.insert(args, A[12])
+    table.insert(args, 'cb_events'); table.insert(args, A[13])
+  end
+  redis.call('HSET', rkey, unpack(args))
+  redis.call('ZADD', ckey, A[5], A[1])
+  -- The listing index forgets requests created long before any could still exist (their records
+  -- expire result_ttl after finishing); without this it would grow for ever.
+  redis.call('ZREMRANGEBYSCORE', ckey, '-inf', now - (tonumber(A[9]) + 604800) * 1000)
+  if ikey ~= '' then redis.call('SET', ikey, A[1], 'EX', tonumber(A[14])) end
   emit(rkey, rec, 'status')
-  outbox(rec, 'running', now)
-  local hk = P .. 'hand:' .. worker
-  redis.call('RPUSH', hk, handed(rec, token, ARGV[4]))
-  redis.call('PEXPIRE', hk, lease_ms * 2 + 60000)
-  return {'created', ARGV[1], '', -1, 'running'}
+  -- Nothing waits and a worker is idle: lease the request to it here and push it onto that
+  -- worker's own list, so its blocking pop returns the job itself (no claim round trip).
+  local member = nil
+  if depth == 0 then
+    member = redis.call('ZRANGEBYSCORE', P .. 'idle', now, '+inf', 'LIMIT', 0, 1)[1]
+  end
+  if member then
+    redis.call('ZREM', P .. 'idle', member)
+    local sp = string.find(member, ' ', 1, true)
+    local lease_ms, worker = tonumber(string.sub(member, 1, sp - 1)), string.sub(member, sp + 1)
+    local token = worker .. ':h' .. seq
+    rec['status'] = 'running'; rec['started'] = A[5]; rec['worker'] = worker
+    rec['lease'] = token
+    redis.call('HSET', rkey, 'status', 'running', 'started', A[5], 'worker', worker,
+      'lease', token)
+    redis.call('ZADD', P .. 'running', now + lease_ms, A[1])
+    emit(rkey, rec, 'status')
+    outbox(rec, 'running', now)
+    local hk = P .. 'hand:' .. worker
+    redis.call('RPUSH', hk, handed(rec, token, A[4]))
+    redis.call('PEXPIRE', hk, lease_ms * 2 + 60000)
+    return {'created', A[1], '', -1, 'running'}
+  end
+  redis.call('ZADD', pending, rec['score'], A[1])
+  wake()
+  return {'created', A[1], '', redis.call('ZRANK', pending, A[1])}
 end
-redis.call('ZADD', pending, rec['score'], ARGV[1])
-wake()
-return {'created', ARGV[1], '', redis.call('ZRANK', pending, ARGV[1])}
+local out = {}
+for i = 1, #ARGV, """
+    + str(SUBMIT_ARGS)
+    + r""" do
+  local ok, res = pcall(submit, {unpack(ARGV, i, i + """
+    + str(SUBMIT_ARGS - 1)
+    + r""")})
+  if ok then
+    out[#out + 1] = res
+  elseif type(res) == 'table' then
+    out[#out + 1] = res  -- a command's error reply
+  else
+    out[#out + 1] = {err = 'ERR ' .. tostring(res)}
+  end
+end
+return out
 """
+)
 
 # KEYS[1] prefix. ARGV: now, lease_ms, token, worker, max_jobs, worker_ttl_ms, idle_ms
 # Returns {jobs, soonest_due_or_-1, handed}; jobs flat, 8 per job: id, input, attempt, timeout,

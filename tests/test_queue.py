@@ -377,20 +377,49 @@ async def test_concurrent_calls_share_pipelines_of_at_most_flush_at(
 ) -> None:
     big = Limits(1, 1, 60, 1000, 1)
     await submit(queue, limits=big)  # the script is loaded (an earlier test may flush them)
-    batches: list[int] = []
+    batches: list[list[int]] = []  # per pipeline, the calls each of its commands carries
     execute = queue.batcher._execute
 
     async def counting(batch: Any) -> list[Any]:
-        batches.append(len(batch))
+        batches.append([len(f) if isinstance(f, list) else 1 for _, _, f in batch])
         return await execute(batch)
 
     monkeypatch.setattr(queue.batcher, "_execute", counting)
     await asyncio.gather(*(submit(queue, limits=big) for _ in range(20)))
-    assert batches == [20]  # one tick, one pipeline
+    assert batches == [[20]]  # one tick, one pipeline, its submits merged into one call
     batches.clear()
     await asyncio.gather(*(submit(queue, limits=big) for _ in range(FLUSH_AT + 18)))
-    assert batches == [FLUSH_AT, 18]  # the first left while the rest were being made
+    assert batches == [[FLUSH_AT], [18]]  # the first left while the rest were being made
     assert await queue.depth("echo") == 1 + 20 + FLUSH_AT + 18
+    batches.clear()
+    # Each operation's submits are their own call (their keys live in another slot).
+    await asyncio.gather(*(submit(queue, op, limits=big) for op in ["echo", "sleep"] * 3))
+    assert batches == [[3, 3]]
+    assert await queue.depth("echo") == 1 + 20 + FLUSH_AT + 18 + 3
+    assert await queue.depth("sleep") == 3
+
+
+async def test_a_failing_submit_in_a_merged_call_fails_alone(queue: Queue) -> None:
+    await submit(queue)  # the script is loaded (an earlier test may flush them)
+    good = [new_request_id("echo", queue.now_ms()) for _ in range(2)]
+    bad = new_request_id("echo", queue.now_ms())
+
+    def args(rid: str, priority: Any) -> list[Any]:
+        return [rid, "alice", priority, "{}", queue.now_ms(), 100, 1, 1000, 60, 1000,
+                "", "", "", 60, 0, 1, "", ""]  # fmt: skip
+
+    replies = await asyncio.gather(
+        queue._run_merged("submit", keys.prefix("echo"), args(good[0], 0)),
+        queue._run_merged("submit", keys.prefix("echo"), args(bad, "not a number")),
+        queue._run_merged("submit", keys.prefix("echo"), args(good[1], 0)),
+        return_exceptions=True,
+    )
+    first, failed, last = replies
+    assert isinstance(failed, ResponseError)
+    assert not isinstance(first, BaseException) and not isinstance(last, BaseException)
+    assert [first[:2], last[:2]] == [[b"created", rid.encode()] for rid in good]
+    assert await queue.depth("echo") == 3  # the first submit and the two good ones
+    assert await queue.read("echo", bad) is None
 
 
 async def test_only_watched_requests_reach_the_watched_channel(
