@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import math
 import time
@@ -41,6 +42,7 @@ from service import keys, scripts
 from service.batcher import Batcher, Script
 
 IDEMPOTENCY_TTL = 86_400
+_IDEMPOTENCY_TTL = str(IDEMPOTENCY_TTL)
 
 Outcome = Literal["succeeded", "failed", "canceled", "retry"]
 
@@ -54,6 +56,21 @@ class Limits:
     result_ttl: int
     max_queue_depth: int
     retry_backoff: float
+
+    @functools.cached_property
+    def submit_args(self) -> tuple[str, ...]:
+        """Max depth, attempts, timeout and backoff (ms), result TTL: the submit script's
+        arguments 6-10, encoded once (numbers cost the encoder more than strings, per call)."""
+        return tuple(
+            str(n)
+            for n in (
+                self.max_queue_depth,
+                self.attempts,
+                int(self.timeout * 1000),
+                self.result_ttl,
+                int(self.retry_backoff * 1000),
+            )
+        )
 
 
 @dataclass(slots=True)  # not frozen: built on every submit, and frozen init costs more
@@ -164,16 +181,12 @@ class Queue:
                 priority,
                 input_json,
                 now,
-                limits.max_queue_depth,
-                limits.attempts,
-                int(limits.timeout * 1000),
-                limits.result_ttl,
-                int(limits.retry_backoff * 1000),
+                *limits.submit_args,
                 body_hash,
                 callback_url,
                 callback_events,
-                IDEMPOTENCY_TTL,
-                rate,
+                _IDEMPOTENCY_TTL,
+                _rate_arg(rate),
                 max(burst, 1),
                 "1" if waited else "",
                 idempotency_key,
@@ -533,6 +546,11 @@ def _handed(op: str, entry: bytes | str) -> Job:
 def _stream_id(value: str) -> tuple[int, int]:
     ms, _, seq = value.partition("-")
     return int(ms), int(seq or 0)
+
+
+def _rate_arg(rate: float) -> str | float:
+    # No limit (the usual case) as a ready string: the encoder formats floats slowly.
+    return "0" if rate == 0 else rate
 
 
 def _s(value: Any) -> str:
