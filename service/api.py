@@ -360,14 +360,16 @@ async def get_result(request: web.Request) -> web.Response:
     )
 
 
-def add_operation_routes(app: web.Application, names: list[str]) -> None:
+def operation_routes(names: list[str]) -> list[web.RouteDef]:
     """Routes per configured operation: found by aiohttp's index, not by trying each pattern.
 
     The generic ``/v1/{op}`` routes stay for unknown names (404 problem).
     """
+    defs = []
     for name in names:
-        app.router.add_post(f"/v1/{name}", submit)
-        app.router.add_get(f"/v1/{name}/{{request_id}}", get_result)
+        defs.append(web.RouteDef("POST", f"/v1/{name}", submit, {}))
+        defs.append(web.RouteDef("GET", f"/v1/{name}/{{request_id}}", get_result, {}))
+    return defs
 
 
-__all__ = ["PROBLEM_JSON", "add_operation_routes", "routes"]
+__all__ = ["PROBLEM_JSON", "operation_routes", "routes"]

@@ -20,11 +20,12 @@ from service.auth import make_authenticator
 from service.config import ConfigError, Settings
 from service.cors import setup_cors
 from service.embedded import EmbeddedRedis
-from service.errors import Problem, make_middleware
+from service.errors import Problem
 from service.events import EventHub
 from service.metrics import Metrics
 from service.queue import Queue
 from service.registry import build_operations, by_code
+from service.routing import add_guarded, add_unmatched
 from service.state import (
     CallbackChecker,
     Roles,
@@ -77,10 +78,8 @@ def create_app(settings: Settings, roles: Roles | None = None) -> web.Applicatio
     max_body = max(
         [settings.server.max_body_bytes] + [op.max_input_bytes or 0 for op in operations.values()]
     )
-    app = web.Application(
-        middlewares=[make_middleware(make_authenticator(settings))],
-        client_max_size=max_body,
-    )
+    app = web.Application(client_max_size=max_body)
+    authenticate = make_authenticator(settings)
     setup_cors(app, settings)
     app[settings_key] = settings
     app[roles_key] = roles
@@ -93,14 +92,17 @@ def create_app(settings: Settings, roles: Roles | None = None) -> web.Applicatio
         app.cleanup_ctx.append(hub_ctx)
         app.cleanup_ctx.append(sse.streams_ctx)
         app.on_shutdown.append(sse.close_streams)
-        app.add_routes(system.routes)
-        # Before the API's routes: /v1/queue/events and /v1/webhooks/… must not match
-        # /v1/{op}/{request_id}.
-        app.add_routes(sse.routes)
-        app.add_routes(webhook_api.routes)
-        api.add_operation_routes(app, list(operations))
-        app.add_routes(requests_api.routes)
-        app.add_routes(api.routes)
+        # In order: /v1/queue/events and /v1/webhooks/… must not match /v1/{op}/{request_id}.
+        for routes in (
+            system.routes,
+            sse.routes,
+            webhook_api.routes,
+            api.operation_routes(list(operations)),
+            requests_api.routes,
+            api.routes,
+        ):
+            add_guarded(app, routes, authenticate)
+        add_unmatched(app, authenticate)
         app[callback_checker_key] = _callback_checker(settings)
     if roles.worker:
         app.cleanup_ctx.append(worker_ctx)

@@ -23,7 +23,7 @@ def client_of(request: web.Request) -> str:
 def make_authenticator(settings: Settings) -> Callable[[web.Request], None]:
     """A check resolving the request's client (or raising 401); open when no keys exist.
 
-    Run by the one middleware (:func:`service.errors.make_middleware`), before the handler.
+    Run by the guard around every handler (:func:`service.errors.guard`), before it.
     """
     clients = [(c.key.encode(), c.name) for c in settings.auth.clients]
 
