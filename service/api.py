@@ -50,10 +50,8 @@ from service.status import TERMINAL, Status
 routes = web.RouteTableDef()
 
 
-async def read_input(request: web.Request, op: Operation) -> tuple[Any, str]:
-    """Check content type and size, parse and validate the JSON body."""
-    settings = request.app[settings_key]
-    limit = op.max_input_bytes or settings.server.max_body_bytes
+async def read_input(request: web.Request, op: Operation, limit: int) -> tuple[Any, str]:
+    """Check content type and size (at most ``limit`` bytes), parse and validate the body."""
     header = request.headers.get("Content-Type", "")
     # The common exact value skips aiohttp's full media-type parse.
     ctype = JSON if header == JSON else request.content_type
@@ -143,7 +141,8 @@ async def submit(request: web.Request) -> web.StreamResponse:
     if callback_url:
         callback_events = parse_callback_events(h.get("Callback-Events"))
         await check_callback(request, callback_url)
-    _, input_json = await read_input(request, op)  # stored as sent: no second encoding
+    limit = op.max_input_bytes or settings.max_body_bytes
+    _, input_json = await read_input(request, op, limit)  # stored as sent: not encoded again
     client = client_of(request)
 
     if prefs.respond_async:
@@ -250,7 +249,7 @@ async def submit(request: web.Request) -> web.StreamResponse:
         headers["Preference-Applied"] = "respond-async"
     if snap is None:
         # Just accepted: the monitor is known without reading it back, filled in a template.
-        location = f"{base_url(request)}/v1/queue/requests/{rid}"
+        location = f"{base_url(request, settings)}/v1/queue/requests/{rid}"
         headers["Location"] = headers["Operation-Location"] = location
         headers["Retry-After"] = retry_after(None)
         body = monitor.render_accepted(

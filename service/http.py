@@ -10,6 +10,7 @@ from aiohttp import web
 
 from service import monitor
 from service.auth import client_of
+from service.config import ServerSettings
 from service.errors import Problem
 from service.ids import id_op_code, looks_like_id
 from service.queue import Snapshot
@@ -31,9 +32,12 @@ def json_response(
     return web.Response(status=status, body=dumps(body), content_type=JSON, headers=headers)
 
 
-def base_url(request: web.Request) -> str:
-    """The service's absolute base URL: ``server.public_url``, else the request's host."""
-    configured = request.app[settings_key].server.public_url
+def base_url(request: web.Request, server: ServerSettings | None = None) -> str:
+    """The service's absolute base URL: ``server.public_url``, else the request's host.
+
+    ``server`` spares a look-up when the caller holds the settings already.
+    """
+    configured = (server or request.app[settings_key].server).public_url
     if configured:
         return configured.rstrip("/")
     return f"{request.scheme}://{request.host}"

@@ -20,8 +20,16 @@ def rfc3339(ms: str | int | None) -> str | None:
 
 
 def _rfc3339(ms: int) -> str:
+    global _last
+    if ms == _last[0]:  # a busy second renders the same millisecond several times in a row
+        return _last[1]
     seconds, millis = divmod(ms, 1000)
-    return _second(seconds) + f".{millis:03d}Z"
+    text = _second(seconds) + f".{millis:03d}Z"
+    _last = (ms, text)
+    return text
+
+
+_last = (-1, "")
 
 
 @functools.lru_cache(maxsize=1024)
