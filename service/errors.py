@@ -112,7 +112,7 @@ def guard(handler: Handler, authenticate: Callable[[web.Request], None]) -> Hand
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            return http_problem(exc, request).response()
+            return _http_problem(exc, request).response()
         except (ConnectionError, RedisTimeout, TimeoutError, BusyLoadingError) as exc:
             # TimeoutError: a Redis that accepts connections but does not answer (frozen,
             # overloaded).
@@ -130,7 +130,7 @@ def guard(handler: Handler, authenticate: Callable[[web.Request], None]) -> Hand
     return guarded
 
 
-def http_problem(exc: web.HTTPException, request: web.Request) -> Problem:
+def _http_problem(exc: web.HTTPException, request: web.Request) -> Problem:
     """One of aiohttp's HTTP errors (404, 405, 413, …) as a problem."""
     headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
     slug = {404: "not-found", 405: "method-not-allowed", 413: "too-large"}.get(exc.status)

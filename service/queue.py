@@ -59,7 +59,7 @@ class Limits:
 
     @functools.cached_property
     def submit_args(self) -> tuple[str, ...]:
-        """Max depth, attempts, timeout and backoff (ms), result TTL: the submit script's
+        """Max depth, attempts, timeout (ms), result TTL, backoff (ms): the submit script's
         arguments 6-10, encoded once (numbers cost the encoder more than strings, per call)."""
         return tuple(
             str(n)
