@@ -17,10 +17,10 @@ from urllib.parse import urlparse
 import hiredis
 import redis
 
-from service import scripts
-from service.auth import ANONYMOUS
-from service.ids import new_request_id
-from service.queue import Limits, Queue
+from service.http.auth import ANONYMOUS
+from service.queue import scripts
+from service.queue.ids import new_request_id
+from service.queue.store import Limits, Queue
 
 BATCH = 1000
 LIMITS = Limits(attempts=1, timeout=10.0, result_ttl=3600, max_queue_depth=10**8, retry_backoff=1)

@@ -51,7 +51,7 @@ import redis  # noqa: E402
 from procs import Finished, Server, run_client  # noqa: E402
 from report import Row, Run, Target, table  # noqa: E402
 
-from service.embedded import EmbeddedRedis, free_port  # noqa: E402
+from service.runtime.embedded import EmbeddedRedis, free_port  # noqa: E402
 
 PEERS: dict[str, list[str]] = {
     "arq": ["arq"],

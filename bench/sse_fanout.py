@@ -32,9 +32,9 @@ import aiohttp  # noqa: E402
 import psutil  # noqa: E402
 import redis.asyncio as aredis  # noqa: E402
 
-from service.embedded import EmbeddedRedis, free_port  # noqa: E402
-from service.ids import new_request_id  # noqa: E402
-from service.queue import Limits, Queue  # noqa: E402
+from service.queue.ids import new_request_id  # noqa: E402
+from service.queue.store import Limits, Queue  # noqa: E402
+from service.runtime.embedded import EmbeddedRedis, free_port  # noqa: E402
 
 OP = "echo"
 LIMITS = Limits(attempts=1, timeout=10, result_ttl=600, max_queue_depth=10**7, retry_backoff=1)

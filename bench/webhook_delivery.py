@@ -39,10 +39,10 @@ import orjson  # noqa: E402
 import psutil  # noqa: E402
 import redis.asyncio as aredis  # noqa: E402
 
-from service.config import WebhookSettings  # noqa: E402
-from service.embedded import EmbeddedRedis, free_port  # noqa: E402
-from service.ids import new_request_id  # noqa: E402
-from service.queue import Job, Limits, Queue  # noqa: E402
+from service.queue.ids import new_request_id  # noqa: E402
+from service.queue.store import Job, Limits, Queue  # noqa: E402
+from service.runtime.config import WebhookSettings  # noqa: E402
+from service.runtime.embedded import EmbeddedRedis, free_port  # noqa: E402
 from webhooks import WebhookStore  # noqa: E402
 
 OP = "echo"

@@ -12,7 +12,7 @@ import sys
 from aiohttp import web
 
 from service.app import create_app
-from service.config import ConfigError, load_settings
+from service.runtime.config import ConfigError, load_settings
 from service.state import Roles
 
 ROLES = {

@@ -15,17 +15,20 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError, TimeoutError
 
-from service import api, monitor, requests_api, sse, system, webhook_api
-from service.auth import make_authenticator
-from service.config import ConfigError, Settings
-from service.cors import setup_cors
-from service.embedded import EmbeddedRedis
-from service.errors import Problem
-from service.events import EventHub
-from service.metrics import Metrics
-from service.queue import Queue
+from service.http import monitor, sse, system
+from service.http import requests as requests_api
+from service.http import submit as api
+from service.http import webhooks as webhook_api
+from service.http.auth import make_authenticator
+from service.http.cors import setup_cors
+from service.http.errors import Problem
+from service.http.routing import add_guarded, add_unmatched
+from service.queue.events import EventHub
+from service.queue.store import Queue
 from service.registry import build_operations, by_code
-from service.routing import add_guarded, add_unmatched
+from service.runtime.config import ConfigError, Settings
+from service.runtime.embedded import EmbeddedRedis
+from service.runtime.metrics import Metrics
 from service.state import (
     CallbackChecker,
     Roles,
@@ -44,8 +47,8 @@ from service.state import (
     webhook_store_key,
     worker_key,
 )
-from service.watchdog import LoopWatchdog
-from service.worker import Worker
+from service.worker.watchdog import LoopWatchdog
+from service.worker.worker import Worker
 from webhooks import Dispatcher, TargetRefused, WebhookStore, check_url
 
 log = logging.getLogger(__name__)

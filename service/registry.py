@@ -11,10 +11,10 @@ from typing import Any
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
-from service.config import ConfigError, OperationSettings, Settings
 from service.handlers import SPEC_ATTR, Handler, OperationSpec, RunIn
-from service.keys import op_code
-from service.queue import Limits
+from service.queue.keys import op_code
+from service.queue.store import Limits
+from service.runtime.config import ConfigError, OperationSettings, Settings
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,12 @@ from dataclasses import dataclass
 from aiohttp import web
 from redis.asyncio import Redis
 
-from service.config import Settings
-from service.events import EventHub
-from service.metrics import Metrics
-from service.queue import Queue
+from service.queue.events import EventHub
+from service.queue.store import Queue
 from service.registry import Operation
-from service.worker import Worker
+from service.runtime.config import Settings
+from service.runtime.metrics import Metrics
+from service.worker.worker import Worker
 from webhooks import Dispatcher, WebhookStore
 
 

@@ -9,8 +9,8 @@ import pytest
 import redis
 import redis.asyncio as aredis
 
-from service.embedded import EmbeddedRedis, free_port
-from tests.process_helpers import Processes
+from service.runtime.embedded import EmbeddedRedis, free_port
+from tests.support.processes import Processes
 
 
 @pytest.fixture(scope="session")

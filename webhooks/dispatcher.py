@@ -29,7 +29,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 from yarl import URL
 
-from service.outage import Outage
+from service.runtime.outage import Outage
 from webhooks import events, keys, signing
 from webhooks.errors import TargetRefused
 from webhooks.models import Claimed, SendTarget

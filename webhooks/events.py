@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from service.monitor import rfc3339
+from service.queue.times import rfc3339
 
 EVENTS = ("request.running", "request.succeeded", "request.failed", "request.canceled")
 DEFAULT_EVENTS = ("request.succeeded", "request.failed", "request.canceled")

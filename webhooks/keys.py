@@ -2,12 +2,12 @@
 
 Webhook data is global (not per operation), so all of it shares the hash tag ``{wh}``: every
 script touches one Redis Cluster slot. The per-operation ``outbox`` and ``hooked`` keys belong to
-the core and are named by :mod:`service.keys`.
+the core and are named by :mod:`service.queue.keys`.
 """
 
 from __future__ import annotations
 
-from service import keys as core_keys
+from service.queue import keys as core_keys
 
 TAG = "wh"
 

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.monitor import rfc3339
+from service.queue.times import rfc3339
 
 
 @dataclass(frozen=True)

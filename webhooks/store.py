@@ -27,7 +27,7 @@ from typing import Any
 import orjson
 from redis.asyncio import Redis
 
-from service.batcher import Batcher, Script
+from service.runtime.batcher import Batcher, Script
 from webhooks import keys, scripts
 from webhooks.errors import DeliveryNotFound, EndpointNotFound, InvalidEndpoint
 from webhooks.events import DEFAULT_EVENTS, EVENTS
@@ -100,7 +100,7 @@ class WebhookStore:
         self.operations = list(operations)
         self.clock = clock
         self.retention = retention
-        # Calls made in the same event-loop tick share one pipeline (see service.batcher).
+        # Calls made in the same event-loop tick share one pipeline (see service.runtime.batcher).
         self._batcher = Batcher(redis)
         self._scripts = {name: Script.of(scripts.source(name)) for name in scripts.ALL}
 

@@ -1,0 +1,183 @@
+"""Routes on requests already made: status monitor, cancel, listing, queue statistics."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from typing import Any
+
+from aiohttp import web
+
+from service.http.auth import client_of
+from service.http.common import (
+    json_response,
+    not_found,
+    read_own,
+    render,
+    requested,
+    retry_after,
+)
+from service.http.errors import Problem
+from service.queue import problems
+from service.queue.status import TERMINAL, Status
+from service.queue.store import Snapshot
+from service.state import operations_key, queue_key
+
+routes = web.RouteTableDef()
+
+STATUSES = tuple(Status)
+MAX_LIST = 100
+
+
+@routes.get("/v1/queue/requests/{request_id}")
+async def get_monitor(request: web.Request) -> web.Response:
+    """The status monitor."""
+    op, rid = requested(request)
+    snap = await read_own(request, op, rid)
+    body = render(request, op, snap)
+    headers = {}
+    if body["status"] not in TERMINAL:
+        headers["Retry-After"] = retry_after(body.get("eta_seconds"))
+    return json_response(body, 200, headers)
+
+
+@routes.delete("/v1/queue/requests/{request_id}")
+async def cancel(request: web.Request) -> web.Response:
+    """Cancel: queued → canceled (200); running → cancel requested (202)."""
+    op, rid = requested(request)
+    queue = request.app[queue_key]
+    outcome, record = await queue.cancel(op.name, rid, client_of(request), problems.canceled())
+    if outcome == "missing" or record is None:
+        raise not_found(rid)
+    if outcome == "conflict":
+        raise Problem(
+            409,
+            f"the request already {record['status']}; it can no longer be canceled",
+            slug="already-finished",
+            request_status=record["status"],
+        )
+    snap = await read_own(request, op, rid)
+    body = render(request, op, snap)
+    return json_response(body, 202 if outcome == "requested" else 200)
+
+
+@routes.get("/v1/queue/requests")
+async def list_requests(request: web.Request) -> web.Response:
+    """The caller's requests, newest first, with a cursor."""
+    q = request.query
+    status = q.get("status") or None
+    if status is not None and status not in STATUSES:
+        raise Problem(400, f"status must be one of {', '.join(STATUSES)}", slug="invalid-query",
+                      parameter="status")  # fmt: skip
+    ops = request.app[operations_key]
+    names = list(ops)
+    if q.get("operation"):
+        if q["operation"] not in ops:
+            raise Problem(400, f"there is no operation named {q['operation']!r}",
+                          slug="invalid-query", parameter="operation")  # fmt: skip
+        names = [q["operation"]]
+    try:
+        limit = int(q.get("limit", "20"))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= MAX_LIST:
+        raise Problem(400, f"limit must be an integer from 1 to {MAX_LIST}",
+                      slug="invalid-query", parameter="limit")  # fmt: skip
+    cursor = _decode_cursor(q["cursor"]) if q.get("cursor") else None
+    queue = request.app[queue_key]
+    client = client_of(request)
+    items: list[dict[str, Any]] = []
+    more = True
+    for _ in range(20):  # bounded scan when a status filter skips many
+        rows: list[tuple[int, str, str]] = []
+        for name in names:
+            for rid, ms in await queue.list_ids(name, client, cursor, limit):
+                rows.append((ms, rid, name))
+        rows.sort(reverse=True)
+        rows = rows[:limit]
+        if not rows:
+            more = False
+            break
+        by_op: dict[str, list[str]] = {}
+        for _ms, rid, name in rows:
+            by_op.setdefault(name, []).append(rid)
+        snaps: dict[str, Snapshot] = {}
+        for name, rids in by_op.items():
+            for rid, snap in zip(rids, await queue.read_many(name, client, rids), strict=True):
+                if snap is not None:
+                    snaps[rid] = snap
+        for ms, rid, name in rows:
+            cursor = (ms, rid)
+            snap = snaps.get(rid)
+            if snap is None or (status and snap.record["status"] != status):
+                continue
+            items.append(render(request, ops[name], snap))
+            if len(items) == limit:
+                break
+        if len(items) == limit:
+            break
+        if len(rows) < limit:
+            more = False
+            break
+    next_cursor = _encode_cursor(cursor) if more and cursor and len(items) == limit else None
+    return json_response({"items": items, "next": next_cursor})
+
+
+def _encode_cursor(cursor: tuple[int, str]) -> str:
+    return base64.urlsafe_b64encode(f"{cursor[0]}:{cursor[1]}".encode()).decode().rstrip("=")
+
+
+def _decode_cursor(text: str) -> tuple[int, str]:
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+        ms, rid = raw.split(":", 1)
+        return int(ms), rid
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise Problem(400, "cursor is not valid; use the `next` value of a listing",
+                      slug="invalid-query", parameter="cursor") from None  # fmt: skip
+
+
+@routes.get("/v1/queue")
+async def queue_stats(request: web.Request) -> web.Response:
+    """Per operation: queued, running, workers alive, throughput and mean duration."""
+    queue = request.app[queue_key]
+    out = []
+    for name in request.app[operations_key]:
+        s = await queue.stats(name)
+        out.append(
+            {
+                "operation": name,
+                "queued": s.queued,
+                "running": s.running,
+                "workers": s.workers,
+                "throughput_per_second": round(s.finished_recently / 60.0, 3),
+                "mean_duration_seconds": (
+                    round(s.run_ms_recently / s.finished_recently / 1000, 4)
+                    if s.finished_recently
+                    else None
+                ),
+            }
+        )
+    return json_response({"operations": out})
+
+
+@routes.get("/v1/operations")
+async def list_operations(request: web.Request) -> web.Response:
+    """Every operation with its input schema and limits."""
+    items = []
+    for name, op in request.app[operations_key].items():
+        items.append(
+            {
+                "name": name,
+                "summary": op.spec.summary,
+                "description": op.settings.description or op.spec.description,
+                "input_schema": op.spec.input_schema,
+                "output_schema": op.spec.output_schema or None,
+                "timeout_seconds": op.settings.timeout,
+                "attempts": op.settings.attempts,
+                "result_ttl_seconds": op.settings.result_ttl,
+                "max_queue_depth": op.settings.max_queue_depth,
+                "links": [{"rel": "submit", "href": f"/v1/{name}", "method": "POST"}],
+            }
+        )
+    return json_response({"items": items})

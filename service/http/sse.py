@@ -1,0 +1,407 @@
+"""Server-Sent Events (CONTRACT.md section 5): live, resumable status streams.
+
+One Redis subscription per process (:class:`service.queue.events.EventHub`) feeds every stream
+through a bounded buffer; a client that cannot keep up is disconnected and resumes with
+``Last-Event-ID``. Positions are refreshed by one pipelined read per operation per second
+for all of the process's queued streams, never per stream per queue move.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiohttp import web
+from aiohttp_sse import EventSourceResponse
+
+from service.http import monitor
+from service.http.auth import client_of
+from service.http.common import dumps, find_operation, not_found, requested
+from service.http.errors import Problem
+from service.queue.events import RESYNC, Event
+from service.queue.status import TERMINAL, Status
+from service.queue.times import rfc3339
+from service.state import hub_key, metrics_key, operations_key, queue_key, settings_key
+
+log = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+RETRY_MS = 2000
+BUFFER = 256
+PING_SECONDS = 15.0
+POSITION_INTERVAL = 1.0
+GLOBAL_FLAG_TTL = 300
+
+
+@dataclass
+class Position:
+    """A position update computed by the ticker."""
+
+    position: int
+    eta: float | None
+
+
+_CLOSE = object()
+
+
+class Stream:
+    """One open stream: its bounded buffer and what the position ticker needs.
+
+    A deque and one waiter rather than an ``asyncio.Queue``: thousands of these stay open,
+    and each byte per stream counts.
+    """
+
+    __slots__ = ("_items", "_waiter", "op", "overflowed", "position", "request_id")
+
+    def __init__(self, op: str, request_id: str | None) -> None:
+        self.op = op
+        self.request_id = request_id
+        self.overflowed = False
+        self.position: int | None = None
+        self._items: deque[Any] = deque()
+        self._waiter: asyncio.Future[None] | None = None
+
+    def offer(self, item: Any) -> None:
+        """Buffer an item; a full buffer closes the stream rather than growing."""
+        if self.overflowed:
+            return
+        if len(self._items) >= BUFFER:
+            # Cut off at once (the client resumes with Last-Event-ID), not after draining.
+            self.overflowed = True
+            self._items.clear()
+            item = _CLOSE
+        self._items.append(item)
+        self._wake()
+
+    def close(self) -> None:
+        """Ask the stream to end (shutdown)."""
+        self.overflowed = True
+        self._items.append(_CLOSE)
+        self._wake()
+
+    def pending(self) -> int:
+        """Items waiting to be sent."""
+        return len(self._items)
+
+    async def get(self) -> Any:
+        """The next item, waiting for one."""
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.popleft()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
+class Streams:
+    """Every open stream of this process, and the position ticker."""
+
+    def __init__(self) -> None:
+        self.open: set[Stream] = set()
+        self.queued: dict[str, set[Stream]] = {}
+        self.by_client: dict[str, int] = {}
+
+    def watch_position(self, stream: Stream) -> None:
+        """Keep this queued stream's position fresh."""
+        self.queued.setdefault(stream.op, set()).add(stream)
+
+    def unwatch_position(self, stream: Stream) -> None:
+        """Stop refreshing its position."""
+        group = self.queued.get(stream.op)
+        if group is not None:
+            group.discard(stream)
+            if not group:
+                del self.queued[stream.op]
+
+
+streams_key = web.AppKey("streams", Streams)
+
+
+async def position_ticker(app: web.Application) -> None:
+    """Once a second, one pipeline per operation reads every watched position."""
+    streams = app[streams_key]
+    queue = app[queue_key]
+    while True:
+        await asyncio.sleep(POSITION_INTERVAL)
+        for op in list(streams.queued):
+            group = [s for s in streams.queued.get(op, ()) if s.request_id]
+            if not group:
+                continue
+            try:
+                ranks = await queue.ranks(op, [s.request_id for s in group if s.request_id])
+                stats = await queue.stats(op)
+            except Exception:
+                log.warning("position refresh for %s failed", op)
+                continue
+            now = queue.now_ms()
+            for stream, rank in zip(group, ranks, strict=True):
+                if rank is None or rank == stream.position:
+                    continue
+                eta = monitor.eta_seconds(
+                    {"status": "queued"}, rank, stats.finished_recently, stats.run_ms_recently, now
+                )
+                stream.offer(Position(rank, eta))
+
+
+def parse_last_event_id(value: str | None) -> tuple[int, int] | None:
+    """``"<seq>"`` or ``"<seq>.<k>"`` (position events) as a comparable pair."""
+    if not value:
+        return None
+    head, _, tail = value.strip().partition(".")
+    try:
+        return int(head), int(tail or 0)
+    except ValueError:
+        return None
+
+
+def _render_event(op: str, kind: str, rec: dict[str, Any]) -> tuple[str, str]:
+    if kind == "progress":
+        progress = orjson.loads(rec["progress"]) if rec.get("progress") else None
+        data = {
+            "id": rec["id"],
+            "status": rec["status"],
+            "progress": progress,
+            "updated_at": rfc3339(rec.get("updated")),
+        }
+        return "progress", dumps(data).decode()
+    # A changed state carries no position: streams get it from the position ticker.
+    return "status", dumps(monitor.render(op, rec)).decode()
+
+
+async def _open(request: web.Request, stream: Stream) -> EventSourceResponse:
+    streams = request.app[streams_key]
+    limit = request.app[settings_key].server.max_streams_per_client
+    client = client_of(request)
+    if streams.by_client.get(client, 0) >= limit:
+        raise Problem(
+            429,
+            f"at most {limit} open streams per client",
+            slug="too-many-streams",
+            headers={"Retry-After": "5"},
+        )
+    if len(streams.open) >= request.app[settings_key].server.max_streams:
+        raise Problem(503, "this process has no room for another stream; retry shortly",
+                      slug="too-many-streams", headers={"Retry-After": "2"})  # fmt: skip
+    resp = EventSourceResponse(ping_interval=PING_SECONDS, send_timeout=10)
+    await resp.prepare(request)
+    await resp.write(f"retry: {RETRY_MS}\n\n".encode())
+    streams.open.add(stream)
+    streams.by_client[client] = streams.by_client.get(client, 0) + 1
+    request.app[metrics_key].sse_connections.inc()
+    return resp
+
+
+def _release(request: web.Request, stream: Stream) -> None:
+    streams = request.app[streams_key]
+    if stream in streams.open:
+        streams.open.discard(stream)
+        client = client_of(request)
+        streams.by_client[client] -= 1
+        if streams.by_client[client] <= 0:
+            del streams.by_client[client]
+        request.app[metrics_key].sse_connections.dec()
+    streams.unwatch_position(stream)
+
+
+@routes.get("/v1/queue/requests/{request_id}/events")
+async def request_events(request: web.Request) -> web.StreamResponse:
+    """One request's events: current state first, then changes; ends after the terminal one."""
+    app = request.app
+    op, rid = requested(request)
+    last = parse_last_event_id(
+        request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
+    )
+    stream = Stream(op.name, rid)
+    remove = app[hub_key].watch_request(rid, stream.offer)
+    resp: EventSourceResponse | None = None
+    try:
+        snap = await app[queue_key].read(op.name, rid, watch_client=client_of(request))
+        if snap is None or snap.record.get("client") != client_of(request):
+            raise not_found(rid)
+        seq = int(snap.record.get("evseq") or 0)
+        status = snap.record["status"]
+        if last is not None and status in TERMINAL and last[0] >= seq:
+            return web.Response(status=204)
+        resp = await _open(request, stream)
+        sent = await _catch_up(resp, op.name, snap, last, app[queue_key].now_ms())
+        if status in TERMINAL:
+            return resp
+        if status == Status.QUEUED:
+            stream.position = snap.position
+            app[streams_key].watch_position(stream)
+        await _follow(request, resp, stream, sent)
+        return resp
+    finally:
+        remove()
+        _release(request, stream)
+        if resp is not None:
+            with contextlib.suppress(Exception):
+                resp.stop_streaming()
+
+
+async def _catch_up(
+    resp: EventSourceResponse, op: str, snap: Any, last: tuple[int, int] | None, now: int
+) -> int:
+    """Send exactly the missed events when they are kept, else the current state."""
+    seq = int(snap.record.get("evseq") or 0)
+    if last is not None and last[0] < seq:
+        kept = [orjson.loads(e) for e in snap.kept_events]
+        missed = [e for e in kept if int(e["rec"]["evseq"]) > last[0]]
+        if missed and int(missed[0]["rec"]["evseq"]) == last[0] + 1:
+            for e in missed:
+                n = int(e["rec"]["evseq"])
+                if n > seq:
+                    break
+                event, data = _render_event(op, e["kind"], e["rec"])
+                if n == seq and event == "status":
+                    data = dumps(monitor.render_snapshot(op, snap, now)).decode()
+                await resp.send(data, id=str(n), event=event)
+            return seq
+    if last is not None and last[0] >= seq:
+        return seq  # nothing new since the client's last event
+    body = monitor.render_snapshot(op, snap, now)
+    await resp.send(dumps(body).decode(), id=str(seq), event="status")
+    return seq
+
+
+async def _follow(
+    request: web.Request, resp: EventSourceResponse, stream: Stream, sent: int
+) -> None:
+    """Send live events until the terminal one, an overflow, or shutdown."""
+    streams = request.app[streams_key]
+    k = 0
+    while True:
+        item = await stream.get()
+        if item is _CLOSE:
+            return
+        if isinstance(item, Position):
+            stream.position = item.position
+            k += 1
+            pos = {"id": stream.request_id, "position": item.position, "eta_seconds": item.eta}
+            await resp.send(dumps(pos).decode(), id=f"{sent}.{k}", event="position")
+            continue
+        event: Event = item
+        if event.kind == RESYNC:
+            return  # events may have been missed: the client resumes with Last-Event-ID
+        if event.seq <= sent:
+            continue
+        sent, k = event.seq, 0
+        status = event.record["status"]
+        name, data = _render_event(stream.op, event.kind, event.record)
+        if name == "status" and status == Status.QUEUED:
+            # Requeued (lease expiry or retry): its position comes from the ticker.
+            stream.position = None
+            streams.watch_position(stream)
+        elif status != Status.QUEUED:
+            streams.unwatch_position(stream)
+        await resp.send(data, id=str(sent), event=name)
+        if status in TERMINAL and event.kind == "status":
+            return
+
+
+@routes.get("/v1/queue/events")
+async def client_events(request: web.Request) -> web.StreamResponse:
+    """Every event of the caller's requests (optionally one operation's), resumable."""
+    app = request.app
+    operations = app[operations_key]
+    ops = list(operations)
+    if request.query.get("operation"):
+        ops = [find_operation(request, request.query["operation"]).name]
+    client = client_of(request)
+    last = _parse_stream_id(
+        request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
+    )
+    stream = Stream(ops[0], None)
+    wanted = set(ops)
+
+    def offer(event: Event) -> None:
+        if event.op in wanted:
+            stream.offer(event)
+
+    remove = app[hub_key].watch_client(client, offer)
+    queue = app[queue_key]
+    resp: EventSourceResponse | None = None
+    refresher: asyncio.Task[None] | None = None
+    try:
+        await queue.flag_client_stream(ops, client, GLOBAL_FLAG_TTL)
+        resp = await _open(request, stream)
+        refresher = asyncio.create_task(_refresh_flags(queue, ops, client))
+        sent: tuple[int, int] = last or (0, 0)
+        if last is not None:
+            backlog, complete = await queue.client_events(ops, client, last)
+            if not complete:
+                await resp.send(dumps({"reason": "events were missed"}).decode(), event="reset")
+            for op, gid, raw in backlog:
+                e = orjson.loads(raw)
+                name, data = _render_event(op, e["kind"], e["rec"])
+                await resp.send(data, id=gid, event=name)
+                sent = max(sent, _parse_stream_id(gid) or sent)
+        while True:
+            item = await stream.get()
+            if item is _CLOSE:
+                return resp
+            ev: Event = item
+            if ev.kind == RESYNC:
+                return resp  # the client resumes with Last-Event-ID
+            live_id = _parse_stream_id(ev.stream_id)
+            if live_id is not None and live_id <= sent:
+                continue
+            name, data = _render_event(ev.op, ev.kind, ev.record)
+            await resp.send(data, id=ev.stream_id or None, event=name)
+            if live_id is not None:
+                sent = live_id
+    finally:
+        remove()
+        if refresher is not None:
+            refresher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await refresher
+        _release(request, stream)
+        if resp is not None:
+            with contextlib.suppress(Exception):
+                resp.stop_streaming()
+
+
+async def _refresh_flags(queue: Any, ops: list[str], client: str) -> None:
+    while True:
+        await asyncio.sleep(GLOBAL_FLAG_TTL / 5)
+        with contextlib.suppress(Exception):
+            await queue.flag_client_stream(ops, client, GLOBAL_FLAG_TTL)
+
+
+def _parse_stream_id(value: str | None) -> tuple[int, int] | None:
+    if not value:
+        return None
+    ms, _, seq = value.strip().partition("-")
+    try:
+        return int(ms), int(seq or 0)
+    except ValueError:
+        return None
+
+
+async def streams_ctx(app: web.Application) -> AsyncIterator[None]:
+    """The registry of open streams and the position ticker."""
+    streams = Streams()
+    app[streams_key] = streams
+    ticker = asyncio.create_task(position_ticker(app), name="position-ticker")
+    yield
+    ticker.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await ticker
+
+
+async def close_streams(app: web.Application) -> None:
+    """On shutdown: end every stream so clients reconnect to another process."""
+    for stream in list(app[streams_key].open):
+        stream.close()

@@ -1,0 +1,375 @@
+"""The operation routes: submit (``POST /v1/{op}``) and the final resource."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import math
+import re
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from service.http import monitor
+from service.http.auth import client_of
+from service.http.common import (
+    JSON,
+    base_url,
+    find_operation,
+    json_response,
+    not_found,
+    operation_of_id,
+    read_own,
+    render,
+    retry_after,
+)
+from service.http.errors import PROBLEM_JSON, Problem, problem_response
+from service.http.prefer import (
+    parse_callback_events,
+    parse_idempotency_key,
+    parse_prefer,
+    parse_priority,
+)
+from service.queue import problems
+from service.queue.events import RESYNC, Event
+from service.queue.ids import new_request_id
+from service.queue.status import TERMINAL, Status
+from service.queue.store import Snapshot
+from service.registry import Operation
+from service.state import (
+    callback_checker_key,
+    hub_key,
+    metrics_key,
+    queue_key,
+    settings_key,
+)
+
+routes = web.RouteTableDef()
+
+
+async def read_input(request: web.Request, op: Operation, limit: int) -> tuple[Any, str]:
+    """Check content type and size (at most ``limit`` bytes), parse and validate the body."""
+    header = request.headers.get("Content-Type", "")
+    # The common exact value skips aiohttp's full media-type parse.
+    ctype = JSON if header == JSON else request.content_type
+    if ctype != JSON and not (ctype.startswith("application/") and ctype.endswith("+json")):
+        raise Problem(
+            415,
+            f"send the input as {JSON}, not {ctype or 'no content type'}",
+            slug="unsupported-media-type",
+            headers={"Accept-Post": JSON},
+        )
+    content = request.content
+    if content.is_eof():
+        # The whole body came with the headers (the usual small request): take it as is,
+        # without read()'s chunk loop and copies. Its length is the Content-Length.
+        raw = content.read_nowait()
+    else:
+        if request.content_length is not None and request.content_length > limit:
+            raise Problem(413, f"the body exceeds the {limit}-byte limit", slug="too-large",
+                          limit=limit)  # fmt: skip
+        raw = await request.read()
+    if len(raw) > limit:
+        raise Problem(413, f"the body exceeds the {limit}-byte limit", slug="too-large",
+                      limit=limit)  # fmt: skip
+    if not op.accepts_anything and _LONG_DIGITS.search(raw):
+        # orjson turns integers beyond 64 bits into floats, which a schema would then judge.
+        data, text = _decode_slowly(raw)
+    else:
+        try:
+            # orjson first, several times faster; what it refuses (lone surrogate escapes,
+            # 1e400, errors) goes to the standard library, which decides and explains.
+            data = orjson.loads(raw)
+            text = raw.decode("utf-8")
+        except orjson.JSONDecodeError:
+            data, text = _decode_slowly(raw)
+    if op.accepts_anything:
+        return data, text
+    errors = op.validate(data)
+    if errors:
+        raise Problem(
+            422,
+            f"the input does not match the {op.name} schema",
+            slug="invalid-input",
+            errors=errors,
+        )
+    return data, text
+
+
+def _decode_slowly(raw: bytes) -> tuple[Any, str]:
+    if not raw.strip():
+        raise Problem(400, "the body is empty; send the operation's input as JSON",
+                      slug="malformed-json")  # fmt: skip
+    try:
+        text = raw.decode("utf-8")
+        return _DECODER.decode(text), text
+    except UnicodeDecodeError:
+        raise Problem(400, "the body is not UTF-8", slug="malformed-json") from None
+    except json.JSONDecodeError as exc:
+        raise Problem(
+            400,
+            f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+            slug="malformed-json",
+        ) from None
+
+
+def _not_json(name: str) -> Any:
+    # Python's parser accepts NaN and Infinity; JSON does not.
+    raise json.JSONDecodeError(f"{name} is not valid JSON", name, 0)
+
+
+_DECODER = json.JSONDecoder(parse_constant=_not_json)
+_LONG_DIGITS = re.compile(rb"\d{19}")
+
+
+@routes.post("/v1/{op}")
+async def submit(request: web.Request) -> web.StreamResponse:
+    """Queue a request; answer at once (202) or when done (201), per ``Prefer``."""
+    app = request.app
+    all_settings = app[settings_key]
+    settings = all_settings.server
+    op = find_operation(request, request.match_info.get("op") or request.path[4:])
+    h = request.headers
+    prefs = parse_prefer(h.getall("Prefer", []))
+    priority = parse_priority(h.get("Queue-Priority"))
+    idem = parse_idempotency_key(h.get("Idempotency-Key"))
+    callback_url = h.get("Callback-Url", "").strip()
+    callback_events = ""
+    if callback_url:
+        callback_events = parse_callback_events(h.get("Callback-Events"))
+        await check_callback(request, callback_url)
+    limit = op.max_input_bytes or settings.max_body_bytes
+    _, input_json = await read_input(request, op, limit)  # stored as sent: not encoded again
+    client = client_of(request)
+
+    if prefs.respond_async:
+        wait = min(prefs.wait, settings.max_wait_seconds) if prefs.wait else 0.0
+    else:
+        wait = settings.sync_wait_seconds if prefs.wait is None else prefs.wait
+        wait = min(wait, settings.max_wait_seconds)
+
+    queue = app[queue_key]
+    rate, burst = all_settings.auth.limit_for(client)
+    rid = new_request_id(op.name, queue.now_ms())
+    done: asyncio.Future[Event | None] | None = None
+    stop_watching = None
+    if wait > 0:
+        done = asyncio.get_running_loop().create_future()
+        stop_watching = _watch_terminal(request, rid, done)
+    try:
+        body_hash = hashlib.sha256(input_json.encode()).hexdigest()[:32] if idem else ""
+        idem_hash = hashlib.sha256(idem.encode()).hexdigest()[:32] if idem else ""
+        res = await queue.submit(
+            op.name,
+            rid,
+            client,
+            input_json,
+            op.limits,
+            priority=priority,
+            idempotency_key=idem_hash,
+            body_hash=body_hash,
+            callback_url=callback_url,
+            callback_events=callback_events,
+            rate=rate,
+            burst=burst,
+            waited=wait > 0,
+        )
+        if res.outcome == "limited":
+            raise Problem(
+                429,
+                f"too many submissions; at most {rate:g} per second to {op.name}",
+                slug="rate-limited",
+                headers={"Retry-After": str(max(1, math.ceil((res.position or 0) / 1000)))},
+            )
+        if res.outcome == "full":
+            raise Problem(
+                503,
+                f"the {op.name} queue is full ({op.settings.max_queue_depth} waiting); retry later",
+                slug="queue-full",
+                headers={"Retry-After": "5"},
+            )
+        if res.outcome == "conflict":
+            raise Problem(
+                422,
+                "this Idempotency-Key was used with a different body",
+                slug="idempotency-key-reused",
+                request_id=res.request_id,
+            )
+        replayed = res.outcome == "replay"
+        if res.outcome == "created":
+            app[metrics_key].request_submitted(op.name)
+        if replayed and done is not None and stop_watching is not None:
+            stop_watching()
+            stop_watching = _watch_terminal(request, res.request_id, done)
+        snap: Snapshot | None = None
+        if done is not None:  # waiting (wait > 0)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + wait
+            if replayed:
+                snap = await read_own(request, op, res.request_id, with_result=True)
+                if snap.record["status"] in TERMINAL and not done.done():
+                    done.set_result(None)
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(done), max(deadline - loop.time(), 0))
+                event = done.result() if done.done() else None
+                snap = _from_event(event)
+                if snap is None:
+                    snap = await read_own(request, op, res.request_id, with_result=True)
+                resynced = event is not None and event.kind == RESYNC
+                if not resynced or snap.record["status"] in TERMINAL or loop.time() >= deadline:
+                    break
+                # The subscription was restored after an outage and the request is still
+                # going: keep waiting for the rest of the time.
+                if stop_watching is not None:
+                    stop_watching()
+                done = loop.create_future()
+                stop_watching = _watch_terminal(request, res.request_id, done)
+                # Watching again before reading: a finish in between is not missed.
+                snap = await read_own(request, op, res.request_id, with_result=True)
+                if snap.record["status"] in TERMINAL:
+                    break
+        elif replayed:
+            snap = await read_own(request, op, res.request_id)
+    finally:
+        if stop_watching is not None:
+            stop_watching()
+
+    headers: dict[str, str] = {}
+    if replayed:
+        headers["Idempotent-Replayed"] = "true"
+    if snap is not None and snap.record["status"] in TERMINAL and wait > 0:
+        if prefs.wait is not None:
+            headers["Preference-Applied"] = f"wait={prefs.wait:g}"
+        return finished_response(request, op, snap, headers)
+    if prefs.respond_async:
+        headers["Preference-Applied"] = "respond-async"
+    if snap is None:
+        # Just accepted: the monitor is known without reading it back, filled in a template.
+        location = f"{base_url(request, settings)}/v1/queue/requests/{rid}"
+        headers["Location"] = headers["Operation-Location"] = location
+        headers["Retry-After"] = retry_after(None)
+        body = monitor.render_accepted(
+            op.name, rid, res.position, priority, res.at_ms, started=res.started
+        )
+        return web.Response(status=202, body=body, content_type=JSON, headers=headers)
+    doc = render(request, op, snap)
+    location = base_url(request) + doc["links"][0]["href"]
+    headers["Location"] = headers["Operation-Location"] = location
+    headers["Retry-After"] = retry_after(doc.get("eta_seconds"))
+    return json_response(doc, 202, headers)
+
+
+def _watch_terminal(
+    request: web.Request, rid: str, done: asyncio.Future[Event | None]
+) -> Callable[[], None]:
+    def on_event(event: Event) -> None:
+        if done.done():
+            return
+        if event.kind == RESYNC or event.record.get("status") in TERMINAL:
+            done.set_result(event)
+
+    return request.app[hub_key].watch_request(rid, on_event)
+
+
+def _from_event(event: Event | None) -> Snapshot | None:
+    """The outcome carried by a terminal event, when it is complete (no read needed)."""
+    if event is None or event.kind == RESYNC:
+        return None
+    status = event.record.get("status")
+    if status == Status.SUCCEEDED and event.result is None:
+        return None  # too large to ride along: read it
+    return Snapshot(event.record, None, 0, 0, event.result)
+
+
+def finished_response(
+    request: web.Request, op: Operation, snap: Snapshot, headers: dict[str, str]
+) -> web.Response:
+    """The synchronous answer for a finished request: 201 with the result, or its error."""
+    rid = snap.record["id"]
+    status = snap.record["status"]
+    if status == Status.SUCCEEDED:
+        headers["Location"] = f"{base_url(request)}/v1/{op.name}/{rid}"
+        return web.Response(
+            status=201, body=(snap.result or "null").encode(), content_type=JSON, headers=headers
+        )
+    error = json.loads(snap.record.get("error") or "{}") or json.loads(problems.internal())
+    code = 422 if error.get("status") == 422 else 409 if status == Status.CANCELED else 500
+    error["status"] = code
+    error["request_id"] = rid
+    return problem_response(error, code, headers)
+
+
+async def check_callback(request: web.Request, url: str) -> None:
+    """Refuse callback URLs that are not absolute http(s) URLs."""
+    from yarl import URL
+
+    try:
+        parsed = URL(url)
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.host:
+        raise Problem(
+            400,
+            "Callback-Url must be an absolute http or https URL",
+            slug="invalid-header",
+            header="Callback-Url",
+        )
+    checker = request.app.get(callback_checker_key)
+    if checker is not None:
+        await checker(url)
+
+
+# -- reading -----------------------------------------------------------------------------
+
+
+@routes.get("/v1/{op}/{request_id}")
+async def get_result(request: web.Request) -> web.Response:
+    """The final resource: 404 with the position until ready, 200 result, 410 failed."""
+    op = find_operation(request, request.match_info.get("op") or request.path.split("/")[2])
+    rid = request.match_info["request_id"]
+    if operation_of_id(request, rid) is not op:
+        raise not_found(rid)
+    snap = await read_own(request, op, rid, with_result=True)
+    status = snap.record["status"]
+    if status == Status.SUCCEEDED:
+        return web.Response(body=(snap.result or "null").encode(), content_type=JSON)
+    if status in TERMINAL:
+        error = json.loads(snap.record.get("error") or "{}") or json.loads(problems.internal())
+        error.update(status=410, request_id=rid, request_status=status)
+        return problem_response(error, 410)
+    body = render(request, op, snap)
+    return problem_response(
+        {
+            "type": problems.PROBLEM_BASE + "not-ready",
+            "title": "Not ready",
+            "status": 404,
+            "detail": f"the request is {status}; its result is not ready yet",
+            "request_id": rid,
+            "request_status": status,
+            "position": body["position"],
+            "eta_seconds": body["eta_seconds"],
+            "links": body["links"],
+        },
+        404,
+        {"Retry-After": retry_after(body.get("eta_seconds"))},
+    )
+
+
+def operation_routes(names: list[str]) -> list[web.RouteDef]:
+    """Routes per configured operation: found by aiohttp's index, not by trying each pattern.
+
+    The generic ``/v1/{op}`` routes stay for unknown names (404 problem).
+    """
+    defs = []
+    for name in names:
+        defs.append(web.RouteDef("POST", f"/v1/{name}", submit, {}))
+        defs.append(web.RouteDef("GET", f"/v1/{name}/{{request_id}}", get_result, {}))
+    return defs
+
+
+__all__ = ["PROBLEM_JSON", "operation_routes", "routes"]

@@ -1,0 +1,106 @@
+"""Operational endpoints: health, readiness, metrics, OpenAPI, docs and the dashboard."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.resources
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
+
+from service.http.common import json_response
+from service.http.openapi import build_openapi
+from service.state import (
+    metrics_key,
+    operations_key,
+    queue_key,
+    redis_key,
+    roles_key,
+    runtime_key,
+)
+
+routes = web.RouteTableDef()
+
+
+def _static(name: str) -> bytes:
+    return importlib.resources.files("service").joinpath("static", name).read_bytes()
+
+
+@routes.get("/healthz")
+async def healthz(request: web.Request) -> web.Response:
+    """The process is alive."""
+    return json_response({"status": "ok"})
+
+
+@routes.get("/readyz")
+async def readyz(request: web.Request) -> web.Response:
+    """Redis answers and every role of this process runs."""
+    app = request.app
+    checks: dict[str, str] = {}
+    try:
+        await asyncio.wait_for(app[redis_key].ping(), timeout=2)
+        checks["redis"] = "ok"
+    except Exception:
+        checks["redis"] = "unreachable"
+    roles, runtime = app[roles_key], app[runtime_key]
+    if roles.worker:
+        checks["worker"] = "ok" if runtime.worker_running else "stopped"
+    if roles.dispatcher:
+        checks["dispatcher"] = "ok" if runtime.dispatcher_running else "stopped"
+    ready = all(v == "ok" for v in checks.values())
+    body = {"status": "ready" if ready else "not ready", "checks": checks}
+    return json_response(body, 200 if ready else 503, None if ready else {"Retry-After": "2"})
+
+
+@routes.get("/metrics")
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text; queue gauges are refreshed from Redis first."""
+    app = request.app
+    m = app[metrics_key]
+    queue = app[queue_key]
+    for name in app[operations_key]:
+        s = await queue.stats(name)
+        m.queue_depth.labels(name).set(s.queued)
+        m.running.labels(name).set(s.running)
+        m.workers.labels(name).set(s.workers)
+    resp = web.Response(body=m.render())
+    resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return resp
+
+
+@routes.get("/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    """The OpenAPI 3.1 description, generated from the operations' own schemas."""
+    return json_response(build_openapi(request.app[operations_key]))
+
+
+@routes.get("/docs")
+async def docs(request: web.Request) -> web.Response:
+    """A page rendering the OpenAPI description (no external assets)."""
+    return web.Response(body=_static("docs.html"), content_type="text/html")
+
+
+@routes.get("/")
+async def index(request: web.Request) -> web.Response:
+    """The dashboard."""
+    return web.Response(body=_static("index.html"), content_type="text/html")
+
+
+# The dashboard's assets. A fixed allow-list, so nothing else in the package is reachable.
+STATIC_FILES = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
+
+
+@routes.get("/static/{name}")
+async def static_file(request: web.Request) -> web.Response:
+    """One of the dashboard's assets."""
+    name = request.match_info["name"]
+    content_type = STATIC_FILES.get(name)
+    if content_type is None:
+        raise web.HTTPNotFound()
+    # no-cache: revalidate on each load, so an upgraded service never runs a stale script.
+    return web.Response(
+        body=_static(name),
+        content_type=content_type,
+        charset="utf-8",
+        headers={"Cache-Control": "no-cache"},
+    )

@@ -1,0 +1,1 @@
+"""The Redis data model: keys, ids, statuses, problems, Lua scripts, the queue API, the event hub."""

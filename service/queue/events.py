@@ -1,0 +1,172 @@
+"""The event hub: one Redis subscription per process, fanned out to in-process listeners.
+
+It subscribes to ``acceptd:{op}:watched``, which carries only the events of requests that a
+caller waits for or streams. Messages read ``<request id> <client> <json>``, so the hub routes
+them by id or client without parsing JSON nobody listens to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection as Connection
+
+from service.queue import keys
+from service.runtime.outage import Outage
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One state change of one request."""
+
+    op: str
+    request_id: str
+    client: str
+    kind: str
+    record: dict[str, Any]
+    stream_id: str = ""
+    result: str | None = None
+
+    @property
+    def seq(self) -> int:
+        """The event's number, increasing per request."""
+        return int(self.record.get("evseq") or 0)
+
+
+Listener = Callable[[Event], None]
+
+RESYNC = "resync"
+
+
+class EventHub:
+    """Subscribes once to every operation's events channel and calls listeners."""
+
+    _lost = False
+
+    def __init__(self, redis: Redis, operations: Iterable[str]) -> None:
+        self.redis = redis
+        self._channels = {keys.watched_channel(op).encode(): op for op in operations}
+        self._by_request: dict[str, set[Listener]] = defaultdict(set)
+        self._by_client: dict[str, set[Listener]] = defaultdict(set)
+        self._task: asyncio.Task[None] | None = None
+        self.connected = asyncio.Event()
+        self._outage = Outage("event subscription")
+
+    async def start(self) -> None:
+        """Subscribe; returns once the subscription is live."""
+        self._task = asyncio.create_task(self._run(), name="event-hub")
+        await asyncio.wait_for(self.connected.wait(), timeout=10)
+
+    async def stop(self) -> None:
+        """Unsubscribe and wait for the reader to end."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def watch_request(self, request_id: str, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` on each event of a request; returns the unsubscribe function."""
+        self._by_request[request_id].add(listener)
+
+        def remove() -> None:
+            listeners = self._by_request.get(request_id)
+            if listeners is not None:
+                listeners.discard(listener)
+                if not listeners:
+                    del self._by_request[request_id]
+
+        return remove
+
+    def watch_client(self, client: str, listener: Listener) -> Callable[[], None]:
+        """Call ``listener`` on each event of a client's requests."""
+        self._by_client[client].add(listener)
+
+        def remove() -> None:
+            listeners = self._by_client.get(client)
+            if listeners is not None:
+                listeners.discard(listener)
+                if not listeners:
+                    del self._by_client[client]
+
+        return remove
+
+    def dispatch(self, channel: bytes, data: bytes) -> None:
+        """Route one raw message to its listeners."""
+        try:
+            rid_b, client_b, gid_b, payload = data.split(b" ", 3)
+        except ValueError:
+            return
+        op = self._channels.get(channel, "")
+        rid, client = rid_b.decode(), client_b.decode()
+        by_req = self._by_request.get(rid)
+        by_client = self._by_client.get(client)
+        if not by_req and not by_client:
+            return
+        body = orjson.loads(payload)
+        gid = "" if gid_b == b"-" else gid_b.decode()
+        event = Event(op, rid, client, body["kind"], body["rec"], gid, body.get("res"))
+        for listener in [*(by_req or ()), *(by_client or ())]:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("event listener failed")
+
+    def _resync(self) -> None:
+        # Events published while the subscription was down are gone: every listener is told
+        # (kind "resync") to recover from stored state — streams end so their clients resume
+        # with Last-Event-ID, waiters read the request again.
+        listeners = [
+            (rid, listener) for rid, group in self._by_request.items() for listener in group
+        ] + [(client, listener) for client, group in self._by_client.items() for listener in group]
+        for name, listener in listeners:
+            try:
+                listener(Event("", name, name, RESYNC, {}))
+            except Exception:
+                log.exception("event listener failed on resync")
+
+    async def _run(self) -> None:
+        backoff = 0.1
+        while True:
+            # A connection of its own, read directly: redis-py's PubSub wraps every message
+            # in health checks, retries and a dict, the largest cost of a waited request's
+            # event here. What this needs of it is one SUBSCRIBE and a stream of pushes.
+            conn: Connection = self.redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+            try:
+                await conn.connect()  # type: ignore[no-untyped-call]
+                await conn.send_command("SUBSCRIBE", *self._channels)
+                for _ in self._channels:
+                    await conn.read_response(push_request=True)  # confirmations (timed out)
+                if self._lost:
+                    self._resync()
+                self.connected.set()
+                self._outage.succeeded()
+                self._lost = False
+                backoff = 0.1
+                while True:
+                    # Quiet for as long as nothing happens: no socket timeout on this read.
+                    msg = await conn.read_response(timeout=math.inf, push_request=True)
+                    if isinstance(msg, list) and len(msg) == 3 and msg[0] == b"message":
+                        self.dispatch(msg[1], msg[2])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.connected.clear()
+                self._lost = True
+                self._outage.failed(exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    await conn.disconnect()

@@ -1,0 +1,53 @@
+"""Request ids: opaque, URL-safe, unguessable and roughly time-ordered."""
+
+from __future__ import annotations
+
+import os
+
+from service.queue.keys import ALPHABET, OP_CODE_LEN, encode_base32, op_code
+
+TIME_LEN = 10  # 50 bits of milliseconds
+RANDOM_LEN = 20  # 100 random bits
+ID_LEN = TIME_LEN + RANDOM_LEN + OP_CODE_LEN
+
+
+# Random characters come from the OS CSPRNG, one byte per character mapped to the alphabet by
+# its low 5 bits (256 is a multiple of 32, so every character is uniform: 100 random bits in
+# all), translated a pool at a time: one os.urandom and one translate per 256 ids.
+_BYTE_TO_CHAR = bytes(ALPHABET[b & 31].encode()[0] for b in range(256))
+_POOL_IDS = 256
+_pool = ""
+_offset = 0
+_time_ms = -1
+_time_part = ""
+
+
+def _random_part() -> str:
+    global _pool, _offset
+    if _offset + RANDOM_LEN > len(_pool):
+        _pool = os.urandom(RANDOM_LEN * _POOL_IDS).translate(_BYTE_TO_CHAR).decode()
+        _offset = 0
+    part = _pool[_offset : _offset + RANDOM_LEN]
+    _offset += RANDOM_LEN
+    return part
+
+
+def new_request_id(op: str, now_ms: int) -> str:
+    """A new id: time, 100 random bits, then the operation's code."""
+    global _time_ms, _time_part
+    if now_ms != _time_ms:  # requests of one millisecond share it
+        _time_ms, _time_part = now_ms, encode_base32(now_ms & _TIME_MASK, TIME_LEN)
+    return _time_part + _random_part() + op_code(op)
+
+
+_TIME_MASK = (1 << (5 * TIME_LEN)) - 1
+
+
+def looks_like_id(value: str) -> bool:
+    """Cheap syntax check before any Redis look-up."""
+    return len(value) == ID_LEN and all(c in ALPHABET for c in value)
+
+
+def id_op_code(request_id: str) -> str:
+    """The operation code an id ends with."""
+    return request_id[-OP_CODE_LEN:]

@@ -1,0 +1,557 @@
+"""The Redis data model: requests, their queue, leases and results.
+
+Per operation ``op`` (all keys tagged ``{op}``, built by :mod:`service.queue.keys`):
+
+- ``r:<id>``     hash, the request's record (deleted ``result_ttl`` after it finishes)
+- ``pending``    sorted set of queued ids, score = (10 - priority) * 2**40 + arrival sequence
+- ``delayed``    sorted set of ids waiting out a retry backoff, score = due time
+- ``running``    sorted set of claimed ids, score = lease deadline
+- ``wake``       list holding at most one marker; idle workers block on it
+- ``c:<client>`` sorted set of a client's ids by creation time (listing)
+- ``idem:<client>:<hash>`` an Idempotency-Key's request id (24 h)
+- ``tput``       finishes and run time in 5 s buckets (throughput and ETA)
+- ``workers``    sorted set of worker ids by heartbeat deadline
+- ``idle``       sorted set of ``"<lease_ms> <worker>"`` registered idle, by expiry: a submit
+  that finds the queue empty leases its request to one of them at once
+- ``hand:<worker>`` list of requests handed to that worker (at most one), its blocking pop's
+  first key
+- ``outbox``     stream of webhook events, written in the step that changes state
+- ``hooked:<status>`` set of clients with a webhook endpoint for that status's event
+- channels ``events`` (every state change), ``watched`` (the changes of requests someone
+  waits for or streams: what API processes subscribe to) and ``control`` (cancel handlers)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import hashlib
+import math
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import orjson
+from redis.asyncio import Redis
+from redis.asyncio.connection import AbstractConnection
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from service.queue import keys, scripts
+from service.runtime.batcher import Batcher, Script
+
+IDEMPOTENCY_TTL = 86_400
+_IDEMPOTENCY_TTL = str(IDEMPOTENCY_TTL)
+
+Outcome = Literal["succeeded", "failed", "canceled", "retry"]
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-operation limits applied at submit."""
+
+    attempts: int
+    timeout: float
+    result_ttl: int
+    max_queue_depth: int
+    retry_backoff: float
+
+    @functools.cached_property
+    def submit_args(self) -> tuple[str, ...]:
+        """Max depth, attempts, timeout (ms), result TTL, backoff (ms): the submit script's
+        arguments 6-10, encoded once (numbers cost the encoder more than strings, per call)."""
+        return tuple(
+            str(n)
+            for n in (
+                self.max_queue_depth,
+                self.attempts,
+                int(self.timeout * 1000),
+                self.result_ttl,
+                int(self.retry_backoff * 1000),
+            )
+        )
+
+
+@dataclass(slots=True)  # not frozen: built on every submit, and frozen init costs more
+class Submitted:
+    """What a submit did: ``created``, ``replay`` (idempotent), ``conflict`` or ``full``."""
+
+    outcome: Literal["created", "replay", "conflict", "full", "limited"]
+    request_id: str
+    record: dict[str, str] | None
+    position: int | None
+    # Created and handed straight to an idle worker: already running.
+    started: bool = False
+    # The submit's time (ms), recorded as the request's created, updated (and started) times.
+    at_ms: int = 0
+
+
+@dataclass(frozen=True)
+class Job:
+    """A claimed request, held under a lease token."""
+
+    request_id: str
+    op: str
+    input: str
+    attempt: int
+    timeout: float
+    client: str
+    max_attempts: int
+    backoff: float
+    token: str
+    created_ms: int = 0
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One status read: the record, its position and the operation's recent throughput."""
+
+    record: dict[str, str]
+    position: int | None
+    finished_recently: int
+    run_ms_recently: int
+    result: str | None
+    kept_events: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class OpStats:
+    """An operation's queue at a glance."""
+
+    queued: int
+    running: int
+    workers: int
+    finished_recently: int
+    run_ms_recently: int
+
+
+THROUGHPUT_WINDOW = 60.0
+
+
+class Queue:
+    """Every queue operation, each one Redis round trip (one script)."""
+
+    def __init__(self, redis: Redis, clock: Callable[[], float] = time.time) -> None:
+        self.redis = redis
+        self.clock = clock
+        self._batched: dict[str, Script] = {}
+        for name in scripts.ALL:
+            source = scripts.source(name)
+            self._batched[name] = Script(source, hashlib.sha1(source.encode()).hexdigest())
+        self.batcher = Batcher(redis)
+
+    def now_ms(self) -> int:
+        """The current time in milliseconds, from the (fakeable) clock."""
+        return int(self.clock() * 1000)
+
+    async def _run(self, name: str, keys_: Sequence[str], args: Sequence[Any]) -> Any:
+        return await self.batcher.call(self._batched[name], [*keys_, *args], len(keys_))
+
+    def _run_merged(self, name: str, prefix: str, args: Sequence[Any]) -> Awaitable[Any]:
+        # Scripts that take many calls' arguments at once (submit): see Batcher.call_merged.
+        # The future itself is awaited: no coroutine in between on the hot path.
+        return self.batcher.call_merged(self._batched[name], prefix, args)
+
+    async def submit(
+        self,
+        op: str,
+        request_id: str,
+        client: str,
+        input_json: str,
+        limits: Limits,
+        *,
+        priority: int = 0,
+        idempotency_key: str = "",
+        body_hash: str = "",
+        callback_url: str = "",
+        callback_events: str = "",
+        rate: float = 0.0,
+        burst: int = 0,
+        waited: bool = False,
+    ) -> Submitted:
+        """Create a request and queue it, unless the queue is full or the key replays."""
+        now = self.now_ms()
+        res = await self._run_merged(
+            "submit",
+            keys.prefix(op),
+            [
+                request_id,
+                client,
+                priority,
+                input_json,
+                now,
+                *limits.submit_args,
+                body_hash,
+                callback_url,
+                callback_events,
+                _IDEMPOTENCY_TTL,
+                _rate_arg(rate),
+                max(burst, 1),
+                "1" if waited else "",
+                idempotency_key,
+            ],
+        )
+        outcome = _s(res[0])
+        if outcome == "full":
+            return Submitted("full", "", None, int(res[1]))
+        if outcome == "limited":
+            # position carries the wait in milliseconds until a token is available
+            return Submitted("limited", "", None, int(res[1]))
+        rid = _s(res[1])
+        if outcome == "conflict":
+            return Submitted("conflict", rid, None, None)
+        rank = int(res[3])
+        record = orjson.loads(res[2]) if outcome == "replay" else None
+        position = rank if rank >= 0 else None
+        return Submitted(outcome, rid, record, position, len(res) > 4, now)  # type: ignore[arg-type]
+
+    async def claim(
+        self,
+        op: str,
+        worker: str,
+        token: str,
+        max_jobs: int,
+        lease: float,
+        worker_ttl: float,
+        idle: float = 0.0,
+    ) -> tuple[list[Job], int | None]:
+        """Claim up to ``max_jobs`` from the head; also recovers expired leases and due retries.
+
+        Returns the jobs (with any handed to this worker) and when (ms) the next retry or
+        lease falls due, if any. Finding nothing, the worker is registered idle for ``idle``
+        seconds (0: not at all), to be handed the next request through :meth:`wait_for_work`.
+        """
+        res = await self._run(
+            "claim",
+            [keys.prefix(op)],
+            [
+                self.now_ms(),
+                int(lease * 1000),
+                token,
+                worker,
+                max_jobs,
+                int(worker_ttl * 1000),
+                int(idle * 1000),
+            ],
+        )
+        flat, soonest = res[0], int(res[1])
+        jobs = [
+            Job(
+                request_id=_s(flat[i]),
+                op=op,
+                input=_s(flat[i + 1]),
+                attempt=int(flat[i + 2]),
+                timeout=int(flat[i + 3]) / 1000,
+                client=_s(flat[i + 4]),
+                max_attempts=int(flat[i + 5]),
+                backoff=int(flat[i + 6]) / 1000,
+                token=token,
+                created_ms=int(flat[i + 7]),
+            )
+            for i in range(0, len(flat), 8)
+        ]
+        jobs.extend(_handed(op, entry) for entry in res[2])
+        return jobs, (soonest if soonest >= 0 else None)
+
+    async def wait_for_work(
+        self, op: str, worker: str, timeout: float, waiter: Waiter | None = None
+    ) -> list[Job]:
+        """Block until a submit signals work or hands this worker a job, or ``timeout`` passes.
+
+        Returns the handed job, if that is what ended the wait. A claim loop passes its own
+        ``waiter``; without one, the wait takes a connection from the pool.
+        """
+        # Bounded well under the connection's socket timeout (service.app.SOCKET_TIMEOUT).
+        own = keys.hand_list(op, worker)
+        wait_keys = [own, keys.key(op, "wake")]
+        bound = min(max(timeout, 0.01), 4.0)
+        res: Sequence[bytes | str] | None
+        if waiter is not None:
+            res = await waiter.blpop(wait_keys, bound)
+        else:
+            res = await self.redis.blpop(wait_keys, timeout=bound)
+        if res is None or _s(res[0]) != own or not res[1]:
+            return []
+        return [_handed(op, res[1])]
+
+    async def unidle(self, op: str, worker: str, lease: float, *, wake: bool) -> list[Job]:
+        """Hand this worker nothing more (it is stopping); returns what it was handed.
+
+        With ``wake``, its blocking :meth:`wait_for_work` ends at once.
+        """
+        res = await self._run(
+            "unidle", [keys.prefix(op)], [worker, int(lease * 1000), "1" if wake else ""]
+        )
+        return [_handed(op, entry) for entry in res]
+
+    async def renew(self, job: Job, lease: float) -> str:
+        """Extend a lease: ``ok``, ``cancel`` (cancel requested) or ``lost``."""
+        res = await self._run(
+            "renew",
+            [keys.prefix(job.op), keys.record(job.op, job.request_id)],
+            [job.request_id, job.token, self.now_ms(), int(lease * 1000)],
+        )
+        return _s(res)
+
+    async def progress(self, job: Job, percent: float, message: str | None) -> str:
+        """Record and publish progress: ``ok`` or ``lost``."""
+        payload = orjson.dumps({"percent": percent, "message": message}).decode()
+        res = await self._run(
+            "progress",
+            [keys.prefix(job.op), keys.record(job.op, job.request_id)],
+            [job.request_id, job.token, self.now_ms(), payload],
+        )
+        return _s(res)
+
+    async def finish(
+        self, job: Job, outcome: Outcome, payload_json: str, retry_delay: float = 0.0
+    ) -> str:
+        """Store the outcome: the terminal status, ``retrying``, or ``lost`` if not ours."""
+        res = await self._run(
+            "finish",
+            [keys.prefix(job.op), keys.record(job.op, job.request_id)],
+            [
+                job.request_id,
+                job.token,
+                self.now_ms(),
+                outcome,
+                payload_json,
+                int(retry_delay * 1000),
+            ],
+        )
+        return _s(res)
+
+    async def release(self, job: Job) -> str:
+        """Hand a claimed request back to the head of the queue: ``released`` or ``lost``."""
+        res = await self._run(
+            "release",
+            [keys.prefix(job.op), keys.record(job.op, job.request_id)],
+            [job.request_id, job.token, self.now_ms()],
+        )
+        return _s(res)
+
+    async def cancel(
+        self, op: str, request_id: str, client: str, error_json: str
+    ) -> tuple[str, dict[str, str] | None]:
+        """Cancel: ``canceled``, ``requested`` (running), ``already``, ``conflict``, ``missing``."""
+        res = await self._run(
+            "cancel",
+            [keys.prefix(op), keys.record(op, request_id)],
+            [request_id, client, self.now_ms(), error_json],
+        )
+        outcome = _s(res[0])
+        return outcome, (orjson.loads(res[1]) if res[1] else None)
+
+    async def read(
+        self, op: str, request_id: str, *, with_result: bool = False, watch_client: str = ""
+    ) -> Snapshot | None:
+        """A request's record, position and throughput, or None when unknown.
+
+        With ``watch_client`` (the caller), its events are kept from now on for resuming
+        streams, and those already kept are returned.
+        """
+        res = await self._run(
+            "read",
+            [keys.prefix(op), keys.record(op, request_id)],
+            [self.now_ms(), "1" if with_result else "0", watch_client],
+        )
+        if not res:
+            return None
+        rank = int(res[1])
+        return Snapshot(
+            record=orjson.loads(res[0]),
+            position=rank if rank >= 0 else None,
+            finished_recently=int(res[2]),
+            run_ms_recently=int(res[3]),
+            result=_s(res[4]) if res[4] else None,
+            kept_events=tuple(_s(e) for e in res[5]),
+        )
+
+    async def stats(self, op: str) -> OpStats:
+        """Queued, running, live workers and recent throughput of one operation."""
+        res = await self._run("stats", [keys.prefix(op)], [self.now_ms()])
+        return OpStats(*(int(x) for x in res))
+
+    async def depth(self, op: str) -> int:
+        """How many requests wait in the operation's queue."""
+        return int(await self.redis.zcard(keys.key(op, "pending")))
+
+    async def list_ids(
+        self, op: str, client: str, before: tuple[int, str] | None, limit: int
+    ) -> list[tuple[str, int]]:
+        """A client's request ids, newest first, strictly before the cursor ``(ms, id)``."""
+        index = keys.client_index(op, client)
+        top: str | int = "+inf" if before is None else before[0]
+        rows = await self.redis.zrevrangebyscore(
+            index, top, "-inf", start=0, num=limit + 64, withscores=True
+        )
+        out: list[tuple[str, int]] = []
+        for member, score in rows:  # type: ignore[str-unpack]
+            rid, ms = _s(member), int(float(score))
+            if before is not None and (ms, rid) >= before:
+                continue
+            out.append((rid, ms))
+        out.sort(key=lambda r: (r[1], r[0]), reverse=True)
+        return out[:limit]
+
+    async def read_many(self, op: str, client: str, ids: Sequence[str]) -> list[Snapshot | None]:
+        """Status reads for many ids in one pipeline; drops purged ids from the index."""
+        now = self.now_ms()
+        # Issued together, the reads travel as one pipeline (see service.runtime.batcher).
+        rows = await asyncio.gather(
+            *(
+                self._run("read", [keys.prefix(op), keys.record(op, rid)], [now, "0", ""])
+                for rid in ids
+            )
+        )
+        out: list[Snapshot | None] = []
+        gone: list[str] = []
+        for rid, res in zip(ids, rows, strict=True):
+            if not res:
+                gone.append(rid)
+                out.append(None)
+                continue
+            rank = int(res[1])
+            out.append(
+                Snapshot(
+                    orjson.loads(res[0]),
+                    rank if rank >= 0 else None,
+                    int(res[2]),
+                    int(res[3]),
+                    None,
+                )
+            )
+        if gone:
+            await self.redis.zrem(keys.client_index(op, client), *gone)
+        return out
+
+    async def ranks(self, op: str, ids: Sequence[str]) -> list[int | None]:
+        """Positions of many requests in one pipeline (None: no longer queued)."""
+        pending = keys.key(op, "pending")
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for rid in ids:
+                pipe.zrank(pending, rid)
+            rows = await pipe.execute()
+        return [None if r is None else int(r) for r in rows]
+
+    async def flag_client_stream(self, ops: Sequence[str], client: str, ttl: int) -> None:
+        """Keep the client's events for resuming its all-requests stream for ``ttl`` s."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for op in ops:
+                pipe.set(keys.key(op, "glob", client), "1", ex=ttl)
+            await pipe.execute()
+
+    async def client_events(
+        self, ops: Sequence[str], client: str, after: tuple[int, int], limit: int = 1000
+    ) -> tuple[list[tuple[str, str, str]], bool]:
+        """Kept events of a client after a stream id, oldest first: ``(op, id, json)``.
+
+        The flag is False when some events after ``after`` were trimmed away.
+        """
+        start = f"({after[0]}-{after[1]}"
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for op in ops:
+                stream = keys.key(op, "cev", client)
+                pipe.xrange(stream, min=start, max="+", count=limit)
+                pipe.execute_command("XINFO", "STREAM", stream)
+            rows = await pipe.execute(raise_on_error=False)
+        out: list[tuple[str, str, str]] = []
+        complete = True
+        for i, op in enumerate(ops):
+            entries, info = rows[2 * i], rows[2 * i + 1]
+            if isinstance(entries, Exception):
+                raise entries
+            if isinstance(info, dict):
+                added, length = int(info.get(b"entries-added", 0)), int(info.get(b"length", 0))
+                first = info.get(b"recorded-first-entry-id")
+                # Entries older than the first kept one were trimmed: if the client's last
+                # event is older than that, some it never saw may be among them.
+                if added > length and first is not None and after < _stream_id(_s(first)):
+                    complete = False
+            if len(entries) >= limit:
+                complete = False
+            for entry_id, fields in entries:
+                out.append((op, _s(entry_id), _s(fields[b"e"])))
+        out.sort(key=lambda row: _stream_id(row[1]))
+        return out, complete
+
+
+class Waiter:
+    """Blocking pops on a connection of its own, for one claim loop.
+
+    A handed job's pop is on the way from submit to result: this skips the pool's lock and
+    bookkeeping and redis-py's command wrappers around the one command it sends.
+    """
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._conn: AbstractConnection | None = None
+
+    async def blpop(self, wait_keys: Sequence[str], timeout: float) -> list[bytes] | None:
+        """``BLPOP`` the keys for up to ``timeout`` s: ``[key, value]``, or None."""
+        conn = self._conn
+        if conn is None:
+            conn = self._redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+            # One deadline below covers the exchange (a socket timeout would make redis-py
+            # wrap the write in a task).
+            conn.socket_timeout = None
+            self._conn = conn
+        try:
+            async with asyncio.timeout(timeout + WAIT_MARGIN):
+                await conn.send_command("BLPOP", *wait_keys, timeout)
+                reply: list[bytes] | None = await conn.read_response(timeout=math.inf)
+        except BaseException as exc:
+            # Interrupted mid-exchange, its reply may still come: never reuse the connection.
+            self._conn = None
+            with contextlib.suppress(Exception):
+                await conn.disconnect()
+            if isinstance(exc, TimeoutError):
+                # A frozen server: reported like redis-py's own timeouts (an outage).
+                raise RedisTimeoutError("no reply to a blocking pop") from exc
+            raise
+        return reply
+
+    async def close(self) -> None:
+        """Close the connection."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                await conn.disconnect()
+
+
+# How long past a blocking pop's own timeout its reply may take before the wait fails.
+WAIT_MARGIN = 5.0
+
+
+def _handed(op: str, entry: bytes | str) -> Job:
+    # The layout of scripts' handed(): the input is last, as it may hold newlines.
+    if isinstance(entry, str):
+        entry = entry.encode()
+    rid, token, attempt, timeout, max_att, backoff, created, client, data = entry.split(b"\n", 8)
+    return Job(
+        request_id=rid.decode(),
+        op=op,
+        input=data.decode(),
+        attempt=int(attempt),
+        timeout=int(timeout) / 1000,
+        client=client.decode(),
+        max_attempts=int(max_att),
+        backoff=int(backoff) / 1000,
+        token=token.decode(),
+        created_ms=int(created),
+    )
+
+
+def _stream_id(value: str) -> tuple[int, int]:
+    ms, _, seq = value.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _rate_arg(rate: float) -> str | float:
+    # No limit (the usual case) as a ready string: the encoder formats floats slowly.
+    return "0" if rate == 0 else rate
+
+
+def _s(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,1 @@
+"""Process plumbing: settings, the embedded server, Redis connections, batching, outages, metrics."""

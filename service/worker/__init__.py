@@ -1,0 +1,1 @@
+"""The worker: claim loop, supervision, process pool, loop watchdog, the handler context."""

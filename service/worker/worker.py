@@ -1,0 +1,466 @@
+"""The worker role: claim requests under a lease, run their handlers, store the outcome."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import json
+import logging
+import os
+import secrets
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+
+from service.handlers import RejectedInput, Retryable
+from service.queue import keys, problems
+from service.queue.store import Job, Outcome, Queue, Waiter
+from service.registry import Operation
+from service.runtime.config import WorkerSettings
+from service.runtime.metrics import Metrics
+from service.runtime.outage import Outage
+from service.worker.processes import ProcessRunner
+
+log = logging.getLogger(__name__)
+
+StopReason = Literal["cancel", "lost", "shutdown"]
+STORE_PATIENCE = 120.0
+STOP_CLAIMING_PATIENCE = 5.0
+
+
+class JobContext:
+    """The ``ctx`` a handler receives."""
+
+    def __init__(self, queue: Queue, job: Job, loop: asyncio.AbstractEventLoop) -> None:
+        self._queue = queue
+        self._job = job
+        self._loop = loop
+
+    @property
+    def request_id(self) -> str:
+        """The request being processed."""
+        return self._job.request_id
+
+    @property
+    def operation(self) -> str:
+        """The operation's name."""
+        return self._job.op
+
+    @property
+    def attempt(self) -> int:
+        """1 on the first run, then 2, 3 … on retries."""
+        return self._job.attempt
+
+    async def progress(self, percent: float, message: str | None = None) -> None:
+        """Record and publish progress (best effort: an outage never fails the handler)."""
+        percent = max(0.0, min(100.0, float(percent)))
+        try:
+            await self._queue.progress(self._job, percent, message)
+        except RedisError as exc:
+            log.debug("progress of %s not recorded: %s", self._job.request_id, exc)
+
+    def progress_threadsafe(self, percent: float, message: str | None = None) -> None:
+        """Report progress from a thread; waits until it is recorded."""
+        fut = asyncio.run_coroutine_threadsafe(self.progress(percent, message), self._loop)
+        fut.result(timeout=30)
+
+
+@dataclass
+class _Running:
+    job: Job
+    task: asyncio.Task[Any] | None = None
+    stop: StopReason | None = None
+    started: float = field(default_factory=time.monotonic)
+    # Set once the handler returned: from then on the outcome is being stored, which a
+    # cancel or lost lease must not interrupt.
+    finishing: bool = False
+
+    def interrupt(self, reason: StopReason) -> None:
+        """Stop the handler (not the storing of its outcome)."""
+        if self.stop is None and not self.finishing and self.task is not None:
+            self.stop = reason
+            self.task.cancel()
+
+
+class Worker:
+    """Runs handlers for the given operations with at most ``concurrency`` at once."""
+
+    def __init__(
+        self,
+        queue: Queue,
+        operations: dict[str, Operation],
+        settings: WorkerSettings,
+        *,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.queue = queue
+        self.operations = operations
+        self.settings = settings
+        self.metrics = metrics
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._running: dict[str, _Running] = {}
+        self._supervisors: set[asyncio.Task[None]] = set()
+        self._claim_loops: list[asyncio.Task[None]] = []
+        self._slot_freed = asyncio.Event()
+        self._stopping = False
+        self._claims = 0
+        self._outage = Outage("worker")
+        self._process_runner: ProcessRunner | None = None
+        self._renewed_at = time.monotonic()
+        self._executor = ThreadPoolExecutor(
+            max_workers=max(4, settings.concurrency), thread_name_prefix="acceptd-handler"
+        )
+
+    def _free(self) -> int:
+        return self.settings.concurrency - len(self._running)
+
+    async def run(self) -> None:
+        """Claim and run until cancelled (use :meth:`shutdown` to stop gracefully)."""
+        self._claim_loops = [
+            asyncio.create_task(self._claim_loop(op), name=f"claim:{op}") for op in self.operations
+        ]
+        tasks = list(self._claim_loops)
+        tasks.append(asyncio.create_task(self._renew_loop(), name="renew"))
+        tasks.append(asyncio.create_task(self._control_loop(), name="control"))
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def shutdown(self, grace: float) -> None:
+        """Stop claiming; let running handlers finish for ``grace`` s, then hand them back."""
+        self._stopping = True
+        self._slot_freed.set()
+        await self._stop_claiming()
+        if self._supervisors:
+            _, pending = await asyncio.wait(set(self._supervisors), timeout=grace)
+            if pending:
+                log.warning("handing %d running request(s) back to the queue", len(pending))
+                for running in list(self._running.values()):
+                    running.interrupt("shutdown")
+                await asyncio.gather(*pending, return_exceptions=True)
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        if self._process_runner is not None:
+            self._process_runner.shutdown()
+
+    async def _stop_claiming(self) -> None:
+        # Unregistered, no submit hands this worker more. What was handed and not taken is
+        # leased to it: it starts here, so shutdown drains it like the rest. The empty entry
+        # left by the first pass ends each blocking pop; the second takes a hand-off that
+        # raced with it.
+        lease = self.settings.lease_seconds
+        try:
+            async with asyncio.timeout(STOP_CLAIMING_PATIENCE):
+                for op in self.operations:
+                    for job in await self.queue.unidle(op, self.id, lease, wake=True):
+                        self._take(job)
+                loops = [t for t in self._claim_loops if not t.done()]
+                if loops:
+                    await asyncio.wait(loops)
+                for op in self.operations:
+                    for job in await self.queue.unidle(op, self.id, lease, wake=False):
+                        self._take(job)
+        except (RedisError, TimeoutError) as exc:
+            # A hand-off missed here waits out its lease, then runs elsewhere, uncounted.
+            log.warning("could not take back hand-offs while stopping: %s", exc)
+
+    async def _claim(self, op: str) -> int:
+        free = self._free()
+        if free <= 0 or self._stopping:
+            return 0
+        if self._running and self._renewals_stale():
+            # After an outage or a stalled loop, renew what this worker holds before its own
+            # claim script could take it back as abandoned; while renewals still fail (Redis
+            # restarting, loading its data), claim nothing.
+            await self.renew_all()
+            if self._renewals_stale():
+                raise RedisConnectionError("renewals are failing; not claiming until they succeed")
+        self._claims += 1
+        token = f"{self.id}:{self._claims}"
+        jobs, self._next_due = await self.queue.claim(
+            op,
+            self.id,
+            token,
+            free,
+            self.settings.lease_seconds,
+            self.settings.idle_check_seconds * 3,
+            # Each operation's submits may hand this worker one request: only with room for all.
+            idle=self._idle_wait() if free >= len(self.operations) else 0.0,
+        )
+        for job in jobs:
+            self._take(job)
+        return len(jobs)
+
+    _next_due: int | None = None
+
+    def _renewals_stale(self) -> bool:
+        return time.monotonic() - self._renewed_at > self.settings.lease_seconds / 3
+
+    def _idle_wait(self) -> float:
+        # queue.wait_for_work bounds its blocking pop to 4 s.
+        return min(self.settings.idle_check_seconds, 4.0)
+
+    async def _claim_loop(self, op: str) -> None:
+        waiter = Waiter(self.queue.redis)
+        try:
+            await self._claim_until_stopped(op, waiter)
+        finally:
+            await waiter.close()
+
+    async def _claim_until_stopped(self, op: str, waiter: Waiter) -> None:
+        while not self._stopping:
+            if self._free() <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            try:
+                claimed = await self._claim(op)
+                self._outage.succeeded()
+                if claimed:
+                    continue
+                timeout = self._idle_wait()
+                if self._next_due is not None:
+                    timeout = min(timeout, max((self._next_due - self.queue.now_ms()) / 1000, 0.01))
+                # A job handed over is leased to this worker: it runs even when stopping.
+                handed = await self.queue.wait_for_work(op, self.id, timeout, waiter)
+                for job in handed:
+                    self._take(job)
+            except asyncio.CancelledError:
+                raise
+            except RedisError as exc:
+                self._outage.failed(exc)
+                await asyncio.sleep(1)
+            except Exception:
+                log.exception("claiming %s failed; retrying in 1 s", op)
+                await asyncio.sleep(1)
+
+    def _take(self, job: Job) -> None:
+        """Start a job leased to this worker, or hand it back when no slot is free.
+
+        A hand-off can find the worker full: it registered idle on one operation while
+        another's claims then took its slots. The concurrency limit holds regardless.
+        """
+        if self._free() > 0 or job.request_id in self._running:
+            self._start(job)
+            return
+        task = asyncio.create_task(self._hand_back(job), name=f"release:{job.op}/{job.request_id}")
+        self._supervisors.add(task)  # shutdown waits for it like for a run
+        task.add_done_callback(self._supervisors.discard)
+
+    async def _hand_back(self, job: Job) -> None:
+        try:
+            await self._store(self.queue.release, job)
+        except RedisError:
+            # Unreachable for minutes: the lease expires and another claim recovers it.
+            log.warning("could not hand %s %s back", job.op, job.request_id)
+
+    def _start(self, job: Job) -> None:
+        op = self.operations[job.op]
+        if self.metrics is not None and job.attempt == 1:
+            wait = max(self.queue.now_ms() - job.created_ms, 0) / 1000
+            self.metrics.job_started(job.op, wait)
+        ctx = JobContext(self.queue, job, asyncio.get_running_loop())
+        previous = self._running.get(job.request_id)
+        if previous is not None:
+            # This worker lost the lease (an outage or a stalled loop) and claimed the request
+            # again: the old run must stop, and must not touch the new one's bookkeeping.
+            self._stop_handler(job.request_id, "lost")
+        running = _Running(job)
+        self._running[job.request_id] = running
+        # One task per run: it runs the handler and then stores the outcome.
+        sup = asyncio.create_task(
+            self._supervise(running, op, ctx), name=f"handler:{job.op}/{job.request_id}"
+        )
+        running.task = sup
+        self._supervisors.add(sup)
+        sup.add_done_callback(self._supervisors.discard)
+
+    async def _invoke(self, op: Operation, ctx: JobContext, job: Job) -> Any:
+        data = json.loads(job.input)
+        if op.run_in == "loop":
+            return await op.handler(ctx, data)
+        if op.run_in == "process":
+            runner = self._processes()
+            pctx = runner.context(job.request_id, job.op, job.attempt)
+            # A cancelled or timed-out run stops waiting; the process finishes on its own.
+            return await runner.run(op.handler, pctx, data)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(op.handler, ctx, data))
+
+    async def _supervise(self, running: _Running, op: Operation, ctx: JobContext) -> None:
+        job = running.job
+        started = time.monotonic()
+        outcome = "failed"
+        try:
+            try:
+                try:
+                    async with asyncio.timeout(job.timeout):
+                        result = await self._invoke(op, ctx, job)
+                finally:
+                    running.finishing = running.stop is None
+            except asyncio.CancelledError:
+                if running.stop is None:
+                    raise
+                outcome = await self._stopped(job, running.stop)
+                return
+            except TimeoutError:
+                payload = problems.timed_out(job.timeout)
+                outcome = await self._finish(job, "retry", payload, self._backoff(job))
+                return
+            except RejectedInput as exc:
+                payload = problems.rejected(exc.message, exc.errors)
+                outcome = await self._finish(job, "failed", payload)
+                return
+            except Retryable as exc:
+                delay = exc.defer if exc.defer is not None else self._backoff(job)
+                payload = problems.retries_exhausted(exc.message)
+                outcome = await self._finish(job, "retry", payload, delay)
+                return
+            except Exception:
+                log.exception("%s %s failed", job.op, job.request_id)
+                outcome = await self._finish(job, "failed", problems.internal())
+                return
+            try:
+                result_json = json.dumps(result, separators=(",", ":"), ensure_ascii=False)
+            except (TypeError, ValueError):
+                log.exception("%s %s returned a result that is not JSON", job.op, job.request_id)
+                outcome = await self._finish(job, "failed", problems.internal())
+                return
+            limit = op.settings.max_result_bytes
+            if len(result_json) > limit and len(result_json.encode()) > limit:
+                log.warning("%s %s: result over %d bytes", job.op, job.request_id, limit)
+                outcome = await self._finish(job, "failed", problems.result_too_large(limit))
+                return
+            outcome = await self._finish(job, "succeeded", result_json)
+        except asyncio.CancelledError:
+            raise
+        except RedisError as exc:
+            # Redis unreachable while finishing: the lease expires and the request is retried.
+            self._outage.failed(exc)
+            log.warning("could not store the outcome of %s %s", job.op, job.request_id)
+        finally:
+            if self._running.get(job.request_id) is running:
+                del self._running[job.request_id]
+            self._slot_freed.set()
+            if self.metrics is not None:
+                self.metrics.job_finished(job.op, outcome, time.monotonic() - started)
+
+    async def _stopped(self, job: Job, reason: StopReason) -> str:
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        if reason == "cancel":
+            return await self._finish(job, "canceled", problems.canceled())
+        if reason == "shutdown":
+            return await self._store(self.queue.release, job)
+        return "lost"
+
+    async def _finish(
+        self, job: Job, outcome: Outcome, payload: str, retry_delay: float = 0.0
+    ) -> str:
+        return await self._store(self.queue.finish, job, outcome, payload, retry_delay)
+
+    async def _store(self, fn: Callable[..., Awaitable[str]], *args: Any) -> str:
+        # Keep trying through a Redis outage: the outcome is worth more than the lease, and
+        # the lease token still guards against a request that another worker took over.
+        delay = 0.1
+        deadline = time.monotonic() + STORE_PATIENCE
+        while True:
+            try:
+                result = await fn(*args)
+                self._outage.succeeded()
+                return result
+            except RedisError as exc:
+                self._outage.failed(exc)
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def _processes(self) -> ProcessRunner:
+        if self._process_runner is None:
+            runner = ProcessRunner()
+            loop = asyncio.get_running_loop()
+
+            def deliver(rid: str, percent: float, message: str | None) -> Any:
+                running = self._running.get(rid)
+                if running is None:
+                    return None
+                return asyncio.run_coroutine_threadsafe(
+                    self.queue.progress(running.job, percent, message), loop
+                )
+
+            runner.start_relay(deliver)
+            self._process_runner = runner
+        return self._process_runner
+
+    def _backoff(self, job: Job) -> float:
+        return float(job.backoff * (2 ** (job.attempt - 1)))
+
+    def _stop_handler(self, request_id: str, reason: StopReason) -> None:
+        running = self._running.get(request_id)
+        if running is not None:
+            running.interrupt(reason)
+
+    async def _renew_loop(self) -> None:
+        interval = self.settings.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            with contextlib.suppress(Exception):
+                await self.renew_all()
+
+    async def renew_all(self) -> None:
+        """Extend the lease of every running request; stop those lost or cancelled."""
+        runs = list(self._running.items())
+        if not runs:
+            self._renewed_at = time.monotonic()
+            return
+        # Issued together, the renewals travel as one pipeline.
+        statuses = await asyncio.gather(
+            *(self.queue.renew(r.job, self.settings.lease_seconds) for _, r in runs),
+            return_exceptions=True,
+        )
+        if not any(isinstance(s, BaseException) for s in statuses):
+            self._renewed_at = time.monotonic()
+        for (rid, running), status in zip(runs, statuses, strict=True):
+            if isinstance(status, BaseException):
+                if isinstance(status, RedisError):
+                    self._outage.failed(status)
+                    return
+                raise status
+            if self._running.get(rid) is not running:
+                continue  # finished or replaced meanwhile
+            if status == "lost":
+                log.warning("lease of %s %s lost; stopping its handler", running.job.op, rid)
+                self._stop_handler(rid, "lost")
+            elif status == "cancel":
+                self._stop_handler(rid, "cancel")
+
+    async def _control_loop(self) -> None:
+        channels = [keys.control_channel(op) for op in self.operations]
+        while True:
+            pubsub = self.queue.redis.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(*channels)
+                async for message in pubsub.listen():
+                    with contextlib.suppress(ValueError, KeyError, TypeError):
+                        rid = json.loads(message["data"])["cancel"]
+                        self._stop_handler(rid, "cancel")
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._outage.failed(exc)
+                await asyncio.sleep(1)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -1,0 +1,246 @@
+"""The webhook endpoints API and end-to-end deliveries through the whole service."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from service.app import create_app
+from service.state import Roles
+from tests.http.test_api import ASYNC, assert_problem, make_settings
+from tests.support.webhooks import Receiver, wait_until
+
+Client = TestClient[web.Request, web.Application]
+MakeClient = Callable[..., Awaitable[Client]]
+ALICE = {"Authorization": "Bearer alice-key-0123456789"}
+BOB = {"Authorization": "Bearer bob-key-0123456789"}
+CLIENTS = [
+    {"name": "alice", "key": "alice-key-0123456789"},
+    {"name": "bob", "key": "bob-key-0123456789"},
+]
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    async with Receiver() as r:
+        yield r
+
+
+@pytest.fixture
+def app_client(aiohttp_client: Callable[..., Awaitable[Client]], redis_url: str) -> MakeClient:
+    async def make(allow_loopback: bool = True, **overrides: Any) -> Client:
+        hooks = {"retry_schedule": [0.2, 0.4], "jitter": 0.0}
+        if allow_loopback:
+            hooks["allow_networks"] = ["127.0.0.0/8"]
+        overrides.setdefault("webhooks", {}).update(hooks)
+        overrides.setdefault("auth", {"clients": CLIENTS})
+        settings = make_settings(redis_url, **overrides)
+        app = create_app(settings, Roles(api=True, worker=True, dispatcher=True))
+        return await aiohttp_client(app)
+
+    return make
+
+
+async def test_endpoint_lifecycle_and_isolation(app_client: MakeClient, receiver: Receiver) -> None:
+    c = await app_client()
+    resp = await c.post(
+        "/v1/webhooks/endpoints",
+        json={"url": receiver.url + "/hook", "description": "mine", "operations": ["echo"]},
+        headers=ALICE,
+    )
+    created = await resp.json()
+    assert resp.status == 201 and created["secret"].startswith("whsec_")
+    assert resp.headers["Location"].endswith(f"/v1/webhooks/endpoints/{created['id']}")
+    for field in ("id", "url", "events", "operations", "description", "created_at"):
+        assert field in created
+    assert created["disabled"] is False and created["disabled_reason"] is None
+    assert created["events"] == ["request.succeeded", "request.failed", "request.canceled"]
+    eid = created["id"]
+    shown = await (await c.get(f"/v1/webhooks/endpoints/{eid}", headers=ALICE)).json()
+    assert "secret" not in shown or shown["secret"] is None
+    listed = await (await c.get("/v1/webhooks/endpoints", headers=ALICE)).json()
+    assert [e["id"] for e in listed["items"]] == [eid]
+    assert (await (await c.get("/v1/webhooks/endpoints", headers=BOB)).json())["items"] == []
+    for method in ("get", "patch", "delete"):
+        resp = await getattr(c, method)(
+            f"/v1/webhooks/endpoints/{eid}", headers=BOB, json={} if method == "patch" else None
+        )
+        assert resp.status == 404, method
+        assert_problem(resp.headers, await resp.json(content_type=None), 404)
+    resp = await c.patch(
+        f"/v1/webhooks/endpoints/{eid}",
+        json={"events": ["request.running"], "description": "changed"},
+        headers=ALICE,
+    )
+    patched = await resp.json()
+    assert resp.status == 200 and patched["events"] == ["request.running"]
+    assert patched["description"] == "changed"
+    resp = await c.patch(f"/v1/webhooks/endpoints/{eid}", json={"events": ["nope"]}, headers=ALICE)
+    assert resp.status == 422
+    resp = await c.delete(f"/v1/webhooks/endpoints/{eid}", headers=ALICE)
+    assert resp.status == 204
+    assert (await c.get(f"/v1/webhooks/endpoints/{eid}", headers=ALICE)).status == 404
+
+
+async def test_bad_registrations_are_problems(app_client: MakeClient) -> None:
+    c = await app_client(allow_loopback=False)
+    for body in (
+        {"url": "http://127.0.0.1:9/hook"},
+        {"url": "http://169.254.169.254/latest/meta-data"},
+        {"url": "http://10.0.0.1/"},
+        {"url": "http://[::1]/"},
+        {"url": "ftp://example.org/"},
+        {"url": "http://127.0.0.1/", "bogus": 1},
+        {"description": "no url"},
+        {"url": 5},
+    ):
+        resp = await c.post("/v1/webhooks/endpoints", json=body, headers=ALICE)
+        problem = await resp.json(content_type=None)
+        assert resp.status in (400, 422), body
+        assert_problem(resp.headers, problem, resp.status)
+    resp = await c.post(
+        "/v1/webhooks/endpoints", data=b"{", headers={**ALICE, "Content-Type": "application/json"}
+    )
+    assert resp.status == 400
+    resp = await c.post("/v1/webhooks/endpoints", data=b"x", headers=ALICE)
+    assert resp.status == 415
+    # A per-request callback to a refused address is refused before anything is queued.
+    resp = await c.post(
+        "/v1/echo", json={}, headers={**ALICE, **ASYNC, "Callback-Url": "http://10.1.2.3/cb"}
+    )
+    assert resp.status == 422 and (await resp.json(content_type=None))["header"] == "Callback-Url"
+
+
+async def test_a_finished_request_is_delivered_signed(
+    app_client: MakeClient, receiver: Receiver
+) -> None:
+    c = await app_client()
+    resp = await c.post(
+        "/v1/webhooks/endpoints", json={"url": receiver.url + "/hook"}, headers=ALICE
+    )
+    secret = (await resp.json())["secret"]
+    resp = await c.post("/v1/echo", json={"hello": "webhooks"}, headers=ALICE)
+    assert resp.status == 201
+    rid = resp.headers["Location"].rsplit("/", 1)[1]
+    await wait_until(lambda: len(receiver.received) >= 1)
+    got = receiver.received[0]
+    body = got.verify(secret)
+    assert body["type"] == "request.succeeded" and body["timestamp"].endswith("Z")
+    assert body["data"]["id"] == rid and body["data"]["status"] == "succeeded"
+    assert body["data"]["result"] == {"hello": "webhooks"}
+    assert body["data"]["links"][0]["href"] == f"/v1/queue/requests/{rid}"
+    assert got.headers["webhook-signature"].startswith("v1,")
+    assert got.headers["webhook-timestamp"].isdigit()
+    # Bob's requests never reach Alice's endpoint.
+    await c.post("/v1/echo", json={}, headers=BOB)
+    await c.post("/v1/echo", json={"again": 1}, headers=ALICE)
+    await wait_until(lambda: len(receiver.received) >= 2)
+    assert all(r.verify(secret)["data"]["id"] for r in receiver.received)
+    assert len(receiver.received) == 2
+
+
+async def test_delivery_log_rotation_and_redeliver(
+    app_client: MakeClient, receiver: Receiver
+) -> None:
+    c = await app_client()
+    created = await (
+        await c.post("/v1/webhooks/endpoints", json={"url": receiver.url}, headers=ALICE)
+    ).json()
+    eid, old_secret = created["id"], created["secret"]
+    receiver.reply(500)
+    await c.post("/v1/echo", json={}, headers=ALICE)
+    await wait_until(lambda: len(receiver.received) >= 2, timeout=10)
+    first, second = receiver.received[:2]
+    assert first.webhook_id == second.webhook_id
+    log = await (await c.get(f"/v1/webhooks/endpoints/{eid}/deliveries", headers=ALICE)).json()
+    [delivery] = log["items"]
+    assert delivery["id"] == first.webhook_id
+    assert delivery["status"] == "delivered"
+    assert (await c.get(f"/v1/webhooks/endpoints/{eid}/deliveries", headers=BOB)).status == 404
+
+    rotated = await (
+        await c.post(f"/v1/webhooks/endpoints/{eid}/rotate-secret", headers=ALICE)
+    ).json()
+    assert rotated["secret"] != old_secret and rotated["secret"].startswith("whsec_")
+    resp = await c.post(f"/v1/webhooks/deliveries/{delivery['id']}/redeliver", headers=ALICE)
+    assert resp.status == 202
+    await wait_until(lambda: len(receiver.received) >= 3)
+    again = receiver.received[2]
+    assert again.webhook_id == first.webhook_id
+    # Both secrets sign during the overlap, so receivers on either verify.
+    again.verify(old_secret)
+    again.verify(rotated["secret"])
+    assert len(again.headers["webhook-signature"].split(" ")) == 2
+    resp = await c.post(f"/v1/webhooks/deliveries/{delivery['id']}/redeliver", headers=BOB)
+    assert resp.status == 404
+
+
+async def test_per_request_callback_is_signed_with_the_default_secret(
+    app_client: MakeClient, receiver: Receiver
+) -> None:
+    c = await app_client()
+    secret = (await (await c.get("/v1/webhooks/secret", headers=ALICE)).json())["secret"]
+    assert secret.startswith("whsec_")
+    assert (await (await c.get("/v1/webhooks/secret", headers=ALICE)).json())["secret"] == secret
+    assert (await (await c.get("/v1/webhooks/secret", headers=BOB)).json())["secret"] != secret
+    resp = await c.post(
+        "/v1/sleep",
+        json={"seconds": 0.1},
+        headers={
+            **ALICE,
+            **ASYNC,
+            "Callback-Url": receiver.url + "/cb",
+            "Callback-Events": "running,succeeded",
+        },
+    )
+    rid = (await resp.json())["id"]
+    await wait_until(lambda: len(receiver.received) >= 2)
+    types = [r.verify(secret)["type"] for r in receiver.received]
+    assert types == ["request.running", "request.succeeded"]
+    assert all(r.path == "/cb" for r in receiver.received)
+    assert receiver.received[1].verify(secret)["data"]["id"] == rid
+
+
+async def test_webhook_metrics(app_client: MakeClient, receiver: Receiver) -> None:
+    c = await app_client()
+    await c.post("/v1/webhooks/endpoints", json={"url": receiver.url}, headers=ALICE)
+    await c.post("/v1/echo", json={}, headers=ALICE)
+    await wait_until(lambda: len(receiver.received) >= 1)
+
+    async def counted() -> bool:
+        text = await (await c.get("/metrics")).text()
+        return 'acceptd_webhook_attempts_total{outcome="delivered"} 1.0' in text
+
+    await wait_until(counted)
+    ready = await (await c.get("/readyz")).json()
+    assert ready["checks"] == {"redis": "ok", "worker": "ok", "dispatcher": "ok"}
+
+
+async def test_shutdown_lets_deliveries_in_flight_finish(
+    aiohttp_client: Callable[..., Awaitable[Client]], redis_url: str, redis_client: Any
+) -> None:
+    from tests.support.webhooks import HANG
+    from webhooks import WebhookStore
+
+    async with Receiver(hang_seconds=0.5) as slow:
+        settings = make_settings(
+            redis_url,
+            webhooks={"allow_networks": ["127.0.0.0/8"], "retry_schedule": [30]},
+            auth={"clients": CLIENTS},
+        )
+        app = create_app(settings, Roles(api=True, worker=True, dispatcher=True))
+        c = await aiohttp_client(app)
+        created = await (
+            await c.post("/v1/webhooks/endpoints", json={"url": slow.url}, headers=ALICE)
+        ).json()
+        slow.reply(HANG)  # answers 200 after 0.5 s
+        await c.post("/v1/echo", json={}, headers=ALICE)
+        await wait_until(lambda: slow.hanging == 1)
+        await c.close()  # SIGTERM-like: the app's cleanup drains the dispatcher
+        store = WebhookStore(redis_client, ["echo"])
+        [delivery] = await store.list_deliveries("alice", created["id"])
+        assert delivery.status == "delivered" and len(slow.received) == 1

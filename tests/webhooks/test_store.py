@@ -1,0 +1,145 @@
+"""The webhook store: endpoints scoped by client, secrets, idempotent fan-out."""
+
+from __future__ import annotations
+
+import pytest
+from redis.asyncio import Redis
+
+from service.queue import keys as core_keys
+from webhooks import DeliveryNotFound, EndpointNotFound, InvalidEndpoint, WebhookStore
+
+URL = "https://hooks.example.com/acceptd"
+
+
+@pytest.fixture
+def store(redis_client: Redis) -> WebhookStore:
+    """A store for two operations."""
+    return WebhookStore(redis_client, ["echo", "sleep"])
+
+
+async def test_create_get_list_and_hooked(store: WebhookStore, redis_client: Redis) -> None:
+    ep = await store.create_endpoint("alice", URL, description="main")
+    assert ep.id.startswith("we_")
+    assert ep.secret is not None and ep.secret.startswith("whsec_")
+    assert ep.events == ["request.succeeded", "request.failed", "request.canceled"]
+    doc = ep.to_json()
+    assert doc["secret"] == ep.secret
+    assert doc["disabled"] is False and doc["disabled_reason"] is None
+    assert doc["created_at"].endswith("Z")
+
+    got = await store.get_endpoint("alice", ep.id)
+    assert got.secret is None and "secret" not in got.to_json()
+    assert got.url == URL and got.description == "main"
+    assert [e.id for e in await store.list_endpoints("alice")] == [ep.id]
+    for op in ("echo", "sleep"):
+        for status in ("succeeded", "failed", "canceled"):
+            assert await redis_client.sismember(core_keys.key(op, f"hooked:{status}"), "alice")
+        # Nobody asked for running events: the core writes no outbox entry for them.
+        assert not await redis_client.sismember(core_keys.key(op, "hooked:running"), "alice")
+
+
+async def test_changing_events_hooks_the_new_ones(store: WebhookStore, redis_client: Redis) -> None:
+    ep = await store.create_endpoint("alice", URL, events=["request.failed"])
+    assert not await redis_client.sismember(core_keys.key("echo", "hooked:running"), "alice")
+    await store.update_endpoint("alice", ep.id, events=["request.running"])
+    assert await redis_client.sismember(core_keys.key("echo", "hooked:running"), "alice")
+
+
+async def test_rehook_covers_operations_added_later(redis_client: Redis) -> None:
+    await WebhookStore(redis_client, ["echo"]).create_endpoint(
+        "alice", URL, events=["request.running"]
+    )
+    await WebhookStore(redis_client, ["echo"]).create_endpoint("bob", URL)
+    assert not await redis_client.sismember(core_keys.key("sleep", "hooked:running"), "alice")
+    assert await WebhookStore(redis_client, ["echo", "sleep"]).rehook() == 2
+    assert await redis_client.sismember(core_keys.key("sleep", "hooked:running"), "alice")
+    assert not await redis_client.sismember(core_keys.key("sleep", "hooked:running"), "bob")
+    assert await redis_client.sismember(core_keys.key("sleep", "hooked:succeeded"), "bob")
+
+
+async def test_other_clients_see_nothing(store: WebhookStore) -> None:
+    ep = await store.create_endpoint("alice", URL)
+    with pytest.raises(EndpointNotFound):
+        await store.get_endpoint("bob", ep.id)
+    with pytest.raises(EndpointNotFound):
+        await store.update_endpoint("bob", ep.id, description="x")
+    with pytest.raises(EndpointNotFound):
+        await store.delete_endpoint("bob", ep.id)
+    with pytest.raises(EndpointNotFound):
+        await store.rotate_secret("bob", ep.id)
+    with pytest.raises(EndpointNotFound):
+        await store.list_deliveries("bob", ep.id)
+    assert await store.list_endpoints("bob") == []
+
+
+async def test_update_is_a_patch(store: WebhookStore) -> None:
+    ep = await store.create_endpoint("alice", URL, operations=["echo"], description="d")
+    updated = await store.update_endpoint("alice", ep.id, events=["request.running"])
+    assert updated.events == ["request.running"]
+    assert updated.operations == ["echo"] and updated.description == "d"
+    disabled = await store.update_endpoint("alice", ep.id, disabled=True)
+    assert disabled.disabled and disabled.disabled_reason
+    enabled = await store.update_endpoint("alice", ep.id, disabled=False)
+    assert not enabled.disabled and enabled.disabled_reason is None
+
+
+async def test_invalid_fields_are_refused(store: WebhookStore) -> None:
+    with pytest.raises(InvalidEndpoint, match="events"):
+        await store.create_endpoint("alice", URL, events=["request.exploded"])
+    with pytest.raises(InvalidEndpoint, match="operations"):
+        await store.create_endpoint("alice", URL, operations=["nope"])
+    with pytest.raises(InvalidEndpoint, match="url"):
+        await store.create_endpoint("alice", "ftp://x")
+
+
+async def test_delete(store: WebhookStore) -> None:
+    ep = await store.create_endpoint("alice", URL)
+    await store.delete_endpoint("alice", ep.id)
+    with pytest.raises(EndpointNotFound):
+        await store.get_endpoint("alice", ep.id)
+    assert await store.list_endpoints("alice") == []
+
+
+async def test_rotation_keeps_the_old_secret_for_a_while(store: WebhookStore) -> None:
+    ep = await store.create_endpoint("alice", URL)
+    rotated = await store.rotate_secret("alice", ep.id)
+    assert rotated.secret not in (None, ep.secret)
+    target = await store.send_target(ep.id)
+    assert target is not None
+    assert target.live(store.now_ms()) == [rotated.secret, ep.secret]
+    # A target read during the overlap stops using the old secret once it expires.
+    assert target.live(target.old_until) == [rotated.secret]
+    expired = await store.rotate_secret("alice", ep.id, overlap=-1)
+    target = await store.send_target(ep.id)
+    assert target is not None and target.live(store.now_ms()) == [expired.secret]
+
+
+async def test_default_secret_is_stable_per_client(store: WebhookStore) -> None:
+    first = await store.default_secret("alice")
+    assert first.startswith("whsec_")
+    assert await store.default_secret("alice") == first
+    assert await store.default_secret("bob") != first
+
+
+async def test_fanout_is_idempotent_per_entry(store: WebhookStore) -> None:
+    ep = await store.create_endpoint("alice", URL)
+    args = ("echo", "1-0", "request.succeeded", "alice", "r1", b"{}")
+    created = await store.fanout(*args, "https://cb.example.com/x", "cb:https://cb.example.com")
+    assert len(created) == 2 and all(i.startswith("msg_") for i in created)
+    again = await store.fanout(*args, "https://cb.example.com/x", "cb:https://cb.example.com")
+    assert again == []
+    (listed,) = await store.list_deliveries("alice", ep.id)
+    assert listed.status == "pending" and listed.event_type == "request.succeeded"
+    assert listed.to_json()["endpoint_id"] == ep.id
+    with pytest.raises(DeliveryNotFound):
+        await store.get_delivery("bob", listed.id)
+    with pytest.raises(DeliveryNotFound):
+        await store.redeliver("bob", listed.id)
+
+
+async def test_fanout_filters_events_and_operations(store: WebhookStore) -> None:
+    await store.create_endpoint("alice", URL, operations=["sleep"])
+    await store.create_endpoint("alice", URL, events=["request.running"])
+    assert await store.fanout("echo", "1-0", "request.succeeded", "alice", "r", b"{}") == []
+    assert len(await store.fanout("sleep", "1-0", "request.failed", "alice", "r", b"{}")) == 1
+    assert len(await store.fanout("echo", "2-0", "request.running", "alice", "r", b"{}")) == 1
