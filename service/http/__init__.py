@@ -1,1 +1,1 @@
-"""The HTTP surface: routes, problem details, auth, CORS, headers, monitor rendering, SSE, OpenAPI."""
+"""The HTTP surface: routes, problem details, auth, CORS, headers, monitor, SSE, OpenAPI."""

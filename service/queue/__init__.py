@@ -1,1 +1,1 @@
-"""The Redis data model: keys, ids, statuses, problems, Lua scripts, the queue API, the event hub."""
+"""The Redis data model: keys, ids, statuses, problems, Lua scripts, queue API, event hub."""

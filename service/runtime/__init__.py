@@ -1,1 +1,1 @@
-"""Process plumbing: settings, the embedded server, Redis connections, batching, outages, metrics."""
+"""Process plumbing: settings, embedded server, Redis connections, batching, outages, metrics."""
