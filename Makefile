@@ -6,7 +6,7 @@ CONFIG ?= config.yaml
 SRC := $(wildcard service webhooks tests bench)
 TYPED := $(wildcard service webhooks tests)
 
-.PHONY: install install-dev run test lint format bench clean
+.PHONY: install install-dev run test lint format peers bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,7 @@ lint: install-dev
 	$(BIN)/ruff check $(SRC)
 	$(BIN)/ruff format --check $(SRC)
 	$(BIN)/mypy $(TYPED)
+	$(BIN)/ruff check --select C901,PLR0912,PLR0915 --config 'lint.mccabe.max-complexity=12' bench
 
 format: install-dev
 	$(BIN)/ruff check --fix $(SRC)
@@ -39,7 +40,26 @@ format: install-dev
 test: lint
 	$(BIN)/python -m pytest -q
 
-bench: install-dev
+# The bench's contenders, each in a venv of its own under bench/.peers/ (pinned: the versions
+# of the README's table), and wrk, the HTTP load client, from Debian's packages when we are
+# root (without it the bench falls back to its own, slower aiohttp client).
+PEERS := arq saq dramatiq
+PEER_SPEC_arq := arq==0.28.0
+PEER_SPEC_saq := saq[redis,hiredis]==0.26.4 typing_extensions
+PEER_SPEC_dramatiq := dramatiq[redis]==2.2.1 hiredis
+
+bench/.peers/%/.installed: Makefile
+	$(PYTHON) -m venv bench/.peers/$*
+	bench/.peers/$*/bin/python -m pip install -q --disable-pip-version-check $(foreach s,$(PEER_SPEC_$*),'$(s)')
+	echo '$(PEER_SPEC_$*)' > $@
+
+peers: $(PEERS:%=bench/.peers/%/.installed)
+	@command -v wrk >/dev/null || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null \
+	  || apt-get install -y -q wrk >/dev/null 2>&1 \
+	  || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q wrk >/dev/null 2>&1; } \
+	  || echo "wrk could not be installed: the bench will use its aiohttp client"
+
+bench: install-dev peers
 	$(BIN)/python bench/run.py
 
 clean:

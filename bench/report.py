@@ -29,8 +29,8 @@ class Row:
     note: str = ""
     higher_is_better: bool = True
     skipped: str = ""
-    # Measured in pairs with an acceptd run (see run.alternate): that run's value over this
-    # row's, per pair.
+    # Measured in pairs with an acceptd run (see scenarios.plan.alternate): that run's value
+    # over this row's, per pair.
     pair_ratios: list[float] = field(default_factory=list)
 
     @property

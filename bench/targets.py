@@ -1,0 +1,127 @@
+"""The targets: acceptd's measures as ratios to the best peer, the ceiling or a fixed line."""
+
+from __future__ import annotations
+
+import statistics
+
+from report import Row, Target
+
+
+def best(rows: list[Row], higher: bool = True) -> Row | None:
+    """The peer with the best median."""
+    measured = [r for r in rows if r.median is not None and not r.skipped]
+    if not measured:
+        return None
+    return (max if higher else min)(measured, key=lambda r: r.median or 0.0)
+
+
+def round_ratios(a: Row, b: Row | None) -> list[float]:
+    """a / b per pair (``alternate``) or per round (``interleave``: runs of one round are
+    index-aligned); empty if not paired."""
+    if b is not None and b.pair_ratios:
+        return b.pair_ratios
+    if b is None or not a.runs or len(a.runs) != len(b.runs):
+        return []
+    return [x.value / y.value for x, y in zip(a.runs, b.runs, strict=True)]
+
+
+def paired(a: Row, b: Row | None) -> float | None:
+    """a / b as the median of the rounds' ratios (of the medians when not paired)."""
+    rounds = round_ratios(a, b)
+    if not rounds:
+        return ratio(a.median, b.median if b else None)
+    return statistics.median(rounds)
+
+
+def by_round(a: Row, b: Row | None) -> str:
+    rounds = round_ratios(a, b)
+    per = "per pair" if b is not None and b.pair_ratios else "per round"
+    return f"; {per} {', '.join(f'{r:.2f}' for r in rounds)}" if rounds else ""
+
+
+def against_peers(enq: Row, drain: Row, sync: Row, hello: Row, peers: list[Row]) -> list[Target]:
+    """Drain, enqueue and sync latency against the best peer (enqueue also the hello-world)."""
+
+    def section(sec: str) -> list[Row]:
+        return [r for r in peers if r.section == sec]
+
+    def who(row: Row | None) -> str:
+        return row.contender if row else "none"
+
+    out = []
+    b = best(section("2"))
+    out.append(
+        Target(
+            "drain vs best peer",
+            paired(drain, b),
+            ">= 2.0",
+            f"acceptd {fmtn(drain.median)} vs {who(b)} {fmtn(b.median if b else None)} jobs/s"
+            + by_round(drain, b),
+        )
+    )
+    b = best(section("1"))
+    out.append(
+        Target(
+            "HTTP enqueue vs best peer's direct enqueue",
+            paired(enq, b),
+            ">= 1.0",
+            f"acceptd {fmtn(enq.median)} req/s vs {who(b)} {fmtn(b.median if b else None)} jobs/s"
+            + by_round(enq, b),
+        )
+    )
+    out.append(
+        Target(
+            "HTTP enqueue vs aiohttp hello-world",
+            paired(enq, hello),
+            ">= 0.6",
+            f"{fmtn(enq.median)} vs {fmtn(hello.median)} req/s" + by_round(enq, hello),
+        )
+    )
+    b = best(section("3"), higher=False)
+    out.append(
+        Target(
+            "sync p50 vs best peer p50",
+            paired(sync, b),
+            "<= 1.0",
+            f"acceptd {fmtn(sync.median, 2)} ms vs {who(b)} {fmtn(b.median if b else None, 2)} ms"
+            + by_round(sync, b),
+        )
+    )
+    return out
+
+
+def scale(rows: list[Row]) -> list[Target]:
+    """Bytes per queued request, and the monitor at depth against an empty queue."""
+    mem, empty, big = rows
+    return [
+        Target(
+            "Redis bytes per queued request vs 600",
+            ratio(mem.median, 600.0),
+            "<= 1.0",
+            f"{fmtn(mem.median)} B",
+        ),
+        Target(
+            "monitor p50 at depth vs empty",
+            ratio(big.median, empty.median),
+            "<= 2.0",
+            f"{fmtn(big.median, 2)} ms vs {fmtn(empty.median, 2)} ms",
+        ),
+    ]
+
+
+def webhooks(rows: list[Row]) -> Target:
+    """Backlog deliveries per second from one dispatcher against 2,000."""
+    return Target(
+        "webhook deliveries/s (backlog, one dispatcher) vs 2,000",
+        ratio(rows[0].median, 2000.0),
+        ">= 1.0",
+        f"{fmtn(rows[0].median)} deliveries/s",
+    )
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return a / b if a is not None and b else None
+
+
+def fmtn(v: float | None, digits: int = 0) -> str:
+    return "—" if v is None else f"{v:,.{digits}f}"
