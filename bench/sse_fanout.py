@@ -33,7 +33,7 @@ import psutil  # noqa: E402
 import redis.asyncio as aredis  # noqa: E402
 
 from service.queue.ids import new_request_id  # noqa: E402
-from service.queue.store import Limits, Queue  # noqa: E402
+from service.queue.store import Job, Limits, Queue  # noqa: E402
 from service.runtime.embedded import EmbeddedRedis, free_port  # noqa: E402
 
 OP = "echo"
@@ -92,21 +92,16 @@ def listener(base: str, ids: list[str], ready: Any, out_path: str, deadline: flo
     asyncio.run(_listen(base, ids, ready, out_path, deadline))
 
 
-async def measure(
-    n: int, tmp: Path, profile: str | None = None, rate: float = 0.0
-) -> dict[str, Any]:
-    redis_dir = tmp / f"redis-{n}"
-    server = EmbeddedRedis(redis_dir, port=free_port(), appendonly=False)
-    server.start()
-    port = free_port()
+def start_api(redis_url: str, port: int, n: int) -> subprocess.Popen[bytes]:
+    """One ``acceptd api`` process allowed ``n`` streams (and some)."""
     env = {
         **os.environ,
-        "ACCEPTD_REDIS__URL": server.url,
+        "ACCEPTD_REDIS__URL": redis_url,
         "ACCEPTD_SERVER__PORT": str(port),
         "ACCEPTD_SERVER__MAX_STREAMS": str(n + 100),
         "ACCEPTD_SERVER__MAX_STREAMS_PER_CLIENT": str(n + 100),
     }
-    api = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "service", "api", "--config", str(ROOT / "config.yaml")],
         env=env,
         cwd=ROOT,
@@ -114,24 +109,99 @@ async def measure(
         stderr=subprocess.DEVNULL,
         preexec_fn=raise_fd_limit,
     )
+
+
+async def wait_healthy(base: str) -> None:
+    async with aiohttp.ClientSession() as s:
+        for _ in range(200):
+            try:
+                async with s.get(base + "/healthz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+
+
+async def submit_all(queue: Queue, n: int) -> list[str]:
+    """Queue ``n`` requests, 500 at a time; their ids."""
+    ids = [new_request_id(OP, queue.now_ms()) for _ in range(n)]
+    for i in range(0, n, 500):
+        await asyncio.gather(
+            *(queue.submit(OP, rid, "anonymous", "{}", LIMITS) for rid in ids[i : i + 500])
+        )
+    return ids
+
+
+async def claim_all(queue: Queue, n: int) -> list[Job]:
+    claimed: list[Job] = []
+    while len(claimed) < n:
+        jobs, _ = await queue.claim(OP, "bench", "t", 1000, lease=600, worker_ttl=60)
+        if not jobs:
+            break
+        claimed.extend(jobs)
+    return claimed
+
+
+def start_profiler(profile: str, pid: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(pid),
+         "-d", "6", "-r", "200", "--format", "raw", "-o", profile],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+async def finish_all(queue: Queue, claimed: list[Job], rate: float) -> dict[str, float]:
+    """Finish every claimed job; when each finish was sent.
+
+    rate 0: all at once (one pipeline), the worst burst; else a steady finish rate.
+    """
+    finished: dict[str, float] = {}
+    step = len(claimed) if rate <= 0 else max(1, int(rate / 20))
+    for i in range(0, len(claimed), step):
+        batch = claimed[i : i + step]
+        # Timed from the moment the finishes are sent: conservative (it includes Redis
+        # running all of the batch's finish scripts).
+        now = time.time()
+        await asyncio.gather(*(queue.finish(j, "succeeded", "{}") for j in batch))
+        for j in batch:
+            finished[j.request_id] = now
+        if rate > 0:
+            await asyncio.sleep(0.05)
+    return finished
+
+
+def summary(
+    n: int, rate: float, rss: int, received: dict[str, float], finished: dict[str, float]
+) -> dict[str, Any]:
+    """One table row: RSS per stream (``rss``: the growth while they opened) and delays."""
+    delays = sorted((received[k] - finished[k]) * 1000 for k in received if k in finished)
+    if not delays:
+        raise RuntimeError("no terminal event arrived")
+    return {
+        "streams": n,
+        "rate": rate,
+        "delivered": len(delays),
+        "rss_per_stream_kib": rss / n / 1024,
+        "p50_ms": statistics.median(delays),
+        "p99_ms": delays[min(len(delays) - 1, int(len(delays) * 0.99))],
+    }
+
+
+async def measure(
+    n: int, tmp: Path, profile: str | None = None, rate: float = 0.0
+) -> dict[str, Any]:
+    redis_dir = tmp / f"redis-{n}"
+    server = EmbeddedRedis(redis_dir, port=free_port(), appendonly=False)
+    server.start()
+    port = free_port()
+    api = start_api(server.url, port, n)
     base = f"http://127.0.0.1:{port}"
     r = aredis.Redis.from_url(server.url)
     try:
-        async with aiohttp.ClientSession() as s:
-            for _ in range(200):
-                try:
-                    async with s.get(base + "/healthz") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.05)
+        await wait_healthy(base)
         queue = Queue(r)
-        ids = [new_request_id(OP, queue.now_ms()) for _ in range(n)]
-        for i in range(0, n, 500):
-            await asyncio.gather(
-                *(queue.submit(OP, rid, "anonymous", "{}", LIMITS) for rid in ids[i : i + 500])
-            )
+        ids = await submit_all(queue, n)
         proc = psutil.Process(api.pid)
         rss_before = proc.memory_info().rss
         ctx = mp.get_context("spawn")
@@ -145,49 +215,18 @@ async def measure(
         await asyncio.sleep(1.0)
         rss_open = proc.memory_info().rss
         # Claim them all, then finish them in batches, noting each finish time.
-        claimed = []
-        while len(claimed) < n:
-            jobs, _ = await queue.claim(OP, "bench", "t", 1000, lease=600, worker_ttl=60)
-            if not jobs:
-                break
-            claimed.extend(jobs)
+        claimed = await claim_all(queue, n)
         await asyncio.sleep(1.0)  # let the running events drain
         spy = None
         if profile:
-            spy = subprocess.Popen(
-                [str(Path(sys.executable).parent / "py-spy"), "record", "-p", str(api.pid),
-                 "-d", "6", "-r", "200", "--format", "raw", "-o", profile],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
+            spy = start_profiler(profile, api.pid)
             await asyncio.sleep(1.0)
-        finished: dict[str, float] = {}
-        # rate 0: all at once (one pipeline), the worst burst; else a steady finish rate.
-        step = len(claimed) if rate <= 0 else max(1, int(rate / 20))
-        for i in range(0, len(claimed), step):
-            batch = claimed[i : i + step]
-            # Timed from the moment the finishes are sent: conservative (it includes Redis
-            # running all of the batch's finish scripts).
-            now = time.time()
-            await asyncio.gather(*(queue.finish(j, "succeeded", "{}") for j in batch))
-            for j in batch:
-                finished[j.request_id] = now
-            if rate > 0:
-                await asyncio.sleep(0.05)
+        finished = await finish_all(queue, claimed, rate)
         await asyncio.to_thread(child.join, 60)
         if spy is not None:
             spy.wait(30)
         received: dict[str, float] = json.loads(out.read_text()) if out.exists() else {}
-        delays = sorted((received[k] - finished[k]) * 1000 for k in received if k in finished)
-        if not delays:
-            raise RuntimeError("no terminal event arrived")
-        return {
-            "streams": n,
-            "rate": rate,
-            "delivered": len(delays),
-            "rss_per_stream_kib": (rss_open - rss_before) / n / 1024,
-            "p50_ms": statistics.median(delays),
-            "p99_ms": delays[min(len(delays) - 1, int(len(delays) * 0.99))],
-        }
+        return summary(n, rate, rss_open - rss_before, received, finished)
     finally:
         api.terminate()
         api.wait(10)

@@ -201,6 +201,114 @@ def start_dispatcher(url: str, tmp: Path) -> subprocess.Popen[bytes]:
     )
 
 
+async def wait_receiver(session: aiohttp.ClientSession, stats_url: str) -> None:
+    for _ in range(100):
+        try:
+            await arrivals(session, stats_url)
+            return
+        except aiohttp.ClientError:
+            await asyncio.sleep(0.05)
+
+
+async def start_paused_dispatcher(url: str, tmp: Path) -> subprocess.Popen[bytes]:
+    """A dispatcher started, warmed up (running), then stopped (SIGSTOP)."""
+    dispatcher = start_dispatcher(url, tmp)
+    for _ in range(100):
+        if b"running" in (tmp / "dispatcher.log").read_bytes():
+            break
+        await asyncio.sleep(0.1)
+    dispatcher.send_signal(signal.SIGSTOP)
+    return dispatcher
+
+
+def start_profiler(pid: int) -> subprocess.Popen[bytes] | None:
+    """py-spy on the dispatcher when ``BENCH_PROFILE`` names an output file."""
+    if not os.environ.get("BENCH_PROFILE"):
+        return None
+    return subprocess.Popen(
+        [str(Path(sys.executable).parent / "py-spy"), "record", "-p",
+         str(pid), "-d", "5", "-r", "200", "--format", "raw",
+         "-o", os.environ["BENCH_PROFILE"]],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+async def start_verbose(r: aredis.Redis) -> None:
+    if os.environ.get("BENCH_VERBOSE"):
+        await r.config_set("slowlog-log-slower-than", 0)
+        await r.config_set("slowlog-max-len", 100000)
+        await r.slowlog_reset()
+
+
+async def report_verbose(r: aredis.Redis, stats0: dict[str, Any], delivered: int) -> None:
+    if os.environ.get("BENCH_VERBOSE"):
+        _print_commandstats(stats0, await r.info("commandstats"), delivered)
+        await _print_slowlog(r)
+
+
+class Phases:
+    """The three measures, one after the other, on one Redis, dispatcher and receiver."""
+
+    def __init__(
+        self, r: aredis.Redis, session: aiohttp.ClientSession, stats_url: str, out: dict[str, Any]
+    ) -> None:
+        self.r = r
+        self.session = session
+        self.stats_url = stats_url
+        self.queue = Queue(r)
+        self.out = out
+        self.got: dict[str, float] = {}
+
+    async def backlog(
+        self, n: int, dispatcher: subprocess.Popen[bytes], procs: dict[str, psutil.Process]
+    ) -> None:
+        """The outbox fills while the (stopped) dispatcher cannot send; it resumes and sends
+        it all."""
+        out = self.out
+        await finish_many(self.queue, n)
+        cpu0 = {k: _cpu(p) for k, p in procs.items()}
+        stats0 = await self.r.info("commandstats")
+        await start_verbose(self.r)
+        dispatcher.send_signal(signal.SIGCONT)
+        spy = start_profiler(dispatcher.pid)
+        got = self.got = await wait_for(self.session, self.stats_url, n, 120)
+        cpu1 = {k: _cpu(p) for k, p in procs.items()}
+        await report_verbose(self.r, stats0, len(got))
+        if spy is not None:
+            spy.wait(30)
+        times = sorted(got.values())
+        out["delivered"] = len(got)
+        out["backlog_per_second"] = (len(times) - 1) / (times[-1] - times[0])
+        for name, used in cpu1.items():
+            out[f"cpu_{name}"] = (used - cpu0.get(name, 0.0)) / max(len(got), 1) * 1e6
+
+    async def live(self, n: int) -> None:
+        """The running dispatcher while n more requests finish as fast as possible."""
+        before = set(self.got)
+        started = time.time()
+        await finish_many(self.queue, n)
+        got = self.got = await wait_for(self.session, self.stats_url, 2 * n, 120)
+        fresh = [t for k, t in got.items() if k not in before]
+        self.out["live_delivered"] = len(fresh)
+        self.out["live_per_second"] = len(fresh) / (max(fresh) - started)
+
+    async def latency(self, latency_n: int) -> None:
+        """A dispatcher already running, requests finishing in small batches."""
+        before = set(self.got)
+        n_before = len(self.got)
+        finished: dict[str, float] = {}
+        for _ in range(latency_n // 50):
+            finished.update(await finish_many(self.queue, 50))
+            await asyncio.sleep(0.05)
+        got = await wait_for(self.session, self.stats_url, n_before + len(finished), 60)
+        delays = sorted(
+            (got[k] - finished[k]) * 1000 for k in got if k in finished and k not in before
+        )
+        self.out["latency_n"] = len(delays)
+        self.out["p50_ms"] = statistics.median(delays) if delays else float("nan")
+        self.out["p99_ms"] = delays[int(len(delays) * 0.99)] if delays else float("nan")
+
+
 async def run(n: int, latency_n: int, tmp: Path) -> dict[str, Any]:
     server = EmbeddedRedis(tmp / "redis", port=free_port(), appendonly=False)
     server.start()
@@ -214,82 +322,20 @@ async def run(n: int, latency_n: int, tmp: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
     try:
         async with aiohttp.ClientSession() as session:
-            for _ in range(100):
-                try:
-                    await arrivals(session, stats_url)
-                    break
-                except aiohttp.ClientError:
-                    await asyncio.sleep(0.05)
+            await wait_receiver(session, stats_url)
             store = WebhookStore(r, [OP])
             await store.create_endpoint(CLIENT, f"http://127.0.0.1:{port}/hook")
-            queue = Queue(r)
-
-            # Backlog: the outbox fills while the (started, warmed, then stopped) dispatcher
-            # cannot send; it resumes and sends it all.
-            dispatcher = start_dispatcher(server.url, tmp)
-            for _ in range(100):
-                if b"running" in (tmp / "dispatcher.log").read_bytes():
-                    break
-                await asyncio.sleep(0.1)
-            dispatcher.send_signal(signal.SIGSTOP)
-            await finish_many(queue, n)
-            server_proc = psutil.Process(server._proc.pid) if server._proc else None
+            phases = Phases(r, session, stats_url, out)
+            dispatcher = await start_paused_dispatcher(server.url, tmp)
             procs = {
                 "dispatcher": psutil.Process(dispatcher.pid),
-                "redis": server_proc,
                 "receiver": psutil.Process(recv.pid),
             }
-            cpu0 = {k: _cpu(p) for k, p in procs.items() if p is not None}
-            stats0 = await r.info("commandstats")
-            if os.environ.get("BENCH_VERBOSE"):
-                await r.config_set("slowlog-log-slower-than", 0)
-                await r.config_set("slowlog-max-len", 100000)
-                await r.slowlog_reset()
-            dispatcher.send_signal(signal.SIGCONT)
-            spy = None
-            if os.environ.get("BENCH_PROFILE"):
-                spy = subprocess.Popen(
-                    [str(Path(sys.executable).parent / "py-spy"), "record", "-p",
-                     str(dispatcher.pid), "-d", "5", "-r", "200", "--format", "raw",
-                     "-o", os.environ["BENCH_PROFILE"]],
-                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                )  # fmt: skip
-            got = await wait_for(session, stats_url, n, 120)
-            cpu1 = {k: _cpu(p) for k, p in procs.items() if p is not None}
-            if os.environ.get("BENCH_VERBOSE"):
-                _print_commandstats(stats0, await r.info("commandstats"), len(got))
-                await _print_slowlog(r)
-            if spy is not None:
-                spy.wait(30)
-            times = sorted(got.values())
-            out["delivered"] = len(got)
-            out["backlog_per_second"] = (len(times) - 1) / (times[-1] - times[0])
-            for name, used in cpu1.items():
-                out[f"cpu_{name}"] = (used - cpu0.get(name, 0.0)) / max(len(got), 1) * 1e6
-
-            # Live: the running dispatcher while n more requests finish as fast as possible.
-            before = set(got)
-            started = time.time()
-            await finish_many(queue, n)
-            got = await wait_for(session, stats_url, 2 * n, 120)
-            fresh = [t for k, t in got.items() if k not in before]
-            out["live_delivered"] = len(fresh)
-            out["live_per_second"] = len(fresh) / (max(fresh) - started)
-
-            # Latency: a dispatcher already running, requests finishing in small batches.
-            before = set(got)
-            n_before = len(got)
-            finished: dict[str, float] = {}
-            for _ in range(latency_n // 50):
-                finished.update(await finish_many(queue, 50))
-                await asyncio.sleep(0.05)
-            got = await wait_for(session, stats_url, n_before + len(finished), 60)
-            delays = sorted(
-                (got[k] - finished[k]) * 1000 for k in got if k in finished and k not in before
-            )
-            out["latency_n"] = len(delays)
-            out["p50_ms"] = statistics.median(delays) if delays else float("nan")
-            out["p99_ms"] = delays[int(len(delays) * 0.99)] if delays else float("nan")
+            if server._proc:
+                procs["redis"] = psutil.Process(server._proc.pid)
+            await phases.backlog(n, dispatcher, procs)
+            await phases.live(n)
+            await phases.latency(latency_n)
     finally:
         if dispatcher is not None:
             dispatcher.terminate()
