@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import NamedTuple
+
+from multidict import CIMultiDictProxy
 
 from service.http.errors import Problem
+from service.runtime.config import ServerSettings
 
 CALLBACK_EVENTS = ("succeeded", "failed", "canceled", "running")
 
@@ -16,6 +20,40 @@ class Preferences:
 
     respond_async: bool = False
     wait: float | None = None
+
+
+class SubmitHeaders(NamedTuple):
+    """What a submit's headers ask for (a tuple: built on every submit, it must be cheap)."""
+
+    prefs: Preferences
+    priority: int
+    idempotency_key: str
+    callback_url: str
+    callback_events: str
+    # Seconds to wait for the outcome before answering; 0 answers at once.
+    wait: float
+
+
+def parse_submit_headers(headers: CIMultiDictProxy[str], server: ServerSettings) -> SubmitHeaders:
+    """Parse and check every header that shapes a submit (not the callback URL's reach)."""
+    prefs = parse_prefer(headers.getall("Prefer", []))
+    callback_url = headers.get("Callback-Url", "").strip()
+    return SubmitHeaders(
+        prefs,
+        parse_priority(headers.get("Queue-Priority")),
+        parse_idempotency_key(headers.get("Idempotency-Key")),
+        callback_url,
+        parse_callback_events(headers.get("Callback-Events")) if callback_url else "",
+        wait_seconds(prefs, server),
+    )
+
+
+def wait_seconds(prefs: Preferences, server: ServerSettings) -> float:
+    """How long a submit waits for the outcome: asked for, or the default, within the limit."""
+    if prefs.respond_async:
+        return min(prefs.wait, server.max_wait_seconds) if prefs.wait else 0.0
+    wait = server.sync_wait_seconds if prefs.wait is None else prefs.wait
+    return min(wait, server.max_wait_seconds)
 
 
 def parse_prefer(values: list[str]) -> Preferences:

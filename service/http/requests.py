@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
+from typing import Any, NamedTuple
 
 from aiohttp import web
 
@@ -20,7 +20,7 @@ from service.http.common import (
 from service.http.errors import Problem
 from service.queue import problems
 from service.queue.status import TERMINAL, Status
-from service.queue.store import Snapshot
+from service.queue.store import Queue, Snapshot
 from service.state import operations_key, queue_key
 
 routes = web.RouteTableDef()
@@ -64,6 +64,45 @@ async def cancel(request: web.Request) -> web.Response:
 @routes.get("/v1/queue/requests")
 async def list_requests(request: web.Request) -> web.Response:
     """The caller's requests, newest first, with a cursor."""
+    query = _listing_query(request)
+    ops = request.app[operations_key]
+    queue = request.app[queue_key]
+    client = client_of(request)
+    limit, cursor = query.limit, query.cursor
+    items: list[dict[str, Any]] = []
+    more = True
+    for _ in range(20):  # bounded scan when a status filter skips many
+        rows = await _newest_ids(queue, query.names, client, cursor, limit)
+        if not rows:
+            more = False
+            break
+        snaps = await _read_rows(queue, client, rows)
+        for ms, rid, name in rows:
+            cursor = (ms, rid)
+            snap = snaps.get(rid)
+            if snap is None or (query.status and snap.record["status"] != query.status):
+                continue
+            items.append(render(request, ops[name], snap))
+            if len(items) == limit:
+                break
+        if len(items) == limit:
+            break
+        if len(rows) < limit:
+            more = False
+            break
+    next_cursor = _encode_cursor(cursor) if more and cursor and len(items) == limit else None
+    return json_response({"items": items, "next": next_cursor})
+
+
+class _Query(NamedTuple):
+    status: str | None
+    names: list[str]
+    limit: int
+    cursor: tuple[int, str] | None
+
+
+def _listing_query(request: web.Request) -> _Query:
+    """The listing's query parameters, checked (400 names the bad one)."""
     q = request.query
     status = q.get("status") or None
     if status is not None and status not in STATUSES:
@@ -84,43 +123,34 @@ async def list_requests(request: web.Request) -> web.Response:
         raise Problem(400, f"limit must be an integer from 1 to {MAX_LIST}",
                       slug="invalid-query", parameter="limit")  # fmt: skip
     cursor = _decode_cursor(q["cursor"]) if q.get("cursor") else None
-    queue = request.app[queue_key]
-    client = client_of(request)
-    items: list[dict[str, Any]] = []
-    more = True
-    for _ in range(20):  # bounded scan when a status filter skips many
-        rows: list[tuple[int, str, str]] = []
-        for name in names:
-            for rid, ms in await queue.list_ids(name, client, cursor, limit):
-                rows.append((ms, rid, name))
-        rows.sort(reverse=True)
-        rows = rows[:limit]
-        if not rows:
-            more = False
-            break
-        by_op: dict[str, list[str]] = {}
-        for _ms, rid, name in rows:
-            by_op.setdefault(name, []).append(rid)
-        snaps: dict[str, Snapshot] = {}
-        for name, rids in by_op.items():
-            for rid, snap in zip(rids, await queue.read_many(name, client, rids), strict=True):
-                if snap is not None:
-                    snaps[rid] = snap
-        for ms, rid, name in rows:
-            cursor = (ms, rid)
-            snap = snaps.get(rid)
-            if snap is None or (status and snap.record["status"] != status):
-                continue
-            items.append(render(request, ops[name], snap))
-            if len(items) == limit:
-                break
-        if len(items) == limit:
-            break
-        if len(rows) < limit:
-            more = False
-            break
-    next_cursor = _encode_cursor(cursor) if more and cursor and len(items) == limit else None
-    return json_response({"items": items, "next": next_cursor})
+    return _Query(status, names, limit, cursor)
+
+
+async def _newest_ids(
+    queue: Queue, names: list[str], client: str, cursor: tuple[int, str] | None, limit: int
+) -> list[tuple[int, str, str]]:
+    """Up to ``limit`` (ms, id, operation) after ``cursor``, newest first, over operations."""
+    rows: list[tuple[int, str, str]] = []
+    for name in names:
+        for rid, ms in await queue.list_ids(name, client, cursor, limit):
+            rows.append((ms, rid, name))
+    rows.sort(reverse=True)
+    return rows[:limit]
+
+
+async def _read_rows(
+    queue: Queue, client: str, rows: list[tuple[int, str, str]]
+) -> dict[str, Snapshot]:
+    """The snapshots of the listed ids that still exist, one read per operation."""
+    by_op: dict[str, list[str]] = {}
+    for _ms, rid, name in rows:
+        by_op.setdefault(name, []).append(rid)
+    snaps: dict[str, Snapshot] = {}
+    for name, rids in by_op.items():
+        for rid, snap in zip(rids, await queue.read_many(name, client, rids), strict=True):
+            if snap is not None:
+                snaps[rid] = snap
+    return snaps
 
 
 def _encode_cursor(cursor: tuple[int, str]) -> str:

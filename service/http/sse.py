@@ -26,6 +26,7 @@ from service.http.common import dumps, find_operation, not_found, requested
 from service.http.errors import Problem
 from service.queue.events import RESYNC, Event
 from service.queue.status import TERMINAL, Status
+from service.queue.store import Queue
 from service.queue.times import rfc3339
 from service.state import hub_key, metrics_key, operations_key, queue_key, settings_key
 
@@ -337,30 +338,9 @@ async def client_events(request: web.Request) -> web.StreamResponse:
         await queue.flag_client_stream(ops, client, GLOBAL_FLAG_TTL)
         resp = await _open(request, stream)
         refresher = asyncio.create_task(_refresh_flags(queue, ops, client))
-        sent: tuple[int, int] = last or (0, 0)
-        if last is not None:
-            backlog, complete = await queue.client_events(ops, client, last)
-            if not complete:
-                await resp.send(dumps({"reason": "events were missed"}).decode(), event="reset")
-            for op, gid, raw in backlog:
-                e = orjson.loads(raw)
-                name, data = _render_event(op, e["kind"], e["rec"])
-                await resp.send(data, id=gid, event=name)
-                sent = max(sent, _parse_stream_id(gid) or sent)
-        while True:
-            item = await stream.get()
-            if item is _CLOSE:
-                return resp
-            ev: Event = item
-            if ev.kind == RESYNC:
-                return resp  # the client resumes with Last-Event-ID
-            live_id = _parse_stream_id(ev.stream_id)
-            if live_id is not None and live_id <= sent:
-                continue
-            name, data = _render_event(ev.op, ev.kind, ev.record)
-            await resp.send(data, id=ev.stream_id or None, event=name)
-            if live_id is not None:
-                sent = live_id
+        sent = (0, 0) if last is None else await _send_backlog(resp, queue, ops, client, last)
+        await _follow_client(resp, stream, sent)
+        return resp
     finally:
         remove()
         if refresher is not None:
@@ -371,6 +351,40 @@ async def client_events(request: web.Request) -> web.StreamResponse:
         if resp is not None:
             with contextlib.suppress(Exception):
                 resp.stop_streaming()
+
+
+async def _send_backlog(
+    resp: EventSourceResponse, queue: Queue, ops: list[str], client: str, last: tuple[int, int]
+) -> tuple[int, int]:
+    """Send the kept events after ``last`` (a reset first when some are gone); the last sent."""
+    sent = last
+    backlog, complete = await queue.client_events(ops, client, last)
+    if not complete:
+        await resp.send(dumps({"reason": "events were missed"}).decode(), event="reset")
+    for op, gid, raw in backlog:
+        e = orjson.loads(raw)
+        name, data = _render_event(op, e["kind"], e["rec"])
+        await resp.send(data, id=gid, event=name)
+        sent = max(sent, _parse_stream_id(gid) or sent)
+    return sent
+
+
+async def _follow_client(resp: EventSourceResponse, stream: Stream, sent: tuple[int, int]) -> None:
+    """Send live events newer than ``sent`` until an overflow, a RESYNC or shutdown."""
+    while True:
+        item = await stream.get()
+        if item is _CLOSE:
+            return
+        ev: Event = item
+        if ev.kind == RESYNC:
+            return  # the client resumes with Last-Event-ID
+        live_id = _parse_stream_id(ev.stream_id)
+        if live_id is not None and live_id <= sent:
+            continue
+        name, data = _render_event(ev.op, ev.kind, ev.record)
+        await resp.send(data, id=ev.stream_id or None, event=name)
+        if live_id is not None:
+            sent = live_id
 
 
 async def _refresh_flags(queue: Any, ops: list[str], client: str) -> None:

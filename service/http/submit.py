@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
+import functools
 import hashlib
 import json
 import math
 import re
-from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -28,18 +26,14 @@ from service.http.common import (
     retry_after,
 )
 from service.http.errors import PROBLEM_JSON, Problem, problem_response
-from service.http.prefer import (
-    parse_callback_events,
-    parse_idempotency_key,
-    parse_prefer,
-    parse_priority,
-)
+from service.http.prefer import SubmitHeaders, parse_submit_headers
 from service.queue import problems
-from service.queue.events import RESYNC, Event
 from service.queue.ids import new_request_id
 from service.queue.status import TERMINAL, Status
-from service.queue.store import Snapshot
+from service.queue.store import Snapshot, Submitted
+from service.queue.waits import TerminalWait
 from service.registry import Operation
+from service.runtime.config import ServerSettings
 from service.state import (
     callback_checker_key,
     hub_key,
@@ -133,33 +127,20 @@ async def submit(request: web.Request) -> web.StreamResponse:
     all_settings = app[settings_key]
     settings = all_settings.server
     op = find_operation(request, request.match_info.get("op") or request.path[4:])
-    h = request.headers
-    prefs = parse_prefer(h.getall("Prefer", []))
-    priority = parse_priority(h.get("Queue-Priority"))
-    idem = parse_idempotency_key(h.get("Idempotency-Key"))
-    callback_url = h.get("Callback-Url", "").strip()
-    callback_events = ""
-    if callback_url:
-        callback_events = parse_callback_events(h.get("Callback-Events"))
-        await check_callback(request, callback_url)
+    asked = parse_submit_headers(request.headers, settings)
+    if asked.callback_url:
+        await check_callback(request, asked.callback_url)
     limit = op.max_input_bytes or settings.max_body_bytes
     _, input_json = await read_input(request, op, limit)  # stored as sent: not encoded again
     client = client_of(request)
-
-    if prefs.respond_async:
-        wait = min(prefs.wait, settings.max_wait_seconds) if prefs.wait else 0.0
-    else:
-        wait = settings.sync_wait_seconds if prefs.wait is None else prefs.wait
-        wait = min(wait, settings.max_wait_seconds)
-
     queue = app[queue_key]
     rate, burst = all_settings.auth.limit_for(client)
     rid = new_request_id(op.name, queue.now_ms())
-    done: asyncio.Future[Event | None] | None = None
-    stop_watching = None
-    if wait > 0:
-        done = asyncio.get_running_loop().create_future()
-        stop_watching = _watch_terminal(request, rid, done)
+    # Named as the submit call below reads them.
+    priority, idem, wait = asked.priority, asked.idempotency_key, asked.wait
+    callback_url, callback_events = asked.callback_url, asked.callback_events
+    # Watching starts before the submit: a request that finishes at once is not missed.
+    waiter = TerminalWait(app[hub_key], rid) if wait > 0 else None
     try:
         body_hash = hashlib.sha256(input_json.encode()).hexdigest()[:32] if idem else ""
         idem_hash = hashlib.sha256(idem.encode()).hexdigest()[:32] if idem else ""
@@ -199,50 +180,50 @@ async def submit(request: web.Request) -> web.StreamResponse:
                 slug="idempotency-key-reused",
                 request_id=res.request_id,
             )
-        replayed = res.outcome == "replay"
         if res.outcome == "created":
             app[metrics_key].request_submitted(op.name)
-        if replayed and done is not None and stop_watching is not None:
-            stop_watching()
-            stop_watching = _watch_terminal(request, res.request_id, done)
-        snap: Snapshot | None = None
-        if done is not None:  # waiting (wait > 0)
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + wait
-            if replayed:
-                snap = await read_own(request, op, res.request_id, with_result=True)
-                if snap.record["status"] in TERMINAL and not done.done():
-                    done.set_result(None)
-            while True:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(done), max(deadline - loop.time(), 0))
-                event = done.result() if done.done() else None
-                snap = _from_event(event)
-                if snap is None:
-                    snap = await read_own(request, op, res.request_id, with_result=True)
-                resynced = event is not None and event.kind == RESYNC
-                if not resynced or snap.record["status"] in TERMINAL or loop.time() >= deadline:
-                    break
-                # The subscription was restored after an outage and the request is still
-                # going: keep waiting for the rest of the time.
-                if stop_watching is not None:
-                    stop_watching()
-                done = loop.create_future()
-                stop_watching = _watch_terminal(request, res.request_id, done)
-                # Watching again before reading: a finish in between is not missed.
-                snap = await read_own(request, op, res.request_id, with_result=True)
-                if snap.record["status"] in TERMINAL:
-                    break
-        elif replayed:
-            snap = await read_own(request, op, res.request_id)
+        snap = await _settle(request, op, res, waiter, wait)
     finally:
-        if stop_watching is not None:
-            stop_watching()
+        if waiter is not None:
+            waiter.close()
+    return _answer(request, op, asked, res, snap, settings)
 
-    headers: dict[str, str] = {}
+
+async def _settle(
+    request: web.Request,
+    op: Operation,
+    res: Submitted,
+    waiter: TerminalWait | None,
+    wait: float,
+) -> Snapshot | None:
+    """The request as the answer shows it, after waiting up to ``wait`` s when asked to.
+
+    None for a new request nobody waits for: its 202 needs no read.
+    """
+    rid = res.request_id
+    replayed = res.outcome == "replay"
+    if waiter is None:
+        return await read_own(request, op, rid) if replayed else None
     if replayed:
+        waiter.follow(rid)
+    reread = functools.partial(read_own, request, op, rid, with_result=True)
+    return await waiter.until_terminal(wait, reread, read_first=replayed)
+
+
+def _answer(
+    request: web.Request,
+    op: Operation,
+    asked: SubmitHeaders,
+    res: Submitted,
+    snap: Snapshot | None,
+    server: ServerSettings,
+) -> web.Response:
+    """201 (or the error) for a request finished in time, else 202 with its status monitor."""
+    headers: dict[str, str] = {}
+    if res.outcome == "replay":
         headers["Idempotent-Replayed"] = "true"
-    if snap is not None and snap.record["status"] in TERMINAL and wait > 0:
+    prefs = asked.prefs
+    if snap is not None and snap.record["status"] in TERMINAL and asked.wait > 0:
         if prefs.wait is not None:
             headers["Preference-Applied"] = f"wait={prefs.wait:g}"
         return finished_response(request, op, snap, headers)
@@ -250,11 +231,12 @@ async def submit(request: web.Request) -> web.StreamResponse:
         headers["Preference-Applied"] = "respond-async"
     if snap is None:
         # Just accepted: the monitor is known without reading it back, filled in a template.
-        location = f"{base_url(request, settings)}/v1/queue/requests/{rid}"
+        rid = res.request_id
+        location = f"{base_url(request, server)}/v1/queue/requests/{rid}"
         headers["Location"] = headers["Operation-Location"] = location
         headers["Retry-After"] = retry_after(None)
         body = monitor.render_accepted(
-            op.name, rid, res.position, priority, res.at_ms, started=res.started
+            op.name, rid, res.position, asked.priority, res.at_ms, started=res.started
         )
         return web.Response(status=202, body=body, content_type=JSON, headers=headers)
     doc = render(request, op, snap)
@@ -262,28 +244,6 @@ async def submit(request: web.Request) -> web.StreamResponse:
     headers["Location"] = headers["Operation-Location"] = location
     headers["Retry-After"] = retry_after(doc.get("eta_seconds"))
     return json_response(doc, 202, headers)
-
-
-def _watch_terminal(
-    request: web.Request, rid: str, done: asyncio.Future[Event | None]
-) -> Callable[[], None]:
-    def on_event(event: Event) -> None:
-        if done.done():
-            return
-        if event.kind == RESYNC or event.record.get("status") in TERMINAL:
-            done.set_result(event)
-
-    return request.app[hub_key].watch_request(rid, on_event)
-
-
-def _from_event(event: Event | None) -> Snapshot | None:
-    """The outcome carried by a terminal event, when it is complete (no read needed)."""
-    if event is None or event.kind == RESYNC:
-        return None
-    status = event.record.get("status")
-    if status == Status.SUCCEEDED and event.result is None:
-        return None  # too large to ride along: read it
-    return Snapshot(event.record, None, 0, 0, event.result)
 
 
 def finished_response(

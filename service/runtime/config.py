@@ -10,7 +10,7 @@ import ipaddress
 import os
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -218,121 +218,174 @@ def _build(cls: type[Any], raw: Any, where: str) -> Any:
 
 def _coerce(tp: Any, value: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
-    args = typing.get_args(tp)
     if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _coerce(inner[0], value, where)
+        return _coerce_optional(typing.get_args(tp), value, where)
     if origin is Literal:
-        if isinstance(value, bool) and all(isinstance(a, str) for a in args):
-            value = "yes" if value else "no"  # YAML 1.1 reads a bare no/yes as a boolean
-        if value not in args:
-            choices = ", ".join(repr(a) for a in args)
-            raise ConfigError(f"{where}: expected one of {choices}, got {_show(value)}")
-        return value
+        return _coerce_literal(typing.get_args(tp), value, where)
     if origin is list:
-        if value is None:
-            return []
-        if isinstance(value, str):
-            # From the environment: "0.2,0.5,1" or "a,b"; each item read as a YAML scalar.
-            value = [_scalar(v.strip()) for v in value.split(",") if v.strip()]
-        if not isinstance(value, list):
-            raise ConfigError(f"{where}: expected a list, got {_show(value)}")
-        return [_coerce(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return _coerce_list(typing.get_args(tp)[0], value, where)
     if origin is dict:
-        if value is None:
-            return {}
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: expected a mapping, got {_show(value)}")
-        return {str(k): _coerce(args[1], v, _join(where, str(k))) for k, v in value.items()}
+        return _coerce_dict(typing.get_args(tp)[1], value, where)
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, where)  # type: ignore[arg-type]
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{where}: expected true or false, got {_show(value)}")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{where}: expected an integer, got {_show(value)}")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ConfigError(f"{where}: expected a number, got {_show(value)}")
-        return float(value)
-    if tp is str:
-        if value is None:
-            return ""
-        if not isinstance(value, str | int | float) or isinstance(value, bool):
-            raise ConfigError(f"{where}: expected a string, got {_show(value)}")
-        return str(value)
-    raise ConfigError(f"{where}: unsupported type {tp!r}")  # pragma: no cover
+    scalar = _SCALARS.get(tp)
+    if scalar is None:
+        raise ConfigError(f"{where}: unsupported type {tp!r}")  # pragma: no cover
+    return scalar(value, where)
+
+
+def _coerce_optional(args: tuple[Any, ...], value: Any, where: str) -> Any:
+    if value is None and type(None) in args:
+        return None
+    inner = [a for a in args if a is not type(None)]
+    return _coerce(inner[0], value, where)
+
+
+def _coerce_literal(args: tuple[Any, ...], value: Any, where: str) -> Any:
+    if isinstance(value, bool) and all(isinstance(a, str) for a in args):
+        value = "yes" if value else "no"  # YAML 1.1 reads a bare no/yes as a boolean
+    if value not in args:
+        choices = ", ".join(repr(a) for a in args)
+        raise ConfigError(f"{where}: expected one of {choices}, got {_show(value)}")
+    return value
+
+
+def _coerce_list(item: Any, value: Any, where: str) -> list[Any]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        # From the environment: "0.2,0.5,1" or "a,b"; each item read as a YAML scalar.
+        value = [_scalar(v.strip()) for v in value.split(",") if v.strip()]
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: expected a list, got {_show(value)}")
+    return [_coerce(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+
+
+def _coerce_dict(item: Any, value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {_show(value)}")
+    return {str(k): _coerce(item, v, _join(where, str(k))) for k, v in value.items()}
+
+
+def _coerce_bool(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false, got {_show(value)}")
+    return value
+
+
+def _coerce_int(value: Any, where: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{where}: expected an integer, got {_show(value)}")
+    return value
+
+
+def _coerce_float(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigError(f"{where}: expected a number, got {_show(value)}")
+    return float(value)
+
+
+def _coerce_str(value: Any, where: str) -> str:
+    if value is None:
+        return ""
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise ConfigError(f"{where}: expected a string, got {_show(value)}")
+    return str(value)
+
+
+_SCALARS: dict[Any, Callable[[Any, str], Any]] = {
+    bool: _coerce_bool,
+    int: _coerce_int,
+    float: _coerce_float,
+    str: _coerce_str,
+}
 
 
 def _check(s: Settings) -> None:
-    def positive(key: str, value: float) -> None:
-        if value <= 0:
-            raise ConfigError(f"{key}: must be greater than 0, got {value}")
-
-    if not 0 <= s.server.port <= 65535:
-        raise ConfigError(f"server.port: must be 0..65535, got {s.server.port}")
-    if s.server.public_url and not s.server.public_url.startswith(("http://", "https://")):
-        raise ConfigError("server.public_url: must start with http:// or https://")
-    positive("server.max_body_bytes", s.server.max_body_bytes)
-    positive("server.max_streams", s.server.max_streams)
-    positive("server.max_streams_per_client", s.server.max_streams_per_client)
-    positive("server.max_wait_seconds", s.server.max_wait_seconds)
-    if s.server.sync_wait_seconds < 0:
-        raise ConfigError("server.sync_wait_seconds: must be 0 or more")
+    _check_server(s.server)
     if s.auth.rate_per_second < 0:
         raise ConfigError("auth.rate_per_second: must be 0 (no limit) or more")
-    positive("auth.burst", s.auth.burst)
-    positive("worker.concurrency", s.worker.concurrency)
-    positive("worker.lease_seconds", s.worker.lease_seconds)
-    positive("worker.idle_check_seconds", s.worker.idle_check_seconds)
-    positive("worker.blocked_loop_seconds", s.worker.blocked_loop_seconds)
-    positive("webhooks.timeout_seconds", s.webhooks.timeout_seconds)
-    if not s.webhooks.retry_schedule:
+    _positive("auth.burst", s.auth.burst)
+    _positive("worker.concurrency", s.worker.concurrency)
+    _positive("worker.lease_seconds", s.worker.lease_seconds)
+    _positive("worker.idle_check_seconds", s.worker.idle_check_seconds)
+    _positive("worker.blocked_loop_seconds", s.worker.blocked_loop_seconds)
+    _check_webhooks(s.webhooks)
+    _check_clients(s.auth.clients)
+    for name, op in s.operations.items():
+        _check_operation(name, op)
+
+
+def _positive(key: str, value: float) -> None:
+    if value <= 0:
+        raise ConfigError(f"{key}: must be greater than 0, got {value}")
+
+
+def _check_server(server: ServerSettings) -> None:
+    if not 0 <= server.port <= 65535:
+        raise ConfigError(f"server.port: must be 0..65535, got {server.port}")
+    if server.public_url and not server.public_url.startswith(("http://", "https://")):
+        raise ConfigError("server.public_url: must start with http:// or https://")
+    _positive("server.max_body_bytes", server.max_body_bytes)
+    _positive("server.max_streams", server.max_streams)
+    _positive("server.max_streams_per_client", server.max_streams_per_client)
+    _positive("server.max_wait_seconds", server.max_wait_seconds)
+    if server.sync_wait_seconds < 0:
+        raise ConfigError("server.sync_wait_seconds: must be 0 or more")
+
+
+def _check_clients(clients: list[ClientSettings]) -> None:
+    names: set[str] = set()
+    for i, client in enumerate(clients):
+        _check_client(f"auth.clients[{i}]", client)
+        if client.name in names:
+            raise ConfigError(f"auth.clients[{i}].name: duplicate client {client.name!r}")
+        names.add(client.name)
+    if len({c.key for c in clients}) != len(clients):
+        raise ConfigError("auth.clients: two clients share a key")
+
+
+def _check_client(where: str, client: ClientSettings) -> None:
+    if not client.name or not client.key:
+        raise ConfigError(f"{where}: name and key must not be empty")
+    if not client.name.isprintable() or any(c.isspace() for c in client.name):
+        # Client names travel space- and newline-delimited in events and hand-offs.
+        raise ConfigError(f"{where}.name: no spaces or control characters ({client.name!r})")
+    if len(client.key) < 16:
+        raise ConfigError(f"{where}.key: must be at least 16 characters")
+
+
+def _check_webhooks(webhooks: WebhookSettings) -> None:
+    _positive("webhooks.timeout_seconds", webhooks.timeout_seconds)
+    if not webhooks.retry_schedule:
         raise ConfigError("webhooks.retry_schedule: needs at least one delay")
-    for i, delay in enumerate(s.webhooks.retry_schedule):
+    for i, delay in enumerate(webhooks.retry_schedule):
         if delay < 0:
             raise ConfigError(f"webhooks.retry_schedule[{i}]: must be 0 or more")
-    if not 0 <= s.webhooks.jitter < 1:
+    if not 0 <= webhooks.jitter < 1:
         raise ConfigError("webhooks.jitter: must be in [0, 1)")
-    for i, net in enumerate(s.webhooks.allow_networks):
+    for i, net in enumerate(webhooks.allow_networks):
         try:
             ipaddress.ip_network(net, strict=False)
         except ValueError as exc:
             raise ConfigError(f"webhooks.allow_networks[{i}]: {exc}") from exc
-    names: set[str] = set()
-    for i, client in enumerate(s.auth.clients):
-        if not client.name or not client.key:
-            raise ConfigError(f"auth.clients[{i}]: name and key must not be empty")
-        if not client.name.isprintable() or any(c.isspace() for c in client.name):
-            # Client names travel space- and newline-delimited in events and hand-offs.
-            raise ConfigError(
-                f"auth.clients[{i}].name: no spaces or control characters ({client.name!r})"
-            )
-        if len(client.key) < 16:
-            raise ConfigError(f"auth.clients[{i}].key: must be at least 16 characters")
-        if client.name in names:
-            raise ConfigError(f"auth.clients[{i}].name: duplicate client {client.name!r}")
-        names.add(client.name)
-    if len({c.key for c in s.auth.clients}) != len(s.auth.clients):
-        raise ConfigError("auth.clients: two clients share a key")
-    for name, op in s.operations.items():
-        where = f"operations.{name}"
-        if not name or not all(c.isalnum() or c in "-_" for c in name) or name in RESERVED:
-            raise ConfigError(f"{where}: name must be [A-Za-z0-9_-]+ and not one of {RESERVED}")
-        if ":" not in op.handler:
-            raise ConfigError(f"{where}.handler: expected 'module:function', got {op.handler!r}")
-        positive(f"{where}.timeout", op.timeout)
-        positive(f"{where}.attempts", op.attempts)
-        positive(f"{where}.result_ttl", op.result_ttl)
-        positive(f"{where}.max_queue_depth", op.max_queue_depth)
-        positive(f"{where}.max_result_bytes", op.max_result_bytes)
-        if op.retry_backoff < 0:
-            raise ConfigError(f"{where}.retry_backoff: must be 0 or more")
+
+
+def _check_operation(name: str, op: OperationSettings) -> None:
+    where = f"operations.{name}"
+    if not name or not all(c.isalnum() or c in "-_" for c in name) or name in RESERVED:
+        raise ConfigError(f"{where}: name must be [A-Za-z0-9_-]+ and not one of {RESERVED}")
+    if ":" not in op.handler:
+        raise ConfigError(f"{where}.handler: expected 'module:function', got {op.handler!r}")
+    _positive(f"{where}.timeout", op.timeout)
+    _positive(f"{where}.attempts", op.attempts)
+    _positive(f"{where}.result_ttl", op.result_ttl)
+    _positive(f"{where}.max_queue_depth", op.max_queue_depth)
+    _positive(f"{where}.max_result_bytes", op.max_result_bytes)
+    if op.retry_backoff < 0:
+        raise ConfigError(f"{where}.retry_backoff: must be 0 or more")
 
 
 RESERVED = ("queue", "operations", "webhooks")

@@ -26,6 +26,7 @@ from service.registry import Operation
 from service.runtime.config import WorkerSettings
 from service.runtime.metrics import Metrics
 from service.runtime.outage import Outage
+from service.worker.context import JobContext
 from service.worker.processes import ProcessRunner
 
 log = logging.getLogger(__name__)
@@ -33,43 +34,6 @@ log = logging.getLogger(__name__)
 StopReason = Literal["cancel", "lost", "shutdown"]
 STORE_PATIENCE = 120.0
 STOP_CLAIMING_PATIENCE = 5.0
-
-
-class JobContext:
-    """The ``ctx`` a handler receives."""
-
-    def __init__(self, queue: Queue, job: Job, loop: asyncio.AbstractEventLoop) -> None:
-        self._queue = queue
-        self._job = job
-        self._loop = loop
-
-    @property
-    def request_id(self) -> str:
-        """The request being processed."""
-        return self._job.request_id
-
-    @property
-    def operation(self) -> str:
-        """The operation's name."""
-        return self._job.op
-
-    @property
-    def attempt(self) -> int:
-        """1 on the first run, then 2, 3 … on retries."""
-        return self._job.attempt
-
-    async def progress(self, percent: float, message: str | None = None) -> None:
-        """Record and publish progress (best effort: an outage never fails the handler)."""
-        percent = max(0.0, min(100.0, float(percent)))
-        try:
-            await self._queue.progress(self._job, percent, message)
-        except RedisError as exc:
-            log.debug("progress of %s not recorded: %s", self._job.request_id, exc)
-
-    def progress_threadsafe(self, percent: float, message: str | None = None) -> None:
-        """Report progress from a thread; waits until it is recorded."""
-        fut = asyncio.run_coroutine_threadsafe(self.progress(percent, message), self._loop)
-        fut.result(timeout=30)
 
 
 @dataclass
@@ -87,6 +51,20 @@ class _Running:
         if self.stop is None and not self.finishing and self.task is not None:
             self.stop = reason
             self.task.cancel()
+
+
+def _result_outcome(job: Job, op: Operation, result: Any) -> tuple[Outcome, str]:
+    """What a handler's return value makes of its run: succeeded with it as JSON, or failed."""
+    try:
+        result_json = json.dumps(result, separators=(",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError):
+        log.exception("%s %s returned a result that is not JSON", job.op, job.request_id)
+        return "failed", problems.internal()
+    limit = op.settings.max_result_bytes
+    if len(result_json) > limit and len(result_json.encode()) > limit:
+        log.warning("%s %s: result over %d bytes", job.op, job.request_id, limit)
+        return "failed", problems.result_too_large(limit)
+    return "succeeded", result_json
 
 
 class Worker:
@@ -302,46 +280,7 @@ class Worker:
         started = time.monotonic()
         outcome = "failed"
         try:
-            try:
-                try:
-                    async with asyncio.timeout(job.timeout):
-                        result = await self._invoke(op, ctx, job)
-                finally:
-                    running.finishing = running.stop is None
-            except asyncio.CancelledError:
-                if running.stop is None:
-                    raise
-                outcome = await self._stopped(job, running.stop)
-                return
-            except TimeoutError:
-                payload = problems.timed_out(job.timeout)
-                outcome = await self._finish(job, "retry", payload, self._backoff(job))
-                return
-            except RejectedInput as exc:
-                payload = problems.rejected(exc.message, exc.errors)
-                outcome = await self._finish(job, "failed", payload)
-                return
-            except Retryable as exc:
-                delay = exc.defer if exc.defer is not None else self._backoff(job)
-                payload = problems.retries_exhausted(exc.message)
-                outcome = await self._finish(job, "retry", payload, delay)
-                return
-            except Exception:
-                log.exception("%s %s failed", job.op, job.request_id)
-                outcome = await self._finish(job, "failed", problems.internal())
-                return
-            try:
-                result_json = json.dumps(result, separators=(",", ":"), ensure_ascii=False)
-            except (TypeError, ValueError):
-                log.exception("%s %s returned a result that is not JSON", job.op, job.request_id)
-                outcome = await self._finish(job, "failed", problems.internal())
-                return
-            limit = op.settings.max_result_bytes
-            if len(result_json) > limit and len(result_json.encode()) > limit:
-                log.warning("%s %s: result over %d bytes", job.op, job.request_id, limit)
-                outcome = await self._finish(job, "failed", problems.result_too_large(limit))
-                return
-            outcome = await self._finish(job, "succeeded", result_json)
+            outcome = await self._run(running, op, ctx)
         except asyncio.CancelledError:
             raise
         except RedisError as exc:
@@ -354,6 +293,35 @@ class Worker:
             self._slot_freed.set()
             if self.metrics is not None:
                 self.metrics.job_finished(job.op, outcome, time.monotonic() - started)
+
+    async def _run(self, running: _Running, op: Operation, ctx: JobContext) -> str:
+        """Run the handler and store its outcome; the outcome stored."""
+        job = running.job
+        try:
+            try:
+                async with asyncio.timeout(job.timeout):
+                    result = await self._invoke(op, ctx, job)
+            finally:
+                running.finishing = running.stop is None
+        except asyncio.CancelledError:
+            if running.stop is None:
+                raise
+            return await self._stopped(job, running.stop)
+        except Exception as exc:
+            return await self._finish(job, *self._failure(job, exc))
+        return await self._finish(job, *_result_outcome(job, op, result))
+
+    def _failure(self, job: Job, exc: Exception) -> tuple[Outcome, str, float]:
+        """What a handler's exception makes of its run: outcome, problem, retry delay."""
+        if isinstance(exc, TimeoutError):
+            return "retry", problems.timed_out(job.timeout), self._backoff(job)
+        if isinstance(exc, RejectedInput):
+            return "failed", problems.rejected(exc.message, exc.errors), 0.0
+        if isinstance(exc, Retryable):
+            delay = exc.defer if exc.defer is not None else self._backoff(job)
+            return "retry", problems.retries_exhausted(exc.message), delay
+        log.error("%s %s failed", job.op, job.request_id, exc_info=exc)
+        return "failed", problems.internal(), 0.0
 
     async def _stopped(self, job: Job, reason: StopReason) -> str:
         task = asyncio.current_task()
