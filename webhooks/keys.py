@@ -13,7 +13,7 @@ TAG = "wh"
 
 
 def prefix() -> str:
-    """The prefix of every webhook key; Lua scripts append suffixes to it."""
+    """The prefix of every webhook key; scripts derive the keys they cannot be given from it."""
     return core_keys.prefix(TAG)
 
 
@@ -50,6 +50,26 @@ def delivery_log(delivery_id: str) -> str:
 def endpoint_deliveries(endpoint_id: str) -> str:
     """An endpoint's delivery ids, scored by creation time (capped)."""
     return key("epd", endpoint_id)
+
+
+def due() -> str:
+    """Pending delivery ids, scored by their next attempt time (ms)."""
+    return key("due")
+
+
+def inflight() -> str:
+    """Leased delivery ids, scored by their lease deadline (ms)."""
+    return key("inflight")
+
+
+def busy() -> str:
+    """The hash of sends in flight per target (endpoint id or callback origin)."""
+    return key("busy")
+
+
+def wake() -> str:
+    """The list idle dispatchers block on; it holds at most one marker."""
+    return key("wake")
 
 
 def outbox(op: str) -> str:
