@@ -10,16 +10,18 @@ from __future__ import annotations
 from service.queue import keys as core_keys
 
 TAG = "wh"
+# Built once: scripts are now given every key they can be, several per call (fanout: per entry).
+_PREFIX = core_keys.prefix(TAG)
 
 
 def prefix() -> str:
     """The prefix of every webhook key; scripts derive the keys they cannot be given from it."""
-    return core_keys.prefix(TAG)
+    return _PREFIX
 
 
 def key(*parts: str) -> str:
     """A webhook key: ``acceptd:{wh}:part:part``."""
-    return prefix() + ":".join(parts)
+    return _PREFIX + ":".join(parts)
 
 
 def endpoint(endpoint_id: str) -> str:
@@ -54,22 +56,25 @@ def endpoint_deliveries(endpoint_id: str) -> str:
 
 def due() -> str:
     """Pending delivery ids, scored by their next attempt time (ms)."""
-    return key("due")
+    return _DUE
 
 
 def inflight() -> str:
     """Leased delivery ids, scored by their lease deadline (ms)."""
-    return key("inflight")
+    return _INFLIGHT
 
 
 def busy() -> str:
     """The hash of sends in flight per target (endpoint id or callback origin)."""
-    return key("busy")
+    return _BUSY
 
 
 def wake() -> str:
     """The list idle dispatchers block on; it holds at most one marker."""
-    return key("wake")
+    return _WAKE
+
+
+_DUE, _INFLIGHT, _BUSY, _WAKE = key("due"), key("inflight"), key("busy"), key("wake")
 
 
 def outbox(op: str) -> str:
