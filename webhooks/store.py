@@ -384,7 +384,9 @@ class WebhookStore:
         entry_argv: list[Any] = []
         no_callback = keys.delivery("")
         for it in items:
-            callback_id = delivery_id(it.op, it.entry_id, "callback") if it.callback_url else ""
+            callback_id = (
+                derived_delivery_id(it.op, it.entry_id, "callback") if it.callback_url else ""
+            )
             entry_keys += scripts.FanoutEntryKeys(
                 keys.client_endpoints(it.client),
                 keys.delivery(callback_id) if callback_id else no_callback,
@@ -570,7 +572,7 @@ class WebhookStore:
         return list(dict.fromkeys(operations))
 
 
-def delivery_id(op: str, entry_id: str, target: str) -> str:
+def derived_delivery_id(op: str, entry_id: str, target: str) -> str:
     """The id of an outbox entry's delivery to ``target``: a retried fan-out gives the same.
 
     ``fanout.lua`` names its endpoints' deliveries alike; the caller names the callback's

@@ -9,7 +9,7 @@ from redis.asyncio import Redis
 
 from service.runtime.lua import parse_header
 from webhooks import WebhookStore, keys, scripts
-from webhooks.store import delivery_id
+from webhooks.store import derived_delivery_id
 
 FILES = sorted(scripts.DIRECTORY.glob("*.lua"))
 INCLUDE = re.compile(r'^--- @include "([\w/-]+)"\s*$', re.M)
@@ -86,6 +86,6 @@ async def test_fanout_names_the_callbacks_delivery_as_its_caller_does(redis_clie
     created = await store.fanout(
         "echo", "1-0", "request.succeeded", "alice", "r1", b"{}", "https://cb.example.com/x", "cb"
     )
-    callback = delivery_id("echo", "1-0", "callback")
-    assert created == [delivery_id("echo", "1-0", ep.id), callback]
+    callback = derived_delivery_id("echo", "1-0", "callback")
+    assert created == [derived_delivery_id("echo", "1-0", ep.id), callback]
     assert await redis_client.hget(keys.delivery(callback), "url") == b"https://cb.example.com/x"

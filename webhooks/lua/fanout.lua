@@ -108,7 +108,7 @@ for index, e in ipairs(entries) do
   end
   for _, ep in ipairs(endpoints_of(e)) do
     if has(ep[2], e.event_type) and (ep[3] == '' or has(ep[3], e.op)) then
-      -- The same formula as webhooks.store.delivery_id (which names the callback's).
+      -- The same formula as webhooks.store.derived_delivery_id (which names the callback's).
       local id = 'msg_' .. string.sub(redis.sha1hex(e.op .. '/' .. e.entry .. '/' .. ep[1]), 1, 26)
       deliver(prefix .. 'd:' .. id, id, ep[1], ep[1], '', ep[4])
     end
