@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import hashlib
 import multiprocessing as mp
 import os
 import signal
@@ -141,9 +140,7 @@ async def _print_slowlog(r: aredis.Redis) -> None:
     # Server time per script (by SHA, named by its first line) while the backlog drained.
     from webhooks import scripts
 
-    names = {}
-    for name in scripts.ALL:
-        names[hashlib.sha1(scripts.source(name).encode()).hexdigest()] = name
+    names = {lua.sha: name for name, lua in scripts.ALL.items()}
     entries = await r.slowlog_get(100000)
     await r.config_set("slowlog-log-slower-than", 10000)
     per: dict[str, list[int]] = {}

@@ -10,16 +10,18 @@ from __future__ import annotations
 from service.queue import keys as core_keys
 
 TAG = "wh"
+# Built once: scripts are now given every key they can be, several per call (fanout: per entry).
+_PREFIX = core_keys.prefix(TAG)
 
 
 def prefix() -> str:
-    """The prefix of every webhook key; Lua scripts append suffixes to it."""
-    return core_keys.prefix(TAG)
+    """The prefix of every webhook key; scripts derive the keys they cannot be given from it."""
+    return _PREFIX
 
 
 def key(*parts: str) -> str:
     """A webhook key: ``acceptd:{wh}:part:part``."""
-    return prefix() + ":".join(parts)
+    return _PREFIX + ":".join(parts)
 
 
 def endpoint(endpoint_id: str) -> str:
@@ -50,6 +52,29 @@ def delivery_log(delivery_id: str) -> str:
 def endpoint_deliveries(endpoint_id: str) -> str:
     """An endpoint's delivery ids, scored by creation time (capped)."""
     return key("epd", endpoint_id)
+
+
+def due() -> str:
+    """Pending delivery ids, scored by their next attempt time (ms)."""
+    return _DUE
+
+
+def inflight() -> str:
+    """Leased delivery ids, scored by their lease deadline (ms)."""
+    return _INFLIGHT
+
+
+def busy() -> str:
+    """The hash of sends in flight per target (endpoint id or callback origin)."""
+    return _BUSY
+
+
+def wake() -> str:
+    """The list idle dispatchers block on; it holds at most one marker."""
+    return _WAKE
+
+
+_DUE, _INFLIGHT, _BUSY, _WAKE = key("due"), key("inflight"), key("busy"), key("wake")
 
 
 def outbox(op: str) -> str:

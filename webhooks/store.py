@@ -17,17 +17,19 @@ Keys (all tagged ``{wh}``, built by :mod:`webhooks.keys`):
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import secrets as _secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from redis.asyncio import Redis
 
 from service.runtime.batcher import Batcher, Script
+from service.runtime.lua import Lua
 from webhooks import keys, scripts
 from webhooks.errors import DeliveryNotFound, EndpointNotFound, InvalidEndpoint
 from webhooks.events import DEFAULT_EVENTS, EVENTS
@@ -51,6 +53,9 @@ INDEX_CAP = 1000
 MAX_STALLS = 5
 MAX_URL = 2048
 MAX_DESCRIPTION = 1024
+
+K = TypeVar("K", bound=tuple[Any, ...])
+A = TypeVar("A", bound=tuple[Any, ...])
 
 
 @dataclass(frozen=True)
@@ -102,14 +107,27 @@ class WebhookStore:
         self.retention = retention
         # Calls made in the same event-loop tick share one pipeline (see service.runtime.batcher).
         self._batcher = Batcher(redis)
-        self._scripts = {name: Script.of(scripts.source(name)) for name in scripts.ALL}
+        self._scripts = {name: Script(lua.source, lua.sha) for name, lua in scripts.ALL.items()}
 
     def now_ms(self) -> int:
         """The current time in milliseconds, from the (fakeable) clock."""
         return int(self.clock() * 1000)
 
-    async def _run(self, name: str, args: Sequence[Any]) -> Any:
-        return await self._batcher.call(self._scripts[name], [keys.prefix(), *args], 1)
+    async def _run(
+        self,
+        lua: Lua[K, A],
+        script_keys: K,
+        argv: A,
+        *,
+        entry_keys: Sequence[str] = (),
+        entry_argv: Sequence[Any] = (),
+    ) -> Any:
+        # KEYS are the fixed ones then each entry's, ARGV likewise (see service.runtime.lua).
+        return await self._batcher.call(
+            self._scripts[lua.name],
+            [*script_keys, *entry_keys, *argv, *entry_argv],
+            len(script_keys) + len(entry_keys),
+        )
 
     # Endpoints
 
@@ -257,7 +275,11 @@ class WebhookStore:
         """A new secret; the previous one keeps signing alongside it for ``overlap`` seconds."""
         secret = new_secret()
         until = self.now_ms() + int(overlap * 1000)
-        if not await self._run("rotate", [endpoint_id, client, secret, until]):
+        if not await self._run(
+            scripts.ROTATE,
+            scripts.RotateKeys(keys.endpoint(endpoint_id)),
+            scripts.RotateArgs(client, secret, until),
+        ):
             raise EndpointNotFound(endpoint_id)
         return replace(await self.get_endpoint(client, endpoint_id), secret=secret)
 
@@ -315,7 +337,13 @@ class WebhookStore:
 
     async def redeliver(self, client: str, delivery_id: str) -> Delivery:
         """Queue one of the client's deliveries for sending now, with a fresh retry schedule."""
-        res = await self._run("redeliver", [delivery_id, client, self.now_ms()])
+        res = await self._run(
+            scripts.REDELIVER,
+            scripts.RedeliverKeys(
+                keys.delivery(delivery_id), keys.delivery_log(delivery_id), keys.due(), keys.wake()
+            ),
+            scripts.RedeliverArgs(delivery_id, client, self.now_ms()),
+        )
         if text(res[0]) == "missing":
             raise DeliveryNotFound(delivery_id)
         flat, log = res[1], res[2]
@@ -352,16 +380,18 @@ class WebhookStore:
             return Fanout([], [])
         now = self.now_ms()
         terms = lease or LeaseTerms("", 0, 0.0, 0)
-        args: list[Any] = [
-            now,
-            INDEX_CAP,
-            terms.token,
-            now + int(terms.seconds * 1000),
-            terms.per_target,
-            terms.slots,
-        ]
+        entry_keys: list[str] = []
+        entry_argv: list[Any] = []
+        no_callback = keys.delivery("")
         for it in items:
-            args += (
+            callback_id = (
+                derived_delivery_id(it.op, it.entry_id, "callback") if it.callback_url else ""
+            )
+            entry_keys += scripts.FanoutEntryKeys(
+                keys.client_endpoints(it.client),
+                keys.delivery(callback_id) if callback_id else no_callback,
+            )
+            entry_argv += scripts.FanoutEntryArgs(
                 it.client,
                 it.event_type,
                 it.op,
@@ -370,8 +400,24 @@ class WebhookStore:
                 it.callback_url,
                 it.callback_target,
                 it.request_id,
+                callback_id,
             )
-        created, flat = await self._run("fanout", args)
+        created, flat = await self._run(
+            scripts.FANOUT,
+            scripts.FanoutKeys(
+                keys.prefix(), keys.due(), keys.inflight(), keys.busy(), keys.wake()
+            ),
+            scripts.FanoutArgs(
+                now,
+                INDEX_CAP,
+                terms.token,
+                now + int(terms.seconds * 1000),
+                terms.per_target,
+                terms.slots,
+            ),
+            entry_keys=entry_keys,
+            entry_argv=entry_argv,
+        )
         leased = []
         for i in range(0, len(flat), 6):
             item = items[int(flat[i])]
@@ -410,8 +456,9 @@ class WebhookStore:
             {"at": now, "status_code": None, "error": "lease expired: the dispatcher was lost"}
         )
         res = await self._run(
-            "claim",
-            [
+            scripts.CLAIM,
+            scripts.ClaimKeys(keys.prefix(), keys.due(), keys.inflight(), keys.busy()),
+            scripts.ClaimArgs(
                 now,
                 int(lease * 1000),
                 token,
@@ -422,7 +469,7 @@ class WebhookStore:
                 MAX_STALLS,
                 self.retention,
                 lost,
-            ],
+            ),
         )
         flat, soonest = res[0], int(res[1])
         items = [
@@ -457,8 +504,17 @@ class WebhookStore:
         """Record one attempt: ``pending`` (rescheduled), ``delivered``, ``failed`` or ``lost``."""
         stale = f"no successful delivery for {disable_after / 86_400:g} days"
         res = await self._run(
-            "finish",
-            [
+            scripts.FINISH,
+            scripts.FinishKeys(
+                keys.delivery(item.id),
+                keys.delivery_log(item.id),
+                # A callback's delivery has no endpoint: the script then leaves this key alone.
+                keys.endpoint(item.endpoint_id or ""),
+                keys.inflight(),
+                keys.due(),
+                keys.busy(),
+            ),
+            scripts.FinishArgs(
                 item.id,
                 item.token,
                 self.now_ms(),
@@ -470,7 +526,7 @@ class WebhookStore:
                 int(disable_after * 1000),
                 gone_reason,
                 stale,
-            ],
+            ),
         )
         return text(res)
 
@@ -484,7 +540,7 @@ class WebhookStore:
 
     async def wait_for_work(self, timeout: float) -> bool:
         """Block until a fan-out or redeliver signals work (True) or ``timeout`` passes."""
-        res = await self.redis.blpop([keys.key("wake")], timeout=max(timeout, 0.01))
+        res = await self.redis.blpop([keys.wake()], timeout=max(timeout, 0.01))
         return res is not None
 
     # Helpers
@@ -514,6 +570,15 @@ class WebhookStore:
         if unknown:
             raise InvalidEndpoint(f"operations: unknown operation {unknown[0]!r}")
         return list(dict.fromkeys(operations))
+
+
+def derived_delivery_id(op: str, entry_id: str, target: str) -> str:
+    """The id of an outbox entry's delivery to ``target``: a retried fan-out gives the same.
+
+    ``fanout.lua`` names its endpoints' deliveries alike; the caller names the callback's
+    (target ``callback``) so that its key can be declared.
+    """
+    return "msg_" + hashlib.sha1(f"{op}/{entry_id}/{target}".encode()).hexdigest()[:26]
 
 
 def _valid_url(url: str) -> str:

@@ -1,0 +1,6 @@
+-- settle(dkey, log, retention): a settled delivery's hash and attempt log expire after
+-- `retention` seconds. Expects no locals (claim settles deliveries it derives).
+local function settle(dkey, log, retention)
+  redis.call('EXPIRE', dkey, retention)
+  redis.call('EXPIRE', log, retention)
+end
