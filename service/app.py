@@ -9,11 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import redis.asyncio as aredis
 from aiohttp import web
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import ConnectionError, TimeoutError
 
 from service.http import monitor, sse, system
 from service.http import requests as requests_api
@@ -29,6 +25,7 @@ from service.registry import build_operations, by_code
 from service.runtime.config import ConfigError, Settings
 from service.runtime.embedded import EmbeddedRedis
 from service.runtime.metrics import Metrics
+from service.runtime.redis import connect
 from service.state import (
     CallbackChecker,
     Roles,
@@ -153,26 +150,6 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         await client.aclose()
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
-
-
-SOCKET_TIMEOUT = 10.0
-
-
-def connect(url: str) -> aredis.Redis:
-    """A redis-py asyncio client with the timeouts every role uses."""
-    options: dict[str, object] = {
-        "socket_connect_timeout": 5,
-        # A Redis that stops answering fails calls (503) instead of hanging them; blocking
-        # reads (BLPOP, XREADGROUP) always ask for less than this.
-        "socket_timeout": SOCKET_TIMEOUT,
-        "health_check_interval": 30,
-        # Stale pooled connections after a server restart are retried, not failed.
-        "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=0.5), 3),
-        "retry_on_error": [ConnectionError, TimeoutError],
-    }
-    if not url.startswith("unix:"):
-        options["socket_keepalive"] = True
-    return aredis.Redis.from_url(url, **options)  # type: ignore[arg-type]
 
 
 async def hub_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -30,6 +30,7 @@ from redis.exceptions import RedisError, ResponseError
 from yarl import URL
 
 from service.runtime.outage import Outage
+from service.runtime.redis import decodes_responses, sharing_pool
 from webhooks import events, keys, signing
 from webhooks.errors import TargetRefused
 from webhooks.models import Claimed, SendTarget
@@ -83,14 +84,14 @@ class Dispatcher:
         block_seconds: float = 2.0,
         busy_delay: float = 0.25,
     ) -> None:
-        if redis.connection_pool.connection_kwargs.get("decode_responses"):
+        if decodes_responses(redis):
             # Outbox entries are read as bytes; a decoding client would make every one look
             # malformed.
             raise ValueError("the dispatcher needs a Redis client with decode_responses off")
         self.redis = redis
         # The same connections, but XREADGROUP replies come back as Redis sent them: redis-py's
         # parsing of stream entries into dicts cost more per entry than everything we do next.
-        self._reader = Redis(connection_pool=redis.connection_pool)
+        self._reader = sharing_pool(redis)
         self._reader.set_response_callback("XREADGROUP", _as_sent)
         self.settings = settings
         self.operations = list(operations)

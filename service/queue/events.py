@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -18,10 +17,10 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection as Connection
 
 from service.queue import keys
 from service.runtime.outage import Outage
+from service.runtime.redis import SOCKET_TIMEOUT, dedicated
 
 log = logging.getLogger(__name__)
 
@@ -142,12 +141,14 @@ class EventHub:
             # A connection of its own, read directly: redis-py's PubSub wraps every message
             # in health checks, retries and a dict, the largest cost of a waited request's
             # event here. What this needs of it is one SUBSCRIBE and a stream of pushes.
-            conn: Connection = self.redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
+            conn = dedicated(self.redis)
             try:
-                await conn.connect()  # type: ignore[no-untyped-call]
-                await conn.send_command("SUBSCRIBE", *self._channels)
-                for _ in self._channels:
-                    await conn.read_response(push_request=True)  # confirmations (timed out)
+                # The raw connection has no socket timeout: this deadline bounds the setup.
+                async with asyncio.timeout(SOCKET_TIMEOUT):
+                    await conn.connect()
+                    await conn.send("SUBSCRIBE", *self._channels)
+                    for _ in self._channels:
+                        await conn.read(push=True)  # confirmations
                 if self._lost:
                     self._resync()
                 self.connected.set()
@@ -156,7 +157,7 @@ class EventHub:
                 backoff = 0.1
                 while True:
                     # Quiet for as long as nothing happens: no socket timeout on this read.
-                    msg = await conn.read_response(timeout=math.inf, push_request=True)
+                    msg = await conn.read(push=True)
                     if isinstance(msg, list) and len(msg) == 3 and msg[0] == b"message":
                         self.dispatch(msg[1], msg[2])
             except asyncio.CancelledError:
@@ -169,4 +170,4 @@ class EventHub:
                 backoff = min(backoff * 2, 5.0)
             finally:
                 with contextlib.suppress(Exception):
-                    await conn.disconnect()
+                    await conn.close()

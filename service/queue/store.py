@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import functools
 import hashlib
-import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -35,11 +34,11 @@ from typing import Any, Literal
 
 import orjson
 from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.queue import keys, scripts
 from service.runtime.batcher import Batcher, Script
+from service.runtime.redis import RawConnection, dedicated
 
 IDEMPOTENCY_TTL = 86_400
 _IDEMPOTENCY_TTL = str(IDEMPOTENCY_TTL)
@@ -262,7 +261,7 @@ class Queue:
         Returns the handed job, if that is what ended the wait. A claim loop passes its own
         ``waiter``; without one, the wait takes a connection from the pool.
         """
-        # Bounded well under the connection's socket timeout (service.app.SOCKET_TIMEOUT).
+        # Bounded well under the connection's socket timeout (service.runtime.redis.SOCKET_TIMEOUT).
         own = keys.hand_list(op, worker)
         wait_keys = [own, keys.key(op, "wake")]
         bound = min(max(timeout, 0.01), 4.0)
@@ -486,26 +485,24 @@ class Waiter:
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._conn: AbstractConnection | None = None
+        self._conn: RawConnection | None = None
 
     async def blpop(self, wait_keys: Sequence[str], timeout: float) -> list[bytes] | None:
         """``BLPOP`` the keys for up to ``timeout`` s: ``[key, value]``, or None."""
         conn = self._conn
         if conn is None:
-            conn = self._redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
             # One deadline below covers the exchange (a socket timeout would make redis-py
-            # wrap the write in a task).
-            conn.socket_timeout = None
-            self._conn = conn
+            # wrap the write in a task): a raw connection has none.
+            conn = self._conn = dedicated(self._redis)
         try:
             async with asyncio.timeout(timeout + WAIT_MARGIN):
-                await conn.send_command("BLPOP", *wait_keys, timeout)
-                reply: list[bytes] | None = await conn.read_response(timeout=math.inf)
+                await conn.send("BLPOP", *wait_keys, timeout)
+                reply: list[bytes] | None = await conn.read()
         except BaseException as exc:
             # Interrupted mid-exchange, its reply may still come: never reuse the connection.
             self._conn = None
             with contextlib.suppress(Exception):
-                await conn.disconnect()
+                await conn.close()
             if isinstance(exc, TimeoutError):
                 # A frozen server: reported like redis-py's own timeouts (an outage).
                 raise RedisTimeoutError("no reply to a blocking pop") from exc
@@ -517,7 +514,7 @@ class Waiter:
         conn, self._conn = self._conn, None
         if conn is not None:
             with contextlib.suppress(Exception):
-                await conn.disconnect()
+                await conn.close()
 
 
 # How long past a blocking pop's own timeout its reply may take before the wait fails.

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import math
 from collections.abc import Sequence
 from typing import Any
 
 from hiredis import pack_command
 from redis.asyncio import Redis
-from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError, NoScriptError, ResponseError
+
+from service.runtime.redis import RawConnection, borrow, give_back
 
 MAX_BATCH = 512
 # A tick's calls go out in pipelines of this many as they are made, not all at the tick's end:
@@ -56,7 +56,7 @@ class Batcher:
         self._merged: dict[tuple[int, str], int] = {}
         self._scheduled = False
         self._inflight: set[asyncio.Task[None]] = set()
-        self._idle: list[AbstractConnection] = []
+        self._idle: list[RawConnection] = []
 
     def call(
         self, script: Script, keys_and_args: Sequence[Any], numkeys: int
@@ -172,36 +172,31 @@ class Batcher:
         if self._idle:
             conn = self._idle.pop()
         else:
-            conn = await self.redis.connection_pool.get_connection()  # type: ignore[no-untyped-call]
             # While the batcher holds it, one deadline covers the whole exchange (below): a
             # socket timeout would make redis-py wrap every write in a task (wait_for).
-            conn.socket_timeout = None
+            conn = await borrow(self.redis)
         try:
             replies: list[Any] = []
             async with asyncio.timeout(READ_TIMEOUT):
-                await conn.send_packed_command(_pack(batch), check_health=False)
+                await conn.send_packed(_pack(batch))
                 for _ in batch:
                     try:
-                        replies.append(await conn.read_response(timeout=math.inf))
+                        replies.append(await conn.read())
                     except ResponseError as exc:  # an error reply; the connection is fine
                         replies.append(exc)
         except BaseException:
-            await conn.disconnect()
-            await self._release(conn)
+            await conn.close()
+            await give_back(self.redis, conn)
             raise
         self._idle.append(conn)
         return replies
-
-    async def _release(self, conn: AbstractConnection) -> None:
-        conn.socket_timeout = self.redis.connection_pool.connection_kwargs.get("socket_timeout")
-        await self.redis.connection_pool.release(conn)
 
     async def _release_idle(self, *, disconnect: bool = False) -> None:
         idle, self._idle = self._idle, []
         for conn in idle:
             if disconnect:
-                await conn.disconnect()
-            await self._release(conn)
+                await conn.close()
+            await give_back(self.redis, conn)
 
     async def close(self) -> None:
         """Wait for pipelines in flight, then give the connections back to the pool."""
