@@ -33,7 +33,7 @@ import psutil  # noqa: E402
 import redis.asyncio as aredis  # noqa: E402
 
 from service.queue.ids import new_request_id  # noqa: E402
-from service.queue.store import Limits, Queue  # noqa: E402
+from service.queue.store import Limits, NewRequest, Queue  # noqa: E402
 from service.runtime.embedded import EmbeddedRedis, free_port  # noqa: E402
 
 OP = "echo"
@@ -130,7 +130,10 @@ async def measure(
         ids = [new_request_id(OP, queue.now_ms()) for _ in range(n)]
         for i in range(0, n, 500):
             await asyncio.gather(
-                *(queue.submit(OP, rid, "anonymous", "{}", LIMITS) for rid in ids[i : i + 500])
+                *(
+                    queue.submit(NewRequest(OP, rid, "anonymous", "{}", LIMITS))
+                    for rid in ids[i : i + 500]
+                )
             )
         proc = psutil.Process(api.pid)
         rss_before = proc.memory_info().rss

@@ -38,7 +38,7 @@ from service.queue import problems
 from service.queue.events import RESYNC, Event
 from service.queue.ids import new_request_id
 from service.queue.status import TERMINAL, Status
-from service.queue.store import Snapshot
+from service.queue.store import NewRequest, Snapshot
 from service.registry import Operation
 from service.state import (
     callback_checker_key,
@@ -164,26 +164,28 @@ async def submit(request: web.Request) -> web.StreamResponse:
         body_hash = hashlib.sha256(input_json.encode()).hexdigest()[:32] if idem else ""
         idem_hash = hashlib.sha256(idem.encode()).hexdigest()[:32] if idem else ""
         res = await queue.submit(
-            op.name,
-            rid,
-            client,
-            input_json,
-            op.limits,
-            priority=priority,
-            idempotency_key=idem_hash,
-            body_hash=body_hash,
-            callback_url=callback_url,
-            callback_events=callback_events,
-            rate=rate,
-            burst=burst,
-            waited=wait > 0,
+            NewRequest(
+                op.name,
+                rid,
+                client,
+                input_json,
+                op.limits,
+                priority=priority,
+                idempotency_key=idem_hash,
+                body_hash=body_hash,
+                callback_url=callback_url,
+                callback_events=callback_events,
+                rate=rate,
+                burst=burst,
+                waited=wait > 0,
+            )
         )
         if res.outcome == "limited":
             raise Problem(
                 429,
                 f"too many submissions; at most {rate:g} per second to {op.name}",
                 slug="rate-limited",
-                headers={"Retry-After": str(max(1, math.ceil((res.position or 0) / 1000)))},
+                headers={"Retry-After": str(max(1, math.ceil(res.retry_after_ms / 1000)))},
             )
         if res.outcome == "full":
             raise Problem(
