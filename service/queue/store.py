@@ -205,16 +205,17 @@ class Queue:
     async def submit(self, req: NewRequest) -> Submitted:
         """Create a request and queue it, unless the queue is full or the key replays."""
         now = self.now_ms()
-        op, rid, client = req.op, req.id, req.client
+        op, rid, client, idem = req.op, req.id, req.client, req.idempotency_key
+        index, no_idem, rate, glob, cev = _client_keys(op, client)
         res = await self._submit_call(
             _submit_fixed(op),
             SubmitCallKeys(
                 keys.record(op, rid),
-                keys.client_index(op, client),
-                keys.idempotency(op, client, req.idempotency_key),
-                keys.rate_limit(op, client),
-                keys.glob(op, client),
-                keys.cev(op, client),
+                index,
+                keys.idempotency(op, client, idem) if idem else no_idem,
+                rate,
+                glob,
+                cev,
             ),
             SubmitCallArgv(
                 rid,
@@ -229,7 +230,7 @@ class Queue:
                 _rate_arg(req.rate),
                 max(req.burst, 1),
                 "1" if req.waited else "",
-                req.idempotency_key,
+                idem,
             ),
         )
         outcome = _s(res[0])
@@ -668,6 +669,20 @@ def _submit_fixed(op: str) -> tuple[SubmitKeys, SubmitArgv]:
             k.prefix, k.pending, k.seq, k.idle, k.running, k.wake, k.outbox, k.hooked_running
         ),
         SubmitArgv(k.events_channel, k.watched_channel, _IDEMPOTENCY_TTL),
+    )
+
+
+@functools.lru_cache(maxsize=4096)
+def _client_keys(op: str, client: str) -> tuple[str, str, str, str, str]:
+    # A client's keys a submit declares, built once per client rather than on every submit:
+    # its index, its idempotency key without a key (declared, unused), its token bucket, its
+    # all-requests stream flag and kept events.
+    return (
+        keys.client_index(op, client),
+        keys.idempotency(op, client, ""),
+        keys.rate_limit(op, client),
+        keys.glob(op, client),
+        keys.cev(op, client),
     )
 
 
