@@ -7,7 +7,7 @@
   KEYS[6] delayed          ids waiting out a retry backoff
   KEYS[7] outbox           webhook event stream
   KEYS[8] hooked_canceled  clients with an endpoint for request.canceled
-  ARGV[1] id
+  ARGV[1] id               the request's id
   ARGV[2] client           the caller: only its own requests can be canceled
   ARGV[3] now              ms
   ARGV[4] error_json       the problem JSON stored on the request

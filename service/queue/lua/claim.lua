@@ -13,10 +13,10 @@
   KEYS[12] hooked_canceled ... for request.canceled
   KEYS[13] hand            hand:<worker>, this worker's hand list
   ARGV[1] now              ms
-  ARGV[2] lease_ms
+  ARGV[2] lease_ms         lease length
   ARGV[3] token            the lease token of the jobs claimed here
-  ARGV[4] worker
-  ARGV[5] max_jobs
+  ARGV[4] worker           the worker's id
+  ARGV[5] max_jobs         free slots: at most this many jobs
   ARGV[6] worker_ttl_ms    heartbeat validity
   ARGV[7] idle_ms          0: do not register idle
   ARGV[8] events_channel   every state change

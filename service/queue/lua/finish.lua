@@ -11,12 +11,12 @@
   KEYS[10] hooked_succeeded clients with an endpoint for request.succeeded
   KEYS[11] hooked_failed   ... for request.failed
   KEYS[12] hooked_canceled ... for request.canceled
-  ARGV[1] id
-  ARGV[2] token
+  ARGV[1] id               the request's id
+  ARGV[2] token            the lease token the caller holds
   ARGV[3] now              ms
   ARGV[4] outcome          succeeded | failed | canceled | retry
   ARGV[5] payload          the result, or the error (problem JSON)
-  ARGV[6] retry_delay_ms
+  ARGV[6] retry_delay_ms   backoff before a retry runs
   ARGV[7] events_channel   every state change
   ARGV[8] watched_channel  changes someone waits for or streams
 A retry that has attempts left goes to the delayed set; otherwise it fails with payload.

@@ -3,7 +3,7 @@
   KEYS[2] ev               ev:<id>, its kept events
   KEYS[3] glob             glob:<client>
   KEYS[4] cev              cev:<client>
-  ARGV[1] token
+  ARGV[1] token            the lease token the caller holds
   ARGV[2] now              ms
   ARGV[3] progress         JSON {percent, message}
   ARGV[4] events_channel   every state change

@@ -6,8 +6,8 @@
   KEYS[5] running          leased ids by deadline
   KEYS[6] pending          queued ids by priority and arrival
   KEYS[7] wake             the list idle workers block on
-  ARGV[1] id
-  ARGV[2] token
+  ARGV[1] id               the request's id
+  ARGV[2] token            the lease token the caller holds
   ARGV[3] now              ms
   ARGV[4] events_channel   every state change
   ARGV[5] watched_channel  changes someone waits for or streams

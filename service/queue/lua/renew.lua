@@ -1,10 +1,10 @@
 --[[ renew: extend a lease held with its token.
   KEYS[1] record           r:<id>
   KEYS[2] running          leased ids by deadline
-  ARGV[1] id
-  ARGV[2] token
+  ARGV[1] id               the request's id
+  ARGV[2] token            the lease token the caller holds
   ARGV[3] now              ms
-  ARGV[4] lease_ms
+  ARGV[4] lease_ms         lease length
 Returns 'lost' (lease gone), 'cancel' (cancel requested) or 'ok'.
 ]]
 local record = KEYS[1]

@@ -17,21 +17,21 @@
   KEYS[+4] rate            rl:<client>, the client's token bucket
   KEYS[+5] glob            glob:<client>, set while the client streams all its requests
   KEYS[+6] cev             cev:<client>, the client's kept events
-  ARGV[+1] id
-  ARGV[+2] client
+  ARGV[+1] id              the request's id
+  ARGV[+2] client          the submitting client
   ARGV[+3] priority        0-9
   ARGV[+4] input           JSON
   ARGV[+5] now             ms
   ARGV[+6] max_depth       queue length at which submits are refused
-  ARGV[+7] attempts
-  ARGV[+8] timeout_ms
+  ARGV[+7] attempts        max attempts
+  ARGV[+8] timeout_ms      the handler's time limit
   ARGV[+9] ttl             seconds a result is kept
-  ARGV[+10] backoff_ms
+  ARGV[+10] backoff_ms     retry backoff
   ARGV[+11] body_hash      '' without an Idempotency-Key
-  ARGV[+12] callback_url   ''
-  ARGV[+13] callback_events
+  ARGV[+12] callback_url   '' if none
+  ARGV[+13] callback_events statuses the callback wants (comma-separated)
   ARGV[+14] rate_per_second  0: no limit
-  ARGV[+15] burst
+  ARGV[+15] burst          token bucket size
   ARGV[+16] wait           '1' when a caller waits for the outcome (its events are watched)
   ARGV[+17] idem_hash      the Idempotency-Key's hash, '' if none
 Derived keys (not yet declared):
