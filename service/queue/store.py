@@ -36,7 +36,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import orjson
 from redis.asyncio import Redis
@@ -358,13 +358,14 @@ class Queue:
         """Record and publish progress: ``ok`` or ``lost``."""
         payload = orjson.dumps({"percent": percent, "message": message}).decode()
         op, rid, k = job.op, job.request_id, keys.of(job.op)
+        ck = _client_keys(op, job.client)
         res = await scripts.PROGRESS.call(
             self.batcher,
             ProgressKeys(
                 keys.record(op, rid),
                 keys.ev(op, rid),
-                keys.glob(op, job.client),
-                keys.cev(op, job.client),
+                ck.glob,
+                ck.cev,
             ),
             ProgressArgv(job.token, self.now_ms(), payload, k.events_channel, k.watched_channel),
         )
@@ -375,13 +376,14 @@ class Queue:
     ) -> str:
         """Store the outcome: the terminal status, ``retrying``, or ``lost`` if not ours."""
         op, rid, k = job.op, job.request_id, keys.of(job.op)
+        ck = _client_keys(op, job.client)
         res = await scripts.FINISH.call(
             self.batcher,
             FinishKeys(
                 keys.record(op, rid),
                 keys.ev(op, rid),
-                keys.glob(op, job.client),
-                keys.cev(op, job.client),
+                ck.glob,
+                ck.cev,
                 k.running,
                 k.delayed,
                 k.wake,
@@ -407,13 +409,14 @@ class Queue:
     async def release(self, job: Job) -> str:
         """Hand a claimed request back to the head of the queue: ``released`` or ``lost``."""
         op, rid, k = job.op, job.request_id, keys.of(job.op)
+        ck = _client_keys(op, job.client)
         res = await scripts.RELEASE.call(
             self.batcher,
             ReleaseKeys(
                 keys.record(op, rid),
                 keys.ev(op, rid),
-                keys.glob(op, job.client),
-                keys.cev(op, job.client),
+                ck.glob,
+                ck.cev,
                 k.running,
                 k.pending,
                 k.wake,
@@ -426,14 +429,14 @@ class Queue:
         self, op: str, request_id: str, client: str, error_json: str
     ) -> tuple[str, dict[str, str] | None]:
         """Cancel: ``canceled``, ``requested`` (running), ``already``, ``conflict``, ``missing``."""
-        k = keys.of(op)
+        k, ck = keys.of(op), _client_keys(op, client)
         res = await scripts.CANCEL.call(
             self.batcher,
             CancelKeys(
                 keys.record(op, request_id),
                 keys.ev(op, request_id),
-                keys.glob(op, client),
-                keys.cev(op, client),
+                ck.glob,
+                ck.cev,
                 k.pending,
                 k.delayed,
                 k.outbox,
@@ -672,12 +675,18 @@ def _submit_fixed(op: str) -> tuple[SubmitKeys, SubmitArgv]:
     )
 
 
+class _ClientKeys(NamedTuple):
+    client_index: str
+    no_idem: str  # the idempotency key of a submit without one (declared, never touched)
+    rate: str
+    glob: str
+    cev: str
+
+
 @functools.lru_cache(maxsize=4096)
-def _client_keys(op: str, client: str) -> tuple[str, str, str, str, str]:
-    # A client's keys a submit declares, built once per client rather than on every submit:
-    # its index, its idempotency key without a key (declared, unused), its token bucket, its
-    # all-requests stream flag and kept events.
-    return (
+def _client_keys(op: str, client: str) -> _ClientKeys:
+    # The keys of a client that scripts declare, built once per client rather than per call.
+    return _ClientKeys(
         keys.client_index(op, client),
         keys.idempotency(op, client, ""),
         keys.rate_limit(op, client),
