@@ -20,7 +20,8 @@ import redis
 from service.http.auth import ANONYMOUS
 from service.queue import scripts
 from service.queue.ids import new_request_id
-from service.queue.store import Limits, Queue
+from service.queue.scripts import SubmitArgv, SubmitCallArgv, SubmitCallKeys, SubmitKeys
+from service.queue.store import Limits, NewRequest, Queue
 
 BATCH = 1000
 LIMITS = Limits(attempts=1, timeout=10.0, result_ttl=3600, max_queue_depth=10**8, retry_backoff=1)
@@ -42,12 +43,13 @@ class CapturingQueue(Queue):
 
     def __init__(self, client: redis.Redis) -> None:
         super().__init__(client)  # type: ignore[arg-type]
-        self.calls: list[tuple[str, Sequence[Any]]] = []
+        self.calls: list[tuple[Sequence[Any], Sequence[Any]]] = []
 
-    def _run_merged(self, name: str, prefix: str, args: Sequence[Any]) -> Awaitable[Any]:
-        if name != "submit":
-            raise RuntimeError(f"unexpected script {name}")
-        self.calls.append((prefix, args))
+    def _submit_call(
+        self, fixed: tuple[SubmitKeys, SubmitArgv], keys: SubmitCallKeys, argv: SubmitCallArgv
+    ) -> Awaitable[Any]:
+        # One submit per call: the fixed KEYS, its KEYS, the fixed ARGV, its ARGV.
+        self.calls.append(((*fixed[0], *keys), (*fixed[1], *argv)))
         return Ready([b"created", b"", b"", 0])
 
 
@@ -80,7 +82,7 @@ def resp(parts: Sequence[Any]) -> bytes:
 def fill_queue(url: str, count: int, time_limit: float) -> tuple[int, str]:
     """Submit ``count`` requests (or as many as fit in ``time_limit`` s); (done, last id)."""
     client = redis.Redis.from_url(url)
-    sha = client.script_load(scripts.source("submit"))
+    sha = client.script_load(scripts.SUBMIT.source)
     queue = CapturingQueue(client)
     u = urlparse(url)
     deadline = time.monotonic() + time_limit
@@ -106,9 +108,9 @@ def fill_queue(url: str, count: int, time_limit: float) -> tuple[int, str]:
             for i in range(size):
                 last = new_request_id("echo", queue.now_ms())
                 body = f'{{"hello":"world","n":{done + i}}}'
-                run_now(queue.submit("echo", last, ANONYMOUS, body, LIMITS))
+                run_now(queue.submit(NewRequest("echo", last, ANONYMOUS, body, LIMITS)))
             # One submit call per request, as a quiet API process would send them.
-            payload = b"".join(resp(["EVALSHA", sha, 1, p, *a]) for p, a in queue.calls)
+            payload = b"".join(resp(["EVALSHA", sha, len(k), *k, *a]) for k, a in queue.calls)
             queue.calls.clear()
             read_replies(in_flight)
             sock.sendall(payload)

@@ -33,7 +33,7 @@ import psutil  # noqa: E402
 import redis.asyncio as aredis  # noqa: E402
 
 from service.queue.ids import new_request_id  # noqa: E402
-from service.queue.store import Job, Limits, Queue  # noqa: E402
+from service.queue.store import Job, Limits, NewRequest, Queue  # noqa: E402
 from service.runtime.embedded import EmbeddedRedis, free_port  # noqa: E402
 
 OP = "echo"
@@ -128,7 +128,10 @@ async def submit_all(queue: Queue, n: int) -> list[str]:
     ids = [new_request_id(OP, queue.now_ms()) for _ in range(n)]
     for i in range(0, n, 500):
         await asyncio.gather(
-            *(queue.submit(OP, rid, "anonymous", "{}", LIMITS) for rid in ids[i : i + 500])
+            *(
+                queue.submit(NewRequest(OP, rid, "anonymous", "{}", LIMITS))
+                for rid in ids[i : i + 500]
+            )
         )
     return ids
 

@@ -39,7 +39,7 @@ import psutil  # noqa: E402
 import redis.asyncio as aredis  # noqa: E402
 
 from service.queue.ids import new_request_id  # noqa: E402
-from service.queue.store import Job, Limits, Queue  # noqa: E402
+from service.queue.store import Job, Limits, NewRequest, Queue  # noqa: E402
 from service.runtime.config import WebhookSettings  # noqa: E402
 from service.runtime.embedded import EmbeddedRedis, free_port  # noqa: E402
 from webhooks import WebhookStore  # noqa: E402
@@ -107,7 +107,7 @@ async def finish_many(queue: Queue, n: int) -> dict[str, float]:
     ids = [new_request_id(OP, queue.now_ms()) for _ in range(n)]
     for i in range(0, n, 500):
         await asyncio.gather(
-            *(queue.submit(OP, rid, CLIENT, "{}", LIMITS) for rid in ids[i : i + 500])
+            *(queue.submit(NewRequest(OP, rid, CLIENT, "{}", LIMITS)) for rid in ids[i : i + 500])
         )
     jobs: list[Job] = []
     while len(jobs) < n:

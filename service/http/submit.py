@@ -30,7 +30,7 @@ from service.http.prefer import SubmitHeaders, parse_submit_headers
 from service.queue import problems
 from service.queue.ids import new_request_id
 from service.queue.status import TERMINAL, Status
-from service.queue.store import Snapshot, Submitted
+from service.queue.store import NewRequest, Snapshot, Submitted
 from service.queue.waits import TerminalWait
 from service.registry import Operation
 from service.runtime.config import ServerSettings
@@ -145,26 +145,28 @@ async def submit(request: web.Request) -> web.StreamResponse:
         body_hash = hashlib.sha256(input_json.encode()).hexdigest()[:32] if idem else ""
         idem_hash = hashlib.sha256(idem.encode()).hexdigest()[:32] if idem else ""
         res = await queue.submit(
-            op.name,
-            rid,
-            client,
-            input_json,
-            op.limits,
-            priority=priority,
-            idempotency_key=idem_hash,
-            body_hash=body_hash,
-            callback_url=callback_url,
-            callback_events=callback_events,
-            rate=rate,
-            burst=burst,
-            waited=wait > 0,
+            NewRequest(
+                op.name,
+                rid,
+                client,
+                input_json,
+                op.limits,
+                priority=priority,
+                idempotency_key=idem_hash,
+                body_hash=body_hash,
+                callback_url=callback_url,
+                callback_events=callback_events,
+                rate=rate,
+                burst=burst,
+                waited=wait > 0,
+            )
         )
         if res.outcome == "limited":
             raise Problem(
                 429,
                 f"too many submissions; at most {rate:g} per second to {op.name}",
                 slug="rate-limited",
-                headers={"Retry-After": str(max(1, math.ceil((res.position or 0) / 1000)))},
+                headers={"Retry-After": str(max(1, math.ceil(res.retry_after_ms / 1000)))},
             )
         if res.outcome == "full":
             raise Problem(

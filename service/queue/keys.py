@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from dataclasses import dataclass
 
 ROOT = "acceptd"
 
@@ -16,7 +17,7 @@ OP_CODE_LEN = 4
 
 
 def prefix(op: str) -> str:
-    """The prefix of every key of operation ``op``; Lua scripts append suffixes to it."""
+    """The prefix of every key of operation ``op`` (scripts derive undeclared keys from it)."""
     return f"{ROOT}:{{{op}}}:"
 
 
@@ -27,22 +28,92 @@ def key(op: str, *parts: str) -> str:
 
 def record(op: str, request_id: str) -> str:
     """The hash holding one request's state."""
-    return key(op, "r", request_id)
+    return f"{ROOT}:{{{op}}}:r:{request_id}"
+
+
+def ev(op: str, request_id: str) -> str:
+    """A streamed request's kept events, for resuming its stream."""
+    return f"{ROOT}:{{{op}}}:ev:{request_id}"
 
 
 def client_index(op: str, client: str) -> str:
     """A client's requests of one operation, scored by creation time."""
-    return key(op, "c", client)
+    return f"{ROOT}:{{{op}}}:c:{client}"
 
 
 def idempotency(op: str, client: str, key_hash: str) -> str:
-    """An Idempotency-Key's request id (the submit script builds it alike from its parts)."""
-    return key(op, "idem", client, key_hash)
+    """An Idempotency-Key's request id."""
+    return f"{ROOT}:{{{op}}}:idem:{client}:{key_hash}"
+
+
+def rate_limit(op: str, client: str) -> str:
+    """A client's token bucket for submits to the operation."""
+    return f"{ROOT}:{{{op}}}:rl:{client}"
+
+
+def glob(op: str, client: str) -> str:
+    """Set while the client streams all its requests: their events are kept in :func:`cev`."""
+    return f"{ROOT}:{{{op}}}:glob:{client}"
+
+
+def cev(op: str, client: str) -> str:
+    """A client's kept events of the operation (a stream), for resuming its all-requests stream."""
+    return f"{ROOT}:{{{op}}}:cev:{client}"
 
 
 def hand_list(op: str, worker: str) -> str:
-    """The list where submits hand requests straight to an idle worker (see ``scripts.CLAIM``)."""
-    return key(op, "hand", worker)
+    """The list where submits hand requests straight to an idle worker (see ``lua/claim.lua``)."""
+    return f"{ROOT}:{{{op}}}:hand:{worker}"
+
+
+def pending(op: str) -> str:
+    """Queued ids by priority and arrival."""
+    return key(op, "pending")
+
+
+def delayed(op: str) -> str:
+    """Ids waiting out a retry backoff, by due time."""
+    return key(op, "delayed")
+
+
+def running(op: str) -> str:
+    """Leased ids by lease deadline."""
+    return key(op, "running")
+
+
+def wake(op: str) -> str:
+    """The list holding at most one marker, that idle workers block on."""
+    return key(op, "wake")
+
+
+def seq(op: str) -> str:
+    """The arrival counter that orders requests of one priority."""
+    return key(op, "seq")
+
+
+def idle(op: str) -> str:
+    """Workers registered idle (``"<lease_ms> <worker>"``), by expiry."""
+    return key(op, "idle")
+
+
+def workers(op: str) -> str:
+    """Worker ids by heartbeat deadline."""
+    return key(op, "workers")
+
+
+def tput(op: str) -> str:
+    """Finishes and run time in 5 s buckets (throughput and ETA)."""
+    return key(op, "tput")
+
+
+def outbox(op: str) -> str:
+    """The stream of webhook events, written in the step that changes state."""
+    return key(op, "outbox")
+
+
+def hooked(op: str, status: str) -> str:
+    """The clients with a webhook endpoint for the event of ``status``."""
+    return key(op, "hooked:" + status)
 
 
 def events_channel(op: str) -> str:
@@ -58,6 +129,53 @@ def watched_channel(op: str) -> str:
 def control_channel(op: str) -> str:
     """The pub/sub channel telling workers to cancel running requests."""
     return key(op, "control")
+
+
+@dataclass(frozen=True, slots=True)
+class OpKeys:
+    """The keys and channels of one operation that do not depend on a request."""
+
+    prefix: str
+    pending: str
+    delayed: str
+    running: str
+    wake: str
+    seq: str
+    idle: str
+    workers: str
+    tput: str
+    outbox: str
+    hooked_running: str
+    hooked_succeeded: str
+    hooked_failed: str
+    hooked_canceled: str
+    events_channel: str
+    watched_channel: str
+    control_channel: str
+
+
+@functools.lru_cache(maxsize=1024)
+def of(op: str) -> OpKeys:
+    """The operation's own keys and channels, built once."""
+    return OpKeys(
+        prefix=prefix(op),
+        pending=pending(op),
+        delayed=delayed(op),
+        running=running(op),
+        wake=wake(op),
+        seq=seq(op),
+        idle=idle(op),
+        workers=workers(op),
+        tput=tput(op),
+        outbox=outbox(op),
+        hooked_running=hooked(op, "running"),
+        hooked_succeeded=hooked(op, "succeeded"),
+        hooked_failed=hooked(op, "failed"),
+        hooked_canceled=hooked(op, "canceled"),
+        events_channel=events_channel(op),
+        watched_channel=watched_channel(op),
+        control_channel=control_channel(op),
+    )
 
 
 @functools.lru_cache(maxsize=1024)

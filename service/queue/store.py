@@ -9,6 +9,11 @@ Per operation ``op`` (all keys tagged ``{op}``, built by :mod:`service.queue.key
 - ``wake``       list holding at most one marker; idle workers block on it
 - ``c:<client>`` sorted set of a client's ids by creation time (listing)
 - ``idem:<client>:<hash>`` an Idempotency-Key's request id (24 h)
+- ``rl:<client>`` hash, the client's token bucket (submit rate limit)
+- ``ev:<id>``    list of a streamed request's recent events (resuming its stream)
+- ``glob:<client>`` set while the client streams all its requests; ``cev:<client>`` stream of
+  its events then (resuming that stream)
+- ``seq``        arrival counter
 - ``tput``       finishes and run time in 5 s buckets (throughput and ETA)
 - ``workers``    sorted set of worker ids by heartbeat deadline
 - ``idle``       sorted set of ``"<lease_ms> <worker>"`` registered idle, by expiry: a submit
@@ -25,19 +30,43 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
-import hashlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.queue import keys, scripts
-from service.runtime.batcher import Batcher, Script
+from service.queue.scripts import (
+    CancelArgv,
+    CancelKeys,
+    ClaimArgv,
+    ClaimKeys,
+    FinishArgv,
+    FinishKeys,
+    ProgressArgv,
+    ProgressKeys,
+    ReadArgv,
+    ReadKeys,
+    ReleaseArgv,
+    ReleaseKeys,
+    RenewArgv,
+    RenewKeys,
+    StatsArgv,
+    StatsKeys,
+    SubmitArgv,
+    SubmitCallArgv,
+    SubmitCallKeys,
+    SubmitKeys,
+    UnidleArgv,
+    UnidleKeys,
+)
+from service.runtime.batcher import Batcher
 from service.runtime.redis import RawConnection, dedicated
 
 IDEMPOTENCY_TTL = 86_400
@@ -57,33 +86,58 @@ class Limits:
     retry_backoff: float
 
     @functools.cached_property
-    def submit_args(self) -> tuple[str, ...]:
-        """Max depth, attempts, timeout (ms), result TTL, backoff (ms): the submit script's
-        arguments 6-10, encoded once (numbers cost the encoder more than strings, per call)."""
-        return tuple(
-            str(n)
-            for n in (
-                self.max_queue_depth,
-                self.attempts,
-                int(self.timeout * 1000),
-                self.result_ttl,
-                int(self.retry_backoff * 1000),
-            )
+    def submit_args(self) -> tuple[str, str, str, str, str]:
+        """Max depth, attempts, timeout (ms), result TTL, backoff (ms): the fields ``max_depth``
+        to ``backoff_ms`` of ``SubmitCallArgv``, encoded once (numbers cost the encoder more than
+        strings, per call)."""
+        return (
+            str(self.max_queue_depth),
+            str(self.attempts),
+            str(int(self.timeout * 1000)),
+            str(self.result_ttl),
+            str(int(self.retry_backoff * 1000)),
         )
 
 
 @dataclass(slots=True)  # not frozen: built on every submit, and frozen init costs more
+class NewRequest:
+    """A request to create: what :meth:`Queue.submit` stores and queues."""
+
+    op: str
+    id: str
+    client: str
+    input_json: str
+    limits: Limits
+    _: dataclasses.KW_ONLY
+    priority: int = 0
+    # The Idempotency-Key's hash ('' without one) and the body's, to tell a replay from reuse.
+    idempotency_key: str = ""
+    body_hash: str = ""
+    callback_url: str = ""
+    callback_events: str = ""
+    # The client's submits per second to this operation (0: no limit) and its burst.
+    rate: float = 0.0
+    burst: int = 0
+    # A caller waits for the outcome: its events go to the watched channel.
+    waited: bool = False
+
+
+@dataclass(slots=True)  # not frozen: built on every submit, and frozen init costs more
 class Submitted:
-    """What a submit did: ``created``, ``replay`` (idempotent), ``conflict`` or ``full``."""
+    """What a submit did: ``created``, ``replay`` (idempotent), ``conflict``, ``full`` (the queue
+    is) or ``limited`` (the client's rate limit is reached)."""
 
     outcome: Literal["created", "replay", "conflict", "full", "limited"]
     request_id: str
     record: dict[str, str] | None
+    # Queued: its place in the queue; full: the queue's depth.
     position: int | None
     # Created and handed straight to an idle worker: already running.
     started: bool = False
     # The submit's time (ms), recorded as the request's created, updated (and started) times.
     at_ms: int = 0
+    # Limited: how long (ms) until the client may submit again.
+    retry_after_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -134,69 +188,55 @@ class Queue:
     def __init__(self, redis: Redis, clock: Callable[[], float] = time.time) -> None:
         self.redis = redis
         self.clock = clock
-        self._batched: dict[str, Script] = {}
-        for name in scripts.ALL:
-            source = scripts.source(name)
-            self._batched[name] = Script(source, hashlib.sha1(source.encode()).hexdigest())
         self.batcher = Batcher(redis)
 
     def now_ms(self) -> int:
         """The current time in milliseconds, from the (fakeable) clock."""
         return int(self.clock() * 1000)
 
-    async def _run(self, name: str, keys_: Sequence[str], args: Sequence[Any]) -> Any:
-        return await self.batcher.call(self._batched[name], [*keys_, *args], len(keys_))
-
-    def _run_merged(self, name: str, prefix: str, args: Sequence[Any]) -> Awaitable[Any]:
-        # Scripts that take many calls' arguments at once (submit): see Batcher.call_merged.
+    def _submit_call(
+        self, fixed: tuple[SubmitKeys, SubmitArgv], keys_: SubmitCallKeys, argv: SubmitCallArgv
+    ) -> Awaitable[Any]:
+        # A tick's submits to one operation go as one script call (see Batcher.call_merged).
         # The future itself is awaited: no coroutine in between on the hot path.
-        return self.batcher.call_merged(self._batched[name], prefix, args)
+        return scripts.SUBMIT.call_merged(self.batcher, *fixed, keys_, argv)
 
-    async def submit(
-        self,
-        op: str,
-        request_id: str,
-        client: str,
-        input_json: str,
-        limits: Limits,
-        *,
-        priority: int = 0,
-        idempotency_key: str = "",
-        body_hash: str = "",
-        callback_url: str = "",
-        callback_events: str = "",
-        rate: float = 0.0,
-        burst: int = 0,
-        waited: bool = False,
-    ) -> Submitted:
+    async def submit(self, req: NewRequest) -> Submitted:
         """Create a request and queue it, unless the queue is full or the key replays."""
         now = self.now_ms()
-        res = await self._run_merged(
-            "submit",
-            keys.prefix(op),
-            [
-                request_id,
+        op, rid, client, idem = req.op, req.id, req.client, req.idempotency_key
+        index, no_idem, rate, glob, cev = _client_keys(op, client)
+        res = await self._submit_call(
+            _submit_fixed(op),
+            SubmitCallKeys(
+                keys.record(op, rid),
+                index,
+                keys.idempotency(op, client, idem) if idem else no_idem,
+                rate,
+                glob,
+                cev,
+            ),
+            SubmitCallArgv(
+                rid,
                 client,
-                priority,
-                input_json,
+                req.priority,
+                req.input_json,
                 now,
-                *limits.submit_args,
-                body_hash,
-                callback_url,
-                callback_events,
-                _IDEMPOTENCY_TTL,
-                _rate_arg(rate),
-                max(burst, 1),
-                "1" if waited else "",
-                idempotency_key,
-            ],
+                *req.limits.submit_args,
+                req.body_hash,
+                req.callback_url,
+                req.callback_events,
+                _rate_arg(req.rate),
+                max(req.burst, 1),
+                "1" if req.waited else "",
+                idem,
+            ),
         )
         outcome = _s(res[0])
         if outcome == "full":
             return Submitted("full", "", None, int(res[1]))
         if outcome == "limited":
-            # position carries the wait in milliseconds until a token is available
-            return Submitted("limited", "", None, int(res[1]))
+            return Submitted("limited", "", None, None, retry_after_ms=int(res[1]))
         rid = _s(res[1])
         if outcome == "conflict":
             return Submitted("conflict", rid, None, None)
@@ -221,10 +261,25 @@ class Queue:
         lease falls due, if any. Finding nothing, the worker is registered idle for ``idle``
         seconds (0: not at all), to be handed the next request through :meth:`wait_for_work`.
         """
-        res = await self._run(
-            "claim",
-            [keys.prefix(op)],
-            [
+        k = keys.of(op)
+        res = await scripts.CLAIM.call(
+            self.batcher,
+            ClaimKeys(
+                k.prefix,
+                k.pending,
+                k.delayed,
+                k.running,
+                k.workers,
+                k.idle,
+                k.wake,
+                k.tput,
+                k.outbox,
+                k.hooked_running,
+                k.hooked_failed,
+                k.hooked_canceled,
+                keys.hand_list(op, worker),
+            ),
+            ClaimArgv(
                 self.now_ms(),
                 int(lease * 1000),
                 token,
@@ -232,7 +287,9 @@ class Queue:
                 max_jobs,
                 int(worker_ttl * 1000),
                 int(idle * 1000),
-            ],
+                k.events_channel,
+                k.watched_channel,
+            ),
         )
         flat, soonest = res[0], int(res[1])
         jobs = [
@@ -263,7 +320,7 @@ class Queue:
         """
         # Bounded well under the connection's socket timeout (service.runtime.redis.SOCKET_TIMEOUT).
         own = keys.hand_list(op, worker)
-        wait_keys = [own, keys.key(op, "wake")]
+        wait_keys = [own, keys.wake(op)]
         bound = min(max(timeout, 0.01), 4.0)
         res: Sequence[bytes | str] | None
         if waiter is not None:
@@ -279,27 +336,37 @@ class Queue:
 
         With ``wake``, its blocking :meth:`wait_for_work` ends at once.
         """
-        res = await self._run(
-            "unidle", [keys.prefix(op)], [worker, int(lease * 1000), "1" if wake else ""]
+        res = await scripts.UNIDLE.call(
+            self.batcher,
+            UnidleKeys(keys.idle(op), keys.hand_list(op, worker)),
+            UnidleArgv(worker, int(lease * 1000), "1" if wake else ""),
         )
         return [_handed(op, entry) for entry in res]
 
     async def renew(self, job: Job, lease: float) -> str:
         """Extend a lease: ``ok``, ``cancel`` (cancel requested) or ``lost``."""
-        res = await self._run(
-            "renew",
-            [keys.prefix(job.op), keys.record(job.op, job.request_id)],
-            [job.request_id, job.token, self.now_ms(), int(lease * 1000)],
+        op, rid = job.op, job.request_id
+        res = await scripts.RENEW.call(
+            self.batcher,
+            RenewKeys(keys.record(op, rid), keys.of(op).running),
+            RenewArgv(rid, job.token, self.now_ms(), int(lease * 1000)),
         )
         return _s(res)
 
     async def progress(self, job: Job, percent: float, message: str | None) -> str:
         """Record and publish progress: ``ok`` or ``lost``."""
         payload = orjson.dumps({"percent": percent, "message": message}).decode()
-        res = await self._run(
-            "progress",
-            [keys.prefix(job.op), keys.record(job.op, job.request_id)],
-            [job.request_id, job.token, self.now_ms(), payload],
+        op, rid, k = job.op, job.request_id, keys.of(job.op)
+        ck = _client_keys(op, job.client)
+        res = await scripts.PROGRESS.call(
+            self.batcher,
+            ProgressKeys(
+                keys.record(op, rid),
+                keys.ev(op, rid),
+                ck.glob,
+                ck.cev,
+            ),
+            ProgressArgv(job.token, self.now_ms(), payload, k.events_channel, k.watched_channel),
         )
         return _s(res)
 
@@ -307,26 +374,53 @@ class Queue:
         self, job: Job, outcome: Outcome, payload_json: str, retry_delay: float = 0.0
     ) -> str:
         """Store the outcome: the terminal status, ``retrying``, or ``lost`` if not ours."""
-        res = await self._run(
-            "finish",
-            [keys.prefix(job.op), keys.record(job.op, job.request_id)],
-            [
-                job.request_id,
+        op, rid, k = job.op, job.request_id, keys.of(job.op)
+        ck = _client_keys(op, job.client)
+        res = await scripts.FINISH.call(
+            self.batcher,
+            FinishKeys(
+                keys.record(op, rid),
+                keys.ev(op, rid),
+                ck.glob,
+                ck.cev,
+                k.running,
+                k.delayed,
+                k.wake,
+                k.tput,
+                k.outbox,
+                k.hooked_succeeded,
+                k.hooked_failed,
+                k.hooked_canceled,
+            ),
+            FinishArgv(
+                rid,
                 job.token,
                 self.now_ms(),
                 outcome,
                 payload_json,
                 int(retry_delay * 1000),
-            ],
+                k.events_channel,
+                k.watched_channel,
+            ),
         )
         return _s(res)
 
     async def release(self, job: Job) -> str:
         """Hand a claimed request back to the head of the queue: ``released`` or ``lost``."""
-        res = await self._run(
-            "release",
-            [keys.prefix(job.op), keys.record(job.op, job.request_id)],
-            [job.request_id, job.token, self.now_ms()],
+        op, rid, k = job.op, job.request_id, keys.of(job.op)
+        ck = _client_keys(op, job.client)
+        res = await scripts.RELEASE.call(
+            self.batcher,
+            ReleaseKeys(
+                keys.record(op, rid),
+                keys.ev(op, rid),
+                ck.glob,
+                ck.cev,
+                k.running,
+                k.pending,
+                k.wake,
+            ),
+            ReleaseArgv(rid, job.token, self.now_ms(), k.events_channel, k.watched_channel),
         )
         return _s(res)
 
@@ -334,10 +428,28 @@ class Queue:
         self, op: str, request_id: str, client: str, error_json: str
     ) -> tuple[str, dict[str, str] | None]:
         """Cancel: ``canceled``, ``requested`` (running), ``already``, ``conflict``, ``missing``."""
-        res = await self._run(
-            "cancel",
-            [keys.prefix(op), keys.record(op, request_id)],
-            [request_id, client, self.now_ms(), error_json],
+        k, ck = keys.of(op), _client_keys(op, client)
+        res = await scripts.CANCEL.call(
+            self.batcher,
+            CancelKeys(
+                keys.record(op, request_id),
+                keys.ev(op, request_id),
+                ck.glob,
+                ck.cev,
+                k.pending,
+                k.delayed,
+                k.outbox,
+                k.hooked_canceled,
+            ),
+            CancelArgv(
+                request_id,
+                client,
+                self.now_ms(),
+                error_json,
+                k.events_channel,
+                k.watched_channel,
+                k.control_channel,
+            ),
         )
         outcome = _s(res[0])
         return outcome, (orjson.loads(res[1]) if res[1] else None)
@@ -350,10 +462,8 @@ class Queue:
         With ``watch_client`` (the caller), its events are kept from now on for resuming
         streams, and those already kept are returned.
         """
-        res = await self._run(
-            "read",
-            [keys.prefix(op), keys.record(op, request_id)],
-            [self.now_ms(), "1" if with_result else "0", watch_client],
+        res = await self._read(
+            op, request_id, self.now_ms(), "1" if with_result else "0", watch_client
         )
         if not res:
             return None
@@ -369,12 +479,27 @@ class Queue:
 
     async def stats(self, op: str) -> OpStats:
         """Queued, running, live workers and recent throughput of one operation."""
-        res = await self._run("stats", [keys.prefix(op)], [self.now_ms()])
+        k = keys.of(op)
+        res = await scripts.STATS.call(
+            self.batcher,
+            StatsKeys(k.pending, k.delayed, k.running, k.workers, k.tput),
+            StatsArgv(self.now_ms()),
+        )
         return OpStats(*(int(x) for x in res))
+
+    def _read(
+        self, op: str, request_id: str, now: int, with_result: str, watch_client: str
+    ) -> Awaitable[Any]:
+        k = keys.of(op)
+        return scripts.READ.call(
+            self.batcher,
+            ReadKeys(keys.record(op, request_id), keys.ev(op, request_id), k.pending, k.tput),
+            ReadArgv(now, with_result, watch_client),
+        )
 
     async def depth(self, op: str) -> int:
         """How many requests wait in the operation's queue."""
-        return int(await self.redis.zcard(keys.key(op, "pending")))
+        return int(await self.redis.zcard(keys.pending(op)))
 
     async def list_ids(
         self, op: str, client: str, before: tuple[int, str] | None, limit: int
@@ -398,12 +523,7 @@ class Queue:
         """Status reads for many ids in one pipeline; drops purged ids from the index."""
         now = self.now_ms()
         # Issued together, the reads travel as one pipeline (see service.runtime.batcher).
-        rows = await asyncio.gather(
-            *(
-                self._run("read", [keys.prefix(op), keys.record(op, rid)], [now, "0", ""])
-                for rid in ids
-            )
-        )
+        rows = await asyncio.gather(*(self._read(op, rid, now, "0", "") for rid in ids))
         out: list[Snapshot | None] = []
         gone: list[str] = []
         for rid, res in zip(ids, rows, strict=True):
@@ -427,7 +547,7 @@ class Queue:
 
     async def ranks(self, op: str, ids: Sequence[str]) -> list[int | None]:
         """Positions of many requests in one pipeline (None: no longer queued)."""
-        pending = keys.key(op, "pending")
+        pending = keys.pending(op)
         async with self.redis.pipeline(transaction=False) as pipe:
             for rid in ids:
                 pipe.zrank(pending, rid)
@@ -438,7 +558,7 @@ class Queue:
         """Keep the client's events for resuming its all-requests stream for ``ttl`` s."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for op in ops:
-                pipe.set(keys.key(op, "glob", client), "1", ex=ttl)
+                pipe.set(keys.glob(op, client), "1", ex=ttl)
             await pipe.execute()
 
     async def client_events(
@@ -451,7 +571,7 @@ class Queue:
         start = f"({after[0]}-{after[1]}"
         async with self.redis.pipeline(transaction=False) as pipe:
             for op in ops:
-                stream = keys.key(op, "cev", client)
+                stream = keys.cev(op, client)
                 pipe.xrange(stream, min=start, max="+", count=limit)
                 pipe.execute_command("XINFO", "STREAM", stream)
             rows = await pipe.execute(raise_on_error=False)
@@ -522,7 +642,7 @@ WAIT_MARGIN = 5.0
 
 
 def _handed(op: str, entry: bytes | str) -> Job:
-    # The layout of scripts' handed(): the input is last, as it may hold newlines.
+    # The layout of lua/includes/handed.lua: the input is last, as it may hold newlines.
     if isinstance(entry, str):
         entry = entry.encode()
     rid, token, attempt, timeout, max_att, backoff, created, client, data = entry.split(b"\n", 8)
@@ -537,6 +657,38 @@ def _handed(op: str, entry: bytes | str) -> Job:
         backoff=int(backoff) / 1000,
         token=token.decode(),
         created_ms=int(created),
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _submit_fixed(op: str) -> tuple[SubmitKeys, SubmitArgv]:
+    # The same for every submit to ``op``: built once, and what the batcher merges calls by.
+    k = keys.of(op)
+    return (
+        SubmitKeys(
+            k.prefix, k.pending, k.seq, k.idle, k.running, k.wake, k.outbox, k.hooked_running
+        ),
+        SubmitArgv(k.events_channel, k.watched_channel, _IDEMPOTENCY_TTL),
+    )
+
+
+class _ClientKeys(NamedTuple):
+    client_index: str
+    no_idem: str  # the idempotency key of a submit without one (declared, never touched)
+    rate: str
+    glob: str
+    cev: str
+
+
+@functools.lru_cache(maxsize=4096)
+def _client_keys(op: str, client: str) -> _ClientKeys:
+    # The keys of a client that scripts declare, built once per client rather than per call.
+    return _ClientKeys(
+        keys.client_index(op, client),
+        keys.idempotency(op, client, ""),
+        keys.rate_limit(op, client),
+        keys.glob(op, client),
+        keys.cev(op, client),
     )
 
 

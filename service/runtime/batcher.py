@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Sequence
+import itertools
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from hiredis import pack_command
@@ -29,7 +30,11 @@ READ_TIMEOUT = 10.0
 
 # A script call (script, (numkeys, *keys_and_args)) or a plain command (None, command), and
 # its future; or calls merged into one (see ``Batcher.call_merged``) and their futures.
-_Call = tuple["Script | None", Sequence[Any], "asyncio.Future[Any] | list[asyncio.Future[Any]]"]
+_Call = tuple[
+    "Script | None",
+    "Sequence[Any] | _Merged",
+    "asyncio.Future[Any] | list[asyncio.Future[Any]]",
+]
 
 
 class Script:
@@ -45,6 +50,19 @@ class Script:
         return cls(source, hashlib.sha1(source.encode()).hexdigest())
 
 
+class _Merged:
+    """The KEYS and ARGV of calls merged into one EVALSHA; iterates as numkeys, KEYS, ARGV."""
+
+    __slots__ = ("argv", "keys")
+
+    def __init__(self, keys: list[Any], argv: list[Any]) -> None:
+        self.keys = keys
+        self.argv = argv
+
+    def __iter__(self) -> Iterator[Any]:
+        return itertools.chain((len(self.keys),), self.keys, self.argv)
+
+
 class Batcher:
     """Collects script calls and commands and sends each tick's calls as pipelines."""
 
@@ -52,8 +70,9 @@ class Batcher:
         self.redis = redis
         self._pending: list[_Call] = []
         self._calls = 0  # calls in ``_pending``, merged ones counted one by one
-        # Where in ``_pending`` the merged call of a (script, key) is collecting arguments.
-        self._merged: dict[tuple[int, str], int] = {}
+        # Where in ``_pending`` the merged call of a (script, fixed keys, fixed argv) collects
+        # its calls.
+        self._merged: dict[tuple[int, tuple[Any, ...], tuple[Any, ...]], int] = {}
         self._scheduled = False
         self._inflight: set[asyncio.Task[None]] = set()
         self._idle: list[RawConnection] = []
@@ -64,24 +83,35 @@ class Batcher:
         """Queue one EVALSHA; the future resolves with its reply (or its error)."""
         return self._queue(script, (numkeys, *keys_and_args))
 
-    def call_merged(self, script: Script, key: str, args: Sequence[Any]) -> asyncio.Future[Any]:
-        """Queue a call of a script that takes any number of calls' arguments at once.
+    def call_merged(
+        self,
+        script: Script,
+        keys: tuple[Any, ...],
+        argv: tuple[Any, ...],
+        call_keys: Sequence[Any],
+        call_argv: Sequence[Any],
+    ) -> asyncio.Future[Any]:
+        """Queue a call of a script that takes any number of calls at once.
 
-        The calls of ``script`` on ``key`` that leave together go as one EVALSHA (numkeys 1)
-        with their arguments one after the other: one script run and one reply instead of
-        one each. The script answers a list with one reply per call, in order, and each
-        future resolves with its own (an error entry sets its exception).
+        The calls of ``script`` with the same fixed ``keys`` and ``argv`` that leave together
+        go as one EVALSHA: the fixed KEYS, then each call's ``call_keys``, then the fixed ARGV,
+        then each call's ``call_argv`` (numkeys = fixed + per call x calls). One script run and
+        one reply instead of one each: the script answers a list with one reply per call, in
+        order, and each future resolves with its own (an error entry sets its exception).
         """
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Any] = loop.create_future()
-        slot = self._merged.get((id(script), key))
+        slot_key = (id(script), keys, argv)
+        slot = self._merged.get(slot_key)
         if slot is None:
-            self._merged[(id(script), key)] = len(self._pending)
-            self._pending.append((script, [1, key, *args], [fut]))
+            self._merged[slot_key] = len(self._pending)
+            self._pending.append((script, _Merged([*keys, *call_keys], [*argv, *call_argv]), [fut]))
         else:
-            _, merged_args, futs = self._pending[slot]
-            merged_args.extend(args)  # type: ignore[attr-defined]
-            futs.append(fut)  # type: ignore[union-attr]
+            _, merged, futs = self._pending[slot]
+            assert isinstance(merged, _Merged) and isinstance(futs, list)
+            merged.keys.extend(call_keys)
+            merged.argv.extend(call_argv)
+            futs.append(fut)
         self._added(loop)
         return fut
 

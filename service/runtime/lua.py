@@ -20,11 +20,14 @@ script and its caller cannot drift apart silently.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, NamedTuple, TypeVar
+
+from service.runtime.batcher import Batcher, Script
 
 _ENTRY = re.compile(r"^\s*(KEYS|ARGV)\[(\+?)(\d+)\]\s+([a-z_][a-z0-9_]*)\b", re.M)
 _INCLUDE = re.compile(r'^--- @include "([\w/-]+)"\s*$', re.M)
@@ -74,22 +77,30 @@ def read_source(directory: Path, name: str) -> str:
             if dep in seen:
                 return ""
             seen.add(dep)
-            return expand((directory / f"{dep}.lua").read_text())
+            return expand(_read(directory, dep, f"{name}.lua includes {dep!r}, which"))
 
         return _INCLUDE.sub(include, text)
 
-    return expand((directory / f"{name}.lua").read_text())
+    return expand(_read(directory, name, f"{name}.lua"))
+
+
+def _read(directory: Path, name: str, what: str) -> str:
+    try:
+        return (directory / f"{name}.lua").read_text()
+    except FileNotFoundError:
+        raise LuaError(f"{what} does not exist in {directory}") from None
 
 
 K = TypeVar("K", bound=tuple[Any, ...])
 A = TypeVar("A", bound=tuple[Any, ...])
 
 
-class Lua(Generic[K, A]):
+class Lua(Script, Generic[K, A]):
     """One script, its source read once, and the NamedTuples its callers pass.
 
     ``keys`` and ``argv`` must name the header's fixed KEYS and ARGV in order; scripts that
-    take many calls at once also give ``call_keys`` and ``call_argv``.
+    take many calls at once also give ``call_keys`` and ``call_argv``. It is a
+    :class:`~service.runtime.batcher.Script`: the batcher sends it (and reloads it) as such.
     """
 
     def __init__(
@@ -103,9 +114,9 @@ class Lua(Generic[K, A]):
         call_argv: type[NamedTuple] | None = None,
     ) -> None:
         self.name = name
-        self.source = read_source(directory, name)
-        self.sha = hashlib.sha1(self.source.encode()).hexdigest()
-        self.header = parse_header(name, (directory / f"{name}.lua").read_text())
+        source = read_source(directory, name)
+        super().__init__(source, hashlib.sha1(source.encode()).hexdigest())
+        self.header = parse_header(name, _read(directory, name, f"{name}.lua"))
         self.keys_type, self.argv_type = keys, argv
         declared = Header(
             keys=_fields(keys),
@@ -115,6 +126,21 @@ class Lua(Generic[K, A]):
         )
         if declared != self.header:
             raise LuaError(f"{name}.lua declares {self.header}, its caller passes {declared}")
+
+    def call(self, batcher: Batcher, keys: K, argv: A) -> asyncio.Future[Any]:
+        """Queue one EVALSHA of this script with its KEYS and ARGV."""
+        return batcher.call(self, keys + argv, len(keys))
+
+    def call_merged(
+        self,
+        batcher: Batcher,
+        keys: K,
+        argv: A,
+        call_keys: tuple[Any, ...],
+        call_argv: tuple[Any, ...],
+    ) -> asyncio.Future[Any]:
+        """Queue one call of a script that takes many at once (see ``Batcher.call_merged``)."""
+        return batcher.call_merged(self, keys, argv, call_keys, call_argv)
 
 
 def _fields(tp: type[Any] | None) -> tuple[str, ...]:

@@ -16,7 +16,7 @@ from aiohttp.test_utils import TestClient
 from service.app import create_app
 from service.queue import keys
 from service.queue.ids import new_request_id
-from service.queue.store import Queue
+from service.queue.store import NewRequest, Queue
 from service.registry import build_operations
 from service.runtime.config import Settings, settings_from_dict
 from service.state import Roles
@@ -123,7 +123,7 @@ async def test_respond_async_returns_202_with_monitor_links_and_headers(idle: Cl
 async def test_an_idle_worker_starts_a_request_at_once_and_the_202_says_so(
     client: Client, redis_client: Any
 ) -> None:
-    idle_workers = keys.key("sleep", "idle")
+    idle_workers = keys.idle("sleep")
     while not await redis_client.zcard(idle_workers):  # the worker's first claim found nothing
         await asyncio.sleep(0.01)
     status, body, _ = await post(client, "sleep", {"seconds": 0.5}, **ASYNC)
@@ -147,7 +147,7 @@ async def test_a_hand_off_reaching_a_full_worker_goes_back_to_the_queue(
 
     async def submit(op: str, body: str) -> str:
         rid = new_request_id(op, queue.now_ms())
-        res = await queue.submit(op, rid, "anonymous", body, ops[op].limits)
+        res = await queue.submit(NewRequest(op, rid, "anonymous", body, ops[op].limits))
         assert res.outcome == "created"
         return rid
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
+from collections.abc import Awaitable
 from typing import Any
 
 import pytest
@@ -14,7 +15,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from service.queue import ids, keys
 from service.queue.ids import ID_LEN, looks_like_id, new_request_id
-from service.queue.store import Job, Limits, Queue, Waiter
+from service.queue.scripts import SubmitCallArgv, SubmitCallKeys
+from service.queue.store import Job, Limits, NewRequest, Queue, Waiter, _submit_fixed
 from service.runtime.batcher import FLUSH_AT
 
 LIMITS = Limits(attempts=2, timeout=10, result_ttl=60, max_queue_depth=5, retry_backoff=1.0)
@@ -50,14 +52,16 @@ async def submit(
 ) -> str:
     rid = new_request_id(op, queue.now_ms())
     res = await queue.submit(
-        op,
-        rid,
-        "alice",
-        '{"x":1}',
-        limits,
-        priority=priority,
-        idempotency_key=idempotency_key,
-        body_hash=body_hash,
+        NewRequest(
+            op,
+            rid,
+            "alice",
+            '{"x":1}',
+            limits,
+            priority=priority,
+            idempotency_key=idempotency_key,
+            body_hash=body_hash,
+        )
     )
     assert res.outcome == "created"
     return rid
@@ -145,7 +149,7 @@ async def test_queue_depth_limit(queue: Queue) -> None:
     for _ in range(LIMITS.max_queue_depth):
         await submit(queue)
     rid = new_request_id("echo", queue.now_ms())
-    res = await queue.submit("echo", rid, "alice", "{}", LIMITS)
+    res = await queue.submit(NewRequest("echo", rid, "alice", "{}", LIMITS))
     assert res.outcome == "full"
 
 
@@ -155,11 +159,11 @@ async def test_idempotency_replays_and_detects_a_different_body(
     rid = await submit(queue, idempotency_key="k1", body_hash="h1")
     other = new_request_id("echo", queue.now_ms())
     replay = await queue.submit(
-        "echo", other, "alice", "{}", LIMITS, idempotency_key="k1", body_hash="h1"
+        NewRequest("echo", other, "alice", "{}", LIMITS, idempotency_key="k1", body_hash="h1")
     )
     assert replay.outcome == "replay" and replay.request_id == rid and replay.position == 0
     conflict = await queue.submit(
-        "echo", other, "alice", "{}", LIMITS, idempotency_key="k1", body_hash="h2"
+        NewRequest("echo", other, "alice", "{}", LIMITS, idempotency_key="k1", body_hash="h2")
     )
     assert conflict.outcome == "conflict"
     assert await queue.depth("echo") == 1
@@ -404,15 +408,36 @@ async def test_a_failing_submit_in_a_merged_call_fails_alone(queue: Queue) -> No
     good = [new_request_id("echo", queue.now_ms()) for _ in range(2)]
     bad = new_request_id("echo", queue.now_ms())
 
-    def args(rid: str, priority: Any) -> list[Any]:
-        return [rid, "alice", priority, "{}", queue.now_ms(), 100, 1, 1000, 60, 1000,
-                "", "", "", 60, 0, 1, "", ""]  # fmt: skip
+    def call(rid: str, priority: Any) -> Awaitable[Any]:
+        return queue._submit_call(
+            _submit_fixed("echo"),
+            SubmitCallKeys(
+                keys.record("echo", rid),
+                keys.client_index("echo", "alice"),
+                keys.idempotency("echo", "alice", ""),
+                keys.rate_limit("echo", "alice"),
+                keys.glob("echo", "alice"),
+                keys.cev("echo", "alice"),
+            ),
+            SubmitCallArgv(
+                rid,
+                "alice",
+                priority,
+                "{}",
+                queue.now_ms(),
+                *LIMITS.submit_args,
+                "",
+                "",
+                "",
+                0,
+                1,
+                "",
+                "",
+            ),
+        )
 
     replies = await asyncio.gather(
-        queue._run_merged("submit", keys.prefix("echo"), args(good[0], 0)),
-        queue._run_merged("submit", keys.prefix("echo"), args(bad, "not a number")),
-        queue._run_merged("submit", keys.prefix("echo"), args(good[1], 0)),
-        return_exceptions=True,
+        call(good[0], 0), call(bad, "not a number"), call(good[1], 0), return_exceptions=True
     )
     first, failed, last = replies
     assert isinstance(failed, ResponseError)
@@ -431,7 +456,7 @@ async def test_only_watched_requests_reach_the_watched_channel(
             await ps.get_message(timeout=1)
         unwatched = await submit(queue)
         rid = new_request_id("echo", queue.now_ms())
-        await queue.submit("echo", rid, "alice", "{}", LIMITS, waited=True)
+        await queue.submit(NewRequest("echo", rid, "alice", "{}", LIMITS, waited=True))
         for job in await claim(queue):
             await queue.finish(job, "succeeded", '{"r":1}')
         seen = []
@@ -467,7 +492,7 @@ async def test_an_idle_worker_is_handed_the_next_request_already_leased(
 ) -> None:
     assert await queue.claim("echo", "w1", "t", 10, lease=30, worker_ttl=10, idle=4) == ([], None)
     rid = new_request_id("echo", queue.now_ms())
-    res = await queue.submit("echo", rid, "alice", '{"x":\n1}', LIMITS)
+    res = await queue.submit(NewRequest("echo", rid, "alice", '{"x":\n1}', LIMITS))
     assert res.outcome == "created" and res.started and res.position is None
     assert res.at_ms == queue.now_ms()
     # The worker's blocking pop returns the job itself: no claim.

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from standardwebhooks import Webhook
 
 from service.queue.ids import new_request_id
-from service.queue.store import Limits, Queue
+from service.queue.store import Limits, NewRequest, Queue
 
 HANG = -1  # a scripted "status" that makes the receiver hang instead of answering
 LIMITS = Limits(attempts=3, timeout=10, result_ttl=60, max_queue_depth=100, retry_backoff=1.0)
@@ -134,13 +134,15 @@ async def finish_request(
     q = Queue(redis)
     rid = new_request_id(op, q.now_ms())
     await q.submit(
-        op,
-        rid,
-        client,
-        '{"x": 1}',
-        LIMITS,
-        callback_url=callback_url,
-        callback_events=callback_events,
+        NewRequest(
+            op,
+            rid,
+            client,
+            '{"x": 1}',
+            LIMITS,
+            callback_url=callback_url,
+            callback_events=callback_events,
+        )
     )
     jobs, _ = await q.claim(op, "w1", "token-" + rid, 10, lease=30, worker_ttl=10)
     (job,) = [j for j in jobs if j.request_id == rid]

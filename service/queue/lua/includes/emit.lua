@@ -1,0 +1,46 @@
+-- Expects locals: events_channel, watched_channel (channel names).
+-- rk: the request's keys {record, ev, glob, cev}; ev may be nil where the request cannot be
+-- streamed yet (sse unset).
+--- @include "includes/snapshot"
+-- Publish one state change; its number (evseq) increases per request. Events are also kept
+-- for resuming streams, but only where a stream asked for it (no cost otherwise).
+local function emit(rk, rec, kind)
+  local n = redis.call('HINCRBY', rk.record, 'evseq', 1)
+  rec['evseq'] = tostring(n)
+  local st = rec['status']
+  -- A waiting caller needs only the outcome; a stream needs every change.
+  local watched = rec['sse'] == '1' or (rec['wait'] == '1' and kind == 'status' and
+    (st == 'succeeded' or st == 'failed' or st == 'canceled'))
+  local globbed = redis.call('EXISTS', rk.glob) == 1
+  if not watched and not globbed and
+      redis.call('PUBSUB', 'NUMSUB', events_channel)[2] == 0 then
+    return  -- nobody could see this event: skip encoding it (most of a busy queue's events)
+  end
+  local body
+  if rec['wait'] == '1' and rec['result'] and #rec['result'] <= 65536 then
+    -- A caller waits for this outcome: hand it the result too, sparing it a read.
+    body = cjson.encode({kind = kind, rec = snapshot(rec), res = rec['result']})
+  else
+    body = cjson.encode({kind = kind, rec = snapshot(rec)})
+  end
+  if rec['sse'] == '1' then
+    local ek = rk.ev
+    if redis.call('RPUSH', ek, body) > 64 then redis.call('LTRIM', ek, -64, -1) end
+    local keep = 604800
+    if st == 'succeeded' or st == 'failed' or st == 'canceled' then keep = tonumber(rec['ttl']) end
+    redis.call('EXPIRE', ek, keep)
+  end
+  local gid = '-'
+  if globbed then
+    gid = redis.call('XADD', rk.cev, 'MAXLEN', '~', 1000, '*', 'e', body)
+    redis.call('EXPIRE', rk.cev, 86400)
+  end
+  -- "<id> <client> <stream id> <json>": subscribers route before parsing any JSON.
+  local head = rec['id'] .. ' ' .. rec['client'] .. ' ' .. gid .. ' '
+  redis.call('PUBLISH', events_channel, head .. body)
+  -- API processes listen only to events someone waits for or streams: they never decode the
+  -- rest, which is most of the traffic.
+  if watched or globbed then
+    redis.call('PUBLISH', watched_channel, head .. body)
+  end
+end

@@ -1,0 +1,25 @@
+-- Expects the locals of emit (events_channel, watched_channel) and of outbox (outbox, hooked).
+--- @include "includes/fmt"
+--- @include "includes/emit"
+--- @include "includes/outbox"
+-- Move a request to a final status (with its result or error in field), set it to expire.
+local function terminate(rk, rec, status, at_ms, field, value)
+  local ttl = tonumber(rec['ttl'])
+  rec['status'] = status
+  rec['finished'] = tostring(at_ms)
+  rec['updated'] = tostring(at_ms)
+  rec['expires'] = fmt(at_ms + ttl * 1000)
+  rec['lease'] = nil
+  local args = {'status', status, 'finished', at_ms, 'updated', at_ms, 'expires', rec['expires']}
+  if field then
+    rec[field] = value
+    table.insert(args, field)
+    table.insert(args, value)
+  end
+  redis.call('HSET', rk.record, unpack(args))
+  redis.call('HDEL', rk.record, 'lease', 'input')
+  rec['input'] = nil
+  redis.call('EXPIRE', rk.record, ttl)
+  emit(rk, rec, 'status')
+  add_outbox(rec, status, at_ms)
+end

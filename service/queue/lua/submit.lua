@@ -1,0 +1,181 @@
+--[[ submit: create requests and queue them, or hand each straight to an idle worker.
+  KEYS[1] prefix           the operation's key prefix, for the derived keys below
+  KEYS[2] pending          queued ids by priority and arrival
+  KEYS[3] seq              arrival counter
+  KEYS[4] idle             workers registered idle, by expiry
+  KEYS[5] running          leased ids by deadline
+  KEYS[6] wake             the list idle workers block on
+  KEYS[7] outbox           webhook event stream
+  KEYS[8] hooked_running   clients with an endpoint for request.running
+  ARGV[1] events_channel   every state change
+  ARGV[2] watched_channel  changes someone waits for or streams
+  ARGV[3] idem_ttl         seconds an Idempotency-Key is kept
+  each call:
+  KEYS[+1] record          r:<id>
+  KEYS[+2] client_index    c:<client>
+  KEYS[+3] idempotency     idem:<client>:<key hash> (unused without a key hash)
+  KEYS[+4] rate            rl:<client>, the client's token bucket
+  KEYS[+5] glob            glob:<client>, set while the client streams all its requests
+  KEYS[+6] cev             cev:<client>, the client's kept events
+  ARGV[+1] id              the request's id
+  ARGV[+2] client          the submitting client
+  ARGV[+3] priority        0-9
+  ARGV[+4] input           JSON
+  ARGV[+5] now             ms
+  ARGV[+6] max_depth       queue length at which submits are refused
+  ARGV[+7] attempts        max attempts
+  ARGV[+8] timeout_ms      the handler's time limit
+  ARGV[+9] ttl             seconds a result is kept
+  ARGV[+10] backoff_ms     retry backoff
+  ARGV[+11] body_hash      '' without an Idempotency-Key
+  ARGV[+12] callback_url   '' if none
+  ARGV[+13] callback_events statuses the callback wants (comma-separated)
+  ARGV[+14] rate_per_second  0: no limit
+  ARGV[+15] burst          token bucket size
+  ARGV[+16] wait           '1' when a caller waits for the outcome (its events are watched)
+  ARGV[+17] idem_hash      the Idempotency-Key's hash, '' if none
+Derived keys (not yet declared):
+  r:<id> of the request an Idempotency-Key already names;
+  hand:<worker> of the idle worker a request is handed to.
+Returns one reply per call, in order: {'created', id, '', position} ({..., -1, 'running'} when
+handed to a worker), {'replay', id, snapshot_json, position}, {'conflict', id},
+{'full', depth} or {'limited', wait_ms}. The batcher merges a tick's calls into one; each runs
+protected, so one that fails (out of memory, say) is an error entry and the others stand.
+]]
+local prefix = KEYS[1]
+local pending = KEYS[2]
+local seq = KEYS[3]
+local idle = KEYS[4]
+local running = KEYS[5]
+local wake = KEYS[6]
+local outbox = KEYS[7]
+local hooked_running = KEYS[8]
+local events_channel = ARGV[1]
+local watched_channel = ARGV[2]
+local idem_ttl = ARGV[3]
+-- Calls follow the fixed KEYS and ARGV, this many of each per call.
+local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 8, 6, 3, 17
+local hooked = {running = hooked_running}
+--- @include "includes/hgetall"
+--- @include "includes/snapshot"
+--- @include "includes/fmt"
+--- @include "includes/emit"
+--- @include "includes/outbox"
+--- @include "includes/handed"
+--- @include "includes/wake"
+--- @include "includes/derived_record"
+--- @include "includes/derived_hand"
+
+local function replay(rk, c)
+  local existing = redis.call('GET', rk.idempotency)
+  if not existing then return nil end
+  local old = derived_record(existing)
+  local bhash = redis.call('HGET', old, 'bhash')
+  if not bhash then return nil end
+  if bhash ~= c.body_hash then return {'conflict', existing} end
+  if c.wait == '1' then redis.call('HSET', old, 'wait', '1') end
+  local rank = redis.call('ZRANK', pending, existing)
+  return {'replay', existing, cjson.encode(snapshot(hgetall(old))), rank or -1}
+end
+
+-- Token bucket per client and operation: refill by elapsed time, take one token. Returns the
+-- wait (ms) until a token is available, or nil when one was taken.
+local function limited(rk, c, now)
+  local rate = tonumber(c.rate_per_second)
+  if rate <= 0 then return nil end
+  local burst = tonumber(c.burst)
+  local b = redis.call('HMGET', rk.rate, 'tokens', 'ts')
+  local tokens, ts = tonumber(b[1]) or burst, tonumber(b[2]) or now
+  tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
+  if tokens < 1 then return math.ceil((1 - tokens) * 1000 / rate) end
+  redis.call('HSET', rk.rate, 'tokens', tostring(tokens - 1), 'ts', now)
+  redis.call('PEXPIRE', rk.rate, math.ceil(burst * 1000 / rate) + 1000)
+  return nil
+end
+
+local function submit(rk, c)
+  local now = tonumber(c.now)
+  if c.idem_hash ~= '' then
+    local res = replay(rk, c)
+    if res then return res end
+  end
+  local wait_ms = limited(rk, c, now)
+  if wait_ms then return {'limited', wait_ms} end
+  local depth = redis.call('ZCARD', pending)
+  if depth >= tonumber(c.max_depth) then return {'full', depth} end
+  local n = redis.call('INCR', seq)
+  local score = (10 - tonumber(c.priority)) * 1099511627776 + n
+  local rec = {id = c.id, client = c.client, status = 'queued',
+    prio = c.priority, score = fmt(score), attempt = '1', max_att = c.attempts,
+    timeout = c.timeout_ms, ttl = c.ttl, backoff = c.backoff_ms, created = c.now,
+    updated = c.now}
+  local args = {'id', c.id, 'client', c.client, 'status', 'queued', 'prio', c.priority,
+    'score', rec['score'], 'attempt', '1', 'max_att', c.attempts, 'timeout', c.timeout_ms,
+    'ttl', c.ttl, 'backoff', c.backoff_ms, 'created', c.now, 'updated', c.now,
+    'input', c.input}
+  if c.body_hash ~= '' then table.insert(args, 'bhash'); table.insert(args, c.body_hash) end
+  if c.wait == '1' then
+    rec['wait'] = '1'
+    table.insert(args, 'wait'); table.insert(args, '1')
+  end
+  if c.callback_url ~= '' then
+    rec['cb_url'] = c.callback_url; rec['cb_events'] = c.callback_events
+    table.insert(args, 'cb_url'); table.insert(args, c.callback_url)
+    table.insert(args, 'cb_events'); table.insert(args, c.callback_events)
+  end
+  redis.call('HSET', rk.record, unpack(args))
+  redis.call('ZADD', rk.client_index, c.now, c.id)
+  -- The listing index forgets requests created long before any could still exist (their records
+  -- expire result_ttl after finishing); without this it would grow for ever.
+  redis.call('ZREMRANGEBYSCORE', rk.client_index, '-inf', now - (tonumber(c.ttl) + 604800) * 1000)
+  if c.idem_hash ~= '' then redis.call('SET', rk.idempotency, c.id, 'EX', tonumber(idem_ttl)) end
+  emit(rk, rec, 'status')
+  -- Nothing waits and a worker is idle: lease the request to it here and push it onto that
+  -- worker's own list, so its blocking pop returns the job itself (no claim round trip).
+  local member = nil
+  if depth == 0 then
+    member = redis.call('ZRANGEBYSCORE', idle, now, '+inf', 'LIMIT', 0, 1)[1]
+  end
+  if member then
+    redis.call('ZREM', idle, member)
+    local sp = string.find(member, ' ', 1, true)
+    local lease_ms, worker = tonumber(string.sub(member, 1, sp - 1)), string.sub(member, sp + 1)
+    local token = worker .. ':h' .. n
+    rec['status'] = 'running'; rec['started'] = c.now; rec['worker'] = worker
+    rec['lease'] = token
+    redis.call('HSET', rk.record, 'status', 'running', 'started', c.now, 'worker', worker,
+      'lease', token)
+    redis.call('ZADD', running, now + lease_ms, c.id)
+    emit(rk, rec, 'status')
+    add_outbox(rec, 'running', now)
+    local hk = derived_hand(worker)
+    redis.call('RPUSH', hk, handed(rec, token, c.input))
+    redis.call('PEXPIRE', hk, lease_ms * 2 + 60000)
+    return {'created', c.id, '', -1, 'running'}
+  end
+  redis.call('ZADD', pending, rec['score'], c.id)
+  wake_workers()
+  return {'created', c.id, '', redis.call('ZRANK', pending, c.id)}
+end
+
+local out = {}
+for i = 0, (#KEYS - FIXED_KEYS) / CALL_KEYS - 1 do
+  local kb, ab = FIXED_KEYS + i * CALL_KEYS, FIXED_ARGV + i * CALL_ARGV
+  local rk = {record = KEYS[kb + 1], client_index = KEYS[kb + 2], idempotency = KEYS[kb + 3],
+    rate = KEYS[kb + 4], glob = KEYS[kb + 5], cev = KEYS[kb + 6]}
+  local c = {id = ARGV[ab + 1], client = ARGV[ab + 2], priority = ARGV[ab + 3],
+    input = ARGV[ab + 4], now = ARGV[ab + 5], max_depth = ARGV[ab + 6], attempts = ARGV[ab + 7],
+    timeout_ms = ARGV[ab + 8], ttl = ARGV[ab + 9], backoff_ms = ARGV[ab + 10],
+    body_hash = ARGV[ab + 11], callback_url = ARGV[ab + 12], callback_events = ARGV[ab + 13],
+    rate_per_second = ARGV[ab + 14], burst = ARGV[ab + 15], wait = ARGV[ab + 16],
+    idem_hash = ARGV[ab + 17]}
+  local ok, res = pcall(submit, rk, c)
+  if ok then
+    out[#out + 1] = res
+  elseif type(res) == 'table' then
+    out[#out + 1] = res  -- a command's error reply
+  else
+    out[#out + 1] = {err = 'ERR ' .. tostring(res)}
+  end
+end
+return out

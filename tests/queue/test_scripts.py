@@ -1,0 +1,132 @@
+"""Every queue script's header against its Python caller, and its body against its header."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pytest
+
+from service.queue import scripts
+from service.runtime.lua import Header, Lua, LuaError, parse_header, read_source
+
+DIRECTORY = scripts.DIRECTORY
+NAMES = sorted(p.stem for p in DIRECTORY.glob("*.lua"))
+INCLUDES = sorted(DIRECTORY.glob("includes/*.lua"))
+
+# A named local at the top of a script: ``local pending = KEYS[2]`` (maybe through tonumber).
+_LOCAL = re.compile(r"^local (\w+) = (?:tonumber\()?(KEYS|ARGV)\[(\d+)\]\)?$")
+# A per-call entry of a merged script: ``id = ARGV[ab + 1]``.
+_CALL_ENTRY = re.compile(r"(\w+) = (KEYS|ARGV)\[(kb|ab) \+ (\d+)\]")
+_INDEXING = re.compile(r"\b(KEYS|ARGV)\[")
+_COUNTS = re.compile(r"^local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = (.*)$", re.M)
+
+
+def body(name: str) -> str:
+    """A script file's text after its header comment."""
+    text = (DIRECTORY / f"{name}.lua").read_text()
+    return text[text.index("]]\n") + 3 :]
+
+
+def test_every_script_file_is_registered_with_its_callers_tuples() -> None:
+    assert sorted(scripts.ALL) == NAMES
+    for name, lua in scripts.ALL.items():
+        assert lua.header.keys == lua.keys_type._fields, name
+        assert lua.header.argv == lua.argv_type._fields, name
+        assert lua.header.keys and lua.header.argv, name
+
+
+def test_the_merged_submit_declares_its_per_call_entries() -> None:
+    header = scripts.SUBMIT.header
+    assert header.call_keys == scripts.SubmitCallKeys._fields
+    assert header.call_argv == scripts.SubmitCallArgv._fields
+    counts = _COUNTS.search(body("submit"))
+    assert counts is not None
+    assert [int(n) for n in counts.group(1).split(", ")] == [
+        len(header.keys),
+        len(header.call_keys),
+        len(header.argv),
+        len(header.call_argv),
+    ]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_script_indexes_keys_and_argv_only_in_its_named_locals(name: str) -> None:
+    header = parse_header(name, (DIRECTORY / f"{name}.lua").read_text())
+    lines = body(name).splitlines()
+    top: dict[str, list[str]] = {"KEYS": [], "ARGV": []}
+    i = 0
+    while i < len(lines) and (m := _LOCAL.match(lines[i])):
+        local, kind, number = m.groups()
+        assert int(number) == len(top[kind]) + 1, lines[i]
+        top[kind].append(local)
+        i += 1
+    assert tuple(top["KEYS"]) == header.keys
+    assert tuple(top["ARGV"]) == header.argv
+    rest = "\n".join(lines[i:])
+    per_call: dict[str, list[str]] = {"KEYS": [], "ARGV": []}
+    for local, kind, _, number in _CALL_ENTRY.findall(rest):
+        assert int(number) == len(per_call[kind]) + 1, (name, local)
+        per_call[kind].append(local)
+    assert tuple(per_call["KEYS"]) == header.call_keys
+    assert tuple(per_call["ARGV"]) == header.call_argv
+    # Nothing else indexes KEYS or ARGV (``#KEYS``, counting the calls, is not indexing).
+    assert len(_INDEXING.findall(rest)) == len(header.call_keys) + len(header.call_argv)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_includes_resolve(name: str) -> None:
+    source = read_source(DIRECTORY, name)
+    assert "@include" not in source
+    assert source == scripts.ALL[name].source
+
+
+def test_every_include_is_used_names_the_locals_it_expects_and_indexes_nothing() -> None:
+    sources = {name: (DIRECTORY / f"{name}.lua").read_text() for name in NAMES}
+    sources.update({f"includes/{p.stem}": p.read_text() for p in INCLUDES})
+    for path in INCLUDES:
+        text = path.read_text()
+        assert any(f'--- @include "includes/{path.stem}"' in s for s in sources.values()), path
+        assert re.match(r"-- Expects (no locals|locals: |the locals of )", text), path
+        assert not _INDEXING.search(text), path
+
+
+def test_a_missing_include_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "s.lua").write_text('--[[ s\n  KEYS[1] a\n]]\n--- @include "gone"\n')
+    with pytest.raises(LuaError, match="gone"):
+        read_source(tmp_path, "s")
+
+
+def test_parse_header_reads_fixed_and_per_call_entries() -> None:
+    text = "--[[ x: y.\n  KEYS[1] a  the a\n  ARGV[1] b\n  each call:\n  KEYS[+1] c\n]]\nreturn 1\n"
+    assert parse_header("x", text) == Header(keys=("a",), argv=("b",), call_keys=("c",))
+
+
+def test_parse_header_rejects_entries_out_of_order() -> None:
+    text = "--[[ x: y.\n  KEYS[1] a\n  KEYS[3] c\n  KEYS[2] b\n]]\n"
+    with pytest.raises(LuaError, match="out of order"):
+        parse_header("x", text)
+
+
+def test_parse_header_requires_a_header() -> None:
+    with pytest.raises(LuaError, match="no header"):
+        parse_header("x", "return redis.call('GET', KEYS[1])\n")
+
+
+def test_a_caller_whose_tuples_differ_from_the_header_is_refused() -> None:
+    class Swapped(NamedTuple):
+        running: str
+        record: str
+
+    with pytest.raises(LuaError, match="renew"):
+        Lua(DIRECTORY, "renew", Swapped, scripts.RenewArgv)
+
+
+def test_the_lua_files_are_package_data() -> None:
+    import tomllib
+
+    pyproject = Path(__file__).parents[2] / "pyproject.toml"
+    data: Any = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"]
+    assert "queue/lua/*.lua" in data["service"]
+    assert "queue/lua/includes/*.lua" in data["service"]
