@@ -79,7 +79,7 @@ _DUE, _INFLIGHT, _BUSY, _WAKE = key("due"), key("inflight"), key("busy"), key("w
 
 def outbox(op: str) -> str:
     """The core's stream of webhook events for operation ``op``."""
-    return core_keys.key(op, "outbox")
+    return core_keys.outbox(op)
 
 
 def hooked(op: str, event_type: str) -> str:
@@ -88,4 +88,4 @@ def hooked(op: str, event_type: str) -> str:
     The core writes an outbox entry for a state change only when the client is in its set, so
     events no endpoint wants (most often ``request.running``) cost the dispatcher nothing.
     """
-    return core_keys.key(op, "hooked:" + event_type.removeprefix("request."))
+    return core_keys.hooked(op, event_type.removeprefix("request."))
