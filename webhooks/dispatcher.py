@@ -33,10 +33,11 @@ from service.runtime.outage import Outage
 from service.runtime.redis import decodes_responses, sharing_pool
 from webhooks import events, keys, signing
 from webhooks.errors import TargetRefused
+from webhooks.fanout import FanoutItem, LeaseTerms
 from webhooks.models import Claimed, SendTarget
 from webhooks.policy import Decision, decide
 from webhooks.ssrf import SafeResolver, check_url_static
-from webhooks.store import FanoutItem, LeaseTerms, WebhookStore
+from webhooks.store import WebhookStore
 
 log = logging.getLogger("acceptd.webhooks")
 

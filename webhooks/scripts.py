@@ -19,7 +19,6 @@ DIRECTORY = Path(__file__).parent / "lua"
 class FanoutKeys(NamedTuple):
     """Fixed keys of ``fanout.lua``."""
 
-    prefix: str
     due: str
     inflight: str
     busy: str
@@ -37,25 +36,26 @@ class FanoutArgs(NamedTuple):
     slots: int
 
 
-class FanoutEntryKeys(NamedTuple):
-    """The keys of one outbox entry given to ``fanout.lua``."""
+class FanoutItemKeys(NamedTuple):
+    """The keys of one delivery given to ``fanout.lua``."""
 
-    endpoints: str
-    callback: str
+    delivery: str
+    deliveries: str
+    endpoint: str
 
 
-class FanoutEntryArgs(NamedTuple):
-    """The arguments of one outbox entry given to ``fanout.lua``."""
+class FanoutItemArgs(NamedTuple):
+    """The arguments of one delivery given to ``fanout.lua``."""
 
+    id: str
+    target: str
+    ep: str
+    url: str
     client: str
     event_type: str
     op: str
-    entry: str
-    payload: bytes
-    callback_url: str
-    callback_target: str
     request_id: str
-    callback_id: str
+    payload: bytes
 
 
 class ClaimKeys(NamedTuple):
@@ -145,8 +145,8 @@ FANOUT = Lua(
     "fanout",
     FanoutKeys,
     FanoutArgs,
-    call_keys=FanoutEntryKeys,
-    call_argv=FanoutEntryArgs,
+    call_keys=FanoutItemKeys,
+    call_argv=FanoutItemArgs,
 )
 CLAIM = Lua(DIRECTORY, "claim", ClaimKeys, ClaimArgs)
 FINISH = Lua(DIRECTORY, "finish", FinishKeys, FinishArgs)

@@ -17,12 +17,11 @@ Keys (all tagged ``{wh}``, built by :mod:`webhooks.keys`):
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import secrets as _secrets
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import orjson
@@ -33,6 +32,8 @@ from service.runtime.lua import Lua
 from webhooks import keys, scripts
 from webhooks.errors import DeliveryNotFound, EndpointNotFound, InvalidEndpoint
 from webhooks.events import DEFAULT_EVENTS, EVENTS
+from webhooks.fanout import EndpointFilter, Fanout, FanoutItem, LeaseTerms, plan
+from webhooks.fanout import derived_delivery_id as derived_delivery_id
 from webhooks.models import (
     Claimed,
     Delivery,
@@ -56,38 +57,6 @@ MAX_DESCRIPTION = 1024
 
 K = TypeVar("K", bound=tuple[Any, ...])
 A = TypeVar("A", bound=tuple[Any, ...])
-
-
-@dataclass(frozen=True)
-class FanoutItem:
-    """One outbox entry to fan out."""
-
-    op: str
-    entry_id: str
-    event_type: str
-    client: str
-    request_id: str
-    payload: bytes
-    callback_url: str = ""
-    callback_target: str = ""
-
-
-@dataclass(frozen=True)
-class LeaseTerms:
-    """How a fan-out may lease its new deliveries to the caller at once."""
-
-    token: str
-    slots: int
-    seconds: float
-    per_target: int
-
-
-@dataclass(frozen=True)
-class Fanout:
-    """What a fan-out did: the new delivery ids of each entry, and those leased to the caller."""
-
-    created: list[list[str]]
-    leased: list[Claimed]
 
 
 class WebhookStore:
@@ -373,40 +342,46 @@ class WebhookStore:
     ) -> Fanout:
         """Create the deliveries of many outbox entries in one script call.
 
+        The entries' clients' endpoints are read first (two pipelined reads for the batch):
+        the script is given every key it touches, so it cannot look them up itself.
+
         With ``lease``, up to ``lease.slots`` of the new deliveries are leased to the caller
         at once, to send now; the others are queued as due.
         """
         if not items:
             return Fanout([], [])
+        planned = plan(items, await self._enabled_endpoints({it.client for it in items}))
+        if not planned:
+            return Fanout([[] for _ in items], [])
         now = self.now_ms()
         terms = lease or LeaseTerms("", 0, 0.0, 0)
-        entry_keys: list[str] = []
-        entry_argv: list[Any] = []
-        no_callback = keys.delivery("")
-        for it in items:
-            callback_id = (
-                derived_delivery_id(it.op, it.entry_id, "callback") if it.callback_url else ""
+        item_keys: list[str] = []
+        item_argv: list[Any] = []
+        no_endpoint, no_index = keys.endpoint(""), keys.endpoint_deliveries("")
+        previous = -1
+        for p in planned:
+            it = items[p.entry]
+            item_keys += scripts.FanoutItemKeys(
+                keys.delivery(p.id),
+                keys.endpoint_deliveries(p.endpoint_id) if p.endpoint_id else no_index,
+                keys.endpoint(p.endpoint_id) if p.endpoint_id else no_endpoint,
             )
-            entry_keys += scripts.FanoutEntryKeys(
-                keys.client_endpoints(it.client),
-                keys.delivery(callback_id) if callback_id else no_callback,
-            )
-            entry_argv += scripts.FanoutEntryArgs(
+            item_argv += scripts.FanoutItemArgs(
+                p.id,
+                p.target,
+                p.endpoint_id,
+                p.url,
                 it.client,
                 it.event_type,
                 it.op,
-                it.entry_id,
-                it.payload,
-                it.callback_url,
-                it.callback_target,
                 it.request_id,
-                callback_id,
+                # An entry's payload goes once, however many deliveries it has.
+                b"" if p.entry == previous else it.payload,
             )
+            previous = p.entry
         created, flat = await self._run(
             scripts.FANOUT,
-            scripts.FanoutKeys(
-                keys.prefix(), keys.due(), keys.inflight(), keys.busy(), keys.wake()
-            ),
+            scripts.FanoutKeys(keys.due(), keys.inflight(), keys.busy(), keys.wake()),
             scripts.FanoutArgs(
                 now,
                 INDEX_CAP,
@@ -415,28 +390,55 @@ class WebhookStore:
                 terms.per_target,
                 terms.slots,
             ),
-            entry_keys=entry_keys,
-            entry_argv=entry_argv,
+            entry_keys=item_keys,
+            entry_argv=item_argv,
         )
+        by_entry: list[list[str]] = [[] for _ in items]
+        for i in created:
+            by_entry[planned[int(i)].entry].append(planned[int(i)].id)
         leased = []
-        for i in range(0, len(flat), 6):
-            item = items[int(flat[i])]
+        for i in range(0, len(flat), 2):
+            p = planned[int(flat[i])]
+            item = items[p.entry]
             leased.append(
                 Claimed(
-                    id=text(flat[i + 1]),
-                    target=text(flat[i + 2]),
-                    endpoint_id=text(flat[i + 3]) or None,
-                    url=text(flat[i + 4]) or None,
+                    id=p.id,
+                    target=p.target,
+                    endpoint_id=p.endpoint_id or None,
+                    url=p.url or None,
                     client=item.client,
                     event_type=item.event_type,
                     payload=item.payload,
                     tries=0,
                     attempts=0,
                     token=terms.token,
-                    endpoint_version=text(flat[i + 5]),
+                    endpoint_version=text(flat[i + 1]),
                 )
             )
-        return Fanout([[text(x) for x in row] for row in created], leased)
+        return Fanout(by_entry, leased)
+
+    async def _enabled_endpoints(self, clients: set[str]) -> dict[str, list[EndpointFilter]]:
+        """Each client's enabled endpoints: two pipelined reads (their ids, then their filters)."""
+        ordered = list(clients)
+        lists = await asyncio.gather(
+            *(self._batcher.command("ZRANGE", keys.client_endpoints(c), 0, -1) for c in ordered)
+        )
+        ids = sorted({text(i) for ids in lists for i in ids})
+        rows = await asyncio.gather(
+            *(
+                self._batcher.command("HMGET", keys.endpoint(i), "disabled", "events", "operations")
+                for i in ids
+            )
+        )
+        enabled = {
+            i: EndpointFilter(i, text(events), text(ops))
+            for i, (disabled, events, ops) in zip(ids, rows, strict=True)
+            if disabled == b"0"
+        }
+        return {
+            client: [enabled[text(i)] for i in ids_of if text(i) in enabled]
+            for client, ids_of in zip(ordered, lists, strict=True)
+        }
 
     async def claim(
         self,
@@ -570,15 +572,6 @@ class WebhookStore:
         if unknown:
             raise InvalidEndpoint(f"operations: unknown operation {unknown[0]!r}")
         return list(dict.fromkeys(operations))
-
-
-def derived_delivery_id(op: str, entry_id: str, target: str) -> str:
-    """The id of an outbox entry's delivery to ``target``: a retried fan-out gives the same.
-
-    ``fanout.lua`` names its endpoints' deliveries alike; the caller names the callback's
-    (target ``callback``) so that its key can be declared.
-    """
-    return "msg_" + hashlib.sha1(f"{op}/{entry_id}/{target}".encode()).hexdigest()[:26]
 
 
 def _valid_url(url: str) -> str:
