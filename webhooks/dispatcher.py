@@ -574,9 +574,9 @@ def _is_entry_list(value: list[Any]) -> bool:
 def _callback_target(url: str) -> str:
     # Callbacks have no endpoint: their concurrency is limited per origin instead.
     try:
-        return "cb:" + str(URL(url).origin())
+        return keys.CALLBACK_TARGET + str(URL(url).origin())
     except ValueError:
-        return "cb:" + url
+        return keys.CALLBACK_TARGET + url
 
 
 def _describe(exc: BaseException, timeout: float) -> str:

@@ -61,7 +61,6 @@ class FanoutItemArgs(NamedTuple):
 class ClaimKeys(NamedTuple):
     """Keys of ``claim.lua``."""
 
-    prefix: str
     due: str
     inflight: str
     busy: str
@@ -71,12 +70,49 @@ class ClaimArgs(NamedTuple):
     """Arguments of ``claim.lua``."""
 
     now: int
-    lease_ms: int
-    token: str
     max_items: int
     per_target: int
     busy_ms: int
     scan: int
+
+
+class LeaseKeys(NamedTuple):
+    """Keys of ``lease.lua``."""
+
+    delivery: str
+    endpoint: str
+    due: str
+    inflight: str
+    busy: str
+
+
+class LeaseArgs(NamedTuple):
+    """Arguments of ``lease.lua``."""
+
+    id: str
+    member: str
+    now: int
+    deadline: int
+    token: str
+    per_target: int
+    busy_ms: int
+
+
+class StallKeys(NamedTuple):
+    """Keys of ``stall.lua``."""
+
+    delivery: str
+    log: str
+    due: str
+    inflight: str
+    busy: str
+
+
+class StallArgs(NamedTuple):
+    """Arguments of ``stall.lua``."""
+
+    id: str
+    now: int
     max_stalls: int
     retention: int
     lease_lost: str
@@ -149,9 +185,11 @@ FANOUT = Lua(
     call_argv=FanoutItemArgs,
 )
 CLAIM = Lua(DIRECTORY, "claim", ClaimKeys, ClaimArgs)
+LEASE = Lua(DIRECTORY, "lease", LeaseKeys, LeaseArgs)
+STALL = Lua(DIRECTORY, "stall", StallKeys, StallArgs)
 FINISH = Lua(DIRECTORY, "finish", FinishKeys, FinishArgs)
 REDELIVER = Lua(DIRECTORY, "redeliver", RedeliverKeys, RedeliverArgs)
 ROTATE = Lua(DIRECTORY, "rotate", RotateKeys, RotateArgs)
 
-_SCRIPTS: tuple[Lua[Any, Any], ...] = (FANOUT, CLAIM, FINISH, REDELIVER, ROTATE)
+_SCRIPTS: tuple[Lua[Any, Any], ...] = (FANOUT, CLAIM, LEASE, STALL, FINISH, REDELIVER, ROTATE)
 ALL: dict[str, Lua[Any, Any]] = {lua.name: lua for lua in _SCRIPTS}

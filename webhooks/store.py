@@ -8,7 +8,7 @@ Keys (all tagged ``{wh}``, built by :mod:`webhooks.keys`):
 - ``d:<id>``      hash, one delivery (payload snapshot, status, lease); expires once settled
 - ``dlog:<id>``   list of the delivery's attempts (JSON), capped
 - ``epd:<id>``    sorted set of an endpoint's delivery ids by creation time, capped
-- ``due``         sorted set of pending delivery ids by next attempt time
+- ``due``         sorted set of pending deliveries (``<id>\\n<target>``) by next attempt time
 - ``inflight``    sorted set of leased delivery ids by lease deadline
 - ``busy``        hash, sends in flight per target (endpoint id or callback origin)
 - ``wake``        list holding at most one marker; idle dispatchers block on it
@@ -20,7 +20,7 @@ import asyncio
 import json
 import secrets as _secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from typing import Any, TypeVar
 
@@ -452,47 +452,64 @@ class WebhookStore:
         """Lease up to ``max_items`` due deliveries; also re-queues expired leases.
 
         Returns them and when (epoch seconds) the next delivery or lease falls due, if any.
+        Two steps: ``claim.lua`` picks them from the shared sets, then one ``lease.lua`` per
+        pick and one ``stall.lua`` per expired lease leave together (one pipeline).
         """
         now = self.now_ms()
+        expired, picked, soonest_ms = await self._run(
+            scripts.CLAIM,
+            scripts.ClaimKeys(keys.due(), keys.inflight(), keys.busy()),
+            scripts.ClaimArgs(now, max_items, per_target, int(busy_delay * 1000), scan),
+        )
         lost = json.dumps(
             {"at": now, "status_code": None, "error": "lease expired: the dispatcher was lost"}
         )
-        res = await self._run(
-            scripts.CLAIM,
-            scripts.ClaimKeys(keys.prefix(), keys.due(), keys.inflight(), keys.busy()),
-            scripts.ClaimArgs(
-                now,
-                int(lease * 1000),
-                token,
-                max_items,
-                per_target,
-                int(busy_delay * 1000),
-                scan,
-                MAX_STALLS,
-                self.retention,
-                lost,
-            ),
-        )
-        flat, soonest = res[0], int(res[1])
-        items = [
-            Claimed(
-                id=text(flat[i]),
-                target=text(flat[i + 1]),
-                endpoint_id=text(flat[i + 2]) or None,
-                url=text(flat[i + 3]) or None,
-                client=text(flat[i + 4]),
-                event_type=text(flat[i + 5]),
-                payload=flat[i + 6]
-                if isinstance(flat[i + 6], bytes)
-                else text(flat[i + 6]).encode(),
-                tries=int(flat[i + 7]),
-                attempts=int(flat[i + 8]),
-                token=token,
-                endpoint_version=text(flat[i + 9]),
-            )
-            for i in range(0, len(flat), 10)
+        stalls = [self._stall(text(i), now, lost) for i in expired]
+        deadline = now + int(lease * 1000)
+        members = [text(m) for m in picked]
+        leases = [
+            self._lease(m, now, deadline, token, per_target, int(busy_delay * 1000))
+            for m in members
         ]
+        replies = await asyncio.gather(*leases, *stalls)
+        items = [
+            _claimed(keys.split_due_member(m)[0], reply, token)
+            for m, reply in zip(members, replies[: len(leases)], strict=True)
+            if reply
+        ]
+        soonest = int(soonest_ms)
+        if any(text(r) == "due" for r in replies[len(leases) :]):
+            soonest = now  # recovered deliveries are due now: the next claim takes them
         return items, (soonest / 1000 if soonest >= 0 else None)
+
+    def _lease(
+        self, member: str, now: int, deadline: int, token: str, per_target: int, busy_ms: int
+    ) -> Awaitable[Any]:
+        delivery_id, target = keys.split_due_member(member)
+        return self._run(
+            scripts.LEASE,
+            scripts.LeaseKeys(
+                keys.delivery(delivery_id),
+                keys.endpoint(keys.target_endpoint(target)),
+                keys.due(),
+                keys.inflight(),
+                keys.busy(),
+            ),
+            scripts.LeaseArgs(delivery_id, member, now, deadline, token, per_target, busy_ms),
+        )
+
+    def _stall(self, delivery_id: str, now: int, lost: str) -> Awaitable[Any]:
+        return self._run(
+            scripts.STALL,
+            scripts.StallKeys(
+                keys.delivery(delivery_id),
+                keys.delivery_log(delivery_id),
+                keys.due(),
+                keys.inflight(),
+                keys.busy(),
+            ),
+            scripts.StallArgs(delivery_id, now, MAX_STALLS, self.retention, lost),
+        )
 
     async def finish(
         self,
@@ -572,6 +589,24 @@ class WebhookStore:
         if unknown:
             raise InvalidEndpoint(f"operations: unknown operation {unknown[0]!r}")
         return list(dict.fromkeys(operations))
+
+
+def _claimed(delivery_id: str, fields: list[Any], token: str) -> Claimed:
+    # lease.lua's reply: target, endpoint, url, client, type, payload, tries, attempts, version.
+    payload = fields[5]
+    return Claimed(
+        id=delivery_id,
+        target=text(fields[0]),
+        endpoint_id=text(fields[1]) or None,
+        url=text(fields[2]) or None,
+        client=text(fields[3]),
+        event_type=text(fields[4]),
+        payload=payload if isinstance(payload, bytes) else text(payload).encode(),
+        tries=int(fields[6]),
+        attempts=int(fields[7]),
+        token=token,
+        endpoint_version=text(fields[8]),
+    )
 
 
 def _valid_url(url: str) -> str:

@@ -7,7 +7,7 @@
   Up to `slots` new deliveries whose target has a free slot are leased to the caller (it
   sends them now, with no claim); the rest are queued as due.
 
-  KEYS[1] due               pending delivery ids by next attempt time
+  KEYS[1] due               pending deliveries (id and target) by next attempt time
   KEYS[2] inflight          leased delivery ids by lease deadline
   KEYS[3] busy              sends in flight per target
   KEYS[4] wake              the list idle dispatchers block on
@@ -66,6 +66,7 @@ end
 
 --- @include "has"
 --- @include "wake"
+--- @include "member"
 
 -- An endpoint's state, read once per call however many items it has.
 local endpoints = {}
@@ -101,7 +102,7 @@ for i, it in ipairs(items) do
       table.insert(leased, i - 1)
       table.insert(leased, ver)
     else
-      redis.call('ZADD', due, now, it.id)
+      redis.call('ZADD', due, now, due_member(it.id, it.target))
       queued = true
     end
     if it.ep ~= '' then
