@@ -1,5 +1,5 @@
 -- settle(delivery_key, log_key, seconds): a settled delivery's hash and attempt log expire
--- after `seconds`. Expects no locals (claim settles deliveries it derives).
+-- after `seconds`. Expects no locals.
 local function settle(delivery_key, log_key, seconds)
   redis.call('EXPIRE', delivery_key, seconds)
   redis.call('EXPIRE', log_key, seconds)
