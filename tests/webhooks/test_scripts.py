@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
@@ -15,6 +16,7 @@ from webhooks.models import text
 from webhooks.store import derived_delivery_id
 
 FILES = sorted(scripts.DIRECTORY.glob("*.lua"))
+INCLUDE_FILES = sorted(scripts.DIRECTORY.glob("includes/*.lua"))
 INCLUDE = re.compile(r'^--- @include "([\w/-]+)"\s*$', re.M)
 # `local name = KEYS[n]` (or `tonumber(ARGV[n])`) at the top of a script.
 FIXED_LOCAL = re.compile(r"^local (\w+) = (?:tonumber\()?(KEYS|ARGV)\[(\d+)\]\)?$", re.M)
@@ -35,10 +37,16 @@ def _body(name: str) -> str:
 
 
 def test_every_script_file_is_registered_and_every_include_exists() -> None:
-    names = {f.stem for f in FILES}
-    includes = _includes()
-    assert includes <= names
-    assert names - includes == set(scripts.ALL)
+    assert {f.stem for f in FILES} == set(scripts.ALL)
+    assert _includes() == {f"includes/{f.stem}" for f in INCLUDE_FILES}
+
+
+@pytest.mark.parametrize("path", INCLUDE_FILES, ids=lambda p: p.stem)
+def test_includes_index_nothing_and_say_what_they_expect(path: Path) -> None:
+    text = path.read_text()
+    assert not INDEXING.search(text), path
+    assert re.search(r"Expects (no locals|the locals? )", text), path
+    assert not DERIVED.search(text), path
 
 
 @pytest.mark.parametrize("name", sorted(scripts.ALL))

@@ -64,9 +64,9 @@ for n = 0, (#KEYS - 4) / 3 - 1 do
   }
 end
 
---- @include "has"
---- @include "wake"
---- @include "member"
+--- @include "includes/has"
+--- @include "includes/wake"
+--- @include "includes/member"
 
 -- An endpoint's state, read once per call however many items it has.
 local endpoints = {}

@@ -40,10 +40,10 @@ local disable_after = tonumber(ARGV[9])
 local gone_reason = ARGV[10]
 local stale_reason = ARGV[11]
 
---- @include "unbusy"
---- @include "settle"
---- @include "disable"
---- @include "member"
+--- @include "includes/unbusy"
+--- @include "includes/settle"
+--- @include "includes/disable"
+--- @include "includes/member"
 
 if redis.call('HGET', delivery, 'lease') ~= token then return 'lost' end
 redis.call('ZREM', inflight, id)

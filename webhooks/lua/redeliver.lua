@@ -21,8 +21,8 @@ local id = ARGV[1]
 local client = ARGV[2]
 local now = ARGV[3]
 
---- @include "wake"
---- @include "member"
+--- @include "includes/wake"
+--- @include "includes/member"
 
 if redis.call('HGET', delivery, 'client') ~= client then return {'missing'} end
 local outcome = 'inflight'

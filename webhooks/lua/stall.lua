@@ -26,9 +26,9 @@ local max_stalls = tonumber(ARGV[3])
 local retention = tonumber(ARGV[4])
 local lease_lost = ARGV[5]
 
---- @include "unbusy"
---- @include "settle"
---- @include "member"
+--- @include "includes/unbusy"
+--- @include "includes/settle"
+--- @include "includes/member"
 
 local deadline = tonumber(redis.call('ZSCORE', inflight, id) or '')
 if not deadline or deadline > now then return '' end
