@@ -41,6 +41,12 @@ def client_index(op: str, client: str) -> str:
     return f"{ROOT}:{{{op}}}:c:{client}"
 
 
+def member(request_id: str, client: str) -> str:
+    """A request's member of ``pending``, ``running`` and ``delayed``: its id, then its client
+    (client names hold no newline), so a script popping it can declare the client's keys."""
+    return request_id
+
+
 def idempotency(op: str, client: str, key_hash: str) -> str:
     """An Idempotency-Key's request id."""
     return f"{ROOT}:{{{op}}}:idem:{client}:{key_hash}"

@@ -70,6 +70,23 @@ class SubmitCallArgv(NamedTuple):
     idem_hash: str
 
 
+class ReplayKeys(NamedTuple):
+    """The replay script's KEYS."""
+
+    idempotency: str
+    record: str
+    pending: str
+
+
+class ReplayArgv(NamedTuple):
+    """The replay script's ARGV."""
+
+    id: str
+    member: str
+    body_hash: str
+    wait: str
+
+
 class ClaimKeys(NamedTuple):
     """The claim script's KEYS."""
 
@@ -270,6 +287,7 @@ SUBMIT = Lua(
     call_keys=SubmitCallKeys,
     call_argv=SubmitCallArgv,
 )
+REPLAY = Lua(DIRECTORY, "replay", ReplayKeys, ReplayArgv)
 CLAIM = Lua(DIRECTORY, "claim", ClaimKeys, ClaimArgv)
 UNIDLE = Lua(DIRECTORY, "unidle", UnidleKeys, UnidleArgv)
 RENEW = Lua(DIRECTORY, "renew", RenewKeys, RenewArgv)
@@ -282,5 +300,17 @@ STATS = Lua(DIRECTORY, "stats", StatsKeys, StatsArgv)
 
 ALL: dict[str, Lua[Any, Any]] = {
     lua.name: lua
-    for lua in (SUBMIT, CLAIM, UNIDLE, RENEW, PROGRESS, FINISH, RELEASE, CANCEL, READ, STATS)
+    for lua in (
+        SUBMIT,
+        REPLAY,
+        CLAIM,
+        UNIDLE,
+        RENEW,
+        PROGRESS,
+        FINISH,
+        RELEASE,
+        CANCEL,
+        READ,
+        STATS,
+    )
 }

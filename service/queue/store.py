@@ -57,6 +57,8 @@ from service.queue.scripts import (
     ReleaseKeys,
     RenewArgv,
     RenewKeys,
+    ReplayArgv,
+    ReplayKeys,
     StatsArgv,
     StatsKeys,
     SubmitArgv,
@@ -70,6 +72,8 @@ from service.runtime.batcher import Batcher
 from service.runtime.redis import RawConnection, dedicated
 
 IDEMPOTENCY_TTL = 86_400
+# Submits of a request whose Idempotency-Key keeps naming requests that expire meanwhile.
+SUBMIT_TRIES = 3
 _IDEMPOTENCY_TTL = str(IDEMPOTENCY_TTL)
 
 Outcome = Literal["succeeded", "failed", "canceled", "retry"]
@@ -203,6 +207,16 @@ class Queue:
 
     async def submit(self, req: NewRequest) -> Submitted:
         """Create a request and queue it, unless the queue is full or the key replays."""
+        for _ in range(SUBMIT_TRIES):
+            res = await self._submit_once(req)
+            if res is not None:
+                return res
+        # The key's request expired at each try while others reused the key: say so, as a
+        # conflict, rather than loop.
+        return Submitted("conflict", "", None, None)
+
+    async def _submit_once(self, req: NewRequest) -> Submitted | None:
+        # None: the Idempotency-Key named a request that has expired since; submit again.
         now = self.now_ms()
         op, rid, client, idem = req.op, req.id, req.client, req.idempotency_key
         index, no_idem, rate, glob, cev = _client_keys(op, client)
@@ -237,13 +251,36 @@ class Queue:
             return Submitted("full", "", None, int(res[1]))
         if outcome == "limited":
             return Submitted("limited", "", None, None, retry_after_ms=int(res[1]))
-        rid = _s(res[1])
-        if outcome == "conflict":
-            return Submitted("conflict", rid, None, None)
+        if outcome == "exists":
+            return await self._replay(req, _s(res[1]))
         rank = int(res[3])
-        record = orjson.loads(res[2]) if outcome == "replay" else None
         position = rank if rank >= 0 else None
-        return Submitted(outcome, rid, record, position, len(res) > 4, now)  # type: ignore[arg-type]
+        return Submitted("created", _s(res[1]), None, position, len(res) > 4, now)
+
+    async def _replay(self, req: NewRequest, existing: str) -> Submitted | None:
+        # The second step of an idempotent replay (only replays pay this round trip).
+        op, client = req.op, req.client
+        res = await scripts.REPLAY.call(
+            self.batcher,
+            ReplayKeys(
+                keys.idempotency(op, client, req.idempotency_key),
+                keys.record(op, existing),
+                keys.pending(op),
+            ),
+            ReplayArgv(
+                existing,
+                keys.member(existing, client),
+                req.body_hash,
+                "1" if req.waited else "",
+            ),
+        )
+        outcome = _s(res[0])
+        if outcome == "gone":
+            return None
+        if outcome == "conflict":
+            return Submitted("conflict", existing, None, None)
+        rank = int(res[3])
+        return Submitted("replay", existing, orjson.loads(res[2]), rank if rank >= 0 else None)
 
     async def claim(
         self,

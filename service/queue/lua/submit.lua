@@ -35,10 +35,9 @@
   ARGV[+16] wait           '1' when a caller waits for the outcome (its events are watched)
   ARGV[+17] idem_hash      the Idempotency-Key's hash, '' if none
 Derived keys (not yet declared):
-  r:<id> of the request an Idempotency-Key already names;
   hand:<worker> of the idle worker a request is handed to.
 Returns one reply per call, in order: {'created', id, '', position} ({..., -1, 'running'} when
-handed to a worker), {'replay', id, snapshot_json, position}, {'conflict', id},
+handed to a worker), {'exists', id} (the Idempotency-Key names request id: replay.lua answers),
 {'full', depth} or {'limited', wait_ms}. The batcher merges a tick's calls into one; each runs
 protected, so one that fails (out of memory, say) is an error entry and the others stand.
 ]]
@@ -56,27 +55,13 @@ local idem_ttl = ARGV[3]
 -- Calls follow the fixed KEYS and ARGV, this many of each per call.
 local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 8, 6, 3, 17
 local hooked = {running = hooked_running}
---- @include "includes/hgetall"
---- @include "includes/snapshot"
 --- @include "includes/fmt"
 --- @include "includes/emit"
 --- @include "includes/outbox"
 --- @include "includes/handed"
 --- @include "includes/wake"
---- @include "includes/derived_record"
 --- @include "includes/derived_hand"
 
-local function replay(rk, c)
-  local existing = redis.call('GET', rk.idempotency)
-  if not existing then return nil end
-  local old = derived_record(existing)
-  local bhash = redis.call('HGET', old, 'bhash')
-  if not bhash then return nil end
-  if bhash ~= c.body_hash then return {'conflict', existing} end
-  if c.wait == '1' then redis.call('HSET', old, 'wait', '1') end
-  local rank = redis.call('ZRANK', pending, existing)
-  return {'replay', existing, cjson.encode(snapshot(hgetall(old))), rank or -1}
-end
 
 -- Token bucket per client and operation: refill by elapsed time, take one token. Returns the
 -- wait (ms) until a token is available, or nil when one was taken.
@@ -96,8 +81,9 @@ end
 local function submit(rk, c)
   local now = tonumber(c.now)
   if c.idem_hash ~= '' then
-    local res = replay(rk, c)
-    if res then return res end
+    -- The key names another request: replay.lua answers, declaring that request's record.
+    local existing = redis.call('GET', rk.idempotency)
+    if existing then return {'exists', existing} end
   end
   local wait_ms = limited(rk, c, now)
   if wait_ms then return {'limited', wait_ms} end
