@@ -19,12 +19,12 @@ DIRECTORY = Path(__file__).with_name("lua")
 class SubmitKeys(NamedTuple):
     """The submit script's fixed KEYS (one operation's)."""
 
-    prefix: str
     pending: str
     seq: str
     idle: str
     running: str
     wake: str
+    hand: str
     outbox: str
     hooked_running: str
 
@@ -90,19 +90,14 @@ class ReplayArgv(NamedTuple):
 class ClaimKeys(NamedTuple):
     """The claim script's KEYS."""
 
-    prefix: str
     pending: str
     delayed: str
     running: str
     workers: str
     idle: str
     wake: str
-    tput: str
-    outbox: str
-    hooked_running: str
-    hooked_failed: str
-    hooked_canceled: str
     hand: str
+    signal: str
 
 
 class ClaimArgv(NamedTuple):
@@ -110,13 +105,77 @@ class ClaimArgv(NamedTuple):
 
     now: int
     lease_ms: int
-    token: str
     worker: str
     max_jobs: int
     worker_ttl_ms: int
     idle_ms: int
+    recover: str
+
+
+class StartKeys(NamedTuple):
+    """The start script's KEYS."""
+
+    record: str
+    ev: str
+    glob: str
+    cev: str
+    running: str
+    outbox: str
+    hooked_running: str
+
+
+class StartArgv(NamedTuple):
+    """The start script's ARGV."""
+
+    member: str
+    token: str
+    worker: str
+    now: int
     events_channel: str
     watched_channel: str
+
+
+class RecoverKeys(NamedTuple):
+    """The recover script's KEYS."""
+
+    record: str
+    ev: str
+    glob: str
+    cev: str
+    running: str
+    pending: str
+    hand: str
+    wake: str
+    tput: str
+    outbox: str
+    hooked_failed: str
+    hooked_canceled: str
+
+
+class RecoverArgv(NamedTuple):
+    """The recover script's ARGV."""
+
+    id: str
+    member: str
+    now: int
+    events_channel: str
+    watched_channel: str
+
+
+class PromoteKeys(NamedTuple):
+    """The promote script's KEYS."""
+
+    record: str
+    delayed: str
+    pending: str
+    wake: str
+
+
+class PromoteArgv(NamedTuple):
+    """The promote script's ARGV."""
+
+    member: str
+    now: int
 
 
 class UnidleKeys(NamedTuple):
@@ -124,6 +183,7 @@ class UnidleKeys(NamedTuple):
 
     idle: str
     hand: str
+    signal: str
 
 
 class UnidleArgv(NamedTuple):
@@ -144,7 +204,7 @@ class RenewKeys(NamedTuple):
 class RenewArgv(NamedTuple):
     """The renew script's ARGV."""
 
-    id: str
+    member: str
     token: str
     now: int
     lease_ms: int
@@ -289,6 +349,9 @@ SUBMIT = Lua(
 )
 REPLAY = Lua(DIRECTORY, "replay", ReplayKeys, ReplayArgv)
 CLAIM = Lua(DIRECTORY, "claim", ClaimKeys, ClaimArgv)
+START = Lua(DIRECTORY, "start", StartKeys, StartArgv)
+RECOVER = Lua(DIRECTORY, "recover", RecoverKeys, RecoverArgv)
+PROMOTE = Lua(DIRECTORY, "promote", PromoteKeys, PromoteArgv)
 UNIDLE = Lua(DIRECTORY, "unidle", UnidleKeys, UnidleArgv)
 RENEW = Lua(DIRECTORY, "renew", RenewKeys, RenewArgv)
 PROGRESS = Lua(DIRECTORY, "progress", ProgressKeys, ProgressArgv)
@@ -304,6 +367,9 @@ ALL: dict[str, Lua[Any, Any]] = {
         SUBMIT,
         REPLAY,
         CLAIM,
+        START,
+        RECOVER,
+        PROMOTE,
         UNIDLE,
         RENEW,
         PROGRESS,

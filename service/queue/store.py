@@ -3,9 +3,10 @@
 Per operation ``op`` (all keys tagged ``{op}``, built by :mod:`service.queue.keys`):
 
 - ``r:<id>``     hash, the request's record (deleted ``result_ttl`` after it finishes)
-- ``pending``    sorted set of queued ids, score = (10 - priority) * 2**40 + arrival sequence
-- ``delayed``    sorted set of ids waiting out a retry backoff, score = due time
-- ``running``    sorted set of claimed ids, score = lease deadline
+- ``pending``    sorted set of queued requests, score = (10 - priority) * 2**40 + arrival sequence;
+  members (here and in ``delayed`` and ``running``) are ``<id>\n<client>`` (:func:`keys.member`)
+- ``delayed``    sorted set of requests waiting out a retry backoff, score = due time
+- ``running``    sorted set of claimed requests, score = lease deadline
 - ``wake``       list holding at most one marker; idle workers block on it
 - ``c:<client>`` sorted set of a client's ids by creation time (listing)
 - ``idem:<client>:<hash>`` an Idempotency-Key's request id (24 h)
@@ -18,8 +19,9 @@ Per operation ``op`` (all keys tagged ``{op}``, built by :mod:`service.queue.key
 - ``workers``    sorted set of worker ids by heartbeat deadline
 - ``idle``       sorted set of ``"<lease_ms> <worker>"`` registered idle, by expiry: a submit
   that finds the queue empty leases its request to one of them at once
-- ``hand:<worker>`` list of requests handed to that worker (at most one), its blocking pop's
-  first key
+- ``hand``       list of requests handed to idle workers (one per registration taken), which
+  any waiting worker's blocking pop takes
+- ``signal:<worker>`` list holding the empty entry that ends that worker's blocking pop
 - ``outbox``     stream of webhook events, written in the step that changes state
 - ``hooked:<status>`` set of clients with a webhook endpoint for that status's event
 - channels ``events`` (every state change), ``watched`` (the changes of requests someone
@@ -51,14 +53,20 @@ from service.queue.scripts import (
     FinishKeys,
     ProgressArgv,
     ProgressKeys,
+    PromoteArgv,
+    PromoteKeys,
     ReadArgv,
     ReadKeys,
+    RecoverArgv,
+    RecoverKeys,
     ReleaseArgv,
     ReleaseKeys,
     RenewArgv,
     RenewKeys,
     ReplayArgv,
     ReplayKeys,
+    StartArgv,
+    StartKeys,
     StatsArgv,
     StatsKeys,
     SubmitArgv,
@@ -187,7 +195,7 @@ THROUGHPUT_WINDOW = 60.0
 
 
 class Queue:
-    """Every queue operation, each one Redis round trip (one script)."""
+    """Every queue operation, each one Redis round trip (one script); a claim takes two."""
 
     def __init__(self, redis: Redis, clock: Callable[[], float] = time.time) -> None:
         self.redis = redis
@@ -294,88 +302,136 @@ class Queue:
     ) -> tuple[list[Job], int | None]:
         """Claim up to ``max_jobs`` from the head; also recovers expired leases and due retries.
 
-        Returns the jobs (with any handed to this worker) and when (ms) the next retry or
-        lease falls due, if any. Finding nothing, the worker is registered idle for ``idle``
-        seconds (0: not at all), to be handed the next request through :meth:`wait_for_work`.
+        Returns the jobs (with any handed to idle workers and not yet taken) and when (ms) the
+        next retry or lease falls due, if any. Finding nothing, the worker is registered idle
+        for ``idle`` seconds (0: not at all), to be handed the next request through
+        :meth:`wait_for_work`.
+
+        Two round trips: ``claim.lua`` touches only the operation's own keys and returns the
+        members it popped; then one ``start.lua`` per member, declaring that request's keys,
+        go together as one pipeline. Expired leases and due retries cost two more, first.
         """
-        k = keys.of(op)
-        res = await scripts.CLAIM.call(
+        k, now = keys.of(op), self.now_ms()
+        claim_keys = ClaimKeys(
+            k.pending,
+            k.delayed,
+            k.running,
+            k.workers,
+            k.idle,
+            k.wake,
+            k.hand,
+            keys.signal(op, worker),
+        )
+        fixed = (now, int(lease * 1000), worker, max_jobs, int(worker_ttl * 1000), int(idle * 1000))
+        res = await scripts.CLAIM.call(self.batcher, claim_keys, ClaimArgv(*fixed, "1"))
+        if res[1] or res[2]:
+            # Expired leases and due retries first (issued together: one pipeline), so they
+            # are queued, at the head for a recovered lease, before this claim pops.
+            await asyncio.gather(
+                *(self._recover(op, _s(m), now) for m in res[1]),
+                *(self._promote(op, _s(m), now) for m in res[2]),
+            )
+            res = await scripts.CLAIM.call(self.batcher, claim_keys, ClaimArgv(*fixed, "0"))
+        popped, soonest, given = res[0], int(res[3]), res[4]
+        jobs = [_handed(op, entry) for entry in given]
+        if popped:
+            # One start per member, issued together: one pipeline (see service.runtime.batcher).
+            replies = await asyncio.gather(
+                *(self._start(op, _s(m), token, worker, now) for m in popped),
+                return_exceptions=True,
+            )
+            jobs.extend(j for j in replies if isinstance(j, Job))
+            failed = [e for e in replies if isinstance(e, BaseException)]
+            # A member whose start failed stays in running, 'queued': when its lease expires a
+            # later claim queues it again, with no attempt used. Jobs started here run
+            # regardless, so raise only without any.
+            if failed and not jobs:
+                raise failed[0]
+        return jobs, (soonest if soonest >= 0 else None)
+
+    def _start(
+        self, op: str, member: str, token: str, worker: str, now: int
+    ) -> Awaitable[Job | None]:
+        rid, client = keys.parse_member(member)
+        k, ck = keys.of(op), _client_keys(op, client)
+        fut = scripts.START.call(
             self.batcher,
-            ClaimKeys(
-                k.prefix,
-                k.pending,
-                k.delayed,
+            StartKeys(
+                keys.record(op, rid),
+                keys.ev(op, rid),
+                ck.glob,
+                ck.cev,
                 k.running,
-                k.workers,
-                k.idle,
+                k.outbox,
+                k.hooked_running,
+            ),
+            StartArgv(member, token, worker, now, k.events_channel, k.watched_channel),
+        )
+        return _job_of(fut, op, rid, client, token)
+
+    def _recover(self, op: str, member: str, now: int) -> Awaitable[Any]:
+        rid, client = keys.parse_member(member)
+        k, ck = keys.of(op), _client_keys(op, client)
+        return scripts.RECOVER.call(
+            self.batcher,
+            RecoverKeys(
+                keys.record(op, rid),
+                keys.ev(op, rid),
+                ck.glob,
+                ck.cev,
+                k.running,
+                k.pending,
+                k.hand,
                 k.wake,
                 k.tput,
                 k.outbox,
-                k.hooked_running,
                 k.hooked_failed,
                 k.hooked_canceled,
-                keys.hand_list(op, worker),
             ),
-            ClaimArgv(
-                self.now_ms(),
-                int(lease * 1000),
-                token,
-                worker,
-                max_jobs,
-                int(worker_ttl * 1000),
-                int(idle * 1000),
-                k.events_channel,
-                k.watched_channel,
-            ),
+            RecoverArgv(rid, member, now, k.events_channel, k.watched_channel),
         )
-        flat, soonest = res[0], int(res[1])
-        jobs = [
-            Job(
-                request_id=_s(flat[i]),
-                op=op,
-                input=_s(flat[i + 1]),
-                attempt=int(flat[i + 2]),
-                timeout=int(flat[i + 3]) / 1000,
-                client=_s(flat[i + 4]),
-                max_attempts=int(flat[i + 5]),
-                backoff=int(flat[i + 6]) / 1000,
-                token=token,
-                created_ms=int(flat[i + 7]),
-            )
-            for i in range(0, len(flat), 8)
-        ]
-        jobs.extend(_handed(op, entry) for entry in res[2])
-        return jobs, (soonest if soonest >= 0 else None)
+
+    def _promote(self, op: str, member: str, now: int) -> Awaitable[Any]:
+        rid, _ = keys.parse_member(member)
+        k = keys.of(op)
+        return scripts.PROMOTE.call(
+            self.batcher,
+            PromoteKeys(keys.record(op, rid), k.delayed, k.pending, k.wake),
+            PromoteArgv(member, now),
+        )
 
     async def wait_for_work(
         self, op: str, worker: str, timeout: float, waiter: Waiter | None = None
     ) -> list[Job]:
-        """Block until a submit signals work or hands this worker a job, or ``timeout`` passes.
+        """Block until a submit signals work or hands an idle worker a job, or ``timeout`` passes.
 
-        Returns the handed job, if that is what ended the wait. A claim loop passes its own
-        ``waiter``; without one, the wait takes a connection from the pool.
+        Returns the handed job, if that is what ended the wait (any waiting worker may take
+        it). A claim loop passes its own ``waiter``; without one, the wait takes a connection
+        from the pool.
         """
         # Bounded well under the connection's socket timeout (service.runtime.redis.SOCKET_TIMEOUT).
-        own = keys.hand_list(op, worker)
-        wait_keys = [own, keys.wake(op)]
+        k = keys.of(op)
+        # The worker's own signal first: a stopping worker's wake-up ends its pop at once.
+        wait_keys = [keys.signal(op, worker), k.hand, k.wake]
         bound = min(max(timeout, 0.01), 4.0)
         res: Sequence[bytes | str] | None
         if waiter is not None:
             res = await waiter.blpop(wait_keys, bound)
         else:
             res = await self.redis.blpop(wait_keys, timeout=bound)
-        if res is None or _s(res[0]) != own or not res[1]:
+        if res is None or _s(res[0]) != k.hand or not res[1]:
             return []
         return [_handed(op, res[1])]
 
     async def unidle(self, op: str, worker: str, lease: float, *, wake: bool) -> list[Job]:
-        """Hand this worker nothing more (it is stopping); returns what it was handed.
+        """Hand this worker nothing more (it is stopping).
 
-        With ``wake``, its blocking :meth:`wait_for_work` ends at once.
+        Returns the hand-offs no idle worker is left to take. With ``wake``, its blocking
+        :meth:`wait_for_work` ends at once.
         """
         res = await scripts.UNIDLE.call(
             self.batcher,
-            UnidleKeys(keys.idle(op), keys.hand_list(op, worker)),
+            UnidleKeys(keys.idle(op), keys.hand(op), keys.signal(op, worker)),
             UnidleArgv(worker, int(lease * 1000), "1" if wake else ""),
         )
         return [_handed(op, entry) for entry in res]
@@ -386,7 +442,7 @@ class Queue:
         res = await scripts.RENEW.call(
             self.batcher,
             RenewKeys(keys.record(op, rid), keys.of(op).running),
-            RenewArgv(rid, job.token, self.now_ms(), int(lease * 1000)),
+            RenewArgv(keys.member(rid, job.client), job.token, self.now_ms(), int(lease * 1000)),
         )
         return _s(res)
 
@@ -582,12 +638,12 @@ class Queue:
             await self.redis.zrem(keys.client_index(op, client), *gone)
         return out
 
-    async def ranks(self, op: str, ids: Sequence[str]) -> list[int | None]:
-        """Positions of many requests in one pipeline (None: no longer queued)."""
+    async def ranks(self, op: str, requests: Sequence[tuple[str, str]]) -> list[int | None]:
+        """Positions of many ``(id, client)`` requests in one pipeline (None: not queued)."""
         pending = keys.pending(op)
         async with self.redis.pipeline(transaction=False) as pipe:
-            for rid in ids:
-                pipe.zrank(pending, rid)
+            for rid, client in requests:
+                pipe.zrank(pending, keys.member(rid, client))
             rows = await pipe.execute()
         return [None if r is None else int(r) for r in rows]
 
@@ -678,6 +734,26 @@ class Waiter:
 WAIT_MARGIN = 5.0
 
 
+async def _job_of(reply: Awaitable[Any], op: str, rid: str, client: str, token: str) -> Job | None:
+    # start.lua's reply: the job's fields, or nothing when it is no longer queued.
+    fields = await reply
+    if not fields:
+        return None
+    data, attempt, timeout, max_att, backoff, created = fields
+    return Job(
+        request_id=rid,
+        op=op,
+        input=_s(data),
+        attempt=int(attempt),
+        timeout=int(timeout) / 1000,
+        client=client,
+        max_attempts=int(max_att),
+        backoff=int(backoff) / 1000,
+        token=token,
+        created_ms=int(created),
+    )
+
+
 def _handed(op: str, entry: bytes | str) -> Job:
     # The layout of lua/includes/handed.lua: the input is last, as it may hold newlines.
     if isinstance(entry, str):
@@ -702,9 +778,7 @@ def _submit_fixed(op: str) -> tuple[SubmitKeys, SubmitArgv]:
     # The same for every submit to ``op``: built once, and what the batcher merges calls by.
     k = keys.of(op)
     return (
-        SubmitKeys(
-            k.prefix, k.pending, k.seq, k.idle, k.running, k.wake, k.outbox, k.hooked_running
-        ),
+        SubmitKeys(k.pending, k.seq, k.idle, k.running, k.wake, k.hand, k.outbox, k.hooked_running),
         SubmitArgv(k.events_channel, k.watched_channel, _IDEMPOTENCY_TTL),
     )
 

@@ -130,3 +130,29 @@ def test_the_lua_files_are_package_data() -> None:
     data: Any = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"]
     assert "queue/lua/*.lua" in data["service"]
     assert "queue/lua/includes/*.lua" in data["service"]
+
+
+# A key built inside Lua: one of the keys' name parts (service.queue.keys) concatenated.
+_PARTS = r"(?:r|ev|c|idem|rl|glob|cev|hand|signal|hooked|pending|running|delayed)"
+_BUILT_KEY = re.compile(rf"\.\.\s*'{_PARTS}:?'|'{_PARTS}:'\s*\.\.")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_script_declares_every_key_it_touches(name: str) -> None:
+    # Redis (and Redis Cluster during a slot migration) requires it: no key derived in Lua.
+    text = (DIRECTORY / f"{name}.lua").read_text()
+    header = parse_header(name, text)
+    assert "prefix" not in header.keys + header.call_keys, name
+    assert "derived" not in text.lower(), name
+    source = scripts.ALL[name].source
+    assert not re.search(r"\bprefix\b", source), name
+    assert not _BUILT_KEY.search(source), name
+
+
+def test_the_member_layout_is_the_same_in_lua_and_python() -> None:
+    from service.queue import keys
+
+    text = (DIRECTORY / "includes" / "member.lua").read_text()
+    assert "return id .. '\\n' .. client" in text
+    assert keys.member("01x", "alice") == "01x\nalice"
+    assert keys.parse_member(keys.member("01x", "alice")) == ("01x", "alice")

@@ -126,7 +126,7 @@ async def test_claim_marks_running_with_a_lease(queue: Queue, redis_client: ared
     assert job.input == '{"x":1}' and job.attempt == 1 and job.client == "alice"
     snap = await queue.read("echo", rid)
     assert snap is not None and snap.record["status"] == "running" and snap.position is None
-    deadline = await redis_client.zscore(keys.key("echo", "running"), rid)
+    deadline = await redis_client.zscore(keys.key("echo", "running"), keys.member(rid, "alice"))
     assert deadline == queue.now_ms() + 30_000
 
 
@@ -502,7 +502,10 @@ async def test_an_idle_worker_is_handed_the_next_request_already_leased(
     snap = await queue.read("echo", rid)
     assert snap is not None and snap.record["status"] == "running"
     assert snap.record["started"] == str(queue.now_ms()) and snap.record["worker"] == "w1"
-    assert await redis_client.zscore(keys.key("echo", "running"), rid) == queue.now_ms() + 30_000
+    assert (
+        await redis_client.zscore(keys.key("echo", "running"), keys.member(rid, "alice"))
+        == queue.now_ms() + 30_000
+    )
     assert await queue.renew(job, 30) == "ok"
     # One registration, one hand-off: the next request waits in the queue for a claim.
     later = await submit(queue)
@@ -641,3 +644,34 @@ async def test_a_waiter_reports_a_frozen_server_as_a_redis_timeout_and_recovers(
         assert job.request_id == rid
     finally:
         await waiter.close()
+
+
+async def test_a_key_naming_an_expired_request_creates_a_new_one(
+    queue: Queue, redis_client: aredis.Redis
+) -> None:
+    old = await submit(queue, idempotency_key="k1", body_hash="h1")
+    # It finished and its result_ttl ran out.
+    await redis_client.zrem(keys.pending("echo"), keys.member(old, "alice"))
+    await redis_client.delete(keys.record("echo", old))
+    new = await submit(queue, idempotency_key="k1", body_hash="h1")
+    assert new != old
+    replay = await queue.submit(
+        NewRequest("echo", "x", "alice", "{}", LIMITS, idempotency_key="k1", body_hash="h1")
+    )
+    assert (replay.outcome, replay.request_id, replay.position) == ("replay", new, 0)
+
+
+async def test_a_request_popped_by_a_claim_whose_worker_died_before_starting_it_runs_again(
+    queue: Queue, clock: Clock, redis_client: aredis.Redis
+) -> None:
+    first = await submit(queue)
+    later = await submit(queue)
+    # The claim's first step (claim.lua) moved it to running; its worker died before start.lua.
+    member = keys.member(first, "alice")
+    await redis_client.zrem(keys.pending("echo"), member)
+    await redis_client.zadd(keys.running("echo"), {member: queue.now_ms() + 30_000})
+    clock.now += 31
+    # Back in its place, ahead of later, with no attempt used.
+    jobs = await claim(queue, 1, token="t2")
+    assert [(j.request_id, j.attempt) for j in jobs] == [(first, 1)]
+    assert (await queue.read("echo", later)).position == 0  # type: ignore[union-attr]

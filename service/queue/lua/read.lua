@@ -1,7 +1,7 @@
 --[[ read: a request's record, its position and recent throughput, in one round trip.
   KEYS[1] record           r:<id>
   KEYS[2] ev               ev:<id>, its kept events
-  KEYS[3] pending          queued ids by priority and arrival
+  KEYS[3] pending          queued members by priority and arrival
   KEYS[4] tput             throughput buckets
   ARGV[1] now              ms
   ARGV[2] with_result      '1' or '0'
@@ -20,12 +20,13 @@ local watch_client = ARGV[3]
 --- @include "includes/hgetall"
 --- @include "includes/snapshot"
 --- @include "includes/throughput"
+--- @include "includes/member"
 
 local rec = hgetall(record)
 if rec['status'] == nil then return false end
 local rank = -1
 if rec['status'] == 'queued' then
-  rank = redis.call('ZRANK', pending, rec['id']) or -1
+  rank = redis.call('ZRANK', pending, member_of(rec['id'], rec['client'])) or -1
 end
 local result = false
 if with_result == '1' then result = rec['result'] or false end
