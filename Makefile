@@ -16,8 +16,14 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e .
 	touch $@
 
+# luacheck (Debian's lua-check) lints the Lua scripts in the suite; installed where we can
+# (root with apt-get). CI needs it: tests/test_lua_lint.py fails there without it.
 $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	@command -v luacheck >/dev/null || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null \
+	  || apt-get install -y -q lua-check >/dev/null 2>&1 \
+	  || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q lua-check >/dev/null 2>&1; } \
+	  || echo "lua-check could not be installed: the Lua lint test will be skipped"
 	touch $(VENV)/.installed $@
 
 install: $(VENV)/.installed

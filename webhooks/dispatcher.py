@@ -33,10 +33,11 @@ from service.runtime.outage import Outage
 from service.runtime.redis import decodes_responses, sharing_pool
 from webhooks import events, keys, signing
 from webhooks.errors import TargetRefused
+from webhooks.fanout import FanoutItem, LeaseTerms
 from webhooks.models import Claimed, SendTarget
 from webhooks.policy import Decision, decide
 from webhooks.ssrf import SafeResolver, check_url_static
-from webhooks.store import FanoutItem, LeaseTerms, WebhookStore
+from webhooks.store import WebhookStore
 
 log = logging.getLogger("acceptd.webhooks")
 
@@ -215,6 +216,7 @@ class Dispatcher:
                     raise
         # Operations added to the config since a client subscribed start reporting too.
         await self.store.rehook()
+        await self.store.upgrade_due()
         self._groups_ready = True
 
     async def _fanout_step(self) -> None:
@@ -573,9 +575,9 @@ def _is_entry_list(value: list[Any]) -> bool:
 def _callback_target(url: str) -> str:
     # Callbacks have no endpoint: their concurrency is limited per origin instead.
     try:
-        return "cb:" + str(URL(url).origin())
+        return keys.CALLBACK_TARGET + str(URL(url).origin())
     except ValueError:
-        return "cb:" + url
+        return keys.CALLBACK_TARGET + url
 
 
 def _describe(exc: BaseException, timeout: float) -> str:

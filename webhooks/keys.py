@@ -10,13 +10,8 @@ from __future__ import annotations
 from service.queue import keys as core_keys
 
 TAG = "wh"
-# Built once: scripts are now given every key they can be, several per call (fanout: per entry).
+# Built once: scripts are given every key they touch, several per call (fanout: per delivery).
 _PREFIX = core_keys.prefix(TAG)
-
-
-def prefix() -> str:
-    """The prefix of every webhook key; scripts derive the keys they cannot be given from it."""
-    return _PREFIX
 
 
 def key(*parts: str) -> str:
@@ -55,8 +50,31 @@ def endpoint_deliveries(endpoint_id: str) -> str:
 
 
 def due() -> str:
-    """Pending delivery ids, scored by their next attempt time (ms)."""
+    """Pending deliveries (see :func:`due_member`), scored by their next attempt time (ms)."""
     return _DUE
+
+
+def due_member(delivery_id: str, target: str) -> str:
+    """A delivery's member in :func:`due`: its id and target (``member.lua`` builds it alike).
+
+    The target lets a claim check its free slots, and name its endpoint's key, unread.
+    """
+    return f"{delivery_id}\n{target}"
+
+
+def split_due_member(member: str) -> tuple[str, str]:
+    """The delivery id and target of a member of :func:`due`."""
+    delivery_id, _, target = member.partition("\n")
+    return delivery_id, target
+
+
+CALLBACK_TARGET = "cb:"
+"""How a callback's target (its url's origin) starts; an endpoint's deliveries target its id."""
+
+
+def target_endpoint(target: str) -> str:
+    """The endpoint id a delivery's target names ('' for a callback's)."""
+    return "" if target.startswith(CALLBACK_TARGET) else target
 
 
 def inflight() -> str:
@@ -79,7 +97,7 @@ _DUE, _INFLIGHT, _BUSY, _WAKE = key("due"), key("inflight"), key("busy"), key("w
 
 def outbox(op: str) -> str:
     """The core's stream of webhook events for operation ``op``."""
-    return core_keys.key(op, "outbox")
+    return core_keys.outbox(op)
 
 
 def hooked(op: str, event_type: str) -> str:
@@ -88,4 +106,4 @@ def hooked(op: str, event_type: str) -> str:
     The core writes an outbox entry for a state change only when the client is in its set, so
     events no endpoint wants (most often ``request.running``) cost the dispatcher nothing.
     """
-    return core_keys.key(op, "hooked:" + event_type.removeprefix("request."))
+    return core_keys.hooked(op, event_type.removeprefix("request."))

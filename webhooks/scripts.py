@@ -19,14 +19,13 @@ DIRECTORY = Path(__file__).parent / "lua"
 class FanoutKeys(NamedTuple):
     """Fixed keys of ``fanout.lua``."""
 
-    prefix: str
     due: str
     inflight: str
     busy: str
     wake: str
 
 
-class FanoutArgs(NamedTuple):
+class FanoutArgv(NamedTuple):
     """Fixed arguments of ``fanout.lua``."""
 
     now: int
@@ -37,46 +36,83 @@ class FanoutArgs(NamedTuple):
     slots: int
 
 
-class FanoutEntryKeys(NamedTuple):
-    """The keys of one outbox entry given to ``fanout.lua``."""
+class FanoutItemKeys(NamedTuple):
+    """The keys of one delivery given to ``fanout.lua``."""
 
-    endpoints: str
-    callback: str
+    delivery: str
+    deliveries: str
+    endpoint: str
 
 
-class FanoutEntryArgs(NamedTuple):
-    """The arguments of one outbox entry given to ``fanout.lua``."""
+class FanoutItemArgv(NamedTuple):
+    """The arguments of one delivery given to ``fanout.lua``."""
 
+    id: str
+    target: str
+    ep: str
+    url: str
     client: str
     event_type: str
     op: str
-    entry: str
-    payload: bytes
-    callback_url: str
-    callback_target: str
     request_id: str
-    callback_id: str
+    payload: bytes
 
 
 class ClaimKeys(NamedTuple):
     """Keys of ``claim.lua``."""
 
-    prefix: str
     due: str
     inflight: str
     busy: str
 
 
-class ClaimArgs(NamedTuple):
+class ClaimArgv(NamedTuple):
     """Arguments of ``claim.lua``."""
 
     now: int
-    lease_ms: int
-    token: str
     max_items: int
     per_target: int
     busy_ms: int
     scan: int
+
+
+class LeaseKeys(NamedTuple):
+    """Keys of ``lease.lua``."""
+
+    delivery: str
+    endpoint: str
+    due: str
+    inflight: str
+    busy: str
+
+
+class LeaseArgv(NamedTuple):
+    """Arguments of ``lease.lua``."""
+
+    id: str
+    member: str
+    now: int
+    deadline: int
+    token: str
+    per_target: int
+    busy_ms: int
+
+
+class StallKeys(NamedTuple):
+    """Keys of ``stall.lua``."""
+
+    delivery: str
+    log: str
+    due: str
+    inflight: str
+    busy: str
+
+
+class StallArgv(NamedTuple):
+    """Arguments of ``stall.lua``."""
+
+    id: str
+    now: int
     max_stalls: int
     retention: int
     lease_lost: str
@@ -93,7 +129,7 @@ class FinishKeys(NamedTuple):
     busy: str
 
 
-class FinishArgs(NamedTuple):
+class FinishArgv(NamedTuple):
     """Arguments of ``finish.lua``."""
 
     id: str
@@ -118,7 +154,7 @@ class RedeliverKeys(NamedTuple):
     wake: str
 
 
-class RedeliverArgs(NamedTuple):
+class RedeliverArgv(NamedTuple):
     """Arguments of ``redeliver.lua``."""
 
     id: str
@@ -132,7 +168,7 @@ class RotateKeys(NamedTuple):
     endpoint: str
 
 
-class RotateArgs(NamedTuple):
+class RotateArgv(NamedTuple):
     """Arguments of ``rotate.lua``."""
 
     client: str
@@ -144,14 +180,16 @@ FANOUT = Lua(
     DIRECTORY,
     "fanout",
     FanoutKeys,
-    FanoutArgs,
-    call_keys=FanoutEntryKeys,
-    call_argv=FanoutEntryArgs,
+    FanoutArgv,
+    call_keys=FanoutItemKeys,
+    call_argv=FanoutItemArgv,
 )
-CLAIM = Lua(DIRECTORY, "claim", ClaimKeys, ClaimArgs)
-FINISH = Lua(DIRECTORY, "finish", FinishKeys, FinishArgs)
-REDELIVER = Lua(DIRECTORY, "redeliver", RedeliverKeys, RedeliverArgs)
-ROTATE = Lua(DIRECTORY, "rotate", RotateKeys, RotateArgs)
+CLAIM = Lua(DIRECTORY, "claim", ClaimKeys, ClaimArgv)
+LEASE = Lua(DIRECTORY, "lease", LeaseKeys, LeaseArgv)
+STALL = Lua(DIRECTORY, "stall", StallKeys, StallArgv)
+FINISH = Lua(DIRECTORY, "finish", FinishKeys, FinishArgv)
+REDELIVER = Lua(DIRECTORY, "redeliver", RedeliverKeys, RedeliverArgv)
+ROTATE = Lua(DIRECTORY, "rotate", RotateKeys, RotateArgv)
 
-_SCRIPTS: tuple[Lua[Any, Any], ...] = (FANOUT, CLAIM, FINISH, REDELIVER, ROTATE)
+_SCRIPTS: tuple[Lua[Any, Any], ...] = (FANOUT, CLAIM, LEASE, STALL, FINISH, REDELIVER, ROTATE)
 ALL: dict[str, Lua[Any, Any]] = {lua.name: lua for lua in _SCRIPTS}

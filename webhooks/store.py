@@ -8,7 +8,7 @@ Keys (all tagged ``{wh}``, built by :mod:`webhooks.keys`):
 - ``d:<id>``      hash, one delivery (payload snapshot, status, lease); expires once settled
 - ``dlog:<id>``   list of the delivery's attempts (JSON), capped
 - ``epd:<id>``    sorted set of an endpoint's delivery ids by creation time, capped
-- ``due``         sorted set of pending delivery ids by next attempt time
+- ``due``         sorted set of pending deliveries (``<id>\\n<target>``) by next attempt time
 - ``inflight``    sorted set of leased delivery ids by lease deadline
 - ``busy``        hash, sends in flight per target (endpoint id or callback origin)
 - ``wake``        list holding at most one marker; idle dispatchers block on it
@@ -17,12 +17,11 @@ Keys (all tagged ``{wh}``, built by :mod:`webhooks.keys`):
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import secrets as _secrets
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 import orjson
@@ -33,6 +32,8 @@ from service.runtime.lua import Lua
 from webhooks import keys, scripts
 from webhooks.errors import DeliveryNotFound, EndpointNotFound, InvalidEndpoint
 from webhooks.events import DEFAULT_EVENTS, EVENTS
+from webhooks.fanout import EndpointFilter, Fanout, FanoutItem, LeaseTerms, plan
+from webhooks.fanout import derived_delivery_id as derived_delivery_id
 from webhooks.models import (
     Claimed,
     Delivery,
@@ -56,38 +57,6 @@ MAX_DESCRIPTION = 1024
 
 K = TypeVar("K", bound=tuple[Any, ...])
 A = TypeVar("A", bound=tuple[Any, ...])
-
-
-@dataclass(frozen=True)
-class FanoutItem:
-    """One outbox entry to fan out."""
-
-    op: str
-    entry_id: str
-    event_type: str
-    client: str
-    request_id: str
-    payload: bytes
-    callback_url: str = ""
-    callback_target: str = ""
-
-
-@dataclass(frozen=True)
-class LeaseTerms:
-    """How a fan-out may lease its new deliveries to the caller at once."""
-
-    token: str
-    slots: int
-    seconds: float
-    per_target: int
-
-
-@dataclass(frozen=True)
-class Fanout:
-    """What a fan-out did: the new delivery ids of each entry, and those leased to the caller."""
-
-    created: list[list[str]]
-    leased: list[Claimed]
 
 
 class WebhookStore:
@@ -209,6 +178,30 @@ class WebhookStore:
         await self._hook(wanted)
         return len(wanted)
 
+    async def upgrade_due(self) -> int:
+        """Rewrite due-set members from an older release (a bare id) as ``id\ntarget``.
+
+        Releases before the target was carried in the member left bare ids; a claim would take
+        them for deliveries whose endpoint is gone. Runs at dispatcher start; returns how many
+        it rewrote (deliveries that no longer exist are dropped from the set).
+        """
+        due = keys.due()
+        rows = await self.redis.zrange(due, 0, -1, withscores=True)
+        legacy = [(text(m), score) for m, score in rows if b"\n" not in _b(m)]  # type: ignore[str-unpack]
+        for i in range(0, len(legacy), 500):
+            chunk = legacy[i : i + 500]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for delivery_id, _ in chunk:
+                    pipe.hget(keys.delivery(delivery_id), "target")
+                targets = await pipe.execute()
+            async with self.redis.pipeline(transaction=True) as pipe:
+                for (delivery_id, score), target in zip(chunk, targets, strict=True):
+                    if target:
+                        pipe.zadd(due, {keys.due_member(delivery_id, text(target)): score})
+                    pipe.zrem(due, delivery_id)
+                await pipe.execute()
+        return len(legacy)
+
     async def get_endpoint(self, client: str, endpoint_id: str) -> Endpoint:
         """One of the client's endpoints; EndpointNotFound otherwise."""
         raw = await self._endpoint_hash(endpoint_id)
@@ -278,7 +271,7 @@ class WebhookStore:
         if not await self._run(
             scripts.ROTATE,
             scripts.RotateKeys(keys.endpoint(endpoint_id)),
-            scripts.RotateArgs(client, secret, until),
+            scripts.RotateArgv(client, secret, until),
         ):
             raise EndpointNotFound(endpoint_id)
         return replace(await self.get_endpoint(client, endpoint_id), secret=secret)
@@ -342,7 +335,7 @@ class WebhookStore:
             scripts.RedeliverKeys(
                 keys.delivery(delivery_id), keys.delivery_log(delivery_id), keys.due(), keys.wake()
             ),
-            scripts.RedeliverArgs(delivery_id, client, self.now_ms()),
+            scripts.RedeliverArgv(delivery_id, client, self.now_ms()),
         )
         if text(res[0]) == "missing":
             raise DeliveryNotFound(delivery_id)
@@ -373,41 +366,47 @@ class WebhookStore:
     ) -> Fanout:
         """Create the deliveries of many outbox entries in one script call.
 
+        The entries' clients' endpoints are read first (two pipelined reads for the batch):
+        the script is given every key it touches, so it cannot look them up itself.
+
         With ``lease``, up to ``lease.slots`` of the new deliveries are leased to the caller
         at once, to send now; the others are queued as due.
         """
         if not items:
             return Fanout([], [])
+        planned = plan(items, await self._enabled_endpoints({it.client for it in items}))
+        if not planned:
+            return Fanout([[] for _ in items], [])
         now = self.now_ms()
         terms = lease or LeaseTerms("", 0, 0.0, 0)
-        entry_keys: list[str] = []
-        entry_argv: list[Any] = []
-        no_callback = keys.delivery("")
-        for it in items:
-            callback_id = (
-                derived_delivery_id(it.op, it.entry_id, "callback") if it.callback_url else ""
+        item_keys: list[str] = []
+        item_argv: list[Any] = []
+        no_endpoint, no_index = keys.endpoint(""), keys.endpoint_deliveries("")
+        previous = -1
+        for p in planned:
+            it = items[p.entry]
+            item_keys += scripts.FanoutItemKeys(
+                keys.delivery(p.id),
+                keys.endpoint_deliveries(p.endpoint_id) if p.endpoint_id else no_index,
+                keys.endpoint(p.endpoint_id) if p.endpoint_id else no_endpoint,
             )
-            entry_keys += scripts.FanoutEntryKeys(
-                keys.client_endpoints(it.client),
-                keys.delivery(callback_id) if callback_id else no_callback,
-            )
-            entry_argv += scripts.FanoutEntryArgs(
+            item_argv += scripts.FanoutItemArgv(
+                p.id,
+                p.target,
+                p.endpoint_id,
+                p.url,
                 it.client,
                 it.event_type,
                 it.op,
-                it.entry_id,
-                it.payload,
-                it.callback_url,
-                it.callback_target,
                 it.request_id,
-                callback_id,
+                # An entry's payload goes once, however many deliveries it has.
+                b"" if p.entry == previous else it.payload,
             )
+            previous = p.entry
         created, flat = await self._run(
             scripts.FANOUT,
-            scripts.FanoutKeys(
-                keys.prefix(), keys.due(), keys.inflight(), keys.busy(), keys.wake()
-            ),
-            scripts.FanoutArgs(
+            scripts.FanoutKeys(keys.due(), keys.inflight(), keys.busy(), keys.wake()),
+            scripts.FanoutArgv(
                 now,
                 INDEX_CAP,
                 terms.token,
@@ -415,28 +414,55 @@ class WebhookStore:
                 terms.per_target,
                 terms.slots,
             ),
-            entry_keys=entry_keys,
-            entry_argv=entry_argv,
+            entry_keys=item_keys,
+            entry_argv=item_argv,
         )
+        by_entry: list[list[str]] = [[] for _ in items]
+        for i in created:
+            by_entry[planned[int(i)].entry].append(planned[int(i)].id)
         leased = []
-        for i in range(0, len(flat), 6):
-            item = items[int(flat[i])]
+        for i in range(0, len(flat), 2):
+            p = planned[int(flat[i])]
+            item = items[p.entry]
             leased.append(
                 Claimed(
-                    id=text(flat[i + 1]),
-                    target=text(flat[i + 2]),
-                    endpoint_id=text(flat[i + 3]) or None,
-                    url=text(flat[i + 4]) or None,
+                    id=p.id,
+                    target=p.target,
+                    endpoint_id=p.endpoint_id or None,
+                    url=p.url or None,
                     client=item.client,
                     event_type=item.event_type,
                     payload=item.payload,
                     tries=0,
                     attempts=0,
                     token=terms.token,
-                    endpoint_version=text(flat[i + 5]),
+                    endpoint_version=text(flat[i + 1]),
                 )
             )
-        return Fanout([[text(x) for x in row] for row in created], leased)
+        return Fanout(by_entry, leased)
+
+    async def _enabled_endpoints(self, clients: set[str]) -> dict[str, list[EndpointFilter]]:
+        """Each client's enabled endpoints: two pipelined reads (their ids, then their filters)."""
+        ordered = list(clients)
+        lists = await asyncio.gather(
+            *(self._batcher.command("ZRANGE", keys.client_endpoints(c), 0, -1) for c in ordered)
+        )
+        ids = sorted({text(i) for ids in lists for i in ids})
+        rows = await asyncio.gather(
+            *(
+                self._batcher.command("HMGET", keys.endpoint(i), "disabled", "events", "operations")
+                for i in ids
+            )
+        )
+        enabled = {
+            i: EndpointFilter(i, text(events), text(ops))
+            for i, (disabled, events, ops) in zip(ids, rows, strict=True)
+            if disabled == b"0"
+        }
+        return {
+            client: [enabled[text(i)] for i in ids_of if text(i) in enabled]
+            for client, ids_of in zip(ordered, lists, strict=True)
+        }
 
     async def claim(
         self,
@@ -450,47 +476,64 @@ class WebhookStore:
         """Lease up to ``max_items`` due deliveries; also re-queues expired leases.
 
         Returns them and when (epoch seconds) the next delivery or lease falls due, if any.
+        Two steps: ``claim.lua`` picks them from the shared sets, then one ``lease.lua`` per
+        pick and one ``stall.lua`` per expired lease leave together (one pipeline).
         """
         now = self.now_ms()
+        expired, picked, soonest_ms = await self._run(
+            scripts.CLAIM,
+            scripts.ClaimKeys(keys.due(), keys.inflight(), keys.busy()),
+            scripts.ClaimArgv(now, max_items, per_target, int(busy_delay * 1000), scan),
+        )
         lost = json.dumps(
             {"at": now, "status_code": None, "error": "lease expired: the dispatcher was lost"}
         )
-        res = await self._run(
-            scripts.CLAIM,
-            scripts.ClaimKeys(keys.prefix(), keys.due(), keys.inflight(), keys.busy()),
-            scripts.ClaimArgs(
-                now,
-                int(lease * 1000),
-                token,
-                max_items,
-                per_target,
-                int(busy_delay * 1000),
-                scan,
-                MAX_STALLS,
-                self.retention,
-                lost,
-            ),
-        )
-        flat, soonest = res[0], int(res[1])
-        items = [
-            Claimed(
-                id=text(flat[i]),
-                target=text(flat[i + 1]),
-                endpoint_id=text(flat[i + 2]) or None,
-                url=text(flat[i + 3]) or None,
-                client=text(flat[i + 4]),
-                event_type=text(flat[i + 5]),
-                payload=flat[i + 6]
-                if isinstance(flat[i + 6], bytes)
-                else text(flat[i + 6]).encode(),
-                tries=int(flat[i + 7]),
-                attempts=int(flat[i + 8]),
-                token=token,
-                endpoint_version=text(flat[i + 9]),
-            )
-            for i in range(0, len(flat), 10)
+        stalls = [self._stall(text(i), now, lost) for i in expired]
+        deadline = now + int(lease * 1000)
+        members = [text(m) for m in picked]
+        leases = [
+            self._lease(m, now, deadline, token, per_target, int(busy_delay * 1000))
+            for m in members
         ]
+        replies = await asyncio.gather(*leases, *stalls)
+        items = [
+            _claimed(keys.split_due_member(m)[0], reply, token)
+            for m, reply in zip(members, replies[: len(leases)], strict=True)
+            if reply
+        ]
+        soonest = int(soonest_ms)
+        if any(text(r) == "due" for r in replies[len(leases) :]):
+            soonest = now  # recovered deliveries are due now: the next claim takes them
         return items, (soonest / 1000 if soonest >= 0 else None)
+
+    def _lease(
+        self, member: str, now: int, deadline: int, token: str, per_target: int, busy_ms: int
+    ) -> Awaitable[Any]:
+        delivery_id, target = keys.split_due_member(member)
+        return self._run(
+            scripts.LEASE,
+            scripts.LeaseKeys(
+                keys.delivery(delivery_id),
+                keys.endpoint(keys.target_endpoint(target)),
+                keys.due(),
+                keys.inflight(),
+                keys.busy(),
+            ),
+            scripts.LeaseArgv(delivery_id, member, now, deadline, token, per_target, busy_ms),
+        )
+
+    def _stall(self, delivery_id: str, now: int, lost: str) -> Awaitable[Any]:
+        return self._run(
+            scripts.STALL,
+            scripts.StallKeys(
+                keys.delivery(delivery_id),
+                keys.delivery_log(delivery_id),
+                keys.due(),
+                keys.inflight(),
+                keys.busy(),
+            ),
+            scripts.StallArgv(delivery_id, now, MAX_STALLS, self.retention, lost),
+        )
 
     async def finish(
         self,
@@ -514,7 +557,7 @@ class WebhookStore:
                 keys.due(),
                 keys.busy(),
             ),
-            scripts.FinishArgs(
+            scripts.FinishArgv(
                 item.id,
                 item.token,
                 self.now_ms(),
@@ -572,13 +615,22 @@ class WebhookStore:
         return list(dict.fromkeys(operations))
 
 
-def derived_delivery_id(op: str, entry_id: str, target: str) -> str:
-    """The id of an outbox entry's delivery to ``target``: a retried fan-out gives the same.
-
-    ``fanout.lua`` names its endpoints' deliveries alike; the caller names the callback's
-    (target ``callback``) so that its key can be declared.
-    """
-    return "msg_" + hashlib.sha1(f"{op}/{entry_id}/{target}".encode()).hexdigest()[:26]
+def _claimed(delivery_id: str, fields: list[Any], token: str) -> Claimed:
+    # lease.lua's reply: target, endpoint, url, client, type, payload, tries, attempts, version.
+    payload = fields[5]
+    return Claimed(
+        id=delivery_id,
+        target=text(fields[0]),
+        endpoint_id=text(fields[1]) or None,
+        url=text(fields[2]) or None,
+        client=text(fields[3]),
+        event_type=text(fields[4]),
+        payload=payload if isinstance(payload, bytes) else text(payload).encode(),
+        tries=int(fields[6]),
+        attempts=int(fields[7]),
+        token=token,
+        endpoint_version=text(fields[8]),
+    )
 
 
 def _valid_url(url: str) -> str:
@@ -593,3 +645,7 @@ def _valid_description(description: str) -> str:
     if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
         raise InvalidEndpoint(f"description: a string of at most {MAX_DESCRIPTION} characters")
     return description
+
+
+def _b(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()

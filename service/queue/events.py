@@ -1,8 +1,9 @@
 """The event hub: one Redis subscription per process, fanned out to in-process listeners.
 
 It subscribes to ``acceptd:{op}:watched``, which carries only the events of requests that a
-caller waits for or streams. Messages read ``<request id> <client> <json>``, so the hub routes
-them by id or client without parsing JSON nobody listens to.
+caller waits for or streams. Messages read ``<request id> <client> <stream id> <json>`` (the
+stream id is the event's entry in the client's ``cev`` stream, ``-`` when none is kept), so the
+hub routes them by id or client without parsing JSON nobody listens to.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import pytest
 from redis.asyncio import Redis
 
 from service.queue import keys as core_keys
-from webhooks import DeliveryNotFound, EndpointNotFound, InvalidEndpoint, WebhookStore
+from webhooks import DeliveryNotFound, EndpointNotFound, InvalidEndpoint, WebhookStore, keys
 
 URL = "https://hooks.example.com/acceptd"
 
@@ -143,3 +143,26 @@ async def test_fanout_filters_events_and_operations(store: WebhookStore) -> None
     assert await store.fanout("echo", "1-0", "request.succeeded", "alice", "r", b"{}") == []
     assert len(await store.fanout("sleep", "1-0", "request.failed", "alice", "r", b"{}")) == 1
     assert len(await store.fanout("echo", "2-0", "request.running", "alice", "r", b"{}")) == 1
+
+
+async def test_due_members_of_an_older_release_are_upgraded(
+    store: WebhookStore, redis_client: Redis
+) -> None:
+    await store.create_endpoint("alice", URL)
+    (delivery_id,) = await store.fanout(
+        "echo", "1-0", "request.succeeded", "alice", "r1", b"{}", "", ""
+    )
+    rows: list[tuple[bytes, float]] = await redis_client.zrange(keys.due(), 0, -1, withscores=True)  # type: ignore[assignment]
+    member, score = rows[0]
+    target = member.decode().split("\n")[1]
+    # What an older release left: the bare id, and one whose delivery has since expired.
+    await redis_client.zrem(keys.due(), member)
+    await redis_client.zadd(keys.due(), {delivery_id: score, "msg_gone": score})
+
+    assert await store.upgrade_due() == 2
+    assert await redis_client.zrange(keys.due(), 0, -1, withscores=True) == [
+        (keys.due_member(delivery_id, target).encode(), score)
+    ]
+    claimed, _ = await store.claim("t", 10, lease=30, per_target=4)
+    assert [(c.id, c.target) for c in claimed] == [(delivery_id, target)]
+    assert await store.upgrade_due() == 0

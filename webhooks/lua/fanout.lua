@@ -1,122 +1,116 @@
 --[[ fanout: create the deliveries of outbox entries; lease some to the caller at once.
-  Each entry gets one delivery per matching enabled endpoint of its client and one for its
-  callback url. Ids derive from (op, entry, target): a fan-out retried after a crash
-  re-creates nothing. Up to `slots` new deliveries whose target has a free slot are leased to
-  the caller (it sends them now, with no claim); the rest are queued as due.
+  The caller read the entries' clients' endpoints and gives one item per (entry, matching
+  endpoint) and per callback url. Each endpoint is checked again as it is now: one deleted,
+  disabled or no longer subscribed since that read gets no delivery (as if its change came
+  first); one created since gets none (as if it came after). Ids derive from (op, entry,
+  target), so a fan-out retried after a crash finds its deliveries and re-creates nothing.
+  Up to `slots` new deliveries whose target has a free slot are leased to the caller (it
+  sends them now, with no claim); the rest are queued as due.
 
-  KEYS[1] prefix            acceptd:{wh}:, for the derived keys below
-  KEYS[2] due               pending delivery ids by next attempt time
-  KEYS[3] inflight          leased delivery ids by lease deadline
-  KEYS[4] busy              sends in flight per target
-  KEYS[5] wake              the list idle dispatchers block on
+  KEYS[1] due               pending deliveries (id and target) by next attempt time
+  KEYS[2] inflight          leased delivery ids by lease deadline
+  KEYS[3] busy              sends in flight per target
+  KEYS[4] wake              the list idle dispatchers block on
   ARGV[1] now               milliseconds
   ARGV[2] cap               how many delivery ids an endpoint's index keeps
   ARGV[3] token             the caller's lease token
   ARGV[4] deadline          the lease deadline (ms) of deliveries leased to the caller
   ARGV[5] per_target        sends in flight allowed per target
   ARGV[6] slots             how many new deliveries the caller can take now
-  each outbox entry:
-  KEYS[+1] endpoints        eps:<client>, the client's endpoint ids
-  KEYS[+2] callback         d:<callback_id>, the callback's delivery (d: alone without one)
-  ARGV[+1] client           the request's client
-  ARGV[+2] event_type       request.<status>
-  ARGV[+3] op               the request's operation
-  ARGV[+4] entry            the outbox stream entry id
-  ARGV[+5] payload          the event (JSON)
-  ARGV[+6] callback_url     the request's callback url ('' for none)
-  ARGV[+7] callback_target  the callback url's origin: its busy target
+  each item (one delivery):
+  KEYS[+1] delivery         d:<id>, the delivery's hash
+  KEYS[+2] deliveries       epd:<endpoint>, its endpoint's delivery index (epd: for a callback)
+  KEYS[+3] endpoint         ep:<endpoint>, its endpoint (ep: for a callback)
+  ARGV[+1] id               the delivery's id
+  ARGV[+2] target           its busy target: the endpoint id, or the callback url's origin
+  ARGV[+3] ep               the endpoint id ('' for a callback)
+  ARGV[+4] url              the callback url ('' for an endpoint)
+  ARGV[+5] client           the request's client
+  ARGV[+6] event_type       request.<status>
+  ARGV[+7] op               the request's operation
   ARGV[+8] request_id       the request's id
-  ARGV[+9] callback_id      the callback's delivery id ('' for none)
+  ARGV[+9] payload          the event (JSON); '' for the previous item's (the same entry's)
 
-  Derived keys (not yet declared):
-    ep:<id>     the client's endpoints, listed in `endpoints`
-    d:<id>      the deliveries to those endpoints (their ids derive from the endpoint ids)
-    epd:<id>    those endpoints' delivery indexes
-
-  Returns {{new ids of each entry}, {entry index, id, target, endpoint, url, version}...}.
+  Returns {{the (0-based) index of each item created}, {item index, endpoint version}... of
+  those leased to the caller}.
 ]]
-local prefix = KEYS[1]
-local due = KEYS[2]
-local inflight = KEYS[3]
-local busy = KEYS[4]
-local wake = KEYS[5]
+local due = KEYS[1]
+local inflight = KEYS[2]
+local busy = KEYS[3]
+local wake = KEYS[4]
 local now = ARGV[1]
 local cap = tonumber(ARGV[2])
 local token = ARGV[3]
 local deadline = ARGV[4]
 local per_target = tonumber(ARGV[5])
 local slots = tonumber(ARGV[6])
--- Each entry as a table named after the header's per-entry KEYS and ARGV.
-local entries = {}
-for n = 0, (#KEYS - 5) / 2 - 1 do
-  local k, a = 5 + 2 * n, 6 + 9 * n
-  entries[n + 1] = {
-    endpoints = KEYS[k + 1],
-    callback = KEYS[k + 2],
-    client = ARGV[a + 1],
-    event_type = ARGV[a + 2],
-    op = ARGV[a + 3],
-    entry = ARGV[a + 4],
-    payload = ARGV[a + 5],
-    callback_url = ARGV[a + 6],
-    callback_target = ARGV[a + 7],
+-- Each item as a table named after the header's per-item KEYS and ARGV.
+local items = {}
+for n = 0, (#KEYS - 4) / 3 - 1 do
+  local k, a = 4 + 3 * n, 6 + 9 * n
+  items[n + 1] = {
+    delivery = KEYS[k + 1],
+    deliveries = KEYS[k + 2],
+    endpoint = KEYS[k + 3],
+    id = ARGV[a + 1],
+    target = ARGV[a + 2],
+    ep = ARGV[a + 3],
+    url = ARGV[a + 4],
+    client = ARGV[a + 5],
+    event_type = ARGV[a + 6],
+    op = ARGV[a + 7],
     request_id = ARGV[a + 8],
-    callback_id = ARGV[a + 9],
+    payload = ARGV[a + 9],
   }
 end
 
 --- @include "has"
 --- @include "wake"
+--- @include "member"
 
-local created_all, leased, queued = {}, {}, false
-local listed = {}
--- A client's enabled endpoints, read once per call however many of its entries it holds.
-local function endpoints_of(e)
-  local list = listed[e.client]
-  if list then return list end
-  list = {}
-  for _, ep in ipairs(redis.call('ZRANGE', e.endpoints, 0, -1)) do
-    local h = redis.call('HMGET', prefix .. 'ep:' .. ep, 'disabled', 'events', 'operations', 'ver')
-    if h[1] == '0' then table.insert(list, {ep, h[2], h[3], h[4] or '0'}) end
+-- An endpoint's state, read once per call however many items it has.
+local endpoints = {}
+-- The endpoint's version if it still wants the item ('0' for a callback), else nil.
+local function wanted(it)
+  if it.ep == '' then return '0' end
+  local e = endpoints[it.endpoint]
+  if not e then
+    e = redis.call('HMGET', it.endpoint, 'disabled', 'events', 'operations', 'ver')
+    endpoints[it.endpoint] = e
   end
-  listed[e.client] = list
-  return list
+  if e[1] ~= '0' or not has(e[2], it.event_type) or not (e[3] == '' or has(e[3], it.op)) then
+    return nil
+  end
+  return e[4] or '0'
 end
-for index, e in ipairs(entries) do
-  local created = {}
-  local function deliver(dkey, id, target, ep, url, ver)
-    if redis.call('EXISTS', dkey) == 1 then return end
-    redis.call('HSET', dkey, 'id', id, 'client', e.client, 'ep', ep, 'url', url, 'target', target,
-      'type', e.event_type, 'op', e.op, 'rid', e.request_id, 'payload', e.payload,
-      'status', 'pending', 'attempts', 0, 'tries', 0, 'stalls', 0, 'created', now, 'next_at', now)
-    if slots > 0 and tonumber(redis.call('HGET', busy, target) or '0') < per_target then
+
+local created, leased, queued = {}, {}, false
+local payload = ''
+for i, it in ipairs(items) do
+  if it.payload ~= '' then payload = it.payload end
+  local ver = wanted(it)
+  if ver and redis.call('EXISTS', it.delivery) == 0 then
+    redis.call('HSET', it.delivery, 'id', it.id, 'client', it.client, 'ep', it.ep, 'url', it.url,
+      'target', it.target, 'type', it.event_type, 'op', it.op, 'rid', it.request_id,
+      'payload', payload, 'status', 'pending', 'attempts', 0, 'tries', 0, 'stalls', 0,
+      'created', now, 'next_at', now)
+    if slots > 0 and tonumber(redis.call('HGET', busy, it.target) or '0') < per_target then
       slots = slots - 1
-      redis.call('HINCRBY', busy, target, 1)
-      redis.call('ZADD', inflight, deadline, id)
-      redis.call('HSET', dkey, 'lease', token)
-      for _, v in ipairs({index - 1, id, target, ep, url, ver}) do table.insert(leased, v) end
+      redis.call('HINCRBY', busy, it.target, 1)
+      redis.call('ZADD', inflight, deadline, it.id)
+      redis.call('HSET', it.delivery, 'lease', token)
+      table.insert(leased, i - 1)
+      table.insert(leased, ver)
     else
-      redis.call('ZADD', due, now, id)
+      redis.call('ZADD', due, now, due_member(it.id, it.target))
       queued = true
     end
-    if ep ~= '' then
-      local epd = prefix .. 'epd:' .. ep
-      redis.call('ZADD', epd, now, id)
-      redis.call('ZREMRANGEBYRANK', epd, 0, -(cap + 1))
+    if it.ep ~= '' then
+      redis.call('ZADD', it.deliveries, now, it.id)
+      redis.call('ZREMRANGEBYRANK', it.deliveries, 0, -(cap + 1))
     end
-    table.insert(created, id)
+    table.insert(created, i - 1)
   end
-  for _, ep in ipairs(endpoints_of(e)) do
-    if has(ep[2], e.event_type) and (ep[3] == '' or has(ep[3], e.op)) then
-      -- The same formula as webhooks.store.derived_delivery_id (which names the callback's).
-      local id = 'msg_' .. string.sub(redis.sha1hex(e.op .. '/' .. e.entry .. '/' .. ep[1]), 1, 26)
-      deliver(prefix .. 'd:' .. id, id, ep[1], ep[1], '', ep[4])
-    end
-  end
-  if e.callback_url ~= '' then
-    deliver(e.callback, e.callback_id, e.callback_target, '', e.callback_url, '0')
-  end
-  table.insert(created_all, created)
 end
 if queued then wake_up() end
-return {created_all, leased}
+return {created, leased}

@@ -5,7 +5,7 @@
   KEYS[2] log               dlog:<id>, its attempt log
   KEYS[3] endpoint          ep:<id> of the delivery's endpoint (ep: alone for a callback)
   KEYS[4] inflight          leased delivery ids by lease deadline
-  KEYS[5] due               pending delivery ids by next attempt time
+  KEYS[5] due               pending deliveries (id and target) by next attempt time
   KEYS[6] busy              sends in flight per target
   ARGV[1] id                the delivery's id
   ARGV[2] token             the lease token the caller holds
@@ -43,10 +43,12 @@ local stale_reason = ARGV[11]
 --- @include "unbusy"
 --- @include "settle"
 --- @include "disable"
+--- @include "member"
 
 if redis.call('HGET', delivery, 'lease') ~= token then return 'lost' end
 redis.call('ZREM', inflight, id)
-unbusy(redis.call('HGET', delivery, 'target'))
+local target = redis.call('HGET', delivery, 'target')
+unbusy(target)
 redis.call('HDEL', delivery, 'lease')
 redis.call('HINCRBY', delivery, 'attempts', 1)
 redis.call('RPUSH', log, attempt)
@@ -59,7 +61,7 @@ elseif outcome == 'retry' then
   status = 'pending'
   redis.call('HINCRBY', delivery, 'tries', 1)
   redis.call('HSET', delivery, 'status', status, 'next_at', next_at)
-  redis.call('ZADD', due, next_at, id)
+  redis.call('ZADD', due, next_at, due_member(id, target))
 else
   redis.call('HINCRBY', delivery, 'tries', 1)
   redis.call('HSET', delivery, 'status', status, 'next_at', '')

@@ -4,7 +4,7 @@
 
   KEYS[1] delivery    d:<id>, the delivery's hash
   KEYS[2] log         dlog:<id>, its attempt log
-  KEYS[3] due         pending delivery ids by next attempt time
+  KEYS[3] due         pending deliveries (id and target) by next attempt time
   KEYS[4] wake        the list idle dispatchers block on
   ARGV[1] id          the delivery's id
   ARGV[2] client      the caller's client: another client's delivery counts as missing
@@ -22,6 +22,7 @@ local client = ARGV[2]
 local now = ARGV[3]
 
 --- @include "wake"
+--- @include "member"
 
 if redis.call('HGET', delivery, 'client') ~= client then return {'missing'} end
 local outcome = 'inflight'
@@ -30,7 +31,7 @@ if not redis.call('HGET', delivery, 'lease') then
   redis.call('PERSIST', delivery)
   redis.call('PERSIST', log)
   redis.call('HSET', delivery, 'status', 'pending', 'tries', 0, 'stalls', 0, 'next_at', now)
-  redis.call('ZADD', due, now, id)
+  redis.call('ZADD', due, now, due_member(id, redis.call('HGET', delivery, 'target')))
   wake_up()
 end
 return {outcome, redis.call('HGETALL', delivery), redis.call('LRANGE', log, 0, -1)}

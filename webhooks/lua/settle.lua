@@ -1,6 +1,6 @@
--- settle(dkey, log, retention): a settled delivery's hash and attempt log expire after
--- `retention` seconds. Expects no locals (claim settles deliveries it derives).
-local function settle(dkey, log, retention)
-  redis.call('EXPIRE', dkey, retention)
-  redis.call('EXPIRE', log, retention)
+-- settle(delivery_key, log_key, seconds): a settled delivery's hash and attempt log expire
+-- after `seconds`. Expects no locals.
+local function settle(delivery_key, log_key, seconds)
+  redis.call('EXPIRE', delivery_key, seconds)
+  redis.call('EXPIRE', log_key, seconds)
 end

@@ -1,0 +1,98 @@
+"""Fan-out planning: which deliveries a batch of outbox entries makes.
+
+``fanout.lua`` may touch only the keys it is given, so the store first reads the batch's
+clients' endpoints (plain commands) and this module turns each entry into one planned delivery
+per matching enabled endpoint and one for its callback url; the script then re-checks each
+endpoint as it is when the script runs and creates what does not exist yet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from webhooks.models import Claimed
+
+
+@dataclass(frozen=True)
+class FanoutItem:
+    """One outbox entry to fan out."""
+
+    op: str
+    entry_id: str
+    event_type: str
+    client: str
+    request_id: str
+    payload: bytes
+    callback_url: str = ""
+    callback_target: str = ""
+
+
+@dataclass(frozen=True)
+class LeaseTerms:
+    """How a fan-out may lease its new deliveries to the caller at once."""
+
+    token: str
+    slots: int
+    seconds: float
+    per_target: int
+
+
+@dataclass(frozen=True)
+class Fanout:
+    """What a fan-out did: the new delivery ids of each entry, and those leased to the caller."""
+
+    created: list[list[str]]
+    leased: list[Claimed]
+
+
+class EndpointFilter(NamedTuple):
+    """An enabled endpoint's id and filters as stored (comma-separated; no operations = all)."""
+
+    id: str
+    events: str
+    operations: str
+
+    def wants(self, event_type: str, op: str) -> bool:
+        """Whether this endpoint subscribes to ``event_type`` events of operation ``op``."""
+        return _has(self.events, event_type) and (not self.operations or _has(self.operations, op))
+
+
+class Planned(NamedTuple):
+    """One delivery a fan-out creates unless it exists: ``entry`` indexes the batch."""
+
+    entry: int
+    id: str
+    target: str
+    endpoint_id: str
+    url: str
+
+
+def plan(items: Sequence[FanoutItem], endpoints: dict[str, list[EndpointFilter]]) -> list[Planned]:
+    """The deliveries of ``items``, given each client's enabled endpoints, in entry order."""
+    out: list[Planned] = []
+    for index, it in enumerate(items):
+        for ep in endpoints.get(it.client, ()):
+            if ep.wants(it.event_type, it.op):
+                out.append(
+                    Planned(index, derived_delivery_id(it.op, it.entry_id, ep.id), ep.id, ep.id, "")
+                )
+        if it.callback_url:
+            callback_id = derived_delivery_id(it.op, it.entry_id, "callback")
+            out.append(Planned(index, callback_id, it.callback_target, "", it.callback_url))
+    return out
+
+
+def derived_delivery_id(op: str, entry_id: str, target: str) -> str:
+    """The id of an outbox entry's delivery to ``target`` (an endpoint id, or ``callback``).
+
+    A fan-out retried after a crash names the same deliveries, which then exist already.
+    """
+    return "msg_" + hashlib.sha1(f"{op}/{entry_id}/{target}".encode()).hexdigest()[:26]
+
+
+def _has(listed: str, item: str) -> bool:
+    # The same rule as has.lua, which fanout.lua applies again when it runs.
+    return item in listed.split(",")
