@@ -153,6 +153,6 @@ def test_the_member_layout_is_the_same_in_lua_and_python() -> None:
     from service.queue import keys
 
     text = (DIRECTORY / "includes" / "member.lua").read_text()
-    assert "return id .. '\\n' .. client" in text
+    assert "return rid .. '\\n' .. cid" in text
     assert keys.member("01x", "alice") == "01x\nalice"
     assert keys.parse_member(keys.member("01x", "alice")) == ("01x", "alice")
