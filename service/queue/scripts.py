@@ -113,26 +113,36 @@ class ClaimArgv(NamedTuple):
 
 
 class StartKeys(NamedTuple):
-    """The start script's KEYS."""
+    """The start script's fixed KEYS (one operation's)."""
 
-    record: str
-    ev: str
-    glob: str
-    cev: str
     running: str
     outbox: str
     hooked_running: str
 
 
 class StartArgv(NamedTuple):
-    """The start script's ARGV."""
+    """The start script's fixed ARGV (one claim's)."""
 
-    member: str
     token: str
     worker: str
     now: int
     events_channel: str
     watched_channel: str
+
+
+class StartCallKeys(NamedTuple):
+    """The KEYS of one start in a merged call."""
+
+    record: str
+    ev: str
+    glob: str
+    cev: str
+
+
+class StartCallArgv(NamedTuple):
+    """The ARGV of one start in a merged call."""
+
+    member: str
 
 
 class RecoverKeys(NamedTuple):
@@ -349,7 +359,14 @@ SUBMIT = Lua(
 )
 REPLAY = Lua(DIRECTORY, "replay", ReplayKeys, ReplayArgv)
 CLAIM = Lua(DIRECTORY, "claim", ClaimKeys, ClaimArgv)
-START = Lua(DIRECTORY, "start", StartKeys, StartArgv)
+START = Lua(
+    DIRECTORY,
+    "start",
+    StartKeys,
+    StartArgv,
+    call_keys=StartCallKeys,
+    call_argv=StartCallArgv,
+)
 RECOVER = Lua(DIRECTORY, "recover", RecoverKeys, RecoverArgv)
 PROMOTE = Lua(DIRECTORY, "promote", PromoteKeys, PromoteArgv)
 UNIDLE = Lua(DIRECTORY, "unidle", UnidleKeys, UnidleArgv)

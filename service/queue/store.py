@@ -66,6 +66,8 @@ from service.queue.scripts import (
     ReplayArgv,
     ReplayKeys,
     StartArgv,
+    StartCallArgv,
+    StartCallKeys,
     StartKeys,
     StatsArgv,
     StatsKeys,
@@ -335,39 +337,45 @@ class Queue:
         popped, soonest, given = res[0], int(res[3]), res[4]
         jobs = [_handed(op, entry) for entry in given]
         if popped:
-            # One start per member, issued together: one pipeline (see service.runtime.batcher).
-            replies = await asyncio.gather(
-                *(self._start(op, _s(m), token, worker, now) for m in popped),
-                return_exceptions=True,
-            )
-            jobs.extend(j for j in replies if isinstance(j, Job))
-            failed = [e for e in replies if isinstance(e, BaseException)]
+            started, failed = await self._start(op, popped, token, worker, now)
+            jobs.extend(started)
             # A member whose start failed stays in running, 'queued': when its lease expires a
             # later claim queues it again, with no attempt used. Jobs started here run
             # regardless, so raise only without any.
-            if failed and not jobs:
-                raise failed[0]
+            if failed is not None and not jobs:
+                raise failed
         return jobs, (soonest if soonest >= 0 else None)
 
-    def _start(
-        self, op: str, member: str, token: str, worker: str, now: int
-    ) -> Awaitable[Job | None]:
-        rid, client = keys.parse_member(member)
-        k, ck = keys.of(op), _client_keys(op, client)
-        fut = scripts.START.call(
-            self.batcher,
-            StartKeys(
-                keys.record(op, rid),
-                keys.ev(op, rid),
-                ck.glob,
-                ck.cev,
-                k.running,
-                k.outbox,
-                k.hooked_running,
-            ),
-            StartArgv(member, token, worker, now, k.events_channel, k.watched_channel),
-        )
-        return _job_of(fut, op, rid, client, token)
+    async def _start(
+        self, op: str, popped: Sequence[bytes], token: str, worker: str, now: int
+    ) -> tuple[list[Job], BaseException | None]:
+        # One start per member, issued together: the batcher merges them (same token) into one
+        # script run and one reply (see Batcher.call_merged).
+        k = keys.of(op)
+        fixed_keys = StartKeys(k.running, k.outbox, k.hooked_running)
+        fixed_argv = StartArgv(token, worker, now, k.events_channel, k.watched_channel)
+        started: list[tuple[str, str, asyncio.Future[Any]]] = []
+        for m in popped:
+            member = _s(m)
+            rid, client = keys.parse_member(member)
+            ck = _client_keys(op, client)
+            fut = scripts.START.call_merged(
+                self.batcher,
+                fixed_keys,
+                fixed_argv,
+                StartCallKeys(keys.record(op, rid), keys.ev(op, rid), ck.glob, ck.cev),
+                StartCallArgv(member),
+            )
+            started.append((rid, client, fut))
+        replies = await asyncio.gather(*(f for _, _, f in started), return_exceptions=True)
+        jobs: list[Job] = []
+        failed: BaseException | None = None
+        for (rid, client, _), reply in zip(started, replies, strict=True):
+            if isinstance(reply, BaseException):
+                failed = failed or reply
+            elif reply:
+                jobs.append(_job(op, rid, client, token, reply))
+        return jobs, failed
 
     def _recover(self, op: str, member: str, now: int) -> Awaitable[Any]:
         rid, client = keys.parse_member(member)
@@ -734,11 +742,8 @@ class Waiter:
 WAIT_MARGIN = 5.0
 
 
-async def _job_of(reply: Awaitable[Any], op: str, rid: str, client: str, token: str) -> Job | None:
-    # start.lua's reply: the job's fields, or nothing when it is no longer queued.
-    fields = await reply
-    if not fields:
-        return None
+def _job(op: str, rid: str, client: str, token: str, fields: Sequence[Any]) -> Job:
+    # start.lua's (and recover.lua's) reply for a request it started: the job's fields.
     data, attempt, timeout, max_att, backoff, created = fields
     return Job(
         request_id=rid,

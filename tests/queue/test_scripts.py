@@ -37,11 +37,20 @@ def test_every_script_file_is_registered_with_its_callers_tuples() -> None:
         assert lua.header.keys and lua.header.argv, name
 
 
-def test_the_merged_submit_declares_its_per_call_entries() -> None:
-    header = scripts.SUBMIT.header
-    assert header.call_keys == scripts.SubmitCallKeys._fields
-    assert header.call_argv == scripts.SubmitCallArgv._fields
-    counts = _COUNTS.search(body("submit"))
+@pytest.mark.parametrize(
+    ("name", "call_keys", "call_argv"),
+    [
+        ("submit", scripts.SubmitCallKeys, scripts.SubmitCallArgv),
+        ("start", scripts.StartCallKeys, scripts.StartCallArgv),
+    ],
+)
+def test_a_merged_script_declares_its_per_call_entries(
+    name: str, call_keys: type[NamedTuple], call_argv: type[NamedTuple]
+) -> None:
+    header = scripts.ALL[name].header
+    assert header.call_keys == call_keys._fields
+    assert header.call_argv == call_argv._fields
+    counts = _COUNTS.search(body(name))
     assert counts is not None
     assert [int(n) for n in counts.group(1).split(", ")] == [
         len(header.keys),
