@@ -310,8 +310,8 @@ class Queue:
         :meth:`wait_for_work`.
 
         Two round trips: ``claim.lua`` touches only the operation's own keys and returns the
-        members it popped; then one ``start.lua`` per member, declaring that request's keys,
-        go together as one pipeline. Expired leases and due retries cost two more, first.
+        members it popped; then one ``start.lua`` run starts them all, declaring each request's
+        keys (one call group per member). Expired leases and due retries cost two more, first.
         """
         k, now = keys.of(op), self.now_ms()
         claim_keys = ClaimKeys(
@@ -349,28 +349,33 @@ class Queue:
     async def _start(
         self, op: str, popped: Sequence[bytes], token: str, worker: str, now: int
     ) -> tuple[list[Job], BaseException | None]:
-        # One start per member, issued together: the batcher merges them (same token) into one
-        # script run and one reply (see Batcher.call_merged).
+        # Every popped member's start in one start.lua run and one reply.
         k = keys.of(op)
-        fixed_keys = StartKeys(k.running, k.outbox, k.hooked_running)
-        fixed_argv = StartArgv(token, worker, now, k.events_channel, k.watched_channel)
-        started: list[tuple[str, str, asyncio.Future[Any]]] = []
+        calls: list[tuple[StartCallKeys, StartCallArgv]] = []
+        owners: list[tuple[str, str]] = []
         for m in popped:
             member = _s(m)
             rid, client = keys.parse_member(member)
             ck = _client_keys(op, client)
-            fut = scripts.START.call_merged(
-                self.batcher,
-                fixed_keys,
-                fixed_argv,
-                StartCallKeys(keys.record(op, rid), keys.ev(op, rid), ck.glob, ck.cev),
-                StartCallArgv(member),
+            calls.append(
+                (
+                    StartCallKeys(keys.record(op, rid), keys.ev(op, rid), ck.glob, ck.cev),
+                    StartCallArgv(member),
+                )
             )
-            started.append((rid, client, fut))
-        replies = await asyncio.gather(*(f for _, _, f in started), return_exceptions=True)
+            owners.append((rid, client))
+        try:
+            replies = await scripts.START.call_many(
+                self.batcher,
+                StartKeys(k.running, k.outbox, k.hooked_running),
+                StartArgv(token, worker, now, k.events_channel, k.watched_channel),
+                calls,
+            )
+        except Exception as exc:  # the jobs handed to the claim still run
+            return [], exc
         jobs: list[Job] = []
         failed: BaseException | None = None
-        for (rid, client, _), reply in zip(started, replies, strict=True):
+        for (rid, client), reply in zip(owners, replies, strict=True):
             if isinstance(reply, BaseException):
                 failed = failed or reply
             elif reply:
