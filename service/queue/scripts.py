@@ -158,6 +158,7 @@ class RecoverKeys(NamedTuple):
     wake: str
     tput: str
     outbox: str
+    hooked_running: str
     hooked_failed: str
     hooked_canceled: str
 
@@ -170,6 +171,10 @@ class RecoverArgv(NamedTuple):
     now: int
     events_channel: str
     watched_channel: str
+    token: str
+    worker: str
+    lease_ms: int
+    take: str
 
 
 class PromoteKeys(NamedTuple):
@@ -323,6 +328,7 @@ class ReadKeys(NamedTuple):
     ev: str
     pending: str
     tput: str
+    running: str
 
 
 class ReadArgv(NamedTuple):

@@ -324,18 +324,23 @@ class Queue:
             k.hand,
             keys.signal(op, worker),
         )
-        fixed = (now, int(lease * 1000), worker, max_jobs, int(worker_ttl * 1000), int(idle * 1000))
-        res = await scripts.CLAIM.call(self.batcher, claim_keys, ClaimArgv(*fixed, "1"))
+        lease_ms, ttl_ms, idle_ms = int(lease * 1000), int(worker_ttl * 1000), int(idle * 1000)
+        argv = ClaimArgv(now, lease_ms, worker, max_jobs, ttl_ms, idle_ms, "1")
+        res = await scripts.CLAIM.call(self.batcher, claim_keys, argv)
+        jobs: list[Job] = []
         if res[1] or res[2]:
-            # Expired leases and due retries first (issued together: one pipeline), so they
-            # are queued, at the head for a recovered lease, before this claim pops.
-            await asyncio.gather(
-                *(self._recover(op, _s(m), now) for m in res[1]),
-                *(self._promote(op, _s(m), now) for m in res[2]),
+            # Expired leases and due retries first (issued together: one pipeline). A recovered
+            # request runs again here while this worker has a free slot, leased in the same
+            # step (no read sees it queued in between); otherwise it is queued at the head,
+            # before this claim pops.
+            jobs = await self._recover_all(
+                op, res[1], res[2], now, token, worker, lease_ms, max_jobs
             )
-            res = await scripts.CLAIM.call(self.batcher, claim_keys, ClaimArgv(*fixed, "0"))
+            free = max_jobs - len(jobs)
+            argv = ClaimArgv(now, lease_ms, worker, free, ttl_ms, idle_ms if not jobs else 0, "0")
+            res = await scripts.CLAIM.call(self.batcher, claim_keys, argv)
         popped, soonest, given = res[0], int(res[3]), res[4]
-        jobs = [_handed(op, entry) for entry in given]
+        jobs.extend(_handed(op, entry) for entry in given)
         if popped:
             started, failed = await self._start(op, popped, token, worker, now)
             jobs.extend(started)
@@ -382,7 +387,47 @@ class Queue:
                 jobs.append(_job(op, rid, client, token, reply))
         return jobs, failed
 
-    def _recover(self, op: str, member: str, now: int) -> Awaitable[Any]:
+    async def _recover_all(
+        self,
+        op: str,
+        stalled: Sequence[bytes],
+        due: Sequence[bytes],
+        now: int,
+        token: str,
+        worker: str,
+        lease_ms: int,
+        free: int,
+    ) -> list[Job]:
+        # The jobs leased here: the first ``free`` recovered requests that run again.
+        recovering = [_s(m) for m in stalled]
+        replies = await asyncio.gather(
+            *(
+                self._recover(op, m, now, token, worker, lease_ms, take=i < free)
+                for i, m in enumerate(recovering)
+            ),
+            *(self._promote(op, _s(m), now) for m in due),
+            return_exceptions=True,
+        )
+        jobs: list[Job] = []
+        failed: BaseException | None = None
+        for member, reply in zip(recovering, replies, strict=False):
+            if isinstance(reply, BaseException):
+                failed = failed or reply
+            elif isinstance(reply, list):
+                rid, client = keys.parse_member(member)
+                jobs.append(_job(op, rid, client, token, reply))
+        failed = failed or next(
+            (e for e in replies[len(recovering) :] if isinstance(e, BaseException)), None
+        )
+        # A recovery that failed is retried by a later claim (its lease stays expired); the jobs
+        # leased here must run regardless, so raise only without any.
+        if failed is not None and not jobs:
+            raise failed
+        return jobs
+
+    def _recover(
+        self, op: str, member: str, now: int, token: str, worker: str, lease_ms: int, *, take: bool
+    ) -> Awaitable[Any]:
         rid, client = keys.parse_member(member)
         k, ck = keys.of(op), _client_keys(op, client)
         return scripts.RECOVER.call(
@@ -398,10 +443,21 @@ class Queue:
                 k.wake,
                 k.tput,
                 k.outbox,
+                k.hooked_running,
                 k.hooked_failed,
                 k.hooked_canceled,
             ),
-            RecoverArgv(rid, member, now, k.events_channel, k.watched_channel),
+            RecoverArgv(
+                rid,
+                member,
+                now,
+                k.events_channel,
+                k.watched_channel,
+                token,
+                worker,
+                lease_ms,
+                "1" if take else "",
+            ),
         )
 
     def _promote(self, op: str, member: str, now: int) -> Awaitable[Any]:
@@ -599,7 +655,9 @@ class Queue:
         k = keys.of(op)
         return scripts.READ.call(
             self.batcher,
-            ReadKeys(keys.record(op, request_id), keys.ev(op, request_id), k.pending, k.tput),
+            ReadKeys(
+                keys.record(op, request_id), keys.ev(op, request_id), k.pending, k.tput, k.running
+            ),
             ReadArgv(now, with_result, watch_client),
         )
 

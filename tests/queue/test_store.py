@@ -13,9 +13,18 @@ import redis.asyncio as aredis
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from service.queue import ids, keys
+from service.queue import ids, keys, scripts
 from service.queue.ids import ID_LEN, looks_like_id, new_request_id
-from service.queue.scripts import SubmitCallArgv, SubmitCallKeys
+from service.queue.scripts import (
+    ClaimArgv,
+    ClaimKeys,
+    StartArgv,
+    StartCallArgv,
+    StartCallKeys,
+    StartKeys,
+    SubmitCallArgv,
+    SubmitCallKeys,
+)
 from service.queue.store import Job, Limits, NewRequest, Queue, Waiter, _submit_fixed
 from service.runtime.batcher import FLUSH_AT
 
@@ -675,3 +684,83 @@ async def test_a_request_popped_by_a_claim_whose_worker_died_before_starting_it_
     jobs = await claim(queue, 1, token="t2")
     assert [(j.request_id, j.attempt) for j in jobs] == [(first, 1)]
     assert (await queue.read("echo", later)).position == 0  # type: ignore[union-attr]
+
+
+async def test_a_request_between_the_claims_two_steps_reads_queued_at_position_zero(
+    queue: Queue, clock: Clock
+) -> None:
+    first = await submit(queue)
+    later = await submit(queue)
+    now = queue.now_ms()
+    k = keys.of("echo")
+    claim_keys = ClaimKeys(
+        k.pending,
+        k.delayed,
+        k.running,
+        k.workers,
+        k.idle,
+        k.wake,
+        k.hand,
+        keys.signal("echo", "w1"),
+    )
+    # The claim's first step alone: the member moves from pending to running.
+    res = await scripts.CLAIM.call(
+        queue.batcher, claim_keys, ClaimArgv(now, 30_000, "w1", 1, 10_000, 0, "0")
+    )
+    assert [m.decode() for m in res[0]] == [keys.member(first, "alice")]
+
+    async def status(rid: str) -> tuple[str, int | None]:
+        snap = await queue.read("echo", rid)
+        assert snap is not None
+        return snap.record["status"], snap.position
+
+    # Still queued, and next: never queued with no position.
+    assert await status(first) == ("queued", 0)
+    [row] = await queue.read_many("echo", "alice", [first])
+    assert row is not None and (row.record["status"], row.position) == ("queued", 0)
+    assert await status(later) == ("queued", 0)
+    # The second step: started, it is running with no position.
+    replies = await scripts.START.call_many(
+        queue.batcher,
+        StartKeys(k.running, k.outbox, k.hooked_running),
+        StartArgv("t1", "w1", now, k.events_channel, k.watched_channel),
+        [
+            (
+                StartCallKeys(
+                    keys.record("echo", first),
+                    keys.ev("echo", first),
+                    keys.glob("echo", "alice"),
+                    keys.cev("echo", "alice"),
+                ),
+                StartCallArgv(keys.member(first, "alice")),
+            )
+        ],
+    )
+    assert len(replies) == 1 and replies[0]
+    assert await status(first) == ("running", None)
+    assert await status(later) == ("queued", 0)
+
+
+async def test_a_recovered_lease_runs_again_at_once_on_the_recovering_worker_with_a_free_slot(
+    queue: Queue, clock: Clock
+) -> None:
+    a = await submit(queue)
+    b = await submit(queue)
+    assert len(await claim(queue, 2)) == 2
+    clock.now += 31  # both leases expire
+    # One free slot: one of them is leased straight to this claim (same step as its recovery),
+    # the other is queued again at the head, with its next attempt.
+    jobs = await claim(queue, 1, token="t2")
+    assert len(jobs) == 1 and jobs[0].attempt == 2 and jobs[0].token == "t2"
+    other = b if jobs[0].request_id == a else a
+    snap = await queue.read("echo", jobs[0].request_id)
+    assert snap is not None and snap.record["status"] == "running"
+    assert snap.record["attempt"] == "2"
+    snap = await queue.read("echo", other)
+    assert snap is not None and (snap.record["status"], snap.position) == ("queued", 0)
+    assert snap.record["attempt"] == "2"
+    [again] = await claim(queue, 1, token="t3")
+    assert (again.request_id, again.attempt) == (other, 2)
+    # Both run under their claims' tokens.
+    assert await queue.finish(jobs[0], "succeeded", "1") == "succeeded"
+    assert await queue.finish(again, "succeeded", "1") == "succeeded"
