@@ -193,6 +193,19 @@ class PromoteArgv(NamedTuple):
     now: int
 
 
+class UpgradeKeys(NamedTuple):
+    """The upgrade script's KEYS."""
+
+    set: str
+
+
+class UpgradeArgv(NamedTuple):
+    """The upgrade script's ARGV."""
+
+    bare: str
+    member: str
+
+
 class UnidleKeys(NamedTuple):
     """The unidle script's KEYS."""
 
@@ -375,6 +388,7 @@ START = Lua(
 )
 RECOVER = Lua(DIRECTORY, "recover", RecoverKeys, RecoverArgv)
 PROMOTE = Lua(DIRECTORY, "promote", PromoteKeys, PromoteArgv)
+UPGRADE = Lua(DIRECTORY, "upgrade", UpgradeKeys, UpgradeArgv)
 UNIDLE = Lua(DIRECTORY, "unidle", UnidleKeys, UnidleArgv)
 RENEW = Lua(DIRECTORY, "renew", RenewKeys, RenewArgv)
 PROGRESS = Lua(DIRECTORY, "progress", ProgressKeys, ProgressArgv)
@@ -393,6 +407,7 @@ ALL: dict[str, Lua[Any, Any]] = {
         START,
         RECOVER,
         PROMOTE,
+        UPGRADE,
         UNIDLE,
         RENEW,
         PROGRESS,

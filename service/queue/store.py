@@ -42,6 +42,7 @@ from typing import Any, Literal, NamedTuple
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import WatchError
 
 from service.queue import keys, scripts
 from service.queue.scripts import (
@@ -77,6 +78,8 @@ from service.queue.scripts import (
     SubmitKeys,
     UnidleArgv,
     UnidleKeys,
+    UpgradeArgv,
+    UpgradeKeys,
 )
 from service.runtime.batcher import Batcher
 from service.runtime.redis import RawConnection, dedicated
@@ -84,6 +87,8 @@ from service.runtime.redis import RawConnection, dedicated
 IDEMPOTENCY_TTL = 86_400
 # Submits of a request whose Idempotency-Key keeps naming requests that expire meanwhile.
 SUBMIT_TRIES = 3
+# Members an upgrade rewrites per pipeline.
+UPGRADE_CHUNK = 500
 _IDEMPOTENCY_TTL = str(IDEMPOTENCY_TTL)
 
 Outcome = Literal["succeeded", "failed", "canceled", "retry"]
@@ -468,6 +473,61 @@ class Queue:
             PromoteKeys(keys.record(op, rid), k.delayed, k.pending, k.wake),
             PromoteArgv(member, now),
         )
+
+    async def upgrade(self, op: str) -> int:
+        """Rewrite what an older release left in ``op``'s queue; how many entries it rewrote.
+
+        Older releases wrote bare ids as members of ``pending``, ``running`` and ``delayed``
+        and handed requests on per-worker lists ``hand:<worker>``. Each bare member becomes
+        ``<id>\\n<client>`` with its score (dropped when its record is gone), and what the old
+        lists hold moves onto ``hand``. Idempotent; a worker runs it before its first claim.
+        """
+        k, done = keys.of(op), 0
+        for zset in (k.pending, k.delayed, k.running):
+            rows = await self.redis.zrange(zset, 0, -1)
+            bare = [_s(m) for m in rows if b"\n" not in m]
+            for i in range(0, len(bare), UPGRADE_CHUNK):
+                done += await self._upgrade_members(op, zset, bare[i : i + UPGRADE_CHUNK])
+        pattern = _glob_escape(keys.prefix(op)) + "hand:*"
+        async for name in self.redis.scan_iter(match=pattern, count=1000):
+            done += await self._move_hand_list(_s(name), k.hand)
+        return done
+
+    async def _upgrade_members(self, op: str, zset: str, bare: Sequence[str]) -> int:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for rid in bare:
+                pipe.hget(keys.record(op, rid), "client")
+            clients = await pipe.execute()
+        # One single-key script per member (issued together: pipelined): it rewrites the
+        # member only if it is still there, so it never puts back one a claim took meanwhile.
+        replies = await asyncio.gather(
+            *(
+                scripts.UPGRADE.call(
+                    self.batcher,
+                    UpgradeKeys(zset),
+                    UpgradeArgv(rid, keys.member(rid, _s(client)) if client else ""),
+                )
+                for rid, client in zip(bare, clients, strict=True)
+            )
+        )
+        return sum(int(r) for r in replies)
+
+    async def _move_hand_list(self, old: str, hand: str) -> int:
+        # An older release's submit may still push onto the old list: WATCH it, so nothing
+        # pushed between the read and the move is lost.
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(old)
+                    entries = [e for e in await pipe.lrange(old, 0, -1) if e]
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    if entries:
+                        pipe.rpush(hand, *entries)
+                    pipe.delete(old)
+                    await pipe.execute()
+                    return len(entries)
+                except WatchError:
+                    continue
 
     async def wait_for_work(
         self, op: str, worker: str, timeout: float, waiter: Waiter | None = None
@@ -869,6 +929,11 @@ def _client_keys(op: str, client: str) -> _ClientKeys:
         keys.glob(op, client),
         keys.cev(op, client),
     )
+
+
+def _glob_escape(text: str) -> str:
+    # A key as a literal SCAN MATCH pattern.
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def _stream_id(value: str) -> tuple[int, int]:

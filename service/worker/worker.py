@@ -191,9 +191,27 @@ class Worker:
     async def _claim_loop(self, op: str) -> None:
         waiter = Waiter(self.queue.redis)
         try:
+            await self._upgrade(op)
             await self._claim_until_stopped(op, waiter)
         finally:
             await waiter.close()
+
+    async def _upgrade(self, op: str) -> None:
+        # What an older release left in the queue is rewritten before this worker's first
+        # claim (data outlives a restart); until Redis answers, nothing is claimed anyway.
+        while not self._stopping:
+            try:
+                upgraded = await self.queue.upgrade(op)
+                self._outage.succeeded()
+            except asyncio.CancelledError:
+                raise
+            except RedisError as exc:
+                self._outage.failed(exc)
+                await asyncio.sleep(1)
+                continue
+            if upgraded:
+                log.info("%s: upgraded %d queue entries an older release left", op, upgraded)
+            return
 
     async def _claim_until_stopped(self, op: str, waiter: Waiter) -> None:
         while not self._stopping:

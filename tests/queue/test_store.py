@@ -764,3 +764,50 @@ async def test_a_recovered_lease_runs_again_at_once_on_the_recovering_worker_wit
     # Both run under their claims' tokens.
     assert await queue.finish(jobs[0], "succeeded", "1") == "succeeded"
     assert await queue.finish(again, "succeeded", "1") == "succeeded"
+
+
+async def test_a_queue_an_older_release_left_is_upgraded_and_then_handled(
+    queue: Queue, clock: Clock, redis_client: aredis.Redis
+) -> None:
+    op = "echo"
+    queued, retried, handed = await submit(queue), await submit(queue), await submit(queue)
+    by_id = {j.request_id: j for j in await claim(queue, 3, token="w0:1")}
+    assert await queue.finish(by_id[retried], "retry", '"again"', retry_delay=1.0) == "retrying"
+    assert await queue.release(by_id[queued]) == "released"
+    # The older layout, by hand: bare ids in pending, delayed and running; `handed` was handed
+    # by a submit to the idle worker "old" (which died) on that worker's own list.
+    await redis_client.hset(keys.record(op, handed), mapping={"lease": "old:h7", "worker": "old"})
+    for zset in (keys.pending(op), keys.delayed(op), keys.running(op)):
+        rows: Any = await redis_client.zrange(zset, 0, -1, withscores=True)
+        for member, score in rows:
+            rid, _ = keys.parse_member(member.decode())
+            await redis_client.zrem(zset, member)
+            await redis_client.zadd(zset, {rid: score})
+    await redis_client.zadd(keys.pending(op), {"gone": 1})  # its record expired
+    raw: Any = await redis_client.hgetall(keys.record(op, handed))
+    rec = {k.decode(): v.decode() for k, v in raw.items()}
+    fields = ("timeout", "max_att", "backoff", "created", "client", "input")
+    entry = "\n".join([handed, "old:h7", "1", *(rec[f] for f in fields)])
+    old_hand = keys.prefix(op) + "hand:old"
+    await redis_client.rpush(old_hand, "", entry)  # and the empty entry that ended a wait
+
+    # 3 members rewritten, 1 dropped, 1 hand-off moved; a second run finds nothing.
+    assert await queue.upgrade(op) == 5
+    assert await queue.upgrade(op) == 0
+    for zset in (keys.pending(op), keys.delayed(op), keys.running(op)):
+        members: Any = await redis_client.zrange(zset, 0, -1)
+        assert all(b"\n" in m for m in members)
+    assert await redis_client.zcard(keys.pending(op)) == 1
+    assert not await redis_client.exists(old_hand)
+    assert await redis_client.lrange(keys.hand(op), 0, -1) == [entry.encode()]
+
+    # Then each is handled as if the new release had written it: the expired hand-off is
+    # recovered (it never ran: no attempt used) and runs here, the retry is promoted, the
+    # queued request is claimed.
+    clock.now += 31
+    jobs = {j.request_id: j for j in await claim(queue, 10, token="t9")}
+    assert set(jobs) == {queued, retried, handed}
+    assert jobs[handed].attempt == 1 and jobs[retried].attempt == 2
+    assert await redis_client.llen(keys.hand(op)) == 0
+    for job in jobs.values():
+        assert await queue.finish(job, "succeeded", "1") == "succeeded"
