@@ -7,6 +7,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import os
 import secrets
 import socket
@@ -93,6 +94,8 @@ class Worker:
         self._outage = Outage("worker")
         self._process_runner: ProcessRunner | None = None
         self._renewed_at = time.monotonic()
+        # The lease tokens of the requests submits hand this worker (lua/submit.lua).
+        self._handed_prefix = f"{self.id}:h"
         self._executor = ThreadPoolExecutor(
             max_workers=max(4, settings.concurrency), thread_name_prefix="acceptd-handler"
         )
@@ -230,6 +233,12 @@ class Worker:
                 # A job handed over is leased to this worker: it runs even when stopping.
                 handed = await self.queue.wait_for_work(op, self.id, timeout, waiter)
                 for job in handed:
+                    if not job.token.startswith(self._handed_prefix):
+                        # Handed to another worker (one that died or stopped idle): its lease
+                        # runs from that hand-off and may be nearly over. Renew before the next
+                        # claim, which would otherwise take it back as abandoned (spending an
+                        # attempt). Rare: a worker's own hand-offs need no extra round trip.
+                        self._renewed_at = -math.inf
                     self._take(job)
             except asyncio.CancelledError:
                 raise
