@@ -58,11 +58,12 @@ class Stream:
     and each byte per stream counts.
     """
 
-    __slots__ = ("_items", "_waiter", "op", "overflowed", "position", "request_id")
+    __slots__ = ("_items", "_waiter", "client", "op", "overflowed", "position", "request_id")
 
-    def __init__(self, op: str, request_id: str | None) -> None:
+    def __init__(self, op: str, request_id: str | None, client: str = "") -> None:
         self.op = op
         self.request_id = request_id
+        self.client = client  # the request's: its member of the queue names it
         self.overflowed = False
         self.position: int | None = None
         self._items: deque[Any] = deque()
@@ -140,7 +141,9 @@ async def position_ticker(app: web.Application) -> None:
             if not group:
                 continue
             try:
-                ranks = await queue.ranks(op, [s.request_id for s in group if s.request_id])
+                ranks = await queue.ranks(
+                    op, [(s.request_id, s.client) for s in group if s.request_id]
+                )
                 stats = await queue.stats(op)
             except Exception:
                 log.warning("position refresh for %s failed", op)
@@ -223,7 +226,7 @@ async def request_events(request: web.Request) -> web.StreamResponse:
     last = parse_last_event_id(
         request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
     )
-    stream = Stream(op.name, rid)
+    stream = Stream(op.name, rid, client_of(request))
     remove = app[hub_key].watch_request(rid, stream.offer)
     resp: EventSourceResponse | None = None
     try:

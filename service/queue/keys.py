@@ -17,7 +17,7 @@ OP_CODE_LEN = 4
 
 
 def prefix(op: str) -> str:
-    """The prefix of every key of operation ``op`` (scripts derive undeclared keys from it)."""
+    """The prefix of every key of operation ``op``."""
     return f"{ROOT}:{{{op}}}:"
 
 
@@ -41,6 +41,18 @@ def client_index(op: str, client: str) -> str:
     return f"{ROOT}:{{{op}}}:c:{client}"
 
 
+def member(request_id: str, client: str) -> str:
+    """A request's member of ``pending``, ``running`` and ``delayed``: its id, then its client
+    (client names hold no newline), so a script popping it can declare the client's keys."""
+    return f"{request_id}\n{client}"
+
+
+def parse_member(member: str) -> tuple[str, str]:
+    """The request id and client of a member of ``pending``, ``running`` or ``delayed``."""
+    request_id, _, client = member.partition("\n")
+    return request_id, client
+
+
 def idempotency(op: str, client: str, key_hash: str) -> str:
     """An Idempotency-Key's request id."""
     return f"{ROOT}:{{{op}}}:idem:{client}:{key_hash}"
@@ -61,23 +73,28 @@ def cev(op: str, client: str) -> str:
     return f"{ROOT}:{{{op}}}:cev:{client}"
 
 
-def hand_list(op: str, worker: str) -> str:
-    """The list where submits hand requests straight to an idle worker (see ``lua/claim.lua``)."""
-    return f"{ROOT}:{{{op}}}:hand:{worker}"
+def hand(op: str) -> str:
+    """The list where submits hand requests straight to idle workers (see ``lua/submit.lua``)."""
+    return key(op, "hand")
+
+
+def signal(op: str, worker: str) -> str:
+    """A worker's own list, only ever holding the empty entry that ends its blocking pop."""
+    return f"{ROOT}:{{{op}}}:signal:{worker}"
 
 
 def pending(op: str) -> str:
-    """Queued ids by priority and arrival."""
+    """Queued members (:func:`member`) by priority and arrival."""
     return key(op, "pending")
 
 
 def delayed(op: str) -> str:
-    """Ids waiting out a retry backoff, by due time."""
+    """Members waiting out a retry backoff, by due time."""
     return key(op, "delayed")
 
 
 def running(op: str) -> str:
-    """Leased ids by lease deadline."""
+    """Leased members by lease deadline."""
     return key(op, "running")
 
 
@@ -135,13 +152,13 @@ def control_channel(op: str) -> str:
 class OpKeys:
     """The keys and channels of one operation that do not depend on a request."""
 
-    prefix: str
     pending: str
     delayed: str
     running: str
     wake: str
     seq: str
     idle: str
+    hand: str
     workers: str
     tput: str
     outbox: str
@@ -158,13 +175,13 @@ class OpKeys:
 def of(op: str) -> OpKeys:
     """The operation's own keys and channels, built once."""
     return OpKeys(
-        prefix=prefix(op),
         pending=pending(op),
         delayed=delayed(op),
         running=running(op),
         wake=wake(op),
         seq=seq(op),
         idle=idle(op),
+        hand=hand(op),
         workers=workers(op),
         tput=tput(op),
         outbox=outbox(op),

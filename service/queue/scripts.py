@@ -19,12 +19,12 @@ DIRECTORY = Path(__file__).with_name("lua")
 class SubmitKeys(NamedTuple):
     """The submit script's fixed KEYS (one operation's)."""
 
-    prefix: str
     pending: str
     seq: str
     idle: str
     running: str
     wake: str
+    hand: str
     outbox: str
     hooked_running: str
 
@@ -70,22 +70,34 @@ class SubmitCallArgv(NamedTuple):
     idem_hash: str
 
 
+class ReplayKeys(NamedTuple):
+    """The replay script's KEYS."""
+
+    idempotency: str
+    record: str
+    pending: str
+
+
+class ReplayArgv(NamedTuple):
+    """The replay script's ARGV."""
+
+    id: str
+    member: str
+    body_hash: str
+    wait: str
+
+
 class ClaimKeys(NamedTuple):
     """The claim script's KEYS."""
 
-    prefix: str
     pending: str
     delayed: str
     running: str
     workers: str
     idle: str
     wake: str
-    tput: str
-    outbox: str
-    hooked_running: str
-    hooked_failed: str
-    hooked_canceled: str
     hand: str
+    signal: str
 
 
 class ClaimArgv(NamedTuple):
@@ -93,13 +105,105 @@ class ClaimArgv(NamedTuple):
 
     now: int
     lease_ms: int
-    token: str
     worker: str
     max_jobs: int
     worker_ttl_ms: int
     idle_ms: int
+    recover: str
+
+
+class StartKeys(NamedTuple):
+    """The start script's fixed KEYS (one operation's)."""
+
+    running: str
+    outbox: str
+    hooked_running: str
+
+
+class StartArgv(NamedTuple):
+    """The start script's fixed ARGV (one claim's)."""
+
+    token: str
+    worker: str
+    now: int
     events_channel: str
     watched_channel: str
+
+
+class StartCallKeys(NamedTuple):
+    """The KEYS of one start in a merged call."""
+
+    record: str
+    ev: str
+    glob: str
+    cev: str
+
+
+class StartCallArgv(NamedTuple):
+    """The ARGV of one start in a merged call."""
+
+    member: str
+
+
+class RecoverKeys(NamedTuple):
+    """The recover script's KEYS."""
+
+    record: str
+    ev: str
+    glob: str
+    cev: str
+    running: str
+    pending: str
+    hand: str
+    wake: str
+    tput: str
+    outbox: str
+    hooked_running: str
+    hooked_failed: str
+    hooked_canceled: str
+
+
+class RecoverArgv(NamedTuple):
+    """The recover script's ARGV."""
+
+    id: str
+    member: str
+    now: int
+    events_channel: str
+    watched_channel: str
+    token: str
+    worker: str
+    lease_ms: int
+    take: str
+
+
+class PromoteKeys(NamedTuple):
+    """The promote script's KEYS."""
+
+    record: str
+    delayed: str
+    pending: str
+    wake: str
+
+
+class PromoteArgv(NamedTuple):
+    """The promote script's ARGV."""
+
+    member: str
+    now: int
+
+
+class UpgradeKeys(NamedTuple):
+    """The upgrade script's KEYS."""
+
+    set: str
+
+
+class UpgradeArgv(NamedTuple):
+    """The upgrade script's ARGV."""
+
+    bare: str
+    member: str
 
 
 class UnidleKeys(NamedTuple):
@@ -107,6 +211,7 @@ class UnidleKeys(NamedTuple):
 
     idle: str
     hand: str
+    signal: str
 
 
 class UnidleArgv(NamedTuple):
@@ -127,7 +232,7 @@ class RenewKeys(NamedTuple):
 class RenewArgv(NamedTuple):
     """The renew script's ARGV."""
 
-    id: str
+    member: str
     token: str
     now: int
     lease_ms: int
@@ -236,6 +341,7 @@ class ReadKeys(NamedTuple):
     ev: str
     pending: str
     tput: str
+    running: str
 
 
 class ReadArgv(NamedTuple):
@@ -270,7 +376,19 @@ SUBMIT = Lua(
     call_keys=SubmitCallKeys,
     call_argv=SubmitCallArgv,
 )
+REPLAY = Lua(DIRECTORY, "replay", ReplayKeys, ReplayArgv)
 CLAIM = Lua(DIRECTORY, "claim", ClaimKeys, ClaimArgv)
+START = Lua(
+    DIRECTORY,
+    "start",
+    StartKeys,
+    StartArgv,
+    call_keys=StartCallKeys,
+    call_argv=StartCallArgv,
+)
+RECOVER = Lua(DIRECTORY, "recover", RecoverKeys, RecoverArgv)
+PROMOTE = Lua(DIRECTORY, "promote", PromoteKeys, PromoteArgv)
+UPGRADE = Lua(DIRECTORY, "upgrade", UpgradeKeys, UpgradeArgv)
 UNIDLE = Lua(DIRECTORY, "unidle", UnidleKeys, UnidleArgv)
 RENEW = Lua(DIRECTORY, "renew", RenewKeys, RenewArgv)
 PROGRESS = Lua(DIRECTORY, "progress", ProgressKeys, ProgressArgv)
@@ -282,5 +400,21 @@ STATS = Lua(DIRECTORY, "stats", StatsKeys, StatsArgv)
 
 ALL: dict[str, Lua[Any, Any]] = {
     lua.name: lua
-    for lua in (SUBMIT, CLAIM, UNIDLE, RENEW, PROGRESS, FINISH, RELEASE, CANCEL, READ, STATS)
+    for lua in (
+        SUBMIT,
+        REPLAY,
+        CLAIM,
+        START,
+        RECOVER,
+        PROMOTE,
+        UPGRADE,
+        UNIDLE,
+        RENEW,
+        PROGRESS,
+        FINISH,
+        RELEASE,
+        CANCEL,
+        READ,
+        STATS,
+    )
 }

@@ -3,9 +3,10 @@
 Per operation ``op`` (all keys tagged ``{op}``, built by :mod:`service.queue.keys`):
 
 - ``r:<id>``     hash, the request's record (deleted ``result_ttl`` after it finishes)
-- ``pending``    sorted set of queued ids, score = (10 - priority) * 2**40 + arrival sequence
-- ``delayed``    sorted set of ids waiting out a retry backoff, score = due time
-- ``running``    sorted set of claimed ids, score = lease deadline
+- ``pending``    sorted set of queued requests, score = (10 - priority) * 2**40 + arrival sequence;
+  members (here and in ``delayed`` and ``running``) are ``<id>\n<client>`` (:func:`keys.member`)
+- ``delayed``    sorted set of requests waiting out a retry backoff, score = due time
+- ``running``    sorted set of claimed requests, score = lease deadline
 - ``wake``       list holding at most one marker; idle workers block on it
 - ``c:<client>`` sorted set of a client's ids by creation time (listing)
 - ``idem:<client>:<hash>`` an Idempotency-Key's request id (24 h)
@@ -18,8 +19,9 @@ Per operation ``op`` (all keys tagged ``{op}``, built by :mod:`service.queue.key
 - ``workers``    sorted set of worker ids by heartbeat deadline
 - ``idle``       sorted set of ``"<lease_ms> <worker>"`` registered idle, by expiry: a submit
   that finds the queue empty leases its request to one of them at once
-- ``hand:<worker>`` list of requests handed to that worker (at most one), its blocking pop's
-  first key
+- ``hand``       list of requests handed to idle workers (one per registration taken), which
+  any waiting worker's blocking pop takes
+- ``signal:<worker>`` list holding the empty entry that ends that worker's blocking pop
 - ``outbox``     stream of webhook events, written in the step that changes state
 - ``hooked:<status>`` set of clients with a webhook endpoint for that status's event
 - channels ``events`` (every state change), ``watched`` (the changes of requests someone
@@ -40,6 +42,7 @@ from typing import Any, Literal, NamedTuple
 import orjson
 from redis.asyncio import Redis
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import WatchError
 
 from service.queue import keys, scripts
 from service.queue.scripts import (
@@ -51,12 +54,22 @@ from service.queue.scripts import (
     FinishKeys,
     ProgressArgv,
     ProgressKeys,
+    PromoteArgv,
+    PromoteKeys,
     ReadArgv,
     ReadKeys,
+    RecoverArgv,
+    RecoverKeys,
     ReleaseArgv,
     ReleaseKeys,
     RenewArgv,
     RenewKeys,
+    ReplayArgv,
+    ReplayKeys,
+    StartArgv,
+    StartCallArgv,
+    StartCallKeys,
+    StartKeys,
     StatsArgv,
     StatsKeys,
     SubmitArgv,
@@ -65,11 +78,17 @@ from service.queue.scripts import (
     SubmitKeys,
     UnidleArgv,
     UnidleKeys,
+    UpgradeArgv,
+    UpgradeKeys,
 )
 from service.runtime.batcher import Batcher
 from service.runtime.redis import RawConnection, dedicated
 
 IDEMPOTENCY_TTL = 86_400
+# Submits of a request whose Idempotency-Key keeps naming requests that expire meanwhile.
+SUBMIT_TRIES = 3
+# Members an upgrade rewrites per pipeline.
+UPGRADE_CHUNK = 500
 _IDEMPOTENCY_TTL = str(IDEMPOTENCY_TTL)
 
 Outcome = Literal["succeeded", "failed", "canceled", "retry"]
@@ -183,7 +202,7 @@ THROUGHPUT_WINDOW = 60.0
 
 
 class Queue:
-    """Every queue operation, each one Redis round trip (one script)."""
+    """Every queue operation, each one Redis round trip (one script); a claim takes two."""
 
     def __init__(self, redis: Redis, clock: Callable[[], float] = time.time) -> None:
         self.redis = redis
@@ -203,6 +222,16 @@ class Queue:
 
     async def submit(self, req: NewRequest) -> Submitted:
         """Create a request and queue it, unless the queue is full or the key replays."""
+        for _ in range(SUBMIT_TRIES):
+            res = await self._submit_once(req)
+            if res is not None:
+                return res
+        # The key's request expired at each try while others reused the key: say so, as a
+        # conflict, rather than loop.
+        return Submitted("conflict", "", None, None)
+
+    async def _submit_once(self, req: NewRequest) -> Submitted | None:
+        # None: the Idempotency-Key named a request that has expired since; submit again.
         now = self.now_ms()
         op, rid, client, idem = req.op, req.id, req.client, req.idempotency_key
         index, no_idem, rate, glob, cev = _client_keys(op, client)
@@ -237,13 +266,36 @@ class Queue:
             return Submitted("full", "", None, int(res[1]))
         if outcome == "limited":
             return Submitted("limited", "", None, None, retry_after_ms=int(res[1]))
-        rid = _s(res[1])
-        if outcome == "conflict":
-            return Submitted("conflict", rid, None, None)
+        if outcome == "exists":
+            return await self._replay(req, _s(res[1]))
         rank = int(res[3])
-        record = orjson.loads(res[2]) if outcome == "replay" else None
         position = rank if rank >= 0 else None
-        return Submitted(outcome, rid, record, position, len(res) > 4, now)  # type: ignore[arg-type]
+        return Submitted("created", _s(res[1]), None, position, len(res) > 4, now)
+
+    async def _replay(self, req: NewRequest, existing: str) -> Submitted | None:
+        # The second step of an idempotent replay (only replays pay this round trip).
+        op, client = req.op, req.client
+        res = await scripts.REPLAY.call(
+            self.batcher,
+            ReplayKeys(
+                keys.idempotency(op, client, req.idempotency_key),
+                keys.record(op, existing),
+                keys.pending(op),
+            ),
+            ReplayArgv(
+                existing,
+                keys.member(existing, client),
+                req.body_hash,
+                "1" if req.waited else "",
+            ),
+        )
+        outcome = _s(res[0])
+        if outcome == "gone":
+            return None
+        if outcome == "conflict":
+            return Submitted("conflict", existing, None, None)
+        rank = int(res[3])
+        return Submitted("replay", existing, orjson.loads(res[2]), rank if rank >= 0 else None)
 
     async def claim(
         self,
@@ -257,88 +309,258 @@ class Queue:
     ) -> tuple[list[Job], int | None]:
         """Claim up to ``max_jobs`` from the head; also recovers expired leases and due retries.
 
-        Returns the jobs (with any handed to this worker) and when (ms) the next retry or
-        lease falls due, if any. Finding nothing, the worker is registered idle for ``idle``
-        seconds (0: not at all), to be handed the next request through :meth:`wait_for_work`.
+        Returns the jobs (with any handed to idle workers and not yet taken) and when (ms) the
+        next retry or lease falls due, if any. Finding nothing, the worker is registered idle
+        for ``idle`` seconds (0: not at all), to be handed the next request through
+        :meth:`wait_for_work`.
+
+        Two round trips: ``claim.lua`` touches only the operation's own keys and returns the
+        members it popped; then one ``start.lua`` run starts them all, declaring each request's
+        keys (one call group per member). Expired leases and due retries cost two more, first.
         """
+        k, now = keys.of(op), self.now_ms()
+        claim_keys = ClaimKeys(
+            k.pending,
+            k.delayed,
+            k.running,
+            k.workers,
+            k.idle,
+            k.wake,
+            k.hand,
+            keys.signal(op, worker),
+        )
+        lease_ms, ttl_ms, idle_ms = int(lease * 1000), int(worker_ttl * 1000), int(idle * 1000)
+        argv = ClaimArgv(now, lease_ms, worker, max_jobs, ttl_ms, idle_ms, "1")
+        res = await scripts.CLAIM.call(self.batcher, claim_keys, argv)
+        jobs: list[Job] = []
+        if res[1] or res[2]:
+            # Expired leases and due retries first (issued together: one pipeline). A recovered
+            # request runs again here while this worker has a free slot, leased in the same
+            # step (no read sees it queued in between); otherwise it is queued at the head,
+            # before this claim pops.
+            jobs = await self._recover_all(
+                op, res[1], res[2], now, token, worker, lease_ms, max_jobs
+            )
+            free = max_jobs - len(jobs)
+            argv = ClaimArgv(now, lease_ms, worker, free, ttl_ms, idle_ms if not jobs else 0, "0")
+            res = await scripts.CLAIM.call(self.batcher, claim_keys, argv)
+        popped, soonest, given = res[0], int(res[3]), res[4]
+        jobs.extend(_handed(op, entry) for entry in given)
+        if popped:
+            started, failed = await self._start(op, popped, token, worker, now)
+            jobs.extend(started)
+            # A member whose start failed stays in running, 'queued': when its lease expires a
+            # later claim queues it again, with no attempt used. Jobs started here run
+            # regardless, so raise only without any.
+            if failed is not None and not jobs:
+                raise failed
+        return jobs, (soonest if soonest >= 0 else None)
+
+    async def _start(
+        self, op: str, popped: Sequence[bytes], token: str, worker: str, now: int
+    ) -> tuple[list[Job], BaseException | None]:
+        # Every popped member's start in one start.lua run and one reply.
         k = keys.of(op)
-        res = await scripts.CLAIM.call(
+        calls: list[tuple[StartCallKeys, StartCallArgv]] = []
+        owners: list[tuple[str, str]] = []
+        for m in popped:
+            member = _s(m)
+            rid, client = keys.parse_member(member)
+            ck = _client_keys(op, client)
+            calls.append(
+                (
+                    StartCallKeys(keys.record(op, rid), keys.ev(op, rid), ck.glob, ck.cev),
+                    StartCallArgv(member),
+                )
+            )
+            owners.append((rid, client))
+        try:
+            replies = await scripts.START.call_many(
+                self.batcher,
+                StartKeys(k.running, k.outbox, k.hooked_running),
+                StartArgv(token, worker, now, k.events_channel, k.watched_channel),
+                calls,
+            )
+        except Exception as exc:  # the jobs handed to the claim still run
+            return [], exc
+        jobs: list[Job] = []
+        failed: BaseException | None = None
+        for (rid, client), reply in zip(owners, replies, strict=True):
+            if isinstance(reply, BaseException):
+                failed = failed or reply
+            elif reply:
+                jobs.append(_job(op, rid, client, token, reply))
+        return jobs, failed
+
+    async def _recover_all(
+        self,
+        op: str,
+        stalled: Sequence[bytes],
+        due: Sequence[bytes],
+        now: int,
+        token: str,
+        worker: str,
+        lease_ms: int,
+        free: int,
+    ) -> list[Job]:
+        # The jobs leased here: the first ``free`` recovered requests that run again.
+        recovering = [_s(m) for m in stalled]
+        replies = await asyncio.gather(
+            *(
+                self._recover(op, m, now, token, worker, lease_ms, take=i < free)
+                for i, m in enumerate(recovering)
+            ),
+            *(self._promote(op, _s(m), now) for m in due),
+            return_exceptions=True,
+        )
+        jobs: list[Job] = []
+        failed: BaseException | None = None
+        for member, reply in zip(recovering, replies, strict=False):
+            if isinstance(reply, BaseException):
+                failed = failed or reply
+            elif isinstance(reply, list):
+                rid, client = keys.parse_member(member)
+                jobs.append(_job(op, rid, client, token, reply))
+        failed = failed or next(
+            (e for e in replies[len(recovering) :] if isinstance(e, BaseException)), None
+        )
+        # A recovery that failed is retried by a later claim (its lease stays expired); the jobs
+        # leased here must run regardless, so raise only without any.
+        if failed is not None and not jobs:
+            raise failed
+        return jobs
+
+    def _recover(
+        self, op: str, member: str, now: int, token: str, worker: str, lease_ms: int, *, take: bool
+    ) -> Awaitable[Any]:
+        rid, client = keys.parse_member(member)
+        k, ck = keys.of(op), _client_keys(op, client)
+        return scripts.RECOVER.call(
             self.batcher,
-            ClaimKeys(
-                k.prefix,
-                k.pending,
-                k.delayed,
+            RecoverKeys(
+                keys.record(op, rid),
+                keys.ev(op, rid),
+                ck.glob,
+                ck.cev,
                 k.running,
-                k.workers,
-                k.idle,
+                k.pending,
+                k.hand,
                 k.wake,
                 k.tput,
                 k.outbox,
                 k.hooked_running,
                 k.hooked_failed,
                 k.hooked_canceled,
-                keys.hand_list(op, worker),
             ),
-            ClaimArgv(
-                self.now_ms(),
-                int(lease * 1000),
-                token,
-                worker,
-                max_jobs,
-                int(worker_ttl * 1000),
-                int(idle * 1000),
+            RecoverArgv(
+                rid,
+                member,
+                now,
                 k.events_channel,
                 k.watched_channel,
+                token,
+                worker,
+                lease_ms,
+                "1" if take else "",
             ),
         )
-        flat, soonest = res[0], int(res[1])
-        jobs = [
-            Job(
-                request_id=_s(flat[i]),
-                op=op,
-                input=_s(flat[i + 1]),
-                attempt=int(flat[i + 2]),
-                timeout=int(flat[i + 3]) / 1000,
-                client=_s(flat[i + 4]),
-                max_attempts=int(flat[i + 5]),
-                backoff=int(flat[i + 6]) / 1000,
-                token=token,
-                created_ms=int(flat[i + 7]),
+
+    def _promote(self, op: str, member: str, now: int) -> Awaitable[Any]:
+        rid, _ = keys.parse_member(member)
+        k = keys.of(op)
+        return scripts.PROMOTE.call(
+            self.batcher,
+            PromoteKeys(keys.record(op, rid), k.delayed, k.pending, k.wake),
+            PromoteArgv(member, now),
+        )
+
+    async def upgrade(self, op: str) -> int:
+        """Rewrite what an older release left in ``op``'s queue; how many entries it rewrote.
+
+        Older releases wrote bare ids as members of ``pending``, ``running`` and ``delayed``
+        and handed requests on per-worker lists ``hand:<worker>``. Each bare member becomes
+        ``<id>\\n<client>`` with its score (dropped when its record is gone), and what the old
+        lists hold moves onto ``hand``. Idempotent; a worker runs it before its first claim.
+        """
+        k, done = keys.of(op), 0
+        for zset in (k.pending, k.delayed, k.running):
+            rows = await self.redis.zrange(zset, 0, -1)
+            bare = [_s(m) for m in rows if b"\n" not in m]
+            for i in range(0, len(bare), UPGRADE_CHUNK):
+                done += await self._upgrade_members(op, zset, bare[i : i + UPGRADE_CHUNK])
+        pattern = _glob_escape(keys.prefix(op)) + "hand:*"
+        async for name in self.redis.scan_iter(match=pattern, count=1000):
+            done += await self._move_hand_list(_s(name), k.hand)
+        return done
+
+    async def _upgrade_members(self, op: str, zset: str, bare: Sequence[str]) -> int:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for rid in bare:
+                pipe.hget(keys.record(op, rid), "client")
+            clients = await pipe.execute()
+        # One single-key script per member (issued together: pipelined): it rewrites the
+        # member only if it is still there, so it never puts back one a claim took meanwhile.
+        replies = await asyncio.gather(
+            *(
+                scripts.UPGRADE.call(
+                    self.batcher,
+                    UpgradeKeys(zset),
+                    UpgradeArgv(rid, keys.member(rid, _s(client)) if client else ""),
+                )
+                for rid, client in zip(bare, clients, strict=True)
             )
-            for i in range(0, len(flat), 8)
-        ]
-        jobs.extend(_handed(op, entry) for entry in res[2])
-        return jobs, (soonest if soonest >= 0 else None)
+        )
+        return sum(int(r) for r in replies)
+
+    async def _move_hand_list(self, old: str, hand: str) -> int:
+        # An older release's submit may still push onto the old list: WATCH it, so nothing
+        # pushed between the read and the move is lost.
+        async with self.redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(old)
+                    entries = [e for e in await pipe.lrange(old, 0, -1) if e]
+                    pipe.multi()  # type: ignore[no-untyped-call]
+                    if entries:
+                        pipe.rpush(hand, *entries)
+                    pipe.delete(old)
+                    await pipe.execute()
+                    return len(entries)
+                except WatchError:
+                    continue
 
     async def wait_for_work(
         self, op: str, worker: str, timeout: float, waiter: Waiter | None = None
     ) -> list[Job]:
-        """Block until a submit signals work or hands this worker a job, or ``timeout`` passes.
+        """Block until a submit signals work or hands an idle worker a job, or ``timeout`` passes.
 
-        Returns the handed job, if that is what ended the wait. A claim loop passes its own
-        ``waiter``; without one, the wait takes a connection from the pool.
+        Returns the handed job, if that is what ended the wait (any waiting worker may take
+        it). A claim loop passes its own ``waiter``; without one, the wait takes a connection
+        from the pool.
         """
         # Bounded well under the connection's socket timeout (service.runtime.redis.SOCKET_TIMEOUT).
-        own = keys.hand_list(op, worker)
-        wait_keys = [own, keys.wake(op)]
+        k = keys.of(op)
+        # The worker's own signal first: a stopping worker's wake-up ends its pop at once.
+        wait_keys = [keys.signal(op, worker), k.hand, k.wake]
         bound = min(max(timeout, 0.01), 4.0)
         res: Sequence[bytes | str] | None
         if waiter is not None:
             res = await waiter.blpop(wait_keys, bound)
         else:
             res = await self.redis.blpop(wait_keys, timeout=bound)
-        if res is None or _s(res[0]) != own or not res[1]:
+        if res is None or _s(res[0]) != k.hand or not res[1]:
             return []
         return [_handed(op, res[1])]
 
     async def unidle(self, op: str, worker: str, lease: float, *, wake: bool) -> list[Job]:
-        """Hand this worker nothing more (it is stopping); returns what it was handed.
+        """Hand this worker nothing more (it is stopping).
 
-        With ``wake``, its blocking :meth:`wait_for_work` ends at once.
+        Returns the hand-offs no idle worker is left to take. With ``wake``, its blocking
+        :meth:`wait_for_work` ends at once.
         """
         res = await scripts.UNIDLE.call(
             self.batcher,
-            UnidleKeys(keys.idle(op), keys.hand_list(op, worker)),
+            UnidleKeys(keys.idle(op), keys.hand(op), keys.signal(op, worker)),
             UnidleArgv(worker, int(lease * 1000), "1" if wake else ""),
         )
         return [_handed(op, entry) for entry in res]
@@ -349,7 +571,7 @@ class Queue:
         res = await scripts.RENEW.call(
             self.batcher,
             RenewKeys(keys.record(op, rid), keys.of(op).running),
-            RenewArgv(rid, job.token, self.now_ms(), int(lease * 1000)),
+            RenewArgv(keys.member(rid, job.client), job.token, self.now_ms(), int(lease * 1000)),
         )
         return _s(res)
 
@@ -493,7 +715,9 @@ class Queue:
         k = keys.of(op)
         return scripts.READ.call(
             self.batcher,
-            ReadKeys(keys.record(op, request_id), keys.ev(op, request_id), k.pending, k.tput),
+            ReadKeys(
+                keys.record(op, request_id), keys.ev(op, request_id), k.pending, k.tput, k.running
+            ),
             ReadArgv(now, with_result, watch_client),
         )
 
@@ -545,12 +769,12 @@ class Queue:
             await self.redis.zrem(keys.client_index(op, client), *gone)
         return out
 
-    async def ranks(self, op: str, ids: Sequence[str]) -> list[int | None]:
-        """Positions of many requests in one pipeline (None: no longer queued)."""
+    async def ranks(self, op: str, requests: Sequence[tuple[str, str]]) -> list[int | None]:
+        """Positions of many ``(id, client)`` requests in one pipeline (None: not queued)."""
         pending = keys.pending(op)
         async with self.redis.pipeline(transaction=False) as pipe:
-            for rid in ids:
-                pipe.zrank(pending, rid)
+            for rid, client in requests:
+                pipe.zrank(pending, keys.member(rid, client))
             rows = await pipe.execute()
         return [None if r is None else int(r) for r in rows]
 
@@ -641,6 +865,23 @@ class Waiter:
 WAIT_MARGIN = 5.0
 
 
+def _job(op: str, rid: str, client: str, token: str, fields: Sequence[Any]) -> Job:
+    # start.lua's (and recover.lua's) reply for a request it started: the job's fields.
+    data, attempt, timeout, max_att, backoff, created = fields
+    return Job(
+        request_id=rid,
+        op=op,
+        input=_s(data),
+        attempt=int(attempt),
+        timeout=int(timeout) / 1000,
+        client=client,
+        max_attempts=int(max_att),
+        backoff=int(backoff) / 1000,
+        token=token,
+        created_ms=int(created),
+    )
+
+
 def _handed(op: str, entry: bytes | str) -> Job:
     # The layout of lua/includes/handed.lua: the input is last, as it may hold newlines.
     if isinstance(entry, str):
@@ -665,9 +906,7 @@ def _submit_fixed(op: str) -> tuple[SubmitKeys, SubmitArgv]:
     # The same for every submit to ``op``: built once, and what the batcher merges calls by.
     k = keys.of(op)
     return (
-        SubmitKeys(
-            k.prefix, k.pending, k.seq, k.idle, k.running, k.wake, k.outbox, k.hooked_running
-        ),
+        SubmitKeys(k.pending, k.seq, k.idle, k.running, k.wake, k.hand, k.outbox, k.hooked_running),
         SubmitArgv(k.events_channel, k.watched_channel, _IDEMPOTENCY_TTL),
     )
 
@@ -690,6 +929,11 @@ def _client_keys(op: str, client: str) -> _ClientKeys:
         keys.glob(op, client),
         keys.cev(op, client),
     )
+
+
+def _glob_escape(text: str) -> str:
+    # A key as a literal SCAN MATCH pattern.
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def _stream_id(value: str) -> tuple[int, int]:

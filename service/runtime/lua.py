@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -91,6 +92,8 @@ def _read(directory: Path, name: str, what: str) -> str:
         raise LuaError(f"{what} does not exist in {directory}") from None
 
 
+# The per-call KEYS and ARGV of the calls a script takes at once.
+_Calls = Sequence[tuple[Sequence[Any], Sequence[Any]]]
 K = TypeVar("K", bound=tuple[Any, ...])
 A = TypeVar("A", bound=tuple[Any, ...])
 
@@ -141,6 +144,31 @@ class Lua(Script, Generic[K, A]):
     ) -> asyncio.Future[Any]:
         """Queue one call of a script that takes many at once (see ``Batcher.call_merged``)."""
         return batcher.call_merged(self, keys, argv, call_keys, call_argv)
+
+    def call_many(
+        self,
+        batcher: Batcher,
+        keys: K,
+        argv: A,
+        calls: _Calls,
+    ) -> asyncio.Future[Any]:
+        """Queue one call of a script that takes many at once, with ``calls`` (each its
+        ``call_keys`` and ``call_argv``) known together: one future, resolving with the list of
+        their replies (an entry that failed is an exception)."""
+        all_keys, all_argv = _flat(keys, argv, calls)
+        return batcher.call(self, (*all_keys, *all_argv), len(all_keys))
+
+
+def _flat(
+    keys: tuple[Any, ...],
+    argv: tuple[Any, ...],
+    calls: Sequence[tuple[Sequence[Any], Sequence[Any]]],
+) -> tuple[list[Any], list[Any]]:
+    all_keys, all_argv = list(keys), list(argv)
+    for call_keys, call_argv in calls:
+        all_keys.extend(call_keys)
+        all_argv.extend(call_argv)
+    return all_keys, all_argv
 
 
 def _fields(tp: type[Any] | None) -> tuple[str, ...]:

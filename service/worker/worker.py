@@ -7,6 +7,7 @@ import contextlib
 import functools
 import json
 import logging
+import math
 import os
 import secrets
 import socket
@@ -93,6 +94,8 @@ class Worker:
         self._outage = Outage("worker")
         self._process_runner: ProcessRunner | None = None
         self._renewed_at = time.monotonic()
+        # The lease tokens of the requests submits hand this worker (lua/submit.lua).
+        self._handed_prefix = f"{self.id}:h"
         self._executor = ThreadPoolExecutor(
             max_workers=max(4, settings.concurrency), thread_name_prefix="acceptd-handler"
         )
@@ -191,9 +194,27 @@ class Worker:
     async def _claim_loop(self, op: str) -> None:
         waiter = Waiter(self.queue.redis)
         try:
+            await self._upgrade(op)
             await self._claim_until_stopped(op, waiter)
         finally:
             await waiter.close()
+
+    async def _upgrade(self, op: str) -> None:
+        # What an older release left in the queue is rewritten before this worker's first
+        # claim (data outlives a restart); until Redis answers, nothing is claimed anyway.
+        while not self._stopping:
+            try:
+                upgraded = await self.queue.upgrade(op)
+                self._outage.succeeded()
+            except asyncio.CancelledError:
+                raise
+            except RedisError as exc:
+                self._outage.failed(exc)
+                await asyncio.sleep(1)
+                continue
+            if upgraded:
+                log.info("%s: upgraded %d queue entries an older release left", op, upgraded)
+            return
 
     async def _claim_until_stopped(self, op: str, waiter: Waiter) -> None:
         while not self._stopping:
@@ -212,6 +233,12 @@ class Worker:
                 # A job handed over is leased to this worker: it runs even when stopping.
                 handed = await self.queue.wait_for_work(op, self.id, timeout, waiter)
                 for job in handed:
+                    if not job.token.startswith(self._handed_prefix):
+                        # Handed to another worker (one that died or stopped idle): its lease
+                        # runs from that hand-off and may be nearly over. Renew before the next
+                        # claim, which would otherwise take it back as abandoned (spending an
+                        # attempt). Rare: a worker's own hand-offs need no extra round trip.
+                        self._renewed_at = -math.inf
                     self._take(job)
             except asyncio.CancelledError:
                 raise

@@ -644,8 +644,10 @@ async def test_worker_reclaiming_its_own_expired_lease_keeps_the_new_run(
     # script call, claims it again (what happens right after such an outage).
     r = aredis.Redis.from_url(redis_url)
     try:
+        client: Any = await r.hget(core_keys.record("nap", rid), "client")
+        member = core_keys.member(rid, client.decode())
         async with r.pipeline(transaction=True) as pipe:
-            pipe.zadd(core_keys.key("nap", "running"), {rid: 1}, xx=True)
+            pipe.zadd(core_keys.key("nap", "running"), {member: 1}, xx=True)
             pipe.lpush(core_keys.key("nap", "wake"), "1")
             await pipe.execute()
     finally:

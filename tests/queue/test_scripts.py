@@ -37,11 +37,20 @@ def test_every_script_file_is_registered_with_its_callers_tuples() -> None:
         assert lua.header.keys and lua.header.argv, name
 
 
-def test_the_merged_submit_declares_its_per_call_entries() -> None:
-    header = scripts.SUBMIT.header
-    assert header.call_keys == scripts.SubmitCallKeys._fields
-    assert header.call_argv == scripts.SubmitCallArgv._fields
-    counts = _COUNTS.search(body("submit"))
+@pytest.mark.parametrize(
+    ("name", "call_keys", "call_argv"),
+    [
+        ("submit", scripts.SubmitCallKeys, scripts.SubmitCallArgv),
+        ("start", scripts.StartCallKeys, scripts.StartCallArgv),
+    ],
+)
+def test_a_merged_script_declares_its_per_call_entries(
+    name: str, call_keys: type[NamedTuple], call_argv: type[NamedTuple]
+) -> None:
+    header = scripts.ALL[name].header
+    assert header.call_keys == call_keys._fields
+    assert header.call_argv == call_argv._fields
+    counts = _COUNTS.search(body(name))
     assert counts is not None
     assert [int(n) for n in counts.group(1).split(", ")] == [
         len(header.keys),
@@ -130,3 +139,29 @@ def test_the_lua_files_are_package_data() -> None:
     data: Any = tomllib.loads(pyproject.read_text())["tool"]["setuptools"]["package-data"]
     assert "queue/lua/*.lua" in data["service"]
     assert "queue/lua/includes/*.lua" in data["service"]
+
+
+# A key built inside Lua: one of the keys' name parts (service.queue.keys) concatenated.
+_PARTS = r"(?:r|ev|c|idem|rl|glob|cev|hand|signal|hooked|pending|running|delayed)"
+_BUILT_KEY = re.compile(rf"\.\.\s*'{_PARTS}:?'|'{_PARTS}:'\s*\.\.")
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_a_script_declares_every_key_it_touches(name: str) -> None:
+    # Redis (and Redis Cluster during a slot migration) requires it: no key derived in Lua.
+    text = (DIRECTORY / f"{name}.lua").read_text()
+    header = parse_header(name, text)
+    assert "prefix" not in header.keys + header.call_keys, name
+    assert "derived" not in text.lower(), name
+    source = scripts.ALL[name].source
+    assert not re.search(r"\bprefix\b", source), name
+    assert not _BUILT_KEY.search(source), name
+
+
+def test_the_member_layout_is_the_same_in_lua_and_python() -> None:
+    from service.queue import keys
+
+    text = (DIRECTORY / "includes" / "member.lua").read_text()
+    assert "return rid .. '\\n' .. cid" in text
+    assert keys.member("01x", "alice") == "01x\nalice"
+    assert keys.parse_member(keys.member("01x", "alice")) == ("01x", "alice")

@@ -13,9 +13,18 @@ import redis.asyncio as aredis
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from service.queue import ids, keys
+from service.queue import ids, keys, scripts
 from service.queue.ids import ID_LEN, looks_like_id, new_request_id
-from service.queue.scripts import SubmitCallArgv, SubmitCallKeys
+from service.queue.scripts import (
+    ClaimArgv,
+    ClaimKeys,
+    StartArgv,
+    StartCallArgv,
+    StartCallKeys,
+    StartKeys,
+    SubmitCallArgv,
+    SubmitCallKeys,
+)
 from service.queue.store import Job, Limits, NewRequest, Queue, Waiter, _submit_fixed
 from service.runtime.batcher import FLUSH_AT
 
@@ -126,7 +135,7 @@ async def test_claim_marks_running_with_a_lease(queue: Queue, redis_client: ared
     assert job.input == '{"x":1}' and job.attempt == 1 and job.client == "alice"
     snap = await queue.read("echo", rid)
     assert snap is not None and snap.record["status"] == "running" and snap.position is None
-    deadline = await redis_client.zscore(keys.key("echo", "running"), rid)
+    deadline = await redis_client.zscore(keys.key("echo", "running"), keys.member(rid, "alice"))
     assert deadline == queue.now_ms() + 30_000
 
 
@@ -502,7 +511,10 @@ async def test_an_idle_worker_is_handed_the_next_request_already_leased(
     snap = await queue.read("echo", rid)
     assert snap is not None and snap.record["status"] == "running"
     assert snap.record["started"] == str(queue.now_ms()) and snap.record["worker"] == "w1"
-    assert await redis_client.zscore(keys.key("echo", "running"), rid) == queue.now_ms() + 30_000
+    assert (
+        await redis_client.zscore(keys.key("echo", "running"), keys.member(rid, "alice"))
+        == queue.now_ms() + 30_000
+    )
     assert await queue.renew(job, 30) == "ok"
     # One registration, one hand-off: the next request waits in the queue for a claim.
     later = await submit(queue)
@@ -641,3 +653,161 @@ async def test_a_waiter_reports_a_frozen_server_as_a_redis_timeout_and_recovers(
         assert job.request_id == rid
     finally:
         await waiter.close()
+
+
+async def test_a_key_naming_an_expired_request_creates_a_new_one(
+    queue: Queue, redis_client: aredis.Redis
+) -> None:
+    old = await submit(queue, idempotency_key="k1", body_hash="h1")
+    # It finished and its result_ttl ran out.
+    await redis_client.zrem(keys.pending("echo"), keys.member(old, "alice"))
+    await redis_client.delete(keys.record("echo", old))
+    new = await submit(queue, idempotency_key="k1", body_hash="h1")
+    assert new != old
+    replay = await queue.submit(
+        NewRequest("echo", "x", "alice", "{}", LIMITS, idempotency_key="k1", body_hash="h1")
+    )
+    assert (replay.outcome, replay.request_id, replay.position) == ("replay", new, 0)
+
+
+async def test_a_request_popped_by_a_claim_whose_worker_died_before_starting_it_runs_again(
+    queue: Queue, clock: Clock, redis_client: aredis.Redis
+) -> None:
+    first = await submit(queue)
+    later = await submit(queue)
+    # The claim's first step (claim.lua) moved it to running; its worker died before start.lua.
+    member = keys.member(first, "alice")
+    await redis_client.zrem(keys.pending("echo"), member)
+    await redis_client.zadd(keys.running("echo"), {member: queue.now_ms() + 30_000})
+    clock.now += 31
+    # Back in its place, ahead of later, with no attempt used.
+    jobs = await claim(queue, 1, token="t2")
+    assert [(j.request_id, j.attempt) for j in jobs] == [(first, 1)]
+    assert (await queue.read("echo", later)).position == 0  # type: ignore[union-attr]
+
+
+async def test_a_request_between_the_claims_two_steps_reads_queued_at_position_zero(
+    queue: Queue, clock: Clock
+) -> None:
+    first = await submit(queue)
+    later = await submit(queue)
+    now = queue.now_ms()
+    k = keys.of("echo")
+    claim_keys = ClaimKeys(
+        k.pending,
+        k.delayed,
+        k.running,
+        k.workers,
+        k.idle,
+        k.wake,
+        k.hand,
+        keys.signal("echo", "w1"),
+    )
+    # The claim's first step alone: the member moves from pending to running.
+    res = await scripts.CLAIM.call(
+        queue.batcher, claim_keys, ClaimArgv(now, 30_000, "w1", 1, 10_000, 0, "0")
+    )
+    assert [m.decode() for m in res[0]] == [keys.member(first, "alice")]
+
+    async def status(rid: str) -> tuple[str, int | None]:
+        snap = await queue.read("echo", rid)
+        assert snap is not None
+        return snap.record["status"], snap.position
+
+    # Still queued, and next: never queued with no position.
+    assert await status(first) == ("queued", 0)
+    [row] = await queue.read_many("echo", "alice", [first])
+    assert row is not None and (row.record["status"], row.position) == ("queued", 0)
+    assert await status(later) == ("queued", 0)
+    # The second step: started, it is running with no position.
+    replies = await scripts.START.call_many(
+        queue.batcher,
+        StartKeys(k.running, k.outbox, k.hooked_running),
+        StartArgv("t1", "w1", now, k.events_channel, k.watched_channel),
+        [
+            (
+                StartCallKeys(
+                    keys.record("echo", first),
+                    keys.ev("echo", first),
+                    keys.glob("echo", "alice"),
+                    keys.cev("echo", "alice"),
+                ),
+                StartCallArgv(keys.member(first, "alice")),
+            )
+        ],
+    )
+    assert len(replies) == 1 and replies[0]
+    assert await status(first) == ("running", None)
+    assert await status(later) == ("queued", 0)
+
+
+async def test_a_recovered_lease_runs_again_at_once_on_the_recovering_worker_with_a_free_slot(
+    queue: Queue, clock: Clock
+) -> None:
+    a = await submit(queue)
+    b = await submit(queue)
+    assert len(await claim(queue, 2)) == 2
+    clock.now += 31  # both leases expire
+    # One free slot: one of them is leased straight to this claim (same step as its recovery),
+    # the other is queued again at the head, with its next attempt.
+    jobs = await claim(queue, 1, token="t2")
+    assert len(jobs) == 1 and jobs[0].attempt == 2 and jobs[0].token == "t2"
+    other = b if jobs[0].request_id == a else a
+    snap = await queue.read("echo", jobs[0].request_id)
+    assert snap is not None and snap.record["status"] == "running"
+    assert snap.record["attempt"] == "2"
+    snap = await queue.read("echo", other)
+    assert snap is not None and (snap.record["status"], snap.position) == ("queued", 0)
+    assert snap.record["attempt"] == "2"
+    [again] = await claim(queue, 1, token="t3")
+    assert (again.request_id, again.attempt) == (other, 2)
+    # Both run under their claims' tokens.
+    assert await queue.finish(jobs[0], "succeeded", "1") == "succeeded"
+    assert await queue.finish(again, "succeeded", "1") == "succeeded"
+
+
+async def test_a_queue_an_older_release_left_is_upgraded_and_then_handled(
+    queue: Queue, clock: Clock, redis_client: aredis.Redis
+) -> None:
+    op = "echo"
+    queued, retried, handed = await submit(queue), await submit(queue), await submit(queue)
+    by_id = {j.request_id: j for j in await claim(queue, 3, token="w0:1")}
+    assert await queue.finish(by_id[retried], "retry", '"again"', retry_delay=1.0) == "retrying"
+    assert await queue.release(by_id[queued]) == "released"
+    # The older layout, by hand: bare ids in pending, delayed and running; `handed` was handed
+    # by a submit to the idle worker "old" (which died) on that worker's own list.
+    await redis_client.hset(keys.record(op, handed), mapping={"lease": "old:h7", "worker": "old"})
+    for zset in (keys.pending(op), keys.delayed(op), keys.running(op)):
+        rows: Any = await redis_client.zrange(zset, 0, -1, withscores=True)
+        for member, score in rows:
+            rid, _ = keys.parse_member(member.decode())
+            await redis_client.zrem(zset, member)
+            await redis_client.zadd(zset, {rid: score})
+    await redis_client.zadd(keys.pending(op), {"gone": 1})  # its record expired
+    raw: Any = await redis_client.hgetall(keys.record(op, handed))
+    rec = {k.decode(): v.decode() for k, v in raw.items()}
+    fields = ("timeout", "max_att", "backoff", "created", "client", "input")
+    entry = "\n".join([handed, "old:h7", "1", *(rec[f] for f in fields)])
+    old_hand = keys.prefix(op) + "hand:old"
+    await redis_client.rpush(old_hand, "", entry)  # and the empty entry that ended a wait
+
+    # 3 members rewritten, 1 dropped, 1 hand-off moved; a second run finds nothing.
+    assert await queue.upgrade(op) == 5
+    assert await queue.upgrade(op) == 0
+    for zset in (keys.pending(op), keys.delayed(op), keys.running(op)):
+        members: Any = await redis_client.zrange(zset, 0, -1)
+        assert all(b"\n" in m for m in members)
+    assert await redis_client.zcard(keys.pending(op)) == 1
+    assert not await redis_client.exists(old_hand)
+    assert await redis_client.lrange(keys.hand(op), 0, -1) == [entry.encode()]
+
+    # Then each is handled as if the new release had written it: the expired hand-off is
+    # recovered (it never ran: no attempt used) and runs here, the retry is promoted, the
+    # queued request is claimed.
+    clock.now += 31
+    jobs = {j.request_id: j for j in await claim(queue, 10, token="t9")}
+    assert set(jobs) == {queued, retried, handed}
+    assert jobs[handed].attempt == 1 and jobs[retried].attempt == 2
+    assert await redis_client.llen(keys.hand(op)) == 0
+    for job in jobs.values():
+        assert await queue.finish(job, "succeeded", "1") == "succeeded"

@@ -3,8 +3,8 @@
   KEYS[2] ev               ev:<id>, its kept events
   KEYS[3] glob             glob:<client>
   KEYS[4] cev              cev:<client>
-  KEYS[5] pending          queued ids by priority and arrival
-  KEYS[6] delayed          ids waiting out a retry backoff
+  KEYS[5] pending          queued members by priority and arrival
+  KEYS[6] delayed          members waiting out a retry backoff
   KEYS[7] outbox           webhook event stream
   KEYS[8] hooked_canceled  clients with an endpoint for request.canceled
   ARGV[1] id               the request's id
@@ -34,14 +34,16 @@ local control_channel = ARGV[7]
 local hooked = {canceled = hooked_canceled}
 --- @include "includes/hgetall"
 --- @include "includes/terminate"
+--- @include "includes/member"
 
 local rk = {record = record, ev = ev, glob = glob, cev = cev}
 local rec = hgetall(record)
 if rec['status'] == nil or rec['client'] ~= client then return {'missing', ''} end
 local status = rec['status']
 if status == 'queued' then
-  redis.call('ZREM', pending, id)
-  redis.call('ZREM', delayed, id)
+  local member = member_of(id, client)
+  redis.call('ZREM', pending, member)
+  redis.call('ZREM', delayed, member)
   rec['cancel'] = '1'
   redis.call('HSET', record, 'cancel', '1')
   terminate(rk, rec, 'canceled', now, 'error', error_json)

@@ -3,8 +3,8 @@
   KEYS[2] ev               ev:<id>, its kept events
   KEYS[3] glob             glob:<client>
   KEYS[4] cev              cev:<client>
-  KEYS[5] running          leased ids by deadline
-  KEYS[6] delayed          ids waiting out a retry backoff
+  KEYS[5] running          leased members by deadline
+  KEYS[6] delayed          members waiting out a retry backoff
   KEYS[7] wake             the list idle workers block on
   KEYS[8] tput             throughput buckets
   KEYS[9] outbox           webhook event stream
@@ -47,11 +47,13 @@ local hooked = {succeeded = hooked_succeeded, failed = hooked_failed, canceled =
 --- @include "includes/terminate"
 --- @include "includes/account"
 --- @include "includes/wake"
+--- @include "includes/member"
 
 local rk = {record = record, ev = ev, glob = glob, cev = cev}
 local rec = hgetall(record)
 if rec['lease'] ~= token then return 'lost' end
-redis.call('ZREM', running, id)
+local member = member_of(id, rec['client'])
+redis.call('ZREM', running, member)
 if outcome == 'retry' then
   local attempt = tonumber(rec['attempt'])
   if attempt < tonumber(rec['max_att']) and rec['cancel'] ~= '1' then
@@ -62,7 +64,7 @@ if outcome == 'retry' then
     redis.call('HSET', record, 'attempt', rec['attempt'], 'status', 'queued', 'updated', now,
       'last_error', payload)
     redis.call('HDEL', record, 'lease', 'worker', 'progress')
-    redis.call('ZADD', delayed, now + retry_delay_ms, id)
+    redis.call('ZADD', delayed, now + retry_delay_ms, member)
     emit(rk, rec, 'status')
     wake_workers()
     return 'retrying'

@@ -3,8 +3,8 @@
   KEYS[2] ev               ev:<id>, its kept events
   KEYS[3] glob             glob:<client>
   KEYS[4] cev              cev:<client>
-  KEYS[5] running          leased ids by deadline
-  KEYS[6] pending          queued ids by priority and arrival
+  KEYS[5] running          leased members by deadline
+  KEYS[6] pending          queued members by priority and arrival
   KEYS[7] wake             the list idle workers block on
   ARGV[1] id               the request's id
   ARGV[2] token            the lease token the caller holds
@@ -29,13 +29,15 @@ local watched_channel = ARGV[5]
 --- @include "includes/emit"
 --- @include "includes/requeue_head"
 --- @include "includes/wake"
+--- @include "includes/member"
 
 local rec = hgetall(record)
 if rec['lease'] ~= token then return 'lost' end
-redis.call('ZREM', running, id)
+local member = member_of(id, rec['client'])
+redis.call('ZREM', running, member)
 rec['status'] = 'queued'; rec['updated'] = tostring(now)
 rec['lease'] = nil; rec['worker'] = nil; rec['progress'] = nil
-requeue_head(rec, id)
+requeue_head(rec, member)
 redis.call('HSET', record, 'status', 'queued', 'updated', now, 'score', rec['score'])
 redis.call('HDEL', record, 'lease', 'worker', 'progress')
 emit({record = record, ev = ev, glob = glob, cev = cev}, rec, 'status')

@@ -1,7 +1,7 @@
 --[[ renew: extend a lease held with its token.
   KEYS[1] record           r:<id>
-  KEYS[2] running          leased ids by deadline
-  ARGV[1] id               the request's id
+  KEYS[2] running          leased members by deadline
+  ARGV[1] member           its member of running (see keys.member)
   ARGV[2] token            the lease token the caller holds
   ARGV[3] now              ms
   ARGV[4] lease_ms         lease length
@@ -9,12 +9,12 @@ Returns 'lost' (lease gone), 'cancel' (cancel requested) or 'ok'.
 ]]
 local record = KEYS[1]
 local running = KEYS[2]
-local id = ARGV[1]
+local member = ARGV[1]
 local token = ARGV[2]
 local now = tonumber(ARGV[3])
 local lease_ms = tonumber(ARGV[4])
 
 if redis.call('HGET', record, 'lease') ~= token then return 'lost' end
-redis.call('ZADD', running, 'XX', now + lease_ms, id)
+redis.call('ZADD', running, 'XX', now + lease_ms, member)
 if redis.call('HGET', record, 'cancel') == '1' then return 'cancel' end
 return 'ok'

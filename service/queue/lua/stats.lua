@@ -1,7 +1,7 @@
 --[[ stats: an operation's queue at a glance.
-  KEYS[1] pending          queued ids
-  KEYS[2] delayed          ids waiting out a retry backoff
-  KEYS[3] running          leased ids
+  KEYS[1] pending          queued members
+  KEYS[2] delayed          members waiting out a retry backoff
+  KEYS[3] running          leased members
   KEYS[4] workers          worker ids by heartbeat deadline
   KEYS[5] tput             throughput buckets
   ARGV[1] now              ms

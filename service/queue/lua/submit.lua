@@ -1,10 +1,10 @@
 --[[ submit: create requests and queue them, or hand each straight to an idle worker.
-  KEYS[1] prefix           the operation's key prefix, for the derived keys below
-  KEYS[2] pending          queued ids by priority and arrival
-  KEYS[3] seq              arrival counter
-  KEYS[4] idle             workers registered idle, by expiry
-  KEYS[5] running          leased ids by deadline
-  KEYS[6] wake             the list idle workers block on
+  KEYS[1] pending          queued members by priority and arrival
+  KEYS[2] seq              arrival counter
+  KEYS[3] idle             workers registered idle, by expiry
+  KEYS[4] running          leased members by deadline
+  KEYS[5] wake             the list idle workers block on
+  KEYS[6] hand             requests handed to idle workers, taken by whichever pops first
   KEYS[7] outbox           webhook event stream
   KEYS[8] hooked_running   clients with an endpoint for request.running
   ARGV[1] events_channel   every state change
@@ -34,20 +34,17 @@
   ARGV[+15] burst          token bucket size
   ARGV[+16] wait           '1' when a caller waits for the outcome (its events are watched)
   ARGV[+17] idem_hash      the Idempotency-Key's hash, '' if none
-Derived keys (not yet declared):
-  r:<id> of the request an Idempotency-Key already names;
-  hand:<worker> of the idle worker a request is handed to.
 Returns one reply per call, in order: {'created', id, '', position} ({..., -1, 'running'} when
-handed to a worker), {'replay', id, snapshot_json, position}, {'conflict', id},
+handed to a worker), {'exists', id} (the Idempotency-Key names request id: replay.lua answers),
 {'full', depth} or {'limited', wait_ms}. The batcher merges a tick's calls into one; each runs
 protected, so one that fails (out of memory, say) is an error entry and the others stand.
 ]]
-local prefix = KEYS[1]
-local pending = KEYS[2]
-local seq = KEYS[3]
-local idle = KEYS[4]
-local running = KEYS[5]
-local wake = KEYS[6]
+local pending = KEYS[1]
+local seq = KEYS[2]
+local idle = KEYS[3]
+local running = KEYS[4]
+local wake = KEYS[5]
+local hand = KEYS[6]
 local outbox = KEYS[7]
 local hooked_running = KEYS[8]
 local events_channel = ARGV[1]
@@ -56,27 +53,13 @@ local idem_ttl = ARGV[3]
 -- Calls follow the fixed KEYS and ARGV, this many of each per call.
 local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 8, 6, 3, 17
 local hooked = {running = hooked_running}
---- @include "includes/hgetall"
---- @include "includes/snapshot"
 --- @include "includes/fmt"
 --- @include "includes/emit"
 --- @include "includes/outbox"
 --- @include "includes/handed"
 --- @include "includes/wake"
---- @include "includes/derived_record"
---- @include "includes/derived_hand"
+--- @include "includes/member"
 
-local function replay(rk, c)
-  local existing = redis.call('GET', rk.idempotency)
-  if not existing then return nil end
-  local old = derived_record(existing)
-  local bhash = redis.call('HGET', old, 'bhash')
-  if not bhash then return nil end
-  if bhash ~= c.body_hash then return {'conflict', existing} end
-  if c.wait == '1' then redis.call('HSET', old, 'wait', '1') end
-  local rank = redis.call('ZRANK', pending, existing)
-  return {'replay', existing, cjson.encode(snapshot(hgetall(old))), rank or -1}
-end
 
 -- Token bucket per client and operation: refill by elapsed time, take one token. Returns the
 -- wait (ms) until a token is available, or nil when one was taken.
@@ -96,8 +79,9 @@ end
 local function submit(rk, c)
   local now = tonumber(c.now)
   if c.idem_hash ~= '' then
-    local res = replay(rk, c)
-    if res then return res end
+    -- The key names another request: replay.lua answers, declaring that request's record.
+    local existing = redis.call('GET', rk.idempotency)
+    if existing then return {'exists', existing} end
   end
   local wait_ms = limited(rk, c, now)
   if wait_ms then return {'limited', wait_ms} end
@@ -130,32 +114,34 @@ local function submit(rk, c)
   redis.call('ZREMRANGEBYSCORE', rk.client_index, '-inf', now - (tonumber(c.ttl) + 604800) * 1000)
   if c.idem_hash ~= '' then redis.call('SET', rk.idempotency, c.id, 'EX', tonumber(idem_ttl)) end
   emit(rk, rec, 'status')
-  -- Nothing waits and a worker is idle: lease the request to it here and push it onto that
-  -- worker's own list, so its blocking pop returns the job itself (no claim round trip).
-  local member = nil
+  -- Nothing waits and a worker is idle: lease the request here (charged to that worker's
+  -- registration) and push it onto hand, so an idle worker's blocking pop returns the job
+  -- itself (no claim round trip). Whichever worker pops it runs it under the token.
+  local registration = nil
   if depth == 0 then
-    member = redis.call('ZRANGEBYSCORE', idle, now, '+inf', 'LIMIT', 0, 1)[1]
+    registration = redis.call('ZRANGEBYSCORE', idle, now, '+inf', 'LIMIT', 0, 1)[1]
   end
-  if member then
-    redis.call('ZREM', idle, member)
-    local sp = string.find(member, ' ', 1, true)
-    local lease_ms, worker = tonumber(string.sub(member, 1, sp - 1)), string.sub(member, sp + 1)
+  if registration then
+    redis.call('ZREM', idle, registration)
+    local sp = string.find(registration, ' ', 1, true)
+    local lease_ms = tonumber(string.sub(registration, 1, sp - 1))
+    local worker = string.sub(registration, sp + 1)
     local token = worker .. ':h' .. n
     rec['status'] = 'running'; rec['started'] = c.now; rec['worker'] = worker
     rec['lease'] = token
     redis.call('HSET', rk.record, 'status', 'running', 'started', c.now, 'worker', worker,
       'lease', token)
-    redis.call('ZADD', running, now + lease_ms, c.id)
+    redis.call('ZADD', running, now + lease_ms, member_of(c.id, c.client))
     emit(rk, rec, 'status')
     add_outbox(rec, 'running', now)
-    local hk = derived_hand(worker)
-    redis.call('RPUSH', hk, handed(rec, token, c.input))
-    redis.call('PEXPIRE', hk, lease_ms * 2 + 60000)
+    redis.call('RPUSH', hand, handed(rec, token, c.input))
+    redis.call('PEXPIRE', hand, lease_ms * 2 + 60000)
     return {'created', c.id, '', -1, 'running'}
   end
-  redis.call('ZADD', pending, rec['score'], c.id)
+  local member = member_of(c.id, c.client)
+  redis.call('ZADD', pending, rec['score'], member)
   wake_workers()
-  return {'created', c.id, '', redis.call('ZRANK', pending, c.id)}
+  return {'created', c.id, '', redis.call('ZRANK', pending, member)}
 end
 
 local out = {}

@@ -1,0 +1,69 @@
+--[[ start: mark requests that claim moved to running as running under the claim's lease.
+  KEYS[1] running          leased members by deadline
+  KEYS[2] outbox           webhook event stream
+  KEYS[3] hooked_running   clients with an endpoint for request.running
+  ARGV[1] token            the lease token of the claim
+  ARGV[2] worker           the worker's id
+  ARGV[3] now              ms
+  ARGV[4] events_channel   every state change
+  ARGV[5] watched_channel  changes someone waits for or streams
+  each call:
+  KEYS[+1] record          r:<id>
+  KEYS[+2] ev              ev:<id>, its kept events
+  KEYS[+3] glob            glob:<client>
+  KEYS[+4] cev             cev:<client>
+  ARGV[+1] member          its member of running
+Returns one reply per call, in order: {input, attempt, timeout, max attempts, backoff, created},
+or false when the request is no longer queued (canceled meanwhile, say): it is then dropped
+from running. The batcher merges a claim's starts (same token) into one script run; each runs
+protected, so one that fails is an error entry and the others stand.
+]]
+local running = KEYS[1]
+local outbox = KEYS[2]
+local hooked_running = KEYS[3]
+local token = ARGV[1]
+local worker = ARGV[2]
+local now = ARGV[3]
+local events_channel = ARGV[4]
+local watched_channel = ARGV[5]
+-- Calls follow the fixed KEYS and ARGV, this many of each per call.
+local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 3, 4, 5, 1
+local hooked = {running = hooked_running}
+--- @include "includes/hgetall"
+--- @include "includes/emit"
+--- @include "includes/outbox"
+
+local function start(rk, c)
+  local member = c.member
+  local rec = hgetall(rk.record)
+  if rec['status'] ~= 'queued' or not redis.call('ZSCORE', running, member) then
+    if rec['status'] ~= 'running' then redis.call('ZREM', running, member) end
+    return false
+  end
+  rec['status'] = 'running'
+  rec['updated'] = now
+  rec['started'] = rec['started'] or now
+  rec['worker'] = worker
+  rec['lease'] = token
+  redis.call('HSET', rk.record, 'status', 'running', 'updated', now, 'started', rec['started'],
+    'worker', worker, 'lease', token)
+  emit(rk, rec, 'status')
+  add_outbox(rec, 'running', tonumber(now))
+  return {rec['input'] or 'null', rec['attempt'], rec['timeout'], rec['max_att'], rec['backoff'],
+    rec['created']}
+end
+
+local out = {}
+for i = 0, (#KEYS - FIXED_KEYS) / CALL_KEYS - 1 do
+  local kb, ab = FIXED_KEYS + i * CALL_KEYS, FIXED_ARGV + i * CALL_ARGV
+  local rk = {record = KEYS[kb + 1], ev = KEYS[kb + 2], glob = KEYS[kb + 3], cev = KEYS[kb + 4]}
+  local ok, res = pcall(start, rk, {member = ARGV[ab + 1]})
+  if ok then
+    out[#out + 1] = res
+  elseif type(res) == 'table' then
+    out[#out + 1] = res  -- a command's error reply
+  else
+    out[#out + 1] = {err = 'ERR ' .. tostring(res)}
+  end
+end
+return out
