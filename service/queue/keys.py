@@ -118,6 +118,11 @@ def workers(op: str) -> str:
     return key(op, "workers")
 
 
+def layout(op: str) -> str:
+    """The version of the key layout the operation's data is in (see ``Queue.upgrade``)."""
+    return key(op, "layout")
+
+
 def tput(op: str) -> str:
     """Finishes and run time in 5 s buckets (throughput and ETA)."""
     return key(op, "tput")

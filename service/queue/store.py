@@ -89,6 +89,8 @@ IDEMPOTENCY_TTL = 86_400
 SUBMIT_TRIES = 3
 # Members an upgrade rewrites per pipeline.
 UPGRADE_CHUNK = 500
+# The key layout this release writes: members ``<id>\n<client>``, one ``hand`` list.
+LAYOUT = b"2"
 _IDEMPOTENCY_TTL = str(IDEMPOTENCY_TTL)
 
 Outcome = Literal["succeeded", "failed", "canceled", "retry"]
@@ -483,6 +485,11 @@ class Queue:
         lists hold moves onto ``hand``. Idempotent; a worker runs it before its first claim.
         """
         k, done = keys.of(op), 0
+        marker = keys.layout(op)
+        # Once upgraded, never again: reading every member of a long queue at each worker
+        # start would cost more than the upgrade itself.
+        if await self.redis.get(marker) == LAYOUT:
+            return 0
         for zset in (k.pending, k.delayed, k.running):
             rows = await self.redis.zrange(zset, 0, -1)
             bare = [_s(m) for m in rows if b"\n" not in m]
@@ -491,6 +498,7 @@ class Queue:
         pattern = _glob_escape(keys.prefix(op)) + "hand:*"
         async for name in self.redis.scan_iter(match=pattern, count=1000):
             done += await self._move_hand_list(_s(name), k.hand)
+        await self.redis.set(marker, LAYOUT)
         return done
 
     async def _upgrade_members(self, op: str, zset: str, bare: Sequence[str]) -> int:
