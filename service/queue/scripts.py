@@ -258,12 +258,8 @@ class ProgressArgv(NamedTuple):
 
 
 class FinishKeys(NamedTuple):
-    """The finish script's KEYS."""
+    """The finish script's fixed KEYS."""
 
-    record: str
-    ev: str
-    glob: str
-    cev: str
     running: str
     delayed: str
     wake: str
@@ -275,7 +271,23 @@ class FinishKeys(NamedTuple):
 
 
 class FinishArgv(NamedTuple):
-    """The finish script's ARGV."""
+    """The finish script's fixed ARGV."""
+
+    events_channel: str
+    watched_channel: str
+
+
+class FinishCallKeys(NamedTuple):
+    """The KEYS of one finish in a merged finish call."""
+
+    record: str
+    ev: str
+    glob: str
+    cev: str
+
+
+class FinishCallArgv(NamedTuple):
+    """The ARGV of one finish in a merged finish call."""
 
     id: str
     token: str
@@ -283,8 +295,6 @@ class FinishArgv(NamedTuple):
     outcome: str
     payload: str
     retry_delay_ms: int
-    events_channel: str
-    watched_channel: str
 
 
 class ReleaseKeys(NamedTuple):
@@ -392,7 +402,14 @@ UPGRADE = Lua(DIRECTORY, "upgrade", UpgradeKeys, UpgradeArgv)
 UNIDLE = Lua(DIRECTORY, "unidle", UnidleKeys, UnidleArgv)
 RENEW = Lua(DIRECTORY, "renew", RenewKeys, RenewArgv)
 PROGRESS = Lua(DIRECTORY, "progress", ProgressKeys, ProgressArgv)
-FINISH = Lua(DIRECTORY, "finish", FinishKeys, FinishArgv)
+FINISH = Lua(
+    DIRECTORY,
+    "finish",
+    FinishKeys,
+    FinishArgv,
+    call_keys=FinishCallKeys,
+    call_argv=FinishCallArgv,
+)
 RELEASE = Lua(DIRECTORY, "release", ReleaseKeys, ReleaseArgv)
 CANCEL = Lua(DIRECTORY, "cancel", CancelKeys, CancelArgv)
 READ = Lua(DIRECTORY, "read", ReadKeys, ReadArgv)

@@ -51,6 +51,8 @@ from service.queue.scripts import (
     ClaimArgv,
     ClaimKeys,
     FinishArgv,
+    FinishCallArgv,
+    FinishCallKeys,
     FinishKeys,
     ProgressArgv,
     ProgressKeys,
@@ -222,18 +224,12 @@ class Queue:
         # The future itself is awaited: no coroutine in between on the hot path.
         return scripts.SUBMIT.call_merged(self.batcher, *fixed, keys_, argv)
 
-    async def submit(self, req: NewRequest) -> Submitted:
-        """Create a request and queue it, unless the queue is full or the key replays."""
-        for _ in range(SUBMIT_TRIES):
-            res = await self._submit_once(req)
-            if res is not None:
-                return res
-        # The key's request expired at each try while others reused the key: say so, as a
-        # conflict, rather than loop.
-        return Submitted("conflict", "", None, None)
+    async def submit(self, req: NewRequest, tries: int = SUBMIT_TRIES) -> Submitted:
+        """Create a request and queue it, unless the queue is full or the key replays.
 
-    async def _submit_once(self, req: NewRequest) -> Submitted | None:
-        # None: the Idempotency-Key named a request that has expired since; submit again.
+        ``tries``: how many times an Idempotency-Key naming a request that has expired since
+        is cleared and the submit sent again (one coroutine on the usual path, not two).
+        """
         now = self.now_ms()
         op, rid, client, idem = req.op, req.id, req.client, req.idempotency_key
         index, no_idem, rate, glob, cev = _client_keys(op, client)
@@ -269,7 +265,14 @@ class Queue:
         if outcome == "limited":
             return Submitted("limited", "", None, None, retry_after_ms=int(res[1]))
         if outcome == "exists":
-            return await self._replay(req, _s(res[1]))
+            replayed = await self._replay(req, _s(res[1]))
+            if replayed is not None:
+                return replayed
+            if tries > 1:
+                return await self.submit(req, tries - 1)
+            # The key's request expired at each try while others reused the key: say so, as
+            # a conflict, rather than loop.
+            return Submitted("conflict", "", None, None)
         rank = int(res[3])
         position = rank if rank >= 0 else None
         return Submitted("created", _s(res[1]), None, position, len(res) > 4, now)
@@ -603,34 +606,18 @@ class Queue:
     async def finish(
         self, job: Job, outcome: Outcome, payload_json: str, retry_delay: float = 0.0
     ) -> str:
-        """Store the outcome: the terminal status, ``retrying``, or ``lost`` if not ours."""
-        op, rid, k = job.op, job.request_id, keys.of(job.op)
+        """Store the outcome: the terminal status, ``retrying``, or ``lost`` if not ours.
+
+        A tick's finishes to one operation go as one script run (see Batcher.call_merged).
+        """
+        op, rid = job.op, job.request_id
         ck = _client_keys(op, job.client)
-        res = await scripts.FINISH.call(
+        res = await scripts.FINISH.call_merged(
             self.batcher,
-            FinishKeys(
-                keys.record(op, rid),
-                keys.ev(op, rid),
-                ck.glob,
-                ck.cev,
-                k.running,
-                k.delayed,
-                k.wake,
-                k.tput,
-                k.outbox,
-                k.hooked_succeeded,
-                k.hooked_failed,
-                k.hooked_canceled,
-            ),
-            FinishArgv(
-                rid,
-                job.token,
-                self.now_ms(),
-                outcome,
-                payload_json,
-                int(retry_delay * 1000),
-                k.events_channel,
-                k.watched_channel,
+            *_finish_fixed(op),
+            FinishCallKeys(keys.record(op, rid), keys.ev(op, rid), ck.glob, ck.cev),
+            FinishCallArgv(
+                rid, job.token, self.now_ms(), outcome, payload_json, int(retry_delay * 1000)
             ),
         )
         return _s(res)
@@ -916,6 +903,25 @@ def _submit_fixed(op: str) -> tuple[SubmitKeys, SubmitArgv]:
     return (
         SubmitKeys(k.pending, k.seq, k.idle, k.running, k.wake, k.hand, k.outbox, k.hooked_running),
         SubmitArgv(k.events_channel, k.watched_channel, _IDEMPOTENCY_TTL),
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _finish_fixed(op: str) -> tuple[FinishKeys, FinishArgv]:
+    # The same for every finish in ``op``: built once, and what the batcher merges calls by.
+    k = keys.of(op)
+    return (
+        FinishKeys(
+            k.running,
+            k.delayed,
+            k.wake,
+            k.tput,
+            k.outbox,
+            k.hooked_succeeded,
+            k.hooked_failed,
+            k.hooked_canceled,
+        ),
+        FinishArgv(k.events_channel, k.watched_channel),
     )
 
 

@@ -18,6 +18,8 @@ from service.queue.ids import ID_LEN, looks_like_id, new_request_id
 from service.queue.scripts import (
     ClaimArgv,
     ClaimKeys,
+    FinishCallArgv,
+    FinishCallKeys,
     StartArgv,
     StartCallArgv,
     StartCallKeys,
@@ -25,7 +27,15 @@ from service.queue.scripts import (
     SubmitCallArgv,
     SubmitCallKeys,
 )
-from service.queue.store import Job, Limits, NewRequest, Queue, Waiter, _submit_fixed
+from service.queue.store import (
+    Job,
+    Limits,
+    NewRequest,
+    Queue,
+    Waiter,
+    _finish_fixed,
+    _submit_fixed,
+)
 from service.runtime.batcher import FLUSH_AT
 
 LIMITS = Limits(attempts=2, timeout=10, result_ttl=60, max_queue_depth=5, retry_backoff=1.0)
@@ -454,6 +464,56 @@ async def test_a_failing_submit_in_a_merged_call_fails_alone(queue: Queue) -> No
     assert [first[:2], last[:2]] == [[b"created", rid.encode()] for rid in good]
     assert await queue.depth("echo") == 3  # the first submit and the two good ones
     assert await queue.read("echo", bad) is None
+
+
+async def test_a_ticks_finishes_go_as_one_script_run_and_a_failing_one_fails_alone(
+    queue: Queue, redis_client: aredis.Redis
+) -> None:
+    for _ in range(4):
+        await submit(queue)
+    loaded, first, bad, last = await claim(queue, 4)
+    assert await queue.finish(loaded, "succeeded", "0") == "succeeded"  # the script is loaded
+    # The bad call's record key holds a string: its finish fails at its first read.
+    wrong = keys.record("echo", "wrong-type")
+    await redis_client.set(wrong, "x")
+    await redis_client.config_resetstat()
+
+    def call(job: Job, record: str) -> Awaitable[Any]:
+        fixed_keys, fixed_argv = _finish_fixed("echo")
+        return scripts.FINISH.call_merged(
+            queue.batcher,
+            fixed_keys,
+            fixed_argv,
+            FinishCallKeys(
+                record,
+                keys.ev("echo", job.request_id),
+                keys.glob("echo", job.client),
+                keys.cev("echo", job.client),
+            ),
+            FinishCallArgv(job.request_id, job.token, queue.now_ms(), "succeeded", "1", 0),
+        )
+
+    replies = await asyncio.gather(
+        call(first, keys.record("echo", first.request_id)),
+        call(bad, wrong),
+        call(last, keys.record("echo", last.request_id)),
+        return_exceptions=True,
+    )
+    assert isinstance(replies[1], ResponseError)
+    assert replies[0] == replies[2] == b"succeeded"
+    stats: Any = await redis_client.info("commandstats")
+    assert stats["cmdstat_evalsha"]["calls"] == 1  # the three finishes: one script run
+    assert await queue.finish(bad, "succeeded", "2") == "succeeded"  # untouched by the failure
+
+    # Issued together through the queue, finishes merge the same way.
+    for _ in range(3):
+        await submit(queue)
+    jobs = await claim(queue, 3)
+    await redis_client.config_resetstat()
+    outcomes = await asyncio.gather(*(queue.finish(j, "succeeded", "1") for j in jobs))
+    assert outcomes == ["succeeded"] * 3
+    stats = await redis_client.info("commandstats")
+    assert stats["cmdstat_evalsha"]["calls"] == 1
 
 
 async def test_only_watched_requests_reach_the_watched_channel(
