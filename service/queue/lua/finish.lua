@@ -44,6 +44,7 @@ local hooked = {succeeded = hooked_succeeded, failed = hooked_failed, canceled =
 --- @include "includes/account"
 --- @include "includes/wake"
 --- @include "includes/member"
+--- @include "includes/protected"
 
 local function finish(rk, c)
   local id, token, now, outcome, payload = c.id, c.token, tonumber(c.now), c.outcome, c.payload
@@ -84,13 +85,6 @@ for i = 0, (#KEYS - FIXED_KEYS) / CALL_KEYS - 1 do
   local rk = {record = KEYS[kb + 1], ev = KEYS[kb + 2], glob = KEYS[kb + 3], cev = KEYS[kb + 4]}
   local c = {id = ARGV[ab + 1], token = ARGV[ab + 2], now = ARGV[ab + 3], outcome = ARGV[ab + 4],
     payload = ARGV[ab + 5], retry_delay_ms = ARGV[ab + 6]}
-  local ok, res = pcall(finish, rk, c)
-  if ok then
-    out[#out + 1] = res
-  elseif type(res) == 'table' then
-    out[#out + 1] = res  -- a command's error reply
-  else
-    out[#out + 1] = {err = 'ERR ' .. tostring(res)}
-  end
+  out[#out + 1] = protected(finish, rk, c)
 end
 return out

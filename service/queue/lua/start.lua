@@ -32,6 +32,7 @@ local hooked = {running = hooked_running}
 --- @include "includes/hgetall"
 --- @include "includes/emit"
 --- @include "includes/outbox"
+--- @include "includes/protected"
 
 local function start(rk, c)
   local member = c.member
@@ -57,13 +58,6 @@ local out = {}
 for i = 0, (#KEYS - FIXED_KEYS) / CALL_KEYS - 1 do
   local kb, ab = FIXED_KEYS + i * CALL_KEYS, FIXED_ARGV + i * CALL_ARGV
   local rk = {record = KEYS[kb + 1], ev = KEYS[kb + 2], glob = KEYS[kb + 3], cev = KEYS[kb + 4]}
-  local ok, res = pcall(start, rk, {member = ARGV[ab + 1]})
-  if ok then
-    out[#out + 1] = res
-  elseif type(res) == 'table' then
-    out[#out + 1] = res  -- a command's error reply
-  else
-    out[#out + 1] = {err = 'ERR ' .. tostring(res)}
-  end
+  out[#out + 1] = protected(start, rk, {member = ARGV[ab + 1]})
 end
 return out

@@ -59,6 +59,7 @@ local hooked = {running = hooked_running}
 --- @include "includes/handed"
 --- @include "includes/wake"
 --- @include "includes/member"
+--- @include "includes/protected"
 
 
 -- Token bucket per client and operation: refill by elapsed time, take one token. Returns the
@@ -155,13 +156,6 @@ for i = 0, (#KEYS - FIXED_KEYS) / CALL_KEYS - 1 do
     body_hash = ARGV[ab + 11], callback_url = ARGV[ab + 12], callback_events = ARGV[ab + 13],
     rate_per_second = ARGV[ab + 14], burst = ARGV[ab + 15], wait = ARGV[ab + 16],
     idem_hash = ARGV[ab + 17]}
-  local ok, res = pcall(submit, rk, c)
-  if ok then
-    out[#out + 1] = res
-  elseif type(res) == 'table' then
-    out[#out + 1] = res  -- a command's error reply
-  else
-    out[#out + 1] = {err = 'ERR ' .. tostring(res)}
-  end
+  out[#out + 1] = protected(submit, rk, c)
 end
 return out
