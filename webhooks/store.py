@@ -33,7 +33,6 @@ from webhooks import keys, scripts
 from webhooks.errors import DeliveryNotFound, EndpointNotFound, InvalidEndpoint
 from webhooks.events import DEFAULT_EVENTS, EVENTS
 from webhooks.fanout import EndpointFilter, Fanout, FanoutItem, LeaseTerms, plan
-from webhooks.fanout import derived_delivery_id as derived_delivery_id
 from webhooks.models import (
     Claimed,
     Delivery,
@@ -187,7 +186,8 @@ class WebhookStore:
         """
         due = keys.due()
         rows = await self.redis.zrange(due, 0, -1, withscores=True)
-        legacy = [(text(m), score) for m, score in rows if b"\n" not in _b(m)]  # type: ignore[str-unpack]
+        members = [(text(m), score) for m, score in rows]  # type: ignore[str-unpack]
+        legacy = [(m, score) for m, score in members if "\n" not in m]
         for i in range(0, len(legacy), 500):
             chunk = legacy[i : i + 500]
             async with self.redis.pipeline(transaction=False) as pipe:
@@ -645,7 +645,3 @@ def _valid_description(description: str) -> str:
     if not isinstance(description, str) or len(description) > MAX_DESCRIPTION:
         raise InvalidEndpoint(f"description: a string of at most {MAX_DESCRIPTION} characters")
     return description
-
-
-def _b(value: Any) -> bytes:
-    return value if isinstance(value, bytes) else str(value).encode()

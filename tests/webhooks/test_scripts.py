@@ -11,9 +11,8 @@ from redis.asyncio import Redis
 
 from service.runtime.lua import parse_header
 from webhooks import WebhookStore, keys, scripts
-from webhooks.fanout import EndpointFilter, FanoutItem
+from webhooks.fanout import EndpointFilter, FanoutItem, derived_delivery_id
 from webhooks.models import text
-from webhooks.store import derived_delivery_id
 
 FILES = sorted(scripts.DIRECTORY.glob("*.lua"))
 INCLUDE_FILES = sorted(scripts.DIRECTORY.glob("includes/*.lua"))
