@@ -167,7 +167,7 @@ async def test_serve_group_shares_the_port_adds_up_metrics_restarts_and_stops(
     # The kernel spreads connections over both API processes; every submit is accepted.
     served: dict[int, int] = {}
     sent = 0
-    while len(served) < 2 or sent < 20:
+    while len(served) < 2 or sent < 10:
         assert sent < 200, f"all connections went to one process: {served}"
         pid, status, body = await http(apis, port, "POST", "/v1/echo", b'{"n": 1}')
         assert status == 202, body
@@ -188,7 +188,7 @@ async def test_serve_group_shares_the_port_adds_up_metrics_restarts_and_stops(
         assert metric(text, SUBMITTED) == sent, text
         assert metric(text, FINISHED) == sent, text
         scraped.add(pid)
-        if len(scraped) == 2 and _ >= 5:
+        if len(scraped) == 2 and _ >= 3:
             break
     assert scraped == {p.pid for p in apis}
     for path in ("/healthz", "/readyz"):
