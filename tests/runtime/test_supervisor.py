@@ -233,7 +233,11 @@ async def test_api_group_one_per_cpu_embedded_once_and_dies_with_its_supervisor(
         "ACCEPTD_REDIS__DATA_DIR": str(tmp_path / "data"),
         "ACCEPTD_SERVER__PORT": str(port),
         "ACCEPTD_SERVER__SHUTDOWN_GRACE_SECONDS": "2",
+        # A folder of the test's: a SIGKILLed supervisor cannot remove a temporary one.
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
     }
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "counter_1.db").write_bytes(b"stale")  # a past run's: emptied
     with two_cpus() as cpus:
         supervisor = procs.start("api", env, args=["--processes", "0"])
     group = await wait_group(supervisor, member_names("api", cpus), port)
@@ -243,6 +247,7 @@ async def test_api_group_one_per_cpu_embedded_once_and_dies_with_its_supervisor(
         if "valkey" in c.name() or "redis" in c.name()
     ]
     assert len(servers) == 1, servers  # the embedded server started once, for the group
+    assert not (tmp_path / "metrics" / "counter_1.db").exists()
     _, status, body = await http(list(group.values()), port, "GET", "/readyz")
     assert status == 200, body
 
