@@ -87,7 +87,11 @@ async def index(request: web.Request) -> web.Response:
 
 
 # The dashboard's assets. A fixed allow-list, so nothing else in the package is reachable.
-STATIC_FILES = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
+STATIC_FILES = {
+    "dashboard.js": "text/javascript",
+    "dashboard.css": "text/css",
+    "acceptd-client.js": "text/javascript",  # the browser client (README "Clients")
+}
 
 
 @routes.get("/static/{name}")
