@@ -7,6 +7,7 @@ Per operation ``op`` (all keys tagged ``{op}``, built by :mod:`service.queue.key
   members (here and in ``delayed`` and ``running``) are ``<id>\n<client>`` (:func:`keys.member`)
 - ``delayed``    sorted set of requests waiting out a retry backoff, score = due time
 - ``running``    sorted set of claimed requests, score = lease deadline
+- ``deadlines``  sorted set of never-started requests with a queue timeout, score = deadline
 - ``wake``       list holding at most one marker; idle workers block on it
 - ``c:<client>`` sorted set of a client's ids by creation time (listing)
 - ``idem:<client>:<hash>`` an Idempotency-Key's request id (24 h)
