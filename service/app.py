@@ -193,11 +193,13 @@ async def dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
     store = app[webhook_store_key]
     metrics = app[metrics_key]
     await store.rehook()
+    # With server.public_url set, a succeeded event's monitor names its final resource too.
+    base = settings.server.public_url.rstrip("/") or None
     dispatcher = Dispatcher(
         app[redis_key],
         settings.webhooks,
         list(settings.operations),
-        lambda op, record: monitor.render(op, record),
+        lambda op, record: monitor.render(op, record, base=base),
         store=store,
         on_attempt=lambda outcome: metrics.webhook_attempts.labels(outcome).inc(),
     )

@@ -91,7 +91,9 @@ async def read_own(
 
 def render(request: web.Request, op: Operation, snap: Snapshot) -> dict[str, Any]:
     """The status monitor of a snapshot."""
-    return monitor.render_snapshot(op.name, snap, request.app[queue_key].now_ms())
+    return monitor.render_snapshot(
+        op.name, snap, request.app[queue_key].now_ms(), base_url(request)
+    )
 
 
 # -- submit ------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Routes on requests already made: status monitor, cancel, listing, queue statistics."""
+"""Routes on requests already made: status monitor, cancel, retry, listing, queue statistics."""
 
 from __future__ import annotations
 
@@ -18,10 +18,12 @@ from service.http.common import (
     retry_after,
 )
 from service.http.errors import Problem
+from service.http.prefer import parse_submit_headers
+from service.http.submit import check_callback, enqueue
 from service.queue import problems
 from service.queue.status import TERMINAL, Status
 from service.queue.store import Queue, Snapshot
-from service.state import operations_key, queue_key
+from service.state import operations_key, queue_key, settings_key
 
 routes = web.RouteTableDef()
 
@@ -59,6 +61,34 @@ async def cancel(request: web.Request) -> web.Response:
     snap = await read_own(request, op, rid)
     body = render(request, op, snap)
     return json_response(body, 202 if outcome == "requested" else 200)
+
+
+@routes.post("/v1/queue/requests/{request_id}/retry")
+async def retry(request: web.Request) -> web.Response:
+    """A failed or canceled request again, as a new one: answered exactly like a submit."""
+    op, rid = requested(request)
+    server = request.app[settings_key].server
+    asked = parse_submit_headers(request.headers, server)
+    snap = await request.app[queue_key].read(op.name, rid, with_input=True)
+    if snap is None or snap.record.get("client") != client_of(request):
+        raise not_found(rid)
+    status = snap.record["status"]
+    if status not in (Status.FAILED, Status.CANCELED):
+        raise Problem(
+            409,
+            f"the request is {status}; only a failed or canceled request can be retried",
+            slug="not-retryable",
+            request_status=status,
+        )
+    if snap.input is None:  # finished before inputs were kept (an older release)
+        raise Problem(
+            409, "the request's input is no longer kept", slug="not-retryable",
+            request_status=status,
+        )  # fmt: skip
+    if asked.callback_url:
+        await check_callback(request, asked.callback_url)
+    priority = int(snap.record.get("prio") or 0)
+    return await enqueue(request, op, asked, snap.input, priority, retry_of=rid)
 
 
 @routes.get("/v1/queue/requests")

@@ -117,6 +117,9 @@ class OperationSettings:
     max_result_bytes: int = 10 * 1024 * 1024
     # Runs lost with their worker (lease expired) that a request survives: they use no attempt.
     max_lost: int = 2
+    # Seconds a request may wait to start before it fails with queue-timeout (None: for ever);
+    # a request's Queue-Timeout header overrides it.
+    queue_timeout: float | None = None
     run_in: Literal["loop", "thread", "process"] | None = None
     max_input_bytes: int | None = None
     description: str = ""
@@ -395,6 +398,8 @@ def _check_operation(name: str, op: OperationSettings) -> None:
         raise ConfigError(f"{where}.retry_backoff: must be 0 or more")
     if op.max_lost < 0:
         raise ConfigError(f"{where}.max_lost: must be 0 or more")
+    if op.queue_timeout is not None:
+        _positive(f"{where}.queue_timeout", op.queue_timeout)
 
 
 RESERVED = ("queue", "operations", "webhooks")

@@ -15,11 +15,6 @@ from azure.core.rest import HttpRequest
 
 from tests.client.conftest import Serve
 
-NEEDS_RELIAB = pytest.mark.xfail(
-    strict=True, reason="needs reliab: resourceLocation and Queue-Timeout (contract section 9)"
-)
-
-
 def _deserialize(response: PipelineResponse[Any, Any]) -> Any:
     return response.http_response.json()
 
@@ -28,7 +23,6 @@ def _polling() -> Any:
     return LROBasePolling(timeout=0.2, lro_algorithms=[OperationResourcePolling()])
 
 
-@NEEDS_RELIAB
 def test_azure_lro_poller_gets_the_result_and_resumes_from_a_token(serve: Serve) -> None:
     service = serve()
     client: PipelineClient[HttpRequest, Any]
@@ -51,7 +45,6 @@ def test_azure_lro_poller_gets_the_result_and_resumes_from_a_token(serve: Serve)
         assert resumed.result(timeout=15) == {"lro": 1}
 
 
-@NEEDS_RELIAB
 def test_queue_timeout_fails_a_request_that_did_not_start(serve: Serve) -> None:
     service = serve(worker=False)
     with Client(service.url) as client:

@@ -182,6 +182,8 @@ def test_appendfsync_no_is_accepted(tmp_path: Path) -> None:
         ("operations:\n  x:\n    handler: nocolon\n", "operations.x.handler: expected"),
         ("operations:\n  x:\n    handler: a:b\n    attempts: 0\n", "operations.x.attempts"),
         ("operations:\n  x:\n    handler: a:b\n    run_in: gpu\n", "operations.x.run_in"),
+        ("operations:\n  x:\n    handler: a:b\n    max_lost: -1\n", "operations.x.max_lost"),
+        ("operations:\n  x:\n    handler: a:b\n    queue_timeout: 0\n", "x.queue_timeout"),
         ("operations:\n  queue:\n    handler: a:b\n", "operations.queue: name must be"),
         ("operations:\n  webhooks:\n    handler: a:b\n", "operations.webhooks: name must be"),
         ("operations:\n  'a b':\n    handler: a:b\n", "operations.a b: name must be"),

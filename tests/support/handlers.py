@@ -56,3 +56,14 @@ def in_process(ctx: Any, data: Any) -> Any:
 
     ctx.progress_threadsafe(50, "half way")
     return {"pid": os.getpid(), "sum": sum(range(int(data.get("n", 1000))))}
+
+
+# The ids of the requests ``recorded`` ran, in this process (tests run workers in-process).
+RAN: list[str] = []
+
+
+@operation(input_schema={"type": "object"}, summary="Records the requests it runs, then sleeps")
+async def recorded(ctx: Context, data: Any) -> Any:
+    RAN.append(ctx.request_id)
+    await asyncio.sleep(float(data.get("seconds", 0)))
+    return {"ran": ctx.request_id}
