@@ -15,6 +15,7 @@ from azure.core.rest import HttpRequest
 
 from tests.client.conftest import Serve
 
+
 def _deserialize(response: PipelineResponse[Any, Any]) -> Any:
     return response.http_response.json()
 
