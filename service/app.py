@@ -143,7 +143,11 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     client = connect(url, settings.redis.max_connections)
     app[redis_key] = client
     app[queue_key] = Queue(client)
-    app[webhook_store_key] = WebhookStore(client, list(settings.operations))
+    app[webhook_store_key] = WebhookStore(
+        client,
+        list(settings.operations),
+        max_endpoints=settings.webhooks.max_endpoints_per_client,
+    )
     try:
         yield
     finally:

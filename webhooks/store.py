@@ -22,7 +22,7 @@ import secrets as _secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 from redis.asyncio import Redis
@@ -30,7 +30,7 @@ from redis.asyncio import Redis
 from service.runtime.batcher import Batcher, Script
 from service.runtime.lua import Lua
 from webhooks import keys, scripts
-from webhooks.errors import DeliveryNotFound, EndpointNotFound, InvalidEndpoint
+from webhooks.errors import DeliveryNotFound, EndpointLimit, EndpointNotFound, InvalidEndpoint
 from webhooks.events import DEFAULT_EVENTS, EVENTS
 from webhooks.fanout import EndpointFilter, Fanout, FanoutItem, LeaseTerms, plan
 from webhooks.models import (
@@ -53,8 +53,18 @@ INDEX_CAP = 1000
 MAX_STALLS = 5
 MAX_URL = 2048
 MAX_DESCRIPTION = 1024
+MAX_ENDPOINTS = 100
 
 K = TypeVar("K", bound=tuple[Any, ...])
+
+
+class EndpointPage(NamedTuple):
+    """A page of a client's endpoints, and the cursor (creation ms, id) after it, if more follow."""
+
+    items: list[Endpoint]
+    next: tuple[int, str] | None
+
+
 A = TypeVar("A", bound=tuple[Any, ...])
 
 
@@ -68,11 +78,14 @@ class WebhookStore:
         clock: Callable[[], float] = time.time,
         *,
         retention: int = DELIVERY_RETENTION,
+        max_endpoints: int = MAX_ENDPOINTS,
     ) -> None:
         self.redis = redis
         self.operations = list(operations)
         self.clock = clock
         self.retention = retention
+        # Per client: a fan-out's work grows with a client's endpoints.
+        self.max_endpoints = max_endpoints
         # Calls made in the same event-loop tick share one pipeline (see service.runtime.batcher).
         self._batcher = Batcher(redis)
         self._scripts = {name: Script(lua.source, lua.sha) for name, lua in scripts.ALL.items()}
@@ -107,7 +120,10 @@ class WebhookStore:
         operations: Sequence[str] | None = None,
         description: str = "",
     ) -> Endpoint:
-        """Create an endpoint with a new secret; the client's events start flowing to the outbox."""
+        """Create an endpoint with a new secret; the client's events start flowing to the outbox.
+
+        EndpointLimit if the client has ``max_endpoints`` already.
+        """
         endpoint = Endpoint(
             id="we_" + _secrets.token_hex(12),
             client=client,
@@ -121,24 +137,23 @@ class WebhookStore:
             secret=new_secret(),
         )
         assert endpoint.secret is not None
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                keys.endpoint(endpoint.id),
-                mapping={
-                    "id": endpoint.id,
-                    "client": client,
-                    "url": endpoint.url,
-                    "events": ",".join(endpoint.events),
-                    "operations": ",".join(endpoint.operations),
-                    "description": endpoint.description,
-                    "created": endpoint.created_at,
-                    "disabled": "0",
-                    "disabled_reason": "",
-                    "secret": endpoint.secret,
-                },
-            )
-            pipe.zadd(keys.client_endpoints(client), {endpoint.id: endpoint.created_at})
-            await pipe.execute()
+        created = await self._run(
+            scripts.CREATE,
+            scripts.CreateKeys(keys.endpoint(endpoint.id), keys.client_endpoints(client)),
+            scripts.CreateArgv(
+                self.max_endpoints,
+                endpoint.id,
+                client,
+                endpoint.url,
+                ",".join(endpoint.events),
+                ",".join(endpoint.operations),
+                endpoint.description,
+                endpoint.created_at,
+                endpoint.secret,
+            ),
+        )
+        if not created:
+            raise EndpointLimit(self.max_endpoints)
         # After the endpoint exists: the core writes outbox entries only for hooked clients.
         await self._hook({client: set(endpoint.events)})
         return endpoint
@@ -209,14 +224,26 @@ class WebhookStore:
             raise EndpointNotFound(endpoint_id)
         return endpoint_from_hash(raw)
 
-    async def list_endpoints(self, client: str) -> list[Endpoint]:
-        """The client's endpoints, oldest first."""
-        ids = [text(i) for i in await self.redis.zrange(keys.client_endpoints(client), 0, -1)]
+    async def list_endpoints(
+        self, client: str, after: tuple[int, str] | None = None, limit: int = 100
+    ) -> EndpointPage:
+        """Up to ``limit`` of the client's endpoints, oldest first, strictly after the cursor
+        ``after`` (creation ms, id)."""
+        index = keys.client_endpoints(client)
+        low: str | int = "-inf" if after is None else after[0]
+        # Ties on the creation ms sort by id, as in the index; a margin covers those before
+        # the cursor.
+        rows = await self.redis.zrangebyscore(
+            index, low, "+inf", start=0, num=limit + 65, withscores=True
+        )
+        scored = [(int(float(score)), text(member)) for member, score in rows]  # type: ignore[str-unpack]
+        page = [row for row in scored if after is None or row > after][: limit + 1]
         async with self.redis.pipeline(transaction=False) as pipe:
-            for endpoint_id in ids:
+            for _, endpoint_id in page[:limit]:
                 pipe.hgetall(keys.endpoint(endpoint_id))
-            rows = await pipe.execute()
-        return [endpoint_from_hash(decode(row)) for row in rows if row]
+            found = await pipe.execute()
+        items = [endpoint_from_hash(decode(row)) for row in found if row]
+        return EndpointPage(items, page[limit - 1] if len(page) > limit else None)
 
     async def update_endpoint(
         self,
