@@ -32,7 +32,17 @@ from service.runtime.lua import Lua
 from webhooks import keys, scripts
 from webhooks.errors import DeliveryNotFound, EndpointLimit, EndpointNotFound, InvalidEndpoint
 from webhooks.events import DEFAULT_EVENTS, EVENTS
-from webhooks.fanout import EndpointFilter, Fanout, FanoutItem, LeaseTerms, plan
+from webhooks.fanout import (
+    FANOUT_RUN,
+    EndpointFilter,
+    Fanout,
+    FanoutItem,
+    LeaseTerms,
+    Planned,
+    leased_now,
+    plan,
+    run_arguments,
+)
 from webhooks.models import (
     Claimed,
     Delivery,
@@ -391,10 +401,14 @@ class WebhookStore:
     async def fanout_many(
         self, items: Sequence[FanoutItem], lease: LeaseTerms | None = None
     ) -> Fanout:
-        """Create the deliveries of many outbox entries in one script call.
+        """Create the deliveries of many outbox entries.
 
         The entries' clients' endpoints are read first (two pipelined reads for the batch):
-        the script is given every key it touches, so it cannot look them up itself.
+        the script is given every key it touches, so it cannot look them up itself. The
+        deliveries are then made in runs of at most ``FANOUT_RUN`` (one script call each,
+        one after another), so no run keeps Redis from other clients for longer than that
+        many take, however many endpoints a client has. A crash between runs leaves the
+        entries unacknowledged: read again, their fan-out re-creates nothing (derived ids).
 
         With ``lease``, up to ``lease.slots`` of the new deliveries are leased to the caller
         at once, to send now; the others are queued as due.
@@ -406,30 +420,29 @@ class WebhookStore:
             return Fanout([[] for _ in items], [])
         now = self.now_ms()
         terms = lease or LeaseTerms("", 0, 0.0, 0)
-        item_keys: list[str] = []
-        item_argv: list[Any] = []
-        no_endpoint, no_index = keys.endpoint(""), keys.endpoint_deliveries("")
-        previous = -1
-        for p in planned:
-            it = items[p.entry]
-            item_keys += scripts.FanoutItemKeys(
-                keys.delivery(p.id),
-                keys.endpoint_deliveries(p.endpoint_id) if p.endpoint_id else no_index,
-                keys.endpoint(p.endpoint_id) if p.endpoint_id else no_endpoint,
+        by_entry: list[list[str]] = [[] for _ in items]
+        leased: list[Claimed] = []
+        for start in range(0, len(planned), FANOUT_RUN):
+            run = planned[start : start + FANOUT_RUN]
+            created, flat = await self._fanout_run(
+                items, run, now, terms, max(terms.slots - len(leased), 0)
             )
-            item_argv += scripts.FanoutItemArgv(
-                p.id,
-                p.target,
-                p.endpoint_id,
-                p.url,
-                it.client,
-                it.event_type,
-                it.op,
-                it.request_id,
-                # An entry's payload goes once, however many deliveries it has.
-                b"" if p.entry == previous else it.payload,
-            )
-            previous = p.entry
+            for i in created:
+                by_entry[run[int(i)].entry].append(run[int(i)].id)
+            for i in range(0, len(flat), 2):
+                leased.append(leased_now(items, run[int(flat[i])], text(flat[i + 1]), terms.token))
+        return Fanout(by_entry, leased)
+
+    async def _fanout_run(
+        self,
+        items: Sequence[FanoutItem],
+        run: Sequence[Planned],
+        now: int,
+        terms: LeaseTerms,
+        slots: int,
+    ) -> tuple[list[Any], list[Any]]:
+        """One ``fanout.lua`` run: the indexes it created, and the (index, version)s leased."""
+        item_keys, item_argv = run_arguments(items, run)
         created, flat = await self._run(
             scripts.FANOUT,
             scripts.FanoutKeys(keys.due(), keys.inflight(), keys.busy(), keys.wake()),
@@ -439,34 +452,12 @@ class WebhookStore:
                 terms.token,
                 now + int(terms.seconds * 1000),
                 terms.per_target,
-                terms.slots,
+                slots,
             ),
             entry_keys=item_keys,
             entry_argv=item_argv,
         )
-        by_entry: list[list[str]] = [[] for _ in items]
-        for i in created:
-            by_entry[planned[int(i)].entry].append(planned[int(i)].id)
-        leased = []
-        for i in range(0, len(flat), 2):
-            p = planned[int(flat[i])]
-            item = items[p.entry]
-            leased.append(
-                Claimed(
-                    id=p.id,
-                    target=p.target,
-                    endpoint_id=p.endpoint_id or None,
-                    url=p.url or None,
-                    client=item.client,
-                    event_type=item.event_type,
-                    payload=item.payload,
-                    tries=0,
-                    attempts=0,
-                    token=terms.token,
-                    endpoint_version=text(flat[i + 1]),
-                )
-            )
-        return Fanout(by_entry, leased)
+        return created, flat
 
     async def _enabled_endpoints(self, clients: set[str]) -> dict[str, list[EndpointFilter]]:
         """Each client's enabled endpoints: two pipelined reads (their ids, then their filters)."""
