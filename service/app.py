@@ -165,10 +165,14 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.to_thread(embedded.start)
         url = embedded.url
         log.info("embedded server: data in %s, url %s", embedded.data_dir, url)
-    client = connect(url)
+    client = connect(url, settings.redis.max_connections)
     app[redis_key] = client
     app[queue_key] = Queue(client)
-    app[webhook_store_key] = WebhookStore(client, list(settings.operations))
+    app[webhook_store_key] = WebhookStore(
+        client,
+        list(settings.operations),
+        max_endpoints=settings.webhooks.max_endpoints_per_client,
+    )
     try:
         yield
     finally:

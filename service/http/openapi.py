@@ -234,9 +234,18 @@ def _webhook_paths() -> dict[str, Any]:
                      "requestBody": {"required": True, "content": {"application/json": {"schema": {**ENDPOINT_INPUT, "required": ["url"]}}}},
                      "responses": {"201": _json(ep_ref, "Created, with its secret"),
                                    "400": _problem("Malformed JSON"), "415": _problem("Not JSON"),
+                                   "409": _problem("The client has webhooks.max_endpoints_per_client endpoints already (too-many-endpoints, with limit)"),
                                    "422": _problem("Invalid field or refused target")}},
-            "get": {"operationId": "list_webhook_endpoints", "summary": "The client's endpoints",
-                    "responses": {"200": _json({"type": "object", "properties": {"items": {"type": "array", "items": ep_ref}}}, "Endpoints")}},
+            "get": {"operationId": "list_webhook_endpoints", "summary": "The client's endpoints, oldest first",
+                    "parameters": [
+                        {"name": "limit", "in": "query",
+                         "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 100}},
+                        {"name": "cursor", "in": "query", "schema": {"type": "string"},
+                         "description": "The next of the previous page"}],
+                    "responses": {"200": _json({"type": "object", "properties": {
+                                      "items": {"type": "array", "items": ep_ref},
+                                      "next": {"type": ["string", "null"]}}}, "A page of endpoints"),
+                                  "400": _problem("Invalid query parameter")}},
         },
         "/v1/webhooks/endpoints/{endpoint_id}": {
             "get": {"operationId": "get_webhook_endpoint", "parameters": [ENDPOINT_ID], "summary": "One endpoint",
@@ -253,10 +262,10 @@ def _webhook_paths() -> dict[str, Any]:
                      "responses": {"200": _json(ep_ref, "With the new secret"), "404": _problem("Unknown")}}},
         "/v1/webhooks/endpoints/{endpoint_id}/deliveries": {
             "get": {"operationId": "list_webhook_deliveries", "parameters": [ENDPOINT_ID,
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}}],
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}}],
                     "summary": "The delivery attempt log",
                     "responses": {"200": _json({"type": "object", "properties": {"items": {"type": "array", "items": DELIVERY}}}, "Deliveries"),
-                                  "404": _problem("Unknown")}}},
+                                  "400": _problem("Invalid query parameter"), "404": _problem("Unknown")}}},
         "/v1/webhooks/deliveries/{delivery_id}/redeliver": {
             "post": {"operationId": "redeliver_webhook", "summary": "Send a delivery again",
                      "parameters": [{"name": "delivery_id", "in": "path", "required": True, "schema": {"type": "string"}}],

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any, NamedTuple
 
 from aiohttp import web
 
 from service.http.auth import client_of
 from service.http.common import (
+    decode_cursor,
+    encode_cursor,
     json_response,
     not_found,
+    page_limit,
     read_own,
     render,
     requested,
@@ -120,7 +121,7 @@ async def list_requests(request: web.Request) -> web.Response:
         if len(rows) < limit:
             more = False
             break
-    next_cursor = _encode_cursor(cursor) if more and cursor and len(items) == limit else None
+    next_cursor = encode_cursor(cursor) if more and cursor and len(items) == limit else None
     return json_response({"items": items, "next": next_cursor})
 
 
@@ -145,14 +146,8 @@ def _listing_query(request: web.Request) -> _Query:
             raise Problem(400, f"there is no operation named {q['operation']!r}",
                           slug="invalid-query", parameter="operation")  # fmt: skip
         names = [q["operation"]]
-    try:
-        limit = int(q.get("limit", "20"))
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= MAX_LIST:
-        raise Problem(400, f"limit must be an integer from 1 to {MAX_LIST}",
-                      slug="invalid-query", parameter="limit")  # fmt: skip
-    cursor = _decode_cursor(q["cursor"]) if q.get("cursor") else None
+    limit = page_limit(request, 20, MAX_LIST)
+    cursor = decode_cursor(q["cursor"]) if q.get("cursor") else None
     return _Query(status, names, limit, cursor)
 
 
@@ -181,20 +176,6 @@ async def _read_rows(
             if snap is not None:
                 snaps[rid] = snap
     return snaps
-
-
-def _encode_cursor(cursor: tuple[int, str]) -> str:
-    return base64.urlsafe_b64encode(f"{cursor[0]}:{cursor[1]}".encode()).decode().rstrip("=")
-
-
-def _decode_cursor(text: str) -> tuple[int, str]:
-    try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
-        ms, rid = raw.split(":", 1)
-        return int(ms), rid
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise Problem(400, "cursor is not valid; use the `next` value of a listing",
-                      slug="invalid-query", parameter="cursor") from None  # fmt: skip
 
 
 @routes.get("/v1/queue")

@@ -48,6 +48,8 @@ class RedisSettings:
     url: str = ""
     data_dir: str = "./data"
     appendfsync: Literal["always", "everysec", "no"] = "everysec"
+    # Connections per process; each auto-pipeliner takes at most a quarter of them.
+    max_connections: int = 100
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ class WebhookSettings:
     # dispatcher at 320/s, and larger batches per event-loop tick also cost less CPU each.
     concurrency: int = 256
     per_endpoint_concurrency: int = 4
+    max_endpoints_per_client: int = 100
 
 
 @dataclass(frozen=True)
@@ -311,6 +314,10 @@ _SCALARS: dict[Any, Callable[[Any, str], Any]] = {
 
 def _check(s: Settings) -> None:
     _check_server(s.server)
+    if s.redis.max_connections < 8:
+        raise ConfigError(
+            f"redis.max_connections: must be at least 8, got {s.redis.max_connections}"
+        )
     if s.auth.rate_per_second < 0:
         raise ConfigError("auth.rate_per_second: must be 0 (no limit) or more")
     _positive("auth.burst", s.auth.burst)
@@ -369,6 +376,7 @@ def _check_client(where: str, client: ClientSettings) -> None:
 
 def _check_webhooks(webhooks: WebhookSettings) -> None:
     _positive("webhooks.timeout_seconds", webhooks.timeout_seconds)
+    _positive("webhooks.max_endpoints_per_client", webhooks.max_endpoints_per_client)
     if not webhooks.retry_schedule:
         raise ConfigError("webhooks.retry_schedule: needs at least one delay")
     for i, delay in enumerate(webhooks.retry_schedule):

@@ -22,9 +22,12 @@ from redis.exceptions import ConnectionError, TimeoutError
 SOCKET_TIMEOUT = 10.0
 
 
-def connect(url: str) -> Redis:
+def connect(url: str, max_connections: int = 100) -> Redis:
     """A redis-py asyncio client with the timeouts every role uses."""
     options: dict[str, object] = {
+        # redis-py 8 fails a call past this many (MaxConnectionsError) rather than waiting:
+        # the batchers keep within their share of it (service.runtime.batcher).
+        "max_connections": max_connections,
         "socket_connect_timeout": 5,
         # A Redis that stops answering fails calls (503) instead of hanging them; blocking
         # reads (BLPOP, XREADGROUP) always ask for less than this.
@@ -98,6 +101,12 @@ def dedicated(redis: Redis) -> RawConnection:
     """A connection of its own with the client's settings, outside the pool (not yet open)."""
     conn: AbstractConnection = redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
     return RawConnection(conn)
+
+
+def pool_size(redis: Redis) -> int:
+    """How many connections the client's pool may hold at once."""
+    size: int = redis.connection_pool.max_connections
+    return size
 
 
 def decodes_responses(redis: Redis) -> bool:

@@ -157,6 +157,11 @@ def test_appendfsync_no_is_accepted(tmp_path: Path) -> None:
         ("worker:\n  lease_seconds: -1\n", "worker.lease_seconds: must be greater than 0"),
         ("worker:\n  lease_seconds: soon\n", "worker.lease_seconds: expected a number"),
         ("redis:\n  appendfsync: sometimes\n", "redis.appendfsync: expected one of"),
+        ("redis:\n  max_connections: 4\n", "redis.max_connections: must be at least 8"),
+        (
+            "webhooks:\n  max_endpoints_per_client: 0\n",
+            "webhooks.max_endpoints_per_client: must be greater than 0",
+        ),
         ("webhooks:\n  jitter: 1.5\n", "webhooks.jitter: must be in [0, 1)"),
         ("webhooks:\n  retry_schedule: []\n", "webhooks.retry_schedule: needs at least one"),
         ("webhooks:\n  retry_schedule: [5, -1]\n", "webhooks.retry_schedule[1]"),
