@@ -6,7 +6,7 @@ CONFIG ?= config.yaml
 SRC := $(wildcard service webhooks tests bench)
 TYPED := $(wildcard service webhooks tests)
 
-.PHONY: install install-dev run test lint format peers bench clean
+.PHONY: install install-dev run test lint format chaos peers bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,12 @@ format: install-dev
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+# The chaos test at length (the suite runs one round): faults under steady load, figures printed.
+CHAOS_ROUNDS ?= 5
+CHAOS_RATE ?= 20
+chaos: install-dev
+	CHAOS_ROUNDS=$(CHAOS_ROUNDS) CHAOS_RATE=$(CHAOS_RATE) $(BIN)/python -m pytest -q -s -m chaos tests/faults/test_chaos.py
 
 # The bench's contenders, each in a venv of its own under bench/.peers/ (pinned: the versions
 # of the README's table), and wrk, the HTTP load client, from Debian's packages when we are
