@@ -63,6 +63,7 @@ def render(
         "eta_seconds": eta if status not in TERMINAL else None,
         "progress": orjson.loads(progress) if progress else None,
         "attempt": int(record.get("attempt") or 1),
+        "lost": int(record.get("lost") or 0),
         "priority": int(record.get("prio") or 0),
         "created_at": rfc3339(record.get("created")),
         "started_at": rfc3339(record.get("started")),
@@ -105,7 +106,7 @@ def render_accepted(
 
 _ACCEPTED = (
     '{"id":"%s","operation":{op},"status":"%s","position":%s,"eta_seconds":null,'
-    '"progress":null,"attempt":1,"priority":%d,"created_at":"%s","started_at":%s,'
+    '"progress":null,"attempt":1,"lost":0,"priority":%d,"created_at":"%s","started_at":%s,'
     '"finished_at":null,"updated_at":"%s","expires_at":null,"cancel_requested":false,'
     '"error":null,"links":{links}}'
 )

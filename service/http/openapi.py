@@ -84,7 +84,11 @@ MONITOR = {
             "type": ["object", "null"],
             "properties": {"percent": {"type": "number"}, "message": {"type": ["string", "null"]}},
         },
-        "attempt": {"type": "integer"},
+        "attempt": {"type": "integer", "description": "Runs so far (lost ones included)"},
+        "lost": {
+            "type": "integer",
+            "description": "Runs lost with their worker (lease expired); they use no attempt",
+        },
         "priority": {"type": "integer"},
         "created_at": TIME,
         "started_at": TIME,

@@ -175,6 +175,7 @@ class RecoverArgv(NamedTuple):
     worker: str
     lease_ms: int
     take: str
+    max_lost: int
 
 
 class PromoteKeys(NamedTuple):

@@ -87,6 +87,8 @@ from service.runtime.batcher import Batcher
 from service.runtime.redis import RawConnection, dedicated
 
 IDEMPOTENCY_TTL = 86_400
+# Runs lost with their worker that a request survives (operations.<op>.max_lost's default).
+DEFAULT_MAX_LOST = 2
 # Submits of a request whose Idempotency-Key keeps naming requests that expire meanwhile.
 SUBMIT_TRIES = 3
 # Members an upgrade rewrites per pipeline.
@@ -311,6 +313,9 @@ class Queue:
         lease: float,
         worker_ttl: float,
         idle: float = 0.0,
+        *,
+        max_lost: int = DEFAULT_MAX_LOST,
+        on_recovered: Callable[[str], None] | None = None,
     ) -> tuple[list[Job], int | None]:
         """Claim up to ``max_jobs`` from the head; also recovers expired leases and due retries.
 
@@ -318,6 +323,10 @@ class Queue:
         next retry or lease falls due, if any. Finding nothing, the worker is registered idle
         for ``idle`` seconds (0: not at all), to be handed the next request through
         :meth:`wait_for_work`.
+
+        A run lost with its worker (an expired lease) is rerun without using an attempt, at
+        most ``max_lost`` times; ``on_recovered`` is told what each recovery did (see
+        ``recover.lua``: ``rerun``, ``not_started``, ``worker_lost``, ``canceled``, ``gone``).
 
         Two round trips: ``claim.lua`` touches only the operation's own keys and returns the
         members it popped; then one ``start.lua`` run starts them all, declaring each request's
@@ -344,7 +353,14 @@ class Queue:
             # step (no read sees it queued in between); otherwise it is queued at the head,
             # before this claim pops.
             jobs = await self._recover_all(
-                op, res[1], res[2], now, token, worker, lease_ms, max_jobs
+                op,
+                res[1],
+                res[2],
+                now,
+                _Lease(token, worker, lease_ms),
+                max_jobs,
+                max_lost,
+                on_recovered,
             )
             free = max_jobs - len(jobs)
             argv = ClaimArgv(now, lease_ms, worker, free, ttl_ms, idle_ms if not jobs else 0, "0")
@@ -403,16 +419,16 @@ class Queue:
         stalled: Sequence[bytes],
         due: Sequence[bytes],
         now: int,
-        token: str,
-        worker: str,
-        lease_ms: int,
+        lease: _Lease,
         free: int,
+        max_lost: int,
+        on_recovered: Callable[[str], None] | None,
     ) -> list[Job]:
         # The jobs leased here: the first ``free`` recovered requests that run again.
         recovering = [_s(m) for m in stalled]
         replies = await asyncio.gather(
             *(
-                self._recover(op, m, now, token, worker, lease_ms, take=i < free)
+                self._recover(op, m, now, lease, max_lost, take=i < free)
                 for i, m in enumerate(recovering)
             ),
             *(self._promote(op, _s(m), now) for m in due),
@@ -425,7 +441,11 @@ class Queue:
                 failed = failed or reply
             elif isinstance(reply, list):
                 rid, client = keys.parse_member(member)
-                jobs.append(_job(op, rid, client, token, reply))
+                jobs.append(_job(op, rid, client, lease.token, reply))
+                if on_recovered is not None:
+                    on_recovered("rerun")
+            elif reply and on_recovered is not None:
+                on_recovered(_s(reply))
         failed = failed or next(
             (e for e in replies[len(recovering) :] if isinstance(e, BaseException)), None
         )
@@ -436,7 +456,7 @@ class Queue:
         return jobs
 
     def _recover(
-        self, op: str, member: str, now: int, token: str, worker: str, lease_ms: int, *, take: bool
+        self, op: str, member: str, now: int, lease: _Lease, max_lost: int, *, take: bool
     ) -> Awaitable[Any]:
         rid, client = keys.parse_member(member)
         k, ck = keys.of(op), _client_keys(op, client)
@@ -463,10 +483,11 @@ class Queue:
                 now,
                 k.events_channel,
                 k.watched_channel,
-                token,
-                worker,
-                lease_ms,
+                lease.token,
+                lease.worker,
+                lease.lease_ms,
                 "1" if take else "",
+                max_lost,
             ),
         )
 
@@ -923,6 +944,13 @@ def _finish_fixed(op: str) -> tuple[FinishKeys, FinishArgv]:
         ),
         FinishArgv(k.events_channel, k.watched_channel),
     )
+
+
+class _Lease(NamedTuple):
+    # A claim's lease: what a request recovered by that claim is leased under.
+    token: str
+    worker: str
+    lease_ms: int
 
 
 class _ClientKeys(NamedTuple):

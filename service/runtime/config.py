@@ -114,6 +114,8 @@ class OperationSettings:
     result_ttl: int = 86_400
     max_queue_depth: int = 100_000
     max_result_bytes: int = 10 * 1024 * 1024
+    # Runs lost with their worker (lease expired) that a request survives: they use no attempt.
+    max_lost: int = 2
     run_in: Literal["loop", "thread", "process"] | None = None
     max_input_bytes: int | None = None
     description: str = ""
@@ -386,6 +388,8 @@ def _check_operation(name: str, op: OperationSettings) -> None:
     _positive(f"{where}.max_result_bytes", op.max_result_bytes)
     if op.retry_backoff < 0:
         raise ConfigError(f"{where}.retry_backoff: must be 0 or more")
+    if op.max_lost < 0:
+        raise ConfigError(f"{where}.max_lost: must be 0 or more")
 
 
 RESERVED = ("queue", "operations", "webhooks")

@@ -41,6 +41,13 @@ class Metrics:
             buckets=DURATION_BUCKETS,
             registry=r,
         )
+        self.recovered = Counter(
+            "acceptd_leases_recovered",
+            "Expired leases (requests whose worker died) recovered by this process's claims, by"
+            " outcome: rerun, not_started, worker_lost, canceled, gone",
+            ["operation", "outcome"],
+            registry=r,
+        )
         self.queue_depth = Gauge(
             "acceptd_queue_depth", "Requests waiting, per operation", ["operation"], registry=r
         )
@@ -84,6 +91,10 @@ class Metrics:
     def job_started(self, op: str, waited: float) -> None:
         """Observe how long a request waited in its queue."""
         self._child(self.wait_time, op).observe(waited)
+
+    def lease_recovered(self, op: str, outcome: str) -> None:
+        """Count one recovered lease."""
+        self._child(self.recovered, op, outcome).inc()
 
     def request_submitted(self, op: str) -> None:
         """Count one accepted request."""

@@ -177,12 +177,20 @@ class Worker:
             self.settings.idle_check_seconds * 3,
             # Each operation's submits may hand this worker one request: only with room for all.
             idle=self._idle_wait() if free >= len(self.operations) else 0.0,
+            max_lost=self.operations[op].settings.max_lost,
+            on_recovered=self._recovered_counter(op),
         )
         for job in jobs:
             self._take(job)
         return len(jobs)
 
     _next_due: int | None = None
+
+    def _recovered_counter(self, op: str) -> Callable[[str], None] | None:
+        metrics = self.metrics
+        if metrics is None:
+            return None
+        return functools.partial(metrics.lease_recovered, op)
 
     def _renewals_stale(self) -> bool:
         return time.monotonic() - self._renewed_at > self.settings.lease_seconds / 3

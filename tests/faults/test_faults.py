@@ -463,7 +463,7 @@ async def test_third_stream_per_client_is_429(
 
 CRASH_ENV = {
     "ACCEPTD_OPERATIONS__CRASH__HANDLER": "tests.support.fault_handlers:crash",
-    "ACCEPTD_OPERATIONS__CRASH__ATTEMPTS": "2",
+    "ACCEPTD_OPERATIONS__CRASH__MAX_LOST": "1",
 }
 
 
@@ -490,12 +490,12 @@ async def test_crashing_handler_is_recovered_then_stops_as_worker_lost(
     body = await status_of(session, base, rid)
     assert body is not None and body["status"] == "running" and body["attempt"] == 2, body
 
-    # Past the operation's attempts the poison request stops: worker-lost, and a third
+    # Past the operation's max_lost the poison request stops: worker-lost, and a third
     # worker lives on and serves other requests.
     third = procs.start("worker", env)
     final = (await wait_statuses(session, base, [rid], TERMINAL, 12))[rid]
     assert final["status"] == "failed", final
-    assert final["attempt"] == 2, final
+    assert (final["attempt"], final["lost"]) == (2, 2), final
     assert final["error"]["type"].endswith("worker-lost"), final
     gone = await call(session, "GET", f"{base}/v1/crash/{rid}")
     assert gone.status == 410 and gone.json()["type"].endswith("worker-lost")

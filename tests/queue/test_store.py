@@ -202,19 +202,45 @@ async def test_expired_lease_requeues_at_the_head_with_the_next_attempt(
     assert (await queue.read("echo", later)).position == 0  # type: ignore[union-attr]
 
 
-async def test_lease_expiry_after_max_attempts_fails_with_worker_lost(
+async def test_a_lost_run_uses_no_attempt_and_past_max_lost_fails_with_worker_lost(
     queue: Queue, clock: Clock
 ) -> None:
-    rid = await submit(queue)
-    for attempt in (1, 2):
-        [job] = await claim(queue, 1, token=f"t{attempt}")
-        assert job.attempt == attempt
-        clock.now += 31
-    await claim(queue, 1, token="t3")
+    once = Limits(attempts=1, timeout=10, result_ttl=60, max_queue_depth=5, retry_backoff=1.0)
+    rid = await submit(queue, limits=once)
+    outcomes: list[str] = []
+    for run in (1, 2, 3):
+        jobs, _ = await queue.claim(
+            "echo", "w1", f"t{run}", 1, lease=30, worker_ttl=10, max_lost=2,
+            on_recovered=outcomes.append,
+        )  # fmt: skip
+        assert [(j.request_id, j.attempt) for j in jobs] == [(rid, run)]
+        snap = await queue.read("echo", rid)
+        assert snap is not None and snap.record["status"] == "running"
+        assert snap.record.get("lost", "0") == str(run - 1)
+        clock.now += 31  # the worker died: nobody renewed the lease
+    jobs, _ = await queue.claim(
+        "echo", "w1", "t4", 1, lease=30, worker_ttl=10, max_lost=2, on_recovered=outcomes.append
+    )
+    assert jobs == []
+    assert outcomes == ["rerun", "rerun", "worker_lost"]
     snap = await queue.read("echo", rid)
     assert snap is not None and snap.record["status"] == "failed"
+    assert snap.record["lost"] == "3" and snap.record["attempt"] == "3"
     error = json.loads(snap.record["error"])
-    assert error["type"].endswith("worker-lost") and "2 of 2" in error["detail"]
+    assert error["type"].endswith("worker-lost") and "3 runs lost" in error["detail"]
+
+
+async def test_a_rerun_after_a_lost_run_keeps_its_retries(queue: Queue, clock: Clock) -> None:
+    # attempts=2: one lost run, then a retryable failure is still retried once.
+    rid = await submit(queue)
+    await claim(queue, 1)
+    clock.now += 31
+    [job] = await claim(queue, 1, token="t2")
+    assert job.attempt == 2
+    assert await queue.finish(job, "retry", "{}", retry_delay=1) == "retrying"
+    snap = await queue.read("echo", rid)
+    assert snap is not None and snap.record["status"] == "queued"
+    assert (snap.record["attempt"], snap.record["lost"]) == ("3", "1")
 
 
 async def test_renew_extends_the_lease_and_reports_lost_or_cancel(
@@ -655,13 +681,22 @@ async def test_a_hand_off_its_worker_never_took_runs_elsewhere_without_counting_
     assert await queue.finish(job, "succeeded", "1") == "succeeded"
 
 
-async def test_a_hand_off_its_worker_took_counts_as_an_attempt(queue: Queue, clock: Clock) -> None:
+async def test_a_hand_off_its_worker_took_and_lost_is_rerun_as_a_lost_run(
+    queue: Queue, clock: Clock
+) -> None:
     once = Limits(attempts=1, timeout=10, result_ttl=60, max_queue_depth=5, retry_backoff=1.0)
     await queue.claim("echo", "dead", "t", 10, lease=30, worker_ttl=10, idle=4)
     rid = await submit(queue, limits=once)
     assert len(await queue.wait_for_work("echo", "dead", 1)) == 1  # taken, then the worker died
     clock.now += 31
-    assert await claim(queue, token="t2") == []
+    [job] = await claim(queue, token="t2")
+    assert (job.request_id, job.attempt) == (rid, 2)
+    snap = await queue.read("echo", rid)
+    assert snap is not None and snap.record["status"] == "running" and snap.record["lost"] == "1"
+    jobs, _ = await queue.claim("echo", "w1", "t3", 10, lease=30, worker_ttl=10, max_lost=0)
+    assert jobs == []
+    clock.now += 31
+    jobs, _ = await queue.claim("echo", "w1", "t4", 10, lease=30, worker_ttl=10, max_lost=0)
     snap = await queue.read("echo", rid)
     assert snap is not None and snap.record["status"] == "failed"
     assert json.loads(snap.record["error"])["type"].endswith("worker-lost")

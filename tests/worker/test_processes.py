@@ -7,6 +7,7 @@ workers are separate OS processes that are SIGKILLed or SIGTERMed like in produc
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections import Counter
@@ -123,7 +124,7 @@ async def test_sigkilled_worker_loses_nothing(
     b = procs.start("worker", worker_env(redis_url, **attempts))
     final = await wait_status(client, rid, TERMINAL, 20)
     assert final["status"] == "succeeded", final
-    assert final["attempt"] == 2
+    assert final["attempt"] == 2 and final["lost"] == 1
     assert final["error"] is None
     assert is_worker(await record_worker(queue, "sleep", rid), b)
     result = await client.get(f"/v1/sleep/{rid}")
@@ -132,30 +133,62 @@ async def test_sigkilled_worker_loses_nothing(
     assert await b.terminate() == 0
 
 
-async def test_sigkilled_past_max_attempts_fails_worker_lost(
+async def test_a_sigkilled_worker_costs_a_single_attempt_request_nothing(
     aiohttp_client: AiohttpClient,
     redis_url: str,
     procs: Processes,
     queue_redis: aredis.Redis,
 ) -> None:
-    # The shipped config gives sleep a single attempt.
+    # The shipped config gives sleep a single attempt: a lost run must not use it.
     client = await api_client(aiohttp_client, redis_url)
     a = procs.start("worker", worker_env(redis_url))
     await wait_worker_ready(a, queue_redis, "sleep")
-    rid = await submit(client, "sleep", {"seconds": 30})
+    rid = await submit(client, "sleep", {"seconds": 2})
     await wait_status(client, rid, ("running",), 10)
     a.kill()
 
     b = procs.start("worker", worker_env(redis_url))
     final = await wait_status(client, rid, TERMINAL, 15)
+    assert final["status"] == "succeeded", final
+    assert (final["attempt"], final["lost"]) == (2, 1)
+    assert await b.terminate() == 0
+
+
+async def test_sigkilled_past_max_lost_fails_worker_lost(
+    aiohttp_client: AiohttpClient,
+    redis_url: str,
+    procs: Processes,
+    queue_redis: aredis.Redis,
+) -> None:
+    # A poison request that kills every worker: with max_lost 1, its second loss ends it.
+    env = {"ACCEPTD_OPERATIONS__SLEEP__MAX_LOST": "1"}
+    client = await api_client(aiohttp_client, redis_url, **env)
+    a = procs.start("worker", worker_env(redis_url, **env))
+    await wait_worker_ready(a, queue_redis, "sleep")
+    rid = await submit(client, "sleep", {"seconds": 30})
+    await wait_status(client, rid, ("running",), 10)
+    a.kill()
+
+    b = procs.start("worker", worker_env(redis_url, **env))
+
+    async def rerun() -> dict[str, Any] | None:
+        body = await monitor(client, rid)
+        return body if body["status"] == "running" and body["lost"] == 1 else None
+
+    again = await wait_until(rerun, 15, message="the lost run to run again")
+    assert again["attempt"] == 2
+    b.kill()
+
+    c = procs.start("worker", worker_env(redis_url, **env))
+    final = await wait_status(client, rid, TERMINAL, 15)
     assert final["status"] == "failed", final
-    assert final["attempt"] == 1
+    assert (final["attempt"], final["lost"]) == (2, 2)
     assert final["error"]["type"].endswith("worker-lost")
     assert final["error"]["status"] == 500
     gone = await client.get(f"/v1/sleep/{rid}")
     assert gone.status == 410
     assert (await gone.json())["type"].endswith("worker-lost")
-    assert await b.terminate() == 0
+    assert await c.terminate() == 0
 
 
 async def idle_workers(redis: aredis.Redis, op: str) -> list[str]:
@@ -340,3 +373,61 @@ async def test_idle_worker_is_woken_by_a_push(
         body = await wait_status(client, rid, TERMINAL, 2)
         assert body["status"] == "succeeded"
     assert await w.terminate() == 0
+
+
+async def test_400_sleeps_survive_each_of_two_workers_sigkilled_once(
+    aiohttp_client: AiohttpClient,
+    redis_url: str,
+    procs: Processes,
+    queue_redis: aredis.Redis,
+    queue: Queue,
+) -> None:
+    # Issue 13's scenario: the shipped config.yaml's operations (sleep: attempts 1), only the
+    # lease lowered; 2 workers of concurrency 8, each SIGKILLed once mid-run and replaced.
+    env = {
+        "ACCEPTD_REDIS__URL": redis_url,
+        "ACCEPTD_WORKER__LEASE_SECONDS": "2",
+        "ACCEPTD_WORKER__CONCURRENCY": "8",
+    }
+    client = await api_client(aiohttp_client, redis_url)
+    workers = [procs.start("worker", env) for _ in range(2)]
+    for w in workers:
+        await wait_worker_ready(w, queue_redis, "sleep")
+    n = 400
+    ids: list[str] = []
+    body = {"seconds": 0.3, "steps": 2}
+    for _ in range(0, n, 50):
+        ids += await asyncio.gather(*(submit(client, "sleep", body) for _ in range(50)))
+
+    async def statuses() -> Counter[str]:
+        snaps = await asyncio.gather(*(queue.read("sleep", rid) for rid in ids))
+        return Counter(s.record["status"] if s else "gone" for s in snaps)
+
+    async def holding(proc: RoleProcess) -> bool:
+        # The worker holds running requests (it is mid-run).
+        members: Any = await queue_redis.zrange(keys.running("sleep"), 0, -1)
+        held = [await record_worker(queue, "sleep", m.decode().split("\n")[0]) for m in members]
+        return sum(is_worker(h, proc) for h in held) >= 4
+
+    for i in range(2):
+        victim = workers[i]
+        await wait_until(
+            functools.partial(holding, victim), 30, message=f"worker {i} to hold requests"
+        )
+        victim.kill()
+        workers.append(procs.start("worker", env))
+
+    async def all_done() -> Counter[str] | None:
+        counts = await statuses()
+        return counts if sum(counts[s] for s in TERMINAL) == n else None
+
+    counts = await wait_until(all_done, 60, interval=0.25, message="400 requests to finish")
+    assert counts == Counter({"succeeded": n}), counts
+    lost = 0
+    for rid in ids:
+        snap = await queue.read("sleep", rid)
+        assert snap is not None
+        lost += int(snap.record.get("lost", "0"))
+    assert lost >= 2  # each kill cost at least one run, and no request anything
+    for w in workers[2:]:
+        assert await w.terminate() == 0

@@ -20,7 +20,8 @@
   ARGV[+4] outcome         succeeded | failed | canceled | retry
   ARGV[+5] payload         the result, or the error (problem JSON)
   ARGV[+6] retry_delay_ms  backoff before a retry runs
-A retry that has attempts left goes to the delayed set; otherwise it fails with payload.
+A retry that has attempts left (runs lost to dead workers use none) goes to the delayed set;
+otherwise it fails with payload.
 Returns one reply per call, in order: the terminal status, 'retrying', or 'lost' (the lease
 is not this token's). The batcher merges a tick's finishes to one operation into one script
 run (one reply instead of one each); each runs protected, so one that fails is an error entry
@@ -54,7 +55,9 @@ local function finish(rk, c)
   redis.call('ZREM', running, member)
   if outcome == 'retry' then
     local attempt = tonumber(rec['attempt'])
-    if attempt < tonumber(rec['max_att']) and rec['cancel'] ~= '1' then
+    -- Runs lost to dead workers (recover.lua) use no attempt.
+    if attempt - tonumber(rec['lost'] or '0') < tonumber(rec['max_att']) and
+        rec['cancel'] ~= '1' then
       rec['attempt'] = tostring(attempt + 1)
       rec['status'] = 'queued'
       rec['updated'] = tostring(now)

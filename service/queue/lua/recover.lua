@@ -21,14 +21,18 @@
   ARGV[7] worker           the recovering worker's id
   ARGV[8] lease_ms         lease length
   ARGV[9] take             '1': the recovering worker has a free slot for it
+  ARGV[10] max_lost        runs lost to dead workers a request survives (operations.<op>.max_lost)
 A request still 'queued' (its claim's worker died before start.lua) is queued again without
-using an attempt. A running one is canceled (cancel asked), failed (worker lost, after max
-attempts) or run again with the next attempt; a hand-off no worker took is dropped from hand
-and uses no attempt. Run again means, with take = '1', leased here to the recovering worker
+using an attempt. A running one is canceled (cancel asked), failed with worker-lost (its run
+was the max_lost + 1st lost) or run again: a lost run is not the request's fault, so it
+counts in 'lost', not against its attempts ('attempt' still counts runs; finish.lua retries
+while attempt - lost < max attempts). A hand-off no worker took is dropped from hand and
+counts as neither. Run again means, with take = '1', leased here to the recovering worker
 under its claim's token, as start.lua does (so no read sees it queued between the two);
 otherwise requeued at the head. Returns the job's fields when leased here ({input, attempt,
-timeout, max attempts, backoff, created}, as start.lua), 1 if it recovered the lease otherwise,
-0 if the lease is no longer expired (renewed) or gone.
+timeout, max attempts, backoff, created}, as start.lua); otherwise what it did: 'rerun'
+(requeued after a lost run), 'not_started' (requeued, it never ran), 'worker_lost' (failed),
+'canceled' or 'gone' (already final); 0 if the lease is no longer expired (renewed) or gone.
 ]]
 local record = KEYS[1]
 local ev = KEYS[2]
@@ -52,6 +56,7 @@ local token = ARGV[6]
 local worker = ARGV[7]
 local lease_ms = tonumber(ARGV[8])
 local take = ARGV[9]
+local max_lost = tonumber(ARGV[10])
 local hooked = {running = hooked_running, failed = hooked_failed, canceled = hooked_canceled}
 --- @include "includes/hgetall"
 --- @include "includes/terminate"
@@ -95,36 +100,43 @@ if rec['status'] == 'queued' then
   if take == '1' then return lease_here(rk, rec) end
   redis.call('ZADD', pending, rec['score'], member)
   wake_workers()
-  return 1
+  return 'not_started'
 end
-if rec['status'] ~= 'running' then return 1 end
-local attempt = tonumber(rec['attempt'])
+if rec['status'] ~= 'running' then return 'gone' end
 local never_ran = untaken()
-if never_ran then attempt = attempt - 1 end
+local lost = tonumber(rec['lost'] or '0')
+if not never_ran then lost = lost + 1 end
 if rec['cancel'] == '1' then
   terminate(rk, rec, 'canceled', now, 'error', cjson.encode({
     type = 'urn:acceptd:problem:canceled', title = 'Canceled', status = 409,
     detail = 'the request was canceled'}))
   account(rec, now)
-  return 1
-elseif attempt >= tonumber(rec['max_att']) then
+  return 'canceled'
+elseif lost > max_lost then
+  rec['lost'] = tostring(lost)
+  redis.call('HSET', record, 'lost', lost)
   terminate(rk, rec, 'failed', now, 'error', cjson.encode({
     type = 'urn:acceptd:problem:worker-lost', title = 'Worker lost', status = 500,
-    detail = 'the worker running this request stopped responding (attempt ' .. attempt ..
-      ' of ' .. rec['max_att'] .. ')'}))
+    detail = 'the worker running this request stopped responding (' .. lost ..
+      ' runs lost; at most ' .. max_lost .. ' are rerun)'}))
   account(rec, now)
-  return 1
+  return 'worker_lost'
 end
-rec['attempt'] = tostring(attempt + 1)
 rec['status'] = 'queued'
 rec['updated'] = tostring(now)
-redis.call('HSET', record, 'attempt', rec['attempt'], 'status', 'queued', 'updated', now)
-redis.call('HDEL', record, 'lease', 'worker', 'progress')
-rec['lease'] = nil; rec['worker'] = nil; rec['progress'] = nil
 if never_ran then
+  -- Handed over and never taken: nothing ran, so neither a run nor a loss is counted.
+  redis.call('HSET', record, 'status', 'queued', 'updated', now)
   redis.call('HDEL', record, 'started')
   rec['started'] = nil
+else
+  rec['attempt'] = tostring(tonumber(rec['attempt']) + 1)
+  rec['lost'] = tostring(lost)
+  redis.call('HSET', record, 'attempt', rec['attempt'], 'lost', lost, 'status', 'queued',
+    'updated', now)
 end
+redis.call('HDEL', record, 'lease', 'worker', 'progress')
+rec['lease'] = nil; rec['worker'] = nil; rec['progress'] = nil
 -- The queued event, then (leased here) the running one: the same events as a requeue and a
 -- claim, in one step.
 emit(rk, rec, 'status')
@@ -132,4 +144,5 @@ if take == '1' then return lease_here(rk, rec) end
 requeue_head(rec, member)
 redis.call('HSET', record, 'score', rec['score'])
 wake_workers()
-return 1
+if never_ran then return 'not_started' end
+return 'rerun'
