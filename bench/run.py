@@ -32,6 +32,7 @@ from scenarios import (  # noqa: E402
     latency,
     memory,
     peers,
+    processes,
     webhooks,
 )
 from scenarios.context import Bench, find_wrk  # noqa: E402
@@ -52,6 +53,8 @@ class Results:
     scale: list[Row]
     aof: Row
     webhooks: list[Row]
+    procs: list[Row]
+    procs_target: Target
 
     def rows(self) -> list[Row]:
         """The table's rows: acceptd then each peer per section, ceilings, scale, webhooks."""
@@ -59,6 +62,8 @@ class Results:
         out: list[Row] = []
         for section, mode in (("1", "enqueue"), ("2", "drain"), ("3", "latency")):
             out += own[section] + [p.rows[mode] for p in self.peers]
+            if section == "1":
+                out += self.procs
         return [*out, self.hello, self.evalsha, *self.scale, self.aof, *self.webhooks]
 
     def targets(self) -> list[Target]:
@@ -67,6 +72,7 @@ class Results:
             *targets.against_peers(self.enqueue, self.drain, self.sync, self.hello, peer_rows),
             *targets.scale(self.scale),
             targets.webhooks(self.webhooks),
+            self.procs_target,
         ]
 
 
@@ -75,6 +81,8 @@ def measure(bench: Bench, contenders: list[peers.Peer]) -> Results:
     log("ceiling: Redis EVALSHA")
     evalsha = ceilings.evalsha(bench)
     enq, hello = enqueue.measure(bench, contenders)
+    log("enqueue: processes 2 vs 1")
+    procs, procs_target = processes.measure(bench)
     bench.worker = bench.start_worker()
     drained = drain.measure(bench, contenders)
     sync, sse = latency.measure(bench, contenders)
@@ -86,7 +94,17 @@ def measure(bench: Bench, contenders: list[peers.Peer]) -> Results:
     aof = durability.measure(bench, enq.median)
     log("webhooks: one dispatcher")
     hooks = webhooks.measure(bench)
-    return Results(enq, hello, evalsha, drained, sync, sse, contenders, scale, aof, hooks)
+    return Results(
+        enq, hello, evalsha, drained, sync, sse, contenders, scale, aof, hooks, procs, procs_target
+    )
+
+
+def measure_only(bench: Bench, only: str) -> tuple[list[Row], list[Target]]:
+    """One scenario alone (``--only``)."""
+    assert only == "processes"
+    bench.api, bench.api_port = bench.start_api()
+    rows, target = processes.measure(bench)
+    return rows, [target]
 
 
 @contextlib.contextmanager
@@ -121,12 +139,16 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="small N, one run: to try it out")
     ap.add_argument("--budget", type=float, default=840.0, help="seconds for the whole run")
     ap.add_argument("--peers", default=",".join(peers.NAMES), help="comma-separated subset")
-    ap.add_argument("--out", default=str(BENCH / "results.md"))
+    ap.add_argument("--out", help="default bench/results.md (with --only: results-ONLY.md)")
+    ap.add_argument(
+        "--only", choices=["processes"], help="one scenario alone: processes (enqueue, 2 vs 1)"
+    )
     args = ap.parse_args()
     plan = QUICK if args.quick else FULL
     budget = Budget(args.budget)
     try:
-        contenders = peers.load([p for p in args.peers.split(",") if p in peers.NAMES], plan)
+        names = [] if args.only else [p for p in args.peers.split(",") if p in peers.NAMES]
+        contenders = peers.load(names, plan)
     except peers.PeerMissing as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
@@ -138,15 +160,20 @@ def main() -> int:
         bench = Bench(plan, budget, Path(tmpdir), wrk)
         server = bench.server_version()
         try:
-            results = measure(bench, contenders)
+            if args.only:
+                rows, goals = measure_only(bench, args.only)
+            else:
+                results = measure(bench, contenders)
+                rows, goals = results.rows(), results.targets()
         finally:
             bench.close()
 
     text = caption(args.quick, plan, server, load, budget)
-    text += "\n\n" + table(results.rows(), results.targets()) + "\n"
+    text += "\n\n" + table(rows, goals) + "\n"
     print(text)
-    Path(args.out).write_text(text)
-    log(f"written to {args.out}")
+    out = args.out or str(BENCH / (f"results-{args.only}.md" if args.only else "results.md"))
+    Path(out).write_text(text)
+    log(f"written to {out}")
     return 0
 
 

@@ -13,6 +13,13 @@ from aiohttp import web
 
 from service.app import create_app
 from service.runtime.config import ConfigError, load_settings
+from service.runtime.supervisor import (
+    GROUP_ROLES,
+    MEMBER_FLAG,
+    member_role,
+    resolve_processes,
+    run_group,
+)
 from service.state import Roles
 
 ROLES = {
@@ -29,18 +36,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("role", choices=sorted(ROLES), help="what this process runs")
     parser.add_argument("--config", default="config.yaml", help="path to config.yaml")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        help="serve, api: API processes sharing the port (0: one per CPU core); "
+        "default server.processes",
+    )
+    # Child-only: the process group's supervisor starts each member with its name (api-2).
+    parser.add_argument(MEMBER_FLAG, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    member: str | None = args.member
+    role = member_role(member) if member else args.role
+    if role not in ROLES or (args.processes is not None and args.role not in GROUP_ROLES):
+        parser.error("--processes applies to serve and api" if role in ROLES else "bad member")
     logging.basicConfig(
         level=args.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        format=f"%(asctime)s {member + ' ' if member else ''}%(levelname)s %(name)s: %(message)s",
     )
     try:
         settings = load_settings(args.config)
-        roles = ROLES[args.role]
+        roles = ROLES[role]
         app = create_app(settings, roles)
     except ConfigError as exc:
         print(f"acceptd: configuration error: {exc}", file=sys.stderr)
         return 2
+    processes = resolve_processes(
+        settings.server.processes if args.processes is None else args.processes
+    )
+    if member is None and role in GROUP_ROLES and processes > 1:
+        cli = sys.argv[1:] if argv is None else argv
+        return run_group(settings, role, cli, processes)
     tune_gc()
     if roles.api:
         web.run_app(
@@ -50,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
             port=settings.server.port,
             shutdown_timeout=settings.server.shutdown_grace_seconds,
             access_log=None,
+            reuse_port=member is not None,  # a group's API processes share the port
             # A client that disconnects cancels its handler: streams release at once.
             handler_cancellation=True,
         )

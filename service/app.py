@@ -87,6 +87,9 @@ def create_app(settings: Settings, roles: Roles | None = None) -> web.Applicatio
     app[operations_key] = operations
     app[codes_key] = by_code(operations)
     app[metrics_key] = Metrics()
+    if app[metrics_key].buffered:
+        # First in, so last out: the counts of the final drain are flushed too.
+        app.cleanup_ctx.append(metrics_ctx)
     app.cleanup_ctx.append(redis_ctx)
     if roles.api:
         app.cleanup_ctx.append(hub_ctx)
@@ -126,6 +129,28 @@ def _callback_checker(settings: Settings) -> CallbackChecker:
             ) from None
 
     return check
+
+
+METRICS_FLUSH_SECONDS = 1.0
+
+
+async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
+    """In a process group: flush the buffered counts to the shared files once a second."""
+    metrics = app[metrics_key]
+
+    async def flush_forever() -> None:
+        while True:
+            await asyncio.sleep(METRICS_FLUSH_SECONDS)
+            metrics.flush()
+
+    task = asyncio.create_task(flush_forever(), name="metrics-flush")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        metrics.flush()
 
 
 async def redis_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -38,6 +38,7 @@ class ServerSettings:
     sync_wait_seconds: float = 30.0
     max_wait_seconds: float = 300.0
     shutdown_grace_seconds: float = 30.0
+    processes: int = 1
 
 
 @dataclass(frozen=True)
@@ -336,6 +337,10 @@ def _check_server(server: ServerSettings) -> None:
     _positive("server.max_wait_seconds", server.max_wait_seconds)
     if server.sync_wait_seconds < 0:
         raise ConfigError("server.sync_wait_seconds: must be 0 or more")
+    if server.processes < 0:
+        raise ConfigError(
+            f"server.processes: must be 0 (one per CPU core) or more, got {server.processes}"
+        )
 
 
 def _check_clients(clients: list[ClientSettings]) -> None:

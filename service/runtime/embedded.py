@@ -9,6 +9,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -53,12 +54,15 @@ class EmbeddedRedis:
         port: int | None = None,
         appendfsync: str = "everysec",
         appendonly: bool = True,
+        preexec_fn: Callable[[], None] | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port = port
         self.appendfsync = appendfsync
         self.appendonly = appendonly
         self.binary = find_server_binary()
+        # Run in the child before exec (the process group's supervisor ties it to its life).
+        self.preexec_fn = preexec_fn
         self._proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -100,7 +104,11 @@ class EmbeddedRedis:
             "--protected-mode", "yes",
         ]  # fmt: skip
         self._proc = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            preexec_fn=self.preexec_fn,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

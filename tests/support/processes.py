@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TypeVar
 
@@ -49,12 +49,12 @@ async def wait_until(
         await asyncio.sleep(interval)
 
 
-def acceptd_command(role: str, config: Path | str = CONFIG) -> list[str]:
+def acceptd_command(role: str, config: Path | str = CONFIG, args: Sequence[str] = ()) -> list[str]:
     """The command line of one ``acceptd`` role: the venv's console script when present."""
     script = Path(sys.executable).parent / "acceptd"
     if script.exists():
-        return [str(script), role, "--config", str(config)]
-    return [sys.executable, "-m", "service", role, "--config", str(config)]
+        return [str(script), role, "--config", str(config), *args]
+    return [sys.executable, "-m", "service", role, "--config", str(config), *args]
 
 
 def clean_env(overrides: Mapping[str, str]) -> dict[str, str]:
@@ -74,13 +74,14 @@ class RoleProcess:
         log_path: Path,
         *,
         config: Path | str = CONFIG,
+        args: Sequence[str] = (),
     ) -> None:
         self.role = role
         self.log_path = log_path
         self._log: IO[bytes] = log_path.open("wb")
         try:
             self.proc: subprocess.Popen[bytes] = subprocess.Popen(
-                acceptd_command(role, config),
+                acceptd_command(role, config, args),
                 cwd=ROOT,
                 env=clean_env(env),
                 stdin=subprocess.DEVNULL,
@@ -152,10 +153,10 @@ class Processes:
         self.log_dir = log_dir
         self.started: list[RoleProcess] = []
 
-    def start(self, role: str, env: Mapping[str, str]) -> RoleProcess:
-        """Start ``acceptd ROLE`` with ``env`` overrides (no readiness wait)."""
+    def start(self, role: str, env: Mapping[str, str], args: Sequence[str] = ()) -> RoleProcess:
+        """Start ``acceptd ROLE [ARGS]`` with ``env`` overrides (no readiness wait)."""
         n = len(self.started)
-        proc = RoleProcess(role, env, self.log_dir / f"{role}-{n}.log")
+        proc = RoleProcess(role, env, self.log_dir / f"{role}-{n}.log", args=args)
         self.started.append(proc)
         return proc
 
