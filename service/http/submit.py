@@ -6,14 +6,13 @@ import functools
 import hashlib
 import json
 import math
-import re
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from service.http import monitor
 from service.http.auth import client_of
+from service.http.body import decode, read_raw, require_json
 from service.http.common import (
     JSON,
     base_url,
@@ -47,40 +46,9 @@ routes = web.RouteTableDef()
 
 async def read_input(request: web.Request, op: Operation, limit: int) -> tuple[Any, str]:
     """Check content type and size (at most ``limit`` bytes), parse and validate the body."""
-    header = request.headers.get("Content-Type", "")
-    # The common exact value skips aiohttp's full media-type parse.
-    ctype = JSON if header == JSON else request.content_type
-    if ctype != JSON and not (ctype.startswith("application/") and ctype.endswith("+json")):
-        raise Problem(
-            415,
-            f"send the input as {JSON}, not {ctype or 'no content type'}",
-            slug="unsupported-media-type",
-            headers={"Accept-Post": JSON},
-        )
-    content = request.content
-    if content.is_eof():
-        # The whole body came with the headers (the usual small request): take it as is,
-        # without read()'s chunk loop and copies. Its length is the Content-Length.
-        raw = content.read_nowait()
-    else:
-        if request.content_length is not None and request.content_length > limit:
-            raise Problem(413, f"the body exceeds the {limit}-byte limit", slug="too-large",
-                          limit=limit)  # fmt: skip
-        raw = await request.read()
-    if len(raw) > limit:
-        raise Problem(413, f"the body exceeds the {limit}-byte limit", slug="too-large",
-                      limit=limit)  # fmt: skip
-    if not op.accepts_anything and _LONG_DIGITS.search(raw):
-        # orjson turns integers beyond 64 bits into floats, which a schema would then judge.
-        data, text = _decode_slowly(raw)
-    else:
-        try:
-            # orjson first, several times faster; what it refuses (lone surrogate escapes,
-            # 1e400, errors) goes to the standard library, which decides and explains.
-            data = orjson.loads(raw)
-            text = raw.decode("utf-8")
-        except orjson.JSONDecodeError:
-            data, text = _decode_slowly(raw)
+    require_json(request)
+    raw = await read_raw(request, limit)
+    data, text = decode(raw, exact_numbers=not op.accepts_anything)
     if op.accepts_anything:
         return data, text
     errors = op.validate(data)
@@ -92,32 +60,6 @@ async def read_input(request: web.Request, op: Operation, limit: int) -> tuple[A
             errors=errors,
         )
     return data, text
-
-
-def _decode_slowly(raw: bytes) -> tuple[Any, str]:
-    if not raw.strip():
-        raise Problem(400, "the body is empty; send the operation's input as JSON",
-                      slug="malformed-json")  # fmt: skip
-    try:
-        text = raw.decode("utf-8")
-        return _DECODER.decode(text), text
-    except UnicodeDecodeError:
-        raise Problem(400, "the body is not UTF-8", slug="malformed-json") from None
-    except json.JSONDecodeError as exc:
-        raise Problem(
-            400,
-            f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-            slug="malformed-json",
-        ) from None
-
-
-def _not_json(name: str) -> Any:
-    # Python's parser accepts NaN and Infinity; JSON does not.
-    raise json.JSONDecodeError(f"{name} is not valid JSON", name, 0)
-
-
-_DECODER = json.JSONDecoder(parse_constant=_not_json)
-_LONG_DIGITS = re.compile(rb"\d{19}")
 
 
 @routes.post("/v1/{op}")
