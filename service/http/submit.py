@@ -43,6 +43,9 @@ from service.state import (
 
 routes = web.RouteTableDef()
 
+# As for webhook endpoint URLs (the webhooks package's own limit).
+MAX_CALLBACK_URL = 2048
+
 
 async def read_input(request: web.Request, op: Operation, limit: int) -> tuple[Any, str]:
     """Check content type and size (at most ``limit`` bytes), parse and validate the body."""
@@ -209,9 +212,16 @@ def finished_response(
 
 
 async def check_callback(request: web.Request, url: str) -> None:
-    """Refuse callback URLs that are not absolute http(s) URLs."""
+    """Refuse callback URLs that are not absolute http(s) URLs of at most 2,048 characters."""
     from yarl import URL
 
+    if len(url) > MAX_CALLBACK_URL:
+        raise Problem(
+            400,
+            f"Callback-Url must be at most {MAX_CALLBACK_URL} characters",
+            slug="invalid-header",
+            header="Callback-Url",
+        )
     try:
         parsed = URL(url)
     except ValueError:

@@ -94,3 +94,77 @@ async def test_nesting_up_to_the_limit_runs_and_round_trips(client: Client) -> N
 @pytest.fixture
 async def idle(app_client: MakeClient) -> Client:
     return await app_client(run_worker=False)
+
+
+# -- headers ---------------------------------------------------------------------------------
+
+
+async def test_long_prefer_headers_are_refused_and_never_cached(idle: Client) -> None:
+    from service.http import prefer
+
+    cache = prefer._parse_prefer_cached
+    cache.cache_clear()
+    for i in range(120):
+        value = f"respond-async, x-{i}=" + "a" * 8_000
+        resp = await idle.post("/v1/echo", data=b"{}", headers={"Prefer": value})
+        assert resp.status == 400, i
+        problem = await resp.json(content_type=None)
+        assert_problem(resp.headers, problem, 400)
+        assert problem["header"] == "Prefer"
+    # Under the limit but long: served, and not kept either.
+    for i in range(20):
+        value = f"respond-async, x-{i}=" + "a" * 900
+        resp = await idle.post("/v1/echo", data=b"{}", headers={**JSON_HEADERS, "Prefer": value})
+        assert resp.status == 202
+    assert cache.cache_info().currsize == 0
+    # The usual short values are cached.
+    await idle.post("/v1/echo", data=b"{}", headers={**JSON_HEADERS, **ASYNC})
+    assert cache.cache_info().currsize == 1
+
+
+async def test_callback_url_is_capped_like_endpoint_urls(idle: Client) -> None:
+    base = "https://example.com/"
+    ok = base + "a" * (2_048 - len(base))
+    resp = await idle.post("/v1/echo", json={}, headers={**ASYNC, "Callback-Url": ok + "a" * 5_974})
+    problem = await resp.json(content_type=None)
+    assert resp.status == 400 and problem["header"] == "Callback-Url"
+    assert_problem(resp.headers, problem, 400)
+    resp = await idle.post("/v1/echo", json={}, headers={**ASYNC, "Callback-Url": ok})
+    # The length is fine; example.com's address is then checked like any target's.
+    assert resp.status in (202, 422), await resp.text()
+
+
+BAD_STREAM_IDS = ["1-99999999999999999999999", "5--3", "-1", "garbage", "1-2-3", "1.5", " x"]
+BAD_EVENT_IDS = ["5--3", "-3", "garbage", "1.2.3", "1-2", "99999999999999999999999"]
+
+
+async def test_malformed_last_event_id_is_400_before_the_stream_starts(idle: Client) -> None:
+    for value in BAD_STREAM_IDS:
+        for where in ("header", "query"):
+            if where == "header":
+                resp = await idle.get("/v1/queue/events", headers={"Last-Event-ID": value})
+            else:
+                resp = await idle.get("/v1/queue/events", params={"last_event_id": value})
+            problem = await resp.json(content_type=None)
+            assert resp.status == 400, (value, where)
+            assert_problem(resp.headers, problem, 400)
+            assert problem["header"] == "Last-Event-ID"
+    resp = await idle.post("/v1/echo", json={}, headers=ASYNC)
+    rid = (await resp.json())["id"]
+    for value in BAD_EVENT_IDS:
+        resp = await idle.get(f"/v1/queue/requests/{rid}/events", headers={"Last-Event-ID": value})
+        assert resp.status == 400, value
+        assert_problem(resp.headers, await resp.json(content_type=None), 400)
+
+
+async def test_well_formed_last_event_ids_still_resume(idle: Client) -> None:
+    resp = await idle.get(
+        "/v1/queue/events", headers={"Last-Event-ID": "1795908727450-18446744073709551615"}
+    )
+    assert resp.status == 200
+    assert (await resp.content.readline()).startswith(b"retry:")
+    resp.close()
+    rid = (await (await idle.post("/v1/echo", json={}, headers=ASYNC)).json())["id"]
+    resp = await idle.get(f"/v1/queue/requests/{rid}/events", headers={"Last-Event-ID": "0.3"})
+    assert resp.status == 200
+    resp.close()
