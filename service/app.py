@@ -55,6 +55,13 @@ def check_open_mode(settings: Settings) -> None:
     """With no API keys the service runs open, so only on a loopback address."""
     if settings.auth.clients:
         return
+    if "*" in settings.server.cors_origins:
+        # Open and readable from any origin: any web page a user of this machine opens
+        # could drive the API and read its secrets.
+        raise ConfigError(
+            'server.cors_origins: "*" needs API keys (auth.clients); with none, list the '
+            "origins allowed"
+        )
     host = settings.server.host
     if host == "localhost":
         return

@@ -168,3 +168,113 @@ async def test_well_formed_last_event_ids_still_resume(idle: Client) -> None:
     resp = await idle.get(f"/v1/queue/requests/{rid}/events", headers={"Last-Event-ID": "0.3"})
     assert resp.status == 200
     resp.close()
+
+
+# -- open mode, Host and CORS ----------------------------------------------------------------
+
+SERVED_HOSTS = ["127.0.0.1", "localhost:8080", "LOCALHOST", "127.3.4.5:1", "[::1]:9", "[::1]"]
+REFUSED_HOSTS = [
+    "attacker.example",
+    "attacker.example:8080",
+    "localhost.attacker.example",
+    "127.0.0.1.nip.io",
+    "10.0.0.1",
+    "[::ffff:7f00:1]",
+    "localhost:x",
+    "[::1]x",
+]
+
+
+async def test_open_mode_serves_only_loopback_host_names(idle: Client) -> None:
+    for host in SERVED_HOSTS:
+        resp = await idle.get("/v1/queue", headers={"Host": host})
+        assert resp.status == 200, host
+    for host in REFUSED_HOSTS:
+        for path in ("/v1/queue", "/v1/webhooks/secret", "/metrics", "/nowhere"):
+            resp = await idle.get(path, headers={"Host": host})
+            assert resp.status == 421, (host, path)
+            assert_problem(resp.headers, await resp.json(content_type=None), 421)
+        resp = await idle.post("/v1/echo", json={}, headers={**ASYNC, "Host": host})
+        assert resp.status == 421 and "Location" not in resp.headers
+
+
+async def test_open_mode_also_serves_the_public_host(app_client: MakeClient) -> None:
+    c = await app_client(run_worker=False, server={"public_url": "https://api.example.com"})
+    assert (await c.get("/v1/queue", headers={"Host": "api.example.com"})).status == 200
+    assert (await c.get("/v1/queue", headers={"Host": "api.example.com:443"})).status == 200
+    assert (await c.get("/v1/queue", headers={"Host": "other.example.com"})).status == 421
+
+
+async def test_with_api_keys_any_host_is_served(app_client: MakeClient) -> None:
+    clients = [{"name": "alice", "key": "alice-key-0123456789"}]
+    c = await app_client(run_worker=False, auth={"clients": clients})
+    headers = {"Host": "api.example.com", "Authorization": "Bearer alice-key-0123456789"}
+    assert (await c.get("/v1/queue", headers=headers)).status == 200
+
+
+async def test_any_origin_gets_no_credentials_and_null_is_never_allowed(
+    app_client: MakeClient,
+) -> None:
+    clients = [{"name": "alice", "key": "alice-key-0123456789"}]
+    c = await app_client(
+        run_worker=False,
+        auth={"clients": clients},
+        server={"cors_origins": ["*", "https://app.example"]},
+    )
+    alice = {"Authorization": "Bearer alice-key-0123456789"}
+    resp = await c.get("/v1/webhooks/secret", headers={**alice, "Origin": "https://evil.example"})
+    assert resp.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Access-Control-Allow-Credentials" not in resp.headers
+    resp = await c.get("/v1/webhooks/secret", headers={**alice, "Origin": "https://app.example"})
+    assert resp.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    assert resp.headers["Access-Control-Allow-Credentials"] == "true"
+    assert "Origin" in resp.headers["Vary"]
+    for method in ("GET", "OPTIONS"):
+        resp = await c.request(
+            method,
+            "/v1/webhooks/secret",
+            headers={**alice, "Origin": "null", "Access-Control-Request-Method": "GET"},
+        )
+        assert "Access-Control-Allow-Origin" not in resp.headers, method
+        assert "Access-Control-Allow-Credentials" not in resp.headers, method
+
+
+def test_any_origin_in_open_mode_and_null_are_config_errors(redis_url: str) -> None:
+    from service.app import check_open_mode
+    from service.runtime.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"server\.cors_origins"):
+        check_open_mode(make_settings(redis_url, server={"cors_origins": ["*"]}))
+    with pytest.raises(ConfigError, match=r"server\.cors_origins.*null"):
+        make_settings(redis_url, server={"cors_origins": ["null"]})
+
+
+# -- API keys at rest ------------------------------------------------------------------------
+
+ALICE_KEY = "alice-key-0123456789"
+BOB_KEY = "bob-key-0123456789-bob"
+
+
+async def test_keys_may_be_given_as_their_sha256(app_client: MakeClient) -> None:
+    import hashlib
+
+    bob_digest = hashlib.sha256(BOB_KEY.encode()).hexdigest()
+    clients = [
+        {"name": "alice", "key": ALICE_KEY},
+        {"name": "bob", "key_sha256": bob_digest.upper()},
+    ]
+    c = await app_client(run_worker=False, auth={"clients": clients})
+    for key, name in ((ALICE_KEY, "alice"), (BOB_KEY, "bob")):
+        headers = {**ASYNC, "Authorization": f"Bearer {key}"}
+        resp = await c.post("/v1/echo", json={"who": name}, headers=headers)
+        assert resp.status == 202, name
+        rid = (await resp.json())["id"]
+        listing = await c.get("/v1/queue/requests", headers={"Authorization": f"Bearer {key}"})
+        assert [r["id"] for r in (await listing.json())["items"]] == [rid]
+    for wrong in (bob_digest, BOB_KEY + "x", ALICE_KEY.upper()):
+        resp = await c.get("/v1/queue/requests", headers={"Authorization": f"Bearer {wrong}"})
+        assert resp.status == 401, wrong
+    # EventSource's query-string key is matched the same way.
+    resp = await c.get("/v1/queue/events", params={"access_token": BOB_KEY})
+    assert resp.status == 200
+    resp.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from pathlib import Path
 
@@ -302,3 +303,37 @@ def test_cli_env_errors_and_open_mode_exit_2() -> None:
     )
     assert done.returncode == 2, done.stderr
     assert "operations.echo.handler" in done.stderr
+
+
+# --- keys at rest ------------------------------------------------------------------------
+
+DIGEST_A = hashlib.sha256(b"aaaaaaaaaaaaaaaaaaaa").hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("clients", "expected"),
+    [
+        ([{"name": "a", "key_sha256": "abc"}], "auth.clients[0].key_sha256: expected 64 hex"),
+        ([{"name": "a", "key_sha256": "g" * 64}], "auth.clients[0].key_sha256: expected 64 hex"),
+        (
+            [{"name": "a", "key": "aaaaaaaaaaaaaaaaaaaa", "key_sha256": DIGEST_A}],
+            "auth.clients[0]: set key or key_sha256, not both",
+        ),
+        (
+            [{"name": "a", "key": "aaaaaaaaaaaaaaaaaaaa"}, {"name": "b", "key_sha256": DIGEST_A}],
+            "auth.clients: two clients share a key",
+        ),
+    ],
+)
+def test_key_sha256_is_checked(clients: list[dict[str, str]], expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        settings_from_dict({"auth": {"clients": clients}})
+    assert expected in str(info.value)
+
+
+def test_key_sha256_matches_the_plain_key_digest() -> None:
+    s = settings_from_dict(
+        {"auth": {"clients": [{"name": "a", "key_sha256": DIGEST_A.upper(), "burst": 7}]}}
+    )
+    assert s.auth.clients[0].key_digest() == hashlib.sha256(b"aaaaaaaaaaaaaaaaaaaa").digest()
+    assert s.auth.limit_for("a") == (0.0, 7) and s.auth.limit_for("nobody") == (0.0, 100)
