@@ -41,6 +41,7 @@ from service.state import (
     roles_key,
     runtime_key,
     settings_key,
+    sync_waits_key,
     webhook_store_key,
     worker_key,
 )
@@ -111,6 +112,7 @@ def create_app(settings: Settings, roles: Roles | None = None) -> web.Applicatio
             add_guarded(app, routes, authenticate)
         add_unmatched(app, authenticate)
         app[callback_checker_key] = _callback_checker(settings)
+        app[sync_waits_key] = {}
     if roles.worker:
         app.cleanup_ctx.append(worker_ctx)
     if roles.dispatcher:

@@ -39,6 +39,7 @@ from service.state import (
     metrics_key,
     queue_key,
     settings_key,
+    sync_waits_key,
 )
 
 routes = web.RouteTableDef()
@@ -84,8 +85,13 @@ async def submit(request: web.Request) -> web.StreamResponse:
     # Named as the submit call below reads them.
     priority, idem, wait = asked.priority, asked.idempotency_key, asked.wait
     callback_url, callback_events = asked.callback_url, asked.callback_events
+    waits = app[sync_waits_key]
+    if wait > 0 and waits.get(client, 0) >= settings.max_sync_waits_per_client:
+        wait = _over_wait_limit(asked, settings)
     # Watching starts before the submit: a request that finishes at once is not missed.
     waiter = TerminalWait(app[hub_key], rid) if wait > 0 else None
+    if waiter is not None:
+        waits[client] = waits.get(client, 0) + 1
     try:
         body_hash = hashlib.sha256(input_json.encode()).hexdigest()[:32] if idem else ""
         idem_hash = hashlib.sha256(idem.encode()).hexdigest()[:32] if idem else ""
@@ -133,7 +139,30 @@ async def submit(request: web.Request) -> web.StreamResponse:
     finally:
         if waiter is not None:
             waiter.close()
+            if waits[client] <= 1:
+                del waits[client]
+            else:
+                waits[client] -= 1
     return _answer(request, op, asked, res, snap, settings)
+
+
+def _over_wait_limit(asked: SubmitHeaders, server: ServerSettings) -> float:
+    """The client already waits on as many submits as allowed (in this process).
+
+    A submit that accepts a 202 gets one at once (no wait); a synchronous one is refused,
+    before anything is queued, with 429.
+    """
+    if asked.prefs.respond_async:
+        return 0.0
+    limit = server.max_sync_waits_per_client
+    raise Problem(
+        429,
+        f"at most {limit} synchronous submits per client wait at once; retry shortly, or send "
+        "Prefer: respond-async",
+        slug="too-many-waits",
+        headers={"Retry-After": "1"},
+        limit=limit,
+    )
 
 
 async def _settle(

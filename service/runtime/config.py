@@ -39,6 +39,7 @@ class ServerSettings:
     max_streams: int = 10_000
     max_streams_per_client: int = 1_000
     sync_wait_seconds: float = 30.0
+    max_sync_waits_per_client: int = 100
     max_wait_seconds: float = 300.0
     shutdown_grace_seconds: float = 30.0
 
@@ -352,6 +353,7 @@ def _check_server(server: ServerSettings) -> None:
     _positive("server.max_streams", server.max_streams)
     _positive("server.max_streams_per_client", server.max_streams_per_client)
     _positive("server.max_wait_seconds", server.max_wait_seconds)
+    _positive("server.max_sync_waits_per_client", server.max_sync_waits_per_client)
     if server.sync_wait_seconds < 0:
         raise ConfigError("server.sync_wait_seconds: must be 0 or more")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -278,3 +279,35 @@ async def test_keys_may_be_given_as_their_sha256(app_client: MakeClient) -> None
     resp = await c.get("/v1/queue/events", params={"access_token": BOB_KEY})
     assert resp.status == 200
     resp.close()
+
+
+# -- synchronous waits -----------------------------------------------------------------------
+
+
+async def test_synchronous_waits_per_client_are_bounded(app_client: MakeClient) -> None:
+    from service.state import sync_waits_key
+
+    c = await app_client(
+        run_worker=False, server={"max_sync_waits_per_client": 2, "sync_wait_seconds": 2}
+    )
+    waits = c.app[sync_waits_key]
+    held = [asyncio.create_task(c.post("/v1/sleep", json={"seconds": 1})) for _ in range(2)]
+    deadline = asyncio.get_running_loop().time() + 5
+    while waits.get("anonymous", 0) < 2:
+        assert asyncio.get_running_loop().time() < deadline, waits
+        await asyncio.sleep(0.01)
+    resp = await c.post("/v1/sleep", json={"seconds": 1})
+    problem = await resp.json(content_type=None)
+    assert resp.status == 429 and resp.headers["Retry-After"] == "1"
+    assert_problem(resp.headers, problem, 429)
+    # Asking for respond-async with a wait: answered at once, as if no wait was asked for.
+    resp = await c.post(
+        "/v1/sleep", json={"seconds": 1}, headers={"Prefer": "respond-async, wait=5"}
+    )
+    assert resp.status == 202 and waits["anonymous"] == 2
+    stats = await (await c.get("/v1/queue")).json()
+    queued = {s["operation"]: s["queued"] for s in stats["operations"]}
+    assert queued["sleep"] == 3  # the refused submit queued nothing
+    for task in held:
+        assert (await task).status == 202  # no worker: each falls back to 202 after its wait
+    assert waits == {}
