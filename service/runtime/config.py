@@ -408,8 +408,11 @@ def _check_webhooks(webhooks: WebhookSettings) -> None:
 
 def _check_operation(name: str, op: OperationSettings) -> None:
     where = f"operations.{name}"
-    if not name or not all(c.isalnum() or c in "-_" for c in name) or name in RESERVED:
-        raise ConfigError(f"{where}: name must be [A-Za-z0-9_-]+ and not one of {RESERVED}")
+    if not _OPERATION_NAME.fullmatch(name) or name in RESERVED:
+        raise ConfigError(
+            f"{where}: name must be 1-64 of [a-z0-9-], starting with a letter or digit, and not"
+            f" one of {', '.join(RESERVED)}"
+        )
     if ":" not in op.handler:
         raise ConfigError(f"{where}.handler: expected 'module:function', got {op.handler!r}")
     _positive(f"{where}.timeout", op.timeout)
@@ -421,7 +424,11 @@ def _check_operation(name: str, op: OperationSettings) -> None:
         raise ConfigError(f"{where}.retry_backoff: must be 0 or more")
 
 
-RESERVED = ("queue", "operations", "webhooks")
+# Names that paths under /v1/ or Redis hash tags use already: an operation's keys are tagged
+# {name}, and the webhook keys {wh} (webhooks/keys.py).
+RESERVED = ("queue", "operations", "webhooks", "wh")
+# ASCII only: names become URL paths, Redis keys, environment variable names and metric labels.
+_OPERATION_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 
 
 def _scalar(text: str) -> Any:

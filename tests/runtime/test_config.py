@@ -186,6 +186,12 @@ def test_appendfsync_no_is_accepted(tmp_path: Path) -> None:
         ("operations:\n  queue:\n    handler: a:b\n", "operations.queue: name must be"),
         ("operations:\n  webhooks:\n    handler: a:b\n", "operations.webhooks: name must be"),
         ("operations:\n  'a b':\n    handler: a:b\n", "operations.a b: name must be"),
+        ("operations:\n  wh:\n    handler: a:b\n", "operations.wh: name must be"),
+        ("operations:\n  Echo:\n    handler: a:b\n", "operations.Echo: name must be"),
+        ("operations:\n  my_op:\n    handler: a:b\n", "operations.my_op: name must be"),
+        ("operations:\n  é:\n    handler: a:b\n", "operations.é: name must be"),
+        ("operations:\n  '-x':\n    handler: a:b\n", "operations.-x: name must be"),
+        ("operations:\n  " + "a" * 65 + ":\n    handler: a:b\n", "name must be"),
     ],
 )
 def test_errors_name_the_key(tmp_path: Path, text: str, expected: str) -> None:
@@ -337,3 +343,10 @@ def test_key_sha256_matches_the_plain_key_digest() -> None:
     )
     assert s.auth.clients[0].key_digest() == hashlib.sha256(b"aaaaaaaaaaaaaaaaaaaa").digest()
     assert s.auth.limit_for("a") == (0.0, 7) and s.auth.limit_for("nobody") == (0.0, 100)
+
+
+def test_the_webhook_hash_tag_is_a_reserved_operation_name() -> None:
+    from service.runtime.config import RESERVED
+    from webhooks.keys import TAG
+
+    assert TAG in RESERVED
