@@ -6,7 +6,7 @@ CONFIG ?= config.yaml
 SRC := $(wildcard service webhooks tests bench)
 TYPED := $(wildcard service webhooks tests)
 
-.PHONY: install install-dev run test lint format peers bench clean
+.PHONY: install install-dev run test lint format fuzz peers bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,13 @@ format: install-dev
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+# A longer fuzzing run than the suite's (tests/http/test_fuzz.py): examples per operation and
+# generation mode (FUZZ_EXAMPLES), on the suite's private Redis.
+FUZZ_EXAMPLES ?= 200
+fuzz: install-dev
+	ACCEPTD_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) ACCEPTD_FUZZ_TIMEOUT=7200 \
+	  $(BIN)/python -m pytest -q tests/http/test_fuzz.py
 
 # The bench's contenders, each in a venv of its own under bench/.peers/ (pinned: the versions
 # of the README's table), and wrk, the HTTP load client, from Debian's packages when we are

@@ -273,6 +273,10 @@ async def request_events(request: web.Request) -> web.StreamResponse:
             app[streams_key].watch_position(stream)
         await _follow(request, resp, stream, sent)
         return resp
+    except ConnectionResetError:
+        if resp is None:
+            raise
+        return resp  # the client went away mid-stream: nothing to answer
     finally:
         remove()
         _release(request, stream)
@@ -371,6 +375,10 @@ async def client_events(request: web.Request) -> web.StreamResponse:
         sent = (0, 0) if last is None else await _send_backlog(resp, queue, ops, client, last)
         await _follow_client(resp, stream, sent)
         return resp
+    except ConnectionResetError:
+        if resp is None:
+            raise
+        return resp  # the client went away mid-stream: nothing to answer
     finally:
         remove()
         if refresher is not None:
