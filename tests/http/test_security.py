@@ -92,6 +92,16 @@ async def test_nesting_up_to_the_limit_runs_and_round_trips(client: Client) -> N
     assert resp.status == 201 and await resp.read() == big
 
 
+async def test_a_result_too_deep_to_encode_fails_the_request(app_client: MakeClient) -> None:
+    c = await app_client(
+        operations={"too-deep": {"handler": "tests.support.handlers:too_deep", "attempts": 1}}
+    )
+    resp = await c.post("/v1/too-deep", json={})
+    problem = await resp.json(content_type=None)
+    assert resp.status == 500 and problem["type"].endswith(":internal-error"), problem
+    assert problem["request_id"]
+
+
 @pytest.fixture
 async def idle(app_client: MakeClient) -> Client:
     return await app_client(run_worker=False)
