@@ -121,7 +121,7 @@ def _decode_slowly(raw: bytes) -> tuple[Any, str]:
                       slug="malformed-json")  # fmt: skip
     try:
         text = raw.decode("utf-8")
-        return _DECODER.decode(text), text
+        data = _DECODER.decode(text)
     except UnicodeDecodeError:
         raise Problem(400, "the body is not UTF-8", slug="malformed-json") from None
     except json.JSONDecodeError as exc:
@@ -140,6 +140,34 @@ def _decode_slowly(raw: bytes) -> tuple[Any, str]:
             " range)",
             slug="json-number-out-of-range",
         ) from None
+    if _has_lone_surrogate(data):
+        # "\ud800" alone: no Unicode character, so it cannot be stored or sent back as UTF-8
+        # (RFC 7493, I-JSON, forbids it; orjson refuses it too).
+        raise Problem(
+            400,
+            "the body holds a string with an unpaired UTF-16 surrogate escape (\\ud800-\\udfff)",
+            slug="malformed-json",
+        )
+    return data, text
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _has_lone_surrogate(data: Any) -> bool:
+    """Whether a string (or an object's key) holds a surrogate: the decoder joins valid pairs."""
+    stack = [data]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if _SURROGATE.search(node):
+                return True
+        elif isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return False
 
 
 def _too_deep() -> Problem:

@@ -50,6 +50,9 @@ BEYOND_LIMITS = {
     "5,000-digit integer": b"1" * 5_000,
     "5,000-digit integer in an object": b'{"seconds": ' + b"9" * 5_000 + b"}",
     "number beyond a double": b'{"seconds": 1e400}',
+    "lone surrogate escape": b'{"iban": "\\ud800", "url": "\\udfff"}',
+    "lone surrogate escape in a key": b'{"\\ud83d": 1}',
+    "lone surrogate with a long integer": b'["\\udc00", 12345678901234567890123]',
 }
 BODY_ROUTES = [
     ("POST", "/v1/echo"),
@@ -86,6 +89,10 @@ async def test_nesting_up_to_the_limit_runs_and_round_trips(client: Client) -> N
     resp = await client.post("/v1/echo", data=deepest, headers=JSON_HEADERS)
     assert resp.status == 201, await resp.text()
     assert json.loads(await resp.read()) == json.loads(deepest)
+    # A surrogate pair is one character (U+1F600), kept as sent.
+    pair = b'["\\ud83d\\ude00"]'
+    resp = await client.post("/v1/echo", data=pair, headers=JSON_HEADERS)
+    assert resp.status == 201 and json.loads(await resp.read()) == ["\U0001f600"]
     # Long integers under Python's limit are exact on the way through.
     big = b"[" + b"7" * 4_000 + b"]"
     resp = await client.post("/v1/echo", data=big, headers=JSON_HEADERS)
