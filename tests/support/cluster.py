@@ -54,19 +54,19 @@ class Node:
         self.dir.mkdir(parents=True, exist_ok=True)
         args = [
             binary,
-        "--port", str(port),
-        "--bind", "127.0.0.1",
-        "--cluster-enabled", "yes",
-        "--cluster-config-file", "nodes.conf",
-        "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
-        "--dir", str(self.dir),
-        "--save", "",
-        "--appendonly", "no",
-        "--daemonize", "no",
-        "--logfile", "server.log",
-        # A replica's master may be gone: the replica still answers.
-        "--cluster-require-full-coverage", "no",
-]  # fmt: skip
+            "--port", str(port),
+            "--bind", "127.0.0.1",
+            "--cluster-enabled", "yes",
+            "--cluster-config-file", "nodes.conf",
+            "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+            "--dir", str(self.dir),
+            "--save", "",
+            "--appendonly", "no",
+            "--daemonize", "no",
+            "--logfile", "server.log",
+            # A replica's master may be gone: the replica still answers.
+            "--cluster-require-full-coverage", "no",
+    ]  # fmt: skip
         self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,
