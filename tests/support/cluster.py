@@ -66,7 +66,7 @@ class Node:
             "--logfile", "server.log",
             # A replica's master may be gone: the replica still answers.
             "--cluster-require-full-coverage", "no",
-    ]  # fmt: skip
+        ]  # fmt: skip
         self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,
