@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import redis
-import redis.asyncio as aredis
 
 from service.runtime.embedded import EmbeddedRedis, free_port
-from tests.support.cluster import LocalCluster
+from service.runtime.redis import Client, connect
+from tests.support.cluster import LocalCluster, is_cluster_url
 from tests.support.processes import Processes
 
 
@@ -56,9 +56,9 @@ def redis_url(request: pytest.FixtureRequest, redis_backend: str) -> str:
 
 
 @pytest.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[aredis.Redis]:
-    """An asyncio client to the clean server."""
-    client = aredis.Redis.from_url(redis_url)
+async def redis_client(redis_url: str) -> AsyncIterator[Client]:
+    """An asyncio client to the clean server (a cluster client on the cluster)."""
+    client = connect(redis_url, cluster=is_cluster_url(redis_url))
     yield client
     await client.aclose()
 

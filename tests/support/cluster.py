@@ -208,3 +208,21 @@ class LocalCluster:
         """Stop every node."""
         for node in self.nodes:
             node.stop()
+
+
+def is_cluster_url(url: str) -> bool:
+    """Whether a test's ``redis_url`` names the cluster (its masters, comma-separated)."""
+    return "," in url
+
+
+def redis_section(url: str) -> dict[str, Any]:
+    """The ``redis`` settings for a test's ``redis_url``."""
+    return {"url": url, "cluster": is_cluster_url(url)}
+
+
+def redis_env(url: str) -> dict[str, str]:
+    """The ``ACCEPTD_REDIS__*`` environment for a test's ``redis_url``."""
+    return {
+        "ACCEPTD_REDIS__URL": url,
+        "ACCEPTD_REDIS__CLUSTER": "true" if is_cluster_url(url) else "false",
+    }
