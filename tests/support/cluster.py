@@ -9,6 +9,7 @@ installed by hand, no ``valkey-cli`` is needed. Every wait polls real state with
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 import socket
 import subprocess
@@ -43,6 +44,11 @@ def cluster_port() -> int:
         except OSError:
             continue
         return port
+
+
+def cmd(node: Node, *args: Any) -> Any:
+    """One command to one node."""
+    return node.client.execute_command(*args)  # type: ignore[no-untyped-call]
 
 
 class Node:
@@ -148,27 +154,31 @@ class LocalCluster:
     def _form(self, timeout: float) -> None:
         for node in self.nodes:
             _wait(node.client.ping, timeout, f"node {node.port} to answer")
-            node.id = node.client.execute_command("CLUSTER", "MYID").decode()
+            node.id = cmd(node, "CLUSTER", "MYID").decode()
         per = SLOTS // len(self.masters)
         for i, node in enumerate(self.masters):
             last = SLOTS - 1 if i == len(self.masters) - 1 else (i + 1) * per - 1
-            node.client.execute_command("CLUSTER", "ADDSLOTSRANGE", i * per, last)
+            cmd(node, "CLUSTER", "ADDSLOTSRANGE", i * per, last)
         first = self.masters[0]
         for node in self.nodes[1:]:
-            node.client.execute_command("CLUSTER", "MEET", "127.0.0.1", first.port)
+            cmd(node, "CLUSTER", "MEET", "127.0.0.1", first.port)
         for i, replica in enumerate(self.replicas):
             master = self.masters[i // self.replicas_per_master]
             # Retried until gossip has told the replica about its master.
             _wait(
-                lambda r=replica, m=master: r.client.execute_command("CLUSTER", "REPLICATE", m.id),
+                functools.partial(cmd, replica, "CLUSTER", "REPLICATE", master.id),
                 timeout,
                 f"replica {replica.port} to follow {master.port}",
             )
         for node in self.nodes:
-            _wait(lambda n=node: self._ok(n), timeout, f"node {node.port} to see the cluster ok")
+            _wait(
+                functools.partial(self._ok, node),
+                timeout,
+                f"node {node.port} to see the cluster ok",
+            )
 
     def _ok(self, node: Node) -> bool:
-        info = node.client.execute_command("CLUSTER", "INFO").decode()
+        info = cmd(node, "CLUSTER", "INFO").decode()
         fields = dict(line.split(":", 1) for line in info.split() if ":" in line)
         return (
             fields.get("cluster_state") == "ok"
@@ -185,8 +195,8 @@ class LocalCluster:
     def master_of(self, key: str) -> Node:
         """The master that owns ``key``'s slot now (asked of a live master)."""
         live = next(n for n in self.nodes if n.alive)
-        slot = int(live.client.execute_command("CLUSTER", "KEYSLOT", key))
-        for entry in live.client.execute_command("CLUSTER", "SLOTS"):
+        slot = int(cmd(live, "CLUSTER", "KEYSLOT", key))
+        for entry in cmd(live, "CLUSTER", "SLOTS"):
             if int(entry[0]) <= slot <= int(entry[1]):
                 port = int(entry[2][1])
                 return next(n for n in self.nodes if n.port == port)
@@ -195,19 +205,16 @@ class LocalCluster:
     def wait_ok(self, nodes: Sequence[Node] | None = None, timeout: float = 20.0) -> None:
         """Wait until every live node (or ``nodes``) reports the cluster ``ok``."""
         for node in nodes or [n for n in self.nodes if n.alive]:
-            _wait(
-                lambda n=node: (
-                    n.client.execute_command("CLUSTER", "INFO").decode().find("cluster_state:ok")
-                    >= 0
-                ),
-                timeout,
-                f"node {node.port} to see the cluster ok",
-            )
+            _wait(functools.partial(_state_ok, node), timeout, f"node {node.port} to see it ok")
 
     def stop(self) -> None:
         """Stop every node."""
         for node in self.nodes:
             node.stop()
+
+
+def _state_ok(node: Node) -> bool:
+    return "cluster_state:ok" in cmd(node, "CLUSTER", "INFO").decode()
 
 
 def is_cluster_url(url: str) -> bool:
