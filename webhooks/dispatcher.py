@@ -315,7 +315,7 @@ class Dispatcher:
             res = []
             for op in ops:
                 one = await self._read_on_node(op, count, block_ms if len(ops) == 1 else None)
-                res.extend(one or [])
+                res.extend(_stream_items(one))
         handled = 0
         by_stream = {keys.outbox(op): op for op in self.operations}
         for stream, entries in _stream_items(res):

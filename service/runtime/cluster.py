@@ -24,7 +24,16 @@ from typing import Any
 
 from hiredis import pack_command
 from redis.asyncio import RedisCluster
-from redis.exceptions import ConnectionError, NoScriptError, ResponseError
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    ConnectionError,
+    MasterDownError,
+    MovedError,
+    NoScriptError,
+    ResponseError,
+    TryAgainError,
+)
 
 from service.runtime.batcher import Batcher, Script, _Call, _Merged
 from service.runtime.redis import (
@@ -103,7 +112,7 @@ class ClusterBatcher(Batcher):
                         continue
                     todo.append(i)
                     if kind == "ASK":
-                        asks[i] = str(reply).split()[2]
+                        asks[i] = _ask_target(reply)
                     else:
                         asks.pop(i, None)
                         moved = True
@@ -154,8 +163,8 @@ class ClusterBatcher(Batcher):
                             await conn.read()  # ASKING's +OK
                     try:
                         replies.append(await conn.read())
-                    except ResponseError as exc:  # an error reply; the connection is fine
-                        replies.append(exc)
+                    except (ResponseError, ClusterDownError) as exc:
+                        replies.append(exc)  # an error reply; the connection is fine
         except BaseException:
             for gone in [conn, *self._conns.pop(name, [])]:
                 with contextlib.suppress(Exception):
@@ -199,14 +208,35 @@ def _key(call: _Call) -> str:
 
 
 def _redirect(reply: Any) -> str | None:
-    """Which retryable cluster refusal a reply is (None: an answer, or a final error)."""
+    """Which retryable cluster refusal a reply is (None: an answer, or a final error).
+
+    redis-py's cluster parser turns these error replies into their own classes (dropping the
+    leading word); a plain parser leaves the word in the message.
+    """
     if isinstance(reply, ConnectionError):
         return "CONNECTION"
+    for cls, name in _REFUSALS:
+        if isinstance(reply, cls):
+            return name
     if isinstance(reply, ResponseError):
         head = str(reply).split(" ", 1)[0]
         if head in _REDIRECTS:
             return head
     return None
+
+
+def _ask_target(reply: Any) -> str:
+    """The ``host:port`` an ASK reply names (``[ASK] <slot> <host:port>``)."""
+    return str(reply).split()[-1]
+
+
+_REFUSALS: tuple[tuple[type[Exception], str], ...] = (
+    (MovedError, "MOVED"),  # before AskError: a subclass of it
+    (AskError, "ASK"),
+    (TryAgainError, "TRYAGAIN"),
+    (ClusterDownError, "CLUSTERDOWN"),
+    (MasterDownError, "MASTERDOWN"),
+)
 
 
 # Sharded pub/sub
