@@ -3,23 +3,24 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 CONFIG ?= config.yaml
-SRC := $(wildcard service webhooks tests bench)
-TYPED := $(wildcard service webhooks tests)
+SRC := $(wildcard service webhooks tests bench client)
+TYPED := $(wildcard service webhooks tests client/acceptd_client client/tests)
 
-.PHONY: install install-dev run test lint format peers bench clean
+.PHONY: install install-dev run test test-client lint format chaos peers bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e .
+# The client (client/, its own distribution acceptd-client) is installed beside the service.
+$(VENV)/.installed: pyproject.toml client/pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e . -e ./client
 	touch $@
 
 # luacheck (Debian's lua-check) lints the Lua scripts in the suite; installed where we can
 # (root with apt-get). CI needs it: tests/test_lua_lint.py fails there without it.
-$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -q -e '.[dev]'
+$(VENV)/.installed-dev: pyproject.toml client/pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e '.[dev]' -e './client[test]'
 	@command -v luacheck >/dev/null || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null \
 	  || apt-get install -y -q lua-check >/dev/null 2>&1 \
 	  || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q lua-check >/dev/null 2>&1; } \
@@ -44,6 +45,16 @@ format: install-dev
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+# The client's own tests, which need nothing but the client (no service, no Redis).
+test-client: install-dev
+	$(BIN)/python -m pytest -q client/tests
+
+# The chaos test at length (the suite runs one round): faults under steady load, figures printed.
+CHAOS_ROUNDS ?= 5
+CHAOS_RATE ?= 20
+chaos: install-dev
+	CHAOS_ROUNDS=$(CHAOS_ROUNDS) CHAOS_RATE=$(CHAOS_RATE) $(BIN)/python -m pytest -q -s -m chaos tests/faults/test_chaos.py
 
 # The bench's contenders, each in a venv of its own under bench/.peers/ (pinned: the versions
 # of the README's table), and wrk, the HTTP load client, from Debian's packages when we are

@@ -8,6 +8,7 @@ import gc
 import logging
 import signal
 import sys
+from pathlib import Path
 
 from aiohttp import web
 
@@ -33,8 +34,14 @@ ROLES = {
 def main(argv: list[str] | None = None) -> int:
     """Run one role until SIGTERM or SIGINT."""
     parser = argparse.ArgumentParser(prog="acceptd", description=__doc__)
-    parser.add_argument("role", choices=sorted(ROLES), help="what this process runs")
+    parser.add_argument("role", choices=[*sorted(ROLES), "new-operation"],
+                        help="what this process runs, or new-operation NAME")  # fmt: skip
+    parser.add_argument("name", nargs="?", help="new-operation: the operation's name")
     parser.add_argument("--config", default="config.yaml", help="path to config.yaml")
+    parser.add_argument("--app-dir", action="append", default=[],
+                        help="a folder to import handlers from (repeatable); the current "
+                        "folder and the config file's folder always are")  # fmt: skip
+    parser.add_argument("--package", default="ops", help="new-operation: the package to write")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument(
         "--processes",
@@ -45,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     # Child-only: the process group's supervisor starts each member with its name (api-2).
     parser.add_argument(MEMBER_FLAG, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.role == "new-operation":
+        return _new_operation(parser, args.name, args.package)
+    add_app_dirs([*args.app_dir, str(Path(args.config).resolve().parent), "."])
     member: str | None = args.member
     role = member_role(member) if member else args.role
     if role not in ROLES or (args.processes is not None and args.role not in GROUP_ROLES):
@@ -82,6 +92,31 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with asyncio.Runner(loop_factory=new_event_loop) as runner:
         runner.run(_run_headless(app))
+    return 0
+
+
+def add_app_dirs(folders: list[str]) -> None:
+    """Put handler folders first on ``sys.path``, as uvicorn and gunicorn do: a console script
+    does not see the current folder, so ``handler: mypkg.mod:fn`` beside config.yaml would not
+    import. The first folder given wins."""
+    for folder in reversed(folders):
+        path = str(Path(folder).resolve())
+        if path in sys.path:
+            sys.path.remove(path)
+        sys.path.insert(0, path)
+
+
+def _new_operation(parser: argparse.ArgumentParser, name: str | None, package: str) -> int:
+    from service.scaffold import new_operation
+
+    if not name:
+        parser.error("new-operation needs a NAME, e.g. acceptd new-operation resize")
+    try:
+        module, stanza = new_operation(name, package, Path.cwd())
+    except (ValueError, FileExistsError) as exc:
+        print(f"acceptd: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {module}\nadd to config.yaml (under operations:):\n\n{stanza}")
     return 0
 
 

@@ -165,10 +165,14 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.to_thread(embedded.start)
         url = embedded.url
         log.info("embedded server: data in %s, url %s", embedded.data_dir, url)
-    client = connect(url, cluster=settings.redis.cluster)
+    client = connect(url, settings.redis.max_connections, cluster=settings.redis.cluster)
     app[redis_key] = client
     app[queue_key] = Queue(client)
-    app[webhook_store_key] = WebhookStore(client, list(settings.operations))
+    app[webhook_store_key] = WebhookStore(
+        client,
+        list(settings.operations),
+        max_endpoints=settings.webhooks.max_endpoints_per_client,
+    )
     try:
         yield
     finally:
@@ -193,11 +197,13 @@ async def dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
     store = app[webhook_store_key]
     metrics = app[metrics_key]
     await store.rehook()
+    # With server.public_url set, a succeeded event's monitor names its final resource too.
+    base = settings.server.public_url.rstrip("/") or None
     dispatcher = Dispatcher(
         app[redis_key],
         settings.webhooks,
         list(settings.operations),
-        lambda op, record: monitor.render(op, record),
+        lambda op, record: monitor.render(op, record, base=base),
         store=store,
         on_attempt=lambda outcome: metrics.webhook_attempts.labels(outcome).inc(),
     )

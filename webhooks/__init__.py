@@ -10,6 +10,7 @@ from __future__ import annotations
 from webhooks.dispatcher import Dispatcher, DispatchSettings
 from webhooks.errors import (
     DeliveryNotFound,
+    EndpointLimit,
     EndpointNotFound,
     InvalidEndpoint,
     TargetRefused,
@@ -29,6 +30,7 @@ __all__ = [
     "DispatchSettings",
     "Dispatcher",
     "Endpoint",
+    "EndpointLimit",
     "EndpointNotFound",
     "InvalidEndpoint",
     "SafeResolver",

@@ -25,3 +25,11 @@ class TargetRefused(WebhookError):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class EndpointLimit(WebhookError):
+    """The client has as many endpoints as it may have."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"at most {limit} endpoints per client")
+        self.limit = limit

@@ -3,7 +3,9 @@
 ``fanout.lua`` may touch only the keys it is given, so the store first reads the batch's
 clients' endpoints (plain commands) and this module turns each entry into one planned delivery
 per matching enabled endpoint and one for its callback url; the script then re-checks each
-endpoint as it is when the script runs and creates what does not exist yet.
+endpoint as it is when the script runs and creates what does not exist yet. The plan goes to
+the script in runs of at most ``FANOUT_RUN`` deliveries, so one script run's work is bounded
+whatever the endpoint count.
 """
 
 from __future__ import annotations
@@ -11,9 +13,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
+from webhooks import keys, scripts
 from webhooks.models import Claimed
+
+FANOUT_RUN = 200
+"""The most deliveries one ``fanout.lua`` run makes: a batch needing more takes several runs."""
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,55 @@ def plan(items: Sequence[FanoutItem], endpoints: dict[str, list[EndpointFilter]]
             callback_id = derived_delivery_id(it.op, it.entry_id, "callback")
             out.append(Planned(index, callback_id, it.callback_target, "", it.callback_url))
     return out
+
+
+def run_arguments(
+    items: Sequence[FanoutItem], run: Sequence[Planned]
+) -> tuple[list[str], list[Any]]:
+    """The per-delivery KEYS and ARGV of one ``fanout.lua`` run making ``run``."""
+    item_keys: list[str] = []
+    item_argv: list[Any] = []
+    no_endpoint, no_index = keys.endpoint(""), keys.endpoint_deliveries("")
+    previous = -1
+    for p in run:
+        it = items[p.entry]
+        item_keys += scripts.FanoutItemKeys(
+            keys.delivery(p.id),
+            keys.endpoint_deliveries(p.endpoint_id) if p.endpoint_id else no_index,
+            keys.endpoint(p.endpoint_id) if p.endpoint_id else no_endpoint,
+        )
+        item_argv += scripts.FanoutItemArgv(
+            p.id,
+            p.target,
+            p.endpoint_id,
+            p.url,
+            it.client,
+            it.event_type,
+            it.op,
+            it.request_id,
+            # An entry's payload goes once per run, however many deliveries it has.
+            b"" if p.entry == previous else it.payload,
+        )
+        previous = p.entry
+    return item_keys, item_argv
+
+
+def leased_now(items: Sequence[FanoutItem], p: Planned, version: str, token: str) -> Claimed:
+    """A new delivery that a fan-out leased to its caller (all of it is known already)."""
+    item = items[p.entry]
+    return Claimed(
+        id=p.id,
+        target=p.target,
+        endpoint_id=p.endpoint_id or None,
+        url=p.url or None,
+        client=item.client,
+        event_type=item.event_type,
+        payload=item.payload,
+        tries=0,
+        attempts=0,
+        token=token,
+        endpoint_version=version,
+    )
 
 
 def derived_delivery_id(op: str, entry_id: str, target: str) -> str:

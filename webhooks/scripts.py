@@ -162,6 +162,27 @@ class RedeliverArgv(NamedTuple):
     now: int
 
 
+class CreateKeys(NamedTuple):
+    """Keys of ``create.lua``."""
+
+    endpoint: str
+    endpoints: str
+
+
+class CreateArgv(NamedTuple):
+    """Arguments of ``create.lua``."""
+
+    cap: int
+    id: str
+    client: str
+    url: str
+    events: str
+    operations: str
+    description: str
+    created: int
+    secret: str
+
+
 class RotateKeys(NamedTuple):
     """Keys of ``rotate.lua``."""
 
@@ -190,6 +211,16 @@ STALL = Lua(DIRECTORY, "stall", StallKeys, StallArgv)
 FINISH = Lua(DIRECTORY, "finish", FinishKeys, FinishArgv)
 REDELIVER = Lua(DIRECTORY, "redeliver", RedeliverKeys, RedeliverArgv)
 ROTATE = Lua(DIRECTORY, "rotate", RotateKeys, RotateArgv)
+CREATE = Lua(DIRECTORY, "create", CreateKeys, CreateArgv)
 
-_SCRIPTS: tuple[Lua[Any, Any], ...] = (FANOUT, CLAIM, LEASE, STALL, FINISH, REDELIVER, ROTATE)
+_SCRIPTS: tuple[Lua[Any, Any], ...] = (
+    FANOUT,
+    CLAIM,
+    LEASE,
+    STALL,
+    FINISH,
+    REDELIVER,
+    ROTATE,
+    CREATE,
+)
 ALL: dict[str, Lua[Any, Any]] = {lua.name: lua for lua in _SCRIPTS}

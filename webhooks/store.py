@@ -22,7 +22,7 @@ import secrets as _secrets
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 
@@ -31,9 +31,19 @@ from service.runtime.cluster import batcher_for
 from service.runtime.lua import Lua
 from service.runtime.redis import Client
 from webhooks import keys, scripts
-from webhooks.errors import DeliveryNotFound, EndpointNotFound, InvalidEndpoint
+from webhooks.errors import DeliveryNotFound, EndpointLimit, EndpointNotFound, InvalidEndpoint
 from webhooks.events import DEFAULT_EVENTS, EVENTS
-from webhooks.fanout import EndpointFilter, Fanout, FanoutItem, LeaseTerms, plan
+from webhooks.fanout import (
+    FANOUT_RUN,
+    EndpointFilter,
+    Fanout,
+    FanoutItem,
+    LeaseTerms,
+    Planned,
+    leased_now,
+    plan,
+    run_arguments,
+)
 from webhooks.models import (
     Claimed,
     Delivery,
@@ -54,8 +64,18 @@ INDEX_CAP = 1000
 MAX_STALLS = 5
 MAX_URL = 2048
 MAX_DESCRIPTION = 1024
+MAX_ENDPOINTS = 100
 
 K = TypeVar("K", bound=tuple[Any, ...])
+
+
+class EndpointPage(NamedTuple):
+    """A page of a client's endpoints, and the cursor (creation ms, id) after it, if more follow."""
+
+    items: list[Endpoint]
+    next: tuple[int, str] | None
+
+
 A = TypeVar("A", bound=tuple[Any, ...])
 
 
@@ -69,11 +89,14 @@ class WebhookStore:
         clock: Callable[[], float] = time.time,
         *,
         retention: int = DELIVERY_RETENTION,
+        max_endpoints: int = MAX_ENDPOINTS,
     ) -> None:
         self.redis = redis
         self.operations = list(operations)
         self.clock = clock
         self.retention = retention
+        # Per client: a fan-out's work grows with a client's endpoints.
+        self.max_endpoints = max_endpoints
         # Calls made in the same event-loop tick share one pipeline (see service.runtime.batcher).
         self._batcher = batcher_for(redis)
         self._scripts = {name: Script(lua.source, lua.sha) for name, lua in scripts.ALL.items()}
@@ -108,7 +131,10 @@ class WebhookStore:
         operations: Sequence[str] | None = None,
         description: str = "",
     ) -> Endpoint:
-        """Create an endpoint with a new secret; the client's events start flowing to the outbox."""
+        """Create an endpoint with a new secret; the client's events start flowing to the outbox.
+
+        EndpointLimit if the client has ``max_endpoints`` already.
+        """
         endpoint = Endpoint(
             id="we_" + _secrets.token_hex(12),
             client=client,
@@ -122,24 +148,23 @@ class WebhookStore:
             secret=new_secret(),
         )
         assert endpoint.secret is not None
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                keys.endpoint(endpoint.id),
-                mapping={
-                    "id": endpoint.id,
-                    "client": client,
-                    "url": endpoint.url,
-                    "events": ",".join(endpoint.events),
-                    "operations": ",".join(endpoint.operations),
-                    "description": endpoint.description,
-                    "created": endpoint.created_at,
-                    "disabled": "0",
-                    "disabled_reason": "",
-                    "secret": endpoint.secret,
-                },
-            )
-            pipe.zadd(keys.client_endpoints(client), {endpoint.id: endpoint.created_at})
-            await pipe.execute()
+        created = await self._run(
+            scripts.CREATE,
+            scripts.CreateKeys(keys.endpoint(endpoint.id), keys.client_endpoints(client)),
+            scripts.CreateArgv(
+                self.max_endpoints,
+                endpoint.id,
+                client,
+                endpoint.url,
+                ",".join(endpoint.events),
+                ",".join(endpoint.operations),
+                endpoint.description,
+                endpoint.created_at,
+                endpoint.secret,
+            ),
+        )
+        if not created:
+            raise EndpointLimit(self.max_endpoints)
         # After the endpoint exists: the core writes outbox entries only for hooked clients.
         await self._hook({client: set(endpoint.events)})
         return endpoint
@@ -210,14 +235,26 @@ class WebhookStore:
             raise EndpointNotFound(endpoint_id)
         return endpoint_from_hash(raw)
 
-    async def list_endpoints(self, client: str) -> list[Endpoint]:
-        """The client's endpoints, oldest first."""
-        ids = [text(i) for i in await self.redis.zrange(keys.client_endpoints(client), 0, -1)]
+    async def list_endpoints(
+        self, client: str, after: tuple[int, str] | None = None, limit: int = 100
+    ) -> EndpointPage:
+        """Up to ``limit`` of the client's endpoints, oldest first, strictly after the cursor
+        ``after`` (creation ms, id)."""
+        index = keys.client_endpoints(client)
+        low: str | int = "-inf" if after is None else after[0]
+        # Ties on the creation ms sort by id, as in the index; a margin covers those before
+        # the cursor.
+        rows = await self.redis.zrangebyscore(
+            index, low, "+inf", start=0, num=limit + 65, withscores=True
+        )
+        scored = [(int(float(score)), text(member)) for member, score in rows]  # type: ignore[str-unpack]
+        page = [row for row in scored if after is None or row > after][: limit + 1]
         async with self.redis.pipeline(transaction=False) as pipe:
-            for endpoint_id in ids:
+            for _, endpoint_id in page[:limit]:
                 pipe.hgetall(keys.endpoint(endpoint_id))
-            rows = await pipe.execute()
-        return [endpoint_from_hash(decode(row)) for row in rows if row]
+            found = await pipe.execute()
+        items = [endpoint_from_hash(decode(row)) for row in found if row]
+        return EndpointPage(items, page[limit - 1] if len(page) > limit else None)
 
     async def update_endpoint(
         self,
@@ -365,10 +402,14 @@ class WebhookStore:
     async def fanout_many(
         self, items: Sequence[FanoutItem], lease: LeaseTerms | None = None
     ) -> Fanout:
-        """Create the deliveries of many outbox entries in one script call.
+        """Create the deliveries of many outbox entries.
 
         The entries' clients' endpoints are read first (two pipelined reads for the batch):
-        the script is given every key it touches, so it cannot look them up itself.
+        the script is given every key it touches, so it cannot look them up itself. The
+        deliveries are then made in runs of at most ``FANOUT_RUN`` (one script call each,
+        one after another), so no run keeps Redis from other clients for longer than that
+        many take, however many endpoints a client has. A crash between runs leaves the
+        entries unacknowledged: read again, their fan-out re-creates nothing (derived ids).
 
         With ``lease``, up to ``lease.slots`` of the new deliveries are leased to the caller
         at once, to send now; the others are queued as due.
@@ -380,30 +421,29 @@ class WebhookStore:
             return Fanout([[] for _ in items], [])
         now = self.now_ms()
         terms = lease or LeaseTerms("", 0, 0.0, 0)
-        item_keys: list[str] = []
-        item_argv: list[Any] = []
-        no_endpoint, no_index = keys.endpoint(""), keys.endpoint_deliveries("")
-        previous = -1
-        for p in planned:
-            it = items[p.entry]
-            item_keys += scripts.FanoutItemKeys(
-                keys.delivery(p.id),
-                keys.endpoint_deliveries(p.endpoint_id) if p.endpoint_id else no_index,
-                keys.endpoint(p.endpoint_id) if p.endpoint_id else no_endpoint,
+        by_entry: list[list[str]] = [[] for _ in items]
+        leased: list[Claimed] = []
+        for start in range(0, len(planned), FANOUT_RUN):
+            run = planned[start : start + FANOUT_RUN]
+            created, flat = await self._fanout_run(
+                items, run, now, terms, max(terms.slots - len(leased), 0)
             )
-            item_argv += scripts.FanoutItemArgv(
-                p.id,
-                p.target,
-                p.endpoint_id,
-                p.url,
-                it.client,
-                it.event_type,
-                it.op,
-                it.request_id,
-                # An entry's payload goes once, however many deliveries it has.
-                b"" if p.entry == previous else it.payload,
-            )
-            previous = p.entry
+            for i in created:
+                by_entry[run[int(i)].entry].append(run[int(i)].id)
+            for i in range(0, len(flat), 2):
+                leased.append(leased_now(items, run[int(flat[i])], text(flat[i + 1]), terms.token))
+        return Fanout(by_entry, leased)
+
+    async def _fanout_run(
+        self,
+        items: Sequence[FanoutItem],
+        run: Sequence[Planned],
+        now: int,
+        terms: LeaseTerms,
+        slots: int,
+    ) -> tuple[list[Any], list[Any]]:
+        """One ``fanout.lua`` run: the indexes it created, and the (index, version)s leased."""
+        item_keys, item_argv = run_arguments(items, run)
         created, flat = await self._run(
             scripts.FANOUT,
             scripts.FanoutKeys(keys.due(), keys.inflight(), keys.busy(), keys.wake()),
@@ -413,34 +453,12 @@ class WebhookStore:
                 terms.token,
                 now + int(terms.seconds * 1000),
                 terms.per_target,
-                terms.slots,
+                slots,
             ),
             entry_keys=item_keys,
             entry_argv=item_argv,
         )
-        by_entry: list[list[str]] = [[] for _ in items]
-        for i in created:
-            by_entry[planned[int(i)].entry].append(planned[int(i)].id)
-        leased = []
-        for i in range(0, len(flat), 2):
-            p = planned[int(flat[i])]
-            item = items[p.entry]
-            leased.append(
-                Claimed(
-                    id=p.id,
-                    target=p.target,
-                    endpoint_id=p.endpoint_id or None,
-                    url=p.url or None,
-                    client=item.client,
-                    event_type=item.event_type,
-                    payload=item.payload,
-                    tries=0,
-                    attempts=0,
-                    token=terms.token,
-                    endpoint_version=text(flat[i + 1]),
-                )
-            )
-        return Fanout(by_entry, leased)
+        return created, flat
 
     async def _enabled_endpoints(self, clients: set[str]) -> dict[str, list[EndpointFilter]]:
         """Each client's enabled endpoints: two pipelined reads (their ids, then their filters)."""

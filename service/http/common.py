@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import math
 from typing import Any
 
@@ -91,7 +93,40 @@ async def read_own(
 
 def render(request: web.Request, op: Operation, snap: Snapshot) -> dict[str, Any]:
     """The status monitor of a snapshot."""
-    return monitor.render_snapshot(op.name, snap, request.app[queue_key].now_ms())
+    return monitor.render_snapshot(
+        op.name, snap, request.app[queue_key].now_ms(), base_url(request)
+    )
+
+
+# -- listings ----------------------------------------------------------------------------
+
+
+def page_limit(request: web.Request, default: int, maximum: int) -> int:
+    """A listing's ``limit`` query parameter: 1 to ``maximum`` (400 otherwise)."""
+    try:
+        limit = int(request.query.get("limit", str(default)))
+    except ValueError:
+        limit = 0
+    if not 1 <= limit <= maximum:
+        raise Problem(400, f"limit must be an integer from 1 to {maximum}",
+                      slug="invalid-query", parameter="limit")  # fmt: skip
+    return limit
+
+
+def encode_cursor(cursor: tuple[int, str]) -> str:
+    """A listing's opaque ``next``: the (ms, id) of the last item of its page."""
+    return base64.urlsafe_b64encode(f"{cursor[0]}:{cursor[1]}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> tuple[int, str]:
+    """The (ms, id) of a ``cursor`` query parameter (400 when it is not one of ours)."""
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
+        ms, rid = raw.split(":", 1)
+        return int(ms), rid
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise Problem(400, "cursor is not valid; use the `next` value of a listing",
+                      slug="invalid-query", parameter="cursor") from None  # fmt: skip
 
 
 # -- submit ------------------------------------------------------------------------------

@@ -20,7 +20,13 @@ from redis.exceptions import TimeoutError as RedisTimeout
 
 from service.queue.problems import PROBLEM_BASE
 from service.runtime.outage import Outage
-from webhooks import DeliveryNotFound, EndpointNotFound, TargetRefused, WebhookError
+from webhooks import (
+    DeliveryNotFound,
+    EndpointLimit,
+    EndpointNotFound,
+    TargetRefused,
+    WebhookError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +159,14 @@ def _webhook_problem(exc: WebhookError) -> Problem:
         return Problem(404, f"no webhook endpoint {str(exc)!r}", slug="unknown-endpoint")
     if isinstance(exc, DeliveryNotFound):
         return Problem(404, f"no delivery {str(exc)!r}", slug="unknown-delivery")
+    if isinstance(exc, EndpointLimit):
+        return Problem(
+            409,
+            f"this client has {exc.limit} webhook endpoints, the most it may have; "
+            "delete one to register another",
+            slug="too-many-endpoints",
+            limit=exc.limit,
+        )
     if isinstance(exc, TargetRefused):
         return Problem(422, f"the target is not allowed: {exc.reason}", slug="target-refused",
                        errors=[{"path": "/url", "message": exc.reason}])  # fmt: skip

@@ -49,8 +49,13 @@ def render(
     *,
     position: int | None = None,
     eta: float | None = None,
+    base: str | None = None,
 ) -> dict[str, Any]:
-    """The monitor body for one record snapshot."""
+    """The monitor body for one record snapshot.
+
+    ``retry_of`` only on a retry; ``resourceLocation`` (the final resource's absolute URL,
+    for generic LRO pollers) only once succeeded, when the service's ``base`` URL is known.
+    """
     rid = record["id"]
     status = record["status"]
     progress = record.get("progress")
@@ -76,6 +81,11 @@ def render(
         else None,
         "links": links(op, rid),
     }
+    retry_of = record.get("retry_of")
+    if retry_of:
+        body["retry_of"] = retry_of
+    if base is not None and status == Status.SUCCEEDED:
+        body["resourceLocation"] = f"{base}/v1/{op}/{rid}"
     return body
 
 
@@ -87,6 +97,7 @@ def render_accepted(
     now_ms: int,
     *,
     started: bool = False,
+    retry_of: str = "",
 ) -> bytes:
     """The JSON monitor of a request just accepted: ``render``'s output, byte for byte.
 
@@ -100,8 +111,12 @@ def render_accepted(
     else:
         status, pos, st = "queued", "null" if position is None else str(int(position)), "null"
     rid = request_id
-    return (_accepted_template(op) % (rid, status, pos, int(priority), at, st, at,
-                                       rid, rid, rid, rid)).encode()  # fmt: skip
+    body = _accepted_template(op) % (rid, status, pos, int(priority), at, st, at,
+                                     rid, rid, rid, rid)  # fmt: skip
+    if retry_of:
+        # Request ids are URL-safe characters: nothing to escape.
+        body = body[:-1] + ',"retry_of":"' + retry_of + '"}'
+    return body.encode()
 
 
 _ACCEPTED = (
@@ -122,9 +137,11 @@ def _accepted_template(op: str) -> str:
     return _ACCEPTED.replace("{op}", orjson.dumps(op).decode()).replace("{links}", links_json)
 
 
-def render_snapshot(op: str, snap: Snapshot, now_ms: int) -> dict[str, Any]:
-    """The monitor for a status read."""
+def render_snapshot(
+    op: str, snap: Snapshot, now_ms: int, base: str | None = None
+) -> dict[str, Any]:
+    """The monitor for a status read (``base``: the service's absolute URL, see ``render``)."""
     eta = eta_seconds(
         snap.record, snap.position, snap.finished_recently, snap.run_ms_recently, now_ms
     )
-    return render(op, snap.record, position=snap.position, eta=eta)
+    return render(op, snap.record, position=snap.position, eta=eta, base=base)

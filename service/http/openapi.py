@@ -57,6 +57,10 @@ SUBMIT_HEADERS = [
      "description": "A per-request webhook, signed with the client's default secret"},
     {"name": "Callback-Events", "in": "header", "schema": {"type": "string"},
      "description": "Comma list of succeeded, failed, canceled, running"},
+    {"name": "Queue-Timeout", "in": "header",
+     "schema": {"type": "number", "exclusiveMinimum": 0, "maximum": 31536000},
+     "description": "Seconds the request may wait to start; past it, it fails with "
+                    "urn:acceptd:problem:queue-timeout and never runs"},
 ]  # fmt: skip
 
 LINK = {
@@ -98,6 +102,12 @@ MONITOR = {
         "cancel_requested": {"type": "boolean"},
         "error": {"oneOf": [PROBLEM, {"type": "null"}]},
         "links": {"type": "array", "items": {"$ref": "#/components/schemas/Link"}},
+        "retry_of": {"type": "string", "description": "Only on a retry: the request it retries"},
+        "resourceLocation": {
+            "type": "string",
+            "format": "uri",
+            "description": "Only once succeeded: the final resource's absolute URL",
+        },
     },
 }
 
@@ -224,9 +234,18 @@ def _webhook_paths() -> dict[str, Any]:
                      "requestBody": {"required": True, "content": {"application/json": {"schema": {**ENDPOINT_INPUT, "required": ["url"]}}}},
                      "responses": {"201": _json(ep_ref, "Created, with its secret"),
                                    "400": _problem("Malformed JSON"), "415": _problem("Not JSON"),
+                                   "409": _problem("The client has webhooks.max_endpoints_per_client endpoints already (too-many-endpoints, with limit)"),
                                    "422": _problem("Invalid field or refused target")}},
-            "get": {"operationId": "list_webhook_endpoints", "summary": "The client's endpoints",
-                    "responses": {"200": _json({"type": "object", "properties": {"items": {"type": "array", "items": ep_ref}}}, "Endpoints")}},
+            "get": {"operationId": "list_webhook_endpoints", "summary": "The client's endpoints, oldest first",
+                    "parameters": [
+                        {"name": "limit", "in": "query",
+                         "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 100}},
+                        {"name": "cursor", "in": "query", "schema": {"type": "string"},
+                         "description": "The next of the previous page"}],
+                    "responses": {"200": _json({"type": "object", "properties": {
+                                      "items": {"type": "array", "items": ep_ref},
+                                      "next": {"type": ["string", "null"]}}}, "A page of endpoints"),
+                                  "400": _problem("Invalid query parameter")}},
         },
         "/v1/webhooks/endpoints/{endpoint_id}": {
             "get": {"operationId": "get_webhook_endpoint", "parameters": [ENDPOINT_ID], "summary": "One endpoint",
@@ -243,10 +262,10 @@ def _webhook_paths() -> dict[str, Any]:
                      "responses": {"200": _json(ep_ref, "With the new secret"), "404": _problem("Unknown")}}},
         "/v1/webhooks/endpoints/{endpoint_id}/deliveries": {
             "get": {"operationId": "list_webhook_deliveries", "parameters": [ENDPOINT_ID,
-                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200}}],
+                    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}}],
                     "summary": "The delivery attempt log",
                     "responses": {"200": _json({"type": "object", "properties": {"items": {"type": "array", "items": DELIVERY}}}, "Deliveries"),
-                                  "404": _problem("Unknown")}}},
+                                  "400": _problem("Invalid query parameter"), "404": _problem("Unknown")}}},
         "/v1/webhooks/deliveries/{delivery_id}/redeliver": {
             "post": {"operationId": "redeliver_webhook", "summary": "Send a delivery again",
                      "parameters": [{"name": "delivery_id", "in": "path", "required": True, "schema": {"type": "string"}}],
@@ -291,6 +310,23 @@ def build_openapi(operations: dict[str, Operation]) -> dict[str, Any]:
                                      "202": _json(MONITOR_REF, "Cancel requested (running)"),
                                      "404": _problem("Unknown"),
                                      "409": _problem("Already finished")}}},
+        "/v1/queue/requests/{request_id}/retry": {
+            "post": {"operationId": "retry", "summary": "Retry a failed or canceled request",
+                     "description": "A new request with the same operation, input and priority "
+                                    "(its monitor's retry_of names this one), answered exactly "
+                                    "like a submit: 202, or 201 when done within the wait",
+                     "parameters": [REQUEST_ID] + [h for h in SUBMIT_HEADERS
+                                                   if h["name"] != "Queue-Priority"],
+                     "responses": {
+                         "201": _json({}, "Finished synchronously: the result",
+                                      {"Location": _header("The final resource's absolute URL")}),
+                         "202": _json(MONITOR_REF, "Accepted: the new request's status monitor",
+                                      ACCEPTED_HEADERS),
+                         "400": _problem("Malformed header"),
+                         "404": _problem("Unknown or purged"),
+                         "409": _problem("Queued, running or succeeded: not retryable"),
+                         "500": _problem("The new request failed"),
+                         "503": _problem("The queue is full")}}},
         "/healthz": {"get": {"operationId": "healthz", "summary": "Liveness",
                              "responses": {"200": _json({"type": "object"}, "Alive")}}},
         "/readyz": {"get": {"operationId": "readyz", "summary": "Readiness",

@@ -32,6 +32,8 @@ class SubmitHeaders(NamedTuple):
     callback_events: str
     # Seconds to wait for the outcome before answering; 0 answers at once.
     wait: float
+    # Queue-Timeout: seconds the request may wait to start (0: none asked).
+    queue_timeout: float = 0.0
 
 
 def parse_submit_headers(headers: CIMultiDictProxy[str], server: ServerSettings) -> SubmitHeaders:
@@ -45,6 +47,7 @@ def parse_submit_headers(headers: CIMultiDictProxy[str], server: ServerSettings)
         callback_url,
         parse_callback_events(headers.get("Callback-Events")) if callback_url else "",
         wait_seconds(prefs, server),
+        parse_queue_timeout(headers.get("Queue-Timeout")),
     )
 
 
@@ -99,6 +102,25 @@ def parse_priority(value: str | None) -> int:
         raise Problem(400, "Queue-Priority must be an integer from -10 to 10",
                       slug="invalid-header", header="Queue-Priority")  # fmt: skip
     return priority
+
+
+# A year: longer is a mistake (or a way to keep a member in the deadlines set for ever).
+MAX_QUEUE_TIMEOUT = 31_536_000.0
+
+
+def parse_queue_timeout(value: str | None) -> float:
+    """``Queue-Timeout``: a positive number of seconds, at most a year (0: not given)."""
+    if value is None:
+        return 0.0
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        seconds = -1.0
+    # NaN fails every comparison: refused with the rest.
+    if not 0 < seconds <= MAX_QUEUE_TIMEOUT:
+        raise Problem(400, "Queue-Timeout must be a positive number of seconds (at most a year)",
+                      slug="invalid-header", header="Queue-Timeout")  # fmt: skip
+    return seconds
 
 
 def parse_idempotency_key(value: str | None) -> str:

@@ -1,27 +1,30 @@
-"""Routes on requests already made: status monitor, cancel, listing, queue statistics."""
+"""Routes on requests already made: status monitor, cancel, retry, listing, queue statistics."""
 
 from __future__ import annotations
 
-import base64
-import binascii
 from typing import Any, NamedTuple
 
 from aiohttp import web
 
 from service.http.auth import client_of
 from service.http.common import (
+    decode_cursor,
+    encode_cursor,
     json_response,
     not_found,
+    page_limit,
     read_own,
     render,
     requested,
     retry_after,
 )
 from service.http.errors import Problem
+from service.http.prefer import parse_submit_headers
+from service.http.submit import check_callback, enqueue
 from service.queue import problems
 from service.queue.status import TERMINAL, Status
 from service.queue.store import Queue, Snapshot
-from service.state import operations_key, queue_key
+from service.state import operations_key, queue_key, settings_key
 
 routes = web.RouteTableDef()
 
@@ -61,6 +64,34 @@ async def cancel(request: web.Request) -> web.Response:
     return json_response(body, 202 if outcome == "requested" else 200)
 
 
+@routes.post("/v1/queue/requests/{request_id}/retry")
+async def retry(request: web.Request) -> web.Response:
+    """A failed or canceled request again, as a new one: answered exactly like a submit."""
+    op, rid = requested(request)
+    server = request.app[settings_key].server
+    asked = parse_submit_headers(request.headers, server)
+    snap = await request.app[queue_key].read(op.name, rid, with_input=True)
+    if snap is None or snap.record.get("client") != client_of(request):
+        raise not_found(rid)
+    status = snap.record["status"]
+    if status not in (Status.FAILED, Status.CANCELED):
+        raise Problem(
+            409,
+            f"the request is {status}; only a failed or canceled request can be retried",
+            slug="not-retryable",
+            request_status=status,
+        )
+    if snap.input is None:  # finished before inputs were kept (an older release)
+        raise Problem(
+            409, "the request's input is no longer kept", slug="not-retryable",
+            request_status=status,
+        )  # fmt: skip
+    if asked.callback_url:
+        await check_callback(request, asked.callback_url)
+    priority = int(snap.record.get("prio") or 0)
+    return await enqueue(request, op, asked, snap.input, priority, retry_of=rid)
+
+
 @routes.get("/v1/queue/requests")
 async def list_requests(request: web.Request) -> web.Response:
     """The caller's requests, newest first, with a cursor."""
@@ -90,7 +121,7 @@ async def list_requests(request: web.Request) -> web.Response:
         if len(rows) < limit:
             more = False
             break
-    next_cursor = _encode_cursor(cursor) if more and cursor and len(items) == limit else None
+    next_cursor = encode_cursor(cursor) if more and cursor and len(items) == limit else None
     return json_response({"items": items, "next": next_cursor})
 
 
@@ -115,14 +146,8 @@ def _listing_query(request: web.Request) -> _Query:
             raise Problem(400, f"there is no operation named {q['operation']!r}",
                           slug="invalid-query", parameter="operation")  # fmt: skip
         names = [q["operation"]]
-    try:
-        limit = int(q.get("limit", "20"))
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= MAX_LIST:
-        raise Problem(400, f"limit must be an integer from 1 to {MAX_LIST}",
-                      slug="invalid-query", parameter="limit")  # fmt: skip
-    cursor = _decode_cursor(q["cursor"]) if q.get("cursor") else None
+    limit = page_limit(request, 20, MAX_LIST)
+    cursor = decode_cursor(q["cursor"]) if q.get("cursor") else None
     return _Query(status, names, limit, cursor)
 
 
@@ -151,20 +176,6 @@ async def _read_rows(
             if snap is not None:
                 snaps[rid] = snap
     return snaps
-
-
-def _encode_cursor(cursor: tuple[int, str]) -> str:
-    return base64.urlsafe_b64encode(f"{cursor[0]}:{cursor[1]}".encode()).decode().rstrip("=")
-
-
-def _decode_cursor(text: str) -> tuple[int, str]:
-    try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
-        ms, rid = raw.split(":", 1)
-        return int(ms), rid
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise Problem(400, "cursor is not valid; use the `next` value of a listing",
-                      slug="invalid-query", parameter="cursor") from None  # fmt: skip
 
 
 @routes.get("/v1/queue")

@@ -22,7 +22,7 @@ from aiohttp_sse import EventSourceResponse
 
 from service.http import monitor
 from service.http.auth import client_of
-from service.http.common import dumps, find_operation, not_found, requested
+from service.http.common import base_url, dumps, find_operation, not_found, requested
 from service.http.errors import Problem
 from service.queue.events import RESYNC, Event
 from service.queue.status import TERMINAL, Status
@@ -131,11 +131,17 @@ streams_key = web.AppKey("streams", Streams)
 
 
 async def position_ticker(app: web.Application) -> None:
-    """Once a second, one pipeline per operation reads every watched position."""
+    """Once a second, one pipeline per operation reads every watched position.
+
+    The same tick sweeps the queue timeouts (``Queue.expire_due``): a request whose
+    Queue-Timeout passes in a queue no worker claims from still fails on time.
+    """
     streams = app[streams_key]
     queue = app[queue_key]
+    ops: list[str] = list(app[operations_key].keys())
     while True:
         await asyncio.sleep(POSITION_INTERVAL)
+        await _sweep_queue_timeouts(queue, ops)
         for op in list(streams.queued):
             group = [s for s in streams.queued.get(op, ()) if s.request_id]
             if not group:
@@ -158,6 +164,13 @@ async def position_ticker(app: web.Application) -> None:
                 stream.offer(Position(rank, eta))
 
 
+async def _sweep_queue_timeouts(queue: Queue, ops: list[str]) -> None:
+    try:
+        await queue.expire_due(ops)
+    except Exception as exc:  # Redis away: the next tick (or a worker's claim) sweeps
+        log.debug("queue timeout sweep failed: %s", exc)
+
+
 def parse_last_event_id(value: str | None) -> tuple[int, int] | None:
     """``"<seq>"`` or ``"<seq>.<k>"`` (position events) as a comparable pair."""
     if not value:
@@ -169,7 +182,9 @@ def parse_last_event_id(value: str | None) -> tuple[int, int] | None:
         return None
 
 
-def _render_event(op: str, kind: str, rec: dict[str, Any]) -> tuple[str, str]:
+def _render_event(
+    op: str, kind: str, rec: dict[str, Any], base: str | None = None
+) -> tuple[str, str]:
     if kind == "progress":
         progress = orjson.loads(rec["progress"]) if rec.get("progress") else None
         data = {
@@ -180,7 +195,7 @@ def _render_event(op: str, kind: str, rec: dict[str, Any]) -> tuple[str, str]:
         }
         return "progress", dumps(data).decode()
     # A changed state carries no position: streams get it from the position ticker.
-    return "status", dumps(monitor.render(op, rec)).decode()
+    return "status", dumps(monitor.render(op, rec, base=base)).decode()
 
 
 async def _open(request: web.Request, stream: Stream) -> EventSourceResponse:
@@ -238,7 +253,8 @@ async def request_events(request: web.Request) -> web.StreamResponse:
         if last is not None and status in TERMINAL and last[0] >= seq:
             return web.Response(status=204)
         resp = await _open(request, stream)
-        sent = await _catch_up(resp, op.name, snap, last, app[queue_key].now_ms())
+        base = base_url(request)
+        sent = await _catch_up(resp, op.name, snap, last, app[queue_key].now_ms(), base)
         if status in TERMINAL:
             return resp
         if status == Status.QUEUED:
@@ -255,7 +271,12 @@ async def request_events(request: web.Request) -> web.StreamResponse:
 
 
 async def _catch_up(
-    resp: EventSourceResponse, op: str, snap: Any, last: tuple[int, int] | None, now: int
+    resp: EventSourceResponse,
+    op: str,
+    snap: Any,
+    last: tuple[int, int] | None,
+    now: int,
+    base: str,
 ) -> int:
     """Send exactly the missed events when they are kept, else the current state."""
     seq = int(snap.record.get("evseq") or 0)
@@ -267,14 +288,14 @@ async def _catch_up(
                 n = int(e["rec"]["evseq"])
                 if n > seq:
                     break
-                event, data = _render_event(op, e["kind"], e["rec"])
+                event, data = _render_event(op, e["kind"], e["rec"], base)
                 if n == seq and event == "status":
-                    data = dumps(monitor.render_snapshot(op, snap, now)).decode()
+                    data = dumps(monitor.render_snapshot(op, snap, now, base)).decode()
                 await resp.send(data, id=str(n), event=event)
             return seq
     if last is not None and last[0] >= seq:
         return seq  # nothing new since the client's last event
-    body = monitor.render_snapshot(op, snap, now)
+    body = monitor.render_snapshot(op, snap, now, base)
     await resp.send(dumps(body).decode(), id=str(seq), event="status")
     return seq
 
@@ -284,6 +305,7 @@ async def _follow(
 ) -> None:
     """Send live events until the terminal one, an overflow, or shutdown."""
     streams = request.app[streams_key]
+    base = base_url(request)
     k = 0
     while True:
         item = await stream.get()
@@ -302,7 +324,7 @@ async def _follow(
             continue
         sent, k = event.seq, 0
         status = event.record["status"]
-        name, data = _render_event(stream.op, event.kind, event.record)
+        name, data = _render_event(stream.op, event.kind, event.record, base)
         if name == "status" and status == Status.QUEUED:
             # Requeued (lease expiry or retry): its position comes from the ticker.
             stream.position = None
@@ -341,8 +363,9 @@ async def client_events(request: web.Request) -> web.StreamResponse:
         await queue.flag_client_stream(ops, client, GLOBAL_FLAG_TTL)
         resp = await _open(request, stream)
         refresher = asyncio.create_task(_refresh_flags(queue, ops, client))
-        sent = (0, 0) if last is None else await _send_backlog(resp, queue, ops, client, last)
-        await _follow_client(resp, stream, sent)
+        base = base_url(request)
+        sent = (0, 0) if last is None else await _send_backlog(resp, queue, ops, client, last, base)
+        await _follow_client(resp, stream, sent, base)
         return resp
     finally:
         remove()
@@ -357,7 +380,12 @@ async def client_events(request: web.Request) -> web.StreamResponse:
 
 
 async def _send_backlog(
-    resp: EventSourceResponse, queue: Queue, ops: list[str], client: str, last: tuple[int, int]
+    resp: EventSourceResponse,
+    queue: Queue,
+    ops: list[str],
+    client: str,
+    last: tuple[int, int],
+    base: str,
 ) -> tuple[int, int]:
     """Send the kept events after ``last`` (a reset first when some are gone); the last sent."""
     sent = last
@@ -366,13 +394,15 @@ async def _send_backlog(
         await resp.send(dumps({"reason": "events were missed"}).decode(), event="reset")
     for op, gid, raw in backlog:
         e = orjson.loads(raw)
-        name, data = _render_event(op, e["kind"], e["rec"])
+        name, data = _render_event(op, e["kind"], e["rec"], base)
         await resp.send(data, id=gid, event=name)
         sent = max(sent, _parse_stream_id(gid) or sent)
     return sent
 
 
-async def _follow_client(resp: EventSourceResponse, stream: Stream, sent: tuple[int, int]) -> None:
+async def _follow_client(
+    resp: EventSourceResponse, stream: Stream, sent: tuple[int, int], base: str
+) -> None:
     """Send live events newer than ``sent`` until an overflow, a RESYNC or shutdown."""
     while True:
         item = await stream.get()
@@ -384,7 +414,7 @@ async def _follow_client(resp: EventSourceResponse, stream: Stream, sent: tuple[
         live_id = _parse_stream_id(ev.stream_id)
         if live_id is not None and live_id <= sent:
             continue
-        name, data = _render_event(ev.op, ev.kind, ev.record)
+        name, data = _render_event(ev.op, ev.kind, ev.record, base)
         await resp.send(data, id=ev.stream_id or None, event=name)
         if live_id is not None:
             sent = live_id

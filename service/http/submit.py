@@ -123,21 +123,36 @@ _LONG_DIGITS = re.compile(rb"\d{19}")
 @routes.post("/v1/{op}")
 async def submit(request: web.Request) -> web.StreamResponse:
     """Queue a request; answer at once (202) or when done (201), per ``Prefer``."""
-    app = request.app
-    all_settings = app[settings_key]
-    settings = all_settings.server
+    settings = request.app[settings_key].server
     op = find_operation(request, request.match_info.get("op") or request.path[4:])
     asked = parse_submit_headers(request.headers, settings)
     if asked.callback_url:
         await check_callback(request, asked.callback_url)
     limit = op.max_input_bytes or settings.max_body_bytes
     _, input_json = await read_input(request, op, limit)  # stored as sent: not encoded again
+    return await enqueue(request, op, asked, input_json, asked.priority)
+
+
+async def enqueue(
+    request: web.Request,
+    op: Operation,
+    asked: SubmitHeaders,
+    input_json: str,
+    priority: int,
+    retry_of: str = "",
+) -> web.Response:
+    """Create the request and answer as a submit does: 202, or 201 (or its error) when done
+    in time. A submit's second half, shared with the retry of a finished request."""
+    app = request.app
+    all_settings = app[settings_key]
+    settings = all_settings.server
     client = client_of(request)
     queue = app[queue_key]
     rate, burst = all_settings.auth.limit_for(client)
     rid = new_request_id(op.name, queue.now_ms())
     # Named as the submit call below reads them.
-    priority, idem, wait = asked.priority, asked.idempotency_key, asked.wait
+    idem, wait = asked.idempotency_key, asked.wait
+    queue_timeout = asked.queue_timeout or op.settings.queue_timeout or 0.0
     callback_url, callback_events = asked.callback_url, asked.callback_events
     # Watching starts before the submit: a request that finishes at once is not missed.
     waiter = TerminalWait(app[hub_key], rid) if wait > 0 else None
@@ -159,6 +174,8 @@ async def submit(request: web.Request) -> web.StreamResponse:
                 rate=rate,
                 burst=burst,
                 waited=wait > 0,
+                queue_timeout=queue_timeout,
+                retry_of=retry_of,
             )
         )
         if res.outcome == "limited":
@@ -188,7 +205,7 @@ async def submit(request: web.Request) -> web.StreamResponse:
     finally:
         if waiter is not None:
             waiter.close()
-    return _answer(request, op, asked, res, snap, settings)
+    return _answer(request, op, asked, res, snap, settings, priority, retry_of)
 
 
 async def _settle(
@@ -219,6 +236,8 @@ def _answer(
     res: Submitted,
     snap: Snapshot | None,
     server: ServerSettings,
+    priority: int,
+    retry_of: str,
 ) -> web.Response:
     """201 (or the error) for a request finished in time, else 202 with its status monitor."""
     headers: dict[str, str] = {}
@@ -238,7 +257,7 @@ def _answer(
         headers["Location"] = headers["Operation-Location"] = location
         headers["Retry-After"] = retry_after(None)
         body = monitor.render_accepted(
-            op.name, rid, res.position, asked.priority, res.at_ms, started=res.started
+            op.name, rid, res.position, priority, res.at_ms, started=res.started, retry_of=retry_of
         )
         return web.Response(status=202, body=body, content_type=JSON, headers=headers)
     doc = render(request, op, snap)

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import importlib.resources
+import importlib.util
+from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -76,8 +79,21 @@ async def openapi(request: web.Request) -> web.Response:
 
 @routes.get("/docs")
 async def docs(request: web.Request) -> web.Response:
-    """A page rendering the OpenAPI description (no external assets)."""
+    """Swagger UI on the OpenAPI description, every asset served from here."""
     return web.Response(body=_static("docs.html"), content_type="text/html")
+
+
+# Swagger UI's files, from the swagger-ui-py package (found without importing it: its
+# framework adapters pull in Jinja2). A fixed allow-list, like the dashboard's assets.
+SWAGGER_FILES = {"swagger-ui.css": "text/css", "swagger-ui-bundle.js": "text/javascript"}
+
+
+@functools.cache
+def _swagger(name: str) -> bytes:
+    spec = importlib.util.find_spec("swagger_ui")
+    if spec is None or not spec.submodule_search_locations:
+        raise web.HTTPNotFound()
+    return (Path(spec.submodule_search_locations[0]) / "static" / name).read_bytes()
 
 
 @routes.get("/")
@@ -87,13 +103,23 @@ async def index(request: web.Request) -> web.Response:
 
 
 # The dashboard's assets. A fixed allow-list, so nothing else in the package is reachable.
-STATIC_FILES = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
+STATIC_FILES = {
+    "dashboard.js": "text/javascript",
+    "dashboard.css": "text/css",
+    "acceptd-client.js": "text/javascript",  # the browser client (README "Clients")
+    "docs.js": "text/javascript",  # /docs: Swagger UI's settings
+}
 
 
 @routes.get("/static/{name}")
 async def static_file(request: web.Request) -> web.Response:
-    """One of the dashboard's assets."""
+    """One of the dashboard's assets, the browser client or Swagger UI's files."""
     name = request.match_info["name"]
+    if name in SWAGGER_FILES:  # cached a day: they change only with the package
+        cache = {"Cache-Control": "public, max-age=86400"}
+        return web.Response(
+            body=_swagger(name), content_type=SWAGGER_FILES[name], charset="utf-8", headers=cache
+        )
     content_type = STATIC_FILES.get(name)
     if content_type is None:
         raise web.HTTPNotFound()

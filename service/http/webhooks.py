@@ -8,7 +8,14 @@ from typing import Any
 from aiohttp import web
 
 from service.http.auth import client_of
-from service.http.common import JSON, base_url, json_response
+from service.http.common import (
+    JSON,
+    base_url,
+    decode_cursor,
+    encode_cursor,
+    json_response,
+    page_limit,
+)
 from service.http.errors import Problem
 from service.state import settings_key, webhook_store_key
 from webhooks import (
@@ -19,6 +26,8 @@ routes = web.RouteTableDef()
 
 FIELDS = {"url", "events", "operations", "description"}
 MAX_BODY = 64 * 1024
+ENDPOINTS_PAGE = 100  # the default and the most per page: a client's whole list by default
+DELIVERIES_PAGE = (50, 200)
 
 
 async def read_object(request: web.Request, allowed: set[str]) -> dict[str, Any]:
@@ -96,9 +105,18 @@ async def create_endpoint(request: web.Request) -> web.Response:
 
 @routes.get("/v1/webhooks/endpoints")
 async def list_endpoints(request: web.Request) -> web.Response:
-    """The client's endpoints."""
-    items = await request.app[webhook_store_key].list_endpoints(client_of(request))
-    return json_response({"items": [e.to_json() for e in items]})
+    """The client's endpoints, oldest first, a page at a time (``limit``, ``cursor``)."""
+    limit = page_limit(request, ENDPOINTS_PAGE, ENDPOINTS_PAGE)
+    cursor = request.query.get("cursor")
+    page = await request.app[webhook_store_key].list_endpoints(
+        client_of(request), decode_cursor(cursor) if cursor else None, limit
+    )
+    return json_response(
+        {
+            "items": [e.to_json() for e in page.items],
+            "next": encode_cursor(page.next) if page.next else None,
+        }
+    )
 
 
 @routes.get("/v1/webhooks/endpoints/{endpoint_id}")
@@ -150,12 +168,7 @@ async def rotate_secret(request: web.Request) -> web.Response:
 async def list_deliveries(request: web.Request) -> web.Response:
     """The endpoint's delivery attempt log, newest first."""
     eid = request.match_info["endpoint_id"]
-    try:
-        limit = int(request.query.get("limit", "50"))
-    except ValueError:
-        limit = 0
-    if not 1 <= limit <= 200:
-        raise Problem(400, "limit must be an integer from 1 to 200", slug="invalid-query")
+    limit = page_limit(request, *DELIVERIES_PAGE)
     store = request.app[webhook_store_key]
     items = await store.list_deliveries(client_of(request), eid, limit=limit)
     return json_response({"items": [d.to_json() for d in items]})

@@ -98,6 +98,11 @@ def running(op: str) -> str:
     return key(op, "running")
 
 
+def deadlines(op: str) -> str:
+    """Never-started requests with a queue timeout (members as ``pending``), by deadline."""
+    return key(op, "deadlines")
+
+
 def wake(op: str) -> str:
     """The list holding at most one marker, that idle workers block on."""
     return key(op, "wake")
@@ -160,6 +165,7 @@ class OpKeys:
     pending: str
     delayed: str
     running: str
+    deadlines: str
     wake: str
     seq: str
     idle: str
@@ -183,6 +189,7 @@ def of(op: str) -> OpKeys:
         pending=pending(op),
         delayed=delayed(op),
         running=running(op),
+        deadlines=deadlines(op),
         wake=wake(op),
         seq=seq(op),
         idle=idle(op),

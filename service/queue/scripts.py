@@ -27,6 +27,7 @@ class SubmitKeys(NamedTuple):
     hand: str
     outbox: str
     hooked_running: str
+    deadlines: str
 
 
 class SubmitArgv(NamedTuple):
@@ -68,6 +69,8 @@ class SubmitCallArgv(NamedTuple):
     burst: int
     wait: str
     idem_hash: str
+    queue_timeout_ms: str
+    retry_of: str
 
 
 class ReplayKeys(NamedTuple):
@@ -98,6 +101,7 @@ class ClaimKeys(NamedTuple):
     wake: str
     hand: str
     signal: str
+    deadlines: str
 
 
 class ClaimArgv(NamedTuple):
@@ -118,6 +122,8 @@ class StartKeys(NamedTuple):
     running: str
     outbox: str
     hooked_running: str
+    hooked_failed: str
+    deadlines: str
 
 
 class StartArgv(NamedTuple):
@@ -161,6 +167,7 @@ class RecoverKeys(NamedTuple):
     hooked_running: str
     hooked_failed: str
     hooked_canceled: str
+    deadlines: str
 
 
 class RecoverArgv(NamedTuple):
@@ -176,6 +183,38 @@ class RecoverArgv(NamedTuple):
     lease_ms: int
     take: str
     max_lost: int
+
+
+class ExpireKeys(NamedTuple):
+    """The expire script's fixed KEYS (one operation's)."""
+
+    deadlines: str
+    pending: str
+    outbox: str
+    hooked_failed: str
+
+
+class ExpireArgv(NamedTuple):
+    """The expire script's fixed ARGV."""
+
+    now: int
+    events_channel: str
+    watched_channel: str
+
+
+class ExpireCallKeys(NamedTuple):
+    """The KEYS of one expiry in a merged call."""
+
+    record: str
+    ev: str
+    glob: str
+    cev: str
+
+
+class ExpireCallArgv(NamedTuple):
+    """The ARGV of one expiry in a merged call."""
+
+    member: str
 
 
 class PromoteKeys(NamedTuple):
@@ -398,6 +437,14 @@ START = Lua(
     call_argv=StartCallArgv,
 )
 RECOVER = Lua(DIRECTORY, "recover", RecoverKeys, RecoverArgv)
+EXPIRE = Lua(
+    DIRECTORY,
+    "expire",
+    ExpireKeys,
+    ExpireArgv,
+    call_keys=ExpireCallKeys,
+    call_argv=ExpireCallArgv,
+)
 PROMOTE = Lua(DIRECTORY, "promote", PromoteKeys, PromoteArgv)
 UPGRADE = Lua(DIRECTORY, "upgrade", UpgradeKeys, UpgradeArgv)
 UNIDLE = Lua(DIRECTORY, "unidle", UnidleKeys, UnidleArgv)
@@ -424,6 +471,7 @@ ALL: dict[str, Lua[Any, Any]] = {
         CLAIM,
         START,
         RECOVER,
+        EXPIRE,
         PROMOTE,
         UPGRADE,
         UNIDLE,

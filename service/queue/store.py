@@ -7,6 +7,7 @@ Per operation ``op`` (all keys tagged ``{op}``, built by :mod:`service.queue.key
   members (here and in ``delayed`` and ``running``) are ``<id>\n<client>`` (:func:`keys.member`)
 - ``delayed``    sorted set of requests waiting out a retry backoff, score = due time
 - ``running``    sorted set of claimed requests, score = lease deadline
+- ``deadlines``  sorted set of never-started requests with a queue timeout, score = deadline
 - ``wake``       list holding at most one marker; idle workers block on it
 - ``c:<client>`` sorted set of a client's ids by creation time (listing)
 - ``idem:<client>:<hash>`` an Idempotency-Key's request id (24 h)
@@ -34,6 +35,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import math
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -49,6 +51,10 @@ from service.queue.scripts import (
     CancelKeys,
     ClaimArgv,
     ClaimKeys,
+    ExpireArgv,
+    ExpireCallArgv,
+    ExpireCallKeys,
+    ExpireKeys,
     FinishArgv,
     FinishCallArgv,
     FinishCallKeys,
@@ -144,6 +150,10 @@ class NewRequest:
     burst: int = 0
     # A caller waits for the outcome: its events go to the watched channel.
     waited: bool = False
+    # Seconds it may wait to start before it fails with queue-timeout (0: for ever).
+    queue_timeout: float = 0.0
+    # The failed or canceled request this one retries ('' for none).
+    retry_of: str = ""
 
 
 @dataclass(slots=True)  # not frozen: built on every submit, and frozen init costs more
@@ -190,6 +200,9 @@ class Snapshot:
     run_ms_recently: int
     result: str | None
     kept_events: tuple[str, ...] = ()
+    # Read with ``with_input``: the input it was submitted with (kept until a failed or
+    # canceled request expires; None once succeeded).
+    input: str | None = None
 
 
 @dataclass(frozen=True)
@@ -259,6 +272,8 @@ class Queue:
                 max(req.burst, 1),
                 "1" if req.waited else "",
                 idem,
+                str(math.ceil(req.queue_timeout * 1000)) if req.queue_timeout else "",
+                req.retry_of,
             ),
         )
         outcome = _s(res[0])
@@ -342,16 +357,20 @@ class Queue:
             k.wake,
             k.hand,
             keys.signal(op, worker),
+            k.deadlines,
         )
         lease_ms, ttl_ms, idle_ms = int(lease * 1000), int(worker_ttl * 1000), int(idle * 1000)
         argv = ClaimArgv(now, lease_ms, worker, max_jobs, ttl_ms, idle_ms, "1")
         res = await scripts.CLAIM.call(self.batcher, claim_keys, argv)
         jobs: list[Job] = []
-        if res[1] or res[2]:
-            # Expired leases and due retries first (issued together: one pipeline). A recovered
+        if res[1] or res[2] or res[5]:
+            # Expired leases, due retries and queue timeouts first (issued together: one
+            # pipeline). A recovered
             # request runs again here while this worker has a free slot, leased in the same
             # step (no read sees it queued in between); otherwise it is queued at the head,
             # before this claim pops.
+            if res[5]:
+                await self._expire(op, res[5], now)
             jobs = await self._recover_all(
                 op,
                 res[1],
@@ -398,7 +417,7 @@ class Queue:
         try:
             replies = await scripts.START.call_many(
                 self.batcher,
-                StartKeys(k.running, k.outbox, k.hooked_running),
+                StartKeys(k.running, k.outbox, k.hooked_running, k.hooked_failed, k.deadlines),
                 StartArgv(token, worker, now, k.events_channel, k.watched_channel),
                 calls,
             )
@@ -476,6 +495,7 @@ class Queue:
                 k.hooked_running,
                 k.hooked_failed,
                 k.hooked_canceled,
+                k.deadlines,
             ),
             RecoverArgv(
                 rid,
@@ -490,6 +510,46 @@ class Queue:
                 max_lost,
             ),
         )
+
+    async def expire_due(self, ops: Sequence[str], limit: int = 100) -> int:
+        """Fail the requests of ``ops`` whose Queue-Timeout passed before they started.
+
+        The sweep that fails a request on time in a queue no worker claims from: one read of
+        each operation's deadlines (pipelined; only requests with a queue timeout are there),
+        then, for the due ones (at most ``limit`` per operation), one ``expire.lua`` run.
+        Returns how many it failed.
+        """
+        now = self.now_ms()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for op in ops:
+                pipe.zrangebyscore(keys.deadlines(op), "-inf", now, start=0, num=limit)
+            rows = await pipe.execute()
+        done = await asyncio.gather(
+            *(self._expire(op, due, now) for op, due in zip(ops, rows, strict=True) if due)
+        )
+        return sum(done)
+
+    async def _expire(self, op: str, due: Sequence[bytes], now: int) -> int:
+        # One expire.lua run for the due members of deadlines.
+        k = keys.of(op)
+        calls: list[tuple[ExpireCallKeys, ExpireCallArgv]] = []
+        for m in due:
+            member = _s(m)
+            rid, client = keys.parse_member(member)
+            ck = _client_keys(op, client)
+            calls.append(
+                (
+                    ExpireCallKeys(keys.record(op, rid), keys.ev(op, rid), ck.glob, ck.cev),
+                    ExpireCallArgv(member),
+                )
+            )
+        replies = await scripts.EXPIRE.call_many(
+            self.batcher,
+            ExpireKeys(k.deadlines, k.pending, k.outbox, k.hooked_failed),
+            ExpireArgv(now, k.events_channel, k.watched_channel),
+            calls,
+        )
+        return sum(1 for r in replies if r == 1)
 
     def _promote(self, op: str, member: str, now: int) -> Awaitable[Any]:
         rid, _ = keys.parse_member(member)
@@ -693,26 +753,34 @@ class Queue:
         return outcome, (orjson.loads(res[1]) if res[1] else None)
 
     async def read(
-        self, op: str, request_id: str, *, with_result: bool = False, watch_client: str = ""
+        self,
+        op: str,
+        request_id: str,
+        *,
+        with_result: bool = False,
+        watch_client: str = "",
+        with_input: bool = False,
     ) -> Snapshot | None:
         """A request's record, position and throughput, or None when unknown.
 
         With ``watch_client`` (the caller), its events are kept from now on for resuming
-        streams, and those already kept are returned.
+        streams, and those already kept are returned. ``with_input`` reads its input instead
+        of its result.
         """
-        res = await self._read(
-            op, request_id, self.now_ms(), "1" if with_result else "0", watch_client
-        )
+        mode = "input" if with_input else "1" if with_result else "0"
+        res = await self._read(op, request_id, self.now_ms(), mode, watch_client)
         if not res:
             return None
         rank = int(res[1])
+        text = _s(res[4]) if res[4] else None
         return Snapshot(
             record=orjson.loads(res[0]),
             position=rank if rank >= 0 else None,
             finished_recently=int(res[2]),
             run_ms_recently=int(res[3]),
-            result=_s(res[4]) if res[4] else None,
+            result=None if with_input else text,
             kept_events=tuple(_s(e) for e in res[5]),
+            input=text if with_input else None,
         )
 
     async def stats(self, op: str) -> OpStats:
@@ -925,7 +993,17 @@ def _submit_fixed(op: str) -> tuple[SubmitKeys, SubmitArgv]:
     # The same for every submit to ``op``: built once, and what the batcher merges calls by.
     k = keys.of(op)
     return (
-        SubmitKeys(k.pending, k.seq, k.idle, k.running, k.wake, k.hand, k.outbox, k.hooked_running),
+        SubmitKeys(
+            k.pending,
+            k.seq,
+            k.idle,
+            k.running,
+            k.wake,
+            k.hand,
+            k.outbox,
+            k.hooked_running,
+            k.deadlines,
+        ),
         SubmitArgv(k.events_channel, k.watched_channel, _IDEMPOTENCY_TTL),
     )
 

@@ -4,11 +4,17 @@ With many concurrent requests (or many jobs finishing at once) this turns N roun
 socket writes into a few, which is where redis-py spends most of its time per call. A busy
 tick's calls leave in pipelines of ``FLUSH_AT`` as they are made, so Redis works on one while
 the process prepares the next.
+
+A batcher holds at most ``max_connections`` of the pool's connections (a quarter of the pool
+unless told): past that many pipelines in flight, further calls wait their turn in order and
+leave merged into pipelines of up to ``MAX_BATCH`` as connections come free. A burst of any
+size thus never exhausts the pool, which keeps the rest for blocking waits and plain commands.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import hashlib
 import itertools
 from collections.abc import Iterator, Sequence
@@ -18,7 +24,7 @@ from hiredis import pack_command
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError, NoScriptError, ResponseError
 
-from service.runtime.redis import RawConnection, borrow, give_back
+from service.runtime.redis import RawConnection, borrow, give_back, pool_size
 
 MAX_BATCH = 512
 # A tick's calls go out in pipelines of this many as they are made, not all at the tick's end:
@@ -27,6 +33,9 @@ MAX_BATCH = 512
 # pipeline per tick (the API went from about 85 % busy, waiting on Redis, to about 100 %).
 FLUSH_AT = 32
 READ_TIMEOUT = 10.0
+# The share of the pool a batcher takes by default: a process has two (the queue's and the
+# webhook store's), so half the pool stays for blocking waits, pub/sub and plain commands.
+POOL_SHARE = 4
 
 # A script call (script, (numkeys, *keys_and_args)) or a plain command (None, command), and
 # its future; or calls merged into one (see ``Batcher.call_merged``) and their futures.
@@ -66,8 +75,13 @@ class _Merged:
 class Batcher:
     """Collects script calls and commands and sends each tick's calls as pipelines."""
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Redis, max_connections: int | None = None) -> None:
         self.redis = redis
+        self.max_connections = max_connections or max(1, pool_size(redis) // POOL_SHARE)
+        # Pipelines waiting for a connection, oldest first; each sender takes the next ones
+        # when its exchange ends, so at most ``max_connections`` exchanges run at once.
+        self._backlog: collections.deque[list[_Call]] = collections.deque()
+        self._senders = 0
         self._pending: list[_Call] = []
         self._calls = 0  # calls in ``_pending``, merged ones counted one by one
         # Where in ``_pending`` the merged call of a (script, fixed keys, fixed argv) collects
@@ -140,19 +154,42 @@ class Batcher:
         self._merged.clear()
         while self._pending:
             batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
-            task = asyncio.create_task(self._send(batch))
+            if self._senders >= self.max_connections:
+                self._backlog.append(batch)
+                continue
+            self._senders += 1
+            task = asyncio.create_task(self._sender(batch))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
+
+    async def _sender(self, batch: list[_Call]) -> None:
+        # One connection's worth of exchanges: this batch, then what waited meanwhile.
+        try:
+            while batch:
+                await self._send(batch)
+                batch = self._next_batch()
+        finally:
+            self._senders -= 1
+            if self._backlog and not self._senders:
+                # Cancelled with calls still waiting and no sender left to take them.
+                while self._backlog:
+                    _fail(self._backlog.popleft(), ConnectionError("the batcher was stopped"))
+
+    def _next_batch(self) -> list[_Call]:
+        """The oldest waiting pipelines, merged up to ``MAX_BATCH`` calls (empty when none)."""
+        if not self._backlog:
+            return []
+        batch = self._backlog.popleft()
+        while self._backlog and len(batch) + len(self._backlog[0]) <= MAX_BATCH:
+            batch = batch + self._backlog.popleft()
+        return batch
 
     async def _send(self, batch: list[_Call]) -> None:
         # Every future of the batch is resolved, whatever happens: a caller never hangs.
         try:
             replies = await self._replies(batch)
         except BaseException as exc:
-            error = exc if isinstance(exc, Exception) else ConnectionError()
-            for _, _, fut in batch:
-                for f in fut if isinstance(fut, list) else (fut,):
-                    _settle(f, error)
+            _fail(batch, exc if isinstance(exc, Exception) else ConnectionError())
             if not isinstance(exc, Exception):
                 raise
             return
@@ -174,11 +211,22 @@ class Batcher:
         if retry:
             # The server lost its scripts (restart, SCRIPT FLUSH): load them and resend those.
             # It may go away again meanwhile: then those calls fail with that error.
+            # The loads go first in the same pipeline, on the batcher's own connection: a
+            # connection of the pool's might not be free (see the bound above).
+            loop = asyncio.get_running_loop()
+            scripts = [s for s in {id(c[0]): c[0] for c, _ in retry}.values() if s is not None]
+            loads: list[_Call] = [
+                (None, ("SCRIPT", "LOAD", s.source), loop.create_future()) for s in scripts
+            ]
             try:
-                for script in {id(c[0]): c[0] for c, _ in retry}.values():
-                    assert script is not None  # only EVALSHA answers NOSCRIPT
-                    script.sha = await self.redis.script_load(script.source)
-                again = await self._execute([c for c, _ in retry])
+                res = await self._execute([*loads, *(c for c, _ in retry)])
+                failed = {id(s): r for s, r in zip(scripts, res, strict=False)
+                          if isinstance(r, Exception)}  # fmt: skip
+                # A call whose script could not be loaded fails with why, not with NOSCRIPT.
+                again = [
+                    failed.get(id(c[0]), r)
+                    for (c, _), r in zip(retry, res[len(loads) :], strict=True)
+                ]
             except Exception as exc:
                 again = [exc] * len(retry)
             for (_, i), reply in zip(retry, again, strict=True):
@@ -233,6 +281,12 @@ class Batcher:
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
         await self._release_idle()
+
+
+def _fail(batch: list[_Call], error: Exception) -> None:
+    for _, _, fut in batch:
+        for f in fut if isinstance(fut, list) else (fut,):
+            _settle(f, error)
 
 
 def _settle(fut: asyncio.Future[Any], reply: Any) -> None:

@@ -53,6 +53,8 @@ class RedisSettings:
     cluster: bool = False
     data_dir: str = "./data"
     appendfsync: Literal["always", "everysec", "no"] = "everysec"
+    # Connections per process; each auto-pipeliner takes at most a quarter of them.
+    max_connections: int = 100
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ class WebhookSettings:
     # dispatcher at 320/s, and larger batches per event-loop tick also cost less CPU each.
     concurrency: int = 256
     per_endpoint_concurrency: int = 4
+    max_endpoints_per_client: int = 100
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,9 @@ class OperationSettings:
     max_result_bytes: int = 10 * 1024 * 1024
     # Runs lost with their worker (lease expired) that a request survives: they use no attempt.
     max_lost: int = 2
+    # Seconds a request may wait to start before it fails with queue-timeout (None: for ever);
+    # a request's Queue-Timeout header overrides it.
+    queue_timeout: float | None = None
     run_in: Literal["loop", "thread", "process"] | None = None
     max_input_bytes: int | None = None
     description: str = ""
@@ -314,6 +320,10 @@ _SCALARS: dict[Any, Callable[[Any, str], Any]] = {
 def _check(s: Settings) -> None:
     _check_server(s.server)
     _check_redis(s.redis)
+    if s.redis.max_connections < 8:
+        raise ConfigError(
+            f"redis.max_connections: must be at least 8, got {s.redis.max_connections}"
+        )
     if s.auth.rate_per_second < 0:
         raise ConfigError("auth.rate_per_second: must be 0 (no limit) or more")
     _positive("auth.burst", s.auth.burst)
@@ -385,6 +395,7 @@ def _check_client(where: str, client: ClientSettings) -> None:
 
 def _check_webhooks(webhooks: WebhookSettings) -> None:
     _positive("webhooks.timeout_seconds", webhooks.timeout_seconds)
+    _positive("webhooks.max_endpoints_per_client", webhooks.max_endpoints_per_client)
     if not webhooks.retry_schedule:
         raise ConfigError("webhooks.retry_schedule: needs at least one delay")
     for i, delay in enumerate(webhooks.retry_schedule):
@@ -414,6 +425,8 @@ def _check_operation(name: str, op: OperationSettings) -> None:
         raise ConfigError(f"{where}.retry_backoff: must be 0 or more")
     if op.max_lost < 0:
         raise ConfigError(f"{where}.max_lost: must be 0 or more")
+    if op.queue_timeout is not None:
+        _positive(f"{where}.queue_timeout", op.queue_timeout)
 
 
 RESERVED = ("queue", "operations", "webhooks")

@@ -27,14 +27,17 @@ SOCKET_TIMEOUT = 10.0
 Client = Redis | RedisCluster
 
 
-def connect(url: str, *, cluster: bool = False) -> Client:
+def connect(url: str, max_connections: int = 100, *, cluster: bool = False) -> Client:
     """A redis-py asyncio client with the timeouts every role uses.
 
     With ``cluster``, ``url`` names one or more nodes, comma-separated (the first one's
     credentials and TLS settings apply to all): a :class:`RedisCluster`, which finds the other
-    nodes and the slot map itself.
+    nodes and the slot map itself (``max_connections`` is then per node).
     """
     options: dict[str, object] = {
+        # redis-py 8 fails a call past this many (MaxConnectionsError) rather than waiting:
+        # the batchers keep within their share of it (service.runtime.batcher).
+        "max_connections": max_connections,
         "socket_connect_timeout": 5,
         # A Redis that stops answering fails calls (503) instead of hanging them; blocking
         # reads (BLPOP, XREADGROUP) always ask for less than this.
@@ -186,6 +189,14 @@ def dedicated(redis: Redis) -> RawConnection:
     """A connection of its own with the client's settings, outside the pool (not yet open)."""
     conn: AbstractConnection = redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
     return RawConnection(conn)
+
+
+def pool_size(redis: Client) -> int:
+    """How many connections the client's pool may hold at once (on a cluster: per node)."""
+    if isinstance(redis, RedisCluster):
+        return int(redis.get_connection_kwargs().get("max_connections") or 100)
+    size: int = redis.connection_pool.max_connections
+    return size
 
 
 def decodes_responses(redis: Client) -> bool:

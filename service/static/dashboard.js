@@ -1,7 +1,7 @@
 // The acceptd dashboard: operations, a submit form, and the caller's requests kept live over
 // Server-Sent Events. Plain browser JavaScript, no build step. Every piece of data is inserted
 // with textContent (never innerHTML), so nothing the API returns can become markup.
-"use strict";
+import {AcceptdClient, AcceptdError} from "./acceptd-client.js";
 
 const $ = (id) => document.getElementById(id);
 const TERMINAL = new Set(["succeeded", "failed", "canceled"]);
@@ -17,19 +17,9 @@ const EXAMPLES = {
   "image-thumbnails": {width: 128, height: 128},
 };
 
-// ?access_token=KEY: fetch() sends it as a bearer header; EventSource cannot send headers, so
-// stream URLs carry it as a query parameter (the service accepts that on /events only).
-const token = new URLSearchParams(location.search).get("access_token");
-
-function api(path, options = {}) {
-  const headers = new Headers(options.headers || {});
-  if (token) headers.set("Authorization", "Bearer " + token);
-  return fetch(path, {...options, headers});
-}
-
-function streamUrl(path) {
-  return token ? path + (path.includes("?") ? "&" : "?") + "access_token=" + encodeURIComponent(token) : path;
-}
+// ?access_token=KEY: the client module sends it as a bearer header, and as ?access_token= on
+// event streams (EventSource cannot send headers).
+const client = new AcceptdClient({apiKey: new URLSearchParams(location.search).get("access_token")});
 
 function el(tag, props = {}, ...children) {
   const node = document.createElement(tag);
@@ -39,14 +29,16 @@ function el(tag, props = {}, ...children) {
 }
 
 // Problem details (RFC 9457) as one line: the detail, else the title, else the HTTP status.
-function problemText(problem, response) {
-  if (problem && typeof problem === "object") return problem.detail || problem.title || String(problem.status);
-  return response ? response.status + " " + response.statusText : "unknown error";
+function problemText(problem, status) {
+  if (problem && typeof problem === "object" && Object.keys(problem).length) {
+    return problem.detail || problem.title || String(problem.status);
+  }
+  return status ? "HTTP " + status : "unknown error";
 }
 
-async function readJson(response) {
-  const text = await response.text();
-  try { return text ? JSON.parse(text) : null; } catch { return null; }
+// An AcceptdError's problem as one line; any other error (the network) as its message.
+function errorText(e) {
+  return e instanceof AcceptdError ? problemText(e.problem, e.status) : "Network error: " + e.message;
 }
 
 // -- operations and the form -------------------------------------------------------------
@@ -95,12 +87,11 @@ function selectOperation(name) {
 }
 
 async function loadOperations() {
-  const response = await api("/v1/operations");
-  const body = await readJson(response);
-  if (!response.ok) return showMessage("Cannot list operations: " + problemText(body, response), true);
+  let items;
+  try { items = await client.operations(); } catch (e) { return showMessage("Cannot list operations: " + errorText(e), true); }
   $("ops").textContent = "";
   $("op").textContent = "";
-  for (const op of body.items) {
+  for (const op of items) {
     operations.set(op.name, op);
     $("op").append(el("option", {value: op.name, textContent: op.name}));
     const item = el("li", {title: "Use " + op.name + " in the form"},
@@ -109,7 +100,7 @@ async function loadOperations() {
     item.addEventListener("click", () => selectOperation(op.name));
     $("ops").append(item);
   }
-  if (body.items.length) selectOperation(body.items[0].name);
+  if (items.length) selectOperation(items[0].name);
 }
 
 function showMessage(text, isError = false, fieldErrors = []) {
@@ -152,23 +143,11 @@ $("submit").addEventListener("submit", async (event) => {
   if (button) button.disabled = true;
   showMessage("Submitting…");
   try {
-    const response = await api("/v1/" + encodeURIComponent(name), {
-      method: "POST",
-      headers: {"Content-Type": "application/json", "Prefer": "respond-async"},
-      body,
-    });
-    const data = await readJson(response);
-    if (response.status === 202 && data) {
-      upsert(data);
-      showMessage("Accepted " + data.id);
-    } else if (response.ok) {
-      showMessage(response.status + " " + response.statusText); // e.g. 201: finished at once
-      loadRequests();
-    } else {
-      showMessage(problemText(data, response), true, (data && data.errors) || []);
-    }
+    const data = await client.submit(name, undefined, {body});
+    upsert(data);
+    showMessage("Accepted " + data.id);
   } catch (e) {
-    showMessage("Network error: " + e.message, true);
+    showMessage(errorText(e), true, e instanceof AcceptdError ? e.errors : []);
   } finally {
     if (button) button.disabled = false;
   }
@@ -254,7 +233,7 @@ function trimRows() {
   while (rows.size > MAX_ROWS) {
     const tr = $("rows").lastElementChild;
     const row = rows.get(tr.dataset.id);
-    if (row.positionStream) row.positionStream.close();
+    if (row.positionStream) row.positionStream.abort();
     tr.remove();
     rows.delete(tr.dataset.id);
   }
@@ -264,16 +243,13 @@ async function fetchResult(row) {
   const m = row.monitor;
   const cell = row.cells.result;
   try {
-    const response = await api("/v1/" + encodeURIComponent(m.operation) + "/" + encodeURIComponent(m.id));
-    const data = await readJson(response);
+    const data = await client.result(m);
     cell.textContent = "";
-    if (!response.ok) {
-      cell.append(el("span", {className: "error-text", textContent: problemText(data, response)}));
-      return;
-    }
     cell.append(renderResult(operations.get(m.operation), data));
   } catch (e) {
-    cell.textContent = "Cannot load the result: " + e.message;
+    cell.textContent = "";
+    if (e instanceof AcceptdError) cell.append(el("span", {className: "error-text", textContent: errorText(e)}));
+    else cell.textContent = "Cannot load the result: " + e.message;
   }
 }
 
@@ -301,12 +277,9 @@ function renderResult(op, data) {
 
 async function cancel(id) {
   try {
-    const response = await api("/v1/queue/requests/" + encodeURIComponent(id), {method: "DELETE"});
-    const data = await readJson(response);
-    if (response.ok && data) upsert(data);
-    else showMessage("Cannot cancel " + id + ": " + problemText(data, response), true);
+    upsert(await client.cancel(id));
   } catch (e) {
-    showMessage("Network error: " + e.message, true);
+    showMessage(e instanceof AcceptdError ? "Cannot cancel " + id + ": " + errorText(e) : errorText(e), true);
   }
 }
 
@@ -316,7 +289,7 @@ function followPositions() {
   let open = 0;
   for (const row of rows.values()) {
     if (row.positionStream && row.monitor.status !== "queued") {
-      row.positionStream.close();
+      row.positionStream.abort();
       row.positionStream = null;
     }
     if (row.positionStream) open++;
@@ -326,59 +299,56 @@ function followPositions() {
     const row = rows.get(tr.dataset.id);
     if (row.monitor.status !== "queued" || row.positionStream) continue;
     const id = row.monitor.id;
-    const source = new EventSource(streamUrl("/v1/queue/requests/" + encodeURIComponent(id) + "/events"));
-    source.addEventListener("position", (e) => {
-      const data = JSON.parse(e.data);
+    const watching = new AbortController();
+    const onEvent = (type, data) => {
       const current = rows.get(id);
-      if (current && current.monitor.status === "queued") {
+      if (type === "status") upsert(data);
+      else if (type === "position" && current && current.monitor.status === "queued") {
         current.monitor.position = data.position;
         render(current);
       }
-    });
-    source.addEventListener("status", (e) => upsert(JSON.parse(e.data)));
-    row.positionStream = source;
+    };
+    client.watch(id, {onEvent, signal: watching.signal}).catch(() => {}); // aborted: left the queue
+    row.positionStream = watching;
     open++;
   }
 }
 
 async function loadRequests() {
   try {
-    const response = await api("/v1/queue/requests?limit=50");
-    const body = await readJson(response);
-    if (!response.ok) return showMessage("Cannot list requests: " + problemText(body, response), true);
+    const body = await client.list({limit: 50});
     for (const monitor of body.items) upsert(monitor, {append: true}); // newest first
     $("empty").hidden = rows.size > 0;
   } catch (e) {
-    showMessage("Network error: " + e.message, true);
+    showMessage(e instanceof AcceptdError ? "Cannot list requests: " + errorText(e) : errorText(e), true);
   }
 }
 
 // One stream for all of the caller's requests. Opened before the initial list is read, so no
 // change falls between the two; upsert() settles which of them is newer.
 function followAll() {
-  const source = new EventSource(streamUrl("/v1/queue/events"));
   const live = $("live");
-  source.addEventListener("open", () => { live.textContent = "live"; live.className = "live on"; });
-  source.addEventListener("error", () => {
-    // EventSource reconnects by itself (with Last-Event-ID) unless it reached CLOSED.
-    const closed = source.readyState === EventSource.CLOSED;
-    live.textContent = closed ? "disconnected: reload the page" : "reconnecting…";
-    live.className = "live off";
+  client.stream("/v1/queue/events", {
+    open: () => { live.textContent = "live"; live.className = "live on"; },
+    error: (e, source) => {
+      // EventSource reconnects by itself (with Last-Event-ID) unless it reached CLOSED.
+      const closed = source.readyState === EventSource.CLOSED;
+      live.textContent = closed ? "disconnected: reload the page" : "reconnecting…";
+      live.className = "live off";
+    },
+    status: (data) => upsert(data),
+    progress: (data) => {
+      const row = rows.get(data.id);
+      if (row) upsert({...row.monitor, ...data});
+      else refreshOne(data.id); // a request we have not listed (e.g. from another tab)
+    },
+    // The server could not replay everything we missed while disconnected: start over.
+    reset: () => loadRequests(),
   });
-  source.addEventListener("status", (e) => upsert(JSON.parse(e.data)));
-  source.addEventListener("progress", (e) => {
-    const data = JSON.parse(e.data);
-    const row = rows.get(data.id);
-    if (row) upsert({...row.monitor, ...data});
-    else refreshOne(data.id); // a request we have not listed (e.g. from another tab)
-  });
-  // The server could not replay everything we missed while disconnected: start over.
-  source.addEventListener("reset", () => loadRequests());
 }
 
 async function refreshOne(id) {
-  const response = await api("/v1/queue/requests/" + encodeURIComponent(id));
-  if (response.ok) upsert(await response.json());
+  try { upsert(await client.get(id)); } catch { /* gone or unreachable: the stream goes on */ }
 }
 
 followAll();

@@ -8,6 +8,7 @@ import pytest
 from service.http.monitor import render, render_accepted
 
 
+@pytest.mark.parametrize("retry_of", ["", "01KB0000000000000000000000000000CD"])
 @pytest.mark.parametrize("started", [False, True])
 @pytest.mark.parametrize(
     ("op", "position", "priority", "now"),
@@ -18,7 +19,7 @@ from service.http.monitor import render, render_accepted
     ],
 )
 def test_accepted_template_matches_the_renderer(
-    op: str, position: int | None, priority: int, now: int, started: bool
+    op: str, position: int | None, priority: int, now: int, started: bool, retry_of: str
 ) -> None:
     rid = "01KB0000000000000000000000000000AB"
     record = {
@@ -32,5 +33,8 @@ def test_accepted_template_matches_the_renderer(
     }
     if started:
         record["started"] = str(now)
+    if retry_of:
+        record["retry_of"] = retry_of
     expected = orjson.dumps(render(op, record, position=position, eta=None))
-    assert render_accepted(op, rid, position, priority, now, started=started) == expected
+    accepted = render_accepted(op, rid, position, priority, now, started=started, retry_of=retry_of)
+    assert accepted == expected

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -248,3 +249,66 @@ async def test_shutdown_lets_deliveries_in_flight_finish(
         store = WebhookStore(redis_client, ["echo"])
         [delivery] = await store.list_deliveries("alice", created["id"])
         assert delivery.status == "delivered" and len(slow.received) == 1
+
+
+async def test_endpoints_per_client_are_capped(app_client: MakeClient, receiver: Receiver) -> None:
+    # Issue 13, defect 1: endpoints per client were unlimited.
+    c = await app_client(webhooks={"max_endpoints_per_client": 3})
+    body = {"url": receiver.url + "/hook"}
+    # Concurrent creates never take a client past its cap (checked and written in one step).
+    statuses = [
+        (await c.post("/v1/webhooks/endpoints", json=body, headers=ALICE)).status for _ in range(2)
+    ]
+    assert statuses == [201, 201]
+    answers = await asyncio.gather(
+        *(c.post("/v1/webhooks/endpoints", json=body, headers=ALICE) for _ in range(3))
+    )
+    assert sorted(r.status for r in answers) == [201, 409, 409]
+    refused = next(r for r in answers if r.status == 409)
+    problem = await refused.json(content_type=None)
+    assert_problem(refused.headers, problem, 409)
+    assert problem["type"].endswith(":too-many-endpoints") and problem["limit"] == 3
+    # Another client's cap is its own; deleting one makes room again.
+    assert (await c.post("/v1/webhooks/endpoints", json=body, headers=BOB)).status == 201
+    listed = await (await c.get("/v1/webhooks/endpoints", headers=ALICE)).json()
+    assert len(listed["items"]) == 3 and listed["next"] is None
+    eid = listed["items"][0]["id"]
+    assert (await c.delete(f"/v1/webhooks/endpoints/{eid}", headers=ALICE)).status == 204
+    assert (await c.post("/v1/webhooks/endpoints", json=body, headers=ALICE)).status == 201
+
+
+async def test_endpoint_listing_is_paginated(app_client: MakeClient, receiver: Receiver) -> None:
+    # Issue 13, defect 1: the listing returned every endpoint in one response.
+    c = await app_client(webhooks={"max_endpoints_per_client": 150})
+    made = []
+    for i in range(105):
+        resp = await c.post(
+            "/v1/webhooks/endpoints", json={"url": f"{receiver.url}/h{i}"}, headers=ALICE
+        )
+        made.append((await resp.json())["id"])
+    first = await (await c.get("/v1/webhooks/endpoints", headers=ALICE)).json()
+    assert len(first["items"]) == 100 and first["next"]  # the default page: 100
+    seen: list[str] = []
+    cursor = None
+    for _ in range(10):
+        query = f"?limit=40&cursor={cursor}" if cursor else "?limit=40"
+        page = await (await c.get("/v1/webhooks/endpoints" + query, headers=ALICE)).json()
+        seen += [e["id"] for e in page["items"]]
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert seen == made  # oldest first, each once, across pages of 40, 40 and 25
+    assert [e["id"] for e in first["items"]] == made[:100]
+    empty = await (await c.get("/v1/webhooks/endpoints", headers=BOB)).json()
+    assert empty == {"items": [], "next": None}
+    for query in ("?limit=0", "?limit=101", "?limit=x", "?cursor=%%%"):
+        resp = await c.get("/v1/webhooks/endpoints" + query, headers=ALICE)
+        assert resp.status == 400, query
+        assert_problem(resp.headers, await resp.json(content_type=None), 400)
+    spec = await (await c.get("/openapi.json")).json()
+    listing = spec["paths"]["/v1/webhooks/endpoints"]["get"]
+    params = {p["name"]: p["schema"] for p in listing["parameters"]}
+    assert params["limit"]["maximum"] == 100 and params["limit"]["default"] == 100
+    assert (
+        "cursor" in params and "409" in spec["paths"]["/v1/webhooks/endpoints"]["post"]["responses"]
+    )

@@ -43,6 +43,7 @@ def test_every_script_file_is_registered_with_its_callers_tuples() -> None:
         ("submit", scripts.SubmitCallKeys, scripts.SubmitCallArgv),
         ("start", scripts.StartCallKeys, scripts.StartCallArgv),
         ("finish", scripts.FinishCallKeys, scripts.FinishCallArgv),
+        ("expire", scripts.ExpireCallKeys, scripts.ExpireCallArgv),
     ],
 )
 def test_a_merged_script_declares_its_per_call_entries(

@@ -478,6 +478,8 @@ async def test_a_failing_submit_in_a_merged_call_fails_alone(queue: Queue) -> No
                 1,
                 "",
                 "",
+                "",
+                "",
             ),
         )
 
@@ -797,6 +799,7 @@ async def test_a_request_between_the_claims_two_steps_reads_queued_at_position_z
         k.wake,
         k.hand,
         keys.signal("echo", "w1"),
+        k.deadlines,
     )
     # The claim's first step alone: the member moves from pending to running.
     res = await scripts.CLAIM.call(
@@ -817,7 +820,7 @@ async def test_a_request_between_the_claims_two_steps_reads_queued_at_position_z
     # The second step: started, it is running with no position.
     replies = await scripts.START.call_many(
         queue.batcher,
-        StartKeys(k.running, k.outbox, k.hooked_running),
+        StartKeys(k.running, k.outbox, k.hooked_running, k.hooked_failed, k.deadlines),
         StartArgv("t1", "w1", now, k.events_channel, k.watched_channel),
         [
             (
@@ -908,3 +911,84 @@ async def test_a_queue_an_older_release_left_is_upgraded_and_then_handled(
     assert await redis_client.llen(keys.hand(op)) == 0
     for job in jobs.values():
         assert await queue.finish(job, "succeeded", "1") == "succeeded"
+
+
+async def submit_timed(queue: Queue, seconds: float, op: str = "echo") -> str:
+    rid = new_request_id(op, queue.now_ms())
+    req = NewRequest(op, rid, "alice", '{"x":1}', LIMITS, queue_timeout=seconds)
+    assert (await queue.submit(req)).outcome == "created"
+    return rid
+
+
+async def test_a_claim_fails_a_request_past_its_queue_timeout_instead_of_starting_it(
+    queue: Queue, clock: Clock, redis_client: aredis.Redis
+) -> None:
+    late = await submit_timed(queue, 1)
+    on_time = await submit_timed(queue, 10)
+    plain = await submit(queue)
+    assert await redis_client.zcard(keys.deadlines("echo")) == 2
+    clock.now += 1.5
+    jobs = await claim(queue)
+    assert [j.request_id for j in jobs] == [on_time, plain]
+    snap = await queue.read("echo", late)
+    assert snap is not None and snap.record["status"] == "failed"
+    error = json.loads(snap.record["error"])
+    assert error["type"] == "urn:acceptd:problem:queue-timeout" and "1 s" in error["detail"]
+    # Started: its deadline no longer applies; nothing is left to sweep.
+    assert await redis_client.zcard(keys.deadlines("echo")) == 0
+    clock.now += 60
+    assert await queue.expire_due(["echo"]) == 0
+
+
+async def test_a_popped_request_past_its_queue_timeout_is_failed_by_start_not_run(
+    queue: Queue, clock: Clock
+) -> None:
+    rid = await submit_timed(queue, 1)
+    k = keys.of("echo")
+    claim_keys = ClaimKeys(
+        k.pending, k.delayed, k.running, k.workers, k.idle, k.wake, k.hand,
+        keys.signal("echo", "w1"), k.deadlines,
+    )  # fmt: skip
+    res = await scripts.CLAIM.call(
+        queue.batcher, claim_keys, ClaimArgv(queue.now_ms(), 30_000, "w1", 1, 10_000, 0, "0")
+    )
+    clock.now += 2  # between the claim's two steps (a stalled worker, say)
+    jobs, failed = await queue._start("echo", res[0], "t1", "w1", queue.now_ms())
+    assert jobs == [] and failed is None
+    snap = await queue.read("echo", rid)
+    assert snap is not None and snap.record["status"] == "failed"
+    assert json.loads(snap.record["error"])["type"].endswith("queue-timeout")
+    assert await claim(queue, token="t2") == []
+
+
+async def test_the_sweep_fails_an_idle_queues_expired_requests_and_keeps_their_input(
+    queue: Queue, clock: Clock, redis_client: aredis.Redis
+) -> None:
+    rid = await submit_timed(queue, 1)
+    assert await queue.expire_due(["echo"]) == 0  # not due yet
+    clock.now += 1.001
+    assert await queue.expire_due(["echo", "sleep"]) == 1
+    snap = await queue.read("echo", rid, with_input=True)
+    assert snap is not None and snap.record["status"] == "failed" and snap.position is None
+    assert snap.input == '{"x":1}'  # kept for a retry until the record expires
+    assert await queue.depth("echo") == 0
+    assert await redis_client.zcard(keys.deadlines("echo")) == 0
+    assert await queue.expire_due(["echo"]) == 0
+
+
+async def test_a_canceled_request_leaves_its_deadline_to_the_sweep(
+    queue: Queue, clock: Clock
+) -> None:
+    rid = await submit_timed(queue, 1)
+    outcome, _ = await queue.cancel("echo", rid, "alice", "{}")
+    assert outcome == "canceled"
+    clock.now += 2
+    assert await queue.expire_due(["echo"]) == 0
+    snap = await queue.read("echo", rid)
+    assert snap is not None and snap.record["status"] == "canceled"
+
+
+async def test_an_idle_worker_is_told_when_the_next_queue_deadline_falls(queue: Queue) -> None:
+    await submit_timed(queue, 5)
+    jobs, soonest = await queue.claim("echo", "w1", "t1", 0, lease=30, worker_ttl=10)
+    assert jobs == [] and soonest == queue.now_ms() + 5000

@@ -30,7 +30,7 @@ async def test_create_get_list_and_hooked(store: WebhookStore, redis_client: Red
     got = await store.get_endpoint("alice", ep.id)
     assert got.secret is None and "secret" not in got.to_json()
     assert got.url == URL and got.description == "main"
-    assert [e.id for e in await store.list_endpoints("alice")] == [ep.id]
+    assert [e.id for e in (await store.list_endpoints("alice")).items] == [ep.id]
     for op in ("echo", "sleep"):
         for status in ("succeeded", "failed", "canceled"):
             assert await redis_client.sismember(core_keys.key(op, f"hooked:{status}"), "alice")
@@ -69,7 +69,7 @@ async def test_other_clients_see_nothing(store: WebhookStore) -> None:
         await store.rotate_secret("bob", ep.id)
     with pytest.raises(EndpointNotFound):
         await store.list_deliveries("bob", ep.id)
-    assert await store.list_endpoints("bob") == []
+    assert (await store.list_endpoints("bob")).items == []
 
 
 async def test_update_is_a_patch(store: WebhookStore) -> None:
@@ -97,7 +97,7 @@ async def test_delete(store: WebhookStore) -> None:
     await store.delete_endpoint("alice", ep.id)
     with pytest.raises(EndpointNotFound):
         await store.get_endpoint("alice", ep.id)
-    assert await store.list_endpoints("alice") == []
+    assert (await store.list_endpoints("alice")).items == []
 
 
 async def test_rotation_keeps_the_old_secret_for_a_while(store: WebhookStore) -> None:

@@ -93,6 +93,17 @@ async def wait_status(
     return await wait_until(check, timeout, interval=0.02, message=f"{rid} to be {statuses}")
 
 
+async def wait_progress(client: Client, rid: str, lost: int) -> dict[str, Any]:
+    """Wait until the request's handler reports progress in its run after ``lost`` lost ones."""
+
+    async def check() -> dict[str, Any] | None:
+        body = await monitor(client, rid)
+        running = body["status"] == "running" and body["progress"] is not None
+        return body if running and body["lost"] == lost else None
+
+    return await wait_until(check, 15, interval=0.02, message=f"{rid} to report progress")
+
+
 async def record_worker(queue: Queue, op: str, rid: str) -> str:
     """The id of the worker that last claimed the request (kept in its record)."""
     snap = await queue.read(op, rid)
@@ -146,8 +157,8 @@ async def test_a_sigkilled_worker_costs_a_single_attempt_request_nothing(
     client = await api_client(aiohttp_client, redis_url)
     a = procs.start("worker", worker_env(redis_url))
     await wait_worker_ready(a, queue_redis, "sleep")
-    rid = await submit(client, "sleep", {"seconds": 2})
-    await wait_status(client, rid, ("running",), 10)
+    rid = await submit(client, "sleep", {"seconds": 2, "steps": 20})
+    await wait_progress(client, rid, lost=0)  # its handler runs (not merely handed over)
     a.kill()
 
     b = procs.start("worker", worker_env(redis_url))
@@ -168,17 +179,12 @@ async def test_sigkilled_past_max_lost_fails_worker_lost(
     client = await api_client(aiohttp_client, redis_url, **env)
     a = procs.start("worker", worker_env(redis_url, **env))
     await wait_worker_ready(a, queue_redis, "sleep")
-    rid = await submit(client, "sleep", {"seconds": 30})
-    await wait_status(client, rid, ("running",), 10)
+    rid = await submit(client, "sleep", {"seconds": 30, "steps": 100})
+    await wait_progress(client, rid, lost=0)
     a.kill()
 
     b = procs.start("worker", worker_env(redis_url, **env))
-
-    async def rerun() -> dict[str, Any] | None:
-        body = await monitor(client, rid)
-        return body if body["status"] == "running" and body["lost"] == 1 else None
-
-    again = await wait_until(rerun, 15, message="the lost run to run again")
+    again = await wait_progress(client, rid, lost=1)  # a requeue clears the progress
     assert again["attempt"] == 2
     b.kill()
 

@@ -7,6 +7,7 @@
   KEYS[6] wake             the list idle workers block on
   KEYS[7] hand             requests handed to idle workers, taken by whichever pops first
   KEYS[8] signal           signal:<worker>, this worker's own wake-up list
+  KEYS[9] deadlines        never-started requests with a queue timeout, by deadline
   ARGV[1] now              ms
   ARGV[2] lease_ms         lease length
   ARGV[3] worker           the worker's id
@@ -15,11 +16,12 @@
   ARGV[6] idle_ms          0: do not register idle
   ARGV[7] recover          '1': with due retries or expired leases, return only those
 Touches only the operation's own keys: the requests' keys are declared by the scripts the
-caller runs next, one per member returned (start.lua, recover.lua, promote.lua).
-Returns {popped, stalled, due, soonest_due_or_-1, handed}. With recover = '1' and any found,
-only stalled (members of expired leases, left in running) and due (retries whose backoff has
-elapsed, left in delayed), at most 100 each: the caller recovers them, then claims again with
-recover = '0', so they are queued (at the head) before the pop. Otherwise popped, members
+caller runs next, one per member returned (start.lua, recover.lua, promote.lua, expire.lua).
+Returns {popped, stalled, due, soonest_due_or_-1, handed, expired}. With recover = '1' and any
+found, only stalled (members of expired leases, left in running), due (retries whose backoff
+has elapsed, left in delayed) and expired (queued requests past their Queue-Timeout, left in
+deadlines), at most 100 each: the caller recovers, promotes and expires them, then claims again
+with recover = '0', so they are queued (at the head) or gone before the pop. Otherwise popped, members
 moved from pending to running under this lease (still 'queued' until start.lua), and handed,
 the hand-offs charged to this worker that no blocking pop took (see handed(); any waiting
 worker's pop may take one), counted against the free slots. Finding nothing
@@ -34,6 +36,7 @@ local idle = KEYS[5]
 local wake = KEYS[6]
 local hand = KEYS[7]
 local signal = KEYS[8]
+local deadlines = KEYS[9]
 local now = tonumber(ARGV[1])
 local lease_ms = ARGV[2]
 local worker = ARGV[3]
@@ -54,7 +57,10 @@ redis.call('DEL', signal)  -- a wake-up left for a wait that has ended
 if recover == '1' then
   local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, 100)
   local stalled = redis.call('ZRANGEBYSCORE', running, '-inf', now, 'LIMIT', 0, 100)
-  if #due > 0 or #stalled > 0 then return {{}, stalled, due, '-1', {}} end
+  local expired = redis.call('ZRANGEBYSCORE', deadlines, '-inf', now, 'LIMIT', 0, 100)
+  if #due > 0 or #stalled > 0 or #expired > 0 then
+    return {{}, stalled, due, '-1', {}, expired}
+  end
 end
 local given = take_charged()
 local popped = {}
@@ -70,7 +76,8 @@ if #popped > 0 and redis.call('ZCARD', pending) > 0 then wake_workers() end
 if #popped == 0 and #given == 0 and idle_ms > 0 then
   redis.call('ZADD', idle, now + idle_ms, lease_ms .. ' ' .. worker)
 end
--- The soonest retry or lease to fall due after those handled now.
+-- The soonest retry, lease or queue deadline to fall due after those handled now (an idle
+-- worker wakes for it: a request with a Queue-Timeout in an idle queue fails on time).
 local soonest = -1
 local nextdue = redis.call('ZRANGEBYSCORE', delayed, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT',
   0, 1)
@@ -80,4 +87,8 @@ local lease_next = redis.call('ZRANGEBYSCORE', running, '(' .. now, '+inf', 'WIT
 if lease_next[2] and (soonest < 0 or tonumber(lease_next[2]) < soonest) then
   soonest = tonumber(lease_next[2])
 end
-return {popped, {}, {}, fmt(soonest), given}
+local deadline_next = redis.call('ZRANGE', deadlines, 0, 0, 'WITHSCORES')
+if deadline_next[2] and (soonest < 0 or tonumber(deadline_next[2]) < soonest) then
+  soonest = tonumber(deadline_next[2])
+end
+return {popped, {}, {}, fmt(soonest), given, {}}

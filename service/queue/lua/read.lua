@@ -5,7 +5,7 @@
   KEYS[4] tput             throughput buckets
   KEYS[5] running          leased members by deadline
   ARGV[1] now              ms
-  ARGV[2] with_result      '1' or '0'
+  ARGV[2] with_result      '1': the result too, 'input': the input instead (a retry), '0'
   ARGV[3] watch_client     the caller, '' if not watching: its own request is marked streamed
                            (its events kept from now on) and those already kept are returned
 Returns false when unknown, else {snapshot_json, position_or_-1, finished, run_ms, result,
@@ -37,7 +37,8 @@ if rec['status'] == 'queued' then
   end
 end
 local result = false
-if with_result == '1' then result = rec['result'] or false end
+if with_result == '1' then result = rec['result'] or false
+elseif with_result == 'input' then result = rec['input'] or false end
 local n, d = throughput(now)
 local kept = {}
 if watch_client and watch_client ~= '' and watch_client == rec['client'] then

@@ -12,6 +12,7 @@
   KEYS[11] hooked_running  clients with an endpoint for request.running
   KEYS[12] hooked_failed   ... for request.failed
   KEYS[13] hooked_canceled ... for request.canceled
+  KEYS[14] deadlines       never-started requests with a queue timeout, by deadline
   ARGV[1] id               the request's id
   ARGV[2] member           its member of running
   ARGV[3] now              ms
@@ -32,7 +33,8 @@ under its claim's token, as start.lua does (so no read sees it queued between th
 otherwise requeued at the head. Returns the job's fields when leased here ({input, attempt,
 timeout, max attempts, backoff, created}, as start.lua); otherwise what it did: 'rerun'
 (requeued after a lost run), 'not_started' (requeued, it never ran), 'worker_lost' (failed),
-'canceled' or 'gone' (already final); 0 if the lease is no longer expired (renewed) or gone.
+'canceled', 'expired' (its Queue-Timeout passed before its first start) or 'gone' (already
+final); 0 if the lease is no longer expired (renewed) or gone.
 ]]
 local record = KEYS[1]
 local ev = KEYS[2]
@@ -47,6 +49,7 @@ local outbox = KEYS[10]
 local hooked_running = KEYS[11]
 local hooked_failed = KEYS[12]
 local hooked_canceled = KEYS[13]
+local deadlines = KEYS[14]
 local id = ARGV[1]
 local member = ARGV[2]
 local now = tonumber(ARGV[3])
@@ -59,7 +62,8 @@ local take = ARGV[9]
 local max_lost = tonumber(ARGV[10])
 local hooked = {running = hooked_running, failed = hooked_failed, canceled = hooked_canceled}
 --- @include "includes/hgetall"
---- @include "includes/terminate"
+--- @include "includes/expire"
+--- @include "includes/first_start"
 --- @include "includes/account"
 --- @include "includes/requeue_head"
 --- @include "includes/wake"
@@ -75,8 +79,11 @@ local function untaken()
   return false
 end
 
--- Lease the queued request to the recovering worker, as start.lua does; its job's fields.
+-- Lease the queued request to the recovering worker, as start.lua does; its job's fields,
+-- or 'expired' when its Queue-Timeout passed before this, its first start (it never runs).
 local function lease_here(rk, rec)
+  if queue_expired(rk, rec, member, now) then return 'expired' end
+  first_start(rec, member)
   rec['status'] = 'running'
   rec['updated'] = tostring(now)
   rec['started'] = rec['started'] or tostring(now)
@@ -98,6 +105,7 @@ local rk = {record = record, ev = ev, glob = glob, cev = cev}
 local rec = hgetall(record)
 if rec['status'] == 'queued' then
   if take == '1' then return lease_here(rk, rec) end
+  if queue_expired(rk, rec, member, now) then return 'expired' end
   redis.call('ZADD', pending, rec['score'], member)
   wake_workers()
   return 'not_started'
@@ -129,6 +137,8 @@ if never_ran then
   redis.call('HSET', record, 'status', 'queued', 'updated', now)
   redis.call('HDEL', record, 'started')
   rec['started'] = nil
+  -- Its Queue-Timeout applies again: it has not started yet.
+  if rec['qdl'] then redis.call('ZADD', deadlines, rec['qdl'], member) end
 else
   rec['attempt'] = tostring(tonumber(rec['attempt']) + 1)
   rec['lost'] = tostring(lost)

@@ -2,6 +2,8 @@
   KEYS[1] running          leased members by deadline
   KEYS[2] outbox           webhook event stream
   KEYS[3] hooked_running   clients with an endpoint for request.running
+  KEYS[4] hooked_failed    ... for request.failed
+  KEYS[5] deadlines        never-started requests with a queue timeout, by deadline
   ARGV[1] token            the lease token of the claim
   ARGV[2] worker           the worker's id
   ARGV[3] now              ms
@@ -15,23 +17,26 @@
   ARGV[+1] member          its member of running
 Returns one reply per call, in order: {input, attempt, timeout, max attempts, backoff, created},
 or false when the request is no longer queued (canceled meanwhile, say): it is then dropped
-from running. The batcher merges a claim's starts (same token) into one script run; each runs
+from running. A request past its Queue-Timeout at its first start is failed with queue-timeout
+instead (false too): it never runs. The batcher merges a claim's starts (same token) into one script run; each runs
 protected, so one that fails is an error entry and the others stand.
 ]]
 local running = KEYS[1]
 local outbox = KEYS[2]
 local hooked_running = KEYS[3]
+local hooked_failed = KEYS[4]
+local deadlines = KEYS[5]
 local token = ARGV[1]
 local worker = ARGV[2]
 local now = ARGV[3]
 local events_channel = ARGV[4]
 local watched_channel = ARGV[5]
 -- Calls follow the fixed KEYS and ARGV, this many of each per call.
-local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 3, 4, 5, 1
-local hooked = {running = hooked_running}
+local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 5, 4, 5, 1
+local hooked = {running = hooked_running, failed = hooked_failed}
 --- @include "includes/hgetall"
---- @include "includes/emit"
---- @include "includes/outbox"
+--- @include "includes/expire"
+--- @include "includes/first_start"
 --- @include "includes/protected"
 
 local function start(rk, c)
@@ -40,6 +45,13 @@ local function start(rk, c)
   if rec['status'] ~= 'queued' or not redis.call('ZSCORE', running, member) then
     if rec['status'] ~= 'running' then redis.call('ZREM', running, member) end
     return false
+  end
+  if rec['qdl'] then
+    if queue_expired(rk, rec, member, tonumber(now)) then
+      redis.call('ZREM', running, member)
+      return false
+    end
+    first_start(rec, member)
   end
   rec['status'] = 'running'
   rec['updated'] = now

@@ -7,6 +7,7 @@
   KEYS[6] hand             requests handed to idle workers, taken by whichever pops first
   KEYS[7] outbox           webhook event stream
   KEYS[8] hooked_running   clients with an endpoint for request.running
+  KEYS[9] deadlines        never-started requests with a queue timeout, by deadline
   ARGV[1] events_channel   every state change
   ARGV[2] watched_channel  changes someone waits for or streams
   ARGV[3] idem_ttl         seconds an Idempotency-Key is kept
@@ -34,6 +35,8 @@
   ARGV[+15] burst          token bucket size
   ARGV[+16] wait           '1' when a caller waits for the outcome (its events are watched)
   ARGV[+17] idem_hash      the Idempotency-Key's hash, '' if none
+  ARGV[+18] queue_timeout_ms  '' if none: else it fails with queue-timeout unless started by then
+  ARGV[+19] retry_of       '' or the id of the failed or canceled request this one retries
 Returns one reply per call, in order: {'created', id, '', position} ({..., -1, 'running'} when
 handed to a worker), {'exists', id} (the Idempotency-Key names request id: replay.lua answers),
 {'full', depth} or {'limited', wait_ms}. The batcher merges a tick's calls into one; each runs
@@ -47,11 +50,12 @@ local wake = KEYS[5]
 local hand = KEYS[6]
 local outbox = KEYS[7]
 local hooked_running = KEYS[8]
+local deadlines = KEYS[9]
 local events_channel = ARGV[1]
 local watched_channel = ARGV[2]
 local idem_ttl = ARGV[3]
 -- Calls follow the fixed KEYS and ARGV, this many of each per call.
-local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 8, 6, 3, 17
+local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 9, 6, 3, 19
 local hooked = {running = hooked_running}
 --- @include "includes/fmt"
 --- @include "includes/emit"
@@ -103,6 +107,14 @@ local function submit(rk, c)
     rec['wait'] = '1'
     table.insert(args, 'wait'); table.insert(args, '1')
   end
+  if c.queue_timeout_ms ~= '' then
+    rec['qdl'] = fmt(now + tonumber(c.queue_timeout_ms))
+    table.insert(args, 'qdl'); table.insert(args, rec['qdl'])
+  end
+  if c.retry_of ~= '' then
+    rec['retry_of'] = c.retry_of
+    table.insert(args, 'retry_of'); table.insert(args, c.retry_of)
+  end
   if c.callback_url ~= '' then
     rec['cb_url'] = c.callback_url; rec['cb_events'] = c.callback_events
     table.insert(args, 'cb_url'); table.insert(args, c.callback_url)
@@ -141,6 +153,9 @@ local function submit(rk, c)
   end
   local member = member_of(c.id, c.client)
   redis.call('ZADD', pending, rec['score'], member)
+  -- Only requests with a queue timeout are in deadlines (swept by claim.lua and
+  -- Queue.expire_due); one handed to a worker above has started already.
+  if rec['qdl'] then redis.call('ZADD', deadlines, rec['qdl'], member) end
   wake_workers()
   return {'created', c.id, '', redis.call('ZRANK', pending, member)}
 end
@@ -155,7 +170,7 @@ for i = 0, (#KEYS - FIXED_KEYS) / CALL_KEYS - 1 do
     timeout_ms = ARGV[ab + 8], ttl = ARGV[ab + 9], backoff_ms = ARGV[ab + 10],
     body_hash = ARGV[ab + 11], callback_url = ARGV[ab + 12], callback_events = ARGV[ab + 13],
     rate_per_second = ARGV[ab + 14], burst = ARGV[ab + 15], wait = ARGV[ab + 16],
-    idem_hash = ARGV[ab + 17]}
+    idem_hash = ARGV[ab + 17], queue_timeout_ms = ARGV[ab + 18], retry_of = ARGV[ab + 19]}
   out[#out + 1] = protected(submit, rk, c)
 end
 return out

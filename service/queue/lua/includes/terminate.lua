@@ -17,8 +17,13 @@ local function terminate(rk, rec, status, at_ms, field, value)
     table.insert(args, value)
   end
   redis.call('HSET', rk.record, unpack(args))
-  redis.call('HDEL', rk.record, 'lease', 'input')
-  rec['input'] = nil
+  if status == 'succeeded' then
+    redis.call('HDEL', rk.record, 'lease', 'input')
+    rec['input'] = nil
+  else
+    -- A failed or canceled request keeps its input until it expires: it may be retried.
+    redis.call('HDEL', rk.record, 'lease')
+  end
   redis.call('EXPIRE', rk.record, ttl)
   emit(rk, rec, 'status')
   add_outbox(rec, status, at_ms)

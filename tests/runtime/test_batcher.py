@@ -1,0 +1,85 @@
+"""The auto-pipeliner's connection bound, on a real server (issue 13, defect 6).
+
+Before the bound, each ``FLUSH_AT`` calls in flight took one more pooled connection, and a
+burst larger than the pool failed with redis-py 8's ``MaxConnectionsError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aredis
+
+from service.runtime.batcher import MAX_BATCH, Batcher, Script
+
+COUNT = Script.of("return redis.call('INCR', KEYS[1])")
+
+
+@pytest.fixture
+async def small_pool(redis_url: str) -> AsyncIterator[aredis.Redis]:
+    """A client whose pool holds at most 8 connections (the batcher's share: 2)."""
+    client = aredis.Redis.from_url(redis_url, max_connections=8)
+    yield client
+    await client.aclose()
+
+
+async def test_a_burst_larger_than_the_pool_completes(small_pool: aredis.Redis) -> None:
+    batcher = Batcher(small_pool)
+    assert batcher.max_connections == 2
+    others_done = asyncio.Event()
+
+    async def other_pool_users() -> None:
+        # Blocking waits and plain commands keep their headroom during the burst.
+        await asyncio.gather(
+            *(small_pool.blpop([f"{{t}}:nothing:{i}"], timeout=0.2) for i in range(4)),
+            small_pool.ping(),
+        )
+        others_done.set()
+
+    others = asyncio.create_task(other_pool_users())
+    replies = await asyncio.gather(
+        *(batcher.call(COUNT, [f"{{t}}:n:{i % 100}"], 1) for i in range(20_000))
+    )
+    assert sorted(replies)[-1] == 200 and len(replies) == 20_000
+    async with asyncio.timeout(10):
+        await others
+    assert others_done.is_set()
+    assert await small_pool.get("{t}:n:0") == b"200"
+    await batcher.close()
+
+
+async def test_calls_past_the_bound_wait_their_turn_in_order(
+    small_pool: aredis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batcher = Batcher(small_pool, max_connections=1)
+    sent: list[int] = []
+    send = batcher._send
+
+    async def counting(batch: list[Any]) -> None:
+        sent.append(len(batch))
+        await send(batch)
+
+    monkeypatch.setattr(batcher, "_send", counting)
+    n = 3 * MAX_BATCH + 7
+    replies = await asyncio.gather(*(batcher.call(COUNT, ["{t}:seq"], 1) for _ in range(n)))
+    # One connection: every call ran in the order it was made.
+    assert replies == list(range(1, n + 1))
+    # Those that waited left merged into pipelines of up to MAX_BATCH, not one per flush.
+    assert sum(sent) == n and max(sent) <= MAX_BATCH
+    assert len(sent) < n // 32
+    await batcher.close()
+
+
+async def test_a_failing_exchange_fails_only_its_calls(small_pool: aredis.Redis) -> None:
+    batcher = Batcher(small_pool, max_connections=1)
+    bad = Script.of("return redis.call('NOPE')")
+    results = await asyncio.gather(
+        *(batcher.call(bad if i % 2 else COUNT, ["{t}:f"], 1) for i in range(200)),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(r, Exception) for r in results) == 100
+    assert await batcher.call(COUNT, ["{t}:f"], 1) == 101
+    await batcher.close()
