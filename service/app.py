@@ -174,7 +174,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.to_thread(embedded.start)
         url = embedded.url
         log.info("embedded server: data in %s, url %s", embedded.data_dir, url)
-    client = connect(url, settings.redis.max_connections)
+    client = connect(url, settings.redis.max_connections, cluster=settings.redis.cluster)
     app[redis_key] = client
     app[queue_key] = Queue(client)
     app[webhook_store_key] = WebhookStore(

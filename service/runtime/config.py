@@ -47,9 +47,14 @@ class ServerSettings:
 
 @dataclass(frozen=True)
 class RedisSettings:
-    """Where state lives: a URL, or (empty) the embedded private server."""
+    """Where state lives: a URL, or (empty) the embedded private server.
+
+    With ``cluster``, ``url`` names one or more nodes of a Redis/Valkey Cluster
+    (comma-separated); the client discovers the rest.
+    """
 
     url: str = ""
+    cluster: bool = False
     data_dir: str = "./data"
     appendfsync: Literal["always", "everysec", "no"] = "everysec"
     # Connections per process; each auto-pipeliner takes at most a quarter of them.
@@ -333,6 +338,7 @@ _SCALARS: dict[Any, Callable[[Any, str], Any]] = {
 
 def _check(s: Settings) -> None:
     _check_server(s.server)
+    _check_redis(s.redis)
     if s.redis.max_connections < 8:
         raise ConfigError(
             f"redis.max_connections: must be at least 8, got {s.redis.max_connections}"
@@ -348,6 +354,19 @@ def _check(s: Settings) -> None:
     _check_clients(s.auth.clients)
     for name, op in s.operations.items():
         _check_operation(name, op)
+
+
+def _check_redis(redis: RedisSettings) -> None:
+    urls = [u.strip() for u in redis.url.split(",")]
+    if redis.cluster and not redis.url:
+        raise ConfigError(
+            "redis.cluster: needs redis.url naming at least one cluster node "
+            "(the embedded server is one node)"
+        )
+    if len(urls) > 1 and not redis.cluster:
+        raise ConfigError("redis.url: several URLs are only allowed with redis.cluster: true")
+    if redis.cluster and not all(u.startswith(("redis://", "rediss://")) for u in urls):
+        raise ConfigError("redis.url: cluster nodes are redis:// or rediss:// URLs")
 
 
 def _positive(key: str, value: float) -> None:
