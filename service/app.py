@@ -176,7 +176,11 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         log.info("embedded server: data in %s, url %s", embedded.data_dir, url)
     client = connect(url, settings.redis.max_connections, cluster=settings.redis.cluster)
     app[redis_key] = client
-    app[queue_key] = Queue(client)
+    app[queue_key] = Queue(
+        client,
+        wait_replicas=settings.redis.wait_replicas,
+        wait_timeout=settings.redis.wait_timeout_seconds,
+    )
     app[webhook_store_key] = WebhookStore(
         client,
         list(settings.operations),

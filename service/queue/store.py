@@ -222,11 +222,21 @@ THROUGHPUT_WINDOW = 60.0
 class Queue:
     """Every queue operation, each one Redis round trip (one script); a claim takes two."""
 
-    def __init__(self, redis: Client, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        redis: Client,
+        clock: Callable[[], float] = time.time,
+        *,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
+    ) -> None:
         self.redis = redis
         self.clock = clock
         # Per node on a cluster (service.runtime.cluster).
         self.batcher = batcher_for(redis)
+        # redis.wait_replicas: a pipeline carrying submits ends with WAIT on the same node; a
+        # submit too few replicas confirmed raises NotReplicated (503), never acknowledged.
+        self.batcher.wait_replicas((scripts.SUBMIT,), wait_replicas, wait_timeout)
 
     def now_ms(self) -> int:
         """The current time in milliseconds, from the (fakeable) clock."""
