@@ -408,6 +408,24 @@ async def test_entries_a_dead_dispatcher_read_are_reclaimed(
     assert await redis_client.xlen(stream) == 0
 
 
+async def test_entries_a_dead_dispatcher_read_go_out_within_the_lease(
+    redis_client: Redis, store: WebhookStore, receiver: Receiver, start: StartDispatcher
+) -> None:
+    # Found by the chaos test: a dispatcher SIGKILLed between reading the outbox and its
+    # fan-out left the entries for a fixed 60 s (then up to 30 s more) before another took them.
+    ep = await store.create_endpoint(CLIENT, receiver.url)
+    stream = core_keys.key("echo", "outbox")
+    await redis_client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    await finish_request(redis_client)
+    await redis_client.xreadgroup(GROUP, "dead", {stream: ">"}, count=10)
+    read_at = time.monotonic()
+    dispatcher = start(settings(timeout_seconds=0.5))
+
+    await wait_until(lambda: delivery_status(store, ep, "delivered"), timeout=10.0)
+    assert time.monotonic() - read_at <= 2 * dispatcher.lease_seconds + 1
+    assert len(receiver.received) == 1
+
+
 async def test_drain_once_is_a_deterministic_burst(
     redis_client: Redis, store: WebhookStore, receiver: Receiver
 ) -> None:
@@ -450,8 +468,8 @@ async def test_entries_read_before_an_outage_are_fanned_out_once_redis_is_back(
         ep = await store.create_endpoint(CLIENT, receiver.url)
         assert ep.secret is not None
         rids = {await finish_request(redis) for _ in range(3)}
-        dispatcher = Dispatcher(redis, settings(), OPS, render)
-        assert dispatcher.claim_idle_seconds == 60
+        # Another dispatcher's takeover (XAUTOCLAIM) waits a minute here: not what recovers it.
+        dispatcher = Dispatcher(redis, settings(), OPS, render, claim_idle_seconds=60)
         fanout_many = dispatcher.store.fanout_many
         cut: list[int] = []
 
@@ -496,7 +514,8 @@ async def test_entries_whose_read_reply_was_lost_are_fanned_out_promptly(
     entries: Any = await redis_client.xrange(stream)
     ((entry_id, fields),) = entries
     await redis_client.xdel(stream, entry_id)
-    dispatcher = start()
+    # Another dispatcher's takeover (XAUTOCLAIM) waits a minute here: not what recovers it.
+    dispatcher = start(claim_idle_seconds=60)
 
     async def reading() -> bool:
         consumers = await redis_client.xinfo_consumers(stream, GROUP)
@@ -512,5 +531,4 @@ async def test_entries_whose_read_reply_was_lost_are_fanned_out_promptly(
     assert read, read
     await wait_until(lambda: len(receiver.received) == 1, timeout=5.0)
     assert receiver.received[0].verify(ep.secret)["data"]["id"] == rid
-    assert dispatcher.claim_idle_seconds == 60  # not the reclaim of a dead dispatcher's entries
     await wait_until(lambda: _xlen_is(redis_client, 0))
