@@ -41,6 +41,7 @@ from service.state import (
     roles_key,
     runtime_key,
     settings_key,
+    sync_waits_key,
     webhook_store_key,
     worker_key,
 )
@@ -55,6 +56,13 @@ def check_open_mode(settings: Settings) -> None:
     """With no API keys the service runs open, so only on a loopback address."""
     if settings.auth.clients:
         return
+    if "*" in settings.server.cors_origins:
+        # Open and readable from any origin: any web page a user of this machine opens
+        # could drive the API and read its secrets.
+        raise ConfigError(
+            'server.cors_origins: "*" needs API keys (auth.clients); with none, list the '
+            "origins allowed"
+        )
     host = settings.server.host
     if host == "localhost":
         return
@@ -107,6 +115,7 @@ def create_app(settings: Settings, roles: Roles | None = None) -> web.Applicatio
             add_guarded(app, routes, authenticate)
         add_unmatched(app, authenticate)
         app[callback_checker_key] = _callback_checker(settings)
+        app[sync_waits_key] = {}
     if roles.worker:
         app.cleanup_ctx.append(worker_ctx)
     if roles.dispatcher:

@@ -48,3 +48,5 @@ CallbackChecker = Callable[[str], Awaitable[None]]
 callback_checker_key: web.AppKey[CallbackChecker] = web.AppKey("callback_checker")
 webhook_store_key = web.AppKey("webhook_store", WebhookStore)
 dispatcher_key = web.AppKey("dispatcher", Dispatcher)
+# Synchronous waits in progress per client (``server.max_sync_waits_per_client``).
+sync_waits_key = web.AppKey("sync_waits", dict[str, int])

@@ -36,6 +36,7 @@ TITLES = {
     410: "Gone",
     413: "Content too large",
     415: "Unsupported media type",
+    421: "Misdirected request",
     422: "Unprocessable content",
     429: "Too many requests",
     500: "Internal error",

@@ -58,7 +58,8 @@ def _result_outcome(job: Job, op: Operation, result: Any) -> tuple[Outcome, str]
     """What a handler's return value makes of its run: succeeded with it as JSON, or failed."""
     try:
         result_json = json.dumps(result, separators=(",", ":"), ensure_ascii=False)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
+        # RecursionError: nested too deep for the encoder (inputs are bounded at submit).
         log.exception("%s %s returned a result that is not JSON", job.op, job.request_id)
         return "failed", problems.internal()
     limit = op.settings.max_result_bytes
