@@ -45,8 +45,11 @@ from service.state import (
 routes = web.RouteTableDef()
 
 
-async def read_input(request: web.Request, op: Operation, limit: int) -> tuple[Any, str]:
-    """Check content type and size (at most ``limit`` bytes), parse and validate the body."""
+async def read_input(request: web.Request, op: Operation | None, limit: int) -> tuple[Any, str]:
+    """Check content type and size (at most ``limit`` bytes), parse and validate the body.
+
+    ``op`` None: any JSON is taken (a bulk submit's envelope, whose inputs are checked one by
+    one with :func:`check_input`)."""
     header = request.headers.get("Content-Type", "")
     # The common exact value skips aiohttp's full media-type parse.
     ctype = JSON if header == JSON else request.content_type
@@ -70,7 +73,8 @@ async def read_input(request: web.Request, op: Operation, limit: int) -> tuple[A
     if len(raw) > limit:
         raise Problem(413, f"the body exceeds the {limit}-byte limit", slug="too-large",
                       limit=limit)  # fmt: skip
-    if not op.accepts_anything and _LONG_DIGITS.search(raw):
+    anything = op is not None and op.accepts_anything
+    if not anything and _LONG_DIGITS.search(raw):
         # orjson turns integers beyond 64 bits into floats, which a schema would then judge.
         data, text = _decode_slowly(raw)
     else:
@@ -81,8 +85,13 @@ async def read_input(request: web.Request, op: Operation, limit: int) -> tuple[A
             text = raw.decode("utf-8")
         except orjson.JSONDecodeError:
             data, text = _decode_slowly(raw)
-    if op.accepts_anything:
-        return data, text
+    if op is not None and not anything:
+        check_input(op, data)
+    return data, text
+
+
+def check_input(op: Operation, data: Any) -> None:
+    """422 when ``data`` does not match the operation's input schema."""
     errors = op.validate(data)
     if errors:
         raise Problem(
@@ -91,7 +100,6 @@ async def read_input(request: web.Request, op: Operation, limit: int) -> tuple[A
             slug="invalid-input",
             errors=errors,
         )
-    return data, text
 
 
 def _decode_slowly(raw: bytes) -> tuple[Any, str]:
@@ -157,8 +165,8 @@ async def enqueue(
     # Watching starts before the submit: a request that finishes at once is not missed.
     waiter = TerminalWait(app[hub_key], rid) if wait > 0 else None
     try:
-        body_hash = hashlib.sha256(input_json.encode()).hexdigest()[:32] if idem else ""
-        idem_hash = hashlib.sha256(idem.encode()).hexdigest()[:32] if idem else ""
+        body_hash = digest(input_json) if idem else ""
+        idem_hash = digest(idem) if idem else ""
         res = await queue.submit(
             NewRequest(
                 op.name,
@@ -178,27 +186,9 @@ async def enqueue(
                 retry_of=retry_of,
             )
         )
-        if res.outcome == "limited":
-            raise Problem(
-                429,
-                f"too many submissions; at most {rate:g} per second to {op.name}",
-                slug="rate-limited",
-                headers={"Retry-After": str(max(1, math.ceil(res.retry_after_ms / 1000)))},
-            )
-        if res.outcome == "full":
-            raise Problem(
-                503,
-                f"the {op.name} queue is full ({op.settings.max_queue_depth} waiting); retry later",
-                slug="queue-full",
-                headers={"Retry-After": "5"},
-            )
-        if res.outcome == "conflict":
-            raise Problem(
-                422,
-                "this Idempotency-Key was used with a different body",
-                slug="idempotency-key-reused",
-                request_id=res.request_id,
-            )
+        refused = refusal(op, res, rate)
+        if refused is not None:
+            raise refused
         if res.outcome == "created":
             app[metrics_key].request_submitted(op.name)
         snap = await _settle(request, op, res, waiter, wait)
@@ -206,6 +196,37 @@ async def enqueue(
         if waiter is not None:
             waiter.close()
     return _answer(request, op, asked, res, snap, settings, priority, retry_of)
+
+
+def digest(text: str) -> str:
+    """The hash an Idempotency-Key, or the body sent with one, is stored and compared by."""
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def refusal(op: Operation, res: Submitted, rate: float) -> Problem | None:
+    """The problem of a submit the queue refused (rate limit, full queue, reused key)."""
+    if res.outcome == "limited":
+        return Problem(
+            429,
+            f"too many submissions; at most {rate:g} per second to {op.name}",
+            slug="rate-limited",
+            headers={"Retry-After": str(max(1, math.ceil(res.retry_after_ms / 1000)))},
+        )
+    if res.outcome == "full":
+        return Problem(
+            503,
+            f"the {op.name} queue is full ({op.settings.max_queue_depth} waiting); retry later",
+            slug="queue-full",
+            headers={"Retry-After": "5"},
+        )
+    if res.outcome == "conflict":
+        return Problem(
+            422,
+            "this Idempotency-Key was used with a different body",
+            slug="idempotency-key-reused",
+            request_id=res.request_id,
+        )
+    return None
 
 
 async def _settle(
