@@ -81,7 +81,7 @@ class Dispatcher:
         store: WebhookStore | None = None,
         on_attempt: Callable[[str], None] | None = None,
         lease_seconds: float | None = None,
-        claim_idle_seconds: float = 60.0,
+        claim_idle_seconds: float | None = None,
         block_seconds: float = 2.0,
         busy_delay: float = 0.25,
     ) -> None:
@@ -103,7 +103,11 @@ class Dispatcher:
         # A send never outlives its timeout, so a lease a bit longer is never cut short; the
         # margin covers signing, recording the attempt and clock differences between hosts.
         self.lease_seconds = lease_seconds or settings.timeout_seconds * 1.5 + 2.0
-        self.claim_idle_seconds = claim_idle_seconds
+        # Outbox entries a dispatcher read and never acknowledged (it died between the read and
+        # the fan-out script) are taken over after the same lease: a live dispatcher holds an
+        # entry only for one script call, and taking one over repeats nothing (the fan-out is
+        # idempotent), so what a dead dispatcher read goes out as soon as what it was sending.
+        self.claim_idle_seconds = claim_idle_seconds or self.lease_seconds
         # Blocking reads must end well within the client's socket timeout (redis-py: 5 s).
         self.block_seconds = min(block_seconds, 4.0)
         self.busy_delay = busy_delay
