@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
@@ -18,6 +19,7 @@ from tests.http.test_api import (
     idle,
     post,
 )
+from tests.support.sse_client import read_events
 
 __all__ = ["app_client", "idle"]  # fixtures
 
@@ -216,3 +218,22 @@ async def test_openapi_has_every_operations_batch_path(idle: Client) -> None:
     names = [o["name"] for o in (ops["items"] if isinstance(ops, dict) else ops)]
     for name in names:
         assert "post" in doc["paths"][f"/v1/{name}/batch"]
+
+
+async def test_batch_items_show_in_the_clients_event_stream(app_client: MakeClient) -> None:
+    c = await app_client()
+    async with asyncio.timeout(10):
+        resp = await c.get("/v1/queue/events?operation=echo")
+        assert resp.status == 200
+        reader = read_events(resp)
+        await anext(reader)  # the retry: line
+        status, body, _ = await batch(c, "echo", {"requests": [{"input": i} for i in range(3)]})
+        assert status == 202
+        ids = {item["id"] for item in body["items"]}
+        done: set[str] = set()
+        async for ev in reader:
+            if ev.data and ev.json().get("status") == "succeeded":
+                done.add(ev.json()["id"])
+            if done == ids:
+                break
+        resp.close()
