@@ -125,8 +125,8 @@ def measure(bench: Bench, contenders: list[peers.Peer]) -> Results:
 def measure_only(bench: Bench, only: str) -> tuple[list[Row], list[Target]]:
     """One scenario alone (``--only``)."""
     if only == "bulk":
-        rows = bulk.measure_alone(bench)
-        return rows.all(), targets.bulk(rows.enqueue, rows.drain, list(rows.peer.values()), [])
+        found = bulk.measure_alone(bench)
+        return found.all(), targets.bulk(found.enqueue, found.drain, list(found.peer.values()), [])
     assert only == "processes"
     bench.api, bench.api_port = bench.start_api()
     rows, target = processes.measure(bench)

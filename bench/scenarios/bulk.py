@@ -184,7 +184,7 @@ def bullmq_run(bench: Bench, mode: str) -> Run:
 
 def measure_enqueue(bench: Bench, rows: Rows) -> None:
     """Bulk enqueue rows (acceptd, BullMQ's add and addBulk); the API is up, no worker."""
-    steps = [(rows.enqueue, functools.partial(enqueue_run, bench))]
+    steps: list[Step] = [(rows.enqueue, functools.partial(enqueue_run, bench))]
     steps += rows.peer_steps(bench, ("enqueue", "enqueue-bulk"))
     runs = bench.runs_for(len(steps) * (bench.plan.wrk_seconds + 8), 300)
     interleave(runs, steps, "bulk enqueue")
@@ -192,7 +192,7 @@ def measure_enqueue(bench: Bench, rows: Rows) -> None:
 
 def measure_drain(bench: Bench, rows: Rows) -> None:
     """Drain with bulk submits, against BullMQ's drains; the API and the worker are up."""
-    steps = [(rows.drain, functools.partial(drain_run, bench))]
+    steps: list[Step] = [(rows.drain, functools.partial(drain_run, bench))]
     steps += rows.peer_steps(bench, ("drain", "drain-bulk"))
     interleave(bench.runs_for(len(steps) * (bench.plan.n / 2000 + 8), 200), steps, "bulk drain")
 
