@@ -188,6 +188,8 @@ def _item(op: Operation, asked: SubmitHeaders, i: int, entry: Any, limit: int) -
     unknown = sorted(set(entry) - ITEM_FIELDS)
     if unknown:
         return _invalid(i, unknown[0], f"unknown member {unknown[0]!r}")
+    # A setting given as null is not given (the input itself may be null).
+    entry = {k: v for k, v in entry.items() if v is not None or k == "input"}
     priority = entry.get("priority", asked.priority)
     if type(priority) is not int or not -10 <= priority <= 10:
         return _invalid(i, "priority", "priority must be an integer from -10 to 10")

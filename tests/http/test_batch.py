@@ -104,7 +104,11 @@ async def test_schema_and_size_are_checked_per_item(app_client: MakeClient) -> N
 async def test_headers_apply_to_every_item_unless_it_overrides_them(
     idle: Client, redis_client: aredis.Redis
 ) -> None:
-    items = [{"input": {"i": 0}}, {"input": {"i": 1}, "priority": -3}, {"input": {"i": 2}}]
+    items = [
+        {"input": {"i": 0}},
+        {"input": {"i": 1}, "priority": -3},
+        {"input": {"i": 2}, "priority": None, "queue_timeout": None},  # null: not given
+    ]
     headers = {"Queue-Priority": "5", "Queue-Timeout": "60", "Idempotency-Key": "b-1"}
     status, body, _ = await batch(idle, "echo", {"requests": items}, **headers)
     assert status == 202
