@@ -17,6 +17,7 @@ from aiohttp import web
 
 from service.http import monitor
 from service.http.auth import client_of
+from service.http.body import decode, read_raw, require_json
 from service.http.common import JSON, base_url, find_operation
 from service.http.errors import Problem
 from service.http.prefer import (
@@ -25,7 +26,7 @@ from service.http.prefer import (
     parse_callback_events,
     parse_submit_headers,
 )
-from service.http.submit import check_callback, check_input, digest, read_input, refusal
+from service.http.submit import check_callback, check_input, digest, refusal
 from service.queue.ids import new_request_id
 from service.queue.store import NewRequest
 from service.registry import Operation
@@ -69,7 +70,10 @@ async def submit_batch(request: web.Request) -> web.Response:
     asked = parse_submit_headers(request.headers, settings)
     if asked.callback_url:
         await check_callback(request, asked.callback_url)
-    data, _ = await read_input(request, None, settings.max_batch_bytes)
+    # The one body reader (size, JSON, depth and number limits): the envelope's inputs are
+    # checked one by one below.
+    require_json(request)
+    data, _ = decode(await read_raw(request, settings.max_batch_bytes))
     entries = _entries(data)
     limit = op.max_input_bytes or settings.max_body_bytes
     # Each item becomes its submit or its problem.

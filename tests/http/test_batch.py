@@ -241,3 +241,13 @@ async def test_batch_items_show_in_the_clients_event_stream(app_client: MakeClie
             if done == ids:
                 break
         resp.close()
+
+
+async def test_the_body_limits_apply_to_the_whole_envelope(idle: Client) -> None:
+    deep: Any = 1
+    for _ in range(61):
+        deep = [deep]
+    status, body, _ = await batch(idle, "echo", {"requests": [{"input": deep}]})
+    assert status == 202 and body["items"][0]["status"] == "queued"
+    status, body, _ = await batch(idle, "echo", {"requests": [{"input": [deep]}]})
+    assert status == 400 and body["type"].endswith("json-too-deep")

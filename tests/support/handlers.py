@@ -44,6 +44,14 @@ def not_json(ctx: Context, data: Any) -> Any:
     return {1, 2, 3}
 
 
+async def too_deep(ctx: Context, data: Any) -> Any:
+    """Returns arrays nested deeper than the JSON encoder can go (RecursionError)."""
+    result: list[Any] = []
+    for _ in range(100_000):
+        result = [result]
+    return result
+
+
 @operation(input_schema={"type": "object"}, summary="Blocks the event loop (a bug)")
 async def block_loop(ctx: Context, data: Any) -> Any:
     import time
