@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 import orjson
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
@@ -922,7 +923,23 @@ class Waiter:
         self._conn: RawConnection | None = None
 
     async def blpop(self, wait_keys: Sequence[str], timeout: float) -> list[bytes] | None:
-        """``BLPOP`` the keys for up to ``timeout`` s: ``[key, value]``, or None."""
+        """``BLPOP`` the keys for up to ``timeout`` s: ``[key, value]``, or None.
+
+        A connection kept from an earlier pop may have been closed by the server meanwhile (it
+        restarted while this claim loop waited for a free slot, not in a pop): that pop is
+        tried once more on a new connection, as the pool and the batcher do, rather than
+        failing once per claim loop after the server is back (and each failure logged as a
+        new outage).
+        """
+        stale_possible = self._conn is not None
+        try:
+            return await self._blpop(wait_keys, timeout)
+        except (RedisConnectionError, OSError):
+            if not stale_possible:
+                raise
+        return await self._blpop(wait_keys, timeout)
+
+    async def _blpop(self, wait_keys: Sequence[str], timeout: float) -> list[bytes] | None:
         conn = self._conn
         if conn is None:
             # One deadline below covers the exchange (a socket timeout would make redis-py
