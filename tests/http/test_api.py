@@ -249,6 +249,7 @@ async def test_a_chunked_body_past_the_limit_is_413_while_it_arrives(
     # Batches raise the application's own cap, so a single submit without Content-Length
     # must be counted as it streams in, never held whole past its own limit.
     c = await app_client(run_worker=False, server={"max_body_bytes": 64})
+
     async def body() -> AsyncIterator[bytes]:
         yield b'{"x": "'
         for _ in range(1024):
