@@ -256,6 +256,17 @@ class AsyncRequest:
         self.monitor = cast(Monitor, core.json_of(response))
         return self.monitor
 
+    async def retry(self, *, idempotency_key: str | None = None) -> AsyncRequest:
+        """A new request with this one's operation, input and priority (its monitor's
+        ``retry_of`` names this one). Only a failed or canceled request can be retried:
+        ``Conflict`` otherwise."""
+        response = await self.client.send(
+            "POST",
+            f"/v1/queue/requests/{self.id}/retry",
+            headers=core.retry_headers(idempotency_key),
+        )
+        return AsyncRequest(self.client, cast(Monitor, core.json_of(response)))
+
     async def events(self, *, timeout: float | None = None) -> AsyncIterator[Event]:
         """The request's events (status, position, progress) until it finishes.
 

@@ -145,6 +145,14 @@ def submit_request(
     return headers, body
 
 
+def retry_headers(idempotency_key: str | None) -> dict[str, str]:
+    """Headers of a retry of a finished request: keyed, so resending it never makes two."""
+    return {
+        "Prefer": "respond-async",
+        "Idempotency-Key": idempotency_key or f"acceptd-client-{uuid.uuid4().hex}",
+    }
+
+
 # Requests one bulk submit may carry (the service refuses more); ``submit_many`` sends more
 # in several calls.
 MAX_BATCH = 1000

@@ -242,6 +242,17 @@ class Request:
         self.monitor = cast(Monitor, core.json_of(response))
         return self.monitor
 
+    def retry(self, *, idempotency_key: str | None = None) -> Request:
+        """A new request with this one's operation, input and priority (its monitor's
+        ``retry_of`` names this one). Only a failed or canceled request can be retried:
+        ``Conflict`` otherwise."""
+        response = self.client.send(
+            "POST",
+            f"/v1/queue/requests/{self.id}/retry",
+            headers=core.retry_headers(idempotency_key),
+        )
+        return Request(self.client, cast(Monitor, core.json_of(response)))
+
     def events(self, *, timeout: float | None = None) -> Iterator[Event]:
         """The request's events (status, position, progress) until it finishes.
 

@@ -36,6 +36,9 @@ async def test_async_run_result_listing_and_cancel(serve: Serve) -> None:
         again = await client.request(request.id)
         assert again.status == "canceled" and (await again.refresh())["id"] == request.id
         assert [r.id async for r in client.requests(status="canceled")] == [request.id]
+        retried = await request.retry()
+        assert retried.id != request.id and retried.monitor.get("retry_of") == request.id
+        assert (await retried.cancel())["status"] in ("canceled", "running", "queued")
         assert {op["name"] for op in await client.operations()} >= {"echo"}
         with pytest.raises(RequestFailed):
             await client.run("boom", {}, timeout=10)

@@ -184,6 +184,22 @@ def test_failures_raise_from_their_problem_types(serve: Serve) -> None:
             client.submit("no-such-operation", {})
 
 
+def test_retry_of_a_canceled_request_makes_a_new_one_and_of_a_queued_one_a_conflict(
+    serve: Serve,
+) -> None:
+    service = serve(worker=False)
+    with Client(service.url) as client:
+        first = client.submit("echo", {"x": 1}, priority=3)
+        with pytest.raises(Conflict):
+            first.retry()  # still queued
+        first.cancel()
+        second = first.retry(idempotency_key="retry-once")
+        assert second.id != first.id and second.status == "queued"
+        assert second.monitor.get("retry_of") == first.id
+        assert first.retry(idempotency_key="retry-once").id == second.id  # keyed: no third
+        assert client.request(second.id).monitor.get("priority") == 3
+
+
 def test_wait_timeout_leaves_the_request_going(serve: Serve) -> None:
     service = serve(worker=False)
     with Client(service.url) as client:
