@@ -25,6 +25,7 @@ sys.path[:0] = [str(BENCH), str(BENCH.parent)]
 import targets  # noqa: E402
 from report import Row, Target, table  # noqa: E402
 from scenarios import (  # noqa: E402
+    bulk,
     ceilings,
     cluster,
     drain,
@@ -56,6 +57,7 @@ class Results:
     webhooks: list[Row]
     procs: list[Row]
     procs_target: Target
+    bulk: bulk.Rows
     cluster: list[Row]
     cluster_targets: list[Target]
 
@@ -69,6 +71,8 @@ class Results:
                 out += self.procs
             if section == "2":
                 out += self.cluster
+            if section in ("1", "2"):
+                out += [r for r in self.bulk.all() if r.section == section]
         return [*out, self.hello, self.evalsha, *self.scale, self.aof, *self.webhooks]
 
     def targets(self) -> list[Target]:
@@ -78,6 +82,9 @@ class Results:
             *targets.scale(self.scale),
             targets.webhooks(self.webhooks),
             self.procs_target,
+            *targets.bulk(
+                self.bulk.enqueue, self.bulk.drain, list(self.bulk.peer.values()), peer_rows
+            ),
             *self.cluster_targets,
         ]
 
@@ -89,9 +96,13 @@ def measure(bench: Bench, contenders: list[peers.Peer], shards: list[int]) -> Re
     enq, hello = enqueue.measure(bench, contenders)
     log("enqueue: processes 2 vs 1")
     procs, procs_target = processes.measure(bench)
+    log("bulk: enqueue")
+    bulk_rows = bulk.Rows(bench)
+    bulk.measure_enqueue(bench, bulk_rows)
     bench.worker = bench.start_worker()
     drained = drain.measure(bench, contenders)
     on_cluster, cluster_targets = cluster.measure(bench, shards)
+    bulk.measure_drain(bench, bulk_rows)
     sync, sse = latency.measure(bench, contenders)
     bench.worker.stop()
     bench.worker = None
@@ -114,6 +125,7 @@ def measure(bench: Bench, contenders: list[peers.Peer], shards: list[int]) -> Re
         hooks,
         procs,
         procs_target,
+        bulk_rows,
         on_cluster,
         cluster_targets,
     )
@@ -125,6 +137,9 @@ def measure_only(bench: Bench, only: str, shards: list[int]) -> tuple[list[Row],
     ``cluster`` also measures what docs/SCALING.md projects from: the EVALSHA and hello-world
     ceilings and acceptd's HTTP enqueue (paired with the hello-world) on this machine.
     """
+    if only == "bulk":
+        found = bulk.measure_alone(bench)
+        return found.all(), targets.bulk(found.enqueue, found.drain, list(found.peer.values()), [])
     if only == "processes":
         bench.api, bench.api_port = bench.start_api()
         rows, target = processes.measure(bench)
@@ -173,9 +188,10 @@ def main() -> int:
     ap.add_argument("--out", help="default bench/results.md (with --only: results-ONLY.md)")
     ap.add_argument(
         "--only",
-        choices=["processes", "cluster"],
-        help="one scenario alone: processes (enqueue, 2 vs 1); cluster (drain on a 3-master "
-        "cluster vs one node, Redis CPU per master, with the enqueue and ceiling rows)",
+        choices=["processes", "bulk", "cluster"],
+        help="one scenario alone: processes (enqueue, 2 vs 1), bulk (bulk submit vs BullMQ), "
+        "cluster (drain on a 3-master cluster vs one node, Redis CPU per master, with the "
+        "enqueue and ceiling rows)",
     )
     ap.add_argument(
         "--cluster-shards",

@@ -89,6 +89,18 @@ async def test_without_enough_replicas_a_submit_is_503_after_the_timeout(
     assert (await client.get("/v1/queue")).status == 200
 
 
+async def test_a_bulk_submit_without_enough_replicas_is_503_as_a_whole(
+    app_client: Callable[[str, int], Awaitable[Client]], redis_url: str
+) -> None:
+    # A batch is one submit script run: all its items wait together, and none is acknowledged.
+    client = await app_client(redis_url, 1)
+    batch = {"requests": [{"input": {"i": i}} for i in range(3)]}
+    resp = await client.post("/v1/echo/batch", json=batch)
+    body = await resp.json()
+    assert resp.status == 503, body
+    assert int(resp.headers["Retry-After"]) >= 1 and "items" not in body
+
+
 @both
 async def test_wait_replicas_0_sends_no_wait(
     app_client: Callable[[str, int], Awaitable[Client]], redis_url: str
