@@ -75,6 +75,33 @@ LINK = {
 
 TIME = {"type": ["string", "null"], "format": "date-time"}
 
+_COUNTS = {"type": "array", "items": {"type": "integer"}}
+_PERCENTILES = {"type": "object", "properties": {
+    "p50": {"type": ["number", "null"]}, "p95": {"type": ["number", "null"]},
+    "count": {"type": "integer"}}}  # fmt: skip
+HISTORY = {"type": "object", "properties": {
+    "window_seconds": {"type": "integer"},
+    "step_seconds": {"type": "integer", "enum": [1, 60]},
+    "operations": {"type": "array", "items": {"type": "object", "properties": {
+        "operation": {"type": "string"},
+        "time": {**_COUNTS, "description": "Each bucket's start, unix seconds"},
+        "submitted": _COUNTS, "succeeded": _COUNTS, "failed": _COUNTS, "canceled": _COUNTS,
+        "queue_depth": {"type": "array", "items": {"type": ["integer", "null"]},
+                        "description": "The last sample in or before the bucket"},
+        "totals": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "wait_ms": _PERCENTILES, "run_ms": _PERCENTILES}}}}}  # fmt: skip
+PROCESS = {"type": "object", "required": ["id", "kind", "alive", "heartbeat"], "properties": {
+    "id": {"type": "string"}, "kind": {"enum": ["worker", "dispatcher"]},
+    "host": {"type": "string"}, "pid": {"type": "integer"},
+    "operations": {"type": "array", "items": {"type": "string"}},
+    "concurrency": {"type": "integer"},
+    "running": {"type": "array", "items": {"type": "object", "properties": {
+        "id": {"type": "string"}, "operation": {"type": "string"},
+        "age_seconds": {"type": "number"}}}},
+    "sending": {"type": "integer", "description": "Dispatchers: deliveries in flight"},
+    "heartbeat": {"type": "integer", "description": "Last announcement, unix ms"},
+    "alive": {"type": "boolean", "description": "Heard from within the last 15 s"}}}  # fmt: skip
+
 MONITOR = {
     "type": "object",
     "required": ["id", "operation", "status", "links"],
@@ -285,6 +312,27 @@ def build_openapi(operations: dict[str, Operation]) -> dict[str, Any]:
         "/v1/queue": {"get": {
             "operationId": "queue_stats", "summary": "Per-operation queue statistics",
             "responses": {"200": _json({"type": "object"}, "Queued, running, workers, throughput")}}},
+        "/v1/queue/history": {"get": {
+            "operationId": "queue_history",
+            "summary": "Per operation: counts per time bucket, queue depth, wait and run times",
+            "description": "From fixed-size rings the service keeps in Redis: 1 s buckets up to "
+                           "a 15 min window, 60 s buckets up to 24 h. p50/p95 are estimated from "
+                           "per-minute histograms covering the window.",
+            "parameters": [
+                {"name": "operation", "in": "query", "schema": {"enum": list(operations)},
+                 "description": "Only this operation (default: every one)"},
+                {"name": "window", "in": "query",
+                 "schema": {"type": "string", "pattern": "^[0-9]+[smhd]?$", "default": "15m"},
+                 "description": "60 s to 24 h: seconds, or like 15m, 1h, 24h"},
+            ],
+            "responses": {
+                "200": _json(HISTORY, "Each operation's series over the window"),
+                "400": _problem("Invalid query parameter")}}},
+        "/v1/queue/workers": {"get": {
+            "operationId": "list_workers",
+            "summary": "Worker and dispatcher processes heard from in the last hour",
+            "responses": {"200": _json({"type": "object", "properties": {
+                "items": {"type": "array", "items": PROCESS}}}, "The processes")}}},
         "/v1/queue/requests": {"get": {
             "operationId": "list_requests", "summary": "The caller's requests, newest first",
             "parameters": [

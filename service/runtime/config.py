@@ -60,6 +60,7 @@ class ClientSettings:
     key: str
     rate_per_second: float | None = None
     burst: int | None = None
+    admin: bool = False  # an operator: sees every client's requests and endpoints
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,22 @@ class Worker:
             max_workers=max(4, settings.concurrency), thread_name_prefix="acceptd-handler"
         )
 
+    def describe(self) -> dict[str, Any]:
+        """What the console shows of this worker: host, pid, operations, running requests."""
+        now = time.monotonic()
+        running = [
+            {"id": rid, "operation": r.job.op, "age_seconds": round(now - r.started, 1)}
+            for rid, r in list(self._running.items())
+        ]
+        return {
+            "kind": "worker",
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "operations": list(self.operations),
+            "concurrency": self.settings.concurrency,
+            "running": running,
+        }
+
     def _free(self) -> int:
         return self.settings.concurrency - len(self._running)
 
