@@ -9,15 +9,52 @@ from aiohttp import web
 
 from service.http.errors import Problem
 from service.runtime.config import Settings
+from service.state import settings_key
 
 ANONYMOUS = "anonymous"
-PUBLIC_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"})
+PUBLIC_PATHS = frozenset(
+    {"/", "/console", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"}
+)
 CLIENT = web.RequestKey("client", str)
+ADMIN = web.RequestKey("admin", bool)
 
 
 def client_of(request: web.Request) -> str:
     """The client the request was authenticated as."""
     return request[CLIENT]
+
+
+def is_admin(request: web.Request) -> bool:
+    """The caller is an operator (``auth.clients[].admin``)."""
+    return bool(request.get(ADMIN, False))
+
+
+def listed_clients(request: web.Request) -> list[str]:
+    """Whose requests or endpoints a listing shows: the caller's own; an operator may ask for
+    one client's with ``?client=NAME`` or every configured client's with ``?client=*``."""
+    own = client_of(request)
+    asked = request.query.get("client")
+    if not asked or asked == own:
+        return [own]
+    if not is_admin(request):
+        raise Problem(403, "only an operator (auth.clients[].admin) may list other clients'",
+                      slug="forbidden", parameter="client")  # fmt: skip
+    names = [c.name for c in request.app[settings_key].auth.clients] or [own]
+    if asked == "*":
+        return names
+    if asked not in names:
+        raise Problem(400, f"there is no client named {asked!r}", slug="invalid-query",
+                      parameter="client")  # fmt: skip
+    return [asked]
+
+
+def acting_client(request: web.Request) -> str:
+    """Whose endpoint or delivery a webhook route acts on: the caller's, or for an operator
+    the client named by ``?client=``."""
+    asked = request.query.get("client")
+    if not asked or asked == "*":
+        return client_of(request)
+    return listed_clients(request)[0]
 
 
 def make_authenticator(settings: Settings) -> Callable[[web.Request], None]:
@@ -26,10 +63,12 @@ def make_authenticator(settings: Settings) -> Callable[[web.Request], None]:
     Run by the guard around every handler (:func:`service.http.errors.guard`), before it.
     """
     clients = [(c.key.encode(), c.name) for c in settings.auth.clients]
+    admins = frozenset(c.name for c in settings.auth.clients if c.admin)
 
     def authenticate(request: web.Request) -> None:
         if not clients:
             request[CLIENT] = ANONYMOUS
+            request[ADMIN] = False  # one anonymous client: everything is its own anyway
             return
         if request.path in PUBLIC_PATHS or request.path.startswith("/static/"):
             return
@@ -54,6 +93,7 @@ def make_authenticator(settings: Settings) -> Callable[[web.Request], None]:
                 headers={"WWW-Authenticate": 'Bearer realm="acceptd", error="invalid_token"'},
             )
         request[CLIENT] = name
+        request[ADMIN] = name in admins
 
     return authenticate
 

@@ -7,10 +7,11 @@ from dataclasses import asdict
 
 from aiohttp import web
 
+from service.http.auth import client_of, is_admin
 from service.http.common import json_response
 from service.http.errors import Problem
 from service.queue import history, presence
-from service.state import operations_key, queue_key, redis_key
+from service.state import operations_key, queue_key, redis_key, settings_key
 
 routes = web.RouteTableDef()
 
@@ -72,6 +73,14 @@ async def get_history(request: web.Request) -> web.Response:
             ],
         }
     )
+
+
+@routes.get("/v1/whoami")
+async def whoami(request: web.Request) -> web.Response:
+    """The caller's client name and whether it is an operator (with every client's name)."""
+    admin = is_admin(request)
+    names = [c.name for c in request.app[settings_key].auth.clients] if admin else []
+    return json_response({"client": client_of(request), "admin": admin, "clients": names})
 
 
 @routes.get("/v1/queue/workers")

@@ -75,6 +75,13 @@ LINK = {
 
 TIME = {"type": ["string", "null"], "format": "date-time"}
 
+CLIENT_QUERY = {
+    "name": "client",
+    "in": "query",
+    "schema": {"type": "string"},
+    "description": "Operators (auth.clients[].admin) only: one client's, or * for "
+    "every client's (items then carry `client`); others get 403",
+}
 _COUNTS = {"type": "array", "items": {"type": "integer"}}
 _PERCENTILES = {"type": "object", "properties": {
     "p50": {"type": ["number", "null"]}, "p95": {"type": ["number", "null"]},
@@ -268,7 +275,7 @@ def _webhook_paths() -> dict[str, Any]:
                         {"name": "limit", "in": "query",
                          "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 100}},
                         {"name": "cursor", "in": "query", "schema": {"type": "string"},
-                         "description": "The next of the previous page"}],
+                         "description": "The next of the previous page"}, CLIENT_QUERY],
                     "responses": {"200": _json({"type": "object", "properties": {
                                       "items": {"type": "array", "items": ep_ref},
                                       "next": {"type": ["string", "null"]}}}, "A page of endpoints"),
@@ -328,6 +335,13 @@ def build_openapi(operations: dict[str, Operation]) -> dict[str, Any]:
             "responses": {
                 "200": _json(HISTORY, "Each operation's series over the window"),
                 "400": _problem("Invalid query parameter")}}},
+        "/v1/whoami": {"get": {
+            "operationId": "whoami", "summary": "The caller's client, and whether an operator",
+            "responses": {"200": _json({"type": "object", "properties": {
+                "client": {"type": "string"}, "admin": {"type": "boolean"},
+                "clients": {"type": "array", "items": {"type": "string"},
+                            "description": "Operators: every configured client"}}},
+                "Who the key belongs to")}}},
         "/v1/queue/workers": {"get": {
             "operationId": "list_workers",
             "summary": "Worker and dispatcher processes heard from in the last hour",
@@ -341,6 +355,7 @@ def build_openapi(operations: dict[str, Operation]) -> dict[str, Any]:
                 {"name": "limit", "in": "query",
                  "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
                 {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                CLIENT_QUERY,
             ],
             "responses": {
                 "200": _json({"type": "object", "properties": {
@@ -424,6 +439,13 @@ def build_openapi(operations: dict[str, Operation]) -> dict[str, Any]:
         "get": {
             "operationId": "dashboard",
             "summary": "The dashboard",
+            "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+        }
+    }
+    paths["/console"] = {
+        "get": {
+            "operationId": "console",
+            "summary": "The operator console: overview charts, workers, requests, failures, webhooks",
             "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
         }
     }

@@ -23,10 +23,12 @@ def app_client(aiohttp_client: Callable[..., Awaitable[Client]], redis_url: str)
     return make
 
 
-async def wait_for(client: Client, path: str, check: Any, timeout: float = 10) -> Any:
+async def wait_for(
+    client: Client, path: str, check: Any, timeout: float = 10, headers: Any = None
+) -> Any:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        resp = await client.get(path)
+        resp = await client.get(path, headers=headers)
         assert resp.status == 200, await resp.text()
         body = await resp.json()
         if check(body):
@@ -89,3 +91,58 @@ async def test_workers_lists_each_process_with_its_running_requests(
     [run] = worker["running"]
     assert run["operation"] == "hang" and run["age_seconds"] >= 0
     await client.delete(f"/v1/queue/requests/{hung['id']}")
+
+
+ADMIN_CLIENTS: list[dict[str, Any]] = [
+    {"name": "ops", "key": "console-operator-key-0123", "admin": True},
+    {"name": "alice", "key": "console-alice-key-0123456"},
+    {"name": "bob", "key": "console-bob-key-0123456789"},
+]
+
+
+def bearer(name: str) -> dict[str, str]:
+    key = next(str(c["key"]) for c in ADMIN_CLIENTS if c["name"] == name)
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def test_an_operator_sees_and_acts_on_every_clients_requests(app_client: MakeClient) -> None:
+    client = await app_client(auth={"clients": ADMIN_CLIENTS})
+    ids = {}
+    for who in ("alice", "bob"):
+        resp = await client.post("/v1/boom", json={}, headers={**bearer(who), **ASYNC})
+        ids[who] = (await resp.json())["id"]
+    me = await (await client.get("/v1/whoami", headers=bearer("alice"))).json()
+    assert me == {"client": "alice", "admin": False, "clients": []}
+    ops = await (await client.get("/v1/whoami", headers=bearer("ops"))).json()
+    assert ops == {"client": "ops", "admin": True, "clients": ["ops", "alice", "bob"]}
+    # A non-admin key sees only its own, and may not ask for others'.
+    own = await (await client.get("/v1/queue/requests", headers=bearer("alice"))).json()
+    assert [r["id"] for r in own["items"]] == [ids["alice"]] and "client" not in own["items"][0]
+    resp = await client.get("/v1/queue/requests?client=*", headers=bearer("alice"))
+    assert resp.status == 403 and (await resp.json())["parameter"] == "client"
+    resp = await client.get(f"/v1/queue/requests/{ids['bob']}", headers=bearer("alice"))
+    assert resp.status == 404
+    # The operator: every client's, each saying whose; one client's; any request's monitor.
+    every = await (await client.get("/v1/queue/requests?client=*", headers=bearer("ops"))).json()
+    assert {(r["id"], r["client"]) for r in every["items"]} == {
+        (ids["alice"], "alice"),
+        (ids["bob"], "bob"),
+    }
+    bobs = await (await client.get("/v1/queue/requests?client=bob", headers=bearer("ops"))).json()
+    assert [r["id"] for r in bobs["items"]] == [ids["bob"]]
+    resp = await client.get("/v1/queue/requests?client=carol", headers=bearer("ops"))
+    assert resp.status == 400
+    for who in ("alice", "bob"):
+        path = f"/v1/queue/requests/{ids[who]}"
+        await wait_for(client, path, lambda b: b["status"] == "failed", headers=bearer("ops"))
+    # An operator's retry is made for the request's own client.
+    resp = await client.post(
+        f"/v1/queue/requests/{ids['bob']}/retry", headers={**bearer("ops"), **ASYNC}
+    )
+    assert resp.status == 202, await resp.text()
+    new_id = (await resp.json())["id"]
+    resp = await client.get(f"/v1/queue/requests/{new_id}", headers=bearer("ops"))
+    retried = await resp.json()
+    assert retried["client"] == "bob" and retried["retry_of"] == ids["bob"]
+    resp = await client.get(f"/v1/queue/requests/{new_id}", headers=bearer("bob"))
+    assert resp.status == 200

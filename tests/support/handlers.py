@@ -67,3 +67,15 @@ async def recorded(ctx: Context, data: Any) -> Any:
     RAN.append(ctx.request_id)
     await asyncio.sleep(float(data.get("seconds", 0)))
     return {"ran": ctx.request_id}
+
+
+FAIL_ONCE: set[str] = set()  # inputs' "key"s whose next run fails (then removed)
+
+
+@operation(input_schema={"type": "object"}, summary="Fails while its key is in FAIL_ONCE")
+async def fails_once(ctx: Context, data: Any) -> Any:
+    key = str(data.get("key"))
+    if key in FAIL_ONCE:
+        FAIL_ONCE.discard(key)
+        raise RuntimeError("failing once, as the test asked")
+    return {"key": key, "attempt": ctx.attempt}
