@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import json
 import logging
@@ -24,6 +25,7 @@ from service.handlers import RejectedInput, Retryable
 from service.queue import keys, problems
 from service.queue.store import Job, Outcome, Queue, Waiter
 from service.registry import Operation
+from service.runtime import logs
 from service.runtime.config import WorkerSettings
 from service.runtime.metrics import Metrics
 from service.runtime.outage import Outage
@@ -121,6 +123,7 @@ class Worker:
 
     async def run(self) -> None:
         """Claim and run until cancelled (use :meth:`shutdown` to stop gracefully)."""
+        logs.bind(worker=self.id)  # inherited by every task started below
         self._claim_loops = [
             asyncio.create_task(self._claim_loop(op), name=f"claim:{op}") for op in self.operations
         ]
@@ -324,10 +327,13 @@ class Worker:
             # A cancelled or timed-out run stops waiting; the process finishes on its own.
             return await runner.run(op.handler, pctx, data)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(op.handler, ctx, data))
+        run = functools.partial(contextvars.copy_context().run, op.handler, ctx, data)
+        return await loop.run_in_executor(self._executor, run)  # with the log fields
 
     async def _supervise(self, running: _Running, op: Operation, ctx: JobContext) -> None:
         job = running.job
+        # This run's task only: every line it (and its handler) logs names the request.
+        logs.bind(request_id=job.request_id, operation=job.op)
         started = time.monotonic()
         outcome = "failed"
         try:
