@@ -373,6 +373,15 @@ def build_openapi(operations: dict[str, Operation]) -> dict[str, Any]:
                                      "202": _json(MONITOR_REF, "Cancel requested (running)"),
                                      "404": _problem("Unknown"),
                                      "409": _problem("Already finished")}}},
+        "/v1/queue/requests/{request_id}/input": {
+            "get": {"operationId": "get_input", "summary": "The request's input, while kept",
+                    "description": "Kept while queued or running and, for a retry, once failed "
+                                   "or canceled, until the record expires; a succeeded request's "
+                                   "input is dropped (kept: false)",
+                    "parameters": [REQUEST_ID],
+                    "responses": {"200": _json({"type": "object", "properties": {
+                        "kept": {"type": "boolean"}, "input": {}}}, "The input"),
+                                  "404": _problem("Unknown or purged")}}},
         "/v1/queue/requests/{request_id}/retry": {
             "post": {"operationId": "retry", "summary": "Retry a failed or canceled request",
                      "description": "A new request with the same operation, input and priority "

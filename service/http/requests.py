@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import orjson
 from aiohttp import web
 
 from service.http.auth import listed_clients
@@ -65,6 +66,18 @@ async def cancel(request: web.Request) -> web.Response:
     snap = await read_own(request, op, rid)
     body = render(request, op, snap)
     return json_response(body, 202 if outcome == "requested" else 200)
+
+
+@routes.get("/v1/queue/requests/{request_id}/input")
+async def get_input(request: web.Request) -> web.Response:
+    """The input the request was submitted with, while it is kept (until it succeeds)."""
+    op, rid = requested(request)
+    snap = await request.app[queue_key].read(op.name, rid, with_input=True)
+    if snap is None or not owns(request, snap.record):
+        raise not_found(rid)
+    if snap.input is None:
+        return json_response({"kept": False, "input": None})
+    return json_response({"kept": True, "input": orjson.loads(snap.input)})
 
 
 @routes.post("/v1/queue/requests/{request_id}/retry")

@@ -221,6 +221,8 @@ async function requestPage(id) {
   else outcome = "(not finished)";
   $("r-outcome").textContent = outcome;
   $("r-monitor").textContent = JSON.stringify(r, null, 2);
+  const input = await client.json(`/v1/queue/requests/${encodeURIComponent(id)}/input`);
+  $("r-input").textContent = input.kept ? JSON.stringify(input.input, null, 2) : "(not kept once a request succeeds)";
 }
 
 async function retry(id) {
@@ -306,7 +308,10 @@ async function webhooks() {
   const {items} = await client.json("/v1/webhooks/endpoints?limit=100" + clientParam());
   $("endpoints-empty").hidden = items.length > 0;
   const blocks = await Promise.all(items.map(async (ep) => {
-    const {items: deliveries} = await client.json(`/v1/webhooks/endpoints/${ep.id}/deliveries?limit=20`);
+    // An operator acts on another client's endpoint by naming that client.
+    const whose = ep.client ? "client=" + encodeURIComponent(ep.client) : "";
+    const q = (sep) => (whose ? sep + whose : "");
+    const {items: deliveries} = await client.json(`/v1/webhooks/endpoints/${ep.id}/deliveries?limit=20` + q("&"));
     const h = health(deliveries);
     const lastError = h.last ? (h.last.status_code ? "HTTP " + h.last.status_code : "") + (h.last.error ? " " + h.last.error : "") : "none";
     const msg = el("span", {role: "status"});
@@ -318,17 +323,17 @@ async function webhooks() {
       return b;
     };
     const toggle = act(ep.disabled ? "Enable" : "Disable", async () => {
-      await client.json("/v1/webhooks/endpoints/" + ep.id, {method: "PATCH", headers: {"Content-Type": "application/json"},
+      await client.json("/v1/webhooks/endpoints/" + ep.id + q("?"), {method: "PATCH", headers: {"Content-Type": "application/json"},
         body: JSON.stringify({disabled: !ep.disabled})});
     });
     const rotate = act("Rotate secret", async () => {
-      const r = await client.json(`/v1/webhooks/endpoints/${ep.id}/rotate-secret`, {method: "POST"});
+      const r = await client.json(`/v1/webhooks/endpoints/${ep.id}/rotate-secret` + q("?"), {method: "POST"});
       return "new secret: " + r.secret;
     });
     const rows = deliveries.map((d) => {
       const a = d.attempts[d.attempts.length - 1] || {};
       const redeliver = act("Redeliver", async () => {
-        await client.json(`/v1/webhooks/deliveries/${d.id}/redeliver`, {method: "POST"});
+        await client.json(`/v1/webhooks/deliveries/${d.id}/redeliver` + q("?"), {method: "POST"});
         return "redelivering " + d.id;
       });
       redeliver.className = "redeliver";

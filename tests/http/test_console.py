@@ -146,3 +146,8 @@ async def test_an_operator_sees_and_acts_on_every_clients_requests(app_client: M
     assert retried["client"] == "bob" and retried["retry_of"] == ids["bob"]
     resp = await client.get(f"/v1/queue/requests/{new_id}", headers=bearer("bob"))
     assert resp.status == 200
+    # The input, kept for a failed request (it may be retried); only for those who may see it.
+    resp = await client.get(f"/v1/queue/requests/{ids['alice']}/input", headers=bearer("alice"))
+    assert await resp.json() == {"kept": True, "input": {}}
+    resp = await client.get(f"/v1/queue/requests/{ids['alice']}/input", headers=bearer("bob"))
+    assert resp.status == 404

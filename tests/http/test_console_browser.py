@@ -156,6 +156,7 @@ async def test_overview_charts_the_last_minute_and_workers_show_running_requests
     # The request page of the hung request: Cancel stops it.
     await page.goto(page.url.split("#")[0] + f"#request/{hung['id']}")
     await expect(page.locator("#r-facts")).to_contain_text("bob")
+    await expect(page.locator("#r-input")).to_contain_text('"seconds": 60')
     await page.get_by_role("button", name="Cancel").click()
     await expect(page.locator("#r-facts dd.status-canceled")).to_have_count(1)
     await shot(page, "request")
@@ -216,6 +217,14 @@ async def test_webhooks_show_the_failing_endpoints_last_status_and_redeliver_sen
         await shot(page, "webhooks")
         before = len(receiver.received)
         await block.locator("button.redeliver").first.click()
+        await wait_until(lambda: len(receiver.received) > before, timeout=10)
+        # An operator sees alice's endpoint, saying whose, and can redeliver it too.
+        ops = await open_console("webhooks")
+        theirs = ops.locator(f".endpoint[data-id='{endpoint['id']}']")
+        await expect(theirs).to_contain_text("client alice")
+        await expect(theirs.locator(".last-error")).to_contain_text("HTTP 500")
+        before = len(receiver.received)
+        await theirs.locator("button.redeliver").first.click()
         await wait_until(lambda: len(receiver.received) > before, timeout=10)
 
 
