@@ -6,7 +6,7 @@ CONFIG ?= config.yaml
 SRC := $(wildcard service webhooks tests bench client)
 TYPED := $(wildcard service webhooks tests client/acceptd_client client/tests)
 
-.PHONY: install install-dev run test test-client lint format peers bench clean
+.PHONY: install install-dev run test test-client lint format chaos fuzz peers bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,19 @@ test: lint
 # The client's own tests, which need nothing but the client (no service, no Redis).
 test-client: install-dev
 	$(BIN)/python -m pytest -q client/tests
+
+# The chaos test at length (the suite runs one round): faults under steady load, figures printed.
+CHAOS_ROUNDS ?= 5
+CHAOS_RATE ?= 20
+chaos: install-dev
+	CHAOS_ROUNDS=$(CHAOS_ROUNDS) CHAOS_RATE=$(CHAOS_RATE) $(BIN)/python -m pytest -q -s -m chaos tests/faults/test_chaos.py
+
+# A longer fuzzing run than the suite's (tests/http/test_fuzz.py): examples per operation and
+# generation mode (FUZZ_EXAMPLES), on the suite's private Redis.
+FUZZ_EXAMPLES ?= 200
+fuzz: install-dev
+	ACCEPTD_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) ACCEPTD_FUZZ_TIMEOUT=7200 \
+	  $(BIN)/python -m pytest -q tests/http/test_fuzz.py
 
 # The bench's contenders, each in a venv of its own under bench/.peers/ (pinned: the versions
 # of the README's table), and wrk, the HTTP load client, from Debian's packages when we are

@@ -45,6 +45,7 @@ from service.state import (
     roles_key,
     runtime_key,
     settings_key,
+    sync_waits_key,
     webhook_store_key,
     worker_key,
 )
@@ -59,6 +60,13 @@ def check_open_mode(settings: Settings) -> None:
     """With no API keys the service runs open, so only on a loopback address."""
     if settings.auth.clients:
         return
+    if "*" in settings.server.cors_origins:
+        # Open and readable from any origin: any web page a user of this machine opens
+        # could drive the API and read its secrets.
+        raise ConfigError(
+            'server.cors_origins: "*" needs API keys (auth.clients); with none, list the '
+            "origins allowed"
+        )
     host = settings.server.host
     if host == "localhost":
         return
@@ -112,6 +120,7 @@ def create_app(settings: Settings, roles: Roles | None = None) -> web.Applicatio
             add_guarded(app, routes, authenticate)
         add_unmatched(app, authenticate)
         app[callback_checker_key] = _callback_checker(settings)
+        app[sync_waits_key] = {}
     if roles.worker:
         app.cleanup_ctx.append(worker_ctx)
     if roles.dispatcher:
@@ -172,7 +181,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         await asyncio.to_thread(embedded.start)
         url = embedded.url
         log.info("embedded server: data in %s, url %s", embedded.data_dir, url)
-    client = connect(url, settings.redis.max_connections)
+    client = connect(url, settings.redis.max_connections, cluster=settings.redis.cluster)
     app[redis_key] = client
     app[queue_key] = Queue(client)
     app[webhook_store_key] = WebhookStore(

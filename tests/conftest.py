@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 import redis
-import redis.asyncio as aredis
 
 from service.runtime.embedded import EmbeddedRedis, free_port
+from service.runtime.redis import Client, connect
+from tests.support.cluster import LocalCluster, is_cluster_url
 from tests.support.processes import Processes
 
 
@@ -22,18 +23,42 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedR
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    """A 3-master cluster for the whole session, formed only if a test asks for it."""
+    cluster = LocalCluster(tmp_path_factory.mktemp("cluster"))
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
 @pytest.fixture
-def redis_url(redis_server: EmbeddedRedis) -> str:
-    """The server's URL, with an empty keyspace for this test."""
-    with redis.Redis.from_url(redis_server.url) as r:
+def redis_backend() -> str:
+    """Which server ``redis_url`` names: ``node``, or ``cluster`` where a test parametrizes it
+    (``tests.support.cluster.both``)."""
+    return "node"
+
+
+@pytest.fixture
+def redis_url(request: pytest.FixtureRequest, redis_backend: str) -> str:
+    """The server's URL, with an empty keyspace for this test.
+
+    On the cluster: the masters' URLs, comma-separated (see ``tests.support.cluster``).
+    """
+    if redis_backend == "cluster":
+        cluster: LocalCluster = request.getfixturevalue("redis_cluster")
+        cluster.flush()
+        return cluster.url
+    server: EmbeddedRedis = request.getfixturevalue("redis_server")
+    with redis.Redis.from_url(server.url) as r:
         r.flushall()
-    return redis_server.url
+    return server.url
 
 
 @pytest.fixture
-async def redis_client(redis_url: str) -> AsyncIterator[aredis.Redis]:
-    """An asyncio client to the clean server."""
-    client = aredis.Redis.from_url(redis_url)
+async def redis_client(redis_url: str) -> AsyncIterator[Client]:
+    """An asyncio client to the clean server (a cluster client on the cluster)."""
+    client = connect(redis_url, cluster=is_cluster_url(redis_url))
     yield client
     await client.aclose()
 

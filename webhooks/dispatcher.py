@@ -30,7 +30,15 @@ from redis.exceptions import RedisError, ResponseError
 from yarl import URL
 
 from service.runtime.outage import Outage
-from service.runtime.redis import decodes_responses, sharing_pool
+from service.runtime.redis import (
+    SOCKET_TIMEOUT,
+    Client,
+    RawConnection,
+    decodes_responses,
+    dedicated_for,
+    sharing_pool,
+    stale,
+)
 from webhooks import events, keys, signing
 from webhooks.errors import TargetRefused
 from webhooks.fanout import FanoutItem, LeaseTerms
@@ -72,7 +80,7 @@ class Dispatcher:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: Client,
         settings: DispatchSettings,
         operations: Sequence[str],
         render: events.Render,
@@ -81,7 +89,7 @@ class Dispatcher:
         store: WebhookStore | None = None,
         on_attempt: Callable[[str], None] | None = None,
         lease_seconds: float | None = None,
-        claim_idle_seconds: float = 60.0,
+        claim_idle_seconds: float | None = None,
         block_seconds: float = 2.0,
         busy_delay: float = 0.25,
     ) -> None:
@@ -92,8 +100,13 @@ class Dispatcher:
         self.redis = redis
         # The same connections, but XREADGROUP replies come back as Redis sent them: redis-py's
         # parsing of stream entries into dicts cost more per entry than everything we do next.
-        self._reader = sharing_pool(redis)
-        self._reader.set_response_callback("XREADGROUP", _as_sent)
+        # On a cluster (no shared pool, and one XREADGROUP may only name streams of one slot):
+        # each outbox is read on a connection of its own to the node that owns it.
+        self._reader: Redis | None = None
+        if isinstance(redis, Redis):
+            self._reader = sharing_pool(redis)
+            self._reader.set_response_callback("XREADGROUP", _as_sent)
+        self._stream_conns: dict[str, RawConnection] = {}
         self.settings = settings
         self.operations = list(operations)
         self.render = render
@@ -103,7 +116,11 @@ class Dispatcher:
         # A send never outlives its timeout, so a lease a bit longer is never cut short; the
         # margin covers signing, recording the attempt and clock differences between hosts.
         self.lease_seconds = lease_seconds or settings.timeout_seconds * 1.5 + 2.0
-        self.claim_idle_seconds = claim_idle_seconds
+        # Outbox entries a dispatcher read and never acknowledged (it died between the read and
+        # the fan-out script) are taken over after the same lease: a live dispatcher holds an
+        # entry only for one script call, and taking one over repeats nothing (the fan-out is
+        # idempotent), so what a dead dispatcher read goes out as soon as what it was sending.
+        self.claim_idle_seconds = claim_idle_seconds or self.lease_seconds
         # Blocking reads must end well within the client's socket timeout (redis-py: 5 s).
         self.block_seconds = min(block_seconds, 4.0)
         self.busy_delay = busy_delay
@@ -140,7 +157,12 @@ class Dispatcher:
         self._open_session()
         try:
             async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._forever("fan-out", self._fanout_step))
+                if self._reader is not None:
+                    tg.create_task(self._forever("fan-out", self._fanout_step))
+                else:  # a cluster: one reader per outbox stream, each on its own node
+                    for op in self.operations:
+                        step = functools.partial(self._fanout_step, [op])
+                        tg.create_task(self._forever(f"fan-out {op}", step))
                 tg.create_task(self._forever("wake", self._wake_step))
                 tg.create_task(self._forever("send", self._send_step))
         finally:
@@ -168,6 +190,10 @@ class Dispatcher:
         if self._resolver is not None:
             await self._resolver.close()
             self._resolver = None
+        conns, self._stream_conns = self._stream_conns, {}
+        for conn in conns.values():
+            with contextlib.suppress(Exception):
+                await conn.close()
 
     async def drain_once(self, max_rounds: int = 100) -> int:
         """One burst for tests: fan out every waiting entry, then attempt all that is due now."""
@@ -224,7 +250,7 @@ class Dispatcher:
         await self.store.upgrade_due()
         self._groups_ready = True
 
-    async def _fanout_step(self) -> None:
+    async def _fanout_step(self, ops: Sequence[str] | None = None) -> None:
         await self._ensure_groups()
         if time.monotonic() >= self._next_reclaim:
             await self._reclaim()
@@ -236,7 +262,7 @@ class Dispatcher:
         # for other dispatchers), not in the due set where it would need a claim later.
         if not await self._slots_free():
             return
-        await self.fanout_once(block_ms=int(self.block_seconds * 1000), lease=True)
+        await self.fanout_once(block_ms=int(self.block_seconds * 1000), lease=True, ops=ops)
 
     async def _slots_free(self) -> bool:
         # Waits for a free send slot (at most block_seconds). No batching delay here, unlike
@@ -267,22 +293,38 @@ class Dispatcher:
                 if _s(start) == "0-0":
                     break
 
-    async def fanout_once(self, block_ms: int | None = None, *, lease: bool = False) -> int:
-        """Read and fan out one batch of new outbox entries; how many were handled.
+    async def fanout_once(
+        self,
+        block_ms: int | None = None,
+        *,
+        lease: bool = False,
+        ops: Sequence[str] | None = None,
+    ) -> int:
+        """Read and fan out one batch of new outbox entries (of ``ops``, default all); how
+        many were handled.
 
         With ``lease``, it reads about as many entries as there are free send slots and
         starts sending their deliveries at once.
         """
         await self._ensure_groups()
-        streams: dict[Any, Any] = {keys.outbox(op): ">" for op in self.operations}
+        ops = self.operations if ops is None else ops
+        streams: dict[Any, Any] = {keys.outbox(op): ">" for op in ops}
         if not streams:
             if block_ms:
                 await asyncio.sleep(block_ms / 1000)
             return 0
         count = min(READ_COUNT, max(self._free(), 1)) if lease else READ_COUNT
-        res = await self._reader.xreadgroup(
-            GROUP, self.consumer, streams, count=count, block=block_ms
-        )
+        res: Any
+        if self._reader is not None:
+            res = await self._reader.xreadgroup(
+                GROUP, self.consumer, streams, count=count, block=block_ms
+            )
+        else:
+            # A cluster: one read per stream; blocking only when reading a single one.
+            res = []
+            for op in ops:
+                one = await self._read_on_node(op, count, block_ms if len(ops) == 1 else None)
+                res.extend(_stream_items(one))
         handled = 0
         by_stream = {keys.outbox(op): op for op in self.operations}
         for stream, entries in _stream_items(res):
@@ -291,6 +333,29 @@ class Dispatcher:
             await self._handle_batch(op, batch, lease=lease)
             handled += len(entries)
         return handled
+
+    async def _read_on_node(self, op: str, count: int, block_ms: int | None) -> Any:
+        """``XREADGROUP`` of one outbox on the node owning it, on a connection kept for it;
+        the reply as Redis sent it."""
+        stream = keys.outbox(op)
+        conn = self._stream_conns.pop(op, None) or await dedicated_for(self.redis, stream)
+        block = () if block_ms is None else ("BLOCK", block_ms)
+        try:
+            # The raw connection has no socket timeout: this deadline bounds the exchange.
+            async with asyncio.timeout((block_ms or 0) / 1000 + SOCKET_TIMEOUT):
+                await conn.send(
+                    "XREADGROUP", "GROUP", GROUP, self.consumer, "COUNT", count, *block,
+                    "STREAMS", stream, ">",
+                )  # fmt: skip
+                reply = await conn.read()
+        except BaseException as exc:
+            with contextlib.suppress(Exception):
+                await conn.close()
+            if isinstance(exc, Exception):
+                await stale(self.redis)  # the slot may have moved (failover, resharding)
+            raise
+        self._stream_conns[op] = conn
+        return reply
 
     async def _handle_batch(
         self, op: str, entries: list[tuple[str, dict[Any, Any]]], *, lease: bool = False

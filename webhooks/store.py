@@ -25,10 +25,11 @@ from dataclasses import replace
 from typing import Any, NamedTuple, TypeVar
 
 import orjson
-from redis.asyncio import Redis
 
-from service.runtime.batcher import Batcher, Script
+from service.runtime.batcher import Script
+from service.runtime.cluster import batcher_for
 from service.runtime.lua import Lua
+from service.runtime.redis import Client
 from webhooks import keys, scripts
 from webhooks.errors import DeliveryNotFound, EndpointLimit, EndpointNotFound, InvalidEndpoint
 from webhooks.events import DEFAULT_EVENTS, EVENTS
@@ -83,7 +84,7 @@ class WebhookStore:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: Client,
         operations: Sequence[str],
         clock: Callable[[], float] = time.time,
         *,
@@ -97,7 +98,7 @@ class WebhookStore:
         # Per client: a fan-out's work grows with a client's endpoints.
         self.max_endpoints = max_endpoints
         # Calls made in the same event-loop tick share one pipeline (see service.runtime.batcher).
-        self._batcher = Batcher(redis)
+        self._batcher = batcher_for(redis)
         self._scripts = {name: Script(lua.source, lua.sha) for name, lua in scripts.ALL.items()}
 
     def now_ms(self) -> int:

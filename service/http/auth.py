@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import hmac
+import hashlib
+import ipaddress
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
 from service.http.errors import Problem
-from service.runtime.config import Settings
+from service.runtime.config import ServerSettings, Settings
 from service.state import settings_key
 
 ANONYMOUS = "anonymous"
@@ -61,15 +63,15 @@ def make_authenticator(settings: Settings) -> Callable[[web.Request], None]:
     """A check resolving the request's client (or raising 401); open when no keys exist.
 
     Run by the guard around every handler (:func:`service.http.errors.guard`), before it.
+    Keys are matched by their SHA-256 digest (``key`` or ``key_sha256`` in the config): the
+    presented key is hashed once and looked up, whatever the number of clients.
     """
-    clients = [(c.key.encode(), c.name) for c in settings.auth.clients]
+    clients = {c.key_digest(): c.name for c in settings.auth.clients}
     admins = frozenset(c.name for c in settings.auth.clients if c.admin)
+    if not clients:
+        return _open_mode(settings.server)
 
     def authenticate(request: web.Request) -> None:
-        if not clients:
-            request[CLIENT] = ANONYMOUS
-            request[ADMIN] = False  # one anonymous client: everything is its own anyway
-            return
         if request.path in PUBLIC_PATHS or request.path.startswith("/static/"):
             return
         presented = _bearer(request)
@@ -80,11 +82,8 @@ def make_authenticator(settings: Settings) -> Callable[[web.Request], None]:
                 slug="unauthorized",
                 headers={"WWW-Authenticate": 'Bearer realm="acceptd"'},
             )
-        name = None
-        for key, client in clients:
-            # Compare against every key so timing does not reveal which one nearly matched.
-            if hmac.compare_digest(key, presented.encode()):
-                name = client
+        digest = hashlib.sha256(presented.encode()).digest()
+        name = clients.get(digest)
         if name is None:
             raise Problem(
                 401,
@@ -96,6 +95,54 @@ def make_authenticator(settings: Settings) -> Callable[[web.Request], None]:
         request[ADMIN] = name in admins
 
     return authenticate
+
+
+def _open_mode(server: ServerSettings) -> Callable[[web.Request], None]:
+    """No keys: one anonymous client, served only under a loopback or the public host name.
+
+    A browser page on another site can make its own host name resolve to 127.0.0.1 (DNS
+    rebinding) and then read this open API as same-origin; its requests still carry that
+    host name in ``Host``, so they are refused (421) here.
+    """
+    public = urlsplit(server.public_url).hostname if server.public_url else None
+    # The usual values, answered without parsing.
+    usual = frozenset(
+        f"{name}{port}"
+        for name in ("127.0.0.1", "localhost", "[::1]")
+        for port in ("", f":{server.port}")
+    )
+
+    def authenticate(request: web.Request) -> None:
+        host = request.headers.get("Host")
+        if host is not None and host not in usual and not _served_host(host, public):
+            raise Problem(
+                421,
+                f"this service has no API keys, so it answers only to loopback host names"
+                f"{' and ' + public if public else ''}, not {host[:100]!r}",
+                slug="misdirected-request",
+            )
+        request[CLIENT] = ANONYMOUS
+
+    return authenticate
+
+
+def _served_host(value: str, public: str | None) -> bool:
+    """Whether a ``Host`` value names this machine's loopback, or the public host name."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        name, _, port = value[1:].partition("]")
+        port = port.removeprefix(":") if port.startswith(":") or not port else "x"
+    else:
+        name, _, port = value.partition(":")
+    if port and not port.isdigit():
+        return False
+    name = name.removesuffix(".")
+    if name == "localhost" or (public is not None and name == public):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def _bearer(request: web.Request) -> str | None:

@@ -1,4 +1,4 @@
-"""CORS for browsers on other origins (``server.cors_origins``), credentials included."""
+"""CORS for browsers on other origins (``server.cors_origins``)."""
 
 from __future__ import annotations
 
@@ -31,15 +31,27 @@ ALLOWED_HEADERS = ", ".join(
 
 
 def setup_cors(app: web.Application, settings: Settings) -> None:
-    """Answer preflights and add CORS headers, for configured origins only."""
-    allowed = set(settings.server.cors_origins)
-    if not allowed:
+    """Answer preflights and add CORS headers, for configured origins only.
+
+    A listed origin gets its own name back with credentials allowed; ``"*"`` lets any other
+    origin read answers, but without credentials (``Access-Control-Allow-Origin: *``).
+    ``null`` (sandboxed frames, ``file:`` pages, some redirects) is never allowed: any page
+    can make its origin ``null``.
+    """
+    configured = set(settings.server.cors_origins)
+    if not configured:
         return
-    any_origin = "*" in allowed
+    listed = configured - {"*", "null"}
+    any_origin = "*" in configured
 
     def allowed_origin(request: web.BaseRequest) -> str | None:
+        """What ``Access-Control-Allow-Origin`` says for this request (None: no CORS)."""
         origin = request.headers.get("Origin")
-        return origin if origin is not None and (any_origin or origin in allowed) else None
+        if origin is None or origin == "null":
+            return None
+        if origin in listed:
+            return origin
+        return "*" if any_origin else None
 
     @web.middleware
     async def preflight(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -62,12 +74,15 @@ def setup_cors(app: web.Application, settings: Settings) -> None:
     async def add_headers(request: web.Request, response: web.StreamResponse) -> None:
         # On prepare, so streamed responses (SSE) get them too.
         origin = allowed_origin(request)
+        if listed:
+            # The answer depends on the Origin: caches must keep one per origin.
+            response.headers.add("Vary", "Origin")
         if origin is None:
             return
         response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Access-Control-Allow-Credentials"] = "true"
+        if origin != "*":
+            response.headers["Access-Control-Allow-Credentials"] = "true"
         response.headers["Access-Control-Expose-Headers"] = EXPOSED
-        response.headers.add("Vary", "Origin")
 
     app.middlewares.insert(0, preflight)
     app.on_response_prepare.append(add_headers)

@@ -8,7 +8,14 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from redis.exceptions import BusyLoadingError, ConnectionError
+from redis.exceptions import (
+    BusyLoadingError,
+    ClusterDownError,
+    ConnectionError,
+    MasterDownError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import TimeoutError as RedisTimeout
 
 from service.queue.problems import PROBLEM_BASE
@@ -36,11 +43,15 @@ TITLES = {
     410: "Gone",
     413: "Content too large",
     415: "Unsupported media type",
+    421: "Misdirected request",
     422: "Unprocessable content",
     429: "Too many requests",
     500: "Internal error",
     503: "Service unavailable",
 }
+
+# A cluster between a master's loss and its replica's promotion refuses calls with these.
+_CLUSTER = (ClusterDownError, MasterDownError, TryAgainError, SlotNotCoveredError)
 
 
 class Problem(Exception):
@@ -119,9 +130,9 @@ def guard(handler: Handler, authenticate: Callable[[web.Request], None]) -> Hand
             if exc.status < 400:
                 raise
             return _http_problem(exc, request).response()
-        except (ConnectionError, RedisTimeout, TimeoutError, BusyLoadingError) as exc:
+        except (ConnectionError, RedisTimeout, TimeoutError, BusyLoadingError, *_CLUSTER) as exc:
             # TimeoutError: a Redis that accepts connections but does not answer (frozen,
-            # overloaded).
+            # overloaded). _CLUSTER: a cluster failing over (a master lost, its slots moving).
             _outage.failed(exc)
             return Problem(
                 503,

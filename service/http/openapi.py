@@ -192,6 +192,7 @@ def _operation_paths(op: Operation) -> dict[str, Any]:
             "413": _problem("Body too large"),
             "415": _problem("Not application/json"),
             "422": _problem("Input does not match the schema, or the handler rejected it"),
+            "429": _problem("Too many submissions (rate limit) or synchronous waits at once"),
             "500": _problem("The request failed"),
             "503": _problem("The queue is full"),
         },
@@ -416,6 +417,7 @@ def build_openapi(operations: dict[str, Operation]) -> dict[str, Any]:
             "responses": {
                 "200": SSE,
                 "204": {"description": "Already past the terminal event"},
+                "400": _problem("Malformed Last-Event-ID"),
                 "404": _problem("Unknown"),
                 "429": _problem("Too many streams"),
             },
@@ -432,6 +434,7 @@ def build_openapi(operations: dict[str, Operation]) -> dict[str, Any]:
             ],
             "responses": {
                 "200": SSE,
+                "400": _problem("Malformed Last-Event-ID"),
                 "404": _problem("Unknown operation"),
                 "429": _problem("Too many streams"),
             },
@@ -473,7 +476,11 @@ def build_openapi(operations: dict[str, Operation]) -> dict[str, Any]:
         "info": {
             "title": "acceptd",
             "version": "1",
-            "description": "Asynchronous request-reply (202 Accepted) for every operation.",
+            "description": (
+                "Asynchronous request-reply (202 Accepted) for every operation. Without API keys"
+                " (open mode) every path answers 421 to a Host that is not a loopback name or"
+                " the configured public host."
+            ),
         },
         "paths": paths,
         "components": {

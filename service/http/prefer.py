@@ -59,14 +59,24 @@ def wait_seconds(prefs: Preferences, server: ServerSettings) -> float:
     return min(wait, server.max_wait_seconds)
 
 
+# Longer Prefer headers are refused (400): real ones are a few dozen characters.
+MAX_PREFER_CHARS = 1024
+# Only values this short are cached, so the cache holds at most 512 x 128 characters.
+CACHED_PREFER_CHARS = 128
+
+
 def parse_prefer(values: list[str]) -> Preferences:
     """Parse every ``Prefer`` header; unknown preferences are ignored, as RFC 7240 asks."""
+    size = len(values[0]) if len(values) == 1 else sum(len(v) for v in values)
+    if size > MAX_PREFER_CHARS:
+        raise Problem(400, f"Prefer must be at most {MAX_PREFER_CHARS} characters",
+                      slug="invalid-header", header="Prefer")  # fmt: skip
+    if size <= CACHED_PREFER_CHARS:
+        return _parse_prefer_cached(tuple(values))
     return _parse_prefer(tuple(values))
 
 
-@functools.lru_cache(maxsize=512)
 def _parse_prefer(values: tuple[str, ...]) -> Preferences:
-    # Cached: clients send the same few header values again and again.
     respond_async = False
     wait: float | None = None
     for header in values:
@@ -87,6 +97,10 @@ def _parse_prefer(values: tuple[str, ...]) -> Preferences:
                 if seconds >= 0 and seconds == seconds:  # NaN is ignored
                     wait = seconds if wait is None else min(wait, seconds)
     return Preferences(respond_async, wait)
+
+
+# Clients send the same few short header values again and again.
+_parse_prefer_cached = functools.lru_cache(maxsize=512)(_parse_prefer)
 
 
 def parse_priority(value: str | None) -> int:

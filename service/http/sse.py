@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -171,15 +172,41 @@ async def _sweep_queue_timeouts(queue: Queue, ops: list[str]) -> None:
         log.debug("queue timeout sweep failed: %s", exc)
 
 
+_EVENT_ID = re.compile(r"(\d{1,18})(?:\.(\d{1,18}))?")
+_STREAM_ID = re.compile(r"(\d{1,18})(?:-(\d{1,20}))?")
+_MAX_SEQ = 2**64 - 1  # a Redis stream id's sequence part is an unsigned 64-bit integer
+
+
 def parse_last_event_id(value: str | None) -> tuple[int, int] | None:
-    """``"<seq>"`` or ``"<seq>.<k>"`` (position events) as a comparable pair."""
-    if not value:
+    """``"<seq>"`` or ``"<seq>.<k>"`` (position events) as a comparable pair; 400 otherwise."""
+    if not value or not value.strip():
         return None
-    head, _, tail = value.strip().partition(".")
-    try:
-        return int(head), int(tail or 0)
-    except ValueError:
+    match = _EVENT_ID.fullmatch(value.strip())
+    if match is None:
+        raise _bad_last_event_id('"<n>" or "<n>.<k>"')
+    return int(match[1]), int(match[2] or 0)
+
+
+def parse_last_stream_id(value: str | None) -> tuple[int, int] | None:
+    """A Redis stream id ``"<ms>-<seq>"`` (or ``"<ms>"``) as a pair; 400 otherwise.
+
+    Checked before the stream starts: Redis refuses a malformed id only once the 200 is sent.
+    """
+    if not value or not value.strip():
         return None
+    match = _STREAM_ID.fullmatch(value.strip())
+    if match is None or int(match[2] or 0) > _MAX_SEQ:
+        raise _bad_last_event_id('"<ms>-<seq>", as this stream sends them')
+    return int(match[1]), int(match[2] or 0)
+
+
+def _bad_last_event_id(form: str) -> Problem:
+    return Problem(
+        400,
+        f"Last-Event-ID must be an event id of this stream: {form}",
+        slug="invalid-header",
+        header="Last-Event-ID",
+    )
 
 
 def _render_event(
@@ -262,6 +289,10 @@ async def request_events(request: web.Request) -> web.StreamResponse:
             app[streams_key].watch_position(stream)
         await _follow(request, resp, stream, sent)
         return resp
+    except ConnectionResetError:
+        if resp is None:
+            raise
+        return resp  # the client went away mid-stream: nothing to answer
     finally:
         remove()
         _release(request, stream)
@@ -345,7 +376,7 @@ async def client_events(request: web.Request) -> web.StreamResponse:
     if request.query.get("operation"):
         ops = [find_operation(request, request.query["operation"]).name]
     client = client_of(request)
-    last = _parse_stream_id(
+    last = parse_last_stream_id(
         request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
     )
     stream = Stream(ops[0], None)
@@ -367,6 +398,10 @@ async def client_events(request: web.Request) -> web.StreamResponse:
         sent = (0, 0) if last is None else await _send_backlog(resp, queue, ops, client, last, base)
         await _follow_client(resp, stream, sent, base)
         return resp
+    except ConnectionResetError:
+        if resp is None:
+            raise
+        return resp  # the client went away mid-stream: nothing to answer
     finally:
         remove()
         if refresher is not None:

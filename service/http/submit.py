@@ -6,14 +6,13 @@ import functools
 import hashlib
 import json
 import math
-import re
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from service.http import monitor
 from service.http.auth import client_of
+from service.http.body import decode, read_raw, require_json
 from service.http.common import (
     JSON,
     base_url,
@@ -40,47 +39,20 @@ from service.state import (
     metrics_key,
     queue_key,
     settings_key,
+    sync_waits_key,
 )
 
 routes = web.RouteTableDef()
 
+# As for webhook endpoint URLs (the webhooks package's own limit).
+MAX_CALLBACK_URL = 2048
+
 
 async def read_input(request: web.Request, op: Operation, limit: int) -> tuple[Any, str]:
     """Check content type and size (at most ``limit`` bytes), parse and validate the body."""
-    header = request.headers.get("Content-Type", "")
-    # The common exact value skips aiohttp's full media-type parse.
-    ctype = JSON if header == JSON else request.content_type
-    if ctype != JSON and not (ctype.startswith("application/") and ctype.endswith("+json")):
-        raise Problem(
-            415,
-            f"send the input as {JSON}, not {ctype or 'no content type'}",
-            slug="unsupported-media-type",
-            headers={"Accept-Post": JSON},
-        )
-    content = request.content
-    if content.is_eof():
-        # The whole body came with the headers (the usual small request): take it as is,
-        # without read()'s chunk loop and copies. Its length is the Content-Length.
-        raw = content.read_nowait()
-    else:
-        if request.content_length is not None and request.content_length > limit:
-            raise Problem(413, f"the body exceeds the {limit}-byte limit", slug="too-large",
-                          limit=limit)  # fmt: skip
-        raw = await request.read()
-    if len(raw) > limit:
-        raise Problem(413, f"the body exceeds the {limit}-byte limit", slug="too-large",
-                      limit=limit)  # fmt: skip
-    if not op.accepts_anything and _LONG_DIGITS.search(raw):
-        # orjson turns integers beyond 64 bits into floats, which a schema would then judge.
-        data, text = _decode_slowly(raw)
-    else:
-        try:
-            # orjson first, several times faster; what it refuses (lone surrogate escapes,
-            # 1e400, errors) goes to the standard library, which decides and explains.
-            data = orjson.loads(raw)
-            text = raw.decode("utf-8")
-        except orjson.JSONDecodeError:
-            data, text = _decode_slowly(raw)
+    require_json(request)
+    raw = await read_raw(request, limit)
+    data, text = decode(raw, exact_numbers=not op.accepts_anything)
     if op.accepts_anything:
         return data, text
     errors = op.validate(data)
@@ -92,32 +64,6 @@ async def read_input(request: web.Request, op: Operation, limit: int) -> tuple[A
             errors=errors,
         )
     return data, text
-
-
-def _decode_slowly(raw: bytes) -> tuple[Any, str]:
-    if not raw.strip():
-        raise Problem(400, "the body is empty; send the operation's input as JSON",
-                      slug="malformed-json")  # fmt: skip
-    try:
-        text = raw.decode("utf-8")
-        return _DECODER.decode(text), text
-    except UnicodeDecodeError:
-        raise Problem(400, "the body is not UTF-8", slug="malformed-json") from None
-    except json.JSONDecodeError as exc:
-        raise Problem(
-            400,
-            f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
-            slug="malformed-json",
-        ) from None
-
-
-def _not_json(name: str) -> Any:
-    # Python's parser accepts NaN and Infinity; JSON does not.
-    raise json.JSONDecodeError(f"{name} is not valid JSON", name, 0)
-
-
-_DECODER = json.JSONDecoder(parse_constant=_not_json)
-_LONG_DIGITS = re.compile(rb"\d{19}")
 
 
 @routes.post("/v1/{op}")
@@ -156,8 +102,13 @@ async def enqueue(
     idem, wait = asked.idempotency_key, asked.wait
     queue_timeout = asked.queue_timeout or op.settings.queue_timeout or 0.0
     callback_url, callback_events = asked.callback_url, asked.callback_events
+    waits = app[sync_waits_key]
+    if wait > 0 and waits.get(client, 0) >= settings.max_sync_waits_per_client:
+        wait = _over_wait_limit(asked, settings)
     # Watching starts before the submit: a request that finishes at once is not missed.
     waiter = TerminalWait(app[hub_key], rid) if wait > 0 else None
+    if waiter is not None:
+        waits[client] = waits.get(client, 0) + 1
     try:
         body_hash = hashlib.sha256(input_json.encode()).hexdigest()[:32] if idem else ""
         idem_hash = hashlib.sha256(idem.encode()).hexdigest()[:32] if idem else ""
@@ -207,7 +158,30 @@ async def enqueue(
     finally:
         if waiter is not None:
             waiter.close()
+            if waits[client] <= 1:
+                del waits[client]
+            else:
+                waits[client] -= 1
     return _answer(request, op, asked, res, snap, settings, priority, retry_of)
+
+
+def _over_wait_limit(asked: SubmitHeaders, server: ServerSettings) -> float:
+    """The client already waits on as many submits as allowed (in this process).
+
+    A submit that accepts a 202 gets one at once (no wait); a synchronous one is refused,
+    before anything is queued, with 429.
+    """
+    if asked.prefs.respond_async:
+        return 0.0
+    limit = server.max_sync_waits_per_client
+    raise Problem(
+        429,
+        f"at most {limit} synchronous submits per client wait at once; retry shortly, or send "
+        "Prefer: respond-async",
+        slug="too-many-waits",
+        headers={"Retry-After": "1"},
+        limit=limit,
+    )
 
 
 async def _settle(
@@ -288,9 +262,16 @@ def finished_response(
 
 
 async def check_callback(request: web.Request, url: str) -> None:
-    """Refuse callback URLs that are not absolute http(s) URLs."""
+    """Refuse callback URLs that are not absolute http(s) URLs of at most 2,048 characters."""
     from yarl import URL
 
+    if len(url) > MAX_CALLBACK_URL:
+        raise Problem(
+            400,
+            f"Callback-Url must be at most {MAX_CALLBACK_URL} characters",
+            slug="invalid-header",
+            header="Callback-Url",
+        )
     try:
         parsed = URL(url)
     except ValueError:

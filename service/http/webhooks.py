@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
 from service.http.auth import acting_client, client_of, listed_clients
+from service.http.body import decode, read_raw, require_json
 from service.http.common import (
-    JSON,
     base_url,
     decode_cursor,
     encode_cursor,
@@ -32,15 +31,9 @@ DELIVERIES_PAGE = (50, 200)
 
 async def read_object(request: web.Request, allowed: set[str]) -> dict[str, Any]:
     """A JSON object body with only ``allowed`` members (problem+json otherwise)."""
-    if request.content_type != JSON:
-        raise Problem(415, f"send {JSON}", slug="unsupported-media-type")
-    raw = await request.content.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise Problem(413, f"the body exceeds {MAX_BODY} bytes", slug="too-large")
-    try:
-        body = json.loads(raw or b"{}")
-    except (ValueError, UnicodeDecodeError):
-        raise Problem(400, "the body is not valid JSON", slug="malformed-json") from None
+    require_json(request)
+    raw = await read_raw(request, MAX_BODY)
+    body = decode(raw, exact_numbers=False)[0] if raw.strip() else {}
     if not isinstance(body, dict):
         raise Problem(422, "the body must be a JSON object", slug="invalid-input")
     unknown = sorted(set(body) - allowed)

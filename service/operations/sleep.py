@@ -59,7 +59,8 @@ OUTPUT_SCHEMA: Final[dict[str, Any]] = {
 async def sleep(ctx: Context, data: SleepInput) -> SleepResult:
     """Sleep for the requested time in slices, reporting progress after each."""
     seconds = data["seconds"]
-    steps = data.get("steps", DEFAULT_STEPS)
+    # JSON Schema's "integer" admits 86.0, which arrives as a float.
+    steps = int(data.get("steps", DEFAULT_STEPS))
     loop = asyncio.get_running_loop()
     start = loop.time()
     for step in range(1, steps + 1):

@@ -157,7 +157,8 @@ def _rgb(img: Image.Image) -> Image.Image:
 def thumbnail(ctx: Context, data: ThumbnailInput) -> ThumbnailResult:
     """Decode the image, shrink it to fit the box and return it as base64 PNG."""
     raw = _decode_base64(data["image"])
-    box = (data["width"], data["height"])
+    # JSON Schema's "integer" admits 128.0, which arrives as a float.
+    box = (int(data["width"]), int(data["height"]))
     try:
         img, orientation = _load(raw)
         if img.mode in _INDEXED_MODES:

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 
 from service.queue import keys
+from service.runtime.cluster import resubscribe_pause, subscribe
 from service.runtime.outage import Outage
-from service.runtime.redis import SOCKET_TIMEOUT, dedicated
+from service.runtime.redis import Client
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +53,9 @@ class EventHub:
     """Subscribes once to every operation's events channel and calls listeners."""
 
     _lost = False
+    _backoff = 0.1
 
-    def __init__(self, redis: Redis, operations: Iterable[str]) -> None:
+    def __init__(self, redis: Client, operations: Iterable[str]) -> None:
         self.redis = redis
         self._channels = {keys.watched_channel(op).encode(): op for op in operations}
         self._by_request: dict[str, set[Listener]] = defaultdict(set)
@@ -137,38 +138,30 @@ class EventHub:
                 log.exception("event listener failed on resync")
 
     async def _run(self) -> None:
-        backoff = 0.1
+        self._backoff = 0.1
         while True:
-            # A connection of its own, read directly: redis-py's PubSub wraps every message
+            # Connections of its own, read directly: redis-py's PubSub wraps every message
             # in health checks, retries and a dict, the largest cost of a waited request's
-            # event here. What this needs of it is one SUBSCRIBE and a stream of pushes.
-            conn = dedicated(self.redis)
+            # event here. What this needs of it is one SUBSCRIBE and a stream of pushes (on a
+            # cluster, SSUBSCRIBE on each node owning some channels: service.runtime.cluster).
             try:
-                # The raw connection has no socket timeout: this deadline bounds the setup.
-                async with asyncio.timeout(SOCKET_TIMEOUT):
-                    await conn.connect()
-                    await conn.send("SUBSCRIBE", *self._channels)
-                    for _ in self._channels:
-                        await conn.read(push=True)  # confirmations
-                if self._lost:
-                    self._resync()
-                self.connected.set()
-                self._outage.succeeded()
-                self._lost = False
-                backoff = 0.1
-                while True:
-                    # Quiet for as long as nothing happens: no socket timeout on this read.
-                    msg = await conn.read(push=True)
-                    if isinstance(msg, list) and len(msg) == 3 and msg[0] == b"message":
-                        self.dispatch(msg[1], msg[2])
+                await subscribe(self.redis, list(self._channels), self.dispatch, self._live)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self.connected.clear()
                 self._lost = True
                 self._outage.failed(exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
-            finally:
-                with contextlib.suppress(Exception):
-                    await conn.close()
+                await asyncio.sleep(self._backoff)
+                self._backoff = min(self._backoff * 2, 5.0)
+                # A cluster's slots may have moved (failover, resharding): subscribe where
+                # they are now.
+                await resubscribe_pause(self.redis)
+
+    def _live(self) -> None:
+        if self._lost:
+            self._resync()
+        self.connected.set()
+        self._outage.succeeded()
+        self._lost = False
+        self._backoff = 0.1

@@ -12,9 +12,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
-
 from service.queue import keys
+from service.runtime.redis import Client
 
 # The histogram bins' upper bounds (ms), as in lua/includes/history.lua; one open bin follows.
 BOUNDS_MS = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000)
@@ -128,7 +127,7 @@ def series(
     )
 
 
-async def read(redis: Redis, ops: Sequence[str], window: int, now_ms: int) -> list[Series]:
+async def read(redis: Client, ops: Sequence[str], window: int, now_ms: int) -> list[Series]:
     """Each operation's history over the last ``window`` seconds (one pipeline)."""
     step = step_for(window)
     async with redis.pipeline(transaction=False) as pipe:

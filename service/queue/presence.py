@@ -11,26 +11,26 @@ import time
 from typing import Any
 
 import orjson
-from redis.asyncio import Redis
 
 from service.queue import keys
+from service.runtime.redis import Client
 
 INTERVAL = 5.0  # seconds between a process's announcements
 FORGET_MS = 3_600_000  # an entry silent this long is removed when read
 
 
-async def announce(redis: Redis, process_id: str, info: dict[str, Any]) -> None:
+async def announce(redis: Client, process_id: str, info: dict[str, Any]) -> None:
     """Record the process's current state, stamped with the time (``heartbeat``, unix ms)."""
     entry = dict(info, id=process_id, heartbeat=int(time.time() * 1000))
     await redis.hset(keys.processes(), process_id, orjson.dumps(entry))
 
 
-async def withdraw(redis: Redis, process_id: str) -> None:
+async def withdraw(redis: Client, process_id: str) -> None:
     """Remove the process's entry (it is stopping)."""
     await redis.hdel(keys.processes(), process_id)
 
 
-async def processes(redis: Redis, now_ms: int) -> list[dict[str, Any]]:
+async def processes(redis: Client, now_ms: int) -> list[dict[str, Any]]:
     """Every process's last announcement, with ``alive`` (heard within 3 intervals)."""
     raw: dict[Any, Any] = await redis.hgetall(keys.processes())
     out, stale = [], []

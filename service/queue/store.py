@@ -44,7 +44,6 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 import orjson
-from redis.asyncio import Redis
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
@@ -91,8 +90,8 @@ from service.queue.scripts import (
     UpgradeArgv,
     UpgradeKeys,
 )
-from service.runtime.batcher import Batcher
-from service.runtime.redis import RawConnection, dedicated
+from service.runtime.cluster import batcher_for
+from service.runtime.redis import Client, RawConnection, dedicated_for, stale
 
 IDEMPOTENCY_TTL = 86_400
 # Runs lost with their worker that a request survives (operations.<op>.max_lost's default).
@@ -225,10 +224,11 @@ THROUGHPUT_WINDOW = 60.0
 class Queue:
     """Every queue operation, each one Redis round trip (one script); a claim takes two."""
 
-    def __init__(self, redis: Redis, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, redis: Client, clock: Callable[[], float] = time.time) -> None:
         self.redis = redis
         self.clock = clock
-        self.batcher = Batcher(redis)
+        # Per node on a cluster (service.runtime.cluster).
+        self.batcher = batcher_for(redis)
 
     def now_ms(self) -> int:
         """The current time in milliseconds, from the (fakeable) clock."""
@@ -913,7 +913,7 @@ class Waiter:
     bookkeeping and redis-py's command wrappers around the one command it sends.
     """
 
-    def __init__(self, redis: Redis) -> None:
+    def __init__(self, redis: Client) -> None:
         self._redis = redis
         self._conn: RawConnection | None = None
 
@@ -923,7 +923,8 @@ class Waiter:
         if conn is None:
             # One deadline below covers the exchange (a socket timeout would make redis-py
             # wrap the write in a task): a raw connection has none.
-            conn = self._conn = dedicated(self._redis)
+            # On a cluster: to the node owning the queue's slot (all wait keys share it).
+            conn = self._conn = await dedicated_for(self._redis, wait_keys[-1])
         try:
             async with asyncio.timeout(timeout + WAIT_MARGIN):
                 await conn.send("BLPOP", *wait_keys, timeout)
@@ -933,6 +934,8 @@ class Waiter:
             self._conn = None
             with contextlib.suppress(Exception):
                 await conn.close()
+            if isinstance(exc, Exception):
+                await stale(self._redis)  # a cluster's slot may have moved: map read again
             if isinstance(exc, TimeoutError):
                 # A frozen server: reported like redis-py's own timeouts (an outage).
                 raise RedisTimeoutError("no reply to a blocking pop") from exc

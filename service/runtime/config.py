@@ -6,8 +6,11 @@ Nothing else in the project reads ``os.environ``.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import hashlib
 import ipaddress
 import os
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -36,6 +39,7 @@ class ServerSettings:
     max_streams: int = 10_000
     max_streams_per_client: int = 1_000
     sync_wait_seconds: float = 30.0
+    max_sync_waits_per_client: int = 100
     max_wait_seconds: float = 300.0
     shutdown_grace_seconds: float = 30.0
     processes: int = 1
@@ -43,9 +47,14 @@ class ServerSettings:
 
 @dataclass(frozen=True)
 class RedisSettings:
-    """Where state lives: a URL, or (empty) the embedded private server."""
+    """Where state lives: a URL, or (empty) the embedded private server.
+
+    With ``cluster``, ``url`` names one or more nodes of a Redis/Valkey Cluster
+    (comma-separated); the client discovers the rest.
+    """
 
     url: str = ""
+    cluster: bool = False
     data_dir: str = "./data"
     appendfsync: Literal["always", "everysec", "no"] = "everysec"
     # Connections per process; each auto-pipeliner takes at most a quarter of them.
@@ -57,10 +66,18 @@ class ClientSettings:
     """One API client and its bearer key."""
 
     name: str
-    key: str
+    # One of the two: the key itself, or the hex SHA-256 of it (so the file need not hold it).
+    key: str = ""
+    key_sha256: str = ""
     rate_per_second: float | None = None
     burst: int | None = None
     admin: bool = False  # an operator: sees every client's requests and endpoints
+
+    def key_digest(self) -> bytes:
+        """The SHA-256 digest of the client's key, which requests are matched by."""
+        if self.key_sha256:
+            return bytes.fromhex(self.key_sha256)
+        return hashlib.sha256(self.key.encode()).digest()
 
 
 @dataclass(frozen=True)
@@ -73,11 +90,18 @@ class AuthSettings:
 
     def limit_for(self, client: str) -> tuple[float, int]:
         """A client's submit rate limit: (tokens per second, bucket size); 0 means none."""
-        for c in self.clients:
-            if c.name == client:
-                rate = self.rate_per_second if c.rate_per_second is None else c.rate_per_second
-                return rate, self.burst if c.burst is None else c.burst
-        return self.rate_per_second, self.burst
+        return self._limits.get(client, (self.rate_per_second, self.burst))
+
+    @functools.cached_property
+    def _limits(self) -> dict[str, tuple[float, int]]:
+        # Looked up on every submit: a dict, not a loop over the clients.
+        return {
+            c.name: (
+                self.rate_per_second if c.rate_per_second is None else c.rate_per_second,
+                self.burst if c.burst is None else c.burst,
+            )
+            for c in self.clients
+        }
 
 
 @dataclass(frozen=True)
@@ -315,6 +339,7 @@ _SCALARS: dict[Any, Callable[[Any, str], Any]] = {
 
 def _check(s: Settings) -> None:
     _check_server(s.server)
+    _check_redis(s.redis)
     if s.redis.max_connections < 8:
         raise ConfigError(
             f"redis.max_connections: must be at least 8, got {s.redis.max_connections}"
@@ -332,6 +357,19 @@ def _check(s: Settings) -> None:
         _check_operation(name, op)
 
 
+def _check_redis(redis: RedisSettings) -> None:
+    urls = [u.strip() for u in redis.url.split(",")]
+    if redis.cluster and not redis.url:
+        raise ConfigError(
+            "redis.cluster: needs redis.url naming at least one cluster node "
+            "(the embedded server is one node)"
+        )
+    if len(urls) > 1 and not redis.cluster:
+        raise ConfigError("redis.url: several URLs are only allowed with redis.cluster: true")
+    if redis.cluster and not all(u.startswith(("redis://", "rediss://")) for u in urls):
+        raise ConfigError("redis.url: cluster nodes are redis:// or rediss:// URLs")
+
+
 def _positive(key: str, value: float) -> None:
     if value <= 0:
         raise ConfigError(f"{key}: must be greater than 0, got {value}")
@@ -342,10 +380,13 @@ def _check_server(server: ServerSettings) -> None:
         raise ConfigError(f"server.port: must be 0..65535, got {server.port}")
     if server.public_url and not server.public_url.startswith(("http://", "https://")):
         raise ConfigError("server.public_url: must start with http:// or https://")
+    if "null" in server.cors_origins:
+        raise ConfigError('server.cors_origins: "null" cannot be allowed (any page can be null)')
     _positive("server.max_body_bytes", server.max_body_bytes)
     _positive("server.max_streams", server.max_streams)
     _positive("server.max_streams_per_client", server.max_streams_per_client)
     _positive("server.max_wait_seconds", server.max_wait_seconds)
+    _positive("server.max_sync_waits_per_client", server.max_sync_waits_per_client)
     if server.sync_wait_seconds < 0:
         raise ConfigError("server.sync_wait_seconds: must be 0 or more")
     if server.processes < 0:
@@ -361,18 +402,29 @@ def _check_clients(clients: list[ClientSettings]) -> None:
         if client.name in names:
             raise ConfigError(f"auth.clients[{i}].name: duplicate client {client.name!r}")
         names.add(client.name)
-    if len({c.key for c in clients}) != len(clients):
+    if len({c.key_digest() for c in clients}) != len(clients):
         raise ConfigError("auth.clients: two clients share a key")
 
 
 def _check_client(where: str, client: ClientSettings) -> None:
-    if not client.name or not client.key:
-        raise ConfigError(f"{where}: name and key must not be empty")
+    if not client.name:
+        raise ConfigError(f"{where}: name must not be empty")
     if not client.name.isprintable() or any(c.isspace() for c in client.name):
         # Client names travel space- and newline-delimited in events and hand-offs.
         raise ConfigError(f"{where}.name: no spaces or control characters ({client.name!r})")
+    if client.key and client.key_sha256:
+        raise ConfigError(f"{where}: set key or key_sha256, not both")
+    if client.key_sha256:
+        if not _SHA256_HEX.fullmatch(client.key_sha256):
+            raise ConfigError(f"{where}.key_sha256: expected 64 hex digits (a SHA-256)")
+        return
+    if not client.key:
+        raise ConfigError(f"{where}.key: required (or key_sha256, the hex SHA-256 of the key)")
     if len(client.key) < 16:
         raise ConfigError(f"{where}.key: must be at least 16 characters")
+
+
+_SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 
 
 def _check_webhooks(webhooks: WebhookSettings) -> None:
@@ -394,8 +446,11 @@ def _check_webhooks(webhooks: WebhookSettings) -> None:
 
 def _check_operation(name: str, op: OperationSettings) -> None:
     where = f"operations.{name}"
-    if not name or not all(c.isalnum() or c in "-_" for c in name) or name in RESERVED:
-        raise ConfigError(f"{where}: name must be [A-Za-z0-9_-]+ and not one of {RESERVED}")
+    if not _OPERATION_NAME.fullmatch(name) or name in RESERVED:
+        raise ConfigError(
+            f"{where}: name must be 1-64 of [a-z0-9-], starting with a letter or digit, and not"
+            f" one of {', '.join(RESERVED)}"
+        )
     if ":" not in op.handler:
         raise ConfigError(f"{where}.handler: expected 'module:function', got {op.handler!r}")
     _positive(f"{where}.timeout", op.timeout)
@@ -411,7 +466,11 @@ def _check_operation(name: str, op: OperationSettings) -> None:
         _positive(f"{where}.queue_timeout", op.queue_timeout)
 
 
-RESERVED = ("queue", "operations", "webhooks")
+# Names that paths under /v1/ or Redis hash tags use already: an operation's keys are tagged
+# {name}, and the webhook keys {wh} (webhooks/keys.py).
+RESERVED = ("queue", "operations", "webhooks", "wh")
+# ASCII only: names become URL paths, Redis keys, environment variable names and metric labels.
+_OPERATION_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 
 
 def _scalar(text: str) -> Any:

@@ -9,11 +9,13 @@ place: ``tests/runtime/test_redis_internals.py`` fails, naming the internal, if 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Coroutine
 from typing import Any
 
-from redis.asyncio import Redis
+from redis.asyncio import Redis, RedisCluster
+from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
@@ -21,9 +23,17 @@ from redis.exceptions import ConnectionError, TimeoutError
 
 SOCKET_TIMEOUT = 10.0
 
+# A client of one server, or of a Redis/Valkey Cluster (``redis.cluster: true``).
+Client = Redis | RedisCluster
 
-def connect(url: str, max_connections: int = 100) -> Redis:
-    """A redis-py asyncio client with the timeouts every role uses."""
+
+def connect(url: str, max_connections: int = 100, *, cluster: bool = False) -> Client:
+    """A redis-py asyncio client with the timeouts every role uses.
+
+    With ``cluster``, ``url`` names one or more nodes, comma-separated (the first one's
+    credentials and TLS settings apply to all): a :class:`RedisCluster`, which finds the other
+    nodes and the slot map itself (``max_connections`` is then per node).
+    """
     options: dict[str, object] = {
         # redis-py 8 fails a call past this many (MaxConnectionsError) rather than waiting:
         # the batchers keep within their share of it (service.runtime.batcher).
@@ -39,7 +49,85 @@ def connect(url: str, max_connections: int = 100) -> Redis:
     }
     if not url.startswith("unix:"):
         options["socket_keepalive"] = True
+    if cluster:
+        urls = [u.strip() for u in url.split(",") if u.strip()]
+        nodes = [ClusterNode(h, p) for h, p in (_host_port(u) for u in urls)]
+        del options["health_check_interval"], options["retry_on_error"]
+        # ConnectionError, TimeoutError and CLUSTERDOWN are retried (slot map refreshed in
+        # between) a few times, then raised: an outage, 503 at the HTTP layer.
+        return RedisCluster.from_url(urls[0], startup_nodes=nodes, **options)
     return Redis.from_url(url, **options)  # type: ignore[arg-type]
+
+
+def _host_port(url: str) -> tuple[str, int]:
+    rest = url.split("://", 1)[-1].split("/", 1)[0].rsplit("@", 1)[-1]
+    host, _, port = rest.rpartition(":")
+    return (host or rest).strip("[]"), int(port or 6379)
+
+
+def is_cluster(redis: Client) -> bool:
+    """Whether the client talks to a Redis/Valkey Cluster."""
+    return isinstance(redis, RedisCluster)
+
+
+def node_name(redis: RedisCluster, key: str) -> str:
+    """The name (``host:port``) of the master owning ``key``'s slot, as the client knows it
+    (once initialized: ``await redis.initialize()``)."""
+    node = redis.get_node_from_key(key)
+    assert node is not None  # a master, not a replica: never None
+    return str(node.name)
+
+
+async def borrow_at(redis: RedisCluster, name: str) -> RawConnection:
+    """A connection of the pool of the cluster node ``host:port``, held until
+    :func:`give_back_at` (closed with the client in any case)."""
+    node = redis.get_node(node_name=name)
+    if node is None:  # an ASK to a node the slot map does not know yet
+        await stale(redis)
+        node = redis.get_node(node_name=name)
+        if node is None:
+            raise ConnectionError(f"no cluster node {name}")
+    return RawConnection(node.acquire_connection())
+
+
+def give_back_at(redis: RedisCluster, name: str, conn: RawConnection) -> None:
+    """Return a connection of :func:`borrow_at` to its node's pool."""
+    node = redis.get_node(node_name=name)
+    if node is not None:
+        conn._conn.socket_timeout = node.connection_kwargs.get("socket_timeout")
+        node.release(conn._conn)  # type: ignore[arg-type]
+
+
+async def refresh_slots(redis: RedisCluster) -> None:
+    """Read the slot map again (after MOVED, a failover, a node gone); concurrent calls share
+    one refresh."""
+    await redis.nodes_manager.initialize()
+
+
+async def stale(redis: Client) -> None:
+    """A connection to a node failed or was refused (MOVED): on a cluster, read the slot map
+    again so the next connection goes to the right node (best effort; no-op on one server)."""
+    if isinstance(redis, RedisCluster):
+        with contextlib.suppress(Exception):
+            await redis.nodes_manager.initialize()
+
+
+async def dedicated_for(redis: Client, key: str) -> RawConnection:
+    """:func:`dedicated`, on a cluster to the master owning ``key`` (not yet open)."""
+    if not isinstance(redis, RedisCluster):
+        return dedicated(redis)
+    await redis.initialize()
+    node = redis.get_node_from_key(key)
+    assert node is not None
+    conn: AbstractConnection = node.connection_class(**node.connection_kwargs)
+    return RawConnection(conn)
+
+
+async def script_load(conn: RawConnection, source: str) -> str:
+    """``SCRIPT LOAD`` on one connection (one cluster node); the script's SHA."""
+    await conn.send("SCRIPT", "LOAD", source)
+    sha = await conn.read()
+    return sha.decode() if isinstance(sha, bytes) else str(sha)
 
 
 class RawConnection:
@@ -103,17 +191,22 @@ def dedicated(redis: Redis) -> RawConnection:
     return RawConnection(conn)
 
 
-def pool_size(redis: Redis) -> int:
-    """How many connections the client's pool may hold at once."""
+def pool_size(redis: Client) -> int:
+    """How many connections the client's pool may hold at once (on a cluster: per node)."""
+    if isinstance(redis, RedisCluster):
+        return int(redis.get_connection_kwargs().get("max_connections") or 100)
     size: int = redis.connection_pool.max_connections
     return size
 
 
-def decodes_responses(redis: Redis) -> bool:
+def decodes_responses(redis: Client) -> bool:
     """Whether the client decodes replies to ``str``."""
+    if isinstance(redis, RedisCluster):
+        return bool(redis.get_connection_kwargs().get("decode_responses"))
     return bool(redis.connection_pool.connection_kwargs.get("decode_responses"))
 
 
 def sharing_pool(redis: Redis) -> Redis:
-    """A second client on the same connections, whose response callbacks can be changed."""
+    """A second client on the same connections, whose response callbacks can be changed
+    (one server only: a cluster's nodes each have their own pool)."""
     return Redis(connection_pool=redis.connection_pool)

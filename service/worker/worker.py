@@ -26,6 +26,7 @@ from service.queue import keys, problems
 from service.queue.store import Job, Outcome, Queue, Waiter
 from service.registry import Operation
 from service.runtime import logs
+from service.runtime.cluster import resubscribe_pause, subscribe
 from service.runtime.config import WorkerSettings
 from service.runtime.metrics import Metrics
 from service.runtime.outage import Outage
@@ -60,7 +61,8 @@ def _result_outcome(job: Job, op: Operation, result: Any) -> tuple[Outcome, str]
     """What a handler's return value makes of its run: succeeded with it as JSON, or failed."""
     try:
         result_json = json.dumps(result, separators=(",", ":"), ensure_ascii=False)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, RecursionError):
+        # RecursionError: nested too deep for the encoder (inputs are bounded at submit).
         log.exception("%s %s returned a result that is not JSON", job.op, job.request_id)
         return "failed", problems.internal()
     limit = op.settings.max_result_bytes
@@ -473,19 +475,19 @@ class Worker:
 
     async def _control_loop(self) -> None:
         channels = [keys.control_channel(op) for op in self.operations]
+
+        def on_message(_channel: bytes, data: bytes) -> None:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                self._stop_handler(json.loads(data)["cancel"], "cancel")
+
         while True:
-            pubsub = self.queue.redis.pubsub(ignore_subscribe_messages=True)
+            # SUBSCRIBE; on a cluster SSUBSCRIBE on each node owning some of the channels
+            # (cancel.lua publishes with SPUBLISH there).
             try:
-                await pubsub.subscribe(*channels)
-                async for message in pubsub.listen():
-                    with contextlib.suppress(ValueError, KeyError, TypeError):
-                        rid = json.loads(message["data"])["cancel"]
-                        self._stop_handler(rid, "cancel")
+                await subscribe(self.queue.redis, channels, on_message, lambda: None)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 self._outage.failed(exc)
                 await asyncio.sleep(1)
-            finally:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await resubscribe_pause(self.queue.redis)

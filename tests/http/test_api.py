@@ -21,6 +21,7 @@ from service.registry import build_operations
 from service.runtime.config import Settings, settings_from_dict
 from service.state import Roles
 from service.worker.worker import Worker
+from tests.support.cluster import both, redis_section
 
 ROOT = Path(__file__).resolve().parents[2]
 Client = TestClient[web.Request, web.Application]
@@ -43,7 +44,7 @@ ASYNC = {"Prefer": "respond-async"}
 
 def make_settings(redis_url: str, **overrides: Any) -> Settings:
     raw = yaml.safe_load((ROOT / "config.yaml").read_text())
-    raw["redis"]["url"] = redis_url
+    raw["redis"].update(redis_section(redis_url))
     raw["operations"].update(TEST_OPS)
     raw["worker"].update(lease_seconds=5, idle_check_seconds=0.5)
     raw["server"]["sync_wait_seconds"] = 5
@@ -100,6 +101,7 @@ def assert_problem(resp_headers: Any, body: Any, status: int) -> None:
 # -- submit ------------------------------------------------------------------------------
 
 
+@both
 async def test_respond_async_returns_202_with_monitor_links_and_headers(idle: Client) -> None:
     status, body, headers = await post(idle, "echo", {"a": 1}, **ASYNC)
     assert status == 202
@@ -120,6 +122,7 @@ async def test_respond_async_returns_202_with_monitor_links_and_headers(idle: Cl
         assert body[field].endswith("Z")
 
 
+@both
 async def test_an_idle_worker_starts_a_request_at_once_and_the_202_says_so(
     client: Client, redis_client: Any
 ) -> None:
@@ -175,6 +178,7 @@ async def test_public_url_is_used_for_absolute_links(app_client: MakeClient) -> 
     assert headers["Location"] == f"https://api.example.com/v1/queue/requests/{body['id']}"
 
 
+@both
 async def test_synchronous_success_is_201_with_the_result(client: Client) -> None:
     status, body, headers = await post(client, "echo", {"hello": ["world", 1]})
     assert status == 201 and body == {"hello": ["world", 1]}
@@ -215,6 +219,7 @@ async def test_thumbnail_of_an_undecodable_image_fails_clearly(client: Client) -
     assert status == 422 and "could not be decoded" in body["detail"]
 
 
+@both
 async def test_retryable_errors_are_retried_with_backoff(client: Client) -> None:
     status, body, _ = await post(client, "flaky", {"succeed_on": 3})
     assert status == 201 and body == {"attempt": 3}
@@ -304,6 +309,7 @@ async def test_full_queue_is_503_with_retry_after(idle: Client) -> None:
 # -- monitor, final resource, cancel -----------------------------------------------------
 
 
+@both
 async def test_monitor_and_final_resource_report_position_until_ready(
     app_client: MakeClient,
 ) -> None:
@@ -359,6 +365,7 @@ async def test_unknown_requests_are_404_without_status(client: Client) -> None:
         assert_problem(resp.headers, problem, 404)
 
 
+@both
 async def test_cancel_queued_running_and_finished(app_client: MakeClient) -> None:
     idle = await app_client(run_worker=False)
     _, queued, _ = await post(idle, "echo", {}, **ASYNC)
@@ -389,6 +396,7 @@ async def test_cancel_queued_running_and_finished(app_client: MakeClient) -> Non
     assert resp.status == 404
 
 
+@both
 async def test_progress_shows_in_the_monitor(client: Client) -> None:
     _, body, _ = await post(client, "sleep", {"seconds": 2, "steps": 20}, **ASYNC)
     deadline = asyncio.get_running_loop().time() + 5
@@ -406,6 +414,7 @@ async def test_progress_shows_in_the_monitor(client: Client) -> None:
 # -- idempotency -------------------------------------------------------------------------
 
 
+@both
 async def test_idempotency_key_replays_and_conflicts(idle: Client) -> None:
     key = {"Idempotency-Key": "order-42"}
     _, first, h1 = await post(idle, "echo", {"a": 1}, **ASYNC, **key)
@@ -432,6 +441,7 @@ async def test_idempotent_replay_of_a_finished_request_returns_its_result(
 # -- listing and stats -------------------------------------------------------------------
 
 
+@both
 async def test_listing_is_newest_first_with_cursor_and_filters(client: Client) -> None:
     ids = []
     for _i in range(5):
@@ -457,6 +467,7 @@ async def test_listing_is_newest_first_with_cursor_and_filters(client: Client) -
         await client.delete(f"/v1/queue/requests/{rid}")
 
 
+@both
 async def test_queue_stats_and_operations(client: Client) -> None:
     await post(client, "echo", {})
     stats = await (await client.get("/v1/queue")).json()
@@ -500,6 +511,7 @@ async def test_api_keys_and_isolation(app_client: MakeClient) -> None:
 # -- operating it ------------------------------------------------------------------------
 
 
+@both
 async def test_health_readiness_metrics(client: Client) -> None:
     assert (await client.get("/healthz")).status == 200
     resp = await client.get("/readyz")
@@ -541,6 +553,7 @@ async def test_openapi_is_generated_from_the_operations(client: Client) -> None:
         assert resp.status == 200 and resp.content_type == "text/html"
 
 
+@both
 async def test_rate_limit_is_429_with_retry_after(app_client: MakeClient) -> None:
     c = await app_client(run_worker=False, auth={"rate_per_second": 0.5, "burst": 2})
     assert (await post(c, "echo", {}, **ASYNC))[0] == 202

@@ -14,6 +14,7 @@ from service.app import create_app
 from service.http import sse
 from service.state import Roles
 from tests.http.test_api import ASYNC, make_settings
+from tests.support.cluster import both
 from tests.support.sse_client import SSEvent, read_events
 
 Client = TestClient[web.Request, web.Application]
@@ -67,6 +68,7 @@ def seqs(events: list[SSEvent]) -> list[int]:
     return [int(e.id.split(".")[0]) for e in events if e.id is not None]
 
 
+@both
 async def test_stream_sends_retry_then_status_then_changes_and_ends(app_client: MakeClient) -> None:
     client = await app_client()
     rid = await submit(client, "sleep", {"seconds": 0.5, "steps": 3})
@@ -105,6 +107,7 @@ async def test_reconnect_after_the_terminal_event_gets_204(app_client: MakeClien
     assert status == 200 and [e.json()["status"] for e in events if e.data] == ["succeeded"]
 
 
+@both
 async def test_resume_with_last_event_id_gets_exactly_the_missed_events(
     app_client: MakeClient,
 ) -> None:
@@ -165,6 +168,7 @@ async def test_unknown_and_foreign_streams_are_404(app_client: MakeClient) -> No
     assert [e.json()["id"] for e in events if e.data] == [rid]
 
 
+@both
 async def test_position_events_follow_the_queue(
     app_client: MakeClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -193,6 +197,7 @@ async def test_position_events_follow_the_queue(
     assert ids(seen) == ["1", "1.1", "1.2"]
 
 
+@both
 async def test_client_stream_carries_every_request_and_resumes(app_client: MakeClient) -> None:
     client = await app_client(run_worker=True)
     async with asyncio.timeout(10):

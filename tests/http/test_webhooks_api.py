@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 from service.app import create_app
 from service.state import Roles
 from tests.http.test_api import ASYNC, assert_problem, make_settings
+from tests.support.cluster import both
 from tests.support.webhooks import Receiver, wait_until
 
 Client = TestClient[web.Request, web.Application]
@@ -116,6 +117,7 @@ async def test_bad_registrations_are_problems(app_client: MakeClient) -> None:
     assert resp.status == 422 and (await resp.json(content_type=None))["header"] == "Callback-Url"
 
 
+@both
 async def test_a_finished_request_is_delivered_signed(
     app_client: MakeClient, receiver: Receiver
 ) -> None:
@@ -144,6 +146,7 @@ async def test_a_finished_request_is_delivered_signed(
     assert len(receiver.received) == 2
 
 
+@both
 async def test_delivery_log_rotation_and_redeliver(
     app_client: MakeClient, receiver: Receiver
 ) -> None:
@@ -180,6 +183,7 @@ async def test_delivery_log_rotation_and_redeliver(
     assert resp.status == 404
 
 
+@both
 async def test_per_request_callback_is_signed_with_the_default_secret(
     app_client: MakeClient, receiver: Receiver
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 from pathlib import Path
 
@@ -192,6 +193,12 @@ def test_appendfsync_no_is_accepted(tmp_path: Path) -> None:
         ("operations:\n  queue:\n    handler: a:b\n", "operations.queue: name must be"),
         ("operations:\n  webhooks:\n    handler: a:b\n", "operations.webhooks: name must be"),
         ("operations:\n  'a b':\n    handler: a:b\n", "operations.a b: name must be"),
+        ("operations:\n  wh:\n    handler: a:b\n", "operations.wh: name must be"),
+        ("operations:\n  Echo:\n    handler: a:b\n", "operations.Echo: name must be"),
+        ("operations:\n  my_op:\n    handler: a:b\n", "operations.my_op: name must be"),
+        ("operations:\n  é:\n    handler: a:b\n", "operations.é: name must be"),
+        ("operations:\n  '-x':\n    handler: a:b\n", "operations.-x: name must be"),
+        ("operations:\n  " + "a" * 65 + ":\n    handler: a:b\n", "name must be"),
     ],
 )
 def test_errors_name_the_key(tmp_path: Path, text: str, expected: str) -> None:
@@ -309,3 +316,44 @@ def test_cli_env_errors_and_open_mode_exit_2() -> None:
     )
     assert done.returncode == 2, done.stderr
     assert "operations.echo.handler" in done.stderr
+
+
+# --- keys at rest ------------------------------------------------------------------------
+
+DIGEST_A = hashlib.sha256(b"aaaaaaaaaaaaaaaaaaaa").hexdigest()
+
+
+@pytest.mark.parametrize(
+    ("clients", "expected"),
+    [
+        ([{"name": "a", "key_sha256": "abc"}], "auth.clients[0].key_sha256: expected 64 hex"),
+        ([{"name": "a", "key_sha256": "g" * 64}], "auth.clients[0].key_sha256: expected 64 hex"),
+        (
+            [{"name": "a", "key": "aaaaaaaaaaaaaaaaaaaa", "key_sha256": DIGEST_A}],
+            "auth.clients[0]: set key or key_sha256, not both",
+        ),
+        (
+            [{"name": "a", "key": "aaaaaaaaaaaaaaaaaaaa"}, {"name": "b", "key_sha256": DIGEST_A}],
+            "auth.clients: two clients share a key",
+        ),
+    ],
+)
+def test_key_sha256_is_checked(clients: list[dict[str, str]], expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        settings_from_dict({"auth": {"clients": clients}})
+    assert expected in str(info.value)
+
+
+def test_key_sha256_matches_the_plain_key_digest() -> None:
+    s = settings_from_dict(
+        {"auth": {"clients": [{"name": "a", "key_sha256": DIGEST_A.upper(), "burst": 7}]}}
+    )
+    assert s.auth.clients[0].key_digest() == hashlib.sha256(b"aaaaaaaaaaaaaaaaaaaa").digest()
+    assert s.auth.limit_for("a") == (0.0, 7) and s.auth.limit_for("nobody") == (0.0, 100)
+
+
+def test_the_webhook_hash_tag_is_a_reserved_operation_name() -> None:
+    from service.runtime.config import RESERVED
+    from webhooks.keys import TAG
+
+    assert TAG in RESERVED

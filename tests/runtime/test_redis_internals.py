@@ -107,6 +107,7 @@ async def test_read_response_inf_means_no_timeout(quick_timeout: aredis.Redis) -
 async def test_connect_keeps_its_settings(redis_url: str) -> None:
     client = connect(redis_url)
     try:
+        assert isinstance(client, aredis.Redis)
         kwargs = client.connection_pool.connection_kwargs
         assert kwargs["socket_timeout"] == SOCKET_TIMEOUT
         assert kwargs["socket_connect_timeout"] == 5

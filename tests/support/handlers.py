@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import Any
 
 from service.handlers import Context, RejectedInput, Retryable, operation
+from service.operations import sleep as sleep_operation
 
 
 @operation(input_schema={"type": "object"}, summary="Always raises an unexpected error")
@@ -42,6 +44,14 @@ def not_json(ctx: Context, data: Any) -> Any:
     return {1, 2, 3}
 
 
+async def too_deep(ctx: Context, data: Any) -> Any:
+    """Returns arrays nested deeper than the JSON encoder can go (RecursionError)."""
+    result: list[Any] = []
+    for _ in range(100_000):
+        result = [result]
+    return result
+
+
 @operation(input_schema={"type": "object"}, summary="Blocks the event loop (a bug)")
 async def block_loop(ctx: Context, data: Any) -> Any:
     import time
@@ -52,8 +62,6 @@ async def block_loop(ctx: Context, data: Any) -> Any:
 
 def in_process(ctx: Any, data: Any) -> Any:
     """Runs in a pool process: CPU work, with progress sent back."""
-    import os
-
     ctx.progress_threadsafe(50, "half way")
     return {"pid": os.getpid(), "sum": sum(range(int(data.get("n", 1000))))}
 
@@ -67,6 +75,30 @@ async def recorded(ctx: Context, data: Any) -> Any:
     RAN.append(ctx.request_id)
     await asyncio.sleep(float(data.get("seconds", 0)))
     return {"ran": ctx.request_id}
+
+
+# Where ``counted_sleep`` appends one line per run; set in the worker's environment by a test.
+RUNS_LOG_ENV = "TEST_HANDLER_RUNS_LOG"
+
+
+@operation(
+    input_schema=sleep_operation.INPUT_SCHEMA,
+    output_schema=sleep_operation.OUTPUT_SCHEMA,
+    summary="The shipped sleep, recording each run",
+)
+async def counted_sleep(ctx: Context, data: Any) -> Any:
+    """The shipped ``sleep`` handler, after appending ``<id> <attempt> <pid>`` to the runs log.
+
+    One ``write`` of a short line to a file opened with ``O_APPEND`` is atomic across processes,
+    so every worker can share the log; a run cut short by a crash is recorded all the same.
+    """
+    line = f"{ctx.request_id} {ctx.attempt} {os.getpid()}\n".encode()
+    fd = os.open(os.environ[RUNS_LOG_ENV], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, line)
+    finally:
+        os.close(fd)
+    return await sleep_operation.sleep(ctx, data)
 
 
 FAIL_ONCE: set[str] = set()  # inputs' "key"s whose next run fails (then removed)

@@ -405,6 +405,24 @@ async def test_entries_a_dead_dispatcher_read_are_reclaimed(
     assert await redis_client.xlen(stream) == 0
 
 
+async def test_entries_a_dead_dispatcher_read_go_out_within_the_lease(
+    redis_client: Redis, store: WebhookStore, receiver: Receiver, start: StartDispatcher
+) -> None:
+    # Found by the chaos test: a dispatcher SIGKILLed between reading the outbox and its
+    # fan-out left the entries for a fixed 60 s (then up to 30 s more) before another took them.
+    ep = await store.create_endpoint(CLIENT, receiver.url)
+    stream = core_keys.key("echo", "outbox")
+    await redis_client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    await finish_request(redis_client)
+    await redis_client.xreadgroup(GROUP, "dead", {stream: ">"}, count=10)
+    read_at = time.monotonic()
+    dispatcher = start(settings(timeout_seconds=0.5))
+
+    await wait_until(lambda: delivery_status(store, ep, "delivered"), timeout=10.0)
+    assert time.monotonic() - read_at <= 2 * dispatcher.lease_seconds + 1
+    assert len(receiver.received) == 1
+
+
 async def test_drain_once_is_a_deterministic_burst(
     redis_client: Redis, store: WebhookStore, receiver: Receiver
 ) -> None:

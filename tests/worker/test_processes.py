@@ -23,6 +23,8 @@ from service.app import create_app
 from service.queue import keys
 from service.queue.store import Queue
 from service.runtime.config import load_settings
+from service.runtime.redis import connect
+from tests.support.cluster import both, is_cluster_url, redis_env
 from tests.support.processes import CONFIG, Processes, RoleProcess, wait_until, wait_worker_ready
 
 Client = TestClient[Any, Any]
@@ -34,7 +36,7 @@ TERMINAL = ("succeeded", "failed", "canceled")
 def worker_env(redis_url: str, **extra: str) -> dict[str, str]:
     """Environment for a worker process: the test Redis, a short lease and idle check."""
     env = {
-        "ACCEPTD_REDIS__URL": redis_url,
+        **redis_env(redis_url),
         "ACCEPTD_WORKER__LEASE_SECONDS": LEASE,
         "ACCEPTD_WORKER__IDLE_CHECK_SECONDS": "0.2",
         "ACCEPTD_SERVER__SHUTDOWN_GRACE_SECONDS": "5",
@@ -45,15 +47,15 @@ def worker_env(redis_url: str, **extra: str) -> dict[str, str]:
 
 async def api_client(aiohttp_client: AiohttpClient, redis_url: str, **env: str) -> Client:
     """An in-process API on the test Redis, configured like the workers (same attempts)."""
-    settings = load_settings(CONFIG, {"ACCEPTD_REDIS__URL": redis_url, **env})
+    settings = load_settings(CONFIG, {**redis_env(redis_url), **env})
     return await aiohttp_client(create_app(settings))
 
 
 @pytest.fixture
 async def queue_redis(redis_url: str) -> AsyncIterator[aredis.Redis]:
     """A plain client for reading records and waiting on workers."""
-    r = aredis.Redis.from_url(redis_url)
-    yield r
+    r = connect(redis_url, cluster=is_cluster_url(redis_url))
+    yield r  # type: ignore[misc]  # a RedisCluster on the cluster: the same commands
     await r.aclose()
 
 
@@ -114,6 +116,7 @@ def is_worker(worker_id: str, proc: RoleProcess) -> bool:
     return f":{proc.pid}:" in worker_id
 
 
+@both
 async def test_sigkilled_worker_loses_nothing(
     aiohttp_client: AiohttpClient,
     redis_url: str,
@@ -279,6 +282,7 @@ async def test_sigterm_finishes_a_short_job_then_exits_0(
     assert body["attempt"] == 1
 
 
+@both
 async def test_sigterm_hands_a_long_job_back(
     aiohttp_client: AiohttpClient,
     redis_url: str,
@@ -364,6 +368,7 @@ async def test_two_workers_share_a_queue_exactly_once(
         await pubsub.aclose()  # type: ignore[no-untyped-call]
 
 
+@both
 async def test_idle_worker_is_woken_by_a_push(
     aiohttp_client: AiohttpClient,
     redis_url: str,
