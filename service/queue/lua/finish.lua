@@ -87,7 +87,8 @@ local function finish(rk, c)
   end
   account(rec, now)
   local created, started = tonumber(rec['created']), tonumber(rec['started'] or '')
-  history(({succeeded = 'ok', failed = 'f', canceled = 'c'})[outcome], now,
+  local field = outcome == 'succeeded' and 'ok' or (outcome == 'failed' and 'f' or 'c')
+  history(pending, field, now,
     started and math.max(0, started - created), started and math.max(0, now - started))
   return outcome
 end

@@ -154,7 +154,7 @@ local function submit(rk, c)
     add_outbox(rec, 'running', now)
     redis.call('RPUSH', hand, handed(rec, token, c.input))
     redis.call('PEXPIRE', hand, lease_ms * 2 + 60000)
-    history('s', now)
+    history(pending, 's', now)
     return {'created', c.id, '', -1, 'running'}
   end
   local member = member_of(c.id, c.client)
@@ -163,7 +163,7 @@ local function submit(rk, c)
   -- Queue.expire_due); one handed to a worker above has started already.
   if rec['qdl'] then redis.call('ZADD', deadlines, rec['qdl'], member) end
   wake_workers()
-  history('s', now)
+  history(pending, 's', now)
   return {'created', c.id, '', redis.call('ZRANK', pending, member)}
 end
 
