@@ -14,6 +14,7 @@ from typing import Any
 
 from aiohttp import web
 
+from service.http import batch as batch_api
 from service.http import console, monitor, sse, system
 from service.http import requests as requests_api
 from service.http import submit as api
@@ -88,7 +89,8 @@ def create_app(settings: Settings, roles: Roles | None = None) -> web.Applicatio
         check_open_mode(settings)
     operations = build_operations(settings)
     max_body = max(
-        [settings.server.max_body_bytes] + [op.max_input_bytes or 0 for op in operations.values()]
+        [settings.server.max_body_bytes, settings.server.max_batch_bytes]
+        + [op.max_input_bytes or 0 for op in operations.values()]
     )
     app = web.Application(client_max_size=max_body)
     authenticate = make_authenticator(settings)
@@ -114,7 +116,9 @@ def create_app(settings: Settings, roles: Roles | None = None) -> web.Applicatio
             webhook_api.routes,
             console.routes,
             api.operation_routes(list(operations)),
+            batch_api.operation_routes(list(operations)),
             requests_api.routes,
+            batch_api.routes,
             api.routes,
         ):
             add_guarded(app, routes, authenticate)

@@ -90,3 +90,14 @@ async def test_webhooks_verify_with_two_live_secrets(serve: Serve) -> None:
     stamp = int(headers["webhook-timestamp"])
     with pytest.raises(WebhookVerificationError, match="old or too new"):
         verify_webhook(body, headers, new, now=stamp + 301)
+
+
+async def test_async_submit_many(serve: Serve) -> None:
+    service = serve()
+    async with AsyncClient(service.url) as client:
+        out = await client.submit_many("echo", [{"n": 1}, {"n": 2}])
+        results = []
+        for request in out:
+            assert not isinstance(request, Exception)
+            results.append(await request.result(timeout=10))
+        assert results == [{"n": 1}, {"n": 2}]

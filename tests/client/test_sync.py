@@ -9,12 +9,14 @@ from typing import Any
 import httpx
 import pytest
 from acceptd_client import (
+    BatchItem,
     Client,
     Conflict,
     Event,
     InvalidInput,
     NotFound,
     QueueFull,
+    Request,
     RequestCanceled,
     RequestFailed,
     Unauthorized,
@@ -213,3 +215,24 @@ def test_api_keys(serve: Serve) -> None:
         seen: list[Event] = []
         assert request.wait(timeout=10, on_event=seen.append)["status"] == "succeeded"
         assert seen[0].event == "status"  # the stream was open (Bearer on the stream too)
+
+
+def test_submit_many_answers_each_input_in_order_and_retries_safely(serve: Serve) -> None:
+    service = serve(worker=False)
+    faults = Faults(lose_posts=1)  # the first answer is lost: the retry replays every item
+    with Client(service.url, transport=FaultyTransport(faults)) as client:
+        out = client.submit_many(
+            "sleep",
+            [{"seconds": 1}, {"seconds": "soon"}, BatchItem({"seconds": 2}, priority=7)],
+            priority=2,
+        )
+        assert len(faults.calls("POST", "/v1/sleep/batch")) == 2
+        first, bad, third = out
+        assert isinstance(first, Request) and isinstance(third, Request)
+        assert first.monitor["priority"] == 2 and first.status == "queued"
+        assert isinstance(bad, InvalidInput) and bad.problem["pointer"] == "/requests/1/input"
+        assert third.monitor["priority"] == 7 and third.monitor["position"] == 0
+        assert first.refresh()["position"] == 1
+        # More than one call's worth goes in calls of 1,000, answered in one list.
+        many = client.submit_many("echo", range(1001))
+        assert [r.monitor["position"] for r in many if isinstance(r, Request)] == list(range(1001))
