@@ -17,6 +17,8 @@ Per operation ``op`` (all keys tagged ``{op}``, built by :mod:`service.queue.key
   its events then (resuming that stream)
 - ``seq``        arrival counter
 - ``tput``       finishes and run time in 5 s buckets (throughput and ETA)
+- ``hist:s``, ``hist:m`` hashes, the console's history: fixed rings of per-second (15 min) and
+  per-minute (24 h) counters, written by ``submit.lua`` and ``finish.lua`` (:mod:`.history`)
 - ``workers``    sorted set of worker ids by heartbeat deadline
 - ``idle``       sorted set of ``"<lease_ms> <worker>"`` registered idle, by expiry: a submit
   that finds the queue empty leases its request to one of them at once
@@ -1099,6 +1101,8 @@ def _submit_fixed(op: str) -> tuple[SubmitKeys, SubmitArgv]:
             k.outbox,
             k.hooked_running,
             k.deadlines,
+            k.hist_s,
+            k.hist_m,
         ),
         SubmitArgv(k.events_channel, k.watched_channel, _IDEMPOTENCY_TTL),
     )
@@ -1118,6 +1122,9 @@ def _finish_fixed(op: str) -> tuple[FinishKeys, FinishArgv]:
             k.hooked_succeeded,
             k.hooked_failed,
             k.hooked_canceled,
+            k.pending,
+            k.hist_s,
+            k.hist_m,
         ),
         FinishArgv(k.events_channel, k.watched_channel),
     )

@@ -78,6 +78,7 @@ class ClientSettings:
     key_sha256: str = ""
     rate_per_second: float | None = None
     burst: int | None = None
+    admin: bool = False  # an operator: sees every client's requests and endpoints
 
     def key_digest(self) -> bytes:
         """The SHA-256 digest of the client's key, which requests are matched by."""
