@@ -105,6 +105,7 @@ def run_arguments(
             keys.delivery(p.id),
             keys.endpoint_deliveries(p.endpoint_id) if p.endpoint_id else no_index,
             keys.endpoint(p.endpoint_id) if p.endpoint_id else no_endpoint,
+            keys.request_deliveries(it.request_id),
         )
         item_argv += scripts.FanoutItemArgv(
             p.id,

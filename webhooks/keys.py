@@ -49,6 +49,14 @@ def endpoint_deliveries(endpoint_id: str) -> str:
     return key("epd", endpoint_id)
 
 
+def request_deliveries(request_id: str) -> str:
+    """A request's delivery ids (endpoints' and its callback's), scored by creation time (capped).
+
+    It expires with the deliveries it names (refreshed at each fan-out of the request).
+    """
+    return key("rqd", request_id)
+
+
 def due() -> str:
     """Pending deliveries (see :func:`due_member`), scored by their next attempt time (ms)."""
     return _DUE

@@ -34,6 +34,8 @@ class FanoutArgv(NamedTuple):
     deadline: int
     per_target: int
     slots: int
+    request_cap: int
+    request_ttl: int
 
 
 class FanoutItemKeys(NamedTuple):
@@ -42,6 +44,7 @@ class FanoutItemKeys(NamedTuple):
     delivery: str
     deliveries: str
     endpoint: str
+    requested: str
 
 
 class FanoutItemArgv(NamedTuple):

@@ -8,6 +8,7 @@ Keys (all tagged ``{wh}``, built by :mod:`webhooks.keys`):
 - ``d:<id>``      hash, one delivery (payload snapshot, status, lease); expires once settled
 - ``dlog:<id>``   list of the delivery's attempts (JSON), capped
 - ``epd:<id>``    sorted set of an endpoint's delivery ids by creation time, capped
+- ``rqd:<id>``    sorted set of a request's delivery ids by creation time, capped; expires
 - ``due``         sorted set of pending deliveries (``<id>\\n<target>``) by next attempt time
 - ``inflight``    sorted set of leased delivery ids by lease deadline
 - ``busy``        hash, sends in flight per target (endpoint id or callback origin)
@@ -61,6 +62,8 @@ ROTATION_OVERLAP = 86_400.0
 DELIVERY_RETENTION = 7 * 86_400
 LOG_CAP = 50
 INDEX_CAP = 1000
+REQUEST_INDEX_CAP = 200
+"""A request's index keeps its newest 200 deliveries (a few events times its endpoints)."""
 MAX_STALLS = 5
 MAX_URL = 2048
 MAX_DESCRIPTION = 1024
@@ -353,7 +356,20 @@ class WebhookStore:
     ) -> list[Delivery]:
         """An endpoint's most recent deliveries, newest first."""
         await self.get_endpoint(client, endpoint_id)
-        ids = await self.redis.zrevrange(keys.endpoint_deliveries(endpoint_id), 0, limit - 1)
+        return await self._indexed(client, keys.endpoint_deliveries(endpoint_id), limit)
+
+    async def request_deliveries(
+        self, client: str, request_id: str, limit: int = 50
+    ) -> list[Delivery]:
+        """A request's most recent deliveries (to endpoints and its callback), newest first.
+
+        Only ``client``'s: the caller checks that the request is theirs to see.
+        """
+        return await self._indexed(client, keys.request_deliveries(request_id), limit)
+
+    async def _indexed(self, client: str, index: str, limit: int) -> list[Delivery]:
+        """The deliveries an index names, newest first, that exist and are ``client``'s."""
+        ids = await self.redis.zrevrange(index, 0, limit - 1)
         async with self.redis.pipeline(transaction=False) as pipe:
             for delivery_id in ids:
                 pipe.hgetall(keys.delivery(text(delivery_id)))
@@ -454,6 +470,9 @@ class WebhookStore:
                 now + int(terms.seconds * 1000),
                 terms.per_target,
                 slots,
+                REQUEST_INDEX_CAP,
+                # A delivery settles within its retry schedule and is kept `retention` after.
+                2 * self.retention,
             ),
             entry_keys=item_keys,
             entry_argv=item_argv,

@@ -432,6 +432,18 @@ def build_openapi(operations: dict[str, Operation]) -> dict[str, Any]:
                                      "202": _json(MONITOR_REF, "Cancel requested (running)"),
                                      "404": _problem("Unknown"),
                                      "409": _problem("Already finished")}}},
+        "/v1/queue/requests/{request_id}/deliveries": {
+            "get": {"operationId": "list_request_deliveries",
+                    "summary": "The request's webhook deliveries, newest first",
+                    "description": "To its client's endpoints and its Callback-Url, each with its "
+                                   "attempt log; the newest 200 are indexed, kept like the "
+                                   "deliveries themselves (7 days once settled)",
+                    "parameters": [REQUEST_ID, {"name": "limit", "in": "query", "schema": {
+                        "type": "integer", "minimum": 1, "maximum": 200, "default": 50}}],
+                    "responses": {"200": _json({"type": "object", "properties": {
+                        "items": {"type": "array", "items": DELIVERY}}}, "Deliveries"),
+                                  "400": _problem("Invalid query parameter"),
+                                  "404": _problem("Unknown or purged")}}},
         "/v1/queue/requests/{request_id}/input": {
             "get": {"operationId": "get_input", "summary": "The request's input, while kept",
                     "description": "Kept while queued or running and, for a retry, once failed "

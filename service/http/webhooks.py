@@ -14,6 +14,8 @@ from service.http.common import (
     encode_cursor,
     json_response,
     page_limit,
+    read_own,
+    requested,
 )
 from service.http.errors import Problem
 from service.state import settings_key, webhook_store_key
@@ -170,6 +172,20 @@ async def list_deliveries(request: web.Request) -> web.Response:
     limit = page_limit(request, *DELIVERIES_PAGE)
     store = request.app[webhook_store_key]
     items = await store.list_deliveries(acting_client(request), eid, limit=limit)
+    return json_response({"items": [d.to_json() for d in items]})
+
+
+@routes.get("/v1/queue/requests/{request_id}/deliveries")
+async def request_deliveries(request: web.Request) -> web.Response:
+    """The request's webhook deliveries (its endpoints' and its callback's), newest first.
+
+    The request's owner sees them, and an operator; each is its owner's delivery.
+    """
+    op, rid = requested(request)
+    snap = await read_own(request, op, rid)
+    limit = page_limit(request, *DELIVERIES_PAGE)
+    owner = str(snap.record["client"])
+    items = await request.app[webhook_store_key].request_deliveries(owner, rid, limit=limit)
     return json_response({"items": [d.to_json() for d in items]})
 
 

@@ -221,8 +221,33 @@ async function requestPage(id) {
   else outcome = "(not finished)";
   $("r-outcome").textContent = outcome;
   $("r-monitor").textContent = JSON.stringify(r, null, 2);
+  await requestDeliveries(r);
   const input = await client.json(`/v1/queue/requests/${encodeURIComponent(id)}/input`);
   $("r-input").textContent = input.kept ? JSON.stringify(input.input, null, 2) : "(not kept once a request succeeds)";
+}
+
+async function requestDeliveries(r) {
+  const {items} = await client.json(`/v1/queue/requests/${encodeURIComponent(r.id)}/deliveries`);
+  $("r-deliveries-empty").hidden = items.length > 0;
+  // An operator redelivers another client's delivery by naming that client.
+  const whose = r.client && r.client !== session.client ? "?client=" + encodeURIComponent(r.client) : "";
+  $("r-deliveries").replaceChildren(...items.map((d) => {
+    const a = d.attempts[d.attempts.length - 1] || {};
+    const redeliver = el("button", {type: "button", class: "redeliver"}, "Redeliver");
+    redeliver.addEventListener("click", async () => {
+      try {
+        await client.json(`/v1/webhooks/deliveries/${d.id}/redeliver` + whose, {method: "POST"});
+        $("r-msg").textContent = "redelivering " + d.id;
+        route();
+      } catch (e) { $("r-msg").textContent = errorText(e); }
+    });
+    return el("tr", {dataset: {id: d.id}}, el("td", {}, el("code", {}, d.id)), el("td", {}, d.event_type),
+      el("td", {}, d.endpoint_id ? el("code", {}, d.endpoint_id) : "callback " + (d.url || "")),
+      el("td", {class: d.status === "delivered" ? "ok" : "bad"}, d.status),
+      el("td", {}, String(d.attempts.length)),
+      el("td", {class: "code"}, a.status_code ? String(a.status_code) : a.error || "–"),
+      el("td", {}, redeliver));
+  }));
 }
 
 async function retry(id) {

@@ -226,6 +226,14 @@ async def test_webhooks_show_the_failing_endpoints_last_status_and_redeliver_sen
         before = len(receiver.received)
         await block.locator("button.redeliver").first.click()
         await wait_until(lambda: len(receiver.received) > before, timeout=10)
+        # The request's page lists its deliveries, with the last status code and Redeliver.
+        await page.goto(page.url.split("#")[0] + f"#request/{sent['id']}")
+        row = page.locator("#r-deliveries tr").first
+        await expect(row).to_contain_text(endpoint["id"])
+        await expect(row.locator("td.code")).to_have_text("500")
+        before = len(receiver.received)
+        await row.locator("button.redeliver").click()
+        await wait_until(lambda: len(receiver.received) > before, timeout=10)
         # An operator sees alice's endpoint, saying whose, and can redeliver it too.
         ops = await open_console("webhooks")
         theirs = ops.locator(f".endpoint[data-id='{endpoint['id']}']")

@@ -146,6 +146,41 @@ async def test_a_finished_request_is_delivered_signed(
     assert len(receiver.received) == 2
 
 
+async def test_a_requests_deliveries_are_listed_for_who_may_see_it(
+    app_client: MakeClient, receiver: Receiver
+) -> None:
+    ops = {"Authorization": "Bearer ops-key-0123456789"}
+    c = await app_client(
+        auth={"clients": [*CLIENTS, {"name": "ops", "key": "ops-key-0123456789", "admin": True}]}
+    )
+    resp = await c.post(
+        "/v1/webhooks/endpoints", json={"url": receiver.url + "/hook"}, headers=ALICE
+    )
+    eid = (await resp.json())["id"]
+    callback = {"Callback-Url": receiver.url + "/cb"}
+    resp = await c.post("/v1/echo", json={"n": 1}, headers={**ALICE, **ASYNC, **callback})
+    rid = (await resp.json())["id"]
+    await wait_until(lambda: len(receiver.received) >= 2)
+    path = f"/v1/queue/requests/{rid}/deliveries"
+
+    async def delivered() -> bool:
+        items = (await (await c.get(path, headers=ALICE)).json())["items"]
+        return len(items) == 2 and all(d["status"] == "delivered" for d in items)
+
+    await wait_until(delivered)
+    items = (await (await c.get(path, headers=ALICE)).json())["items"]
+    assert {d["endpoint_id"] for d in items} == {eid, None}
+    assert all(d["request_id"] == rid and d["attempts"][0]["status_code"] == 200 for d in items)
+    assert (await c.get(path, headers=BOB)).status == 404  # not bob's request
+    theirs = (await (await c.get(path, headers=ops)).json())["items"]
+    assert {d["id"] for d in theirs} == {d["id"] for d in items}  # an operator sees any
+    one = await (await c.get(path + "?limit=1", headers=ALICE)).json()
+    assert len(one["items"]) == 1
+    assert (await c.get(path + "?limit=0", headers=ALICE)).status == 400
+    resp = await c.get("/v1/queue/requests/nope/deliveries", headers=ALICE)
+    assert resp.status == 404
+
+
 @both
 async def test_delivery_log_rotation_and_redeliver(
     app_client: MakeClient, receiver: Receiver

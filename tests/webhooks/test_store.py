@@ -137,6 +137,23 @@ async def test_fanout_is_idempotent_per_entry(store: WebhookStore) -> None:
         await store.redeliver("bob", listed.id)
 
 
+async def test_a_requests_deliveries_are_indexed_with_a_ttl(
+    store: WebhookStore, redis_client: Redis
+) -> None:
+    ep = await store.create_endpoint("alice", URL)
+    cb = ("https://cb.example.com/x", "cb:https://cb.example.com")
+    await store.fanout("echo", "1-0", "request.succeeded", "alice", "r1", b"{}", *cb)
+    await store.fanout("echo", "2-0", "request.succeeded", "alice", "r2", b"{}")
+    listed = await store.request_deliveries("alice", "r1")
+    assert {(d.endpoint_id, d.url) for d in listed} == {(ep.id, None), (None, cb[0])}
+    assert all(d.request_id == "r1" for d in listed)
+    assert [d.request_id for d in await store.request_deliveries("alice", "r2")] == ["r2"]
+    assert await store.request_deliveries("bob", "r1") == []  # only the owner's
+    index = keys.request_deliveries("r1")
+    assert 0 < await redis_client.ttl(index) <= 2 * store.retention
+    assert index.startswith("acceptd:{wh}:")
+
+
 async def test_fanout_filters_events_and_operations(store: WebhookStore) -> None:
     await store.create_endpoint("alice", URL, operations=["sleep"])
     await store.create_endpoint("alice", URL, events=["request.running"])

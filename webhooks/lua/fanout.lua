@@ -17,10 +17,13 @@
   ARGV[4] deadline          the lease deadline (ms) of deliveries leased to the caller
   ARGV[5] per_target        sends in flight allowed per target
   ARGV[6] slots             how many new deliveries the caller can take now
+  ARGV[7] request_cap       how many delivery ids a request's index keeps
+  ARGV[8] request_ttl       seconds a request's index is kept after its latest delivery
   each item (one delivery):
   KEYS[+1] delivery         d:<id>, the delivery's hash
   KEYS[+2] deliveries       epd:<endpoint>, its endpoint's delivery index (epd: for a callback)
   KEYS[+3] endpoint         ep:<endpoint>, its endpoint (ep: for a callback)
+  KEYS[+4] requested        rqd:<request>, its request's delivery index
   ARGV[+1] id               the delivery's id
   ARGV[+2] target           its busy target: the endpoint id, or the callback url's origin
   ARGV[+3] ep               the endpoint id ('' for a callback)
@@ -44,14 +47,17 @@ local token = ARGV[3]
 local deadline = ARGV[4]
 local per_target = tonumber(ARGV[5])
 local slots = tonumber(ARGV[6])
+local request_cap = tonumber(ARGV[7])
+local request_ttl = tonumber(ARGV[8])
 -- Each item as a table named after the header's per-item KEYS and ARGV.
 local items = {}
-for n = 0, (#KEYS - 4) / 3 - 1 do
-  local k, a = 4 + 3 * n, 6 + 9 * n
+for n = 0, (#KEYS - 4) / 4 - 1 do
+  local k, a = 4 + 4 * n, 8 + 9 * n
   items[n + 1] = {
     delivery = KEYS[k + 1],
     deliveries = KEYS[k + 2],
     endpoint = KEYS[k + 3],
+    requested = KEYS[k + 4],
     id = ARGV[a + 1],
     target = ARGV[a + 2],
     ep = ARGV[a + 3],
@@ -109,6 +115,9 @@ for i, it in ipairs(items) do
       redis.call('ZADD', it.deliveries, now, it.id)
       redis.call('ZREMRANGEBYRANK', it.deliveries, 0, -(cap + 1))
     end
+    redis.call('ZADD', it.requested, now, it.id)
+    redis.call('ZREMRANGEBYRANK', it.requested, 0, -(request_cap + 1))
+    redis.call('EXPIRE', it.requested, request_ttl)
     table.insert(created, i - 1)
   end
 end
