@@ -126,6 +126,9 @@ class StartKeys(NamedTuple):
     hooked_running: str
     hooked_failed: str
     deadlines: str
+    pending: str
+    hist_s: str
+    hist_m: str
 
 
 class StartArgv(NamedTuple):
@@ -170,6 +173,8 @@ class RecoverKeys(NamedTuple):
     hooked_failed: str
     hooked_canceled: str
     deadlines: str
+    hist_s: str
+    hist_m: str
 
 
 class RecoverArgv(NamedTuple):
@@ -194,6 +199,8 @@ class ExpireKeys(NamedTuple):
     pending: str
     outbox: str
     hooked_failed: str
+    hist_s: str
+    hist_m: str
 
 
 class ExpireArgv(NamedTuple):
@@ -375,6 +382,8 @@ class CancelKeys(NamedTuple):
     delayed: str
     outbox: str
     hooked_canceled: str
+    hist_s: str
+    hist_m: str
 
 
 class CancelArgv(NamedTuple):

@@ -18,7 +18,8 @@ Per operation ``op`` (all keys tagged ``{op}``, built by :mod:`service.queue.key
 - ``seq``        arrival counter
 - ``tput``       finishes and run time in 5 s buckets (throughput and ETA)
 - ``hist:s``, ``hist:m`` hashes, the console's history: fixed rings of per-second (15 min) and
-  per-minute (24 h) counters, written by ``submit.lua`` and ``finish.lua`` (:mod:`.history`)
+  per-minute (24 h) counters, written by ``submit.lua``, ``finish.lua`` and every other script
+  that ends a request (:mod:`.history`)
 - ``workers``    sorted set of worker ids by heartbeat deadline
 - ``idle``       sorted set of ``"<lease_ms> <worker>"`` registered idle, by expiry: a submit
   that finds the queue empty leases its request to one of them at once
@@ -436,7 +437,16 @@ class Queue:
         try:
             replies = await scripts.START.call_many(
                 self.batcher,
-                StartKeys(k.running, k.outbox, k.hooked_running, k.hooked_failed, k.deadlines),
+                StartKeys(
+                    k.running,
+                    k.outbox,
+                    k.hooked_running,
+                    k.hooked_failed,
+                    k.deadlines,
+                    k.pending,
+                    k.hist_s,
+                    k.hist_m,
+                ),
                 StartArgv(token, worker, now, k.events_channel, k.watched_channel),
                 calls,
             )
@@ -515,6 +525,8 @@ class Queue:
                 k.hooked_failed,
                 k.hooked_canceled,
                 k.deadlines,
+                k.hist_s,
+                k.hist_m,
             ),
             RecoverArgv(
                 rid,
@@ -564,7 +576,7 @@ class Queue:
             )
         replies = await scripts.EXPIRE.call_many(
             self.batcher,
-            ExpireKeys(k.deadlines, k.pending, k.outbox, k.hooked_failed),
+            ExpireKeys(k.deadlines, k.pending, k.outbox, k.hooked_failed, k.hist_s, k.hist_m),
             ExpireArgv(now, k.events_channel, k.watched_channel),
             calls,
         )
@@ -757,6 +769,8 @@ class Queue:
                 k.delayed,
                 k.outbox,
                 k.hooked_canceled,
+                k.hist_s,
+                k.hist_m,
             ),
             CancelArgv(
                 request_id,

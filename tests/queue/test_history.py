@@ -1,4 +1,4 @@
-"""The console's history rings: written by submit.lua and finish.lua, bounded, read back."""
+"""The console's history rings: written by every script that submits or ends a request."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import redis.asyncio as aredis
 
 from service.queue import history, keys
-from service.queue.store import Queue
-from tests.queue.test_store import LIMITS, Clock, claim, submit
+from service.queue.store import Limits, Queue
+from tests.queue.test_store import LIMITS, Clock, claim, submit, submit_timed
 
 
 @pytest.fixture
@@ -46,6 +46,42 @@ async def test_submits_and_finishes_are_counted_per_second_and_minute(
     [d] = await history.read(redis_client, ["echo"], 86400, now_ms)
     assert d.step == 60 and len(d.times) == 1440
     assert sum(d.submitted) == 3 and sum(d.succeeded) == 1 and sum(d.failed) == 1
+
+
+async def test_every_terminal_outcome_is_counted_not_only_finishes(
+    queue: Queue, clock: Clock, redis_client: aredis.Redis
+) -> None:
+    async def totals() -> tuple[int, int, int, int]:
+        [s] = await history.read(redis_client, ["echo"], 900, queue.now_ms())
+        return sum(s.submitted), sum(s.succeeded), sum(s.failed), sum(s.canceled)
+
+    # Canceled while queued (cancel.lua).
+    queued = await submit(queue)
+    outcome, _ = await queue.cancel("echo", queued, "alice", '{"type": "canceled"}')
+    assert outcome == "canceled" and await totals() == (1, 0, 0, 1)
+    # Past its Queue-Timeout: failed by the sweep (expire.lua) and by a claim (start.lua).
+    await submit_timed(queue, 1)
+    clock.now += 1.5
+    assert await queue.expire_due(["echo"]) == 1
+    await submit_timed(queue, 1)
+    clock.now += 1.5
+    assert await claim(queue) == []
+    assert await totals() == (3, 0, 2, 1)
+    # Its worker lost once too often: failed with worker-lost (recover.lua).
+    once = Limits(attempts=1, timeout=10, result_ttl=60, max_queue_depth=5, retry_backoff=1.0)
+    await submit(queue, limits=once)
+    outcomes: list[str] = []
+    for token in ("t1", "t2"):
+        await queue.claim(
+            "echo", "w1", token, 1, lease=30, worker_ttl=10, max_lost=0,
+            on_recovered=outcomes.append,
+        )  # fmt: skip
+        clock.now += 31  # nobody renewed the lease
+    assert outcomes == ["worker_lost"]
+    assert await totals() == (4, 0, 3, 1)
+    [s] = await history.read(redis_client, ["echo"], 900, queue.now_ms())
+    assert s.wait_ms.count == 0 and s.run_ms.count == 0  # only finished runs are timed
+    assert s.queue_depth[-1] is not None
 
 
 async def test_rings_stay_bounded_and_old_buckets_are_forgotten(

@@ -841,7 +841,16 @@ async def test_a_request_between_the_claims_two_steps_reads_queued_at_position_z
     # The second step: started, it is running with no position.
     replies = await scripts.START.call_many(
         queue.batcher,
-        StartKeys(k.running, k.outbox, k.hooked_running, k.hooked_failed, k.deadlines),
+        StartKeys(
+            k.running,
+            k.outbox,
+            k.hooked_running,
+            k.hooked_failed,
+            k.deadlines,
+            k.pending,
+            k.hist_s,
+            k.hist_m,
+        ),
         StartArgv("t1", "w1", now, k.events_channel, k.watched_channel),
         [
             (

@@ -7,6 +7,8 @@
   KEYS[6] delayed          members waiting out a retry backoff
   KEYS[7] outbox           webhook event stream
   KEYS[8] hooked_canceled  clients with an endpoint for request.canceled
+  KEYS[9] hist_s           the console's per-second history ring (includes/history)
+  KEYS[10] hist_m          the console's per-minute history ring
   ARGV[1] id               the request's id
   ARGV[2] client           the caller: only its own requests can be canceled
   ARGV[3] now              ms
@@ -24,6 +26,8 @@ local pending = KEYS[5]
 local delayed = KEYS[6]
 local outbox = KEYS[7]
 local hooked_canceled = KEYS[8]
+local hist_s = KEYS[9]
+local hist_m = KEYS[10]
 local id = ARGV[1]
 local client = ARGV[2]
 local now = tonumber(ARGV[3])
@@ -35,6 +39,7 @@ local hooked = {canceled = hooked_canceled}
 --- @include "includes/hgetall"
 --- @include "includes/terminate"
 --- @include "includes/member"
+--- @include "includes/history"
 
 local rk = {record = record, ev = ev, glob = glob, cev = cev}
 local rec = hgetall(record)
@@ -47,6 +52,8 @@ if status == 'queued' then
   rec['cancel'] = '1'
   redis.call('HSET', record, 'cancel', '1')
   terminate(rk, rec, 'canceled', now, 'error', error_json)
+  history(pending, 'c', now)
+  history_flush(pending)
   return {'canceled', cjson.encode(snapshot(rec))}
 elseif status == 'running' then
   if rec['cancel'] ~= '1' then

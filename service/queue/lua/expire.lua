@@ -3,6 +3,8 @@
   KEYS[2] pending          queued members by priority and arrival
   KEYS[3] outbox           webhook event stream
   KEYS[4] hooked_failed    clients with an endpoint for request.failed
+  KEYS[5] hist_s           the console's per-second history ring (includes/history)
+  KEYS[6] hist_m           the console's per-minute history ring
   ARGV[1] now              ms
   ARGV[2] events_channel   every state change
   ARGV[3] watched_channel  changes someone waits for or streams
@@ -21,11 +23,13 @@ local deadlines = KEYS[1]
 local pending = KEYS[2]
 local outbox = KEYS[3]
 local hooked_failed = KEYS[4]
+local hist_s = KEYS[5]
+local hist_m = KEYS[6]
 local now = tonumber(ARGV[1])
 local events_channel = ARGV[2]
 local watched_channel = ARGV[3]
 -- Calls follow the fixed KEYS and ARGV, this many of each per call.
-local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 4, 4, 3, 1
+local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 6, 4, 3, 1
 local hooked = {failed = hooked_failed}
 --- @include "includes/hgetall"
 --- @include "includes/expire"
@@ -52,4 +56,5 @@ for i = 0, (#KEYS - FIXED_KEYS) / CALL_KEYS - 1 do
   local rk = {record = KEYS[kb + 1], ev = KEYS[kb + 2], glob = KEYS[kb + 3], cev = KEYS[kb + 4]}
   out[#out + 1] = protected(expire, rk, {member = ARGV[ab + 1]})
 end
+history_flush(pending)
 return out

@@ -13,6 +13,8 @@
   KEYS[12] hooked_failed   ... for request.failed
   KEYS[13] hooked_canceled ... for request.canceled
   KEYS[14] deadlines       never-started requests with a queue timeout, by deadline
+  KEYS[15] hist_s          the console's per-second history ring (includes/history)
+  KEYS[16] hist_m          the console's per-minute history ring
   ARGV[1] id               the request's id
   ARGV[2] member           its member of running
   ARGV[3] now              ms
@@ -50,6 +52,8 @@ local hooked_running = KEYS[11]
 local hooked_failed = KEYS[12]
 local hooked_canceled = KEYS[13]
 local deadlines = KEYS[14]
+local hist_s = KEYS[15]
+local hist_m = KEYS[16]
 local id = ARGV[1]
 local member = ARGV[2]
 local now = tonumber(ARGV[3])
@@ -98,61 +102,70 @@ local function lease_here(rk, rec)
     rec['created']}
 end
 
-local deadline = redis.call('ZSCORE', running, member)
-if not deadline or tonumber(deadline) > now then return 0 end
-redis.call('ZREM', running, member)
-local rk = {record = record, ev = ev, glob = glob, cev = cev}
-local rec = hgetall(record)
-if rec['status'] == 'queued' then
+local function recover()
+  local deadline = redis.call('ZSCORE', running, member)
+  if not deadline or tonumber(deadline) > now then return 0 end
+  redis.call('ZREM', running, member)
+  local rk = {record = record, ev = ev, glob = glob, cev = cev}
+  local rec = hgetall(record)
+  if rec['status'] == 'queued' then
+    if take == '1' then return lease_here(rk, rec) end
+    if queue_expired(rk, rec, member, now) then return 'expired' end
+    redis.call('ZADD', pending, rec['score'], member)
+    wake_workers()
+    return 'not_started'
+  end
+  if rec['status'] ~= 'running' then return 'gone' end
+  local never_ran = untaken()
+  local lost = tonumber(rec['lost'] or '0')
+  if not never_ran then lost = lost + 1 end
+  if rec['cancel'] == '1' then
+    terminate(rk, rec, 'canceled', now, 'error', cjson.encode({
+      type = 'urn:acceptd:problem:canceled', title = 'Canceled', status = 409,
+      detail = 'the request was canceled'}))
+    account(rec, now)
+    history(pending, 'c', now)
+    return 'canceled'
+  elseif lost > max_lost then
+    rec['lost'] = tostring(lost)
+    redis.call('HSET', record, 'lost', lost)
+    terminate(rk, rec, 'failed', now, 'error', cjson.encode({
+      type = 'urn:acceptd:problem:worker-lost', title = 'Worker lost', status = 500,
+      detail = 'the worker running this request stopped responding (' .. lost ..
+        ' runs lost; at most ' .. max_lost .. ' are rerun)'}))
+    account(rec, now)
+    history(pending, 'f', now)
+    return 'worker_lost'
+  end
+  rec['status'] = 'queued'
+  rec['updated'] = tostring(now)
+  if never_ran then
+    -- Handed over and never taken: nothing ran, so neither a run nor a loss is counted.
+    redis.call('HSET', record, 'status', 'queued', 'updated', now)
+    redis.call('HDEL', record, 'started')
+    rec['started'] = nil
+    -- Its Queue-Timeout applies again: it has not started yet.
+    if rec['qdl'] then redis.call('ZADD', deadlines, rec['qdl'], member) end
+  else
+    rec['attempt'] = tostring(tonumber(rec['attempt']) + 1)
+    rec['lost'] = tostring(lost)
+    redis.call('HSET', record, 'attempt', rec['attempt'], 'lost', lost, 'status', 'queued',
+      'updated', now)
+  end
+  redis.call('HDEL', record, 'lease', 'worker', 'progress')
+  rec['lease'] = nil; rec['worker'] = nil; rec['progress'] = nil
+  -- The queued event, then (leased here) the running one: the same events as a requeue and a
+  -- claim, in one step.
+  emit(rk, rec, 'status')
   if take == '1' then return lease_here(rk, rec) end
-  if queue_expired(rk, rec, member, now) then return 'expired' end
-  redis.call('ZADD', pending, rec['score'], member)
+  requeue_head(rec, member)
+  redis.call('HSET', record, 'score', rec['score'])
   wake_workers()
-  return 'not_started'
+  if never_ran then return 'not_started' end
+  return 'rerun'
 end
-if rec['status'] ~= 'running' then return 'gone' end
-local never_ran = untaken()
-local lost = tonumber(rec['lost'] or '0')
-if not never_ran then lost = lost + 1 end
-if rec['cancel'] == '1' then
-  terminate(rk, rec, 'canceled', now, 'error', cjson.encode({
-    type = 'urn:acceptd:problem:canceled', title = 'Canceled', status = 409,
-    detail = 'the request was canceled'}))
-  account(rec, now)
-  return 'canceled'
-elseif lost > max_lost then
-  rec['lost'] = tostring(lost)
-  redis.call('HSET', record, 'lost', lost)
-  terminate(rk, rec, 'failed', now, 'error', cjson.encode({
-    type = 'urn:acceptd:problem:worker-lost', title = 'Worker lost', status = 500,
-    detail = 'the worker running this request stopped responding (' .. lost ..
-      ' runs lost; at most ' .. max_lost .. ' are rerun)'}))
-  account(rec, now)
-  return 'worker_lost'
-end
-rec['status'] = 'queued'
-rec['updated'] = tostring(now)
-if never_ran then
-  -- Handed over and never taken: nothing ran, so neither a run nor a loss is counted.
-  redis.call('HSET', record, 'status', 'queued', 'updated', now)
-  redis.call('HDEL', record, 'started')
-  rec['started'] = nil
-  -- Its Queue-Timeout applies again: it has not started yet.
-  if rec['qdl'] then redis.call('ZADD', deadlines, rec['qdl'], member) end
-else
-  rec['attempt'] = tostring(tonumber(rec['attempt']) + 1)
-  rec['lost'] = tostring(lost)
-  redis.call('HSET', record, 'attempt', rec['attempt'], 'lost', lost, 'status', 'queued',
-    'updated', now)
-end
-redis.call('HDEL', record, 'lease', 'worker', 'progress')
-rec['lease'] = nil; rec['worker'] = nil; rec['progress'] = nil
--- The queued event, then (leased here) the running one: the same events as a requeue and a
--- claim, in one step.
-emit(rk, rec, 'status')
-if take == '1' then return lease_here(rk, rec) end
-requeue_head(rec, member)
-redis.call('HSET', record, 'score', rec['score'])
-wake_workers()
-if never_ran then return 'not_started' end
-return 'rerun'
+
+-- Counted in the console's history (a queue timeout, a cancel or worker-lost) once, at the end.
+local reply = recover()
+history_flush(pending)
+return reply

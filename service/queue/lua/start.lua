@@ -4,6 +4,9 @@
   KEYS[3] hooked_running   clients with an endpoint for request.running
   KEYS[4] hooked_failed    ... for request.failed
   KEYS[5] deadlines        never-started requests with a queue timeout, by deadline
+  KEYS[6] pending          queued members (the history's depth sample)
+  KEYS[7] hist_s           the console's per-second history ring (a queue timeout counts)
+  KEYS[8] hist_m           the console's per-minute history ring
   ARGV[1] token            the lease token of the claim
   ARGV[2] worker           the worker's id
   ARGV[3] now              ms
@@ -26,13 +29,16 @@ local outbox = KEYS[2]
 local hooked_running = KEYS[3]
 local hooked_failed = KEYS[4]
 local deadlines = KEYS[5]
+local pending = KEYS[6]
+local hist_s = KEYS[7]
+local hist_m = KEYS[8]
 local token = ARGV[1]
 local worker = ARGV[2]
 local now = ARGV[3]
 local events_channel = ARGV[4]
 local watched_channel = ARGV[5]
 -- Calls follow the fixed KEYS and ARGV, this many of each per call.
-local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 5, 4, 5, 1
+local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 8, 4, 5, 1
 local hooked = {running = hooked_running, failed = hooked_failed}
 --- @include "includes/hgetall"
 --- @include "includes/expire"
@@ -72,4 +78,5 @@ for i = 0, (#KEYS - FIXED_KEYS) / CALL_KEYS - 1 do
   local rk = {record = KEYS[kb + 1], ev = KEYS[kb + 2], glob = KEYS[kb + 3], cev = KEYS[kb + 4]}
   out[#out + 1] = protected(start, rk, {member = ARGV[ab + 1]})
 end
+history_flush(pending)  -- writes only when a queue timeout failed a request
 return out

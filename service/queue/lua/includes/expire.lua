@@ -1,6 +1,8 @@
--- Expects locals: deadlines (queue deadlines by time), and those of terminate (events_channel,
--- watched_channel, outbox, hooked with a 'failed' entry).
+-- Expects locals: deadlines (queue deadlines by time), pending (the history's depth sample),
+-- those of terminate (events_channel, watched_channel, outbox, hooked with a 'failed' entry) and
+-- of history (hist_s, hist_m): the script calls history_flush(pending) before it returns.
 --- @include "includes/terminate"
+--- @include "includes/history"
 -- A request's Queue-Timeout applies to its first start only: true (and the request failed
 -- with queue-timeout) when it has never started and its deadline (qdl, ms) has passed.
 local function queue_expired(rk, rec, dl_member, at_ms)
@@ -11,6 +13,7 @@ local function queue_expired(rk, rec, dl_member, at_ms)
   terminate(rk, rec, 'failed', at_ms, 'error', cjson.encode({
     type = 'urn:acceptd:problem:queue-timeout', title = 'Queue timeout', status = 504,
     detail = string.format('the request did not start within %g s of its creation', seconds)}))
+  history(pending, 'f', at_ms)
   return true
 end
 
