@@ -82,6 +82,13 @@ CLIENT_QUERY = {
     "description": "Operators (auth.clients[].admin) only: one client's, or * for "
     "every client's (items then carry `client`); others get 403",
 }
+ACTING_CLIENT = {
+    "name": "client",
+    "in": "query",
+    "schema": {"type": "string"},
+    "description": "Operators (auth.clients[].admin) only: act on this client's endpoint or "
+    "delivery; others get 403",
+}
 _COUNTS = {"type": "array", "items": {"type": "integer"}}
 _PERCENTILES = {"type": "object", "properties": {
     "p50": {"type": ["number", "null"]}, "p95": {"type": ["number", "null"]},
@@ -341,27 +348,27 @@ def _webhook_paths() -> dict[str, Any]:
                                   "400": _problem("Invalid query parameter")}},
         },
         "/v1/webhooks/endpoints/{endpoint_id}": {
-            "get": {"operationId": "get_webhook_endpoint", "parameters": [ENDPOINT_ID], "summary": "One endpoint",
+            "get": {"operationId": "get_webhook_endpoint", "parameters": [ENDPOINT_ID, ACTING_CLIENT], "summary": "One endpoint",
                     "responses": {"200": _json(ep_ref, "The endpoint"), "404": _problem("Unknown")}},
-            "patch": {"operationId": "update_webhook_endpoint", "parameters": [ENDPOINT_ID], "summary": "Change an endpoint",
+            "patch": {"operationId": "update_webhook_endpoint", "parameters": [ENDPOINT_ID, ACTING_CLIENT], "summary": "Change an endpoint",
                       "requestBody": {"required": True, "content": {"application/json": {"schema": {**ENDPOINT_INPUT, "properties": {**ENDPOINT_INPUT["properties"], "disabled": {"type": "boolean"}}}}}},  # type: ignore[dict-item]
                       "responses": {"200": _json(ep_ref, "The endpoint"), "404": _problem("Unknown"), "422": _problem("Invalid field")}},
-            "delete": {"operationId": "delete_webhook_endpoint", "parameters": [ENDPOINT_ID], "summary": "Remove an endpoint",
+            "delete": {"operationId": "delete_webhook_endpoint", "parameters": [ENDPOINT_ID, ACTING_CLIENT], "summary": "Remove an endpoint",
                        "responses": {"204": {"description": "Removed"}, "404": _problem("Unknown")}},
         },
         "/v1/webhooks/endpoints/{endpoint_id}/rotate-secret": {
-            "post": {"operationId": "rotate_webhook_secret", "parameters": [ENDPOINT_ID],
+            "post": {"operationId": "rotate_webhook_secret", "parameters": [ENDPOINT_ID, ACTING_CLIENT],
                      "summary": "A new secret; the old one signs alongside it for 24 h",
                      "responses": {"200": _json(ep_ref, "With the new secret"), "404": _problem("Unknown")}}},
         "/v1/webhooks/endpoints/{endpoint_id}/deliveries": {
-            "get": {"operationId": "list_webhook_deliveries", "parameters": [ENDPOINT_ID,
+            "get": {"operationId": "list_webhook_deliveries", "parameters": [ENDPOINT_ID, ACTING_CLIENT,
                     {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50}}],
                     "summary": "The delivery attempt log",
                     "responses": {"200": _json({"type": "object", "properties": {"items": {"type": "array", "items": DELIVERY}}}, "Deliveries"),
                                   "400": _problem("Invalid query parameter"), "404": _problem("Unknown")}}},
         "/v1/webhooks/deliveries/{delivery_id}/redeliver": {
             "post": {"operationId": "redeliver_webhook", "summary": "Send a delivery again",
-                     "parameters": [{"name": "delivery_id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                     "parameters": [{"name": "delivery_id", "in": "path", "required": True, "schema": {"type": "string"}}, ACTING_CLIENT],
                      "responses": {"202": _json(DELIVERY, "Queued again"), "404": _problem("Unknown")}}},
         "/v1/webhooks/secret": {
             "get": {"operationId": "get_default_webhook_secret", "summary": "The secret that signs Callback-Url webhooks",
@@ -501,10 +508,12 @@ def build_openapi(operations: dict[str, Operation]) -> dict[str, Any]:
                 {"name": "operation", "in": "query", "schema": {"enum": list(operations)}},
                 LAST_EVENT_ID,
                 ACCESS_TOKEN,
+                CLIENT_QUERY,
             ],
             "responses": {
                 "200": SSE,
-                "400": _problem("Malformed Last-Event-ID"),
+                "400": _problem("Malformed Last-Event-ID, or no such client"),
+                "403": _problem("client= from a non-operator"),
                 "404": _problem("Unknown operation"),
                 "429": _problem("Too many streams"),
             },

@@ -22,7 +22,7 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
 from service.http import monitor
-from service.http.auth import client_of
+from service.http.auth import client_of, listed_clients
 from service.http.common import base_url, dumps, find_operation, not_found, requested
 from service.http.errors import Problem
 from service.queue.events import RESYNC, Event
@@ -217,8 +217,9 @@ def _bad_last_event_id(form: str) -> Problem:
 
 
 def _render_event(
-    op: str, kind: str, rec: dict[str, Any], base: str | None = None
+    op: str, kind: str, rec: dict[str, Any], base: str | None = None, whose: str | None = None
 ) -> tuple[str, str]:
+    """An event's SSE name and data; ``whose``: the request's client, said (an operator's)."""
     if kind == "progress":
         progress = orjson.loads(rec["progress"]) if rec.get("progress") else None
         data = {
@@ -227,9 +228,14 @@ def _render_event(
             "progress": progress,
             "updated_at": rfc3339(rec.get("updated")),
         }
+        if whose is not None:
+            data["client"] = whose
         return "progress", dumps(data).decode()
     # A changed state carries no position: streams get it from the position ticker.
-    return "status", dumps(monitor.render(op, rec, base=base)).decode()
+    body = monitor.render(op, rec, base=base)
+    if whose is not None:
+        body["client"] = whose
+    return "status", dumps(body).decode()
 
 
 async def _open(request: web.Request, stream: Stream) -> EventSourceResponse:
@@ -376,13 +382,18 @@ async def _follow(
 
 @routes.get("/v1/queue/events")
 async def client_events(request: web.Request) -> web.StreamResponse:
-    """Every event of the caller's requests (optionally one operation's), resumable."""
+    """Every event of the caller's requests (optionally one operation's), resumable.
+
+    An operator may follow one client's (``?client=NAME``) or every client's (``?client=*``);
+    each event then says whose (``client``).
+    """
     app = request.app
     operations = app[operations_key]
     ops = list(operations)
     if request.query.get("operation"):
         ops = [find_operation(request, request.query["operation"]).name]
-    client = client_of(request)
+    clients = listed_clients(request)
+    whose = request.query.get("client") not in (None, "", client_of(request))
     last = parse_last_stream_id(
         request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
     )
@@ -393,24 +404,28 @@ async def client_events(request: web.Request) -> web.StreamResponse:
         if event.op in wanted:
             stream.offer(event)
 
-    remove = app[hub_key].watch_client(client, offer)
+    removers = [app[hub_key].watch_client(client, offer) for client in clients]
     queue = app[queue_key]
     resp: EventSourceResponse | None = None
     refresher: asyncio.Task[None] | None = None
     try:
-        await queue.flag_client_stream(ops, client, GLOBAL_FLAG_TTL)
+        for client in clients:
+            await queue.flag_client_stream(ops, client, GLOBAL_FLAG_TTL)
         resp = await _open(request, stream)
-        refresher = asyncio.create_task(_refresh_flags(queue, ops, client))
+        refresher = asyncio.create_task(_refresh_flags(queue, ops, clients))
         base = base_url(request)
-        sent = (0, 0) if last is None else await _send_backlog(resp, queue, ops, client, last, base)
-        await _follow_client(resp, stream, sent, base)
+        sent = (0, 0)
+        if last is not None:
+            sent = await _send_backlog(resp, queue, ops, clients, last, base, whose)
+        await _follow_client(resp, stream, sent, base, whose)
         return resp
     except ConnectionResetError:
         if resp is None:
             raise
         return resp  # the client went away mid-stream: nothing to answer
     finally:
-        remove()
+        for remove in removers:
+            remove()
         if refresher is not None:
             refresher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -425,25 +440,35 @@ async def _send_backlog(
     resp: EventSourceResponse,
     queue: Queue,
     ops: list[str],
-    client: str,
+    clients: list[str],
     last: tuple[int, int],
     base: str,
+    whose: bool = False,
 ) -> tuple[int, int]:
     """Send the kept events after ``last`` (a reset first when some are gone); the last sent."""
     sent = last
-    backlog, complete = await queue.client_events(ops, client, last)
+    backlog: list[tuple[tuple[int, int], str, str, str, str]] = []
+    complete = True
+    for client in clients:
+        rows, whole = await queue.client_events(ops, client, last)
+        complete = complete and whole
+        backlog += [
+            (_parse_stream_id(gid) or (0, 0), op, gid, raw, client) for op, gid, raw in rows
+        ]
     if not complete:
         await resp.send(dumps({"reason": "events were missed"}).decode(), event="reset")
-    for op, gid, raw in backlog:
+    if len(clients) > 1:
+        backlog.sort()  # every client's, in time order
+    for _, op, gid, raw, client in backlog:
         e = orjson.loads(raw)
-        name, data = _render_event(op, e["kind"], e["rec"], base)
+        name, data = _render_event(op, e["kind"], e["rec"], base, client if whose else None)
         await resp.send(data, id=gid, event=name)
         sent = max(sent, _parse_stream_id(gid) or sent)
     return sent
 
 
 async def _follow_client(
-    resp: EventSourceResponse, stream: Stream, sent: tuple[int, int], base: str
+    resp: EventSourceResponse, stream: Stream, sent: tuple[int, int], base: str, whose: bool
 ) -> None:
     """Send live events newer than ``sent`` until an overflow, a RESYNC or shutdown."""
     while True:
@@ -456,17 +481,18 @@ async def _follow_client(
         live_id = _parse_stream_id(ev.stream_id)
         if live_id is not None and live_id <= sent:
             continue
-        name, data = _render_event(ev.op, ev.kind, ev.record, base)
+        name, data = _render_event(ev.op, ev.kind, ev.record, base, ev.client if whose else None)
         await resp.send(data, id=ev.stream_id or None, event=name)
         if live_id is not None:
             sent = live_id
 
 
-async def _refresh_flags(queue: Any, ops: list[str], client: str) -> None:
+async def _refresh_flags(queue: Any, ops: list[str], clients: list[str]) -> None:
     while True:
         await asyncio.sleep(GLOBAL_FLAG_TTL / 5)
         with contextlib.suppress(Exception):
-            await queue.flag_client_stream(ops, client, GLOBAL_FLAG_TTL)
+            for client in clients:
+                await queue.flag_client_stream(ops, client, GLOBAL_FLAG_TTL)
 
 
 def _parse_stream_id(value: str | None) -> tuple[int, int] | None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -12,6 +12,7 @@ from service.app import create_app
 from service.queue import presence
 from service.state import Roles
 from tests.http.test_api import ASYNC, Client, MakeClient, make_settings, post, wait_status
+from tests.support.sse_client import SSEvent, read_events
 
 
 @pytest.fixture
@@ -151,3 +152,72 @@ async def test_an_operator_sees_and_acts_on_every_clients_requests(app_client: M
     assert await resp.json() == {"kept": True, "input": {}}
     resp = await client.get(f"/v1/queue/requests/{ids['alice']}/input", headers=bearer("bob"))
     assert resp.status == 404
+
+
+async def test_an_operator_follows_every_clients_events_saying_whose(
+    app_client: MakeClient,
+) -> None:
+    client = await app_client(auth={"clients": ADMIN_CLIENTS})
+    resp = await client.get("/v1/queue/events?client=*", headers=bearer("alice"))
+    assert resp.status == 403 and (await resp.json())["parameter"] == "client"
+    resp = await client.get("/v1/queue/events?client=carol", headers=bearer("ops"))
+    assert resp.status == 400
+    got: list[SSEvent] = []
+    async with asyncio.timeout(10):
+        resp = await client.get("/v1/queue/events?client=*&operation=echo", headers=bearer("ops"))
+        assert resp.status == 200
+        reader = read_events(resp)
+        await anext(reader)  # the retry hint: the stream is open
+        for who in ("alice", "bob"):  # one after the other: their events never share a ms
+            await client.post("/v1/echo", json={"who": who}, headers={**bearer(who), **ASYNC})
+            async for ev in reader:
+                if ev.data:
+                    got.append(ev)
+                if ev.data and ev.json().get("status") == "succeeded":
+                    break
+        resp.close()
+    seen = [(e.json()["client"], e.json()["status"]) for e in got]
+    assert seen == [
+        (who, status) for who in ("alice", "bob") for status in ("queued", "running", "succeeded")
+    ]
+    # Resumed from the first: every client's events after it, each still saying whose.
+    async with asyncio.timeout(10):
+        resp = await client.get(
+            "/v1/queue/events?client=*&operation=echo",
+            headers={**bearer("ops"), "Last-Event-ID": got[0].id or ""},
+        )
+        replay: list[SSEvent] = []
+        async for ev in read_events(resp):
+            if ev.data:
+                replay.append(ev)
+            if len(replay) == len(got) - 1:
+                break
+        resp.close()
+    assert {(e.id, e.json()["client"]) for e in replay} == {
+        (e.id, e.json()["client"]) for e in got[1:]
+    }
+    # One client's, for an operator; a client's own stream does not say whose.
+    async with asyncio.timeout(10):
+        resp = await client.get(
+            "/v1/queue/events?client=bob&last_event_id=0", headers=bearer("ops")
+        )
+        reader = read_events(resp)
+        bobs = [ev async for ev in _first_data(reader, 3)]
+        resp.close()
+    assert {e.json()["client"] for e in bobs} == {"bob"}
+    async with asyncio.timeout(10):
+        resp = await client.get("/v1/queue/events?last_event_id=0", headers=bearer("alice"))
+        mine = [ev async for ev in _first_data(read_events(resp), 3)]
+        resp.close()
+    assert all("client" not in e.json() for e in mine)
+    assert {e.json()["id"] for e in mine} == {got[0].json()["id"]}
+
+
+async def _first_data(reader: AsyncIterator[SSEvent], n: int) -> AsyncIterator[SSEvent]:
+    count = 0
+    async for ev in reader:
+        if ev.data:
+            yield ev
+            count += 1
+            if count == n:
+                return
