@@ -98,6 +98,7 @@ def render_accepted(
     *,
     started: bool = False,
     retry_of: str = "",
+    client: str = "",
 ) -> bytes:
     """The JSON monitor of a request just accepted: ``render``'s output, byte for byte.
 
@@ -116,6 +117,8 @@ def render_accepted(
     if retry_of:
         # Request ids are URL-safe characters: nothing to escape.
         body = body[:-1] + ',"retry_of":"' + retry_of + '"}'
+    if client:  # an operator's retry of a request: whose it is, as its monitor says
+        body = body[:-1] + ',"client":' + orjson.dumps(client).decode() + "}"
     return body.encode()
 
 

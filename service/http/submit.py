@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from service.http import monitor
-from service.http.auth import client_of
+from service.http.auth import client_of, is_admin
 from service.http.body import decode, read_raw, require_json
 from service.http.common import (
     JSON,
@@ -149,7 +149,7 @@ async def enqueue(
                 del waits[client]
             else:
                 waits[client] -= 1
-    return _answer(request, op, asked, res, snap, settings, priority, retry_of)
+    return _answer(request, op, asked, res, snap, settings, priority, retry_of, client)
 
 
 def digest(text: str) -> str:
@@ -232,6 +232,7 @@ def _answer(
     server: ServerSettings,
     priority: int,
     retry_of: str,
+    client: str,
 ) -> web.Response:
     """201 (or the error) for a request finished in time, else 202 with its status monitor."""
     headers: dict[str, str] = {}
@@ -250,9 +251,12 @@ def _answer(
         location = f"{base_url(request, server)}/v1/queue/requests/{rid}"
         headers["Location"] = headers["Operation-Location"] = location
         headers["Retry-After"] = retry_after(None)
+        # An operator's retry says whose the new request is, as its monitor does for them.
+        whose = client if retry_of and is_admin(request) else ""
         body = monitor.render_accepted(
-            op.name, rid, res.position, priority, res.at_ms, started=res.started, retry_of=retry_of
-        )
+            op.name, rid, res.position, priority, res.at_ms, started=res.started,
+            retry_of=retry_of, client=whose,
+        )  # fmt: skip
         return web.Response(status=202, body=body, content_type=JSON, headers=headers)
     doc = render(request, op, snap)
     location = base_url(request) + doc["links"][0]["href"]

@@ -141,7 +141,14 @@ async def test_an_operator_sees_and_acts_on_every_clients_requests(app_client: M
         f"/v1/queue/requests/{ids['bob']}/retry", headers={**bearer("ops"), **ASYNC}
     )
     assert resp.status == 202, await resp.text()
-    new_id = (await resp.json())["id"]
+    accepted = await resp.json()
+    assert accepted["client"] == "bob" and accepted["retry_of"] == ids["bob"]  # says whose
+    new_id = accepted["id"]
+    # A client's own retry does not (its monitor does not either).
+    resp = await client.post(
+        f"/v1/queue/requests/{ids['alice']}/retry", headers={**bearer("alice"), **ASYNC}
+    )
+    assert resp.status == 202 and "client" not in await resp.json()
     resp = await client.get(f"/v1/queue/requests/{new_id}", headers=bearer("ops"))
     retried = await resp.json()
     assert retried["client"] == "bob" and retried["retry_of"] == ids["bob"]
