@@ -176,11 +176,13 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         log.info("embedded server: data in %s, url %s", embedded.data_dir, url)
     client = connect(url, settings.redis.max_connections, cluster=settings.redis.cluster)
     app[redis_key] = client
-    app[queue_key] = Queue(client)
+    shards = settings.shards
+    app[queue_key] = Queue(client, shards=shards)
     app[webhook_store_key] = WebhookStore(
         client,
         list(settings.operations),
         max_endpoints=settings.webhooks.max_endpoints_per_client,
+        shards=shards,
     )
     try:
         yield
@@ -193,7 +195,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
     """One events subscription for the whole process."""
     operations = app[operations_key]
-    hub = EventHub(app[redis_key], list(operations))
+    hub = EventHub(app[redis_key], list(operations), app[settings_key].shards)
     await hub.start()
     app[hub_key] = hub
     yield
@@ -215,6 +217,7 @@ async def dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
         lambda op, record: monitor.render(op, record, base=base),
         store=store,
         on_attempt=lambda outcome: metrics.webhook_attempts.labels(outcome).inc(),
+        shards=settings.shards,
     )
     app[dispatcher_key] = dispatcher
     task = asyncio.create_task(dispatcher.run(), name="dispatcher")

@@ -11,6 +11,8 @@
   ARGV[1] events_channel   every state change
   ARGV[2] watched_channel  changes someone waits for or streams
   ARGV[3] idem_ttl         seconds an Idempotency-Key is kept
+  ARGV[4] arrival          '': order by the seq counter; 'clock': by submit time (a sharded
+                           operation's shards compare their scores: (10 - priority) * 2^42 + now)
   each call:
   KEYS[+1] record          r:<id>
   KEYS[+2] client_index    c:<client>
@@ -54,8 +56,9 @@ local deadlines = KEYS[9]
 local events_channel = ARGV[1]
 local watched_channel = ARGV[2]
 local idem_ttl = ARGV[3]
+local arrival = ARGV[4]
 -- Calls follow the fixed KEYS and ARGV, this many of each per call.
-local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 9, 6, 3, 19
+local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 9, 6, 4, 19
 local hooked = {running = hooked_running}
 --- @include "includes/fmt"
 --- @include "includes/emit"
@@ -94,6 +97,7 @@ local function submit(rk, c)
   if depth >= tonumber(c.max_depth) then return {'full', depth} end
   local n = redis.call('INCR', seq)
   local score = (10 - tonumber(c.priority)) * 1099511627776 + n
+  if arrival ~= '' then score = (10 - tonumber(c.priority)) * 4398046511104 + now end
   local rec = {id = c.id, client = c.client, status = 'queued',
     prio = c.priority, score = fmt(score), attempt = '1', max_att = c.attempts,
     timeout = c.timeout_ms, ttl = c.ttl, backoff = c.backoff_ms, created = c.now,
