@@ -123,7 +123,8 @@ async def test_a_submit_answers_its_position_across_shards(redis_client: Any) ->
     queue = Queue(redis_client, clock=clock, shards={OP: SHARDS})
 
     async def submit(priority: int) -> Any:
-        clock.now += 0.001  # one ms apart: within a millisecond the lower shard goes first
+        # One ms apart (within a millisecond the lower shard goes first).
+        clock.now = (queue.now_ms() + 1.5) / 1000
         return await _submit(queue, queue.new_id(OP, priority, "anon"), priority)
 
     first = [await submit(0) for _ in range(6)]
