@@ -48,8 +48,8 @@ def new_request_id(op: str, now_ms: int, shard_code: str = "") -> str:
 
 
 def shard_code(shard: int, priority: int) -> str:
-    """The two characters naming a sharded request's shard (0-31) and priority (0-9)."""
-    return ALPHABET[shard] + ALPHABET[priority]
+    """The two characters naming a sharded request's shard (0-31) and priority (-10 to 10)."""
+    return ALPHABET[shard] + ALPHABET[priority + 10]
 
 
 _SHARD_AT = TIME_LEN + RANDOM_LEN - 2
@@ -63,7 +63,7 @@ def id_shard(request_id: str) -> int:
 
 def id_priority(request_id: str) -> int:
     """The priority a sharded operation's id names."""
-    return _INDEX.get(request_id[_SHARD_AT + 1], 0)
+    return _INDEX.get(request_id[_SHARD_AT + 1], 10) - 10
 
 
 def id_time_ms(request_id: str) -> int:

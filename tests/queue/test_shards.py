@@ -93,7 +93,7 @@ async def test_positions_across_shards_equal_the_number_of_requests_ahead(
         clock.now += rng.choice((0.0, 0.001, 0.003))
         batch = []
         for i in range(20):
-            priority = rng.choice((0, 0, 0, 1, 5, 9))
+            priority = rng.choice((0, 0, 0, 1, 5, 10, -10, -3))
             if burst % 3 == 0:
                 rid = ids.new_request_id(OP, queue.now_ms(), ids.shard_code(0, priority))
             else:
@@ -130,8 +130,9 @@ async def test_a_submit_answers_its_position_across_shards(redis_client: Any) ->
     first = [await submit(0) for _ in range(6)]
     assert [r.position for r in first] == list(range(6))
     assert len({ids.id_shard(r.request_id) for r in first}) == SHARDS
-    assert (await submit(9)).position == 0
-    assert (await submit(0)).position == 7
+    assert (await submit(10)).position == 0
+    assert (await submit(-10)).position == 7
+    assert (await submit(0)).position == 7  # ahead of the -10
     # Equal scores on two shards: the lower shard's request is ahead.
     tie = queue.now_ms() + 1
     low = ids.new_request_id(OP, tie, ids.shard_code(0, 3))

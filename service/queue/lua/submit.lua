@@ -22,7 +22,7 @@
   KEYS[+6] cev             cev:<client>, the client's kept events
   ARGV[+1] id              the request's id
   ARGV[+2] client          the submitting client
-  ARGV[+3] priority        0-9
+  ARGV[+3] priority        -10 to 10
   ARGV[+4] input           JSON
   ARGV[+5] now             ms
   ARGV[+6] max_depth       queue length at which submits are refused
