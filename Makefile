@@ -76,7 +76,18 @@ bench/.peers/%/.installed: Makefile
 	bench/.peers/$*/bin/python -m pip install -q --disable-pip-version-check $(foreach s,$(PEER_SPEC_$*),'$(s)')
 	echo '$(PEER_SPEC_$*)' > $@
 
-peers: $(PEERS:%=bench/.peers/%/.installed)
+# BullMQ (Node), the anchor row: npm installs it, pinned, with ioredis (its usual driver) into
+# bench/.peers/bullmq; skipped with a note when node or npm is missing (the bench then says so).
+BULLMQ_SPEC := bullmq@6.7.0 ioredis@5.11.1
+
+bench/.peers/bullmq/.installed: Makefile
+	@if command -v npm >/dev/null && command -v node >/dev/null; then \
+	  mkdir -p bench/.peers/bullmq \
+	  && npm install --prefix bench/.peers/bullmq --no-audit --no-fund --silent $(BULLMQ_SPEC) \
+	  && echo '$(BULLMQ_SPEC)' > $@; \
+	else echo "node/npm missing: the bench skips BullMQ's rows"; fi
+
+peers: $(PEERS:%=bench/.peers/%/.installed) bench/.peers/bullmq/.installed
 	@command -v wrk >/dev/null || [ "$$(id -u)" != 0 ] || ! command -v apt-get >/dev/null \
 	  || apt-get install -y -q wrk >/dev/null 2>&1 \
 	  || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q wrk >/dev/null 2>&1; } \

@@ -3,6 +3,8 @@
 Modes:
   load     POST a JSON body from ``--concurrency`` connections, ``--n`` requests or ``--duration``
            seconds, whichever ends first (the fallback when ``wrk`` is not installed)
+  bulk     bulk submits (``POST /v1/echo/batch``) of ``--batch`` items each from
+           ``--concurrency`` connections, ``--n`` items or ``--duration`` seconds
   sync     sequential synchronous ``POST /v1/echo`` (expects 201), latency per request
   sse      sequential ``respond-async`` POST, then the request's event stream until it ends
   monitor  sequential ``GET /v1/queue/requests/{id}``, latency per request
@@ -47,6 +49,47 @@ async def load(args: argparse.Namespace) -> None:
         emit(
             {
                 "requests": sum(statuses.values()),
+                "elapsed": elapsed,
+                "statuses": {str(k): v for k, v in statuses.items()},
+                "cpu_s": cpu_seconds() - cpu0,
+            }
+        )
+
+
+async def bulk(args: argparse.Namespace) -> None:
+    """Bulk submits of ``--batch`` items from ``--concurrency`` lanes, up to ``--n`` items."""
+    item = b'{"input":' + BODY + b"}"
+
+    def body(k: int) -> bytes:
+        return b'{"requests":[' + b",".join([item] * k) + b"]}"
+
+    full = body(args.batch)
+    statuses: Counter[int] = Counter()
+    remaining = args.n
+    items = 0
+    connector = aiohttp.TCPConnector(limit=args.concurrency, force_close=False)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        cpu0, t0 = cpu_seconds(), time.perf_counter()
+        deadline = time.monotonic() + args.duration
+
+        async def lane() -> None:
+            nonlocal remaining, items
+            while remaining > 0 and time.monotonic() < deadline:
+                k = min(args.batch, remaining)
+                remaining -= k
+                data = full if k == args.batch else body(k)
+                async with session.post(args.url, data=data, headers=JSON_HEADERS) as resp:
+                    await resp.read()
+                    statuses[resp.status] += 1
+                    if resp.status == 202:
+                        items += k
+
+        await asyncio.gather(*(lane() for _ in range(args.concurrency)))
+        elapsed = time.perf_counter() - t0
+        emit(
+            {
+                "requests": sum(statuses.values()),
+                "items": items,
                 "elapsed": elapsed,
                 "statuses": {str(k): v for k, v in statuses.items()},
                 "cpu_s": cpu_seconds() - cpu0,
@@ -101,15 +144,17 @@ async def one(session: aiohttp.ClientSession, base: str, args: argparse.Namespac
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("mode", choices=["load", "sync", "sse", "monitor"])
+    p.add_argument("mode", choices=["load", "bulk", "sync", "sse", "monitor"])
     p.add_argument("--url", required=True, help="load: the full URL; others: the base URL")
     p.add_argument("--prefer", default="respond-async")
     p.add_argument("--n", type=int, default=500)
     p.add_argument("--duration", type=float, default=60.0, help="time limit, seconds")
     p.add_argument("--concurrency", type=int, default=50)
     p.add_argument("--id", default="", help="monitor: the request id")
+    p.add_argument("--batch", type=int, default=100, help="bulk: items per call")
     args = p.parse_args()
-    asyncio.run(load(args) if args.mode == "load" else sequential(args))
+    modes = {"load": load, "bulk": bulk}
+    asyncio.run(modes.get(args.mode, sequential)(args))
 
 
 if __name__ == "__main__":

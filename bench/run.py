@@ -25,6 +25,7 @@ sys.path[:0] = [str(BENCH), str(BENCH.parent)]
 import targets  # noqa: E402
 from report import Row, Target, table  # noqa: E402
 from scenarios import (  # noqa: E402
+    bulk,
     ceilings,
     drain,
     durability,
@@ -55,6 +56,7 @@ class Results:
     webhooks: list[Row]
     procs: list[Row]
     procs_target: Target
+    bulk: bulk.Rows
 
     def rows(self) -> list[Row]:
         """The table's rows: acceptd then each peer per section, ceilings, scale, webhooks."""
@@ -64,6 +66,8 @@ class Results:
             out += own[section] + [p.rows[mode] for p in self.peers]
             if section == "1":
                 out += self.procs
+            if section in ("1", "2"):
+                out += [r for r in self.bulk.all() if r.section == section]
         return [*out, self.hello, self.evalsha, *self.scale, self.aof, *self.webhooks]
 
     def targets(self) -> list[Target]:
@@ -73,6 +77,9 @@ class Results:
             *targets.scale(self.scale),
             targets.webhooks(self.webhooks),
             self.procs_target,
+            *targets.bulk(
+                self.bulk.enqueue, self.bulk.drain, list(self.bulk.peer.values()), peer_rows
+            ),
         ]
 
 
@@ -83,8 +90,12 @@ def measure(bench: Bench, contenders: list[peers.Peer]) -> Results:
     enq, hello = enqueue.measure(bench, contenders)
     log("enqueue: processes 2 vs 1")
     procs, procs_target = processes.measure(bench)
+    log("bulk: enqueue")
+    bulk_rows = bulk.Rows(bench)
+    bulk.measure_enqueue(bench, bulk_rows)
     bench.worker = bench.start_worker()
     drained = drain.measure(bench, contenders)
+    bulk.measure_drain(bench, bulk_rows)
     sync, sse = latency.measure(bench, contenders)
     bench.worker.stop()
     bench.worker = None
@@ -95,12 +106,27 @@ def measure(bench: Bench, contenders: list[peers.Peer]) -> Results:
     log("webhooks: one dispatcher")
     hooks = webhooks.measure(bench)
     return Results(
-        enq, hello, evalsha, drained, sync, sse, contenders, scale, aof, hooks, procs, procs_target
+        enq,
+        hello,
+        evalsha,
+        drained,
+        sync,
+        sse,
+        contenders,
+        scale,
+        aof,
+        hooks,
+        procs,
+        procs_target,
+        bulk_rows,
     )
 
 
 def measure_only(bench: Bench, only: str) -> tuple[list[Row], list[Target]]:
     """One scenario alone (``--only``)."""
+    if only == "bulk":
+        found = bulk.measure_alone(bench)
+        return found.all(), targets.bulk(found.enqueue, found.drain, list(found.peer.values()), [])
     assert only == "processes"
     bench.api, bench.api_port = bench.start_api()
     rows, target = processes.measure(bench)
@@ -141,7 +167,9 @@ def main() -> int:
     ap.add_argument("--peers", default=",".join(peers.NAMES), help="comma-separated subset")
     ap.add_argument("--out", help="default bench/results.md (with --only: results-ONLY.md)")
     ap.add_argument(
-        "--only", choices=["processes"], help="one scenario alone: processes (enqueue, 2 vs 1)"
+        "--only",
+        choices=["processes", "bulk"],
+        help="one scenario alone: processes (enqueue, 2 vs 1), bulk (bulk submit vs BullMQ)",
     )
     args = ap.parse_args()
     plan = QUICK if args.quick else FULL

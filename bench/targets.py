@@ -90,6 +90,46 @@ def against_peers(enq: Row, drain: Row, sync: Row, hello: Row, peers: list[Row])
     return out
 
 
+def bulk(enqueue: Row, drain: Row, bullmq: list[Row], peers: list[Row]) -> list[Target]:
+    """Bulk submits against the Python peers' best and BullMQ's best (issue 17's targets)."""
+
+    def best_of(sec: str) -> Row | None:
+        return best([r for r in peers if r.section == sec])
+
+    def who(row: Row | None) -> str:
+        return f"{row.contender} {fmtn(row.median)}" if row else "none measured"
+
+    out = []
+    b = best_of("1")
+    out.append(
+        Target(
+            "bulk HTTP enqueue vs best Python peer's direct enqueue",
+            ratio(enqueue.median, b.median if b else None),
+            ">= 3.0",
+            f"acceptd {fmtn(enqueue.median)} vs {who(b)} jobs/s",
+        )
+    )
+    b = best_of("2")
+    out.append(
+        Target(
+            "drain with bulk submits vs best Python peer's drain",
+            ratio(drain.median, b.median if b else None),
+            ">= 5.0",
+            f"acceptd {fmtn(drain.median)} vs {who(b)} jobs/s",
+        )
+    )
+    b = best([r for r in bullmq if r.section == "2"])
+    out.append(
+        Target(
+            "drain with bulk submits vs BullMQ's best drain",
+            paired(drain, b),
+            ">= 1.0",
+            f"acceptd {fmtn(drain.median)} vs {who(b)} jobs/s" + by_round(drain, b),
+        )
+    )
+    return out
+
+
 def scale(rows: list[Row]) -> list[Target]:
     """Bytes per queued request, and the monitor at depth against an empty queue."""
     mem, empty, big = rows

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from service.http import batch as batch_api
 from service.http import monitor, sse, system
 from service.http import requests as requests_api
 from service.http import submit as api
@@ -84,7 +85,8 @@ def create_app(settings: Settings, roles: Roles | None = None) -> web.Applicatio
         check_open_mode(settings)
     operations = build_operations(settings)
     max_body = max(
-        [settings.server.max_body_bytes] + [op.max_input_bytes or 0 for op in operations.values()]
+        [settings.server.max_body_bytes, settings.server.max_batch_bytes]
+        + [op.max_input_bytes or 0 for op in operations.values()]
     )
     app = web.Application(client_max_size=max_body)
     authenticate = make_authenticator(settings)
@@ -109,7 +111,9 @@ def create_app(settings: Settings, roles: Roles | None = None) -> web.Applicatio
             sse.routes,
             webhook_api.routes,
             api.operation_routes(list(operations)),
+            batch_api.operation_routes(list(operations)),
             requests_api.routes,
+            batch_api.routes,
             api.routes,
         ):
             add_guarded(app, routes, authenticate)

@@ -52,6 +52,7 @@ log = logging.getLogger("acceptd.webhooks")
 GROUP = "acceptd-webhooks"
 EXCERPT_BYTES = 1024
 READ_COUNT = 100
+OWN_PENDING_EVERY = 2.0  # seconds between looks at this consumer's own unacknowledged entries
 CLAIM_BATCH_DELAY = 0.005
 GONE = "gone"  # the endpoint version of a deleted endpoint
 
@@ -144,6 +145,9 @@ class Dispatcher:
         self._last_claim = 0.0
         self._groups_ready = False
         self._next_reclaim = 0.0
+        # Entries this consumer read but never acknowledged (see _reread_own).
+        # When each group of outboxes (all of them; one per reader on a cluster) is next looked at.
+        self._next_own_pending: dict[tuple[str, ...], float] = {}
         # Per (endpoint, version): every change, rotation, disabling or deletion makes a new
         # version, so entries never go stale; futures, so a burst fetches each once.
         self._targets: dict[tuple[str, str], asyncio.Future[SendTarget | None]] = {}
@@ -200,6 +204,7 @@ class Dispatcher:
         """One burst for tests: fan out every waiting entry, then attempt all that is due now."""
         await self._ensure_groups()
         await self._reclaim()
+        await self._reread_own(lease=False)
         while await self.fanout_once():
             pass
         self._open_session()
@@ -228,6 +233,9 @@ class Dispatcher:
                 # Redis restarting or unreachable (or a bug): keep the loop alive and retry.
                 self._groups_ready = False
                 self._claim_wanted = True
+                # A fan-out cut off by the error leaves what it read in this consumer's
+                # pending list: read it again as soon as Redis answers (see _reread_own).
+                self._next_own_pending.clear()
                 if isinstance(exc, RedisError | OSError):
                     self._outage.failed(exc)  # one line per outage, not one per retry
                 else:
@@ -259,6 +267,11 @@ class Dispatcher:
         if self._draining:
             await asyncio.sleep(self.block_seconds)
             return
+        group, now = tuple(self.operations if ops is None else ops), time.monotonic()
+        if now >= self._next_own_pending.get(group, 0.0):
+            # An error while re-reading clears the timers: it is tried again at once.
+            self._next_own_pending[group] = now + OWN_PENDING_EVERY
+            await self._reread_own(group)
         # Read only what can be sent now: the rest waits in the outbox (durable, and there
         # for other dispatchers), not in the due set where it would need a claim later.
         if not await self._slots_free():
@@ -293,6 +306,45 @@ class Dispatcher:
                     await self.redis.xack(stream, GROUP, *gone)
                 if _s(start) == "0-0":
                     break
+
+    async def _reread_own(self, ops: Sequence[str] | None = None, *, lease: bool = True) -> int:
+        """Fan out the entries this consumer read but never acknowledged; how many.
+
+        Nothing of this process's fan-out is in flight when it runs, so every such entry is
+        one whose fan-out an outage cut off after the read: the fan-out failed, or the read's
+        reply was lost (redis-py then retried the read, which returned the next entries).
+        Left alone, only ``_reclaim`` would take them, ``claim_idle_seconds`` later. Their
+        fan-out is idempotent (derived delivery ids), so reading them again duplicates
+        nothing. Looked at after every error and every ``OWN_PENDING_EVERY`` seconds (one
+        read, empty almost always).
+        """
+        by_stream = {keys.outbox(op): op for op in (self.operations if ops is None else ops)}
+        streams: dict[Any, Any] = {stream: "0" for stream in by_stream}
+        handled = 0
+        while streams:
+            res: Any
+            if self._reader is not None:
+                res = await self._reader.xreadgroup(GROUP, self.consumer, streams, count=READ_COUNT)
+            else:  # a cluster: each outbox on its own node
+                res = []
+                for name, start in streams.items():
+                    one = await self._read_on_node(by_stream[name], READ_COUNT, None, start)
+                    res.extend(_stream_items(one))
+            after: dict[Any, Any] = {}
+            for stream, entries in _stream_items(res):
+                if not entries:
+                    continue
+                name = _s(stream)
+                batch = [(_s(e), dict(zip(f[::2], f[1::2], strict=True))) for e, f in entries if f]
+                await self._handle_batch(by_stream[name], batch, lease=lease)
+                # Entries deleted while pending come back without fields: nothing to send.
+                gone = [_s(e) for e, f in entries if not f]
+                if gone:
+                    await self.redis.xack(name, GROUP, *gone)
+                after[name] = _s(entries[-1][0])
+                handled += len(entries)
+            streams = after
+        return handled
 
     async def fanout_once(
         self,
@@ -335,9 +387,12 @@ class Dispatcher:
             handled += len(entries)
         return handled
 
-    async def _read_on_node(self, op: str, count: int, block_ms: int | None) -> Any:
-        """``XREADGROUP`` of one outbox on the node owning it, on a connection kept for it;
-        the reply as Redis sent it."""
+    async def _read_on_node(
+        self, op: str, count: int, block_ms: int | None, start: str = ">"
+    ) -> Any:
+        """``XREADGROUP`` of one outbox (from ``start``: ``>`` new entries, an id this
+        consumer's own pending ones) on the node owning it, on a connection kept for it; the
+        reply as Redis sent it."""
         stream = keys.outbox(op)
         conn = self._stream_conns.pop(op, None) or await dedicated_for(self.redis, stream)
         block = () if block_ms is None else ("BLOCK", block_ms)
@@ -346,7 +401,7 @@ class Dispatcher:
             async with asyncio.timeout((block_ms or 0) / 1000 + SOCKET_TIMEOUT):
                 await conn.send(
                     "XREADGROUP", "GROUP", GROUP, self.consumer, "COUNT", count, *block,
-                    "STREAMS", stream, ">",
+                    "STREAMS", stream, start,
                 )  # fmt: skip
                 reply = await conn.read()
         except BaseException as exc:

@@ -1,7 +1,7 @@
 """acceptd's Python client: ``Client`` (sync), ``AsyncClient`` (asyncio), ``verify_webhook``."""
 
 from acceptd_client.aio import AsyncClient, AsyncRequest
-from acceptd_client.core import Event, Monitor, Progress
+from acceptd_client.core import BatchItem, Event, Monitor, Progress
 from acceptd_client.errors import (
     AcceptdError,
     Conflict,
@@ -27,6 +27,7 @@ __all__ = [
     "AcceptdError",
     "AsyncClient",
     "AsyncRequest",
+    "BatchItem",
     "Client",
     "Conflict",
     "ConnectionFailed",

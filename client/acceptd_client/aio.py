@@ -7,7 +7,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Sequence,
+)
 from types import TracebackType
 from typing import Any, cast
 
@@ -128,6 +135,42 @@ class AsyncClient:
         )
         return AsyncRequest(self, cast(Monitor, monitor))
 
+    async def submit_many(
+        self,
+        operation: str,
+        inputs: Iterable[Any],
+        *,
+        priority: int | None = None,
+        idempotency_key: str | None = None,
+        callback_url: str | None = None,
+        callback_events: Sequence[str] | str | None = None,
+        queue_timeout: float | None = None,
+    ) -> list[AsyncRequest | AcceptdError]:
+        """Queue many inputs for ``operation`` (bulk submit, 1,000 per call): in order, each
+        one's request, or the error that refused it (``InvalidInput``, ``QueueFull``,
+        ``RateLimited``…; returned, not raised). An entry may be a ``BatchItem`` with settings
+        of its own; the keyword arguments apply to the others. An error of a whole call (bad
+        header, unreachable service) is raised.
+        """
+        out: list[AsyncRequest | AcceptdError] = []
+        for headers, body in core.batch_requests(
+            inputs,
+            priority=priority,
+            idempotency_key=idempotency_key,
+            callback_url=callback_url,
+            callback_events=callback_events,
+            queue_timeout=queue_timeout,
+        ):
+            response = await self.send(
+                "POST", f"/v1/{operation}/batch", content=body, headers=headers
+            )
+            for answer in core.batch_answers(response):
+                if isinstance(answer, AcceptdError):
+                    out.append(answer)
+                else:
+                    out.append(AsyncRequest(self, cast(Monitor, answer)))
+        return out
+
     async def run(
         self, operation: str, input: Any, *, timeout: float | None = None, **submit: Any
     ) -> Any:
@@ -212,6 +255,17 @@ class AsyncRequest:
         response = await self.client.send("DELETE", f"/v1/queue/requests/{self.id}")
         self.monitor = cast(Monitor, core.json_of(response))
         return self.monitor
+
+    async def retry(self, *, idempotency_key: str | None = None) -> AsyncRequest:
+        """A new request with this one's operation, input and priority (its monitor's
+        ``retry_of`` names this one). Only a failed or canceled request can be retried:
+        ``Conflict`` otherwise."""
+        response = await self.client.send(
+            "POST",
+            f"/v1/queue/requests/{self.id}/retry",
+            headers=core.retry_headers(idempotency_key),
+        )
+        return AsyncRequest(self.client, cast(Monitor, core.json_of(response)))
 
     async def events(self, *, timeout: float | None = None) -> AsyncIterator[Event]:
         """The request's events (status, position, progress) until it finishes.

@@ -145,6 +145,89 @@ def submit_request(
     return headers, body
 
 
+def retry_headers(idempotency_key: str | None) -> dict[str, str]:
+    """Headers of a retry of a finished request: keyed, so resending it never makes two."""
+    return {
+        "Prefer": "respond-async",
+        "Idempotency-Key": idempotency_key or f"acceptd-client-{uuid.uuid4().hex}",
+    }
+
+
+# Requests one bulk submit may carry (the service refuses more); ``submit_many`` sends more
+# in several calls.
+MAX_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One entry of ``submit_many`` with settings of its own (``None``: the call's)."""
+
+    input: Any
+    priority: int | None = None
+    idempotency_key: str | None = None
+    queue_timeout: float | None = None
+    callback_url: str | None = None
+
+
+def batch_requests(
+    inputs: Iterable[Any],
+    *,
+    priority: int | None,
+    idempotency_key: str | None,
+    callback_url: str | None,
+    callback_events: Sequence[str] | str | None,
+    queue_timeout: float | None,
+) -> list[tuple[dict[str, str], bytes]]:
+    """Headers and body of each bulk submit (``POST /v1/{op}/batch``) for ``inputs``, in
+    calls of at most ``MAX_BATCH``. Each call gets an ``Idempotency-Key`` (the service keys
+    each item by it and its place), so a retry of a call replays its items."""
+    entries: list[dict[str, Any]] = []
+    for entry in inputs:
+        if isinstance(entry, BatchItem):
+            item: dict[str, Any] = {"input": entry.input}
+            if entry.priority is not None:
+                item["priority"] = int(entry.priority)
+            if entry.idempotency_key is not None:
+                item["idempotency_key"] = entry.idempotency_key
+            if entry.queue_timeout is not None:
+                item["queue_timeout"] = entry.queue_timeout
+            if entry.callback_url is not None:
+                item["callback_url"] = entry.callback_url
+            entries.append(item)
+        else:
+            entries.append({"input": entry})
+    calls = []
+    chunks = [entries[i : i + MAX_BATCH] for i in range(0, len(entries), MAX_BATCH)]
+    for n, chunk in enumerate(chunks):
+        key = idempotency_key
+        if key is not None and len(chunks) > 1:
+            key = f"{key}/{n}"
+        headers, body = submit_request(
+            {"requests": chunk},
+            priority=priority,
+            idempotency_key=key,
+            callback_url=callback_url,
+            callback_events=callback_events,
+            queue_timeout=queue_timeout,
+        )
+        calls.append((headers, body))
+    return calls
+
+
+def batch_answers(response: httpx.Response) -> list[dict[str, Any] | AcceptdError]:
+    """A bulk submit's answer: each item's monitor, or its problem as the error it stands for."""
+    body = json_of(response)
+    out: list[dict[str, Any] | AcceptdError] = []
+    for item in body["items"]:
+        status = item.get("status")
+        if isinstance(status, int):
+            retry_after = item.get("retry_after")
+            out.append(error_for(status, item, float(retry_after) if retry_after else None))
+        else:
+            out.append(item)
+    return out
+
+
 def problem_of(response: httpx.Response) -> dict[str, Any]:
     """The problem-details body of an error answer (a minimal one if it has none)."""
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, cast
 
@@ -124,6 +124,40 @@ class Client:
         monitor = core.json_of(self.send("POST", f"/v1/{operation}", content=body, headers=headers))
         return Request(self, cast(Monitor, monitor))
 
+    def submit_many(
+        self,
+        operation: str,
+        inputs: Iterable[Any],
+        *,
+        priority: int | None = None,
+        idempotency_key: str | None = None,
+        callback_url: str | None = None,
+        callback_events: Sequence[str] | str | None = None,
+        queue_timeout: float | None = None,
+    ) -> list[Request | AcceptdError]:
+        """Queue many inputs for ``operation`` (bulk submit, 1,000 per call): in order, each
+        one's request, or the error that refused it (``InvalidInput``, ``QueueFull``,
+        ``RateLimited``…; returned, not raised). An entry may be a ``BatchItem`` with settings
+        of its own; the keyword arguments apply to the others. An error of a whole call (bad
+        header, unreachable service) is raised.
+        """
+        out: list[Request | AcceptdError] = []
+        for headers, body in core.batch_requests(
+            inputs,
+            priority=priority,
+            idempotency_key=idempotency_key,
+            callback_url=callback_url,
+            callback_events=callback_events,
+            queue_timeout=queue_timeout,
+        ):
+            response = self.send("POST", f"/v1/{operation}/batch", content=body, headers=headers)
+            for answer in core.batch_answers(response):
+                if isinstance(answer, AcceptdError):
+                    out.append(answer)
+                else:
+                    out.append(Request(self, cast(Monitor, answer)))
+        return out
+
     def run(
         self, operation: str, input: Any, *, timeout: float | None = None, **submit: Any
     ) -> Any:
@@ -207,6 +241,17 @@ class Request:
         response = self.client.send("DELETE", f"/v1/queue/requests/{self.id}")
         self.monitor = cast(Monitor, core.json_of(response))
         return self.monitor
+
+    def retry(self, *, idempotency_key: str | None = None) -> Request:
+        """A new request with this one's operation, input and priority (its monitor's
+        ``retry_of`` names this one). Only a failed or canceled request can be retried:
+        ``Conflict`` otherwise."""
+        response = self.client.send(
+            "POST",
+            f"/v1/queue/requests/{self.id}/retry",
+            headers=core.retry_headers(idempotency_key),
+        )
+        return Request(self.client, cast(Monitor, core.json_of(response)))
 
     def events(self, *, timeout: float | None = None) -> Iterator[Event]:
         """The request's events (status, position, progress) until it finishes.

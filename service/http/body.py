@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 import orjson
-from aiohttp import web
+from aiohttp import StreamReader, web
 
 from service.http.errors import Problem
 
@@ -48,12 +48,28 @@ async def read_raw(request: web.Request, limit: int) -> bytes:
         # without read()'s chunk loop and copies. Its length is the Content-Length.
         raw = content.read_nowait()
     else:
-        if request.content_length is not None and request.content_length > limit:
+        if request.content_length is None:
+            # Chunked: counted as it arrives, so a body past the limit is never held whole
+            # (the application's own cap is the largest of all routes' limits).
+            raw = await _read_chunked(content, limit)
+        elif request.content_length > limit:
             raise _too_large(limit)
-        raw = await request.read()
+        else:
+            raw = await request.read()
     if len(raw) > limit:
         raise _too_large(limit)
     return raw
+
+
+async def _read_chunked(content: StreamReader, limit: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in content.iter_chunked(1 << 16):
+        size += len(chunk)
+        if size > limit:
+            raise _too_large(limit)
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def decode(raw: bytes, *, exact_numbers: bool = True) -> tuple[Any, str]:

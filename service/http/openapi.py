@@ -174,7 +174,65 @@ def _operation_paths(op: Operation) -> dict[str, Any]:
             "410": _problem("The request failed or was canceled"),
         },
     }
-    return {f"/v1/{name}": {"post": submit}, f"/v1/{name}/{{request_id}}": {"get": result}}
+    bulk = {
+        "operationId": f"submit_{name.replace('-', '_')}_batch",
+        "summary": f"Submit up to 1,000 {name} requests at once",
+        "description": "Bulk submit, always asynchronous. The headers apply to every item unless "
+        "the item sets its own; the Idempotency-Key header names each item `<key>#<index>`. "
+        "Each item is queued or refused on its own: the answer lists, in order, each one's "
+        "status monitor (`replayed: true` on an idempotent replay) or its problem details "
+        "(with `pointer` for a bad item, `retry_after` when full or rate-limited).",
+        "tags": [name],
+        "parameters": [h for h in SUBMIT_HEADERS if h["name"] != "Prefer"],
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _batch_schema(op.spec.input_schema)}},
+        },
+        "responses": {
+            "202": _json(BATCH_ANSWER, "Every item's monitor or problem, in order",
+                         {"Preference-Applied": ACCEPTED_HEADERS["Preference-Applied"]}),
+            "400": _problem("Malformed JSON or header, or not 1 to 1,000 requests"),
+            "401": _problem("Missing or invalid API key"),
+            "404": _problem("Unknown operation"),
+            "413": _problem("Body over server.max_batch_bytes"),
+            "415": _problem("Not application/json"),
+        },
+    }  # fmt: skip
+    return {
+        f"/v1/{name}": {"post": submit},
+        f"/v1/{name}/batch": {"post": bulk},
+        f"/v1/{name}/{{request_id}}": {"get": result},
+    }
+
+
+def _batch_schema(input_schema: dict[str, Any]) -> dict[str, Any]:
+    item = {
+        "type": "object",
+        "required": ["input"],
+        "additionalProperties": False,
+        "properties": {
+            "input": input_schema,
+            "priority": {"type": "integer", "minimum": -10, "maximum": 10},
+            "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 255},
+            "queue_timeout": {"type": "number", "exclusiveMinimum": 0, "maximum": 31536000},
+            "callback_url": {"type": "string", "format": "uri"},
+        },
+    }
+    return {
+        "type": "object",
+        "required": ["requests"],
+        "additionalProperties": False,
+        "properties": {
+            "requests": {"type": "array", "minItems": 1, "maxItems": 1000, "items": item}
+        },
+    }
+
+
+BATCH_ANSWER = {
+    "type": "object",
+    "required": ["items"],
+    "properties": {"items": {"type": "array", "items": {"oneOf": [MONITOR_REF, PROBLEM]}}},
+}
 
 
 ENDPOINT_ID = {"name": "endpoint_id", "in": "path", "required": True, "schema": {"type": "string"}}

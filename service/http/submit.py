@@ -54,6 +54,12 @@ async def read_input(request: web.Request, op: Operation, limit: int) -> tuple[A
     data, text = decode(raw, exact_numbers=not op.accepts_anything)
     if op.accepts_anything:
         return data, text
+    check_input(op, data)
+    return data, text
+
+
+def check_input(op: Operation, data: Any) -> None:
+    """422 when ``data`` does not match the operation's input schema."""
     errors = op.validate(data)
     if errors:
         raise Problem(
@@ -62,7 +68,6 @@ async def read_input(request: web.Request, op: Operation, limit: int) -> tuple[A
             slug="invalid-input",
             errors=errors,
         )
-    return data, text
 
 
 @routes.post("/v1/{op}")
@@ -108,8 +113,8 @@ async def enqueue(
     if waiter is not None:
         waits[client] = waits.get(client, 0) + 1
     try:
-        body_hash = hashlib.sha256(input_json.encode()).hexdigest()[:32] if idem else ""
-        idem_hash = hashlib.sha256(idem.encode()).hexdigest()[:32] if idem else ""
+        body_hash = digest(input_json) if idem else ""
+        idem_hash = digest(idem) if idem else ""
         res = await queue.submit(
             NewRequest(
                 op.name,
@@ -129,27 +134,9 @@ async def enqueue(
                 retry_of=retry_of,
             )
         )
-        if res.outcome == "limited":
-            raise Problem(
-                429,
-                f"too many submissions; at most {rate:g} per second to {op.name}",
-                slug="rate-limited",
-                headers={"Retry-After": str(max(1, math.ceil(res.retry_after_ms / 1000)))},
-            )
-        if res.outcome == "full":
-            raise Problem(
-                503,
-                f"the {op.name} queue is full ({op.settings.max_queue_depth} waiting); retry later",
-                slug="queue-full",
-                headers={"Retry-After": "5"},
-            )
-        if res.outcome == "conflict":
-            raise Problem(
-                422,
-                "this Idempotency-Key was used with a different body",
-                slug="idempotency-key-reused",
-                request_id=res.request_id,
-            )
+        refused = refusal(op, res, rate)
+        if refused is not None:
+            raise refused
         if res.outcome == "created":
             app[metrics_key].request_submitted(op.name)
         snap = await _settle(request, op, res, waiter, wait)
@@ -161,6 +148,37 @@ async def enqueue(
             else:
                 waits[client] -= 1
     return _answer(request, op, asked, res, snap, settings, priority, retry_of)
+
+
+def digest(text: str) -> str:
+    """The hash an Idempotency-Key, or the body sent with one, is stored and compared by."""
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def refusal(op: Operation, res: Submitted, rate: float) -> Problem | None:
+    """The problem of a submit the queue refused (rate limit, full queue, reused key)."""
+    if res.outcome == "limited":
+        return Problem(
+            429,
+            f"too many submissions; at most {rate:g} per second to {op.name}",
+            slug="rate-limited",
+            headers={"Retry-After": str(max(1, math.ceil(res.retry_after_ms / 1000)))},
+        )
+    if res.outcome == "full":
+        return Problem(
+            503,
+            f"the {op.name} queue is full ({op.settings.max_queue_depth} waiting); retry later",
+            slug="queue-full",
+            headers={"Retry-After": "5"},
+        )
+    if res.outcome == "conflict":
+        return Problem(
+            422,
+            "this Idempotency-Key was used with a different body",
+            slug="idempotency-key-reused",
+            request_id=res.request_id,
+        )
+    return None
 
 
 def _over_wait_limit(asked: SubmitHeaders, server: ServerSettings) -> float:

@@ -52,6 +52,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 import orjson
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
@@ -327,72 +328,95 @@ class Queue:
         ``tries``: how many times an Idempotency-Key naming a request that has expired since
         is cleared and the submit sent again (one coroutine on the usual path, not two).
         """
-        op, rid, client, idem = req.op, req.id, req.client, req.idempotency_key
-        sharded = op in self.shards
-        if sharded:
-            # The score is the id's: its shard, priority and time (ms).
-            tag, now = self.tag_of(op, rid), ids.id_time_ms(rid)
-        else:
-            tag, now = op, self.now_ms()
-        index, no_idem, rate, glob, cev = _client_keys(tag, client)
-        call = self._submit_call(
-            _submit_fixed(tag, sharded),
-            SubmitCallKeys(
-                keys.record(tag, rid),
-                index,
-                keys.idempotency(tag, client, idem) if idem else no_idem,
-                rate,
-                glob,
-                cev,
-            ),
-            SubmitCallArgv(
-                rid,
-                client,
-                req.priority,
-                req.input_json,
-                now,
-                *req.limits.submit_args,
-                req.body_hash,
-                req.callback_url,
-                req.callback_events,
-                _rate_arg(req.rate),
-                max(req.burst, 1),
-                "1" if req.waited else "",
-                idem,
-                str(math.ceil(req.queue_timeout * 1000)) if req.queue_timeout else "",
-                req.retry_of,
+        if req.op in self.shards:
+            return await self._submit_sharded(req, tries)
+        now = self.now_ms()
+        res = await self._submit_call(_submit_fixed(req.op), *_submit_args(req, now))
+        done = _submitted(res, now)
+        if isinstance(done, Submitted):
+            return done
+        return await self._replay_or_retry(req, done, tries)
+
+    async def _submit_sharded(self, req: NewRequest, tries: int) -> Submitted:
+        # To the shard the id names, with the time and priority the id names (its score);
+        # the other shards' requests ahead of it are counted in the same round trip.
+        op, rid = req.op, req.id
+        tag, now = self.tag_of(op, rid), ids.id_time_ms(rid)
+        res, *counts = await asyncio.gather(
+            self._submit_call(_submit_fixed(tag, True), *_submit_args(req, now, tag)),
+            *(
+                self.batcher.command("ZCOUNT", keys.pending(t), "-inf", bound)
+                for t, bound in self._others(op, rid)
             ),
         )
-        ahead = 0
-        if sharded:
-            # The other shards' requests ahead of it, counted in the same round trip.
-            res, *counts = await asyncio.gather(
-                call,
+        done = _submitted(res, now)
+        if isinstance(done, str):
+            return await self._replay_or_retry(req, done, tries)
+        if done.position is not None:
+            done.position += sum(int(c) for c in counts)
+        return done
+
+    async def submit_many(self, reqs: Sequence[NewRequest]) -> list[Submitted | BaseException]:
+        """Create many requests of one operation at once (a bulk submit), each as
+        :meth:`submit` would, in order: one ``submit.lua`` run for them all (one round trip),
+        then the replays of those whose Idempotency-Key names a request already (one more,
+        issued together). An entry that failed on its own is its exception."""
+        if not reqs:
+            return []
+        op = reqs[0].op
+        if op in self.shards:
+            # Each to its own shard: issued together, one merged call per shard; then the
+            # positions as they stand with the whole batch queued (one more round trip).
+            each = await asyncio.gather(*map(self.submit, reqs), return_exceptions=True)
+            queued = [
+                (r, req.client)
+                for r, req in zip(each, reqs, strict=True)
+                if isinstance(r, Submitted) and r.outcome == "created" and r.position is not None
+            ]
+            if queued:
+                ranks = await self.ranks(op, [(r.request_id, c) for r, c in queued])
+                for (r, _), rank in zip(queued, ranks, strict=True):
+                    r.position = rank
+            return list(each)
+        now = self.now_ms()
+        calls = [_submit_args(req, now) for req in reqs]
+        replies = await scripts.SUBMIT.call_many(self.batcher, *_submit_fixed(op), calls)
+        out: list[Submitted | BaseException] = []
+        replays: list[tuple[int, str]] = []
+        for i, reply in enumerate(replies):
+            if isinstance(reply, BaseException):
+                out.append(reply)
+                continue
+            done = _submitted(reply, now)
+            if isinstance(done, str):
+                replays.append((i, done))
+                out.append(_NOT_YET)
+            else:
+                out.append(done)
+        _reposition(reqs, out)
+        if replays:
+            replayed = await asyncio.gather(
                 *(
-                    self.batcher.command("ZCOUNT", keys.pending(t), "-inf", bound)
-                    for t, bound in self._others(op, rid)
+                    self._replay_or_retry(reqs[i], existing, SUBMIT_TRIES)
+                    for i, existing in replays
                 ),
+                return_exceptions=True,
             )
-            ahead = sum(int(c) for c in counts)
-        else:
-            res = await call
-        outcome = _s(res[0])
-        if outcome == "full":
-            return Submitted("full", "", None, int(res[1]))
-        if outcome == "limited":
-            return Submitted("limited", "", None, None, retry_after_ms=int(res[1]))
-        if outcome == "exists":
-            replayed = await self._replay(req, _s(res[1]))
-            if replayed is not None:
-                return replayed
-            if tries > 1:
-                return await self.submit(req, tries - 1)
-            # The key's request expired at each try while others reused the key: say so, as
-            # a conflict, rather than loop.
-            return Submitted("conflict", "", None, None)
-        rank = int(res[3])
-        position = rank + ahead if rank >= 0 else None
-        return Submitted("created", _s(res[1]), None, position, len(res) > 4, now)
+            for (i, _), res in zip(replays, replayed, strict=True):
+                out[i] = res
+        return out
+
+    async def _replay_or_retry(self, req: NewRequest, existing: str, tries: int) -> Submitted:
+        # The submit found the Idempotency-Key naming ``existing``: replay it, or submit again
+        # when that request has expired meanwhile.
+        replayed = await self._replay(req, existing)
+        if replayed is not None:
+            return replayed
+        if tries > 1:
+            return await self.submit(req, tries - 1)
+        # The key's request expired at each try while others reused the key: say so, as
+        # a conflict, rather than loop.
+        return Submitted("conflict", "", None, None)
 
     async def _replay(self, req: NewRequest, existing: str) -> Submitted | None:
         # The second step of an idempotent replay (only replays pay this round trip).
@@ -1162,7 +1186,23 @@ class Waiter:
         self._conn: RawConnection | None = None
 
     async def blpop(self, wait_keys: Sequence[str], timeout: float) -> list[bytes] | None:
-        """``BLPOP`` the keys for up to ``timeout`` s: ``[key, value]``, or None."""
+        """``BLPOP`` the keys for up to ``timeout`` s: ``[key, value]``, or None.
+
+        A connection kept from an earlier pop may have been closed by the server meanwhile (it
+        restarted while this claim loop waited for a free slot, not in a pop): that pop is
+        tried once more on a new connection, as the pool and the batcher do, rather than
+        failing once per claim loop after the server is back (and each failure logged as a
+        new outage).
+        """
+        stale_possible = self._conn is not None
+        try:
+            return await self._blpop(wait_keys, timeout)
+        except (RedisConnectionError, OSError):
+            if not stale_possible:
+                raise
+        return await self._blpop(wait_keys, timeout)
+
+    async def _blpop(self, wait_keys: Sequence[str], timeout: float) -> list[bytes] | None:
         conn = self._conn
         if conn is None:
             # One deadline below covers the exchange (a socket timeout would make redis-py
@@ -1232,6 +1272,70 @@ def _handed(op: str, entry: bytes | str) -> Job:
         token=token.decode(),
         created_ms=int(created),
     )
+
+
+def _submit_args(req: NewRequest, now: int, tag: str = "") -> tuple[SubmitCallKeys, SubmitCallArgv]:
+    # One submit's share of a submit.lua call (to the shard tagged ``tag``, default the
+    # operation's only one).
+    op, rid, client, idem = tag or req.op, req.id, req.client, req.idempotency_key
+    index, no_idem, rate, glob, cev = _client_keys(op, client)
+    return (
+        SubmitCallKeys(
+            keys.record(op, rid),
+            index,
+            keys.idempotency(op, client, idem) if idem else no_idem,
+            rate,
+            glob,
+            cev,
+        ),
+        SubmitCallArgv(
+            rid,
+            client,
+            req.priority,
+            req.input_json,
+            now,
+            *req.limits.submit_args,
+            req.body_hash,
+            req.callback_url,
+            req.callback_events,
+            _rate_arg(req.rate),
+            max(req.burst, 1),
+            "1" if req.waited else "",
+            idem,
+            str(math.ceil(req.queue_timeout * 1000)) if req.queue_timeout else "",
+            req.retry_of,
+        ),
+    )
+
+
+def _submitted(res: Sequence[Any], now: int) -> Submitted | str:
+    # submit.lua's reply for one call; the existing request's id when the key names one.
+    outcome = _s(res[0])
+    if outcome == "full":
+        return Submitted("full", "", None, int(res[1]))
+    if outcome == "limited":
+        return Submitted("limited", "", None, None, retry_after_ms=int(res[1]))
+    if outcome == "exists":
+        return _s(res[1])
+    rank = int(res[3])
+    position = rank if rank >= 0 else None
+    return Submitted("created", _s(res[1]), None, position, len(res) > 4, now)
+
+
+def _reposition(reqs: Sequence[NewRequest], out: list[Submitted | BaseException]) -> None:
+    # A bulk submit's positions as they stand once the whole batch is queued: each item's rank
+    # when it was added, plus the later items of the batch queued ahead of it (of a higher
+    # priority). Nothing else ran in between: the batch is one script run.
+    later: dict[int, int] = {}  # per priority: the later items queued with it
+    for req, res in zip(reversed(reqs), reversed(out), strict=True):
+        if isinstance(res, Submitted) and res.outcome == "created" and res.position is not None:
+            prio = req.priority
+            res.position += sum(n for p, n in later.items() if p > prio)
+            later[prio] = later.get(prio, 0) + 1
+
+
+# A placeholder for a bulk submit's entry that is being replayed.
+_NOT_YET = Submitted("conflict", "", None, None)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -188,6 +188,12 @@ class Batcher:
         # Every future of the batch is resolved, whatever happens: a caller never hangs.
         try:
             replies = await self._replies(batch)
+        except UnicodeEncodeError:
+            # A str argument UTF-8 cannot carry (a lone surrogate) fails its own call only.
+            batch = _without_unencodable(batch)
+            if batch:
+                await self._send(batch)
+            return
         except BaseException as exc:
             _fail(batch, exc if isinstance(exc, Exception) else ConnectionError())
             if not isinstance(exc, Exception):
@@ -296,6 +302,19 @@ def _settle(fut: asyncio.Future[Any], reply: Any) -> None:
         fut.set_exception(reply)
     else:
         fut.set_result(reply)
+
+
+def _without_unencodable(batch: list[_Call]) -> list[_Call]:
+    """The calls of ``batch`` that encode; the others fail with their encoding error."""
+    kept: list[_Call] = []
+    for call in batch:
+        try:
+            _pack([call])
+        except UnicodeEncodeError as exc:
+            _fail([call], exc)
+        else:
+            kept.append(call)
+    return kept
 
 
 def _pack(batch: list[_Call]) -> bytes:

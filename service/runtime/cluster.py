@@ -129,6 +129,10 @@ class ClusterBatcher(Batcher):
     async def _node_exchange(self, name: str, calls: list[_Call], asking: list[bool]) -> list[Any]:
         try:
             replies = await self._exchange_on(name, calls, asking)
+        except UnicodeEncodeError:
+            # Nothing was sent: a call UTF-8 cannot carry fails alone (the others of every
+            # node go on; raising would make the base batcher resend the other nodes' calls).
+            return await self._without_unencodable(name, calls, asking)
         except (ConnectionError, OSError, TimeoutError) as exc:
             error = exc if isinstance(exc, ConnectionError) else ConnectionError(str(exc))
             return [error] * len(calls)
@@ -142,6 +146,26 @@ class ClusterBatcher(Batcher):
             except (ConnectionError, OSError, TimeoutError) as exc:
                 again = [ConnectionError(str(exc))] * len(missing)
             for i, reply in zip(missing, again, strict=True):
+                replies[i] = reply
+        return replies
+
+    async def _without_unencodable(
+        self, name: str, calls: list[_Call], asking: list[bool]
+    ) -> list[Any]:
+        replies: list[Any] = [None] * len(calls)
+        kept: list[int] = []
+        for i, call in enumerate(calls):
+            try:
+                self._pack([call], [False])
+            except UnicodeEncodeError as exc:
+                replies[i] = exc
+            else:
+                kept.append(i)
+        if kept:
+            sent = await self._node_exchange(
+                name, [calls[i] for i in kept], [asking[i] for i in kept]
+            )
+            for i, reply in zip(kept, sent, strict=True):
                 replies[i] = reply
         return replies
 

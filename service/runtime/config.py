@@ -36,6 +36,9 @@ class ServerSettings:
     public_url: str = ""
     cors_origins: list[str] = field(default_factory=list)
     max_body_bytes: int = 1_048_576
+    # A bulk submit's whole body (``POST /v1/{op}/batch``); each item's input still has the
+    # operation's own limit.
+    max_batch_bytes: int = 16_777_216
     max_streams: int = 10_000
     max_streams_per_client: int = 1_000
     sync_wait_seconds: float = 30.0
@@ -389,6 +392,7 @@ def _check_server(server: ServerSettings) -> None:
     if "null" in server.cors_origins:
         raise ConfigError('server.cors_origins: "null" cannot be allowed (any page can be null)')
     _positive("server.max_body_bytes", server.max_body_bytes)
+    _positive("server.max_batch_bytes", server.max_batch_bytes)
     _positive("server.max_streams", server.max_streams)
     _positive("server.max_streams_per_client", server.max_streams_per_client)
     _positive("server.max_wait_seconds", server.max_wait_seconds)

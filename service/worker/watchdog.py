@@ -15,11 +15,17 @@ class LoopWatchdog:
 
     Handlers that block (CPU work or blocking I/O in an ``async def``) stall every other
     request, lease renewal and stream of the process; this finds them.
+
+    The loop beats every ``interval`` (at most a quarter of the threshold, so a loop that is
+    merely busy never looks stalled), and the thread looks as often. A stall is blamed on a
+    task only once that same task was running at every look since the loop last beat, for at
+    least the threshold: a task that happened to run at the moment of one look (a claim, under
+    load) is never named, and one report is made per stall, not per outage of the beat.
     """
 
     def __init__(self, threshold: float = 1.0, interval: float = 0.25) -> None:
         self.threshold = threshold
-        self.interval = interval
+        self.interval = min(interval, threshold / 4)
         self._beat = time.monotonic()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -48,23 +54,34 @@ class LoopWatchdog:
         self._handle = self._loop.call_later(self.interval, self._tick)
 
     def _watch(self) -> None:
+        holder: asyncio.Task[object] | None = None
+        beat = self._beat
+        since = time.monotonic()  # the first look that saw ``holder`` running since ``beat``
         reported = False
         while not self._stop.wait(self.interval):
-            stalled = time.monotonic() - self._beat
-            if stalled < self.threshold:
-                reported = False
+            now = time.monotonic()
+            task = asyncio.current_task(self._loop) if self._loop else None
+            if self._beat != beat or task is not holder:
+                # The loop moved on (it beat, or another step runs): a new observation.
+                beat, holder, since, reported = self._beat, task, now, False
                 continue
-            if reported:
+            if reported or holder is None:
+                continue
+            # The same step of one task ran at every look from ``since`` to now, and the loop
+            # has not beaten meanwhile: that task holds the loop.
+            if now - since < self.threshold:
                 continue
             reported = True
-            task = asyncio.current_task(self._loop) if self._loop else None
-            name = task.get_name() if task is not None else "unknown"
-            if name.startswith("handler:"):
-                log.warning(
-                    "event loop blocked for %.1f s by the handler of request %s: "
-                    "use a plain def (runs in a thread) or await instead of blocking",
-                    stalled,
-                    name.split(":", 1)[1],
-                )
-            else:
-                log.warning("event loop blocked for %.1f s in task %s", stalled, name)
+            _report(holder.get_name(), now - beat)
+
+
+def _report(name: str, stalled: float) -> None:
+    if name.startswith("handler:"):
+        log.warning(
+            "event loop blocked for %.1f s by the handler of request %s: "
+            "use a plain def (runs in a thread) or await instead of blocking",
+            stalled,
+            name.split(":", 1)[1],
+        )
+    else:
+        log.warning("event loop blocked for %.1f s in task %s", stalled, name)

@@ -59,12 +59,14 @@ def _result_outcome(job: Job, op: Operation, result: Any) -> tuple[Outcome, str]
     """What a handler's return value makes of its run: succeeded with it as JSON, or failed."""
     try:
         result_json = json.dumps(result, separators=(",", ":"), ensure_ascii=False)
+        # Stored as UTF-8: a lone surrogate (UnicodeEncodeError) fails here, not the store.
+        size = len(result_json.encode())
     except (TypeError, ValueError, RecursionError):
         # RecursionError: nested too deep for the encoder (inputs are bounded at submit).
         log.exception("%s %s returned a result that is not JSON", job.op, job.request_id)
         return "failed", problems.internal()
     limit = op.settings.max_result_bytes
-    if len(result_json) > limit and len(result_json.encode()) > limit:
+    if size > limit:
         log.warning("%s %s: result over %d bytes", job.op, job.request_id, limit)
         return "failed", problems.result_too_large(limit)
     return "succeeded", result_json

@@ -36,6 +36,9 @@ async def test_async_run_result_listing_and_cancel(serve: Serve) -> None:
         again = await client.request(request.id)
         assert again.status == "canceled" and (await again.refresh())["id"] == request.id
         assert [r.id async for r in client.requests(status="canceled")] == [request.id]
+        retried = await request.retry()
+        assert retried.id != request.id and retried.monitor.get("retry_of") == request.id
+        assert (await retried.cancel())["status"] in ("canceled", "running", "queued")
         assert {op["name"] for op in await client.operations()} >= {"echo"}
         with pytest.raises(RequestFailed):
             await client.run("boom", {}, timeout=10)
@@ -90,3 +93,14 @@ async def test_webhooks_verify_with_two_live_secrets(serve: Serve) -> None:
     stamp = int(headers["webhook-timestamp"])
     with pytest.raises(WebhookVerificationError, match="old or too new"):
         verify_webhook(body, headers, new, now=stamp + 301)
+
+
+async def test_async_submit_many(serve: Serve) -> None:
+    service = serve()
+    async with AsyncClient(service.url) as client:
+        out = await client.submit_many("echo", [{"n": 1}, {"n": 2}])
+        results = []
+        for request in out:
+            assert not isinstance(request, Exception)
+            results.append(await request.result(timeout=10))
+        assert results == [{"n": 1}, {"n": 2}]

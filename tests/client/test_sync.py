@@ -9,12 +9,14 @@ from typing import Any
 import httpx
 import pytest
 from acceptd_client import (
+    BatchItem,
     Client,
     Conflict,
     Event,
     InvalidInput,
     NotFound,
     QueueFull,
+    Request,
     RequestCanceled,
     RequestFailed,
     Unauthorized,
@@ -182,6 +184,22 @@ def test_failures_raise_from_their_problem_types(serve: Serve) -> None:
             client.submit("no-such-operation", {})
 
 
+def test_retry_of_a_canceled_request_makes_a_new_one_and_of_a_queued_one_a_conflict(
+    serve: Serve,
+) -> None:
+    service = serve(worker=False)
+    with Client(service.url) as client:
+        first = client.submit("echo", {"x": 1}, priority=3)
+        with pytest.raises(Conflict):
+            first.retry()  # still queued
+        first.cancel()
+        second = first.retry(idempotency_key="retry-once")
+        assert second.id != first.id and second.status == "queued"
+        assert second.monitor.get("retry_of") == first.id
+        assert first.retry(idempotency_key="retry-once").id == second.id  # keyed: no third
+        assert client.request(second.id).monitor.get("priority") == 3
+
+
 def test_wait_timeout_leaves_the_request_going(serve: Serve) -> None:
     service = serve(worker=False)
     with Client(service.url) as client:
@@ -213,3 +231,24 @@ def test_api_keys(serve: Serve) -> None:
         seen: list[Event] = []
         assert request.wait(timeout=10, on_event=seen.append)["status"] == "succeeded"
         assert seen[0].event == "status"  # the stream was open (Bearer on the stream too)
+
+
+def test_submit_many_answers_each_input_in_order_and_retries_safely(serve: Serve) -> None:
+    service = serve(worker=False)
+    faults = Faults(lose_posts=1)  # the first answer is lost: the retry replays every item
+    with Client(service.url, transport=FaultyTransport(faults)) as client:
+        out = client.submit_many(
+            "sleep",
+            [{"seconds": 1}, {"seconds": "soon"}, BatchItem({"seconds": 2}, priority=7)],
+            priority=2,
+        )
+        assert len(faults.calls("POST", "/v1/sleep/batch")) == 2
+        first, bad, third = out
+        assert isinstance(first, Request) and isinstance(third, Request)
+        assert first.monitor["priority"] == 2 and first.status == "queued"
+        assert isinstance(bad, InvalidInput) and bad.problem["pointer"] == "/requests/1/input"
+        assert third.monitor["priority"] == 7 and third.monitor["position"] == 0
+        assert first.refresh()["position"] == 1
+        # More than one call's worth goes in calls of 1,000, answered in one list.
+        many = client.submit_many("echo", range(1001))
+        assert [r.monitor["position"] for r in many if isinstance(r, Request)] == list(range(1001))

@@ -109,6 +109,18 @@ async def test_a_result_too_deep_to_encode_fails_the_request(app_client: MakeCli
     assert problem["request_id"]
 
 
+async def test_a_result_utf8_cannot_carry_fails_the_request(app_client: MakeClient) -> None:
+    # A lone surrogate encodes to JSON text but not to UTF-8: it must fail the run at once,
+    # not break the storing of its outcome (the request would stay running until its lease).
+    c = await app_client(
+        operations={"surrogate": {"handler": "tests.support.handlers:lone_surrogate"}}
+    )
+    resp = await c.post("/v1/surrogate", json={})
+    problem = await resp.json(content_type=None)
+    assert resp.status == 500 and problem["type"].endswith(":internal-error"), problem
+    assert problem["request_id"]
+
+
 @pytest.fixture
 async def idle(app_client: MakeClient) -> Client:
     return await app_client(run_worker=False)

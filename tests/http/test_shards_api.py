@@ -123,3 +123,17 @@ async def test_the_all_requests_stream_merges_the_shards(
     assert {e.json()["id"] for e in got} == set(made)
     # Resuming with Last-Event-ID across shards is not checked here: the shards' kept
     # streams number their events independently (see docs/contract-notes.md).
+
+
+@both
+async def test_a_bulk_submit_spreads_over_shards(app_client: MakeClient) -> None:
+    c = await sharded(app_client, run_worker=False)
+    items = [{"input": {"n": n}} for n in range(6)] + [{"input": {}, "idempotency_key": "b1"}]
+    resp = await c.post(f"/v1/{OP}/batch", json={"requests": items})
+    assert resp.status == 202
+    got = (await resp.json())["items"]
+    assert all(item["status"] == "queued" for item in got)
+    assert len({ids.id_shard(item["id"]) for item in got}) == 3
+    assert sorted(item["position"] for item in got) == list(range(7))
+    again = await (await c.post(f"/v1/{OP}/batch", json={"requests": items[-1:]})).json()
+    assert again["items"][0]["id"] == got[-1]["id"]

@@ -312,3 +312,27 @@ async def test_endpoint_listing_is_paginated(app_client: MakeClient, receiver: R
     assert (
         "cursor" in params and "409" in spec["paths"]["/v1/webhooks/endpoints"]["post"]["responses"]
     )
+
+
+async def test_bulk_submit_items_have_their_own_callbacks(
+    app_client: MakeClient, receiver: Receiver
+) -> None:
+    c = await app_client()
+    secret = (await (await c.get("/v1/webhooks/secret", headers=ALICE)).json())["secret"]
+    items = [
+        {"input": {"i": 0}},  # the header's callback
+        {"input": {"i": 1}, "callback_url": receiver.url + "/own"},
+        {"input": {"i": 2}, "callback_url": "http://10.1.2.3/cb"},  # refused address
+    ]
+    resp = await c.post(
+        "/v1/echo/batch",
+        json={"requests": items},
+        headers={**ALICE, "Callback-Url": receiver.url + "/all", "Callback-Events": "succeeded"},
+    )
+    out = (await resp.json())["items"]
+    assert resp.status == 202 and out[2]["status"] == 422
+    assert out[2]["pointer"] == "/requests/2/callback_url" and "header" not in out[2]
+    await wait_until(lambda: len(receiver.received) >= 2)
+    got = {r.path: r.verify(secret)["data"] for r in receiver.received}
+    assert got["/all"]["id"] == out[0]["id"] and got["/own"]["id"] == out[1]["id"]
+    assert got["/own"]["result"] == {"i": 1}

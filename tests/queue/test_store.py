@@ -752,6 +752,27 @@ async def test_a_waiter_reports_a_frozen_server_as_a_redis_timeout_and_recovers(
         await waiter.close()
 
 
+async def test_a_waiter_whose_idle_connection_the_server_closed_pops_on_a_new_one(
+    queue: Queue, redis_client: aredis.Redis
+) -> None:
+    # The server restarted while the claim loop waited for a free slot (not in a pop): its
+    # kept connection is closed. The next pop works, rather than failing once more after
+    # the server is back (one more "redis unreachable" line per claim loop).
+    waiter = Waiter(redis_client)
+    before = {c["id"] for c in await redis_client.client_list()}
+    try:
+        assert await queue.wait_for_work("echo", "w1", 0.05, waiter) == []  # connected
+        clients = await redis_client.client_list()
+        (idle,) = [c for c in clients if c["id"] not in before and c["cmd"] == "blpop"]
+        assert await redis_client.client_kill_filter(_id=idle["id"]) == 1
+        await queue.claim("echo", "w1", "t", 10, lease=30, worker_ttl=10, idle=4)
+        rid = await submit(queue)
+        [job] = await queue.wait_for_work("echo", "w1", 1, waiter)
+        assert job.request_id == rid
+    finally:
+        await waiter.close()
+
+
 async def test_a_key_naming_an_expired_request_creates_a_new_one(
     queue: Queue, redis_client: aredis.Redis
 ) -> None:

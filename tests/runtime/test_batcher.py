@@ -83,3 +83,15 @@ async def test_a_failing_exchange_fails_only_its_calls(small_pool: aredis.Redis)
     assert sum(isinstance(r, Exception) for r in results) == 100
     assert await batcher.call(COUNT, ["{t}:f"], 1) == 101
     await batcher.close()
+
+
+async def test_a_call_utf8_cannot_carry_fails_alone(small_pool: aredis.Redis) -> None:
+    # A lone surrogate in one call's arguments must not sink the other calls of its pipeline.
+    batcher = Batcher(small_pool)
+    calls = [batcher.call(COUNT, [f"{{t}}:u:{i}"], 1) for i in range(5)]
+    bad = batcher.call(COUNT, ["{t}:u:\ud800"], 1)
+    replies = await asyncio.gather(*calls, bad, return_exceptions=True)
+    assert replies[:5] == [1, 1, 1, 1, 1]
+    assert isinstance(replies[5], UnicodeEncodeError)
+    assert await small_pool.get("{t}:u:4") == b"1"
+    await batcher.close()

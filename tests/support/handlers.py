@@ -52,6 +52,11 @@ async def too_deep(ctx: Context, data: Any) -> Any:
     return result
 
 
+async def lone_surrogate(ctx: Context, data: Any) -> Any:
+    """Returns a string no UTF-8 can carry (a lone surrogate, e.g. from a bad decode)."""
+    return {"text": "broken \ud800 text"}
+
+
 @operation(input_schema={"type": "object"}, summary="Blocks the event loop (a bug)")
 async def block_loop(ctx: Context, data: Any) -> Any:
     import time

@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
-from redis.asyncio import Redis
 from standardwebhooks import Webhook
 
 from service.queue.ids import new_request_id
 from service.queue.store import Limits, NewRequest, Queue
+from service.runtime.redis import Client
 
 HANG = -1  # a scripted "status" that makes the receiver hang instead of answering
 LIMITS = Limits(attempts=3, timeout=10, result_ttl=60, max_queue_depth=100, retry_backoff=1.0)
@@ -122,7 +122,7 @@ async def wait_until(
 
 
 async def finish_request(
-    redis: Redis,
+    redis: Client,
     client: str = "anon",
     *,
     op: str = "echo",

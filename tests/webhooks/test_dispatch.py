@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +16,8 @@ from service.http.monitor import render
 from service.queue import keys as core_keys
 from service.runtime.config import WebhookSettings
 from service.runtime.embedded import free_port
+from service.runtime.redis import connect
+from tests.support.faults import RestartableRedis
 from tests.support.webhooks import HANG, Receiver, finish_request, wait_until
 from webhooks import Dispatcher, Endpoint, WebhookStore
 from webhooks.dispatcher import GROUP
@@ -449,3 +452,83 @@ async def test_a_decoding_client_is_refused(redis_url: str) -> None:
             Dispatcher(client, settings(), OPS, render)
     finally:
         await client.aclose()
+
+
+async def test_entries_read_before_an_outage_are_fanned_out_once_redis_is_back(
+    tmp_path: Path, receiver: Receiver
+) -> None:
+    # Redis goes away between the dispatcher's read of the outbox and its fan-out script:
+    # the entries stay in this consumer's pending list. They must be fanned out as soon as
+    # Redis is back, not when another dispatcher's reclaim (60 s idle) would take them.
+    own = RestartableRedis(tmp_path / "redis", free_port())
+    await own.start()
+    redis = connect(own.url)
+    try:
+        store = WebhookStore(redis, OPS)
+        ep = await store.create_endpoint(CLIENT, receiver.url)
+        assert ep.secret is not None
+        rids = {await finish_request(redis) for _ in range(3)}
+        # Another dispatcher's takeover (XAUTOCLAIM) waits a minute here: not what recovers it.
+        dispatcher = Dispatcher(redis, settings(), OPS, render, claim_idle_seconds=60)
+        fanout_many = dispatcher.store.fanout_many
+        cut: list[int] = []
+
+        async def fanout_in_an_outage(items: Any, lease: Any = None) -> Any:
+            if not cut:
+                cut.append(len(items))
+                await own.stop()  # the entries were read; the fan-out now fails
+                try:
+                    return await fanout_many(items, lease)
+                finally:
+                    await own.start()
+            return await fanout_many(items, lease)
+
+        dispatcher.store.fanout_many = fanout_in_an_outage  # type: ignore[method-assign]
+        task = asyncio.create_task(dispatcher.run())
+        try:
+            await wait_until(lambda: len(receiver.received) >= 3, timeout=5.0)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        assert cut == [3]
+        assert {r.verify(ep.secret)["data"]["id"] for r in receiver.received} == rids
+        assert len(receiver.received) == 3  # each once
+        assert await redis.xlen(core_keys.key("echo", "outbox")) == 0
+    finally:
+        await redis.aclose()
+        own.close()
+
+
+async def test_entries_whose_read_reply_was_lost_are_fanned_out_promptly(
+    redis_client: Redis, store: WebhookStore, receiver: Receiver, start: StartDispatcher
+) -> None:
+    # A read that Redis executed but whose reply never arrived (the server went away just
+    # after it; redis-py then retries the read, with no error seen) leaves the entry pending
+    # on this very consumer, with nothing in the dispatcher to say so.
+    ep = await store.create_endpoint(CLIENT, receiver.url)
+    assert ep.secret is not None
+    stream = core_keys.key("echo", "outbox")
+    await redis_client.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    rid = await finish_request(redis_client)
+    entries: Any = await redis_client.xrange(stream)
+    ((entry_id, fields),) = entries
+    await redis_client.xdel(stream, entry_id)
+    # Another dispatcher's takeover (XAUTOCLAIM) waits a minute here: not what recovers it.
+    dispatcher = start(claim_idle_seconds=60)
+
+    async def reading() -> bool:
+        consumers = await redis_client.xinfo_consumers(stream, GROUP)
+        return any(c["name"].decode() == dispatcher.consumer for c in consumers)
+
+    await wait_until(reading)
+    # The entry appears and is read in the dispatcher's name at once: its own blocked read
+    # never sees it.
+    async with redis_client.pipeline(transaction=True) as pipe:
+        pipe.xadd(stream, fields)
+        pipe.xreadgroup(GROUP, dispatcher.consumer, {stream: ">"}, count=10)
+        _, read = await pipe.execute()
+    assert read, read
+    await wait_until(lambda: len(receiver.received) == 1, timeout=5.0)
+    assert receiver.received[0].verify(ep.secret)["data"]["id"] == rid
+    await wait_until(lambda: _xlen_is(redis_client, 0))

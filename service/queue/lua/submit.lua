@@ -84,6 +84,9 @@ local function limited(rk, c, now)
   return nil
 end
 
+-- Set when a call queued its request (rather than handing it to an idle worker).
+local queued = false
+
 local function submit(rk, c)
   local now = tonumber(c.now)
   if c.idem_hash ~= '' then
@@ -160,7 +163,7 @@ local function submit(rk, c)
   -- Only requests with a queue timeout are in deadlines (swept by claim.lua and
   -- Queue.expire_due); one handed to a worker above has started already.
   if rec['qdl'] then redis.call('ZADD', deadlines, rec['qdl'], member) end
-  wake_workers()
+  queued = true
   return {'created', c.id, '', redis.call('ZRANK', pending, member)}
 end
 
@@ -177,4 +180,7 @@ for i = 0, (#KEYS - FIXED_KEYS) / CALL_KEYS - 1 do
     idem_hash = ARGV[ab + 17], queue_timeout_ms = ARGV[ab + 18], retry_of = ARGV[ab + 19]}
   out[#out + 1] = protected(submit, rk, c)
 end
+-- Blocked workers are woken once for every request this run queued (one marker is all the
+-- wake list holds), not once per request: a bulk submit's thousand need one.
+if queued then wake_workers() end
 return out

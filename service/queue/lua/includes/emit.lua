@@ -4,6 +4,10 @@
 --- @include "includes/snapshot"
 -- Publish one state change; its number (evseq) increases per request. Events are also kept
 -- for resuming streams, but only where a stream asked for it (no cost otherwise).
+-- Neither a client's glob flag nor the events channel's subscribers can change during one
+-- script run: each is asked once per run, which spares the calls merged into one run (a
+-- tick's submits or finishes, a bulk submit's items) two commands each.
+local globbed_of, subscribers = {}, nil
 local function emit(rk, rec, kind)
   local n = redis.call('HINCRBY', rk.record, 'evseq', 1)
   rec['evseq'] = tostring(n)
@@ -11,10 +15,16 @@ local function emit(rk, rec, kind)
   -- A waiting caller needs only the outcome; a stream needs every change.
   local watched = rec['sse'] == '1' or (rec['wait'] == '1' and kind == 'status' and
     (st == 'succeeded' or st == 'failed' or st == 'canceled'))
-  local globbed = redis.call('EXISTS', rk.glob) == 1
-  if not watched and not globbed and
-      redis.call('PUBSUB', 'NUMSUB', events_channel)[2] == 0 then
-    return  -- nobody could see this event: skip encoding it (most of a busy queue's events)
+  local globbed = globbed_of[rk.glob]
+  if globbed == nil then
+    globbed = redis.call('EXISTS', rk.glob) == 1
+    globbed_of[rk.glob] = globbed
+  end
+  if not watched and not globbed then
+    if subscribers == nil then subscribers = redis.call('PUBSUB', 'NUMSUB', events_channel)[2] end
+    if subscribers == 0 then
+      return  -- nobody could see this event: skip encoding it (most of a busy queue's events)
+    end
   end
   local body
   if rec['wait'] == '1' and rec['result'] and #rec['result'] <= 65536 then

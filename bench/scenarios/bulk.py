@@ -1,0 +1,208 @@
+"""Bulk submit (``POST /v1/echo/batch``) against BullMQ, the anchor row (issue 17 item 2).
+
+acceptd: bulk submits of ``BATCH`` items from ``LANES`` concurrent connections of one Python
+process (``http_client.py bulk``): enqueue (no worker; rate = items queued / duration) and drain
+(API and worker up; N items from the first submit to the last result).
+
+BullMQ (Node, from ``make peers``: ``bench/.peers/bullmq``), ``bench/peer_bullmq.cjs``: enqueue
+with ``queue.add`` from 50 lanes and with ``addBulk`` (the same batches and lanes as acceptd's),
+and drain with each producer while one worker process runs at concurrency 50; the same valkey
+server binary and settings as everything else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import shutil
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from procs import Server, run_client
+from report import Row, Run
+
+from scenarios import drain
+from scenarios.context import BENCH, CONCURRENCY, ECHO, Bench, cpu_per_job, need
+from scenarios.plan import Step, interleave, log
+
+BATCH = 100  # items per bulk call (acceptd's and BullMQ's addBulk)
+LANES = 8  # concurrent bulk calls
+BULLMQ_DIR = BENCH / ".peers" / "bullmq"
+BULLMQ_SCRIPT = BENCH / "peer_bullmq.cjs"
+
+
+def bullmq_version() -> str | None:
+    """The installed BullMQ's version (``make peers``), or None when it is missing."""
+    node = shutil.which("node")
+    package = BULLMQ_DIR / "node_modules" / "bullmq" / "package.json"
+    if node is None or not package.exists():
+        return None
+    return str(json.loads(package.read_text())["version"])
+
+
+class Rows:
+    """The scenario's rows: acceptd's two and BullMQ's four (skipped when it is missing)."""
+
+    def __init__(self, bench: Bench) -> None:
+        n = bench.plan.n
+        how = f"{LANES} concurrent bulk calls of {BATCH}"
+        self.enqueue = Row(
+            "1",
+            f"enqueue (HTTP 202, bulk POST /v1/echo/batch of {BATCH})",
+            "acceptd",
+            "jobs/s",
+            note=f"aiohttp client, {how}, {bench.plan.wrk_seconds:g} s per run; rate = requests "
+            "queued (ZCARD pending) / duration; one `acceptd api` process, no worker",
+        )
+        self.drain = Row(
+            "2",
+            f"drain N={n:,} with bulk submits (first submit → last result)",
+            "acceptd",
+            "jobs/s",
+            note=f"`acceptd api` + `acceptd worker` (concurrency 50), producer aiohttp client, "
+            f"{how}; done as the drain above",
+        )
+        self.version = bullmq_version()
+        label = f"bullmq {self.version}" if self.version else "bullmq"
+        self.peer = {
+            "enqueue": Row("1", "enqueue (direct, one Node process)", label, "jobs/s",
+                           note="`queue.add` from 50 concurrent lanes, removeOnComplete"),
+            "enqueue-bulk": Row("1", "enqueue (direct, one Node process)", label + " addBulk",
+                                "jobs/s", note=f"`queue.addBulk` of {BATCH}, {LANES} lanes"),
+            "drain": Row("2", f"drain N={n:,} (first submit → last result)", label, "jobs/s",
+                         note="1 worker process, concurrency 50; producer `queue.add` from 50 "
+                         "lanes; done: getJobCounts wait+active+delayed+prioritized = 0"),
+            "drain-bulk": Row("2", f"drain N={n:,} (first submit → last result)",
+                              label + " addBulk", "jobs/s",
+                              note=f"as above, producer `addBulk` of {BATCH}, {LANES} lanes"),
+        }  # fmt: skip
+        if self.version is None:
+            for row in self.peer.values():
+                row.skipped = "BullMQ is not installed: run `make peers` (needs node and npm)"
+
+    def all(self) -> list[Row]:
+        return [self.enqueue, self.drain, *self.peer.values()]
+
+    def peer_steps(self, bench: Bench, modes: tuple[str, ...]) -> list[Step]:
+        if self.version is None:
+            return []
+        return [(self.peer[m], functools.partial(bullmq_run, bench, m)) for m in modes]
+
+
+def producer(bench: Bench, n: int, seconds: float) -> list[str]:
+    return [
+        sys.executable,
+        str(BENCH / "http_client.py"),
+        "bulk",
+        "--url",
+        f"http://127.0.0.1:{bench.api_port}/v1/echo/batch",
+        "--n",
+        str(n),
+        "--duration",
+        str(seconds),
+        "--concurrency",
+        str(LANES),
+        "--batch",
+        str(BATCH),
+    ]
+
+
+def enqueue_run(bench: Bench) -> Run:
+    assert bench.api is not None
+    bench.flush()
+    c0 = bench.cpu_snapshot({"api": bench.api})
+    fin = run_client(
+        producer(bench, 100_000_000, bench.plan.wrk_seconds),
+        bench.log_path("bulk-enqueue"),
+        bench.plan.wrk_seconds + 30,
+    )
+    c1 = bench.cpu_snapshot({"api": bench.api})
+    res = need(fin, "bulk enqueue")
+    accepted = int(bench.r.zcard(ECHO + "pending"))
+    bench.flush()
+    return Run(accepted / res["elapsed"], cpu_per_job(c0, c1, accepted, fin, res["cpu_s"]))
+
+
+def drain_run(bench: Bench) -> Run:
+    assert bench.api is not None and bench.worker is not None
+    n = bench.plan.n
+    bench.flush()
+    servers = {"api": bench.api, "worker": bench.worker}
+    c0 = bench.cpu_snapshot(servers)
+    t0 = time.perf_counter()
+    fin = run_client(producer(bench, n, 100), bench.log_path("bulk-drain"), 130)
+    total, finished = drain.acceptd_done(bench, time.monotonic() + 120)
+    elapsed = time.perf_counter() - t0
+    c1 = bench.cpu_snapshot(servers)
+    res = need(fin, "bulk drain")
+    if finished != total or total < n:
+        raise RuntimeError(f"acceptd bulk drain: {finished} finished of {total} submitted")
+    bench.flush()
+    return Run(total / elapsed, cpu_per_job(c0, c1, total, fin, res["cpu_s"]))
+
+
+@contextlib.contextmanager
+def bullmq_worker(bench: Bench) -> Iterator[Server]:
+    server = Server(
+        "bullmq-worker",
+        ["node", str(BULLMQ_SCRIPT), "worker", "--url", bench.url, "--concurrency",
+         str(CONCURRENCY)],
+        bench.tmp,
+    )  # fmt: skip
+    try:
+        server.wait_for_output("READY")
+        time.sleep(0.5)
+        yield server
+    finally:
+        server.stop()
+
+
+def bullmq_run(bench: Bench, mode: str) -> Run:
+    args = ["node", str(BULLMQ_SCRIPT), mode, "--n", str(bench.plan.n), "--url", bench.url,
+            "--concurrency", str(CONCURRENCY), "--lanes", str(LANES), "--batch", str(BATCH),
+            "--time-limit", "100"]  # fmt: skip
+    bench.flush()
+    with contextlib.ExitStack() as stack:
+        servers: dict[str, Any] = {}
+        if mode.startswith("drain"):
+            servers["worker"] = stack.enter_context(bullmq_worker(bench))
+        c0 = bench.cpu_snapshot(servers)
+        fin = run_client(args, bench.log_path(f"bullmq-{mode}"), 130)
+        c1 = bench.cpu_snapshot(servers)
+    bench.flush()
+    res = need(fin, f"bullmq {mode}")
+    cpu = cpu_per_job(c0, c1, res["n"], fin, res["cpu_s"])
+    if mode.startswith("enqueue"):
+        return Run(res["n"] / res["enqueue_elapsed"], cpu)
+    if not res["finished"]:
+        raise RuntimeError(f"bullmq {mode} did not finish in time")
+    return Run(res["n"] / res["elapsed"], cpu)
+
+
+def measure_enqueue(bench: Bench, rows: Rows) -> None:
+    """Bulk enqueue rows (acceptd, BullMQ's add and addBulk); the API is up, no worker."""
+    steps: list[Step] = [(rows.enqueue, functools.partial(enqueue_run, bench))]
+    steps += rows.peer_steps(bench, ("enqueue", "enqueue-bulk"))
+    runs = bench.runs_for(len(steps) * (bench.plan.wrk_seconds + 8), 300)
+    interleave(runs, steps, "bulk enqueue")
+
+
+def measure_drain(bench: Bench, rows: Rows) -> None:
+    """Drain with bulk submits, against BullMQ's drains; the API and the worker are up."""
+    steps: list[Step] = [(rows.drain, functools.partial(drain_run, bench))]
+    steps += rows.peer_steps(bench, ("drain", "drain-bulk"))
+    interleave(bench.runs_for(len(steps) * (bench.plan.n / 2000 + 8), 200), steps, "bulk drain")
+
+
+def measure_alone(bench: Bench) -> Rows:
+    """``--only bulk``: start the API, the enqueue rows, then a worker and the drain rows."""
+    rows = Rows(bench)
+    log(f"bulk: BullMQ {rows.version or 'missing (make peers)'}")
+    bench.api, bench.api_port = bench.start_api()
+    measure_enqueue(bench, rows)
+    bench.worker = bench.start_worker()
+    measure_drain(bench, rows)
+    return rows
