@@ -395,8 +395,8 @@ async def client_events(request: web.Request) -> web.StreamResponse:
         resp = await _open(request, stream)
         refresher = asyncio.create_task(_refresh_flags(queue, ops, client))
         base = base_url(request)
-        sent = (0, 0) if last is None else await _send_backlog(resp, queue, ops, client, last, base)
-        await _follow_client(resp, stream, sent, base)
+        seen = set() if last is None else await _send_backlog(resp, queue, ops, client, last, base)
+        await _follow_client(resp, stream, last, seen, base)
         return resp
     except ConnectionResetError:
         if resp is None:
@@ -421,9 +421,10 @@ async def _send_backlog(
     client: str,
     last: tuple[int, int],
     base: str,
-) -> tuple[int, int]:
-    """Send the kept events after ``last`` (a reset first when some are gone); the last sent."""
-    sent = last
+) -> set[tuple[str, int]]:
+    """Send the kept events after ``last`` (a reset first when some are gone); the events
+    sent, as (request id, evseq)."""
+    sent: set[tuple[str, int]] = set()
     backlog, complete = await queue.client_events(ops, client, last)
     if not complete:
         await resp.send(dumps({"reason": "events were missed"}).decode(), event="reset")
@@ -431,14 +432,23 @@ async def _send_backlog(
         e = orjson.loads(raw)
         name, data = _render_event(op, e["kind"], e["rec"], base)
         await resp.send(data, id=gid, event=name)
-        sent = max(sent, _parse_stream_id(gid) or sent)
+        sent.add((str(e["rec"].get("id", "")), int(e["rec"].get("evseq") or 0)))
     return sent
 
 
 async def _follow_client(
-    resp: EventSourceResponse, stream: Stream, sent: tuple[int, int], base: str
+    resp: EventSourceResponse,
+    stream: Stream,
+    last: tuple[int, int] | None,
+    seen: set[tuple[str, int]],
+    base: str,
 ) -> None:
-    """Send live events newer than ``sent`` until an overflow, a RESYNC or shutdown."""
+    """Send live events until an overflow, a RESYNC or shutdown: not those the backlog sent
+    (``seen``), nor those up to the client's Last-Event-ID (``last``).
+
+    Events of different streams (operations, a sharded operation's shards) may carry equal or
+    out-of-order ids, so live events are not filtered by the highest id sent.
+    """
     while True:
         item = await stream.get()
         if item is _CLOSE:
@@ -446,13 +456,14 @@ async def _follow_client(
         ev: Event = item
         if ev.kind == RESYNC:
             return  # the client resumes with Last-Event-ID
+        if seen and (ev.request_id, ev.seq) in seen:
+            seen.discard((ev.request_id, ev.seq))
+            continue
         live_id = _parse_stream_id(ev.stream_id)
-        if live_id is not None and live_id <= sent:
+        if last is not None and live_id is not None and live_id <= last:
             continue
         name, data = _render_event(ev.op, ev.kind, ev.record, base)
         await resp.send(data, id=ev.stream_id or None, event=name)
-        if live_id is not None:
-            sent = live_id
 
 
 async def _refresh_flags(queue: Any, ops: list[str], client: str) -> None:
