@@ -6,7 +6,7 @@ CONFIG ?= config.yaml
 SRC := $(wildcard service webhooks tests bench client)
 TYPED := $(wildcard service webhooks tests client/acceptd_client client/tests)
 
-.PHONY: install install-dev run test test-client lint format chaos fuzz peers bench clean
+.PHONY: install install-dev run test test-client lint format chaos fuzz screenshots peers bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,10 @@ CHAOS_ROUNDS ?= 5
 CHAOS_RATE ?= 20
 chaos: install-dev
 	CHAOS_ROUNDS=$(CHAOS_ROUNDS) CHAOS_RATE=$(CHAOS_RATE) $(BIN)/python -m pytest -q -s -m chaos tests/faults/test_chaos.py
+
+# The README's console screenshots, taken by the suite's browser tests.
+screenshots: install-dev
+	ACCEPTD_SCREENSHOTS=1 $(BIN)/python -m pytest -q tests/http/test_console_browser.py
 
 # A longer fuzzing run than the suite's (tests/http/test_fuzz.py): examples per operation and
 # generation mode (FUZZ_EXAMPLES), on the suite's private Redis.

@@ -27,6 +27,7 @@ from report import Row, Target, table  # noqa: E402
 from scenarios import (  # noqa: E402
     bulk,
     ceilings,
+    cluster,
     drain,
     durability,
     enqueue,
@@ -57,6 +58,8 @@ class Results:
     procs: list[Row]
     procs_target: Target
     bulk: bulk.Rows
+    cluster: list[Row]
+    cluster_targets: list[Target]
 
     def rows(self) -> list[Row]:
         """The table's rows: acceptd then each peer per section, ceilings, scale, webhooks."""
@@ -66,6 +69,8 @@ class Results:
             out += own[section] + [p.rows[mode] for p in self.peers]
             if section == "1":
                 out += self.procs
+            if section == "2":
+                out += self.cluster
             if section in ("1", "2"):
                 out += [r for r in self.bulk.all() if r.section == section]
         return [*out, self.hello, self.evalsha, *self.scale, self.aof, *self.webhooks]
@@ -80,10 +85,11 @@ class Results:
             *targets.bulk(
                 self.bulk.enqueue, self.bulk.drain, list(self.bulk.peer.values()), peer_rows
             ),
+            *self.cluster_targets,
         ]
 
 
-def measure(bench: Bench, contenders: list[peers.Peer]) -> Results:
+def measure(bench: Bench, contenders: list[peers.Peer], shards: list[int]) -> Results:
     """Every scenario in turn; contenders of a measure run in interleaved rounds."""
     log("ceiling: Redis EVALSHA")
     evalsha = ceilings.evalsha(bench)
@@ -95,6 +101,7 @@ def measure(bench: Bench, contenders: list[peers.Peer]) -> Results:
     bulk.measure_enqueue(bench, bulk_rows)
     bench.worker = bench.start_worker()
     drained = drain.measure(bench, contenders)
+    on_cluster, cluster_targets = cluster.measure(bench, shards)
     bulk.measure_drain(bench, bulk_rows)
     sync, sse = latency.measure(bench, contenders)
     bench.worker.stop()
@@ -119,18 +126,31 @@ def measure(bench: Bench, contenders: list[peers.Peer]) -> Results:
         procs,
         procs_target,
         bulk_rows,
+        on_cluster,
+        cluster_targets,
     )
 
 
-def measure_only(bench: Bench, only: str) -> tuple[list[Row], list[Target]]:
-    """One scenario alone (``--only``)."""
+def measure_only(bench: Bench, only: str, shards: list[int]) -> tuple[list[Row], list[Target]]:
+    """One scenario alone (``--only``).
+
+    ``cluster`` also measures what docs/SCALING.md projects from: the EVALSHA and hello-world
+    ceilings and acceptd's HTTP enqueue (paired with the hello-world) on this machine.
+    """
     if only == "bulk":
         found = bulk.measure_alone(bench)
         return found.all(), targets.bulk(found.enqueue, found.drain, list(found.peer.values()), [])
-    assert only == "processes"
-    bench.api, bench.api_port = bench.start_api()
-    rows, target = processes.measure(bench)
-    return rows, [target]
+    if only == "processes":
+        bench.api, bench.api_port = bench.start_api()
+        rows, target = processes.measure(bench)
+        return rows, [target]
+    assert only == "cluster"
+    log("ceiling: Redis EVALSHA")
+    evalsha = ceilings.evalsha(bench)
+    enq, hello = enqueue.measure(bench, [])
+    bench.worker = bench.start_worker()
+    on_cluster, goals = cluster.measure(bench, shards)
+    return [enq, *on_cluster, hello, evalsha], goals
 
 
 @contextlib.contextmanager
@@ -168,12 +188,20 @@ def main() -> int:
     ap.add_argument("--out", help="default bench/results.md (with --only: results-ONLY.md)")
     ap.add_argument(
         "--only",
-        choices=["processes", "bulk"],
-        help="one scenario alone: processes (enqueue, 2 vs 1), bulk (bulk submit vs BullMQ)",
+        choices=["processes", "bulk", "cluster"],
+        help="one scenario alone: processes (enqueue, 2 vs 1), bulk (bulk submit vs BullMQ), "
+        "cluster (drain on a 3-master cluster vs one node, Redis CPU per master, with the "
+        "enqueue and ceiling rows)",
+    )
+    ap.add_argument(
+        "--cluster-shards",
+        default="1",
+        help="comma-separated operations.echo.shards values for the cluster rows (default 1)",
     )
     args = ap.parse_args()
     plan = QUICK if args.quick else FULL
     budget = Budget(args.budget)
+    shards = [int(x) for x in args.cluster_shards.split(",") if x.strip()]
     try:
         names = [] if args.only else [p for p in args.peers.split(",") if p in peers.NAMES]
         contenders = peers.load(names, plan)
@@ -189,9 +217,9 @@ def main() -> int:
         server = bench.server_version()
         try:
             if args.only:
-                rows, goals = measure_only(bench, args.only)
+                rows, goals = measure_only(bench, args.only, shards)
             else:
-                results = measure(bench, contenders)
+                results = measure(bench, contenders, shards)
                 rows, goals = results.rows(), results.targets()
         finally:
             bench.close()

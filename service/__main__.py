@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import logging
 import signal
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 from aiohttp import web
 
 from service.app import create_app
+from service.runtime import logs
 from service.runtime.config import ConfigError, load_settings
 from service.runtime.supervisor import (
     GROUP_ROLES,
@@ -43,6 +43,9 @@ def main(argv: list[str] | None = None) -> int:
                         "folder and the config file's folder always are")  # fmt: skip
     parser.add_argument("--package", default="ops", help="new-operation: the package to write")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-format", choices=["text", "json"], default="text",
+                        help="json: one JSON object per line (time, level, logger, message, "
+                        "request_id, operation, worker where they apply)")  # fmt: skip
     parser.add_argument(
         "--processes",
         type=int,
@@ -59,10 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     role = member_role(member) if member else args.role
     if role not in ROLES or (args.processes is not None and args.role not in GROUP_ROLES):
         parser.error("--processes applies to serve and api" if role in ROLES else "bad member")
-    logging.basicConfig(
-        level=args.log_level.upper(),
-        format=f"%(asctime)s {member + ' ' if member else ''}%(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(args.log_level, args.log_format, member)
     try:
         settings = load_settings(args.config)
         roles = ROLES[role]

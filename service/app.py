@@ -6,13 +6,16 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+import os
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from service.http import batch as batch_api
-from service.http import monitor, sse, system
+from service.http import console, monitor, sse, system
 from service.http import requests as requests_api
 from service.http import submit as api
 from service.http import webhooks as webhook_api
@@ -20,6 +23,7 @@ from service.http.auth import make_authenticator
 from service.http.cors import setup_cors
 from service.http.errors import Problem
 from service.http.routing import add_guarded, add_unmatched
+from service.queue import presence
 from service.queue.events import EventHub
 from service.queue.store import Queue
 from service.registry import build_operations, by_code
@@ -110,6 +114,7 @@ def create_app(settings: Settings, roles: Roles | None = None) -> web.Applicatio
             system.routes,
             sse.routes,
             webhook_api.routes,
+            console.routes,
             api.operation_routes(list(operations)),
             batch_api.operation_routes(list(operations)),
             requests_api.routes,
@@ -124,6 +129,8 @@ def create_app(settings: Settings, roles: Roles | None = None) -> web.Applicatio
         app.cleanup_ctx.append(worker_ctx)
     if roles.dispatcher:
         app.cleanup_ctx.append(dispatcher_ctx)
+    if roles.worker or roles.dispatcher:
+        app.cleanup_ctx.append(presence_ctx)
     return app
 
 
@@ -180,8 +187,13 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         log.info("embedded server: data in %s, url %s", embedded.data_dir, url)
     client = connect(url, settings.redis.max_connections, cluster=settings.redis.cluster)
     app[redis_key] = client
+    app[queue_key] = Queue(
+        client,
+        shards=settings.shards,
+        wait_replicas=settings.redis.wait_replicas,
+        wait_timeout=settings.redis.wait_timeout_seconds,
+    )
     shards = settings.shards
-    app[queue_key] = Queue(client, shards=shards)
     app[webhook_store_key] = WebhookStore(
         client,
         list(settings.operations),
@@ -234,6 +246,51 @@ async def dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def presence_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Announce this process's worker and dispatcher every few seconds, for the console."""
+    redis = app[redis_key]
+    ids: list[str] = []
+
+    async def announce_forever() -> None:
+        while True:
+            with contextlib.suppress(Exception):  # Redis away: the next round tries again
+                for pid, info in _describe(app).items():
+                    if pid not in ids:
+                        ids.append(pid)
+                    await presence.announce(redis, pid, info)
+            await asyncio.sleep(presence.INTERVAL)
+
+    task = asyncio.create_task(announce_forever(), name="presence")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        for pid in ids:
+            with contextlib.suppress(Exception):
+                await presence.withdraw(redis, pid)
+
+
+def _describe(app: web.Application) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    worker = app.get(worker_key)
+    if worker is not None:
+        out[worker.id] = worker.describe()
+    dispatcher = app.get(dispatcher_key)
+    if dispatcher is not None:
+        settings = app[settings_key].webhooks
+        out[dispatcher.consumer] = {
+            "kind": "dispatcher",
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "operations": list(dispatcher.operations),
+            "concurrency": settings.concurrency,
+            "sending": dispatcher.sending,
+        }
+    return out
 
 
 async def worker_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -155,6 +155,11 @@ class Dispatcher:
         self._outage = Outage("dispatcher")
         self._draining = False
 
+    @property
+    def sending(self) -> int:
+        """Deliveries being sent now."""
+        return len(self._sending)
+
     # Lifecycle
 
     async def run(self) -> None:

@@ -11,15 +11,52 @@ from aiohttp import web
 
 from service.http.errors import Problem
 from service.runtime.config import ServerSettings, Settings
+from service.state import settings_key
 
 ANONYMOUS = "anonymous"
-PUBLIC_PATHS = frozenset({"/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"})
+PUBLIC_PATHS = frozenset(
+    {"/", "/console", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"}
+)
 CLIENT = web.RequestKey("client", str)
+ADMIN = web.RequestKey("admin", bool)
 
 
 def client_of(request: web.Request) -> str:
     """The client the request was authenticated as."""
     return request[CLIENT]
+
+
+def is_admin(request: web.Request) -> bool:
+    """The caller is an operator (``auth.clients[].admin``)."""
+    return bool(request.get(ADMIN, False))
+
+
+def listed_clients(request: web.Request) -> list[str]:
+    """Whose requests or endpoints a listing shows: the caller's own; an operator may ask for
+    one client's with ``?client=NAME`` or every configured client's with ``?client=*``."""
+    own = client_of(request)
+    asked = request.query.get("client")
+    if not asked or asked == own:
+        return [own]
+    if not is_admin(request):
+        raise Problem(403, "only an operator (auth.clients[].admin) may list other clients'",
+                      slug="forbidden", parameter="client")  # fmt: skip
+    names = [c.name for c in request.app[settings_key].auth.clients] or [own]
+    if asked == "*":
+        return names
+    if asked not in names:
+        raise Problem(400, f"there is no client named {asked!r}", slug="invalid-query",
+                      parameter="client")  # fmt: skip
+    return [asked]
+
+
+def acting_client(request: web.Request) -> str:
+    """Whose endpoint or delivery a webhook route acts on: the caller's, or for an operator
+    the client named by ``?client=``."""
+    asked = request.query.get("client")
+    if not asked or asked == "*":
+        return client_of(request)
+    return listed_clients(request)[0]
 
 
 def make_authenticator(settings: Settings) -> Callable[[web.Request], None]:
@@ -30,6 +67,7 @@ def make_authenticator(settings: Settings) -> Callable[[web.Request], None]:
     presented key is hashed once and looked up, whatever the number of clients.
     """
     clients = {c.key_digest(): c.name for c in settings.auth.clients}
+    admins = frozenset(c.name for c in settings.auth.clients if c.admin)
     if not clients:
         return _open_mode(settings.server)
 
@@ -54,6 +92,7 @@ def make_authenticator(settings: Settings) -> Callable[[web.Request], None]:
                 headers={"WWW-Authenticate": 'Bearer realm="acceptd", error="invalid_token"'},
             )
         request[CLIENT] = name
+        request[ADMIN] = name in admins
 
     return authenticate
 

@@ -11,7 +11,7 @@ import orjson
 from aiohttp import web
 
 from service.http import monitor
-from service.http.auth import client_of
+from service.http.auth import client_of, is_admin
 from service.http.errors import Problem
 from service.queue.ids import id_op_code, looks_like_id
 from service.queue.store import Snapshot
@@ -86,16 +86,32 @@ async def read_own(
 ) -> Snapshot:
     """A status read of the caller's own request, or 404."""
     snap = await request.app[queue_key].read(op.name, request_id, with_result=with_result)
-    if snap is None or snap.record.get("client") != client_of(request):
+    if snap is None or not owns(request, snap.record):
         raise not_found(request_id)
     return snap
 
 
+def owns(request: web.Request, record: dict[str, Any]) -> bool:
+    """The caller may see and act on the request: its own, or any for an operator."""
+    return record.get("client") == client_of(request) or is_admin(request)
+
+
+async def owner_of(request: web.Request, op: Operation, request_id: str) -> str:
+    """The client a request is acted on for: the caller, or for an operator its owner."""
+    if not is_admin(request):
+        return client_of(request)
+    snap = await request.app[queue_key].read(op.name, request_id)
+    return str(snap.record["client"]) if snap is not None else client_of(request)
+
+
 def render(request: web.Request, op: Operation, snap: Snapshot) -> dict[str, Any]:
-    """The status monitor of a snapshot."""
-    return monitor.render_snapshot(
+    """The status monitor of a snapshot (for an operator, with ``client``: whose it is)."""
+    body = monitor.render_snapshot(
         op.name, snap, request.app[queue_key].now_ms(), base_url(request)
     )
+    if is_admin(request):
+        body["client"] = snap.record.get("client")
+    return body
 
 
 # -- listings ----------------------------------------------------------------------------

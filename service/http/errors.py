@@ -19,6 +19,7 @@ from redis.exceptions import (
 from redis.exceptions import TimeoutError as RedisTimeout
 
 from service.queue.problems import PROBLEM_BASE
+from service.runtime.batcher import NotReplicated
 from service.runtime.outage import Outage
 from webhooks import (
     DeliveryNotFound,
@@ -130,6 +131,16 @@ def guard(handler: Handler, authenticate: Callable[[web.Request], None]) -> Hand
             if exc.status < 400:
                 raise
             return _http_problem(exc, request).response()
+        except NotReplicated as exc:
+            # redis.wait_replicas: the submit ran on the master, too few replicas confirmed it.
+            _outage.failed(exc)
+            return Problem(
+                503,
+                "the request could not be stored durably (replicas did not confirm it in "
+                "time); retry shortly with the same Idempotency-Key",
+                slug="unavailable",
+                headers={"Retry-After": "2"},
+            ).response()
         except (ConnectionError, RedisTimeout, TimeoutError, BusyLoadingError, *_CLUSTER) as exc:
             # TimeoutError: a Redis that accepts connections but does not answer (frozen,
             # overloaded). _CLUSTER: a cluster failing over (a master lost, its slots moving).

@@ -75,6 +75,40 @@ LINK = {
 
 TIME = {"type": ["string", "null"], "format": "date-time"}
 
+CLIENT_QUERY = {
+    "name": "client",
+    "in": "query",
+    "schema": {"type": "string"},
+    "description": "Operators (auth.clients[].admin) only: one client's, or * for "
+    "every client's (items then carry `client`); others get 403",
+}
+_COUNTS = {"type": "array", "items": {"type": "integer"}}
+_PERCENTILES = {"type": "object", "properties": {
+    "p50": {"type": ["number", "null"]}, "p95": {"type": ["number", "null"]},
+    "count": {"type": "integer"}}}  # fmt: skip
+HISTORY = {"type": "object", "properties": {
+    "window_seconds": {"type": "integer"},
+    "step_seconds": {"type": "integer", "enum": [1, 60]},
+    "operations": {"type": "array", "items": {"type": "object", "properties": {
+        "operation": {"type": "string"},
+        "time": {**_COUNTS, "description": "Each bucket's start, unix seconds"},
+        "submitted": _COUNTS, "succeeded": _COUNTS, "failed": _COUNTS, "canceled": _COUNTS,
+        "queue_depth": {"type": "array", "items": {"type": ["integer", "null"]},
+                        "description": "The last sample in or before the bucket"},
+        "totals": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "wait_ms": _PERCENTILES, "run_ms": _PERCENTILES}}}}}  # fmt: skip
+PROCESS = {"type": "object", "required": ["id", "kind", "alive", "heartbeat"], "properties": {
+    "id": {"type": "string"}, "kind": {"enum": ["worker", "dispatcher"]},
+    "host": {"type": "string"}, "pid": {"type": "integer"},
+    "operations": {"type": "array", "items": {"type": "string"}},
+    "concurrency": {"type": "integer"},
+    "running": {"type": "array", "items": {"type": "object", "properties": {
+        "id": {"type": "string"}, "operation": {"type": "string"},
+        "age_seconds": {"type": "number"}}}},
+    "sending": {"type": "integer", "description": "Dispatchers: deliveries in flight"},
+    "heartbeat": {"type": "integer", "description": "Last announcement, unix ms"},
+    "alive": {"type": "boolean", "description": "Heard from within the last 15 s"}}}  # fmt: skip
+
 MONITOR = {
     "type": "object",
     "required": ["id", "operation", "status", "links"],
@@ -300,7 +334,7 @@ def _webhook_paths() -> dict[str, Any]:
                         {"name": "limit", "in": "query",
                          "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 100}},
                         {"name": "cursor", "in": "query", "schema": {"type": "string"},
-                         "description": "The next of the previous page"}],
+                         "description": "The next of the previous page"}, CLIENT_QUERY],
                     "responses": {"200": _json({"type": "object", "properties": {
                                       "items": {"type": "array", "items": ep_ref},
                                       "next": {"type": ["string", "null"]}}}, "A page of endpoints"),
@@ -344,6 +378,34 @@ def build_openapi(operations: dict[str, Operation]) -> dict[str, Any]:
         "/v1/queue": {"get": {
             "operationId": "queue_stats", "summary": "Per-operation queue statistics",
             "responses": {"200": _json({"type": "object"}, "Queued, running, workers, throughput")}}},
+        "/v1/queue/history": {"get": {
+            "operationId": "queue_history",
+            "summary": "Per operation: counts per time bucket, queue depth, wait and run times",
+            "description": "From fixed-size rings the service keeps in Redis: 1 s buckets up to "
+                           "a 15 min window, 60 s buckets up to 24 h. p50/p95 are estimated from "
+                           "per-minute histograms covering the window.",
+            "parameters": [
+                {"name": "operation", "in": "query", "schema": {"enum": list(operations)},
+                 "description": "Only this operation (default: every one)"},
+                {"name": "window", "in": "query",
+                 "schema": {"type": "string", "pattern": "^[0-9]+[smhd]?$", "default": "15m"},
+                 "description": "60 s to 24 h: seconds, or like 15m, 1h, 24h"},
+            ],
+            "responses": {
+                "200": _json(HISTORY, "Each operation's series over the window"),
+                "400": _problem("Invalid query parameter")}}},
+        "/v1/whoami": {"get": {
+            "operationId": "whoami", "summary": "The caller's client, and whether an operator",
+            "responses": {"200": _json({"type": "object", "properties": {
+                "client": {"type": "string"}, "admin": {"type": "boolean"},
+                "clients": {"type": "array", "items": {"type": "string"},
+                            "description": "Operators: every configured client"}}},
+                "Who the key belongs to")}}},
+        "/v1/queue/workers": {"get": {
+            "operationId": "list_workers",
+            "summary": "Worker and dispatcher processes heard from in the last hour",
+            "responses": {"200": _json({"type": "object", "properties": {
+                "items": {"type": "array", "items": PROCESS}}}, "The processes")}}},
         "/v1/queue/requests": {"get": {
             "operationId": "list_requests", "summary": "The caller's requests, newest first",
             "parameters": [
@@ -352,6 +414,7 @@ def build_openapi(operations: dict[str, Operation]) -> dict[str, Any]:
                 {"name": "limit", "in": "query",
                  "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20}},
                 {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                CLIENT_QUERY,
             ],
             "responses": {
                 "200": _json({"type": "object", "properties": {
@@ -369,6 +432,15 @@ def build_openapi(operations: dict[str, Operation]) -> dict[str, Any]:
                                      "202": _json(MONITOR_REF, "Cancel requested (running)"),
                                      "404": _problem("Unknown"),
                                      "409": _problem("Already finished")}}},
+        "/v1/queue/requests/{request_id}/input": {
+            "get": {"operationId": "get_input", "summary": "The request's input, while kept",
+                    "description": "Kept while queued or running and, for a retry, once failed "
+                                   "or canceled, until the record expires; a succeeded request's "
+                                   "input is dropped (kept: false)",
+                    "parameters": [REQUEST_ID],
+                    "responses": {"200": _json({"type": "object", "properties": {
+                        "kept": {"type": "boolean"}, "input": {}}}, "The input"),
+                                  "404": _problem("Unknown or purged")}}},
         "/v1/queue/requests/{request_id}/retry": {
             "post": {"operationId": "retry", "summary": "Retry a failed or canceled request",
                      "description": "A new request with the same operation, input and priority "
@@ -437,6 +509,13 @@ def build_openapi(operations: dict[str, Operation]) -> dict[str, Any]:
         "get": {
             "operationId": "dashboard",
             "summary": "The dashboard",
+            "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
+        }
+    }
+    paths["/console"] = {
+        "get": {
+            "operationId": "console",
+            "summary": "The operator console: overview charts, workers, requests, failures, webhooks",
             "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},
         }
     }

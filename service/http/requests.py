@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Any, NamedTuple
 
+import orjson
 from aiohttp import web
 
-from service.http.auth import client_of
+from service.http.auth import listed_clients
 from service.http.common import (
     decode_cursor,
     encode_cursor,
     json_response,
     not_found,
+    owner_of,
+    owns,
     page_limit,
     read_own,
     render,
@@ -49,7 +52,8 @@ async def cancel(request: web.Request) -> web.Response:
     """Cancel: queued → canceled (200); running → cancel requested (202)."""
     op, rid = requested(request)
     queue = request.app[queue_key]
-    outcome, record = await queue.cancel(op.name, rid, client_of(request), problems.canceled())
+    owner = await owner_of(request, op, rid)
+    outcome, record = await queue.cancel(op.name, rid, owner, problems.canceled())
     if outcome == "missing" or record is None:
         raise not_found(rid)
     if outcome == "conflict":
@@ -64,6 +68,18 @@ async def cancel(request: web.Request) -> web.Response:
     return json_response(body, 202 if outcome == "requested" else 200)
 
 
+@routes.get("/v1/queue/requests/{request_id}/input")
+async def get_input(request: web.Request) -> web.Response:
+    """The input the request was submitted with, while it is kept (until it succeeds)."""
+    op, rid = requested(request)
+    snap = await request.app[queue_key].read(op.name, rid, with_input=True)
+    if snap is None or not owns(request, snap.record):
+        raise not_found(rid)
+    if snap.input is None:
+        return json_response({"kept": False, "input": None})
+    return json_response({"kept": True, "input": orjson.loads(snap.input)})
+
+
 @routes.post("/v1/queue/requests/{request_id}/retry")
 async def retry(request: web.Request) -> web.Response:
     """A failed or canceled request again, as a new one: answered exactly like a submit."""
@@ -71,7 +87,7 @@ async def retry(request: web.Request) -> web.Response:
     server = request.app[settings_key].server
     asked = parse_submit_headers(request.headers, server)
     snap = await request.app[queue_key].read(op.name, rid, with_input=True)
-    if snap is None or snap.record.get("client") != client_of(request):
+    if snap is None or not owns(request, snap.record):
         raise not_found(rid)
     status = snap.record["status"]
     if status not in (Status.FAILED, Status.CANCELED):
@@ -89,7 +105,8 @@ async def retry(request: web.Request) -> web.Response:
     if asked.callback_url:
         await check_callback(request, asked.callback_url)
     priority = int(snap.record.get("prio") or 0)
-    return await enqueue(request, op, asked, snap.input, priority, retry_of=rid)
+    owner = str(snap.record["client"])
+    return await enqueue(request, op, asked, snap.input, priority, retry_of=rid, client=owner)
 
 
 @routes.get("/v1/queue/requests")
@@ -98,17 +115,17 @@ async def list_requests(request: web.Request) -> web.Response:
     query = _listing_query(request)
     ops = request.app[operations_key]
     queue = request.app[queue_key]
-    client = client_of(request)
+    clients = listed_clients(request)
     limit, cursor = query.limit, query.cursor
     items: list[dict[str, Any]] = []
     more = True
     for _ in range(20):  # bounded scan when a status filter skips many
-        rows = await _newest_ids(queue, query.names, client, cursor, limit)
+        rows = await _newest_ids(queue, query.names, clients, cursor, limit)
         if not rows:
             more = False
             break
-        snaps = await _read_rows(queue, client, rows)
-        for ms, rid, name in rows:
+        snaps = await _read_rows(queue, rows)
+        for ms, rid, name, _client in rows:
             cursor = (ms, rid)
             snap = snaps.get(rid)
             if snap is None or (query.status and snap.record["status"] != query.status):
@@ -152,26 +169,29 @@ def _listing_query(request: web.Request) -> _Query:
 
 
 async def _newest_ids(
-    queue: Queue, names: list[str], client: str, cursor: tuple[int, str] | None, limit: int
-) -> list[tuple[int, str, str]]:
-    """Up to ``limit`` (ms, id, operation) after ``cursor``, newest first, over operations."""
-    rows: list[tuple[int, str, str]] = []
+    queue: Queue,
+    names: list[str],
+    clients: list[str],
+    cursor: tuple[int, str] | None,
+    limit: int,
+) -> list[tuple[int, str, str, str]]:
+    """Up to ``limit`` (ms, id, operation, client) after ``cursor``, newest first."""
+    rows: list[tuple[int, str, str, str]] = []
     for name in names:
-        for rid, ms in await queue.list_ids(name, client, cursor, limit):
-            rows.append((ms, rid, name))
+        for client in clients:
+            for rid, ms in await queue.list_ids(name, client, cursor, limit):
+                rows.append((ms, rid, name, client))
     rows.sort(reverse=True)
     return rows[:limit]
 
 
-async def _read_rows(
-    queue: Queue, client: str, rows: list[tuple[int, str, str]]
-) -> dict[str, Snapshot]:
-    """The snapshots of the listed ids that still exist, one read per operation."""
-    by_op: dict[str, list[str]] = {}
-    for _ms, rid, name in rows:
-        by_op.setdefault(name, []).append(rid)
+async def _read_rows(queue: Queue, rows: list[tuple[int, str, str, str]]) -> dict[str, Snapshot]:
+    """The snapshots of the listed ids that still exist, one read per operation and client."""
+    by_op: dict[tuple[str, str], list[str]] = {}
+    for _ms, rid, name, client in rows:
+        by_op.setdefault((name, client), []).append(rid)
     snaps: dict[str, Snapshot] = {}
-    for name, rids in by_op.items():
+    for (name, client), rids in by_op.items():
         for rid, snap in zip(rids, await queue.read_many(name, client, rids), strict=True):
             if snap is not None:
                 snaps[rid] = snap

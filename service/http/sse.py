@@ -140,9 +140,16 @@ async def position_ticker(app: web.Application) -> None:
     streams = app[streams_key]
     queue = app[queue_key]
     ops: list[str] = list(app[operations_key].keys())
+    task = asyncio.current_task()
     while True:
+        # redis-py can turn a cancellation that lands mid-call into an error this loop
+        # survives; the task still shows it, so honour it (else shutdown waits forever).
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError
         await asyncio.sleep(POSITION_INTERVAL)
         await _sweep_queue_timeouts(queue, ops)
+        if task is not None and task.cancelling():
+            raise asyncio.CancelledError
         for op in list(streams.queued):
             group = [s for s in streams.queued.get(op, ()) if s.request_id]
             if not group:

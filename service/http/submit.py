@@ -90,13 +90,15 @@ async def enqueue(
     input_json: str,
     priority: int,
     retry_of: str = "",
+    client: str | None = None,
 ) -> web.Response:
     """Create the request and answer as a submit does: 202, or 201 (or its error) when done
-    in time. A submit's second half, shared with the retry of a finished request."""
+    in time. A submit's second half, shared with the retry of a finished request (which an
+    operator makes for the request's own ``client``)."""
     app = request.app
     all_settings = app[settings_key]
     settings = all_settings.server
-    client = client_of(request)
+    client = client or client_of(request)
     queue = app[queue_key]
     rate, burst = all_settings.auth.limit_for(client)
     # A sharded operation's id names the shard the submit goes to (service.queue.store).

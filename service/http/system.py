@@ -102,10 +102,18 @@ async def index(request: web.Request) -> web.Response:
     return web.Response(body=_static("index.html"), content_type="text/html")
 
 
+@routes.get("/console")
+async def console_page(request: web.Request) -> web.Response:
+    """The operator console."""
+    return web.Response(body=_static("console.html"), content_type="text/html")
+
+
 # The dashboard's assets. A fixed allow-list, so nothing else in the package is reachable.
 STATIC_FILES = {
     "dashboard.js": "text/javascript",
     "dashboard.css": "text/css",
+    "console.js": "text/javascript",  # the operator console (/console)
+    "console.css": "text/css",
     "acceptd-client.js": "text/javascript",  # the browser client (README "Clients")
     "docs.js": "text/javascript",  # /docs: Swagger UI's settings
 }

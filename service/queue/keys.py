@@ -144,6 +144,21 @@ def tput(op: str) -> str:
     return key(op, "tput")
 
 
+def hist_seconds(op: str) -> str:
+    """The console's per-second history ring, the last 15 minutes (``lua/includes/history``)."""
+    return key(op, "hist:s")
+
+
+def hist_minutes(op: str) -> str:
+    """The console's per-minute history ring with wait and run time histograms, the last 24 h."""
+    return key(op, "hist:m")
+
+
+def processes() -> str:
+    """Worker and dispatcher processes' presence (a hash: process id → JSON), for the console."""
+    return f"{ROOT}:{{_console}}:processes"
+
+
 def outbox(op: str) -> str:
     """The stream of webhook events, written in the step that changes state."""
     return key(op, "outbox")
@@ -183,6 +198,8 @@ class OpKeys:
     hand: str
     workers: str
     tput: str
+    hist_s: str
+    hist_m: str
     outbox: str
     hooked_running: str
     hooked_succeeded: str
@@ -207,6 +224,8 @@ def of(op: str) -> OpKeys:
         hand=hand(op),
         workers=workers(op),
         tput=tput(op),
+        hist_s=hist_seconds(op),
+        hist_m=hist_minutes(op),
         outbox=outbox(op),
         hooked_running=hooked(op, "running"),
         hooked_succeeded=hooked(op, "succeeded"),

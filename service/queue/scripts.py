@@ -28,6 +28,8 @@ class SubmitKeys(NamedTuple):
     outbox: str
     hooked_running: str
     deadlines: str
+    hist_s: str
+    hist_m: str
 
 
 class SubmitArgv(NamedTuple):
@@ -310,6 +312,9 @@ class FinishKeys(NamedTuple):
     hooked_succeeded: str
     hooked_failed: str
     hooked_canceled: str
+    pending: str
+    hist_s: str
+    hist_m: str
 
 
 class FinishArgv(NamedTuple):

@@ -17,6 +17,8 @@ Per operation ``op`` (all keys tagged ``{op}``, built by :mod:`service.queue.key
   its events then (resuming that stream)
 - ``seq``        arrival counter
 - ``tput``       finishes and run time in 5 s buckets (throughput and ETA)
+- ``hist:s``, ``hist:m`` hashes, the console's history: fixed rings of per-second (15 min) and
+  per-minute (24 h) counters, written by ``submit.lua`` and ``finish.lua`` (:mod:`.history`)
 - ``workers``    sorted set of worker ids by heartbeat deadline
 - ``idle``       sorted set of ``"<lease_ms> <worker>"`` registered idle, by expiry: a submit
   that finds the queue empty leases its request to one of them at once
@@ -255,11 +257,17 @@ class Queue:
         redis: Client,
         clock: Callable[[], float] = time.time,
         shards: Mapping[str, int] | None = None,
+        *,
+        wait_replicas: int = 0,
+        wait_timeout: float = 1.0,
     ) -> None:
         self.redis = redis
         self.clock = clock
         # Per node on a cluster (service.runtime.cluster).
         self.batcher = batcher_for(redis)
+        # redis.wait_replicas: a pipeline carrying submits ends with WAIT on the same node; a
+        # submit too few replicas confirmed raises NotReplicated (503), never acknowledged.
+        self.batcher.wait_replicas((scripts.SUBMIT,), wait_replicas, wait_timeout)
         # Operations with more than one shard (operations.<op>.shards).
         self.shards = {op: n for op, n in (shards or {}).items() if n > 1}
         # Round-robin submits start at a random shard in each process.
@@ -1354,6 +1362,8 @@ def _submit_fixed(op: str, sharded: bool = False) -> tuple[SubmitKeys, SubmitArg
             k.outbox,
             k.hooked_running,
             k.deadlines,
+            k.hist_s,
+            k.hist_m,
         ),
         SubmitArgv(
             k.events_channel, k.watched_channel, _IDEMPOTENCY_TTL, "clock" if sharded else ""
@@ -1375,6 +1385,9 @@ def _finish_fixed(op: str) -> tuple[FinishKeys, FinishArgv]:
             k.hooked_succeeded,
             k.hooked_failed,
             k.hooked_canceled,
+            k.pending,
+            k.hist_s,
+            k.hist_m,
         ),
         FinishArgv(k.events_channel, k.watched_channel),
     )

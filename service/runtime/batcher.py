@@ -9,6 +9,11 @@ A batcher holds at most ``max_connections`` of the pool's connections (a quarter
 unless told): past that many pipelines in flight, further calls wait their turn in order and
 leave merged into pipelines of up to ``MAX_BATCH`` as connections come free. A burst of any
 size thus never exhausts the pool, which keeps the rest for blocking waits and plain commands.
+
+With :meth:`Batcher.wait_replicas`, a pipeline carrying a call of the named scripts ends with
+``WAIT <replicas> <timeout>`` on the same connection (on a cluster, the node's): no extra round
+trip, only the replicas' latency. Calls of those scripts whose writes too few replicas
+confirmed fail with :class:`NotReplicated` (an outage: 503 + ``Retry-After``).
 """
 
 from __future__ import annotations
@@ -44,6 +49,41 @@ _Call = tuple[
     "Sequence[Any] | _Merged",
     "asyncio.Future[Any] | list[asyncio.Future[Any]]",
 ]
+
+
+class NotReplicated(ConnectionError):
+    """A call's writes were not confirmed by enough replicas in time (``WAIT``): they may be
+    lost if the master fails now, so they are not acknowledged. Never retried by the batcher
+    (the script ran): the client retries, with its Idempotency-Key."""
+
+
+class _Wait:
+    """``WAIT replicas timeout`` after the pipelines carrying a call of ``scripts``."""
+
+    __slots__ = ("command", "replicas", "scripts", "seconds")
+
+    def __init__(self, scripts: Sequence[Script], replicas: int, timeout: float) -> None:
+        self.scripts = frozenset(id(s) for s in scripts)
+        self.replicas = replicas
+        self.seconds = timeout
+        command: tuple[Any, ...] = ("WAIT", replicas, max(1, round(timeout * 1000)))
+        self.command = pack_command(command)
+
+    def needed(self, batch: Sequence[_Call]) -> bool:
+        """Whether ``batch`` carries a call of one of the scripts."""
+        return any(id(c[0]) in self.scripts for c in batch)
+
+    def apply(self, batch: Sequence[_Call], replies: list[Any], confirmed: Any) -> None:
+        """Fail those calls' replies unless ``confirmed`` (WAIT's reply) reaches the count."""
+        if isinstance(confirmed, int) and confirmed >= self.replicas:
+            return
+        why = confirmed if isinstance(confirmed, Exception) else f"{confirmed} confirmed"
+        error = NotReplicated(
+            f"writes not confirmed by {self.replicas} replica(s) within {self.seconds} s ({why})"
+        )
+        for i, call in enumerate(batch):
+            if id(call[0]) in self.scripts and not isinstance(replies[i], Exception):
+                replies[i] = error
 
 
 class Script:
@@ -90,6 +130,12 @@ class Batcher:
         self._scheduled = False
         self._inflight: set[asyncio.Task[None]] = set()
         self._idle: list[RawConnection] = []
+        self._wait: _Wait | None = None
+
+    def wait_replicas(self, scripts: Sequence[Script], replicas: int, timeout: float) -> None:
+        """End every pipeline carrying a call of ``scripts`` with ``WAIT replicas timeout``
+        (``replicas`` 0: never); see :class:`NotReplicated`."""
+        self._wait = _Wait(scripts, replicas, timeout) if replicas > 0 else None
 
     def call(
         self, script: Script, keys_and_args: Sequence[Any], numkeys: int
@@ -259,15 +305,19 @@ class Batcher:
             # While the batcher holds it, one deadline covers the whole exchange (below): a
             # socket timeout would make redis-py wrap every write in a task (wait_for).
             conn = await borrow(self.redis)
+        wait = self._wait if self._wait is not None and self._wait.needed(batch) else None
         try:
             replies: list[Any] = []
-            async with asyncio.timeout(READ_TIMEOUT):
-                await conn.send_packed(_pack(batch))
+            async with asyncio.timeout(READ_TIMEOUT + (wait.seconds if wait else 0.0)):
+                data = _pack(batch)
+                await conn.send_packed(data + wait.command if wait else data)
                 for _ in batch:
                     try:
                         replies.append(await conn.read())
                     except ResponseError as exc:  # an error reply; the connection is fine
                         replies.append(exc)
+                if wait is not None:
+                    wait.apply(batch, replies, await read_reply(conn))
         except BaseException:
             await conn.close()
             await give_back(self.redis, conn)
@@ -287,6 +337,14 @@ class Batcher:
         if self._inflight:
             await asyncio.gather(*self._inflight, return_exceptions=True)
         await self._release_idle()
+
+
+async def read_reply(conn: RawConnection) -> Any:
+    """The next reply, an error reply returned rather than raised."""
+    try:
+        return await conn.read()
+    except ResponseError as exc:
+        return exc
 
 
 def _fail(batch: list[_Call], error: Exception) -> None:

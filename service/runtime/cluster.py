@@ -35,7 +35,7 @@ from redis.exceptions import (
     TryAgainError,
 )
 
-from service.runtime.batcher import Batcher, Script, _Call, _Merged
+from service.runtime.batcher import Batcher, NotReplicated, Script, _Call, _Merged, read_reply
 from service.runtime.redis import (
     SOCKET_TIMEOUT,
     Client,
@@ -174,12 +174,15 @@ class ClusterBatcher(Batcher):
     ) -> list[Any]:
         idle = self._conns.setdefault(name, [])
         conn = idle.pop() if idle else await borrow_at(self.cluster, name)
+        # WAIT on this node, after the calls it runs (see Batcher.wait_replicas).
+        wait = self._wait if self._wait is not None and self._wait.needed(calls) else None
         try:
-            async with asyncio.timeout(READ_TIMEOUT):
+            async with asyncio.timeout(READ_TIMEOUT + (wait.seconds if wait else 0.0)):
                 if load:
                     for script in {id(c[0]): c[0] for c in calls if c[0] is not None}.values():
                         await script_load(conn, self._variant(script).source)
-                await conn.send_packed(self._pack(calls, asking))
+                data = self._pack(calls, asking)
+                await conn.send_packed(data + wait.command if wait else data)
                 replies: list[Any] = []
                 for ask in asking:
                     if ask:
@@ -189,6 +192,8 @@ class ClusterBatcher(Batcher):
                         replies.append(await conn.read())
                     except (ResponseError, ClusterDownError) as exc:
                         replies.append(exc)  # an error reply; the connection is fine
+                if wait is not None:
+                    wait.apply(calls, replies, await read_reply(conn))
         except BaseException:
             for gone in [conn, *self._conns.pop(name, [])]:
                 with contextlib.suppress(Exception):
@@ -237,6 +242,8 @@ def _redirect(reply: Any) -> str | None:
     redis-py's cluster parser turns these error replies into their own classes (dropping the
     leading word); a plain parser leaves the word in the message.
     """
+    if isinstance(reply, NotReplicated):
+        return None  # the script ran: its caller decides (the client retries with its key)
     if isinstance(reply, ConnectionError):
         return "CONNECTION"
     for cls, name in _REFUSALS:

@@ -62,6 +62,10 @@ class RedisSettings:
     appendfsync: Literal["always", "everysec", "no"] = "everysec"
     # Connections per process; each auto-pipeliner takes at most a quarter of them.
     max_connections: int = 100
+    # Replicas that must confirm a submit's writes (WAIT) before it is acknowledged; 0: none.
+    wait_replicas: int = 0
+    # How long a submit waits for them before it is answered 503 instead.
+    wait_timeout_seconds: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,7 @@ class ClientSettings:
     key_sha256: str = ""
     rate_per_second: float | None = None
     burst: int | None = None
+    admin: bool = False  # an operator: sees every client's requests and endpoints
 
     def key_digest(self) -> bytes:
         """The SHA-256 digest of the client's key, which requests are matched by."""
@@ -377,6 +382,13 @@ def _check_redis(redis: RedisSettings) -> None:
         raise ConfigError("redis.url: several URLs are only allowed with redis.cluster: true")
     if redis.cluster and not all(u.startswith(("redis://", "rediss://")) for u in urls):
         raise ConfigError("redis.url: cluster nodes are redis:// or rediss:// URLs")
+    if redis.wait_replicas < 0:
+        raise ConfigError(f"redis.wait_replicas: must be 0 or more, got {redis.wait_replicas}")
+    if not 0 < redis.wait_timeout_seconds <= 10:
+        raise ConfigError(
+            "redis.wait_timeout_seconds: must be greater than 0 and at most 10, "
+            f"got {redis.wait_timeout_seconds}"
+        )
 
 
 def _positive(key: str, value: float) -> None:

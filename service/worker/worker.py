@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import json
 import logging
@@ -24,6 +25,7 @@ from service.handlers import RejectedInput, Retryable
 from service.queue import keys, problems
 from service.queue.store import FIFO_WINDOW_MS, Job, Outcome, Queue, Waiter
 from service.registry import Operation
+from service.runtime import logs
 from service.runtime.cluster import resubscribe_pause, subscribe
 from service.runtime.config import WorkerSettings
 from service.runtime.metrics import Metrics
@@ -113,6 +115,22 @@ class Worker:
             max_workers=max(4, settings.concurrency), thread_name_prefix="acceptd-handler"
         )
 
+    def describe(self) -> dict[str, Any]:
+        """What the console shows of this worker: host, pid, operations, running requests."""
+        now = time.monotonic()
+        running = [
+            {"id": rid, "operation": r.job.op, "age_seconds": round(now - r.started, 1)}
+            for rid, r in list(self._running.items())
+        ]
+        return {
+            "kind": "worker",
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "operations": list(self.operations),
+            "concurrency": self.settings.concurrency,
+            "running": running,
+        }
+
     def _free(self) -> int:
         return self.settings.concurrency - len(self._running)
 
@@ -126,6 +144,7 @@ class Worker:
 
     async def run(self) -> None:
         """Claim and run until cancelled (use :meth:`shutdown` to stop gracefully)."""
+        logs.bind(worker=self.id)  # inherited by every task started below
         self._claim_loops = [
             asyncio.create_task(self._claim_loop(op, shard), name=f"claim:{op}:{shard}")
             for op, shard in self._shards
@@ -367,10 +386,13 @@ class Worker:
             # A cancelled or timed-out run stops waiting; the process finishes on its own.
             return await runner.run(op.handler, pctx, data)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(op.handler, ctx, data))
+        run = functools.partial(contextvars.copy_context().run, op.handler, ctx, data)
+        return await loop.run_in_executor(self._executor, run)  # with the log fields
 
     async def _supervise(self, running: _Running, op: Operation, ctx: JobContext) -> None:
         job = running.job
+        # This run's task only: every line it (and its handler) logs names the request.
+        logs.bind(request_id=job.request_id, operation=job.op)
         started = time.monotonic()
         outcome = "failed"
         try:

@@ -314,3 +314,34 @@ async def test_cors_for_configured_origins(app_client: MakeClient) -> None:
     resp.close()
     resp = await client.get("/v1/queue", headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in resp.headers
+
+
+async def test_shutdown_ends_a_ticker_whose_cancellation_a_client_swallowed(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A Redis client may turn a cancellation that lands mid-call into a connection error;
+    # the position ticker survives errors, so it must still see that it was cancelled.
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    from service.queue.store import Queue
+
+    in_sweep = asyncio.Event()
+
+    async def swallowing_sweep(self: Queue, ops: Any, limit: int = 100) -> int:
+        in_sweep.set()
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            raise RedisConnectionError("Connection closed by server.") from None
+        return 0
+
+    monkeypatch.setattr(Queue, "expire_due", swallowing_sweep)
+    app = create_app(make_settings(redis_url), Roles(api=True, worker=False))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    try:
+        async with asyncio.timeout(10):
+            await in_sweep.wait()
+    finally:
+        async with asyncio.timeout(10):  # without the check: the ticker ticks on forever
+            await runner.cleanup()

@@ -74,6 +74,8 @@ class Tally:
     answers: Counter[str] = field(default_factory=Counter)
     violations: list[str] = field(default_factory=list)
     accepted: dict[str, set[str]] = field(default_factory=dict)
+    # When (time.monotonic()) each request id's 202 arrived.
+    accepted_at: dict[str, float] = field(default_factory=dict)
     submitted: int = 0
     replays: int = 0
     given_up: list[str] = field(default_factory=list)
@@ -116,6 +118,7 @@ async def submit_until_accepted(
                     tally.replays += resp.headers.get("Idempotent-Replayed") == "true"
                     rid = str(json.loads(payload)["id"])
                     tally.accepted.setdefault(key, set()).add(rid)
+                    tally.accepted_at.setdefault(rid, time.monotonic())
                     return
                 if _is_unavailable(resp.status, resp.headers):
                     tally.answers["503"] += 1

@@ -104,3 +104,15 @@ async def counted_sleep(ctx: Context, data: Any) -> Any:
     finally:
         os.close(fd)
     return await sleep_operation.sleep(ctx, data)
+
+
+FAIL_ONCE: set[str] = set()  # inputs' "key"s whose next run fails (then removed)
+
+
+@operation(input_schema={"type": "object"}, summary="Fails while its key is in FAIL_ONCE")
+async def fails_once(ctx: Context, data: Any) -> Any:
+    key = str(data.get("key"))
+    if key in FAIL_ONCE:
+        FAIL_ONCE.discard(key)
+        raise RuntimeError("failing once, as the test asked")
+    return {"key": key, "attempt": ctx.attempt}

@@ -7,6 +7,9 @@
   KEYS[6] hooked_succeeded clients with an endpoint for request.succeeded
   KEYS[7] hooked_failed    ... for request.failed
   KEYS[8] hooked_canceled  ... for request.canceled
+  KEYS[9] pending          queued members (the history's depth sample)
+  KEYS[10] hist_s          the console's per-second history ring (includes/history)
+  KEYS[11] hist_m          the console's per-minute history ring
   ARGV[1] events_channel   every state change
   ARGV[2] watched_channel  changes someone waits for or streams
   each call:
@@ -35,10 +38,13 @@ local outbox = KEYS[5]
 local hooked_succeeded = KEYS[6]
 local hooked_failed = KEYS[7]
 local hooked_canceled = KEYS[8]
+local pending = KEYS[9]
+local hist_s = KEYS[10]
+local hist_m = KEYS[11]
 local events_channel = ARGV[1]
 local watched_channel = ARGV[2]
 -- Calls follow the fixed KEYS and ARGV, this many of each per call.
-local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 8, 4, 2, 6
+local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 11, 4, 2, 6
 local hooked = {succeeded = hooked_succeeded, failed = hooked_failed, canceled = hooked_canceled}
 --- @include "includes/hgetall"
 --- @include "includes/terminate"
@@ -46,6 +52,7 @@ local hooked = {succeeded = hooked_succeeded, failed = hooked_failed, canceled =
 --- @include "includes/wake"
 --- @include "includes/member"
 --- @include "includes/protected"
+--- @include "includes/history"
 
 local function finish(rk, c)
   local id, token, now, outcome, payload = c.id, c.token, tonumber(c.now), c.outcome, c.payload
@@ -79,6 +86,10 @@ local function finish(rk, c)
     terminate(rk, rec, outcome, now, 'error', payload)
   end
   account(rec, now)
+  local created, started = tonumber(rec['created']), tonumber(rec['started'] or '')
+  local field = outcome == 'succeeded' and 'ok' or (outcome == 'failed' and 'f' or 'c')
+  history(pending, field, now,
+    started and math.max(0, started - created), started and math.max(0, now - started))
   return outcome
 end
 
@@ -90,4 +101,5 @@ for i = 0, (#KEYS - FIXED_KEYS) / CALL_KEYS - 1 do
     payload = ARGV[ab + 5], retry_delay_ms = ARGV[ab + 6]}
   out[#out + 1] = protected(finish, rk, c)
 end
+history_flush(pending)
 return out

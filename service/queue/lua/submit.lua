@@ -8,6 +8,8 @@
   KEYS[7] outbox           webhook event stream
   KEYS[8] hooked_running   clients with an endpoint for request.running
   KEYS[9] deadlines        never-started requests with a queue timeout, by deadline
+  KEYS[10] hist_s          the console's per-second history ring (includes/history)
+  KEYS[11] hist_m          the console's per-minute history ring
   ARGV[1] events_channel   every state change
   ARGV[2] watched_channel  changes someone waits for or streams
   ARGV[3] idem_ttl         seconds an Idempotency-Key is kept
@@ -53,12 +55,14 @@ local hand = KEYS[6]
 local outbox = KEYS[7]
 local hooked_running = KEYS[8]
 local deadlines = KEYS[9]
+local hist_s = KEYS[10]
+local hist_m = KEYS[11]
 local events_channel = ARGV[1]
 local watched_channel = ARGV[2]
 local idem_ttl = ARGV[3]
 local arrival = ARGV[4]
 -- Calls follow the fixed KEYS and ARGV, this many of each per call.
-local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 9, 6, 4, 19
+local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 11, 6, 4, 19
 local hooked = {running = hooked_running}
 --- @include "includes/fmt"
 --- @include "includes/emit"
@@ -67,6 +71,7 @@ local hooked = {running = hooked_running}
 --- @include "includes/wake"
 --- @include "includes/member"
 --- @include "includes/protected"
+--- @include "includes/history"
 
 
 -- Token bucket per client and operation: refill by elapsed time, take one token. Returns the
@@ -156,6 +161,7 @@ local function submit(rk, c)
     add_outbox(rec, 'running', now)
     redis.call('RPUSH', hand, handed(rec, token, c.input))
     redis.call('PEXPIRE', hand, lease_ms * 2 + 60000)
+    history(pending, 's', now)
     return {'created', c.id, '', -1, 'running'}
   end
   local member = member_of(c.id, c.client)
@@ -164,6 +170,7 @@ local function submit(rk, c)
   -- Queue.expire_due); one handed to a worker above has started already.
   if rec['qdl'] then redis.call('ZADD', deadlines, rec['qdl'], member) end
   queued = true
+  history(pending, 's', now)
   return {'created', c.id, '', redis.call('ZRANK', pending, member)}
 end
 
@@ -183,4 +190,5 @@ end
 -- Blocked workers are woken once for every request this run queued (one marker is all the
 -- wake list holds), not once per request: a bulk submit's thousand need one.
 if queued then wake_workers() end
+history_flush(pending)
 return out

@@ -1,0 +1,153 @@
+"""The console's endpoints: GET /v1/queue/history and GET /v1/queue/workers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import pytest
+
+from service.app import create_app
+from service.queue import presence
+from service.state import Roles
+from tests.http.test_api import ASYNC, Client, MakeClient, make_settings, post, wait_status
+
+
+@pytest.fixture
+def app_client(aiohttp_client: Callable[..., Awaitable[Client]], redis_url: str) -> MakeClient:
+    async def make(run_worker: bool = True, **overrides: Any) -> Client:
+        settings = make_settings(redis_url, **overrides)
+        return await aiohttp_client(create_app(settings, Roles(api=True, worker=run_worker)))
+
+    return make
+
+
+async def wait_for(
+    client: Client, path: str, check: Any, timeout: float = 10, headers: Any = None
+) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        resp = await client.get(path, headers=headers)
+        assert resp.status == 200, await resp.text()
+        body = await resp.json()
+        if check(body):
+            return body
+        assert asyncio.get_running_loop().time() < deadline, body
+        await asyncio.sleep(0.05)
+
+
+async def test_history_counts_the_last_minute_per_second(app_client: MakeClient) -> None:
+    client = await app_client()
+    ok = [(await post(client, "echo", {"i": i}, **ASYNC))[1]["id"] for i in range(3)]
+    _, failed, _ = await post(client, "boom", {}, **ASYNC)
+    for rid in ok:
+        await wait_status(client, rid, {"succeeded"})
+    await wait_status(client, failed["id"], {"failed"})
+    resp = await client.get("/v1/queue/history?window=1m")
+    body = await resp.json()
+    assert body["window_seconds"] == 60 and body["step_seconds"] == 1
+    by_op = {o["operation"]: o for o in body["operations"]}
+    echo, boom = by_op["echo"], by_op["boom"]
+    assert len(echo["time"]) == 60 == len(echo["submitted"]) == len(echo["queue_depth"])
+    assert echo["totals"] == {"submitted": 3, "succeeded": 3, "failed": 0, "canceled": 0}
+    assert boom["totals"]["failed"] == 1 and sum(boom["failed"]) == 1
+    assert echo["run_ms"]["count"] == 3 and echo["run_ms"]["p50"] is not None
+    assert echo["wait_ms"]["p95"] is not None and echo["queue_depth"][-1] == 0
+    day = await (await client.get("/v1/queue/history?operation=echo&window=24h")).json()
+    assert day["step_seconds"] == 60 and [o["operation"] for o in day["operations"]] == ["echo"]
+    assert len(day["operations"][0]["time"]) == 1440
+    assert day["operations"][0]["totals"]["succeeded"] == 3
+
+
+@pytest.mark.parametrize(
+    "query", ["window=0", "window=25h", "window=soon", "operation=nope", "window=30s"]
+)
+async def test_history_rejects_bad_queries(app_client: MakeClient, query: str) -> None:
+    client = await app_client(run_worker=False)
+    resp = await client.get(f"/v1/queue/history?{query}")
+    assert resp.status == 400
+    body = await resp.json()
+    assert body["type"] == "urn:acceptd:problem:invalid-query"
+    assert body["parameter"] in query
+
+
+async def test_workers_lists_each_process_with_its_running_requests(
+    app_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(presence, "INTERVAL", 0.1)
+    client = await app_client(worker={"concurrency": 3})
+    _, hung, _ = await post(client, "hang", {}, **ASYNC)
+    await wait_status(client, hung["id"], {"running"})
+
+    def running(body: Any) -> bool:
+        return any(r["id"] == hung["id"] for w in body["items"] for r in w.get("running", []))
+
+    body = await wait_for(client, "/v1/queue/workers", running)
+    [worker] = [w for w in body["items"] if w["kind"] == "worker"]
+    assert worker["alive"] and worker["concurrency"] == 3 and worker["pid"] > 0
+    assert "hang" in worker["operations"] and worker["host"]
+    assert worker["heartbeat"] > 0
+    [run] = worker["running"]
+    assert run["operation"] == "hang" and run["age_seconds"] >= 0
+    await client.delete(f"/v1/queue/requests/{hung['id']}")
+
+
+ADMIN_CLIENTS: list[dict[str, Any]] = [
+    {"name": "ops", "key": "console-operator-key-0123", "admin": True},
+    {"name": "alice", "key": "console-alice-key-0123456"},
+    {"name": "bob", "key": "console-bob-key-0123456789"},
+]
+
+
+def bearer(name: str) -> dict[str, str]:
+    key = next(str(c["key"]) for c in ADMIN_CLIENTS if c["name"] == name)
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def test_an_operator_sees_and_acts_on_every_clients_requests(app_client: MakeClient) -> None:
+    client = await app_client(auth={"clients": ADMIN_CLIENTS})
+    ids = {}
+    for who in ("alice", "bob"):
+        resp = await client.post("/v1/boom", json={}, headers={**bearer(who), **ASYNC})
+        ids[who] = (await resp.json())["id"]
+    me = await (await client.get("/v1/whoami", headers=bearer("alice"))).json()
+    assert me == {"client": "alice", "admin": False, "clients": []}
+    ops = await (await client.get("/v1/whoami", headers=bearer("ops"))).json()
+    assert ops == {"client": "ops", "admin": True, "clients": ["ops", "alice", "bob"]}
+    # A non-admin key sees only its own, and may not ask for others'.
+    own = await (await client.get("/v1/queue/requests", headers=bearer("alice"))).json()
+    assert [r["id"] for r in own["items"]] == [ids["alice"]] and "client" not in own["items"][0]
+    resp = await client.get("/v1/queue/requests?client=*", headers=bearer("alice"))
+    assert resp.status == 403 and (await resp.json())["parameter"] == "client"
+    resp = await client.get(f"/v1/queue/requests/{ids['bob']}", headers=bearer("alice"))
+    assert resp.status == 404
+    # The operator: every client's, each saying whose; one client's; any request's monitor.
+    every = await (await client.get("/v1/queue/requests?client=*", headers=bearer("ops"))).json()
+    assert {(r["id"], r["client"]) for r in every["items"]} == {
+        (ids["alice"], "alice"),
+        (ids["bob"], "bob"),
+    }
+    bobs = await (await client.get("/v1/queue/requests?client=bob", headers=bearer("ops"))).json()
+    assert [r["id"] for r in bobs["items"]] == [ids["bob"]]
+    resp = await client.get("/v1/queue/requests?client=carol", headers=bearer("ops"))
+    assert resp.status == 400
+    for who in ("alice", "bob"):
+        path = f"/v1/queue/requests/{ids[who]}"
+        await wait_for(client, path, lambda b: b["status"] == "failed", headers=bearer("ops"))
+    # An operator's retry is made for the request's own client.
+    resp = await client.post(
+        f"/v1/queue/requests/{ids['bob']}/retry", headers={**bearer("ops"), **ASYNC}
+    )
+    assert resp.status == 202, await resp.text()
+    new_id = (await resp.json())["id"]
+    resp = await client.get(f"/v1/queue/requests/{new_id}", headers=bearer("ops"))
+    retried = await resp.json()
+    assert retried["client"] == "bob" and retried["retry_of"] == ids["bob"]
+    resp = await client.get(f"/v1/queue/requests/{new_id}", headers=bearer("bob"))
+    assert resp.status == 200
+    # The input, kept for a failed request (it may be retried); only for those who may see it.
+    resp = await client.get(f"/v1/queue/requests/{ids['alice']}/input", headers=bearer("alice"))
+    assert await resp.json() == {"kept": True, "input": {}}
+    resp = await client.get(f"/v1/queue/requests/{ids['alice']}/input", headers=bearer("bob"))
+    assert resp.status == 404
