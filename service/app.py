@@ -189,13 +189,16 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[redis_key] = client
     app[queue_key] = Queue(
         client,
+        shards=settings.shards,
         wait_replicas=settings.redis.wait_replicas,
         wait_timeout=settings.redis.wait_timeout_seconds,
     )
+    shards = settings.shards
     app[webhook_store_key] = WebhookStore(
         client,
         list(settings.operations),
         max_endpoints=settings.webhooks.max_endpoints_per_client,
+        shards=shards,
     )
     try:
         yield
@@ -208,7 +211,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
 async def hub_ctx(app: web.Application) -> AsyncIterator[None]:
     """One events subscription for the whole process."""
     operations = app[operations_key]
-    hub = EventHub(app[redis_key], list(operations))
+    hub = EventHub(app[redis_key], list(operations), app[settings_key].shards)
     await hub.start()
     app[hub_key] = hub
     yield
@@ -230,6 +233,7 @@ async def dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
         lambda op, record: monitor.render(op, record, base=base),
         store=store,
         on_attempt=lambda outcome: metrics.webhook_attempts.labels(outcome).inc(),
+        shards=settings.shards,
     )
     app[dispatcher_key] = dispatcher
     task = asyncio.create_task(dispatcher.run(), name="dispatcher")

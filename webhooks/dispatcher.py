@@ -20,7 +20,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import aiohttp
@@ -93,6 +93,7 @@ class Dispatcher:
         claim_idle_seconds: float | None = None,
         block_seconds: float = 2.0,
         busy_delay: float = 0.25,
+        shards: Mapping[str, int] | None = None,
     ) -> None:
         if decodes_responses(redis):
             # Outbox entries are read as bytes; a decoding client would make every one look
@@ -110,9 +111,14 @@ class Dispatcher:
         self._stream_conns: dict[str, RawConnection] = {}
         self.settings = settings
         self.operations = list(operations)
+        # Each outbox by its shard's tag (an unsharded operation's is its name), and the
+        # operation it belongs to.
+        self._sources = {
+            tag: op for op in operations for tag in keys.shard_tags(op, (shards or {}).get(op, 1))
+        }
         self.render = render
         self.clock = clock
-        self.store = store or WebhookStore(redis, operations, clock)
+        self.store = store or WebhookStore(redis, operations, clock, shards=shards)
         self.on_attempt = on_attempt
         # A send never outlives its timeout, so a lease a bit longer is never cut short; the
         # margin covers signing, recording the attempt and clock differences between hosts.
@@ -164,9 +170,9 @@ class Dispatcher:
                 if self._reader is not None:
                     tg.create_task(self._forever("fan-out", self._fanout_step))
                 else:  # a cluster: one reader per outbox stream, each on its own node
-                    for op in self.operations:
-                        step = functools.partial(self._fanout_step, [op])
-                        tg.create_task(self._forever(f"fan-out {op}", step))
+                    for tag in self._sources:
+                        step = functools.partial(self._fanout_step, [tag])
+                        tg.create_task(self._forever(f"fan-out {tag}", step))
                 tg.create_task(self._forever("wake", self._wake_step))
                 tg.create_task(self._forever("send", self._send_step))
         finally:
@@ -246,10 +252,10 @@ class Dispatcher:
     async def _ensure_groups(self) -> None:
         if self._groups_ready:
             return
-        for op in self.operations:
+        for tag in self._sources:
             try:
                 # From id 0: entries written while no dispatcher ever ran are delivered too.
-                await self.redis.xgroup_create(keys.outbox(op), GROUP, id="0", mkstream=True)
+                await self.redis.xgroup_create(keys.outbox(tag), GROUP, id="0", mkstream=True)
             except ResponseError as exc:
                 if "BUSYGROUP" not in str(exc):
                     raise
@@ -291,15 +297,15 @@ class Dispatcher:
     async def _reclaim(self) -> None:
         """Take over entries another (dead) dispatcher read but never acknowledged."""
         idle_ms = int(self.claim_idle_seconds * 1000)
-        for op in self.operations:
-            stream = keys.outbox(op)
+        for tag in self._sources:
+            stream = keys.outbox(tag)
             start: Any = "0-0"
             while True:
                 res = await self.redis.xautoclaim(
                     stream, GROUP, self.consumer, idle_ms, start_id=start, count=READ_COUNT
                 )
                 start, entries = res[0], res[1]
-                await self._handle_batch(op, [(_s(e), f) for e, f in entries if f])
+                await self._handle_batch(tag, [(_s(e), f) for e, f in entries if f])
                 gone = res[2] if len(res) > 2 else []
                 if gone:
                     await self.redis.xack(stream, GROUP, *gone)
@@ -352,14 +358,14 @@ class Dispatcher:
         lease: bool = False,
         ops: Sequence[str] | None = None,
     ) -> int:
-        """Read and fan out one batch of new outbox entries (of ``ops``, default all); how
-        many were handled.
+        """Read and fan out one batch of new outbox entries (of ``ops``, default all: outboxes
+        by shard tag, an unsharded operation's being its name); how many were handled.
 
         With ``lease``, it reads about as many entries as there are free send slots and
         starts sending their deliveries at once.
         """
         await self._ensure_groups()
-        ops = self.operations if ops is None else ops
+        ops = list(self._sources) if ops is None else ops
         streams: dict[Any, Any] = {keys.outbox(op): ">" for op in ops}
         if not streams:
             if block_ms:
@@ -378,11 +384,11 @@ class Dispatcher:
                 one = await self._read_on_node(op, count, block_ms if len(ops) == 1 else None)
                 res.extend(_stream_items(one))
         handled = 0
-        by_stream = {keys.outbox(op): op for op in self.operations}
+        by_stream = {keys.outbox(tag): tag for tag in self._sources}
         for stream, entries in _stream_items(res):
-            op = by_stream[_s(stream)]
+            tag = by_stream[_s(stream)]
             batch = [(_s(e), dict(zip(f[::2], f[1::2], strict=True))) for e, f in entries]
-            await self._handle_batch(op, batch, lease=lease)
+            await self._handle_batch(tag, batch, lease=lease)
             handled += len(entries)
         return handled
 
@@ -413,12 +419,19 @@ class Dispatcher:
         return reply
 
     async def _handle_batch(
-        self, op: str, entries: list[tuple[str, dict[Any, Any]]], *, lease: bool = False
+        self, tag: str, entries: list[tuple[str, dict[Any, Any]]], *, lease: bool = False
     ) -> None:
-        """Fan out a batch of entries in one script, then acknowledge them all at once."""
+        """Fan out a batch of entries of the outbox of shard ``tag`` in one script, then
+        acknowledge them all at once."""
         if not entries:
             return
-        items = [item for entry_id, fields in entries if (item := self._item(op, entry_id, fields))]
+        op = self._sources.get(tag, tag)
+        source = "" if tag == op else tag
+        items = [
+            item
+            for entry_id, fields in entries
+            if (item := self._item(op, entry_id, fields, source))
+        ]
         slots = self._reserve() if lease else 0
         try:
             terms = LeaseTerms(
@@ -434,9 +447,11 @@ class Dispatcher:
             self._wake.set()
         # Acknowledge only after the deliveries exist: a crash before this re-reads the
         # entries, and the deterministic delivery ids make the second fan-out a no-op.
-        await self.store.acknowledge(op, GROUP, [entry_id for entry_id, _ in entries])
+        await self.store.acknowledge(tag, GROUP, [entry_id for entry_id, _ in entries])
 
-    def _item(self, op: str, entry_id: str, fields: dict[Any, Any]) -> FanoutItem | None:
+    def _item(
+        self, op: str, entry_id: str, fields: dict[Any, Any], source: str = ""
+    ) -> FanoutItem | None:
         try:
             record = orjson.loads(fields[b"rec"])
             event_type = fields[b"type"].decode()
@@ -456,6 +471,7 @@ class Dispatcher:
             payload,
             callback,
             _callback_target(callback) if callback else "",
+            source,
         )
 
     # Sending

@@ -34,6 +34,9 @@ class FanoutItem:
     payload: bytes
     callback_url: str = ""
     callback_target: str = ""
+    # The outbox's shard tag when not ``op`` (a sharded operation's other shards): stream entry
+    # ids are per stream, so the tag names its deliveries.
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -83,10 +86,16 @@ def plan(items: Sequence[FanoutItem], endpoints: dict[str, list[EndpointFilter]]
         for ep in endpoints.get(it.client, ()):
             if ep.wants(it.event_type, it.op):
                 out.append(
-                    Planned(index, derived_delivery_id(it.op, it.entry_id, ep.id), ep.id, ep.id, "")
+                    Planned(
+                        index,
+                        derived_delivery_id(it.source or it.op, it.entry_id, ep.id),
+                        ep.id,
+                        ep.id,
+                        "",
+                    )
                 )
         if it.callback_url:
-            callback_id = derived_delivery_id(it.op, it.entry_id, "callback")
+            callback_id = derived_delivery_id(it.source or it.op, it.entry_id, "callback")
             out.append(Planned(index, callback_id, it.callback_target, "", it.callback_url))
     return out
 

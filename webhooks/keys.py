@@ -108,6 +108,11 @@ def outbox(op: str) -> str:
     return core_keys.outbox(op)
 
 
+def shard_tags(op: str, shards: int) -> tuple[str, ...]:
+    """The tags of the core's shards of ``op`` (``(op,)`` unsharded): each has an outbox."""
+    return core_keys.shard_tags(op, shards)
+
+
 def hooked(op: str, event_type: str) -> str:
     """The core's set of clients with an endpoint for ``event_type`` (``request.<status>``).
 

@@ -21,7 +21,7 @@ import asyncio
 import json
 import secrets as _secrets
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, NamedTuple, TypeVar
 
@@ -93,9 +93,13 @@ class WebhookStore:
         *,
         retention: int = DELIVERY_RETENTION,
         max_endpoints: int = MAX_ENDPOINTS,
+        shards: Mapping[str, int] | None = None,
     ) -> None:
         self.redis = redis
         self.operations = list(operations)
+        # A sharded operation's hooked sets are per shard (its tags): each shard's scripts read
+        # their own.
+        self.tags = [t for op in operations for t in keys.shard_tags(op, (shards or {}).get(op, 1))]
         self.clock = clock
         self.retention = retention
         # Per client: a fan-out's work grows with a client's endpoints.
@@ -184,8 +188,8 @@ class WebhookStore:
                 for event in events:
                     by_event.setdefault(event, []).append(client)
             for event, clients in by_event.items():
-                for op in self.operations:
-                    pipe.sadd(keys.hooked(op, event), *clients)
+                for tag in self.tags:
+                    pipe.sadd(keys.hooked(tag, event), *clients)
             await pipe.execute()
 
     async def rehook(self) -> int:

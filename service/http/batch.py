@@ -27,7 +27,6 @@ from service.http.prefer import (
     parse_submit_headers,
 )
 from service.http.submit import check_callback, check_input, digest, refusal
-from service.queue.ids import new_request_id
 from service.queue.store import NewRequest
 from service.registry import Operation
 from service.state import metrics_key, queue_key, settings_key
@@ -115,11 +114,12 @@ async def _submit(
     rate, burst = app[settings_key].auth.limit_for(client)
     events = asked.callback_events or parse_callback_events(request.headers.get("Callback-Events"))
     default_timeout = op.settings.queue_timeout or 0.0
-    now = queue.now_ms()
+
     news = [
         NewRequest(
             op.name,
-            new_request_id(op.name, now),
+            # A sharded operation's id names the item's shard (service.queue.store).
+            queue.new_id(op.name, item.priority, client, item.idempotency_key, rate),
             client,
             item.input_json,
             op.limits,

@@ -414,10 +414,10 @@ async def client_events(request: web.Request) -> web.StreamResponse:
         resp = await _open(request, stream)
         refresher = asyncio.create_task(_refresh_flags(queue, ops, clients))
         base = base_url(request)
-        sent = (0, 0)
+        seen: set[tuple[str, int]] = set()
         if last is not None:
-            sent = await _send_backlog(resp, queue, ops, clients, last, base, whose)
-        await _follow_client(resp, stream, sent, base, whose)
+            seen = await _send_backlog(resp, queue, ops, clients, last, base, whose)
+        await _follow_client(resp, stream, last, seen, base, whose)
         return resp
     except ConnectionResetError:
         if resp is None:
@@ -444,9 +444,10 @@ async def _send_backlog(
     last: tuple[int, int],
     base: str,
     whose: bool = False,
-) -> tuple[int, int]:
-    """Send the kept events after ``last`` (a reset first when some are gone); the last sent."""
-    sent = last
+) -> set[tuple[str, int]]:
+    """Send the kept events after ``last`` (a reset first when some are gone); the events
+    sent, as (request id, evseq)."""
+    sent: set[tuple[str, int]] = set()
     backlog: list[tuple[tuple[int, int], str, str, str, str]] = []
     complete = True
     for client in clients:
@@ -463,14 +464,24 @@ async def _send_backlog(
         e = orjson.loads(raw)
         name, data = _render_event(op, e["kind"], e["rec"], base, client if whose else None)
         await resp.send(data, id=gid, event=name)
-        sent = max(sent, _parse_stream_id(gid) or sent)
+        sent.add((str(e["rec"].get("id", "")), int(e["rec"].get("evseq") or 0)))
     return sent
 
 
 async def _follow_client(
-    resp: EventSourceResponse, stream: Stream, sent: tuple[int, int], base: str, whose: bool
+    resp: EventSourceResponse,
+    stream: Stream,
+    last: tuple[int, int] | None,
+    seen: set[tuple[str, int]],
+    base: str,
+    whose: bool = False,
 ) -> None:
-    """Send live events newer than ``sent`` until an overflow, a RESYNC or shutdown."""
+    """Send live events until an overflow, a RESYNC or shutdown: not those the backlog sent
+    (``seen``), nor those up to the client's Last-Event-ID (``last``).
+
+    Events of different streams (operations, a sharded operation's shards) may carry equal or
+    out-of-order ids, so live events are not filtered by the highest id sent.
+    """
     while True:
         item = await stream.get()
         if item is _CLOSE:
@@ -478,13 +489,14 @@ async def _follow_client(
         ev: Event = item
         if ev.kind == RESYNC:
             return  # the client resumes with Last-Event-ID
+        if seen and (ev.request_id, ev.seq) in seen:
+            seen.discard((ev.request_id, ev.seq))
+            continue
         live_id = _parse_stream_id(ev.stream_id)
-        if live_id is not None and live_id <= sent:
+        if last is not None and live_id is not None and live_id <= last:
             continue
         name, data = _render_event(ev.op, ev.kind, ev.record, base, ev.client if whose else None)
         await resp.send(data, id=ev.stream_id or None, event=name)
-        if live_id is not None:
-            sent = live_id
 
 
 async def _refresh_flags(queue: Any, ops: list[str], clients: list[str]) -> None:

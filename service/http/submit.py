@@ -27,7 +27,6 @@ from service.http.common import (
 from service.http.errors import PROBLEM_JSON, Problem, problem_response
 from service.http.prefer import SubmitHeaders, parse_submit_headers
 from service.queue import problems
-from service.queue.ids import new_request_id
 from service.queue.status import TERMINAL, Status
 from service.queue.store import NewRequest, Snapshot, Submitted
 from service.queue.waits import TerminalWait
@@ -102,7 +101,8 @@ async def enqueue(
     client = client or client_of(request)
     queue = app[queue_key]
     rate, burst = all_settings.auth.limit_for(client)
-    rid = new_request_id(op.name, queue.now_ms())
+    # A sharded operation's id names the shard the submit goes to (service.queue.store).
+    rid = queue.new_id(op.name, priority, client, asked.idempotency_key, rate)
     # Named as the submit call below reads them.
     idem, wait = asked.idempotency_key, asked.wait
     queue_timeout = asked.queue_timeout or op.settings.queue_timeout or 0.0

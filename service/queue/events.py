@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,9 +55,19 @@ class EventHub:
     _lost = False
     _backoff = 0.1
 
-    def __init__(self, redis: Client, operations: Iterable[str]) -> None:
+    def __init__(
+        self,
+        redis: Client,
+        operations: Iterable[str],
+        shards: Mapping[str, int] | None = None,
+    ) -> None:
         self.redis = redis
-        self._channels = {keys.watched_channel(op).encode(): op for op in operations}
+        # A sharded operation publishes on each shard's channel (service.queue.keys).
+        self._channels = {
+            keys.watched_channel(tag).encode(): op
+            for op in operations
+            for tag in keys.shard_tags(op, (shards or {}).get(op, 1))
+        }
         self._by_request: dict[str, set[Listener]] = defaultdict(set)
         self._by_client: dict[str, set[Listener]] = defaultdict(set)
         self._task: asyncio.Task[None] | None = None

@@ -32,12 +32,46 @@ def _random_part() -> str:
     return part
 
 
-def new_request_id(op: str, now_ms: int) -> str:
-    """A new id: time, 100 random bits, then the operation's code."""
+def new_request_id(op: str, now_ms: int, shard_code: str = "") -> str:
+    """A new id: time, 100 random bits, then the operation's code.
+
+    A sharded operation's ids (``shard_code``, :func:`shard_code`) end their random part with
+    the request's shard and priority instead (90 random bits): any process finds the request's
+    shard, and its place in the queue, from the id alone.
+    """
     global _time_ms, _time_part
     if now_ms != _time_ms:  # requests of one millisecond share it
         _time_ms, _time_part = now_ms, encode_base32(now_ms & _TIME_MASK, TIME_LEN)
+    if shard_code:
+        return _time_part + _random_part()[: RANDOM_LEN - 2] + shard_code + op_code(op)
     return _time_part + _random_part() + op_code(op)
+
+
+def shard_code(shard: int, priority: int) -> str:
+    """The two characters naming a sharded request's shard (0-31) and priority (-10 to 10)."""
+    return ALPHABET[shard] + ALPHABET[priority + 10]
+
+
+_SHARD_AT = TIME_LEN + RANDOM_LEN - 2
+_INDEX = {c: i for i, c in enumerate(ALPHABET)}
+
+
+def id_shard(request_id: str) -> int:
+    """The shard a sharded operation's id names."""
+    return _INDEX.get(request_id[_SHARD_AT], 0)
+
+
+def id_priority(request_id: str) -> int:
+    """The priority a sharded operation's id names."""
+    return _INDEX.get(request_id[_SHARD_AT + 1], 10) - 10
+
+
+def id_time_ms(request_id: str) -> int:
+    """The id's time part: its submit time in ms (modulo 2**50)."""
+    value = 0
+    for c in request_id[:TIME_LEN]:
+        value = value * 32 + _INDEX.get(c, 0)
+    return value
 
 
 _TIME_MASK = (1 << (5 * TIME_LEN)) - 1

@@ -3,15 +3,26 @@
 All keys of one operation share the hash tag ``{op}``, so every script touches a single
 Redis Cluster slot. Request ids end with a short code naming their operation, so a request's
 keys can be found from its id alone.
+
+An operation with ``shards: N`` (N > 1) has N queues: shard 0 keeps the tag ``{op}`` (the same
+keys as an unsharded operation), shard ``s`` has the tag :func:`shard_tag` (``{op~s}``, or
+``{op~s.k}``: the first that falls in its own Nth of the slot space, counted on from shard 0's,
+so that N shards spread evenly over masters owning equal slot ranges). Every key function takes
+that tag where it says ``op``. A sharded request's id names its shard (:mod:`service.queue.ids`).
 """
 
 from __future__ import annotations
 
+import binascii
 import functools
 import hashlib
 from dataclasses import dataclass
 
 ROOT = "acceptd"
+
+SLOTS = 16384
+# Shards are named by one id character (service.queue.ids).
+MAX_SHARDS = 32
 
 OP_CODE_LEN = 4
 
@@ -249,3 +260,28 @@ def encode_base32(value: int, length: int) -> str:
         out.append(_PAIRS[value & 1023])  # two characters per step
         value >>= 10
     return "".join(reversed(out))
+
+
+def key_slot(tag: str) -> int:
+    """The Redis Cluster slot of keys tagged ``{tag}`` (CRC16/XMODEM, as Redis computes it)."""
+    return binascii.crc_hqx(tag.encode(), 0) % SLOTS
+
+
+@functools.lru_cache(maxsize=4096)
+def shard_tag(op: str, shard: int, shards: int) -> str:
+    """The hash tag of shard ``shard`` of ``op`` split in ``shards``: ``op`` itself for shard 0."""
+    if shard == 0:
+        return op
+    # The Nth of the slot space this shard should fall in: shard 0's, then the next ones.
+    want = (key_slot(op) * shards // SLOTS + shard) % shards
+    base = f"{op}~{shard}"
+    tag, k = base, 0
+    while key_slot(tag) * shards // SLOTS != want:
+        k += 1
+        tag = f"{base}.{k}"
+    return tag
+
+
+def shard_tags(op: str, shards: int) -> tuple[str, ...]:
+    """The tags of every shard of ``op``, shard 0 first."""
+    return tuple(shard_tag(op, s, shards) for s in range(shards))

@@ -38,6 +38,7 @@ class SubmitArgv(NamedTuple):
     events_channel: str
     watched_channel: str
     idem_ttl: str
+    arrival: str = ""
 
 
 class SubmitCallKeys(NamedTuple):
@@ -116,6 +117,7 @@ class ClaimArgv(NamedTuple):
     worker_ttl_ms: int
     idle_ms: int
     recover: str
+    max_score: str = ""
 
 
 class StartKeys(NamedTuple):
@@ -416,6 +418,20 @@ class ReadArgv(NamedTuple):
     watch_client: str
 
 
+class AheadKeys(NamedTuple):
+    """The ahead script's KEYS."""
+
+    pending: str
+    tput: str
+
+
+class AheadArgv(NamedTuple):
+    """The ahead script's ARGV."""
+
+    max_score: str
+    now: int
+
+
 class StatsKeys(NamedTuple):
     """The stats script's KEYS."""
 
@@ -476,6 +492,7 @@ RELEASE = Lua(DIRECTORY, "release", ReleaseKeys, ReleaseArgv)
 CANCEL = Lua(DIRECTORY, "cancel", CancelKeys, CancelArgv)
 READ = Lua(DIRECTORY, "read", ReadKeys, ReadArgv)
 STATS = Lua(DIRECTORY, "stats", StatsKeys, StatsArgv)
+AHEAD = Lua(DIRECTORY, "ahead", AheadKeys, AheadArgv)
 
 ALL: dict[str, Lua[Any, Any]] = {
     lua.name: lua
@@ -496,5 +513,6 @@ ALL: dict[str, Lua[Any, Any]] = {
         CANCEL,
         READ,
         STATS,
+        AHEAD,
     )
 }

@@ -30,17 +30,27 @@ Per operation ``op`` (all keys tagged ``{op}``, built by :mod:`service.queue.key
 - ``hooked:<status>`` set of clients with a webhook endpoint for that status's event
 - channels ``events`` (every state change), ``watched`` (the changes of requests someone
   waits for or streams: what API processes subscribe to) and ``control`` (cancel handlers)
+
+An operation with ``shards: N`` has all of the above once per shard, under the shard's tag
+(:func:`keys.shard_tag`; shard 0's is ``{op}``): a request lives on the shard its id names, and
+a client's index, idempotency keys, token bucket and kept events are per shard too (submits
+route a key's and a rate-limited client's requests to one shard: :meth:`Queue.new_id`). Its
+``pending`` scores are ``(10 - priority) * 2**42 + submit ms``, comparable across shards; the
+total order is (score, shard, member), so a position is the own shard's ``ZRANK`` plus, on every
+other shard, the members scored lower (or equal, on a lower shard): one parallel round trip.
 """
 
 from __future__ import annotations
 
 import asyncio
+import binascii
 import contextlib
 import dataclasses
 import functools
 import math
+import os
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
@@ -49,8 +59,10 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
 
-from service.queue import keys, scripts
+from service.queue import ids, keys, scripts
 from service.queue.scripts import (
+    AheadArgv,
+    AheadKeys,
     CancelArgv,
     CancelKeys,
     ClaimArgv,
@@ -221,6 +233,21 @@ class OpStats:
 
 
 THROUGHPUT_WINDOW = 60.0
+# A sharded operation's pending score: (10 - priority) * PRIORITY_STEP + submit ms.
+PRIORITY_STEP = 1 << 42
+# How far (ms of submit time) a worker's claim on one shard may run ahead of the heads of the
+# operation's other shards, as it last saw them (docs/contract-notes.md, FIFO across shards).
+FIFO_WINDOW_MS = 100
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """What one claim on one shard got: jobs, the soonest due time, and (sharded) the score of
+    the shard's head after it ('' when empty, None unsharded)."""
+
+    jobs: list[Job]
+    soonest: int | None
+    head: str | None = None
 
 
 class Queue:
@@ -230,6 +257,7 @@ class Queue:
         self,
         redis: Client,
         clock: Callable[[], float] = time.time,
+        shards: Mapping[str, int] | None = None,
         *,
         wait_replicas: int = 0,
         wait_timeout: float = 1.0,
@@ -241,6 +269,56 @@ class Queue:
         # redis.wait_replicas: a pipeline carrying submits ends with WAIT on the same node; a
         # submit too few replicas confirmed raises NotReplicated (503), never acknowledged.
         self.batcher.wait_replicas((scripts.SUBMIT,), wait_replicas, wait_timeout)
+        # Operations with more than one shard (operations.<op>.shards).
+        self.shards = {op: n for op, n in (shards or {}).items() if n > 1}
+        # Round-robin submits start at a random shard in each process.
+        self._next_shard = int.from_bytes(os.urandom(2), "big")
+
+    def shard_count(self, op: str) -> int:
+        """How many shards ``op`` has."""
+        return self.shards.get(op, 1)
+
+    def tags(self, op: str) -> tuple[str, ...]:
+        """The hash tags of ``op``'s shards, shard 0 (``op``) first."""
+        n = self.shards.get(op, 1)
+        return (op,) if n == 1 else keys.shard_tags(op, n)
+
+    def tag_of(self, op: str, request_id: str) -> str:
+        """The hash tag of the shard holding ``request_id`` (its id names it)."""
+        n = self.shards.get(op, 1)
+        return op if n == 1 else keys.shard_tag(op, ids.id_shard(request_id), n)
+
+    def new_id(
+        self, op: str, priority: int, client: str, idempotency_key: str = "", rate: float = 0.0
+    ) -> str:
+        """A new request id of ``op``, naming the shard its submit goes to.
+
+        A rate-limited client's requests all go to one shard (its token bucket is exact), as do
+        the requests of one Idempotency-Key (a replay finds the first); others go round-robin.
+        """
+        now = self.now_ms()
+        n = self.shards.get(op, 1)
+        if n == 1:
+            return ids.new_request_id(op, now)
+        if rate > 0:
+            shard = binascii.crc32(client.encode()) % n
+        elif idempotency_key:
+            shard = binascii.crc32(f"{client}\n{idempotency_key}".encode()) % n
+        else:
+            self._next_shard += 1
+            shard = self._next_shard % n
+        return ids.new_request_id(op, now, ids.shard_code(shard, priority))
+
+    def _others(self, op: str, request_id: str) -> list[tuple[str, str]]:
+        # The other shards of a sharded request: (tag, ZCOUNT bound counting those ahead of
+        # it). Equal scores: a lower shard's member comes first.
+        n, own = self.shards[op], ids.id_shard(request_id)
+        score = str(_score(request_id))
+        return [
+            (keys.shard_tag(op, t, n), score if t < own else "(" + score)
+            for t in range(n)
+            if t != own
+        ]
 
     def now_ms(self) -> int:
         """The current time in milliseconds, from the (fakeable) clock."""
@@ -259,12 +337,33 @@ class Queue:
         ``tries``: how many times an Idempotency-Key naming a request that has expired since
         is cleared and the submit sent again (one coroutine on the usual path, not two).
         """
+        if req.op in self.shards:
+            return await self._submit_sharded(req, tries)
         now = self.now_ms()
         res = await self._submit_call(_submit_fixed(req.op), *_submit_args(req, now))
         done = _submitted(res, now)
         if isinstance(done, Submitted):
             return done
         return await self._replay_or_retry(req, done, tries)
+
+    async def _submit_sharded(self, req: NewRequest, tries: int) -> Submitted:
+        # To the shard the id names, with the time and priority the id names (its score);
+        # the other shards' requests ahead of it are counted in the same round trip.
+        op, rid = req.op, req.id
+        tag, now = self.tag_of(op, rid), ids.id_time_ms(rid)
+        res, *counts = await asyncio.gather(
+            self._submit_call(_submit_fixed(tag, True), *_submit_args(req, now, tag)),
+            *(
+                self.batcher.command("ZCOUNT", keys.pending(t), "-inf", bound)
+                for t, bound in self._others(op, rid)
+            ),
+        )
+        done = _submitted(res, now)
+        if isinstance(done, str):
+            return await self._replay_or_retry(req, done, tries)
+        if done.position is not None:
+            done.position += sum(int(c) for c in counts)
+        return done
 
     async def submit_many(self, reqs: Sequence[NewRequest]) -> list[Submitted | BaseException]:
         """Create many requests of one operation at once (a bulk submit), each as
@@ -273,8 +372,22 @@ class Queue:
         issued together). An entry that failed on its own is its exception."""
         if not reqs:
             return []
-        now = self.now_ms()
         op = reqs[0].op
+        if op in self.shards:
+            # Each to its own shard: issued together, one merged call per shard; then the
+            # positions as they stand with the whole batch queued (one more round trip).
+            each = await asyncio.gather(*map(self.submit, reqs), return_exceptions=True)
+            queued = [
+                (r, req.client)
+                for r, req in zip(each, reqs, strict=True)
+                if isinstance(r, Submitted) and r.outcome == "created" and r.position is not None
+            ]
+            if queued:
+                ranks = await self.ranks(op, [(r.request_id, c) for r, c in queued])
+                for (r, _), rank in zip(queued, ranks, strict=True):
+                    r.position = rank
+            return list(each)
+        now = self.now_ms()
         calls = [_submit_args(req, now) for req in reqs]
         replies = await scripts.SUBMIT.call_many(self.batcher, *_submit_fixed(op), calls)
         out: list[Submitted | BaseException] = []
@@ -317,12 +430,14 @@ class Queue:
     async def _replay(self, req: NewRequest, existing: str) -> Submitted | None:
         # The second step of an idempotent replay (only replays pay this round trip).
         op, client = req.op, req.client
+        # The key and the request it names are on the submit's shard.
+        tag = self.tag_of(op, req.id)
         res = await scripts.REPLAY.call(
             self.batcher,
             ReplayKeys(
-                keys.idempotency(op, client, req.idempotency_key),
-                keys.record(op, existing),
-                keys.pending(op),
+                keys.idempotency(tag, client, req.idempotency_key),
+                keys.record(tag, existing),
+                keys.pending(tag),
             ),
             ReplayArgv(
                 existing,
@@ -337,7 +452,22 @@ class Queue:
         if outcome == "conflict":
             return Submitted("conflict", existing, None, None)
         rank = int(res[3])
+        if rank >= 0 and op in self.shards:
+            rank += sum(await self._ahead(op, existing, self.now_ms()))
         return Submitted("replay", existing, orjson.loads(res[2]), rank if rank >= 0 else None)
+
+    async def _ahead(self, op: str, request_id: str, now: int) -> list[int]:
+        # Per other shard of a sharded request: how many of its requests are ahead of it.
+        rows = await asyncio.gather(*self._ahead_calls(op, request_id, now))
+        return [int(r[0]) for r in rows]
+
+    def _ahead_calls(self, op: str, request_id: str, now: int) -> list[Awaitable[Any]]:
+        return [
+            scripts.AHEAD.call(
+                self.batcher, AheadKeys(keys.pending(t), keys.tput(t)), AheadArgv(bound, now)
+            )
+            for t, bound in self._others(op, request_id)
+        ]
 
     async def claim(
         self,
@@ -352,6 +482,35 @@ class Queue:
         max_lost: int = DEFAULT_MAX_LOST,
         on_recovered: Callable[[str], None] | None = None,
     ) -> tuple[list[Job], int | None]:
+        """:meth:`claim_shard` on an operation's shard 0 (its only one, unsharded)."""
+        got = await self.claim_shard(
+            op,
+            worker,
+            token,
+            max_jobs,
+            lease,
+            worker_ttl,
+            idle,
+            max_lost=max_lost,
+            on_recovered=on_recovered,
+        )
+        return got.jobs, got.soonest
+
+    async def claim_shard(
+        self,
+        op: str,
+        worker: str,
+        token: str,
+        max_jobs: int,
+        lease: float,
+        worker_ttl: float,
+        idle: float = 0.0,
+        *,
+        max_lost: int = DEFAULT_MAX_LOST,
+        on_recovered: Callable[[str], None] | None = None,
+        shard: int = 0,
+        max_score: float | None = None,
+    ) -> Claimed:
         """Claim up to ``max_jobs`` from the head; also recovers expired leases and due retries.
 
         Returns the jobs (with any handed to idle workers and not yet taken) and when (ms) the
@@ -366,8 +525,13 @@ class Queue:
         Two round trips: ``claim.lua`` touches only the operation's own keys and returns the
         members it popped; then one ``start.lua`` run starts them all, declaring each request's
         keys (one call group per member). Expired leases and due retries cost two more, first.
+
+        On a sharded operation, ``shard`` names the shard and ``max_score`` (None: no bound)
+        the highest score it may pop; the result names the shard's head after the claim.
         """
-        k, now = keys.of(op), self.now_ms()
+        sharded = op in self.shards
+        tag = self.tags(op)[shard] if sharded else op
+        k, now = keys.of(tag), self.now_ms()
         claim_keys = ClaimKeys(
             k.pending,
             k.delayed,
@@ -376,11 +540,12 @@ class Queue:
             k.idle,
             k.wake,
             k.hand,
-            keys.signal(op, worker),
+            keys.signal(tag, worker),
             k.deadlines,
         )
         lease_ms, ttl_ms, idle_ms = int(lease * 1000), int(worker_ttl * 1000), int(idle * 1000)
-        argv = ClaimArgv(now, lease_ms, worker, max_jobs, ttl_ms, idle_ms, "1")
+        bound = "" if not sharded else _bound(max_score)
+        argv = ClaimArgv(now, lease_ms, worker, max_jobs, ttl_ms, idle_ms, "1", bound)
         res = await scripts.CLAIM.call(self.batcher, claim_keys, argv)
         jobs: list[Job] = []
         if res[1] or res[2] or res[5]:
@@ -390,9 +555,10 @@ class Queue:
             # step (no read sees it queued in between); otherwise it is queued at the head,
             # before this claim pops.
             if res[5]:
-                await self._expire(op, res[5], now)
+                await self._expire(tag, res[5], now)
             jobs = await self._recover_all(
                 op,
+                tag,
                 res[1],
                 res[2],
                 now,
@@ -402,34 +568,45 @@ class Queue:
                 on_recovered,
             )
             free = max_jobs - len(jobs)
-            argv = ClaimArgv(now, lease_ms, worker, free, ttl_ms, idle_ms if not jobs else 0, "0")
+            argv = ClaimArgv(
+                now, lease_ms, worker, free, ttl_ms, idle_ms if not jobs else 0, "0", bound
+            )
             res = await scripts.CLAIM.call(self.batcher, claim_keys, argv)
         popped, soonest, given = res[0], int(res[3]), res[4]
+        head = _s(res[6]) if len(res) > 6 else None
         jobs.extend(_handed(op, entry) for entry in given)
         if popped:
-            started, failed = await self._start(op, popped, token, worker, now)
+            started, failed = await self._start(op, popped, token, worker, now, tag)
             jobs.extend(started)
             # A member whose start failed stays in running, 'queued': when its lease expires a
             # later claim queues it again, with no attempt used. Jobs started here run
             # regardless, so raise only without any.
             if failed is not None and not jobs:
                 raise failed
-        return jobs, (soonest if soonest >= 0 else None)
+        return Claimed(jobs, soonest if soonest >= 0 else None, head)
 
     async def _start(
-        self, op: str, popped: Sequence[bytes], token: str, worker: str, now: int
+        self,
+        op: str,
+        popped: Sequence[bytes],
+        token: str,
+        worker: str,
+        now: int,
+        tag: str = "",
     ) -> tuple[list[Job], BaseException | None]:
-        # Every popped member's start in one start.lua run and one reply.
-        k = keys.of(op)
+        # Every popped member's start in one start.lua run and one reply (on the shard
+        # tagged ``tag``, default the operation's only one).
+        tag = tag or op
+        k = keys.of(tag)
         calls: list[tuple[StartCallKeys, StartCallArgv]] = []
         owners: list[tuple[str, str]] = []
         for m in popped:
             member = _s(m)
             rid, client = keys.parse_member(member)
-            ck = _client_keys(op, client)
+            ck = _client_keys(tag, client)
             calls.append(
                 (
-                    StartCallKeys(keys.record(op, rid), keys.ev(op, rid), ck.glob, ck.cev),
+                    StartCallKeys(keys.record(tag, rid), keys.ev(tag, rid), ck.glob, ck.cev),
                     StartCallArgv(member),
                 )
             )
@@ -464,6 +641,7 @@ class Queue:
     async def _recover_all(
         self,
         op: str,
+        tag: str,
         stalled: Sequence[bytes],
         due: Sequence[bytes],
         now: int,
@@ -476,10 +654,10 @@ class Queue:
         recovering = [_s(m) for m in stalled]
         replies = await asyncio.gather(
             *(
-                self._recover(op, m, now, lease, max_lost, take=i < free)
+                self._recover(tag, m, now, lease, max_lost, take=i < free)
                 for i, m in enumerate(recovering)
             ),
-            *(self._promote(op, _s(m), now) for m in due),
+            *(self._promote(tag, _s(m), now) for m in due),
             return_exceptions=True,
         )
         jobs: list[Job] = []
@@ -504,15 +682,15 @@ class Queue:
         return jobs
 
     def _recover(
-        self, op: str, member: str, now: int, lease: _Lease, max_lost: int, *, take: bool
+        self, tag: str, member: str, now: int, lease: _Lease, max_lost: int, *, take: bool
     ) -> Awaitable[Any]:
         rid, client = keys.parse_member(member)
-        k, ck = keys.of(op), _client_keys(op, client)
+        k, ck = keys.of(tag), _client_keys(tag, client)
         return scripts.RECOVER.call(
             self.batcher,
             RecoverKeys(
-                keys.record(op, rid),
-                keys.ev(op, rid),
+                keys.record(tag, rid),
+                keys.ev(tag, rid),
                 ck.glob,
                 ck.cev,
                 k.running,
@@ -551,26 +729,27 @@ class Queue:
         Returns how many it failed.
         """
         now = self.now_ms()
+        tags = [tag for op in ops for tag in self.tags(op)]
         async with self.redis.pipeline(transaction=False) as pipe:
-            for op in ops:
-                pipe.zrangebyscore(keys.deadlines(op), "-inf", now, start=0, num=limit)
+            for tag in tags:
+                pipe.zrangebyscore(keys.deadlines(tag), "-inf", now, start=0, num=limit)
             rows = await pipe.execute()
         done = await asyncio.gather(
-            *(self._expire(op, due, now) for op, due in zip(ops, rows, strict=True) if due)
+            *(self._expire(tag, due, now) for tag, due in zip(tags, rows, strict=True) if due)
         )
         return sum(done)
 
-    async def _expire(self, op: str, due: Sequence[bytes], now: int) -> int:
-        # One expire.lua run for the due members of deadlines.
-        k = keys.of(op)
+    async def _expire(self, tag: str, due: Sequence[bytes], now: int) -> int:
+        # One expire.lua run for the due members of deadlines (of the shard tagged ``tag``).
+        k = keys.of(tag)
         calls: list[tuple[ExpireCallKeys, ExpireCallArgv]] = []
         for m in due:
             member = _s(m)
             rid, client = keys.parse_member(member)
-            ck = _client_keys(op, client)
+            ck = _client_keys(tag, client)
             calls.append(
                 (
-                    ExpireCallKeys(keys.record(op, rid), keys.ev(op, rid), ck.glob, ck.cev),
+                    ExpireCallKeys(keys.record(tag, rid), keys.ev(tag, rid), ck.glob, ck.cev),
                     ExpireCallArgv(member),
                 )
             )
@@ -582,12 +761,12 @@ class Queue:
         )
         return sum(1 for r in replies if r == 1)
 
-    def _promote(self, op: str, member: str, now: int) -> Awaitable[Any]:
+    def _promote(self, tag: str, member: str, now: int) -> Awaitable[Any]:
         rid, _ = keys.parse_member(member)
-        k = keys.of(op)
+        k = keys.of(tag)
         return scripts.PROMOTE.call(
             self.batcher,
-            PromoteKeys(keys.record(op, rid), k.delayed, k.pending, k.wake),
+            PromoteKeys(keys.record(tag, rid), k.delayed, k.pending, k.wake),
             PromoteArgv(member, now),
         )
 
@@ -598,6 +777,7 @@ class Queue:
         and handed requests on per-worker lists ``hand:<worker>``. Each bare member becomes
         ``<id>\\n<client>`` with its score (dropped when its record is gone), and what the old
         lists hold moves onto ``hand``. Idempotent; a worker runs it before its first claim.
+        Only shard 0 of a sharded operation can hold such data.
         """
         k, done = keys.of(op), 0
         marker = keys.layout(op)
@@ -653,7 +833,13 @@ class Queue:
                     continue
 
     async def wait_for_work(
-        self, op: str, worker: str, timeout: float, waiter: Waiter | None = None
+        self,
+        op: str,
+        worker: str,
+        timeout: float,
+        waiter: Waiter | None = None,
+        *,
+        shard: int = 0,
     ) -> list[Job]:
         """Block until a submit signals work or hands an idle worker a job, or ``timeout`` passes.
 
@@ -662,9 +848,10 @@ class Queue:
         from the pool.
         """
         # Bounded well under the connection's socket timeout (service.runtime.redis.SOCKET_TIMEOUT).
-        k = keys.of(op)
+        tag = self.tags(op)[shard]
+        k = keys.of(tag)
         # The worker's own signal first: a stopping worker's wake-up ends its pop at once.
-        wait_keys = [keys.signal(op, worker), k.hand, k.wake]
+        wait_keys = [keys.signal(tag, worker), k.hand, k.wake]
         bound = min(max(timeout, 0.01), 4.0)
         res: Sequence[bytes | str] | None
         if waiter is not None:
@@ -675,25 +862,29 @@ class Queue:
             return []
         return [_handed(op, res[1])]
 
-    async def unidle(self, op: str, worker: str, lease: float, *, wake: bool) -> list[Job]:
+    async def unidle(
+        self, op: str, worker: str, lease: float, *, wake: bool, shard: int = 0
+    ) -> list[Job]:
         """Hand this worker nothing more (it is stopping).
 
         Returns the hand-offs no idle worker is left to take. With ``wake``, its blocking
         :meth:`wait_for_work` ends at once.
         """
+        tag = self.tags(op)[shard]
         res = await scripts.UNIDLE.call(
             self.batcher,
-            UnidleKeys(keys.idle(op), keys.hand(op), keys.signal(op, worker)),
+            UnidleKeys(keys.idle(tag), keys.hand(tag), keys.signal(tag, worker)),
             UnidleArgv(worker, int(lease * 1000), "1" if wake else ""),
         )
         return [_handed(op, entry) for entry in res]
 
     async def renew(self, job: Job, lease: float) -> str:
         """Extend a lease: ``ok``, ``cancel`` (cancel requested) or ``lost``."""
-        op, rid = job.op, job.request_id
+        rid = job.request_id
+        tag = self.tag_of(job.op, rid)
         res = await scripts.RENEW.call(
             self.batcher,
-            RenewKeys(keys.record(op, rid), keys.of(op).running),
+            RenewKeys(keys.record(tag, rid), keys.of(tag).running),
             RenewArgv(keys.member(rid, job.client), job.token, self.now_ms(), int(lease * 1000)),
         )
         return _s(res)
@@ -701,8 +892,9 @@ class Queue:
     async def progress(self, job: Job, percent: float, message: str | None) -> str:
         """Record and publish progress: ``ok`` or ``lost``."""
         payload = orjson.dumps({"percent": percent, "message": message}).decode()
-        op, rid, k = job.op, job.request_id, keys.of(job.op)
-        ck = _client_keys(op, job.client)
+        rid = job.request_id
+        op = self.tag_of(job.op, rid)  # the shard's tag names its keys
+        k, ck = keys.of(op), _client_keys(op, job.client)
         res = await scripts.PROGRESS.call(
             self.batcher,
             ProgressKeys(
@@ -722,7 +914,8 @@ class Queue:
 
         A tick's finishes to one operation go as one script run (see Batcher.call_merged).
         """
-        op, rid = job.op, job.request_id
+        rid = job.request_id
+        op = self.tag_of(job.op, rid)  # the shard's tag names its keys
         ck = _client_keys(op, job.client)
         res = await scripts.FINISH.call_merged(
             self.batcher,
@@ -736,8 +929,9 @@ class Queue:
 
     async def release(self, job: Job) -> str:
         """Hand a claimed request back to the head of the queue: ``released`` or ``lost``."""
-        op, rid, k = job.op, job.request_id, keys.of(job.op)
-        ck = _client_keys(op, job.client)
+        rid = job.request_id
+        op = self.tag_of(job.op, rid)  # the shard's tag names its keys
+        k, ck = keys.of(op), _client_keys(op, job.client)
         res = await scripts.RELEASE.call(
             self.batcher,
             ReleaseKeys(
@@ -757,6 +951,7 @@ class Queue:
         self, op: str, request_id: str, client: str, error_json: str
     ) -> tuple[str, dict[str, str] | None]:
         """Cancel: ``canceled``, ``requested`` (running), ``already``, ``conflict``, ``missing``."""
+        op = self.tag_of(op, request_id)  # the shard's tag names its keys
         k, ck = keys.of(op), _client_keys(op, client)
         res = await scripts.CANCEL.call(
             self.batcher,
@@ -804,55 +999,96 @@ class Queue:
         res = await self._read(op, request_id, self.now_ms(), mode, watch_client)
         if not res:
             return None
-        rank = int(res[1])
+        rank, finished, run_ms = int(res[1]), int(res[2]), int(res[3])
+        for ahead, n, d in res[6:]:
+            rank, finished, run_ms = (
+                rank + int(ahead) if rank >= 0 else rank,
+                finished + int(n),
+                run_ms + int(d),
+            )
         text = _s(res[4]) if res[4] else None
         return Snapshot(
             record=orjson.loads(res[0]),
             position=rank if rank >= 0 else None,
-            finished_recently=int(res[2]),
-            run_ms_recently=int(res[3]),
+            finished_recently=finished,
+            run_ms_recently=run_ms,
             result=None if with_input else text,
             kept_events=tuple(_s(e) for e in res[5]),
             input=text if with_input else None,
         )
 
     async def stats(self, op: str) -> OpStats:
-        """Queued, running, live workers and recent throughput of one operation."""
-        k = keys.of(op)
-        res = await scripts.STATS.call(
-            self.batcher,
-            StatsKeys(k.pending, k.delayed, k.running, k.workers, k.tput),
-            StatsArgv(self.now_ms()),
+        """Queued, running, live workers and recent throughput of one operation.
+
+        A sharded operation's figures are its shards' summed; workers claim from every shard,
+        so its workers are the most any shard counts.
+        """
+        now = self.now_ms()
+        rows = await asyncio.gather(
+            *(
+                scripts.STATS.call(
+                    self.batcher,
+                    StatsKeys(k.pending, k.delayed, k.running, k.workers, k.tput),
+                    StatsArgv(now),
+                )
+                for k in map(keys.of, self.tags(op))
+            )
         )
-        return OpStats(*(int(x) for x in res))
+        if len(rows) == 1:
+            return OpStats(*(int(x) for x in rows[0]))
+        queued, running, workers, finished, run_ms = 0, 0, 0, 0, 0
+        for row in rows:
+            queued, running = queued + int(row[0]), running + int(row[1])
+            workers = max(workers, int(row[2]))
+            finished, run_ms = finished + int(row[3]), run_ms + int(row[4])
+        return OpStats(queued, running, workers, finished, run_ms)
 
     def _read(
         self, op: str, request_id: str, now: int, with_result: str, watch_client: str
     ) -> Awaitable[Any]:
-        k = keys.of(op)
-        return scripts.READ.call(
+        # A sharded request's read also counts what the other shards hold ahead of it and
+        # their throughput (issued together: one round trip); their rows follow the read's.
+        tag = self.tag_of(op, request_id)
+        k = keys.of(tag)
+        read = scripts.READ.call(
             self.batcher,
             ReadKeys(
-                keys.record(op, request_id), keys.ev(op, request_id), k.pending, k.tput, k.running
+                keys.record(tag, request_id),
+                keys.ev(tag, request_id),
+                k.pending,
+                k.tput,
+                k.running,
             ),
             ReadArgv(now, with_result, watch_client),
         )
+        if op not in self.shards:
+            return read
+        return _joined(read, self._ahead_calls(op, request_id, now))
 
     async def depth(self, op: str) -> int:
-        """How many requests wait in the operation's queue."""
-        return int(await self.redis.zcard(keys.pending(op)))
+        """How many requests wait in the operation's queue (all its shards)."""
+        counts = await asyncio.gather(*(self.redis.zcard(keys.pending(t)) for t in self.tags(op)))
+        return sum(int(c) for c in counts)
 
     async def list_ids(
         self, op: str, client: str, before: tuple[int, str] | None, limit: int
     ) -> list[tuple[str, int]]:
-        """A client's request ids, newest first, strictly before the cursor ``(ms, id)``."""
-        index = keys.client_index(op, client)
+        """A client's request ids, newest first, strictly before the cursor ``(ms, id)``
+        (a sharded operation's: every shard's index read, merged)."""
         top: str | int = "+inf" if before is None else before[0]
-        rows = await self.redis.zrevrangebyscore(
-            index, top, "-inf", start=0, num=limit + 64, withscores=True
-        )
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for tag in self.tags(op):
+                pipe.zrevrangebyscore(
+                    keys.client_index(tag, client),
+                    top,
+                    "-inf",
+                    start=0,
+                    num=limit + 64,
+                    withscores=True,
+                )
+            per_shard = await pipe.execute()
         out: list[tuple[str, int]] = []
-        for member, score in rows:  # type: ignore[str-unpack]
+        for member, score in (row for rows in per_shard for row in rows):
             rid, ms = _s(member), int(float(score))
             if before is not None and (ms, rid) >= before:
                 continue
@@ -872,34 +1108,55 @@ class Queue:
                 gone.append(rid)
                 out.append(None)
                 continue
-            rank = int(res[1])
+            rank, finished, run_ms = int(res[1]), int(res[2]), int(res[3])
+            for ahead, n, d in res[6:]:  # a sharded request's other shards
+                rank = rank + int(ahead) if rank >= 0 else rank
+                finished, run_ms = finished + int(n), run_ms + int(d)
             out.append(
                 Snapshot(
                     orjson.loads(res[0]),
                     rank if rank >= 0 else None,
-                    int(res[2]),
-                    int(res[3]),
+                    finished,
+                    run_ms,
                     None,
                 )
             )
         if gone:
-            await self.redis.zrem(keys.client_index(op, client), *gone)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for tag in self.tags(op):
+                    pipe.zrem(keys.client_index(tag, client), *gone)
+                await pipe.execute()
         return out
 
     async def ranks(self, op: str, requests: Sequence[tuple[str, str]]) -> list[int | None]:
         """Positions of many ``(id, client)`` requests in one pipeline (None: not queued)."""
-        pending = keys.pending(op)
+        if op not in self.shards:
+            pending = keys.pending(op)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for rid, client in requests:
+                    pipe.zrank(pending, keys.member(rid, client))
+                rows = await pipe.execute()
+            return [None if r is None else int(r) for r in rows]
+        # Sharded: the own shard's rank, then the other shards' counts ahead, per request.
+        width = self.shards[op]
         async with self.redis.pipeline(transaction=False) as pipe:
             for rid, client in requests:
-                pipe.zrank(pending, keys.member(rid, client))
+                pipe.zrank(keys.pending(self.tag_of(op, rid)), keys.member(rid, client))
+                for tag, bound in self._others(op, rid):
+                    pipe.zcount(keys.pending(tag), "-inf", bound)
             rows = await pipe.execute()
-        return [None if r is None else int(r) for r in rows]
+        out: list[int | None] = []
+        for i in range(len(requests)):
+            own, *ahead = rows[i * width : (i + 1) * width]
+            out.append(None if own is None else int(own) + sum(int(a) for a in ahead))
+        return out
 
     async def flag_client_stream(self, ops: Sequence[str], client: str, ttl: int) -> None:
         """Keep the client's events for resuming its all-requests stream for ``ttl`` s."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for op in ops:
-                pipe.set(keys.glob(op, client), "1", ex=ttl)
+                for tag in self.tags(op):
+                    pipe.set(keys.glob(tag, client), "1", ex=ttl)
             await pipe.execute()
 
     async def client_events(
@@ -910,15 +1167,17 @@ class Queue:
         The flag is False when some events after ``after`` were trimmed away.
         """
         start = f"({after[0]}-{after[1]}"
+        # A sharded operation's events are kept per shard: every shard's stream is read.
+        streams = [(op, tag) for op in ops for tag in self.tags(op)]
         async with self.redis.pipeline(transaction=False) as pipe:
-            for op in ops:
-                stream = keys.cev(op, client)
+            for _, tag in streams:
+                stream = keys.cev(tag, client)
                 pipe.xrange(stream, min=start, max="+", count=limit)
                 pipe.execute_command("XINFO", "STREAM", stream)
             rows = await pipe.execute(raise_on_error=False)
         out: list[tuple[str, str, str]] = []
         complete = True
-        for i, op in enumerate(ops):
+        for i, (op, _) in enumerate(streams):
             entries, info = rows[2 * i], rows[2 * i + 1]
             if isinstance(entries, Exception):
                 raise entries
@@ -1037,9 +1296,10 @@ def _handed(op: str, entry: bytes | str) -> Job:
     )
 
 
-def _submit_args(req: NewRequest, now: int) -> tuple[SubmitCallKeys, SubmitCallArgv]:
-    # One submit's share of a submit.lua call.
-    op, rid, client, idem = req.op, req.id, req.client, req.idempotency_key
+def _submit_args(req: NewRequest, now: int, tag: str = "") -> tuple[SubmitCallKeys, SubmitCallArgv]:
+    # One submit's share of a submit.lua call (to the shard tagged ``tag``, default the
+    # operation's only one).
+    op, rid, client, idem = tag or req.op, req.id, req.client, req.idempotency_key
     index, no_idem, rate, glob, cev = _client_keys(op, client)
     return (
         SubmitCallKeys(
@@ -1101,8 +1361,9 @@ _NOT_YET = Submitted("conflict", "", None, None)
 
 
 @functools.lru_cache(maxsize=1024)
-def _submit_fixed(op: str) -> tuple[SubmitKeys, SubmitArgv]:
-    # The same for every submit to ``op``: built once, and what the batcher merges calls by.
+def _submit_fixed(op: str, sharded: bool = False) -> tuple[SubmitKeys, SubmitArgv]:
+    # The same for every submit to ``op`` (a shard's tag): built once, and what the batcher
+    # merges calls by. A sharded operation's scores are by submit time (comparable across shards).
     k = keys.of(op)
     return (
         SubmitKeys(
@@ -1118,7 +1379,9 @@ def _submit_fixed(op: str) -> tuple[SubmitKeys, SubmitArgv]:
             k.hist_s,
             k.hist_m,
         ),
-        SubmitArgv(k.events_channel, k.watched_channel, _IDEMPOTENCY_TTL),
+        SubmitArgv(
+            k.events_channel, k.watched_channel, _IDEMPOTENCY_TTL, "clock" if sharded else ""
+        ),
     )
 
 
@@ -1169,6 +1432,26 @@ def _client_keys(op: str, client: str) -> _ClientKeys:
         keys.glob(op, client),
         keys.cev(op, client),
     )
+
+
+def _bound(max_score: float | None) -> str:
+    # A claim's max_score argument: none, unknown heads (-inf: pop nothing), or a score.
+    if max_score is None or max_score == math.inf:
+        return "+inf"
+    return "-inf" if max_score == -math.inf else str(int(max_score))
+
+
+def _score(request_id: str) -> int:
+    # A sharded request's pending score, from its id (see submit.lua).
+    return (10 - ids.id_priority(request_id)) * PRIORITY_STEP + ids.id_time_ms(request_id)
+
+
+async def _joined(first: Awaitable[Any], rest: Sequence[Awaitable[Any]]) -> Any:
+    # The first call's reply (a list, or false when nothing), then the others' replies.
+    replies = await asyncio.gather(first, *rest)
+    if not replies[0]:
+        return replies[0]
+    return [*replies[0], *replies[1:]]
 
 
 def _glob_escape(text: str) -> str:

@@ -158,6 +158,8 @@ class OperationSettings:
     run_in: Literal["loop", "thread", "process"] | None = None
     max_input_bytes: int | None = None
     description: str = ""
+    # Queue shards on different cluster slots (docs/contract-notes.md: order across shards).
+    shards: int = 1
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,11 @@ class Settings:
     def replace(self, **sections: Any) -> Settings:
         """A copy with whole sections replaced (tests use it)."""
         return dataclasses.replace(self, **sections)
+
+    @property
+    def shards(self) -> dict[str, int]:
+        """Each operation's queue shards (operations.<op>.shards)."""
+        return {name: op.shards for name, op in self.operations.items()}
 
 
 def load_settings(
@@ -479,8 +486,12 @@ def _check_operation(name: str, op: OperationSettings) -> None:
         raise ConfigError(f"{where}.max_lost: must be 0 or more")
     if op.queue_timeout is not None:
         _positive(f"{where}.queue_timeout", op.queue_timeout)
+    if not 1 <= op.shards <= MAX_SHARDS:
+        raise ConfigError(f"{where}.shards: must be 1 to {MAX_SHARDS}")
 
 
+# One id character names a request's shard (service.queue.ids, keys.MAX_SHARDS).
+MAX_SHARDS = 32
 # Names that paths under /v1/ or Redis hash tags use already: an operation's keys are tagged
 # {name}, and the webhook keys {wh} (webhooks/keys.py).
 RESERVED = ("queue", "operations", "webhooks", "wh")

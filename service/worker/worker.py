@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 
 from service.handlers import RejectedInput, Retryable
 from service.queue import keys, problems
-from service.queue.store import Job, Outcome, Queue, Waiter
+from service.queue.store import FIFO_WINDOW_MS, Job, Outcome, Queue, Waiter
 from service.registry import Operation
 from service.runtime import logs
 from service.runtime.cluster import resubscribe_pause, subscribe
@@ -102,6 +102,15 @@ class Worker:
         self._renewed_at = time.monotonic()
         # The lease tokens of the requests submits hand this worker (lua/submit.lua).
         self._handed_prefix = f"{self.id}:h"
+        # One claim loop per shard of each operation (one, unsharded).
+        self._shards = [(op, s) for op in operations for s in range(queue.shard_count(op))]
+        # A sharded operation's shard heads (pending scores) as this worker's claims last saw
+        # them (inf: empty; -inf: not seen yet, so nothing is popped before every shard's first
+        # claim reported its head), and an event set whenever one moves.
+        self._heads = {
+            op: [-math.inf] * queue.shard_count(op) for op in queue.shards if op in operations
+        }
+        self._heads_moved = asyncio.Event()
         self._executor = ThreadPoolExecutor(
             max_workers=max(4, settings.concurrency), thread_name_prefix="acceptd-handler"
         )
@@ -125,11 +134,20 @@ class Worker:
     def _free(self) -> int:
         return self.settings.concurrency - len(self._running)
 
+    def _claimable(self) -> int:
+        # Free slots no claim in flight has asked for: concurrent claim loops (operations,
+        # shards) never claim more than there is room for, which would hand requests back
+        # (and reorder them).
+        return self._free() - self._claiming
+
+    _claiming = 0
+
     async def run(self) -> None:
         """Claim and run until cancelled (use :meth:`shutdown` to stop gracefully)."""
         logs.bind(worker=self.id)  # inherited by every task started below
         self._claim_loops = [
-            asyncio.create_task(self._claim_loop(op), name=f"claim:{op}") for op in self.operations
+            asyncio.create_task(self._claim_loop(op, shard), name=f"claim:{op}:{shard}")
+            for op, shard in self._shards
         ]
         tasks = list(self._claim_loops)
         tasks.append(asyncio.create_task(self._renew_loop(), name="renew"))
@@ -165,23 +183,34 @@ class Worker:
         lease = self.settings.lease_seconds
         try:
             async with asyncio.timeout(STOP_CLAIMING_PATIENCE):
-                for op in self.operations:
-                    for job in await self.queue.unidle(op, self.id, lease, wake=True):
+                for op, shard in self._shards:
+                    for job in await self.queue.unidle(op, self.id, lease, wake=True, shard=shard):
                         self._take(job)
+                self._heads_moved.set()  # a loop held back by other shards stops at once
                 loops = [t for t in self._claim_loops if not t.done()]
                 if loops:
                     await asyncio.wait(loops)
-                for op in self.operations:
-                    for job in await self.queue.unidle(op, self.id, lease, wake=False):
+                for op, shard in self._shards:
+                    for job in await self.queue.unidle(op, self.id, lease, wake=False, shard=shard):
                         self._take(job)
         except (RedisError, TimeoutError) as exc:
             # A hand-off missed here waits out its lease, then runs elsewhere, uncounted.
             log.warning("could not take back hand-offs while stopping: %s", exc)
 
-    async def _claim(self, op: str) -> int:
-        free = self._free()
+    async def _claim(self, op: str, shard: int = 0) -> int:
+        """Claim from one shard of ``op``: how many jobs it took; -1 when it took none while
+        the shard holds requests that must wait for other shards' (``FIFO_WINDOW_MS``)."""
+        free = self._claimable()
         if free <= 0 or self._stopping:
             return 0
+        self._claiming += free
+        try:
+            return await self._claim_slots(op, shard, free)
+        finally:
+            self._claiming -= free
+            self._slot_freed.set()  # what this claim did not take is free for the others
+
+    async def _claim_slots(self, op: str, shard: int, free: int) -> int:
         if self._running and self._renewals_stale():
             # After an outage or a stalled loop, renew what this worker holds before its own
             # claim script could take it back as abandoned; while renewals still fail (Redis
@@ -191,21 +220,38 @@ class Worker:
                 raise RedisConnectionError("renewals are failing; not claiming until they succeed")
         self._claims += 1
         token = f"{self.id}:{self._claims}"
-        jobs, self._next_due = await self.queue.claim(
+        heads = self._heads.get(op)
+        max_score = None
+        if heads is not None:
+            # A sharded operation: take no request submitted more than FIFO_WINDOW_MS after
+            # the other shards' heads (as last seen here), so shards are drained in step.
+            max_score = min((h for i, h in enumerate(heads) if i != shard), default=math.inf)
+            max_score += FIFO_WINDOW_MS
+        got = await self.queue.claim_shard(
             op,
             self.id,
             token,
             free,
             self.settings.lease_seconds,
             self.settings.idle_check_seconds * 3,
-            # Each operation's submits may hand this worker one request: only with room for all.
-            idle=self._idle_wait() if free >= len(self.operations) else 0.0,
+            # Each shard's submits may hand this worker one request: only with room for all.
+            idle=self._idle_wait() if free >= len(self._shards) else 0.0,
             max_lost=self.operations[op].settings.max_lost,
             on_recovered=self._recovered_counter(op),
+            shard=shard,
+            max_score=max_score,
         )
-        for job in jobs:
+        self._next_due = got.soonest
+        for job in got.jobs:
             self._take(job)
-        return len(jobs)
+        if heads is not None and got.head is not None:
+            head = float(got.head) if got.head else math.inf
+            if head != heads[shard]:
+                heads[shard] = head
+                self._heads_moved.set()
+            if not got.jobs and got.head:
+                return -1
+        return len(got.jobs)
 
     _next_due: int | None = None
 
@@ -222,11 +268,13 @@ class Worker:
         # queue.wait_for_work bounds its blocking pop to 4 s.
         return min(self.settings.idle_check_seconds, 4.0)
 
-    async def _claim_loop(self, op: str) -> None:
+    async def _claim_loop(self, op: str, shard: int = 0) -> None:
+        # One per shard: a cluster's blocking pop waits on one slot, the shard's node.
         waiter = Waiter(self.queue.redis)
         try:
-            await self._upgrade(op)
-            await self._claim_until_stopped(op, waiter)
+            if shard == 0:
+                await self._upgrade(op)
+            await self._claim_until_stopped(op, waiter, shard)
         finally:
             await waiter.close()
 
@@ -247,22 +295,29 @@ class Worker:
                 log.info("%s: upgraded %d queue entries an older release left", op, upgraded)
             return
 
-    async def _claim_until_stopped(self, op: str, waiter: Waiter) -> None:
+    async def _claim_until_stopped(self, op: str, waiter: Waiter, shard: int = 0) -> None:
         while not self._stopping:
-            if self._free() <= 0:
+            if self._claimable() <= 0:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
             try:
-                claimed = await self._claim(op)
+                self._heads_moved.clear()
+                claimed = await self._claim(op, shard)
                 self._outage.succeeded()
+                if claimed < 0:
+                    # Held back for the other shards: claim again once their heads move.
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(FIFO_WINDOW_MS / 1000):
+                            await self._heads_moved.wait()
+                    continue
                 if claimed:
                     continue
                 timeout = self._idle_wait()
                 if self._next_due is not None:
                     timeout = min(timeout, max((self._next_due - self.queue.now_ms()) / 1000, 0.01))
                 # A job handed over is leased to this worker: it runs even when stopping.
-                handed = await self.queue.wait_for_work(op, self.id, timeout, waiter)
+                handed = await self.queue.wait_for_work(op, self.id, timeout, waiter, shard=shard)
                 for job in handed:
                     if not job.token.startswith(self._handed_prefix):
                         # Handed to another worker (one that died or stopped idle): its lease
@@ -476,7 +531,9 @@ class Worker:
                 self._stop_handler(rid, "cancel")
 
     async def _control_loop(self) -> None:
-        channels = [keys.control_channel(op) for op in self.operations]
+        channels = [
+            keys.control_channel(tag) for op in self.operations for tag in self.queue.tags(op)
+        ]
 
         def on_message(_channel: bytes, data: bytes) -> None:
             with contextlib.suppress(ValueError, KeyError, TypeError):

@@ -15,9 +15,12 @@
   ARGV[5] worker_ttl_ms    heartbeat validity
   ARGV[6] idle_ms          0: do not register idle
   ARGV[7] recover          '1': with due retries or expired leases, return only those
+  ARGV[8] max_score        '' for none; else pop only members scored at most this (a sharded
+                           operation's claim: see Queue.claim), and return the head's score
 Touches only the operation's own keys: the requests' keys are declared by the scripts the
 caller runs next, one per member returned (start.lua, recover.lua, promote.lua, expire.lua).
-Returns {popped, stalled, due, soonest_due_or_-1, handed, expired}. With recover = '1' and any
+Returns {popped, stalled, due, soonest_due_or_-1, handed, expired[, head]} (head: with a
+max_score, the score of the first member left in pending, '' when it is empty). With recover = '1' and any
 found, only stalled (members of expired leases, left in running), due (retries whose backoff
 has elapsed, left in delayed) and expired (queued requests past their Queue-Timeout, left in
 deadlines), at most 100 each: the caller recovers, promotes and expires them, then claims again
@@ -44,6 +47,7 @@ local max_jobs = tonumber(ARGV[4])
 local worker_ttl_ms = tonumber(ARGV[5])
 local idle_ms = tonumber(ARGV[6])
 local recover = ARGV[7]
+local max_score = ARGV[8]
 --- @include "includes/fmt"
 --- @include "includes/unregister"
 --- @include "includes/charged"
@@ -65,15 +69,25 @@ end
 local given = take_charged()
 local popped = {}
 if max_jobs > #given then
-  local flat = redis.call('ZPOPMIN', pending, max_jobs - #given)
+  local flat
+  if max_score == '' then
+    flat = redis.call('ZPOPMIN', pending, max_jobs - #given)
+  else
+    flat = redis.call('ZRANGE', pending, '-inf', max_score, 'BYSCORE', 'LIMIT', 0,
+      max_jobs - #given, 'WITHSCORES')
+    for i = 1, #flat, 2 do redis.call('ZREM', pending, flat[i]) end
+  end
   local deadline = now + tonumber(lease_ms)
   for i = 1, #flat, 2 do
     popped[#popped + 1] = flat[i]
     redis.call('ZADD', running, deadline, flat[i])
   end
 end
+local head = nil
+if max_score ~= '' then head = redis.call('ZRANGE', pending, 0, 0, 'WITHSCORES')[2] or '' end
 if #popped > 0 and redis.call('ZCARD', pending) > 0 then wake_workers() end
-if #popped == 0 and #given == 0 and idle_ms > 0 then
+-- Held back by max_score, the worker is not idle: work is queued.
+if #popped == 0 and #given == 0 and idle_ms > 0 and (head == nil or head == '') then
   redis.call('ZADD', idle, now + idle_ms, lease_ms .. ' ' .. worker)
 end
 -- The soonest retry, lease or queue deadline to fall due after those handled now (an idle
@@ -91,4 +105,5 @@ local deadline_next = redis.call('ZRANGE', deadlines, 0, 0, 'WITHSCORES')
 if deadline_next[2] and (soonest < 0 or tonumber(deadline_next[2]) < soonest) then
   soonest = tonumber(deadline_next[2])
 end
+if head ~= nil then return {popped, {}, {}, fmt(soonest), given, {}, head} end
 return {popped, {}, {}, fmt(soonest), given, {}}

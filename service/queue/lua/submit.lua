@@ -13,6 +13,8 @@
   ARGV[1] events_channel   every state change
   ARGV[2] watched_channel  changes someone waits for or streams
   ARGV[3] idem_ttl         seconds an Idempotency-Key is kept
+  ARGV[4] arrival          '': order by the seq counter; 'clock': by submit time (a sharded
+                           operation's shards compare their scores: (10 - priority) * 2^42 + now)
   each call:
   KEYS[+1] record          r:<id>
   KEYS[+2] client_index    c:<client>
@@ -22,7 +24,7 @@
   KEYS[+6] cev             cev:<client>, the client's kept events
   ARGV[+1] id              the request's id
   ARGV[+2] client          the submitting client
-  ARGV[+3] priority        0-9
+  ARGV[+3] priority        -10 to 10
   ARGV[+4] input           JSON
   ARGV[+5] now             ms
   ARGV[+6] max_depth       queue length at which submits are refused
@@ -58,8 +60,9 @@ local hist_m = KEYS[11]
 local events_channel = ARGV[1]
 local watched_channel = ARGV[2]
 local idem_ttl = ARGV[3]
+local arrival = ARGV[4]
 -- Calls follow the fixed KEYS and ARGV, this many of each per call.
-local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 11, 6, 3, 19
+local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 11, 6, 4, 19
 local hooked = {running = hooked_running}
 --- @include "includes/fmt"
 --- @include "includes/emit"
@@ -102,6 +105,7 @@ local function submit(rk, c)
   if depth >= tonumber(c.max_depth) then return {'full', depth} end
   local n = redis.call('INCR', seq)
   local score = (10 - tonumber(c.priority)) * 1099511627776 + n
+  if arrival ~= '' then score = (10 - tonumber(c.priority)) * 4398046511104 + now end
   local rec = {id = c.id, client = c.client, status = 'queued',
     prio = c.priority, score = fmt(score), attempt = '1', max_att = c.attempts,
     timeout = c.timeout_ms, ttl = c.ttl, backoff = c.backoff_ms, created = c.now,
