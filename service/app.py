@@ -31,6 +31,7 @@ from service.runtime.config import ConfigError, Settings
 from service.runtime.embedded import EmbeddedRedis
 from service.runtime.metrics import Metrics
 from service.runtime.redis import connect
+from service.runtime.tasks import stop
 from service.state import (
     CallbackChecker,
     Roles,
@@ -167,9 +168,7 @@ async def metrics_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop(task)
         metrics.flush()
 
 
@@ -243,9 +242,7 @@ async def dispatcher_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         app[runtime_key].dispatcher_running = False
         await dispatcher.drain(min(settings.server.shutdown_grace_seconds, 20.0))
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop(task)
 
 
 async def presence_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -266,9 +263,7 @@ async def presence_ctx(app: web.Application) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop(task)
         for pid in ids:
             with contextlib.suppress(Exception):
                 await presence.withdraw(redis, pid)
@@ -307,7 +302,5 @@ async def worker_ctx(app: web.Application) -> AsyncIterator[None]:
     finally:
         app[runtime_key].worker_running = False
         await worker.shutdown(settings.server.shutdown_grace_seconds)
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop(task)
         watchdog.stop()

@@ -29,6 +29,7 @@ from service.queue.events import RESYNC, Event
 from service.queue.status import TERMINAL, Status
 from service.queue.store import Queue
 from service.queue.times import rfc3339
+from service.runtime.tasks import stop
 from service.state import hub_key, metrics_key, operations_key, queue_key, settings_key
 
 log = logging.getLogger(__name__)
@@ -140,16 +141,9 @@ async def position_ticker(app: web.Application) -> None:
     streams = app[streams_key]
     queue = app[queue_key]
     ops: list[str] = list(app[operations_key].keys())
-    task = asyncio.current_task()
-    while True:
-        # redis-py can turn a cancellation that lands mid-call into an error this loop
-        # survives; the task still shows it, so honour it (else shutdown waits forever).
-        if task is not None and task.cancelling():
-            raise asyncio.CancelledError
+    while True:  # errors are survived: stopped with service.runtime.tasks.stop
         await asyncio.sleep(POSITION_INTERVAL)
         await _sweep_queue_timeouts(queue, ops)
-        if task is not None and task.cancelling():
-            raise asyncio.CancelledError
         for op in list(streams.queued):
             group = [s for s in streams.queued.get(op, ()) if s.request_id]
             if not group:
@@ -427,9 +421,7 @@ async def client_events(request: web.Request) -> web.StreamResponse:
         for remove in removers:
             remove()
         if refresher is not None:
-            refresher.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await refresher
+            await stop(refresher)
         _release(request, stream)
         if resp is not None:
             with contextlib.suppress(Exception):
@@ -523,9 +515,7 @@ async def streams_ctx(app: web.Application) -> AsyncIterator[None]:
     app[streams_key] = streams
     ticker = asyncio.create_task(position_ticker(app), name="position-ticker")
     yield
-    ticker.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await ticker
+    await stop(ticker)
 
 
 async def close_streams(app: web.Application) -> None:

@@ -9,7 +9,6 @@ hub routes them by id or client without parsing JSON nobody listens to.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
@@ -22,6 +21,7 @@ from service.queue import keys
 from service.runtime.cluster import resubscribe_pause, subscribe
 from service.runtime.outage import Outage
 from service.runtime.redis import Client
+from service.runtime.tasks import stop
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +82,7 @@ class EventHub:
     async def stop(self) -> None:
         """Unsubscribe and wait for the reader to end."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop(self._task)
             self._task = None
 
     def watch_request(self, request_id: str, listener: Listener) -> Callable[[], None]:

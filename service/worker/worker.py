@@ -30,6 +30,7 @@ from service.runtime.cluster import resubscribe_pause, subscribe
 from service.runtime.config import WorkerSettings
 from service.runtime.metrics import Metrics
 from service.runtime.outage import Outage
+from service.runtime.tasks import stop
 from service.worker.context import JobContext
 from service.worker.processes import ProcessRunner
 
@@ -155,9 +156,7 @@ class Worker:
         try:
             await asyncio.gather(*tasks)
         finally:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await asyncio.gather(*(stop(t) for t in tasks), return_exceptions=True)
 
     async def shutdown(self, grace: float) -> None:
         """Stop claiming; let running handlers finish for ``grace`` s, then hand them back."""
