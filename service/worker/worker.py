@@ -63,7 +63,8 @@ def _result_outcome(job: Job, op: Operation, result: Any) -> tuple[Outcome, str]
     try:
         result_json = json.dumps(result, separators=(",", ":"), ensure_ascii=False)
         # Stored as UTF-8: a lone surrogate (UnicodeEncodeError) fails here, not the store.
-        size = len(result_json.encode())
+        # ASCII text (the usual result) is its own encoding: no copy is made to measure it.
+        size = len(result_json) if result_json.isascii() else len(result_json.encode())
     except (TypeError, ValueError, RecursionError):
         # RecursionError: nested too deep for the encoder (inputs are bounded at submit).
         log.exception("%s %s returned a result that is not JSON", job.op, job.request_id)
