@@ -27,7 +27,7 @@ VENVS = BENCH / ".peers"
 
 NOTES = {
     "arq": {
-        "enqueue": "`enqueue_job` from 50 coroutines",
+        "enqueue": "`enqueue_job` from 50 coroutines; N jobs, no worker (the backlog drain's fill)",
         "drain": "producer `enqueue_job` from 50 coroutines; worker `arq peer_arq.WorkerSettings` "
         "(1 process), hiredis, max_jobs 50, poll_delay 10 ms (default 0.5 s); "
         "done: ZCARD arq:queue = 0",
@@ -36,7 +36,8 @@ NOTES = {
         "latency": "`job.result(poll_delay=1 ms)` (polls); worker poll 10 ms",
     },
     "saq": {
-        "enqueue": "`queue.enqueue` from 50 coroutines (max_concurrent_ops 50)",
+        "enqueue": "`queue.enqueue` from 50 coroutines (max_concurrent_ops 50); N jobs, no "
+        "worker (the backlog drain's fill)",
         "drain": "producer `queue.enqueue` from 50 coroutines; worker `saq peer_saq.settings` "
         "(1 process, the CLI's default), hiredis, concurrency 50 (default 10); "
         "done: ZCARD saq:default:incomplete = 0",
@@ -46,7 +47,8 @@ NOTES = {
         "(`queue.apply` polls every 0.5 s)",
     },
     "dramatiq": {
-        "enqueue": "`actor.send` from 50 threads (sync redis-py)",
+        "enqueue": "`actor.send` from 50 threads (sync redis-py); N jobs, no worker (the "
+        "backlog drain's fill)",
         "drain": "producer `actor.send` from 50 threads; worker `dramatiq peer_dramatiq` "
         "(its defaults: 1 process per core, 8 threads each), hiredis, Results middleware; "
         "done: HLEN dramatiq:default.msgs = 0",
@@ -239,8 +241,16 @@ def run(bench: Bench, peer: Peer, mode: str) -> Run:
 
 
 def fill(bench: Bench, peer: Peer) -> int:
-    """Queue N jobs with the peer's own enqueue (no worker running): how many it queued."""
+    """Queue N jobs with the peer's own enqueue, no worker running: the backlog drain's fill,
+    which is also a run of the peer's direct enqueue row (the same measure). How many it queued.
+    """
+    c0 = bench.cpu_snapshot({})
     fin = run_client(
         client(bench, peer, "enqueue"), bench.log_path(f"{peer.name}-fill"), 130, env(bench)
     )
-    return int(need(fin, f"{peer.name} fill")["n"])
+    c1 = bench.cpu_snapshot({})
+    res = need(fin, f"{peer.name} fill")
+    n = int(res["n"])
+    cpu = cpu_per_job(c0, c1, n, fin, res["cpu_s"])
+    peer.rows["enqueue"].runs.append(Run(n / res["enqueue_elapsed"], cpu))
+    return n
