@@ -137,18 +137,21 @@ def parse(value: str, stream_keys: Sequence[str]) -> Cursor:
     fp, base_ms, base_seq, rest = match[1], int(match[2], 16), int(match[3] or "0", 16), match[4]
     first = (base_ms, base_seq)
     cursor = Cursor(stream_keys, _before(first))
-    if fp != cursor.fp:
-        return cursor  # another subscription's: its base on every stream
-    last = -1
+    entries: list[tuple[int, Pos]] = []
     for entry in _ENTRY.finditer(rest):
         index, dms, seq = int(entry[1], 16), int(entry[2], 16), int(entry[3] or "0", 16)
-        if index <= last or index >= cursor.size:
-            raise BadCursor("stream index out of order or range")
+        if entries and index <= entries[-1][0]:
+            raise BadCursor("stream indexes out of order")
         pos = (base_ms + dms, seq)
         if pos < first:
-            raise BadCursor("entry below the base")
+            raise BadCursor("an entry below the base")
+        entries.append((index, pos))
+    if fp != cursor.fp:
+        return cursor  # another subscription's: its base on every stream
+    for index, pos in entries:
+        if index >= cursor.size:
+            raise BadCursor("no such stream")
         cursor.advance(index, pos)
-        last = index
     return cursor
 
 

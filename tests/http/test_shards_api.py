@@ -215,7 +215,7 @@ async def test_a_resume_sends_every_missed_event_once(app_client: MakeClient, wh
     assert all(e.id and e.id.startswith("v1.") for e in got)
 
     # Where each event is kept (read from Redis): its stream and its id there.
-    queue = c.server.app[queue_key]
+    queue = c.app[queue_key]
     where: dict[Seen, tuple[str, tuple[int, int]]] = {}
     for name in submitters:
         for op in (OP, "echo"):
