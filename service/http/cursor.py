@@ -75,8 +75,8 @@ class Cursor:
         self.fp = fingerprint(stream_keys)
         self.base = base  # the last id handled on every stream without an entry
         self.positions: dict[int, Pos] = {}  # the others' (always above base)
-        self._parts: dict[int, str] = {}
-        self._order: list[int] = []
+        self._order: list[int] = []  # their indexes, ascending
+        self._parts: list[str] = []  # their entries' text, in the same order
         first = _after(base)
         self.base_ms = first[0]
         text = f"{first[0]:x}" if first[1] == 0 else f"{first[0]:x}-{first[1]:x}"
@@ -90,28 +90,33 @@ class Cursor:
         """Record the index-th stream's event ``pos`` as handled (it is above its position)."""
         if pos <= self.base:
             return
-        if index not in self.positions:
-            bisect.insort(self._order, index)
+        new = index not in self.positions
         self.positions[index] = pos
         if self.plain:
             return
         ms, seq = pos
-        dms = ms - self.base_ms
-        self._parts[index] = f".{index:x}_{dms:x}" if seq == 0 else f".{index:x}_{dms:x}-{seq:x}"
+        part = f".{index:x}_{ms - self.base_ms:x}"
+        if seq:
+            part += f"-{seq:x}"
+        k = bisect.bisect_left(self._order, index)
+        if new:
+            self._order.insert(k, index)
+            self._parts.insert(k, part)
+        else:
+            self._parts[k] = part
 
     def text(self, plain_id: str = "") -> str:
         """The id of the event just advanced (``plain_id``: its stream's own, sent as is by a
         one-stream subscription)."""
         if self.plain:
-            return plain_id or (f"{self.base[0]}-{self.base[1]}")
-        text = self._head + "".join([self._parts[i] for i in self._order])
-        while len(text) > MAX_LENGTH and self._order:
+            return plain_id or f"{self.base[0]}-{self.base[1]}"
+        text = self._head + "".join(self._parts)
+        while len(text) > MAX_LENGTH:
             # Too many streams to name: forget the one furthest behind. A resume then sends
             # its events from the base on: some twice, none missed.
-            oldest = min(self._order, key=self.positions.__getitem__)
-            self._order.remove(oldest)
-            del self.positions[oldest], self._parts[oldest]
-            text = self._head + "".join([self._parts[i] for i in self._order])
+            k = min(range(len(self._order)), key=lambda j: self.positions[self._order[j]])
+            del self.positions[self._order[k]], self._order[k], self._parts[k]
+            text = self._head + "".join(self._parts)
         return text
 
 
