@@ -506,7 +506,12 @@ def build_openapi(operations: dict[str, Operation]) -> dict[str, Any]:
             "summary": "Every event of the client's requests",
             "parameters": [
                 {"name": "operation", "in": "query", "schema": {"enum": list(operations)}},
-                LAST_EVENT_ID,
+                {
+                    **LAST_EVENT_ID,
+                    "description": "The id of the last event received: an opaque cursor (or a"
+                    " plain <ms>-<seq> where the stream merges no streams), sent back as is",
+                    "schema": {"type": "string", "maxLength": 4000},
+                },
                 ACCESS_TOKEN,
                 CLIENT_QUERY,
             ],
