@@ -39,6 +39,10 @@ ACCEPTED_HEADERS = {
     "Preference-Applied": _header("respond-async when that preference was honoured"),
 }
 
+QUEUE_CLIENT = _header(
+    "Only on an operator's retry: the client the new request was made for (whose it is)"
+)
+
 REQUEST_ID = {
     "name": "request_id",
     "in": "path",
@@ -469,9 +473,10 @@ def build_openapi(operations: dict[str, Operation]) -> dict[str, Any]:
                                                    if h["name"] != "Queue-Priority"],
                      "responses": {
                          "201": _json({}, "Finished synchronously: the result",
-                                      {"Location": _header("The final resource's absolute URL")}),
+                                      {"Location": _header("The final resource's absolute URL"),
+                                       "Queue-Client": QUEUE_CLIENT}),
                          "202": _json(MONITOR_REF, "Accepted: the new request's status monitor",
-                                      ACCEPTED_HEADERS),
+                                      {**ACCEPTED_HEADERS, "Queue-Client": QUEUE_CLIENT}),
                          "400": _problem("Malformed header"),
                          "404": _problem("Unknown or purged"),
                          "409": _problem("Queued, running or succeeded: not retryable"),

@@ -12,6 +12,7 @@ from service.app import create_app
 from service.queue import presence
 from service.state import Roles
 from tests.http.test_api import ASYNC, Client, MakeClient, make_settings, post, wait_status
+from tests.support import handlers
 from tests.support.sse_client import SSEvent, read_events
 
 
@@ -159,6 +160,40 @@ async def test_an_operator_sees_and_acts_on_every_clients_requests(app_client: M
     assert await resp.json() == {"kept": True, "input": {}}
     resp = await client.get(f"/v1/queue/requests/{ids['alice']}/input", headers=bearer("bob"))
     assert resp.status == 404
+
+
+async def test_an_operators_synchronous_retry_says_whose_in_every_answer(
+    app_client: MakeClient,
+) -> None:
+    client = await app_client(
+        auth={"clients": ADMIN_CLIENTS},
+        operations={"fails-once": {"handler": "tests.support.handlers:fails_once", "attempts": 1}},
+    )
+    handlers.FAIL_ONCE.update({"sync-1", "sync-2"})
+    ids = {}
+    for key in ("sync-1", "sync-2"):
+        resp = await client.post("/v1/fails-once", json={"key": key}, headers=bearer("bob"))
+        assert resp.status == 500
+        ids[key] = (await resp.json())["request_id"]
+    # 201: the body is the result itself, so the header says whose.
+    resp = await client.post(f"/v1/queue/requests/{ids['sync-1']}/retry", headers=bearer("ops"))
+    assert resp.status == 201, await resp.text()
+    assert resp.headers["Queue-Client"] == "bob"
+    assert await resp.json() == {"key": "sync-1", "attempt": 1}
+    # The new request's error answered synchronously: the header and the problem's client.
+    handlers.FAIL_ONCE.add("sync-2")
+    resp = await client.post(f"/v1/queue/requests/{ids['sync-2']}/retry", headers=bearer("ops"))
+    problem = await resp.json(content_type=None)
+    assert resp.status == 500 and problem["client"] == "bob", problem
+    assert resp.headers["Queue-Client"] == "bob"
+    # 202 too (the monitor's client was there already); a client's own retry says nothing.
+    resp = await client.post(
+        f"/v1/queue/requests/{ids['sync-2']}/retry", headers={**bearer("ops"), **ASYNC}
+    )
+    assert resp.status == 202 and resp.headers["Queue-Client"] == "bob"
+    assert (await resp.json())["client"] == "bob"
+    resp = await client.post(f"/v1/queue/requests/{ids['sync-2']}/retry", headers=bearer("bob"))
+    assert resp.status == 201 and "Queue-Client" not in resp.headers
 
 
 async def test_an_operator_follows_every_clients_events_saying_whose(
