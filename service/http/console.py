@@ -46,7 +46,8 @@ async def get_history(request: web.Request) -> web.Response:
         names = [name]
     queue = request.app[queue_key]
     now = queue.now_ms()
-    rows = await history.read(request.app[redis_key], names, window, now)
+    tags = {name: queue.tags(name) for name in names}  # a sharded operation's every shard
+    rows = await history.read(request.app[redis_key], names, window, now, tags)
     return json_response(
         {
             "window_seconds": window,

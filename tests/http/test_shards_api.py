@@ -137,3 +137,24 @@ async def test_a_bulk_submit_spreads_over_shards(app_client: MakeClient) -> None
     assert sorted(item["position"] for item in got) == list(range(7))
     again = await (await c.post(f"/v1/{OP}/batch", json={"requests": items[-1:]})).json()
     assert again["items"][0]["id"] == got[-1]["id"]
+
+
+@both
+async def test_history_sums_every_shard(app_client: MakeClient) -> None:
+    c = await sharded(app_client, run_worker=False)
+    made = [(await post(c, OP, {"n": n}, **ASYNC))[1]["id"] for n in range(9)]
+    assert len({ids.id_shard(rid) for rid in made}) == 3
+    for rid in made[:3]:
+        assert (await c.delete(f"/v1/queue/requests/{rid}")).status == 200
+    path = f"/v1/queue/history?operation={OP}&window=1m"
+    [hist] = (await (await c.get(path)).json())["operations"]
+    assert hist["totals"] == {"submitted": 9, "succeeded": 0, "failed": 0, "canceled": 3}
+    assert hist["queue_depth"][-1] == 6  # each shard's last sample, added up
+    # A worker drains every shard: the console's overview counts them all.
+    w = await sharded(app_client, run_worker=True)
+    for rid in made[3:]:
+        await wait_status(w, rid, {"succeeded"})
+    [hist] = (await (await w.get(path)).json())["operations"]
+    assert hist["totals"] == {"submitted": 9, "succeeded": 6, "failed": 0, "canceled": 3}
+    assert hist["queue_depth"][-1] == 0
+    assert hist["run_ms"]["count"] == 6 and hist["wait_ms"]["count"] == 6
