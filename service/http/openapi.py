@@ -43,6 +43,25 @@ QUEUE_CLIENT = _header(
     "Only on an operator's retry: the client the new request was made for (whose it is)"
 )
 
+TIMELINE_ENTRY = {
+    "type": "object",
+    "required": ["at", "event", "status", "attempt", "source"],
+    "properties": {
+        "at": {"type": "string", "format": "date-time"},
+        "event": {"type": "string", "enum": ["created", "started", "progress", "requeued",
+                                             "cancel_requested", "succeeded", "failed",
+                                             "canceled"]},
+        "status": {"type": "string", "description": "The request's status after it"},
+        "attempt": {"type": "integer"},
+        "source": {"type": "string", "enum": ["events", "monitor"],
+                   "description": "A stored event, or the record's timestamps"},
+        "seq": {"type": "integer", "description": "A stored event's number (its id in the "
+                                                  "request's event stream)"},
+        "progress": {"type": "object"},
+        "error": {"type": "object", "description": "A failed or canceled end: type and title"},
+    },
+}  # fmt: skip
+
 REQUEST_ID = {
     "name": "request_id",
     "in": "path",
@@ -454,6 +473,21 @@ def build_openapi(operations: dict[str, Operation]) -> dict[str, Any]:
                     "responses": {"200": _json({"type": "object", "properties": {
                         "items": {"type": "array", "items": DELIVERY}}}, "Deliveries"),
                                   "400": _problem("Invalid query parameter"),
+                                  "404": _problem("Unknown or purged")}}},
+        "/v1/queue/requests/{request_id}/timeline": {
+            "get": {"operationId": "get_timeline", "summary": "The request's event timeline",
+                    "description": "Oldest first. From its stored events where any remain (kept "
+                                   "for resuming streams: the request's last 64 once a stream was "
+                                   "opened on it, its client's while an all-requests stream is "
+                                   "open), else, and for what they miss, from the record's "
+                                   "timestamps (source: monitor). The monitor's access rules; an "
+                                   "operator's answer carries client",
+                    "parameters": [REQUEST_ID],
+                    "responses": {"200": _json({"type": "object", "required": ["id", "status", "items"],
+                                                "properties": {
+                        "id": {"type": "string"}, "status": {"type": "string"},
+                        "client": {"type": "string", "description": "Operators only: whose"},
+                        "items": {"type": "array", "items": TIMELINE_ENTRY}}}, "The timeline"),
                                   "404": _problem("Unknown or purged")}}},
         "/v1/queue/requests/{request_id}/input": {
             "get": {"operationId": "get_input", "summary": "The request's input, while kept",

@@ -83,9 +83,7 @@ def percentiles(counts: Sequence[int]) -> Percentiles:
     return Percentiles(out[0], out[1], total)
 
 
-def _depths(
-    buckets: dict[int, dict[str, int]], first: int, last: int
-) -> list[int | None]:
+def _depths(buckets: dict[int, dict[str, int]], first: int, last: int) -> list[int | None]:
     # The last depth sample in or before each bucket, carried forward through quiet ones.
     sample: int | None = None
     older = [b for b in buckets if b < first and "q" in buckets[b]]

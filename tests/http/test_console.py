@@ -263,3 +263,67 @@ async def _first_data(reader: AsyncIterator[SSEvent], n: int) -> AsyncIterator[S
             count += 1
             if count == n:
                 return
+
+
+async def timeline_of(client: Client, rid: str, who: str = "alice") -> Any:
+    resp = await client.get(f"/v1/queue/requests/{rid}/timeline", headers=bearer(who))
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+def steps(body: Any) -> list[tuple[str, str]]:
+    return [(item["event"], item["source"]) for item in body["items"]]
+
+
+async def test_a_requests_timeline_comes_from_its_stored_events_else_its_monitor(
+    app_client: MakeClient,
+) -> None:
+    client = await app_client(auth={"clients": ADMIN_CLIENTS})
+    alice = bearer("alice")
+    # No stream was ever opened: the record's milestones.
+    resp = await client.post("/v1/echo", json={"n": 1}, headers=alice)
+    plain = resp.headers["Location"].rsplit("/", 1)[1]
+    body = await timeline_of(client, plain)
+    assert body["id"] == plain and body["status"] == "succeeded" and "client" not in body
+    assert steps(body) == [("created", "monitor"), ("started", "monitor"), ("succeeded", "monitor")]
+    assert all(item["at"].endswith("Z") for item in body["items"])
+    # An all-requests stream keeps the client's events (cev): every step from them, numbered.
+    async with asyncio.timeout(10):
+        resp = await client.get("/v1/queue/events?operation=echo", headers=alice)
+        reader = read_events(resp)
+        await anext(reader)  # the retry hint: the stream is open
+        _, made, _ = await post(client, "echo", {"n": 2}, **ASYNC, **alice)
+        async for ev in reader:
+            if ev.data and ev.json().get("status") == "succeeded":
+                break
+        resp.close()
+    body = await timeline_of(client, made["id"])
+    assert steps(body) == [("created", "events"), ("started", "events"), ("succeeded", "events")]
+    assert body["items"][0]["seq"] == 1 and body["items"][-1]["seq"] >= 2
+    # A per-request stream opened on a running request keeps its events from then on: the
+    # cancel asked for and the end come from them, what came before from the record.
+    _, hung, _ = await post(client, "hang", {}, **ASYNC, **alice)
+    path = f"/v1/queue/requests/{hung['id']}"
+    await wait_for(client, path, lambda b: b["status"] == "running", headers=alice)
+    async with asyncio.timeout(10):
+        resp = await client.get(path + "/events", headers=alice)
+        assert resp.status == 200
+        await anext(read_events(resp))
+        resp.close()
+    assert (await client.delete(path, headers=alice)).status == 202
+    await wait_for(client, path, lambda b: b["status"] == "canceled", headers=alice)
+    body = await timeline_of(client, hung["id"])
+    got = steps(body)
+    assert got[0] == ("created", "monitor") and ("started", "monitor") in got
+    assert got[-2:] == [("cancel_requested", "events"), ("canceled", "events")], got
+    assert body["items"][-1]["error"]["type"] == "urn:acceptd:problem:canceled"
+    ats = [item["at"] for item in body["items"]]
+    assert ats == sorted(ats)
+    # The monitor's access rules: its owner and operators (saying whose); 404 for anyone else.
+    theirs = await timeline_of(client, hung["id"], who="ops")
+    assert theirs["client"] == "alice" and steps(theirs) == got
+    for rid, who in ((hung["id"], "bob"), ("0" * 34, "alice"), ("nope", "alice")):
+        resp = await client.get(f"/v1/queue/requests/{rid}/timeline", headers=bearer(who))
+        assert resp.status == 404
+        assert resp.headers["Content-Type"].startswith("application/problem+json")
+    assert (await client.get(f"{path}/timeline")).status == 401
