@@ -121,6 +121,11 @@ async def test_the_all_requests_stream_merges_the_shards(
                 break
         resp.close()
     assert {e.json()["id"] for e in got} == set(made)
+    # Each request's timeline reads the events its own shard kept for the client.
+    for rid in made:
+        body = await (await c.get(f"/v1/queue/requests/{rid}/timeline")).json()
+        steps = [(item["event"], item["source"]) for item in body["items"]]
+        assert steps == [("created", "events"), ("started", "events"), ("succeeded", "events")]
     # Resuming with Last-Event-ID across shards is not checked here: the shards' kept
     # streams number their events independently (see docs/contract-notes.md).
 
