@@ -122,6 +122,11 @@ async def test_the_all_requests_stream_merges_the_shards(
                 break
         resp.close()
     assert {e.json()["id"] for e in got} == set(made)
+    # Each request's timeline reads the events its own shard kept for the client.
+    for rid in made:
+        body = await (await c.get(f"/v1/queue/requests/{rid}/timeline")).json()
+        steps = [(item["event"], item["source"]) for item in body["items"]]
+        assert steps == [("created", "events"), ("started", "events"), ("succeeded", "events")]
     # Resuming with Last-Event-ID across shards: test_a_resume_sends_every_missed_event_once.
 
 
@@ -263,3 +268,24 @@ async def test_a_resume_sends_every_missed_event_once(app_client: MakeClient, wh
         assert sorted(_seen(e) for e in rest) == sorted(
             [_seen(e) for e in replay[half + 1 :]] + [(marker, "queued")]
         )
+
+
+@both
+async def test_history_sums_every_shard(app_client: MakeClient) -> None:
+    c = await sharded(app_client, run_worker=False)
+    made = [(await post(c, OP, {"n": n}, **ASYNC))[1]["id"] for n in range(9)]
+    assert len({ids.id_shard(rid) for rid in made}) == 3
+    for rid in made[:3]:
+        assert (await c.delete(f"/v1/queue/requests/{rid}")).status == 200
+    path = f"/v1/queue/history?operation={OP}&window=1m"
+    [hist] = (await (await c.get(path)).json())["operations"]
+    assert hist["totals"] == {"submitted": 9, "succeeded": 0, "failed": 0, "canceled": 3}
+    assert hist["queue_depth"][-1] == 6  # each shard's last sample, added up
+    # A worker drains every shard: the console's overview counts them all.
+    w = await sharded(app_client, run_worker=True)
+    for rid in made[3:]:
+        await wait_status(w, rid, {"succeeded"})
+    [hist] = (await (await w.get(path)).json())["operations"]
+    assert hist["totals"] == {"submitted": 9, "succeeded": 6, "failed": 0, "canceled": 3}
+    assert hist["queue_depth"][-1] == 0
+    assert hist["run_ms"]["count"] == 6 and hist["wait_ms"]["count"] == 6
