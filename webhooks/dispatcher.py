@@ -173,7 +173,12 @@ class Dispatcher:
                     for tag in self._sources:
                         step = functools.partial(self._fanout_step, [tag])
                         tg.create_task(self._forever(f"fan-out {tag}", step))
-                tg.create_task(self._forever("wake", self._wake_step))
+                if self._reader is not None:
+                    tg.create_task(self._forever("wake", self._wake_step))
+                else:  # a cluster: one blocking pop names one slot's keys, so one per partition
+                    for part in self.store.layout.parts:
+                        step = functools.partial(self._wake_step, [part])
+                        tg.create_task(self._forever(f"wake {part.tag}", step))
                 tg.create_task(self._forever("send", self._send_step))
         finally:
             for task in list(self._sending):
@@ -261,7 +266,7 @@ class Dispatcher:
                     raise
         # Operations added to the config since a client subscribed start reporting too.
         await self.store.rehook()
-        await self.store.upgrade_due()
+        await self.store.upgrade()
         self._groups_ready = True
 
     async def _fanout_step(self, ops: Sequence[str] | None = None) -> None:
@@ -476,8 +481,8 @@ class Dispatcher:
 
     # Sending
 
-    async def _wake_step(self) -> None:
-        if await self.store.wait_for_work(self.block_seconds):
+    async def _wake_step(self, parts: Sequence[keys.Part] | None = None) -> None:
+        if await self.store.wait_for_work(self.block_seconds, parts):
             self._claim_wanted = True
             self._wake.set()
 
