@@ -74,6 +74,8 @@ class DispatchSettings(Protocol):
     def concurrency(self) -> int: ...
     @property
     def per_endpoint_concurrency(self) -> int: ...
+    @property
+    def partitions(self) -> int | None: ...
 
 
 class Dispatcher:
@@ -118,7 +120,9 @@ class Dispatcher:
         }
         self.render = render
         self.clock = clock
-        self.store = store or WebhookStore(redis, operations, clock, shards=shards)
+        self.store = store or WebhookStore(
+            redis, operations, clock, shards=shards, partitions=settings.partitions
+        )
         self.on_attempt = on_attempt
         # A send never outlives its timeout, so a lease a bit longer is never cut short; the
         # margin covers signing, recording the attempt and clock differences between hosts.
