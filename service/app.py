@@ -198,6 +198,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         list(settings.operations),
         max_endpoints=settings.webhooks.max_endpoints_per_client,
         shards=shards,
+        partitions=settings.webhooks.partitions,
     )
     try:
         yield

@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from service.app import create_app
+from service.queue import ids
 from service.state import Roles
 from tests.http.test_api import ASYNC, assert_problem, make_settings
 from tests.support.cluster import both
@@ -371,3 +372,40 @@ async def test_bulk_submit_items_have_their_own_callbacks(
     got = {r.path: r.verify(secret)["data"] for r in receiver.received}
     assert got["/all"]["id"] == out[0]["id"] and got["/own"]["id"] == out[1]["id"]
     assert got["/own"]["result"] == {"i": 1}
+
+
+@both
+async def test_a_sharded_operations_requests_are_each_delivered_once_signed(
+    app_client: MakeClient, receiver: Receiver
+) -> None:
+    c = await app_client(
+        operations={"hot": {"handler": "service.operations.echo:echo", "shards": 3}}
+    )
+    resp = await c.post(
+        "/v1/webhooks/endpoints",
+        json={"url": receiver.url + "/hook", "operations": ["hot"]},
+        headers=ALICE,
+    )
+    assert resp.status == 201
+    endpoint = await resp.json()
+    made = []
+    for n in range(12):
+        resp = await c.post("/v1/hot", json={"n": n}, headers={**ALICE, **ASYNC})
+        made.append((await resp.json())["id"])
+    assert len({ids.id_shard(rid) for rid in made}) == 3  # every shard's outbox is read
+    # Bob's requests on the same shards never reach Alice's endpoint.
+    for n in range(3):
+        assert (await c.post("/v1/hot", json={"n": n}, headers={**BOB, **ASYNC})).status == 202
+    log = f"/v1/webhooks/endpoints/{endpoint['id']}/deliveries?limit=200"
+
+    async def all_delivered() -> bool:
+        items = (await (await c.get(log, headers=ALICE)).json())["items"]
+        return len(items) == len(made) and all(d["status"] == "delivered" for d in items)
+
+    await wait_until(all_delivered, timeout=20)
+    bodies = [r.verify(endpoint["secret"]) for r in receiver.received]  # each one signed
+    assert sorted(b["data"]["id"] for b in bodies) == sorted(made)  # every request, once
+    assert {b["type"] for b in bodies} == {"request.succeeded"}
+    assert len({r.webhook_id for r in receiver.received}) == len(made)
+    items = (await (await c.get(log, headers=ALICE)).json())["items"]
+    assert all(len(d["attempts"]) == 1 for d in items)
