@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,31 +41,6 @@ def settings(**overrides: Any) -> WebhookSettings:
 
 
 StartDispatcher = Callable[..., Dispatcher]
-
-
-@pytest.fixture
-async def start(redis_client: Redis) -> AsyncIterator[StartDispatcher]:
-    """Start dispatchers running in the background; all are stopped at the end."""
-    tasks: list[asyncio.Task[None]] = []
-
-    def run(conf: WebhookSettings | None = None, **kwargs: Any) -> Dispatcher:
-        dispatcher = Dispatcher(redis_client, conf or settings(), OPS, render, **kwargs)
-        tasks.append(asyncio.create_task(dispatcher.run()))
-        return dispatcher
-
-    yield run
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    """A receiver answering 200 unless scripted otherwise."""
-    async with Receiver() as r:
-        yield r
 
 
 @pytest.fixture

@@ -3,49 +3,17 @@ partition count changes (a release before partitions had one, ``{wh}``)."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-from collections.abc import AsyncIterator
-from typing import Any
-
 import pytest
 from redis.asyncio import Redis
 
-from service.http.monitor import render
 from service.queue import keys as core_keys
-from service.runtime.config import WebhookSettings
 from tests.support.cluster import LocalCluster, both
 from tests.support.webhooks import Receiver, finish_request, wait_until
 from tests.webhooks.test_dispatch import CLIENT, OPS, StartDispatcher, settings
-from webhooks import Dispatcher, WebhookStore, keys
+from webhooks import WebhookStore, keys
 from webhooks.keys import Partitions
 
 ENDPOINTS = 12
-
-
-@pytest.fixture
-async def start(redis_client: Redis) -> AsyncIterator[StartDispatcher]:
-    """Start dispatchers running in the background; all are stopped at the end."""
-    tasks: list[asyncio.Task[None]] = []
-
-    def run(conf: WebhookSettings | None = None, **kwargs: Any) -> Dispatcher:
-        dispatcher = Dispatcher(redis_client, conf or settings(), OPS, render, **kwargs)
-        tasks.append(asyncio.create_task(dispatcher.run()))
-        return dispatcher
-
-    yield run
-    for task in tasks:
-        task.cancel()
-    for task in tasks:
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    """A receiver answering 200."""
-    async with Receiver() as r:
-        yield r
 
 
 def test_partition_zero_is_the_tag_of_every_release_before_partitions() -> None:
