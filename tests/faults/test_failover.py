@@ -48,7 +48,11 @@ DRAIN_SECONDS = 30.0
 # loopback replication lags by well under a millisecond; this is generous.
 LAG_WINDOW = 1.0
 
-pytestmark = pytest.mark.timeout(120)
+pytestmark = [
+    pytest.mark.timeout(120),
+    # What async replication lost is allowed and reported (the suite makes other warnings errors).
+    pytest.mark.filterwarnings("default:asynchronous replication lost:UserWarning"),
+]
 
 
 @pytest.fixture

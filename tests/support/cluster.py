@@ -72,6 +72,10 @@ class Node:
             "--logfile", "server.log",
             # A replica's master may be gone: the replica still answers.
             "--cluster-require-full-coverage", "no",
+            # A replica syncs at once (the default waits 5 s for more replicas to share the
+            # transfer): one that never synced refuses to fail over ("disconnected from primary
+            # for longer than allowed").
+            "--repl-diskless-sync-delay", "0",
         ]  # fmt: skip
         self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
             args,
@@ -176,6 +180,12 @@ class LocalCluster:
                 timeout,
                 f"node {node.port} to see the cluster ok",
             )
+        for replica in self.replicas:
+            _wait(
+                functools.partial(_synced, replica),
+                timeout,
+                f"replica {replica.port} to finish its first sync",
+            )
 
     def _ok(self, node: Node) -> bool:
         info = cmd(node, "CLUSTER", "INFO").decode()
@@ -211,6 +221,11 @@ class LocalCluster:
         """Stop every node."""
         for node in self.nodes:
             node.stop()
+
+
+def _synced(node: Node) -> bool:
+    """Whether a replica's link to its master is up (its first sync done)."""
+    return node.client.info("replication").get("master_link_status") == "up"
 
 
 def _state_ok(node: Node) -> bool:
