@@ -176,11 +176,9 @@ def index_sweeper(app: web.Application) -> IndexSweeper:
     submit (the configured ones; the anonymous one in open mode)."""
     settings, queue, ops = app[settings_key], app[queue_key], app[operations_key]
     return IndexSweeper(
-        queue.redis,
-        {name: queue.tags(name) for name in ops},
+        queue,
         {name: op.settings.result_ttl for name, op in ops.items()},
         [c.name for c in settings.auth.clients] or [ANONYMOUS],
-        queue.clock,
     )
 
 

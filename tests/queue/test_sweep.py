@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from service.queue import keys
+from service.queue import keys, scripts
+from service.queue.scripts import ForgetArgv, ForgetCallArgv, ForgetCallKeys, ForgetKeys
 from service.queue.store import Limits, NewRequest, Queue
 from service.queue.sweep import IndexSweeper
 from tests.support.cluster import both
@@ -64,10 +65,8 @@ async def _index(queue: Queue, client: str) -> set[str]:
     return out
 
 
-def _sweeper(queue: Queue, clock: Clock, **kw: Any) -> IndexSweeper:
-    return IndexSweeper(
-        queue.redis, {OP: queue.tags(OP)}, {OP: LIMITS.result_ttl}, ["alice", "bob"], clock, **kw
-    )
+def _sweeper(queue: Queue, **kw: Any) -> IndexSweeper:
+    return IndexSweeper(queue, {OP: LIMITS.result_ttl}, ["alice", "bob"], **kw)
 
 
 @both
@@ -92,7 +91,7 @@ async def test_the_sweep_keeps_only_live_requests_and_the_listing_still_pages(
     assert await _index(queue, "alice") == set(old + recent)
 
     # Small reads and budget: several ticks, cursors stepping past the live ids.
-    sweeper = _sweeper(queue, clock, batch=4, budget=8)
+    sweeper = _sweeper(queue, batch=4, budget=8)
     removed = 0
     for _ in range(30):
         removed += await sweeper.sweep()
@@ -102,7 +101,7 @@ async def test_the_sweep_keeps_only_live_requests_and_the_listing_still_pages(
     assert await _index(queue, "alice") == set(queued + recent)
     assert await _index(queue, "bob") == set()
     # Idempotent: another process's sweep (own cursors) finds nothing more to remove.
-    assert await _sweeper(queue, clock).sweep() == 0
+    assert await _sweeper(queue).sweep() == 0
 
     # The listing pages over what is left, newest first.
     pages: list[str] = []
@@ -131,7 +130,7 @@ async def test_live_requests_of_one_millisecond_do_not_stall_the_sweep(
     await _run_these(queue, dead)
     await _expired(queue, dead)
     clock.now += 10
-    sweeper = _sweeper(queue, clock, batch=3, budget=3)  # one read of 3 per tick
+    sweeper = _sweeper(queue, batch=3, budget=3)  # one read of 3 per tick
     removed = 0
     for _ in range(20):
         removed += await sweeper.sweep()
@@ -147,3 +146,23 @@ async def test_live_requests_of_one_millisecond_do_not_stall_the_sweep(
         if await sweeper.sweep():
             break
     assert await _index(queue, "alice") == set(live[1:])
+
+
+async def test_forget_removes_only_ids_older_than_the_cutoff_whose_records_are_gone(
+    redis_client: Any,
+) -> None:
+    index = keys.client_index(OP, "alice")
+    await redis_client.zadd(index, {"a": 100, "b": 100, "c": 300})
+    await redis_client.hset(keys.record(OP, "b"), "id", "b")
+    calls = [
+        (ForgetCallKeys(keys.record(OP, rid)), ForgetCallArgv(rid)) for rid in ("a", "b", "c", "d")
+    ]
+    batcher = Queue(redis_client).batcher
+    flags = await scripts.FORGET.call_many(batcher, ForgetKeys(index), ForgetArgv(200), calls)
+    # a: gone and old, removed; b: live; c: gone but newer than the cutoff; d: not there.
+    assert flags == [1, 0, 0, 1]
+    members: Any = await redis_client.zrange(index, 0, -1)
+    assert members == [b"b", b"c"]
+    # Again (another process's sweep): nothing more to remove, the same answers.
+    again = await scripts.FORGET.call_many(batcher, ForgetKeys(index), ForgetArgv(200), calls)
+    assert again == [1, 0, 0, 1] and await redis_client.zcard(index) == 2
