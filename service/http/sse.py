@@ -22,13 +22,14 @@ from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
 from service.http import cursor, monitor
-from service.http.auth import client_of, listed_clients
+from service.http.auth import ANONYMOUS, client_of, listed_clients
 from service.http.common import base_url, dumps, find_operation, not_found, requested
 from service.http.errors import Problem
 from service.queue import keys
 from service.queue.events import RESYNC, Event
 from service.queue.status import TERMINAL, Status
 from service.queue.store import Queue
+from service.queue.sweep import IndexSweeper
 from service.queue.times import rfc3339
 from service.runtime.tasks import stop
 from service.state import hub_key, metrics_key, operations_key, queue_key, settings_key
@@ -137,11 +138,13 @@ async def position_ticker(app: web.Application) -> None:
     """Once a second, one pipeline per operation reads every watched position.
 
     The same tick sweeps the queue timeouts (``Queue.expire_due``): a request whose
-    Queue-Timeout passes in a queue no worker claims from still fails on time.
+    Queue-Timeout passes in a queue no worker claims from still fails on time. Then it sweeps
+    the listing indexes (:mod:`service.queue.sweep`): ids whose records expired leave them.
     """
     streams = app[streams_key]
     queue = app[queue_key]
     ops: list[str] = list(app[operations_key].keys())
+    sweeper = index_sweeper(app)
     while True:  # errors are survived: stopped with service.runtime.tasks.stop
         await asyncio.sleep(POSITION_INTERVAL)
         await _sweep_queue_timeouts(queue, ops)
@@ -165,6 +168,25 @@ async def position_ticker(app: web.Application) -> None:
                     {"status": "queued"}, rank, stats.finished_recently, stats.run_ms_recently, now
                 )
                 stream.offer(Position(rank, eta))
+        await _sweep_indexes(sweeper)
+
+
+def index_sweeper(app: web.Application) -> IndexSweeper:
+    """The sweeper of every listing index: each operation shard's, of every client that can
+    submit (the configured ones; the anonymous one in open mode)."""
+    settings, queue, ops = app[settings_key], app[queue_key], app[operations_key]
+    return IndexSweeper(
+        queue,
+        {name: op.settings.result_ttl for name, op in ops.items()},
+        [c.name for c in settings.auth.clients] or [ANONYMOUS],
+    )
+
+
+async def _sweep_indexes(sweeper: IndexSweeper) -> None:
+    try:
+        await sweeper.sweep()
+    except Exception as exc:  # Redis away: the next tick goes on from the same cursors
+        log.debug("listing index sweep failed: %s", exc)
 
 
 async def _sweep_queue_timeouts(queue: Queue, ops: list[str]) -> None:

@@ -228,6 +228,30 @@ class ExpireCallArgv(NamedTuple):
     member: str
 
 
+class ForgetKeys(NamedTuple):
+    """The forget script's fixed KEYS."""
+
+    client_index: str
+
+
+class ForgetArgv(NamedTuple):
+    """The forget script's fixed ARGV."""
+
+    cutoff: int
+
+
+class ForgetCallKeys(NamedTuple):
+    """The KEYS of one id the forget script checks."""
+
+    record: str
+
+
+class ForgetCallArgv(NamedTuple):
+    """The ARGV of one id the forget script checks."""
+
+    id: str
+
+
 class PromoteKeys(NamedTuple):
     """The promote script's KEYS."""
 
@@ -488,6 +512,14 @@ EXPIRE = Lua(
     call_keys=ExpireCallKeys,
     call_argv=ExpireCallArgv,
 )
+FORGET = Lua(
+    DIRECTORY,
+    "forget",
+    ForgetKeys,
+    ForgetArgv,
+    call_keys=ForgetCallKeys,
+    call_argv=ForgetCallArgv,
+)
 PROMOTE = Lua(DIRECTORY, "promote", PromoteKeys, PromoteArgv)
 UPGRADE = Lua(DIRECTORY, "upgrade", UpgradeKeys, UpgradeArgv)
 UNIDLE = Lua(DIRECTORY, "unidle", UnidleKeys, UnidleArgv)
@@ -517,6 +549,7 @@ ALL: dict[str, Lua[Any, Any]] = {
         START,
         RECOVER,
         EXPIRE,
+        FORGET,
         PROMOTE,
         UPGRADE,
         UNIDLE,

@@ -19,7 +19,7 @@ from service.queue.ids import new_request_id
 from service.queue.store import NewRequest, Queue
 from service.registry import build_operations
 from service.runtime.config import Settings, settings_from_dict
-from service.state import Roles
+from service.state import Roles, redis_key
 from service.worker.worker import Worker
 from tests.support.cluster import both, redis_section
 
@@ -492,6 +492,26 @@ async def test_listing_is_newest_first_with_cursor_and_filters(client: Client) -
         assert_problem(resp.headers, await resp.json(content_type=None), 400)
     for rid in ids:
         await client.delete(f"/v1/queue/requests/{rid}")
+
+
+async def test_the_api_sweeps_expired_requests_out_of_the_listing_index(
+    app_client: MakeClient,
+) -> None:
+    short = {"handler": "service.operations.echo:echo", "result_ttl": 1}
+    client = await app_client(operations={"short": short})
+    ids = [(await post(client, "short", {"i": i}, **ASYNC))[1]["id"] for i in range(3)]
+    for rid in ids:
+        await wait_status(client, rid, {"succeeded"})
+    redis = client.app[redis_key]
+    index = keys.client_index("short", "anonymous")
+    assert await redis.zcard(index) == 3
+    # Their records expire a second after finishing; the API's ticker then sweeps the index.
+    async with asyncio.timeout(15):
+        while await redis.zcard(index):
+            await asyncio.sleep(0.1)
+    assert not any([await redis.exists(keys.record("short", rid)) for rid in ids])
+    listing = await (await client.get("/v1/queue/requests?operation=short")).json()
+    assert listing["items"] == [] and listing["next"] is None
 
 
 @both

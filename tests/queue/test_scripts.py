@@ -44,6 +44,7 @@ def test_every_script_file_is_registered_with_its_callers_tuples() -> None:
         ("start", scripts.StartCallKeys, scripts.StartCallArgv),
         ("finish", scripts.FinishCallKeys, scripts.FinishCallArgv),
         ("expire", scripts.ExpireCallKeys, scripts.ExpireCallArgv),
+        ("forget", scripts.ForgetCallKeys, scripts.ForgetCallArgv),
     ],
 )
 def test_a_merged_script_declares_its_per_call_entries(

@@ -134,8 +134,8 @@ local function submit(rk, c)
   end
   redis.call('HSET', rk.record, unpack(args))
   redis.call('ZADD', rk.client_index, c.now, c.id)
-  -- The listing index forgets requests created long before any could still exist (their records
-  -- expire result_ttl after finishing); without this it would grow for ever.
+  -- The API's sweep (service/queue/sweep.py) drops ids whose records expired; this backstop
+  -- drops those of requests queued or running for over a week, and bounds an unswept index.
   redis.call('ZREMRANGEBYSCORE', rk.client_index, '-inf', now - (tonumber(c.ttl) + 604800) * 1000)
   if c.idem_hash ~= '' then redis.call('SET', rk.idempotency, c.id, 'EX', tonumber(idem_ttl)) end
   emit(rk, rec, 'status')
