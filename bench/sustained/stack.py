@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import socket
 import sys
 import time
 from pathlib import Path
@@ -52,9 +53,20 @@ class Stack:
             self.api.wait_for_http(f"{self.base}/readyz")
             for s in [*self.workers, self.dispatcher]:
                 s.wait_for_output("acceptd: running")
+            self._wait_for_receiver(30.0)
         except BaseException:
             self._stop_processes()
             raise
+
+    def _wait_for_receiver(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and self.receiver.is_alive():
+            try:
+                socket.create_connection(("127.0.0.1", self.hook_port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("the webhook receiver did not start")
 
     @property
     def base(self) -> str:
