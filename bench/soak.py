@@ -44,6 +44,10 @@ from sustained.report import Sample, Verdict  # noqa: E402
 from sustained.stack import Stack, rss  # noqa: E402
 from sustained.streams import Readers  # noqa: E402
 
+# Counted without their children: the driver's are the stack itself, valkey's an AOF rewrite's
+# short-lived fork (its pages mostly shared with the server's).
+OWN_ONLY = ("driver", "valkey", "receiver")
+
 
 def log(msg: str) -> None:
     print(f"[soak {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
@@ -143,7 +147,7 @@ class Soak:
             queued=left["pending"] + left["running"] + left["hand"],
             used_memory=used,
             keys=keys,
-            rss={n: rss(p, n != "driver") for n, p in self.stack.processes().items()},
+            rss={n: rss(p, n not in OWN_ONLY) for n, p in self.stack.processes().items()},
         )
         self.prev = {"done": finished, "delivered": hooks["n"], "events": events}
         return row

@@ -1,11 +1,10 @@
 """The soak's webhook endpoint: a bare HTTP/1.1 receiver in a process of its own.
 
-It answers 204 to every delivery and keeps only counts: deliveries, the sum of the delivered
-requests' id fingerprints (so the run checks each request was delivered exactly once without
-keeping a set of ids), and the distinct ``webhook-id`` count is left out on purpose (it would
-grow with the run). ``GET /stats`` answers ``{"n": …, "idsum": …}``. Bare, like
-``bench/webhook_delivery.py``'s: an aiohttp server's own CPU per request would be taken from the
-dispatcher it measures.
+It answers 204 to every delivery and keeps two numbers: the deliveries received and the sum of
+the delivered requests' id fingerprints, so the run checks that each request was delivered
+exactly once without a set of ids growing with it (its own RSS is in the table too).
+``GET /stats`` answers ``{"n": …, "idsum": …}``. Bare, like ``bench/webhook_delivery.py``'s:
+an aiohttp server's own CPU per request would be taken from the dispatcher it measures.
 """
 
 from __future__ import annotations

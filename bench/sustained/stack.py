@@ -164,8 +164,8 @@ class Stack:
 
 
 def rss(proc: psutil.Process, children: bool = True) -> int:
-    """Resident memory of a process and (but for the driver, whose children are the stack)
-    its children, e.g. a worker's process pool (0 once gone)."""
+    """Resident memory of a process and, with ``children``, of its children (a worker's
+    process pool); 0 once gone."""
     try:
         kids = proc.children(recursive=True) if children else []
         return int(proc.memory_info().rss + sum(c.memory_info().rss for c in kids))

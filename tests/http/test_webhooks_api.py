@@ -371,3 +371,26 @@ async def test_bulk_submit_items_have_their_own_callbacks(
     got = {r.path: r.verify(secret)["data"] for r in receiver.received}
     assert got["/all"]["id"] == out[0]["id"] and got["/own"]["id"] == out[1]["id"]
     assert got["/own"]["result"] == {"i": 1}
+
+
+async def test_settled_deliveries_are_kept_for_the_configured_retention(
+    app_client: MakeClient, receiver: Receiver, redis_client: Any
+) -> None:
+    from webhooks import WebhookStore
+    from webhooks import keys as wkeys
+
+    c = await app_client(webhooks={"delivery_retention_seconds": 120})
+    ep = await (
+        await c.post("/v1/webhooks/endpoints", json={"url": receiver.url + "/hook"}, headers=ALICE)
+    ).json()
+    await c.post("/v1/echo", json={}, headers=ALICE)
+    store = WebhookStore(redis_client, ["echo"])
+
+    async def settled() -> bool:
+        found = await store.list_deliveries("alice", ep["id"])
+        return bool(found) and found[0].status == "delivered"
+
+    await wait_until(settled)
+    [delivery] = await store.list_deliveries("alice", ep["id"])
+    for key in (wkeys.delivery(delivery.id), wkeys.delivery_log(delivery.id)):
+        assert 0 < await redis_client.ttl(key) <= 120
