@@ -33,6 +33,7 @@ sys.path[:0] = [str(BENCH), str(BENCH.parent)]
 
 import aiohttp  # noqa: E402
 import uvloop  # noqa: E402
+from procs import proc_cpu  # noqa: E402
 from report import Row  # noqa: E402
 from run import cpu_model  # noqa: E402
 from scenarios import ceilings  # noqa: E402
@@ -89,6 +90,12 @@ class Soak:
         self.since = time.time()
         self.samples: list[Sample] = []
         self.prev = {"done": 0, "delivered": 0, "events": 0}
+        self.prev_cpu = (time.monotonic(), self.stack_cpu())
+
+    def stack_cpu(self) -> float:
+        """CPU seconds used so far by the stack's processes (not the driver's, the receiver's)."""
+        procs = self.stack.processes()
+        return sum(proc_cpu(p) for n, p in procs.items() if n not in ("driver", "receiver"))
 
     def accounts(self, final: bool = False) -> Accounts:
         """What was accepted: with the lanes' requests still running (``final``) or not."""
@@ -150,6 +157,9 @@ class Soak:
             rss={n: rss(p, n not in OWN_ONLY) for n, p in self.stack.processes().items()},
         )
         self.prev = {"done": finished, "delivered": hooks["n"], "events": events}
+        now, cpu = time.monotonic(), self.stack_cpu()
+        row.cpu_s, row.seconds = cpu - self.prev_cpu[1], now - self.prev_cpu[0]
+        self.prev_cpu = (now, cpu)
         return row
 
     async def run(self, rate: float, minutes: float, interval: float) -> None:

@@ -39,6 +39,16 @@ class Sample:
     used_memory: int
     keys: int
     rss: dict[str, int] = field(default_factory=dict)
+    cpu_s: float = 0.0  # CPU seconds the stack (API, workers, dispatcher, valkey) used
+    seconds: float = 60.0  # the interval's length
+
+    @property
+    def cores(self) -> float:
+        return self.cpu_s / self.seconds if self.seconds else 0.0
+
+    @property
+    def cpu_us_per_job(self) -> float | None:
+        return self.cpu_s / self.completions * 1e6 if self.completions else None
 
 
 @dataclass
@@ -125,14 +135,17 @@ def table(samples: Sequence[Sample]) -> str:
     names = list(samples[0].rss) if samples else []
     head = (
         "| min | submits | errors | p50 ms | p99 ms | completions | webhooks | SSE events "
-        "| queued | Redis MiB | keys | " + " | ".join(f"RSS {n} MiB" for n in names) + " |"
+        "| queued | stack CPU, cores | CPU µs/job | Redis MiB | keys | "
+        + " | ".join(f"RSS {n} MiB" for n in names)
+        + " |"
     )
-    out = [head, "|" + "---:|" * (11 + len(names))]
+    out = [head, "|" + "---:|" * (13 + len(names))]
     for s in samples:
         cells = [
             f"{s.minute:g}", f"{s.submits:,}", f"{s.errors:,}", fmt_ms(s.p50_ms),
             fmt_ms(s.p99_ms), f"{s.completions:,}", f"{s.deliveries:,}", f"{s.sse_events:,}",
-            f"{s.queued:,}", f"{s.used_memory / MIB:,.1f}", f"{s.keys:,}",
+            f"{s.queued:,}", f"{s.cores:.2f}", fmt_ms(s.cpu_us_per_job),
+            f"{s.used_memory / MIB:,.1f}", f"{s.keys:,}",
             *(f"{s.rss[n] / MIB:,.1f}" for n in names),
         ]  # fmt: skip
         out.append("| " + " | ".join(cells) + " |")
