@@ -295,7 +295,7 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=1, help="acceptd worker processes")
     ap.add_argument("--connections", type=int, default=64, help="the load's connections")
     ap.add_argument("--keep", type=int, default=30, help="result_ttl and delivery retention, s")
-    ap.add_argument("--drain", type=float, default=120.0, help="seconds the drain may take")
+    ap.add_argument("--drain", type=float, default=300.0, help="seconds the drain may take")
     ap.add_argument("--no-ceilings", action="store_true", help="skip hello-world and EVALSHA")
     ap.add_argument("--out", default=str(BENCH / "results-soak.md"))
     args = ap.parse_args()
