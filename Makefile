@@ -71,7 +71,7 @@ fuzz: install-dev
 # of the README's table), and wrk, the HTTP load client, from Debian's packages when we are
 # root (without it the bench falls back to its own, slower aiohttp client).
 PEERS := arq saq dramatiq
-PEER_SPEC_arq := arq==0.28.0
+PEER_SPEC_arq := arq==0.28.0 hiredis
 PEER_SPEC_saq := saq[redis,hiredis]==0.26.4 typing_extensions
 PEER_SPEC_dramatiq := dramatiq[redis]==2.2.1 hiredis
 

@@ -1,7 +1,9 @@
-"""arq contender (runs in bench/.peers/arq): worker, enqueue, drain and latency modes.
+"""arq contender (runs in bench/.peers/arq): enqueue, drain and latency modes, ``WorkerSettings``.
 
-Worker: one process, ``max_jobs=50``, ``poll_delay=10 ms`` (the default 0.5 s poll would bound
-drain and latency by the poll). Result wait: ``job.result(poll_delay=1 ms)`` (arq polls).
+Worker: arq's CLI, ``arq peer_arq.WorkerSettings`` (one process), hiredis installed,
+``max_jobs=50`` (default 10), ``poll_delay=10 ms`` (arq sleeps that long between polls even
+when busy: its default 0.5 s would bound drain and latency by the poll). Result wait:
+``job.result(poll_delay=1 ms)`` (arq polls).
 Drain completion: ``ZCARD arq:queue == 0`` (arq removes a job from the queue in the same
 transaction that stores its result).
 """
@@ -16,8 +18,9 @@ from urllib.parse import urlparse
 from arq import create_pool
 from arq.connections import ArqRedis, RedisSettings
 from arq.constants import default_queue_name
-from arq.worker import Worker
 from peerlib import (
+    WORKER_CONCURRENCY,
+    WORKER_URL,
     cpu_seconds,
     emit,
     latency_summary,
@@ -45,17 +48,15 @@ async def on_startup(ctx: dict[str, Any]) -> None:
     ready()
 
 
-async def run_worker(url: str, concurrency: int) -> None:
-    worker = Worker(
-        functions=[echo],  # type: ignore[list-item]
-        redis_settings=settings(url),
-        max_jobs=concurrency,
-        poll_delay=WORKER_POLL,
-        on_startup=on_startup,
-        handle_signals=True,
-        keep_result=3600,
-    )
-    await worker.async_run()
+class WorkerSettings:
+    """The worker's settings for arq's CLI (``arq peer_arq.WorkerSettings``)."""
+
+    functions = [echo]
+    redis_settings = settings(WORKER_URL)
+    max_jobs = WORKER_CONCURRENCY
+    poll_delay = WORKER_POLL
+    on_startup = on_startup
+    keep_result = 3600
 
 
 async def enqueue_all(pool: ArqRedis, n: int, concurrency: int, limit: float) -> int:
@@ -67,9 +68,6 @@ async def enqueue_all(pool: ArqRedis, n: int, concurrency: int, limit: float) ->
 
 async def main() -> None:
     args = peer_args(__doc__ or "")
-    if args.mode == "worker":
-        await run_worker(args.url, args.concurrency)
-        return
     pool = await create_pool(settings(args.url), default_queue_name=default_queue_name)
     await pool.ping()
     cpu0, t0 = cpu_seconds(), time.perf_counter()

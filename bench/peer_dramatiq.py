@@ -1,7 +1,9 @@
-"""Dramatiq contender (runs in bench/.peers/dramatiq): worker, enqueue, drain, latency modes.
+"""Dramatiq contender (runs in bench/.peers/dramatiq): enqueue, drain, latency modes.
 
-Redis broker plus the Results middleware (Redis backend, ``store_results=True``). Worker: one
-process, 50 worker threads. Enqueue: ``actor.send`` (synchronous) from ``--concurrency``
+Redis broker plus the Results middleware (Redis backend, ``store_results=True``), hiredis
+installed. Worker: Dramatiq's CLI, ``dramatiq peer_dramatiq`` with its defaults (one process
+per core, 8 threads each), which imports this module: the URL comes from the environment.
+Enqueue: ``actor.send`` (synchronous) from ``--concurrency``
 threads. Result wait: ``message.get_result(block=True)`` (the Redis backend blocks on a list
 pop, no polling). Drain completion: ``HLEN dramatiq:default.msgs == 0`` (a message leaves that
 hash when acked, after its result was stored).
@@ -9,7 +11,7 @@ hash when acked, after its result was stored).
 
 from __future__ import annotations
 
-import signal
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,14 +20,24 @@ from typing import Any
 import dramatiq
 import redis
 from dramatiq.brokers.redis import RedisBroker
+from dramatiq.middleware import Middleware
 from dramatiq.results import Results
 from dramatiq.results.backends import RedisBackend
-from peerlib import cpu_seconds, emit, latency_summary, peer_args, ready
+from peerlib import WORKER_URL, cpu_seconds, emit, latency_summary, peer_args, ready
 
-args = peer_args(__doc__ or "")
-broker = RedisBroker(url=args.url)
-backend = RedisBackend(url=args.url)
+
+class Ready(Middleware):
+    """Prints READY once a worker process has booted (its consumers and threads are running)."""
+
+    def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        ready()
+
+
+URL = os.environ.get("BENCH_REDIS_URL", WORKER_URL)
+broker = RedisBroker(url=URL)
+backend = RedisBackend(url=URL)
 broker.add_middleware(Results(backend=backend))
+broker.add_middleware(Ready())
 dramatiq.set_broker(broker)
 
 
@@ -33,17 +45,6 @@ dramatiq.set_broker(broker)
 def echo(x: Any) -> Any:
     """The no-op job."""
     return x
-
-
-def run_worker() -> None:
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    worker = dramatiq.Worker(broker, worker_threads=args.concurrency, worker_timeout=100)
-    worker.start()
-    ready()
-    stop.wait(3600)
-    worker.stop(timeout=5000)
 
 
 def send_all(n: int, concurrency: int, limit: float) -> int:
@@ -72,9 +73,7 @@ def send_all(n: int, concurrency: int, limit: float) -> int:
 
 
 def main() -> None:
-    if args.mode == "worker":
-        run_worker()
-        return
+    args = peer_args(__doc__ or "")
     r = redis.Redis.from_url(args.url)
     cpu0, t0 = cpu_seconds(), time.perf_counter()
     if args.mode in ("enqueue", "drain"):

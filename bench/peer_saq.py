@@ -1,6 +1,7 @@
-"""SAQ contender (runs in bench/.peers/saq): worker, enqueue, drain and latency modes.
+"""SAQ contender (runs in bench/.peers/saq): enqueue, drain and latency modes, and ``settings``.
 
-Worker: one process, ``concurrency=50``. Enqueue: ``queue.enqueue`` from 50 coroutines
+Worker: SAQ's CLI, ``saq peer_saq.settings`` (one process, its default; ``concurrency=50``,
+SAQ's default being 10), hiredis installed. Enqueue: ``queue.enqueue`` from 50 coroutines
 (``max_concurrent_ops=50``). Result wait: ``queue.listen`` on the job's key (pub/sub) registered
 before ``enqueue``, then ``job.refresh()`` (``queue.apply`` polls every 0.5 s in this version).
 Drain completion: ``ZCARD saq:default:incomplete == 0`` (removed in the same pipeline that
@@ -10,12 +11,13 @@ stores the finished job).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from typing import Any
 
 from peerlib import (
+    WORKER_CONCURRENCY,
+    WORKER_URL,
     cpu_seconds,
     emit,
     latency_summary,
@@ -24,7 +26,7 @@ from peerlib import (
     run_concurrently,
     wait_until,
 )
-from saq import Queue, Worker
+from saq import Queue
 from saq.job import TERMINAL_STATUSES, Status
 
 
@@ -41,15 +43,19 @@ async def startup(ctx: Any) -> None:
     ready()
 
 
+# The worker's settings for SAQ's CLI (``saq peer_saq.settings``).
+settings = {
+    "queue": Queue.from_url(WORKER_URL),
+    "functions": [echo],
+    "concurrency": WORKER_CONCURRENCY,
+    "startup": startup,
+}
+
+
 async def main() -> None:
     args = peer_args(__doc__ or "")
     logging.basicConfig(level=logging.WARNING)
     queue = Queue.from_url(args.url, max_concurrent_ops=args.concurrency)
-    if args.mode == "worker":
-        worker = Worker(queue, functions=[echo], concurrency=args.concurrency, startup=startup)
-        with contextlib.suppress(asyncio.CancelledError):
-            await worker.start()
-        return
     await queue.connect()
     cpu0, t0 = cpu_seconds(), time.perf_counter()
     if args.mode in ("enqueue", "drain"):

@@ -29,6 +29,13 @@ def emit(result: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+# The peers' workers run under their own CLI (``saq``, ``arq``, ``dramatiq``), which imports the
+# peer script as a module: the harness passes the Redis URL and the concurrency in the
+# environment.
+WORKER_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+WORKER_CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "50"))
+
+
 def ready() -> None:
     """Tell the harness a long-running process is ready (workers, servers)."""
     sys.stdout.write("READY\n")
@@ -88,9 +95,9 @@ async def wait_until(
 
 
 def peer_args(description: str) -> argparse.Namespace:
-    """The command line every peer script accepts."""
+    """The command line every peer script accepts (its worker is the peer's own CLI)."""
     p = argparse.ArgumentParser(description=description)
-    p.add_argument("mode", choices=["worker", "enqueue", "drain", "latency"])
+    p.add_argument("mode", choices=["enqueue", "drain", "latency"])
     p.add_argument("--url", required=True, help="redis://127.0.0.1:PORT/0")
     p.add_argument("--n", type=int, default=20_000)
     p.add_argument("--concurrency", type=int, default=50)

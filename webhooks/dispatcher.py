@@ -74,6 +74,8 @@ class DispatchSettings(Protocol):
     def concurrency(self) -> int: ...
     @property
     def per_endpoint_concurrency(self) -> int: ...
+    @property
+    def partitions(self) -> int | None: ...
 
 
 class Dispatcher:
@@ -118,7 +120,9 @@ class Dispatcher:
         }
         self.render = render
         self.clock = clock
-        self.store = store or WebhookStore(redis, operations, clock, shards=shards)
+        self.store = store or WebhookStore(
+            redis, operations, clock, shards=shards, partitions=settings.partitions
+        )
         self.on_attempt = on_attempt
         # A send never outlives its timeout, so a lease a bit longer is never cut short; the
         # margin covers signing, recording the attempt and clock differences between hosts.
@@ -173,7 +177,12 @@ class Dispatcher:
                     for tag in self._sources:
                         step = functools.partial(self._fanout_step, [tag])
                         tg.create_task(self._forever(f"fan-out {tag}", step))
-                tg.create_task(self._forever("wake", self._wake_step))
+                if self._reader is not None:
+                    tg.create_task(self._forever("wake", self._wake_step))
+                else:  # a cluster: one blocking pop names one slot's keys, so one per partition
+                    for part in self.store.layout.parts:
+                        step = functools.partial(self._wake_step, [part])
+                        tg.create_task(self._forever(f"wake {part.tag}", step))
                 tg.create_task(self._forever("send", self._send_step))
         finally:
             for task in list(self._sending):
@@ -261,7 +270,7 @@ class Dispatcher:
                     raise
         # Operations added to the config since a client subscribed start reporting too.
         await self.store.rehook()
-        await self.store.upgrade_due()
+        await self.store.upgrade()
         self._groups_ready = True
 
     async def _fanout_step(self, ops: Sequence[str] | None = None) -> None:
@@ -476,8 +485,8 @@ class Dispatcher:
 
     # Sending
 
-    async def _wake_step(self) -> None:
-        if await self.store.wait_for_work(self.block_seconds):
+    async def _wake_step(self, parts: Sequence[keys.Part] | None = None) -> None:
+        if await self.store.wait_for_work(self.block_seconds, parts):
             self._claim_wanted = True
             self._wake.set()
 

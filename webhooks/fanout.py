@@ -3,9 +3,10 @@
 ``fanout.lua`` may touch only the keys it is given, so the store first reads the batch's
 clients' endpoints (plain commands) and this module turns each entry into one planned delivery
 per matching enabled endpoint and one for its callback url; the script then re-checks each
-endpoint as it is when the script runs and creates what does not exist yet. The plan goes to
-the script in runs of at most ``FANOUT_RUN`` deliveries, so one script run's work is bounded
-whatever the endpoint count.
+endpoint as it is when the script runs and creates what does not exist yet. The plan is split by
+partition (a delivery lives in its target's, :mod:`webhooks.keys`) and goes to the script in
+runs of at most ``FANOUT_RUN`` deliveries of one partition, so one script run touches one slot
+and its work is bounded whatever the endpoint count.
 """
 
 from __future__ import annotations
@@ -100,21 +101,33 @@ def plan(items: Sequence[FanoutItem], endpoints: dict[str, list[EndpointFilter]]
     return out
 
 
+def by_partition(planned: Sequence[Planned], layout: keys.Partitions) -> list[list[Planned]]:
+    """``planned`` split by the partition of each delivery's target (in partition order; the
+    plan's order within each), empty partitions left out."""
+    if layout.count == 1:
+        return [list(planned)]
+    groups: dict[int, list[Planned]] = {}
+    for p in planned:
+        groups.setdefault(layout.of(p.target).index, []).append(p)
+    return [groups[k] for k in sorted(groups)]
+
+
 def run_arguments(
-    items: Sequence[FanoutItem], run: Sequence[Planned]
+    items: Sequence[FanoutItem], run: Sequence[Planned], part: keys.Part
 ) -> tuple[list[str], list[Any]]:
-    """The per-delivery KEYS and ARGV of one ``fanout.lua`` run making ``run``."""
+    """The per-delivery KEYS and ARGV of one ``fanout.lua`` run making ``run``, every
+    delivery of which is in partition ``part``."""
     item_keys: list[str] = []
     item_argv: list[Any] = []
-    no_endpoint, no_index = keys.endpoint(""), keys.endpoint_deliveries("")
+    no_endpoint, no_index = part.endpoint(""), part.endpoint_deliveries("")
     previous = -1
     for p in run:
         it = items[p.entry]
         item_keys += scripts.FanoutItemKeys(
-            keys.delivery(p.id),
-            keys.endpoint_deliveries(p.endpoint_id) if p.endpoint_id else no_index,
-            keys.endpoint(p.endpoint_id) if p.endpoint_id else no_endpoint,
-            keys.request_deliveries(it.request_id),
+            part.delivery(p.id),
+            part.endpoint_deliveries(p.endpoint_id) if p.endpoint_id else no_index,
+            part.endpoint(p.endpoint_id) if p.endpoint_id else no_endpoint,
+            part.request_deliveries(it.request_id),
         )
         item_argv += scripts.FanoutItemArgv(
             p.id,

@@ -2,8 +2,8 @@
 
 Each multi-key state move is one atomic script. Its KEYS and ARGV are the NamedTuples below, in
 the order the script's header names them (:class:`~service.runtime.lua.Lua` checks this when the
-module is imported). Every key is under the tag ``{wh}`` (one Cluster slot); times (ms) come
-from the caller's clock.
+module is imported). Every key of one call is in one webhook partition (one Cluster slot, see
+:mod:`webhooks.keys`); times (ms) come from the caller's clock.
 """
 
 from __future__ import annotations
@@ -165,25 +165,18 @@ class RedeliverArgv(NamedTuple):
     now: int
 
 
-class CreateKeys(NamedTuple):
-    """Keys of ``create.lua``."""
+class EnlistKeys(NamedTuple):
+    """Keys of ``enlist.lua``."""
 
-    endpoint: str
     endpoints: str
 
 
-class CreateArgv(NamedTuple):
-    """Arguments of ``create.lua``."""
+class EnlistArgv(NamedTuple):
+    """Arguments of ``enlist.lua``."""
 
     cap: int
     id: str
-    client: str
-    url: str
-    events: str
-    operations: str
-    description: str
     created: int
-    secret: str
 
 
 class RotateKeys(NamedTuple):
@@ -214,7 +207,7 @@ STALL = Lua(DIRECTORY, "stall", StallKeys, StallArgv)
 FINISH = Lua(DIRECTORY, "finish", FinishKeys, FinishArgv)
 REDELIVER = Lua(DIRECTORY, "redeliver", RedeliverKeys, RedeliverArgv)
 ROTATE = Lua(DIRECTORY, "rotate", RotateKeys, RotateArgv)
-CREATE = Lua(DIRECTORY, "create", CreateKeys, CreateArgv)
+ENLIST = Lua(DIRECTORY, "enlist", EnlistKeys, EnlistArgv)
 
 _SCRIPTS: tuple[Lua[Any, Any], ...] = (
     FANOUT,
@@ -224,6 +217,6 @@ _SCRIPTS: tuple[Lua[Any, Any], ...] = (
     FINISH,
     REDELIVER,
     ROTATE,
-    CREATE,
+    ENLIST,
 )
 ALL: dict[str, Lua[Any, Any]] = {lua.name: lua for lua in _SCRIPTS}

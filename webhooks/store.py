@@ -1,36 +1,44 @@
 """Webhook endpoints and deliveries in Redis.
 
-Keys (all tagged ``{wh}``, built by :mod:`webhooks.keys`):
+Keys (built by :mod:`webhooks.keys`; each in one partition ``{wh}``, ``{wh~k}``…, which one
+said after it):
 
-- ``ep:<id>``     hash, one endpoint (its client, url, filters, secrets, health)
-- ``eps:<client>`` sorted set of a client's endpoint ids by creation time
-- ``secret:<client>`` the client's default secret (per-request callbacks)
-- ``d:<id>``      hash, one delivery (payload snapshot, status, lease); expires once settled
-- ``dlog:<id>``   list of the delivery's attempts (JSON), capped
-- ``epd:<id>``    sorted set of an endpoint's delivery ids by creation time, capped
-- ``rqd:<id>``    sorted set of a request's delivery ids by creation time, capped; expires
-- ``due``         sorted set of pending deliveries (``<id>\\n<target>``) by next attempt time
+- ``ep:<id>``     hash, one endpoint (its client, url, filters, secrets, health) — the endpoint's
+- ``eps:<client>`` sorted set of a client's endpoint ids by creation time — the client's
+- ``secret:<client>`` the client's default secret (per-request callbacks) — the client's
+- ``d:<id>``      hash, one delivery (payload snapshot, status, lease); expires once settled —
+  its target's (the endpoint id, or a callback's origin)
+- ``dlog:<id>``   list of the delivery's attempts (JSON), capped — with its delivery
+- ``epd:<id>``    sorted set of an endpoint's delivery ids by creation time, capped — the
+  endpoint's
+- ``rqd:<id>``    sorted set of a request's delivery ids by creation time, capped; expires —
+  one per partition holding some of them
+- ``due``         sorted set of pending deliveries (``<id>\\n<target>``) by next attempt time —
+  one per partition, as are:
 - ``inflight``    sorted set of leased delivery ids by lease deadline
 - ``busy``        hash, sends in flight per target (endpoint id or callback origin)
 - ``wake``        list holding at most one marker; idle dispatchers block on it
+- ``partitions``  (partition 0) how many partitions the data is laid out in; absent: one
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import secrets as _secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, NamedTuple, TypeVar
 
 import orjson
 
+from service.queue import keys as core_keys
 from service.runtime.batcher import Script
 from service.runtime.cluster import batcher_for
 from service.runtime.lua import Lua
-from service.runtime.redis import Client
+from service.runtime.redis import Client, is_cluster
 from webhooks import keys, scripts
 from webhooks.errors import DeliveryNotFound, EndpointLimit, EndpointNotFound, InvalidEndpoint
 from webhooks.events import DEFAULT_EVENTS, EVENTS
@@ -41,6 +49,7 @@ from webhooks.fanout import (
     FanoutItem,
     LeaseTerms,
     Planned,
+    by_partition,
     leased_now,
     plan,
     run_arguments,
@@ -58,6 +67,8 @@ from webhooks.models import (
 )
 from webhooks.signing import new_secret
 
+log = logging.getLogger("acceptd.webhooks")
+
 ROTATION_OVERLAP = 86_400.0
 DELIVERY_RETENTION = 7 * 86_400
 LOG_CAP = 50
@@ -69,7 +80,17 @@ MAX_URL = 2048
 MAX_DESCRIPTION = 1024
 MAX_ENDPOINTS = 100
 
+MOVE_CHUNK = 200
+"""Keys moved per pipeline when the data is laid out anew (see ``WebhookStore.repartition``)."""
+
 K = TypeVar("K", bound=tuple[Any, ...])
+
+
+def partition_count(redis: Client, configured: int | None = None) -> int:
+    """How many webhook partitions: ``configured``, else 16 on a cluster and 1 on one node."""
+    if configured:
+        return configured
+    return keys.CLUSTER_PARTITIONS if is_cluster(redis) else 1
 
 
 class EndpointPage(NamedTuple):
@@ -94,8 +115,12 @@ class WebhookStore:
         retention: int = DELIVERY_RETENTION,
         max_endpoints: int = MAX_ENDPOINTS,
         shards: Mapping[str, int] | None = None,
+        partitions: int | None = None,
     ) -> None:
         self.redis = redis
+        # Every process must agree on the count: it decides where each key lives.
+        self.layout = keys.partitions(partition_count(redis, partitions))
+        self._claim_turn = 0
         self.operations = list(operations)
         # A sharded operation's hooked sets are per shard (its tags): each shard's scripts read
         # their own.
@@ -155,22 +180,32 @@ class WebhookStore:
             secret=new_secret(),
         )
         assert endpoint.secret is not None
+        # The hash goes to the endpoint's partition, its id to the client's list (the
+        # client's partition, where enlist.lua checks the cap): two steps. Until the second,
+        # nothing names the endpoint; one the cap refuses is deleted.
+        key = self.layout.of(endpoint.id).endpoint(endpoint.id)
+        await self.redis.hset(
+            key,
+            mapping={
+                "id": endpoint.id,
+                "client": client,
+                "url": endpoint.url,
+                "events": ",".join(endpoint.events),
+                "operations": ",".join(endpoint.operations),
+                "description": endpoint.description,
+                "created": endpoint.created_at,
+                "disabled": "0",
+                "disabled_reason": "",
+                "secret": endpoint.secret,
+            },
+        )
         created = await self._run(
-            scripts.CREATE,
-            scripts.CreateKeys(keys.endpoint(endpoint.id), keys.client_endpoints(client)),
-            scripts.CreateArgv(
-                self.max_endpoints,
-                endpoint.id,
-                client,
-                endpoint.url,
-                ",".join(endpoint.events),
-                ",".join(endpoint.operations),
-                endpoint.description,
-                endpoint.created_at,
-                endpoint.secret,
-            ),
+            scripts.ENLIST,
+            scripts.EnlistKeys(self.layout.of(client).client_endpoints(client)),
+            scripts.EnlistArgv(self.max_endpoints, endpoint.id, endpoint.created_at),
         )
         if not created:
+            await self.redis.delete(key)
             raise EndpointLimit(self.max_endpoints)
         # After the endpoint exists: the core writes outbox entries only for hooked clients.
         await self._hook({client: set(endpoint.events)})
@@ -198,7 +233,7 @@ class WebhookStore:
         Returns how many clients have endpoints.
         """
         wanted: dict[str, set[str]] = {}
-        names = [name async for name in self.redis.scan_iter(match=keys.endpoint("*"), count=500)]
+        names = [name async for name in self._scan_kind("ep")]
         for i in range(0, len(names), 500):
             async with self.redis.pipeline(transaction=False) as pipe:
                 for name in names[i : i + 500]:
@@ -210,30 +245,195 @@ class WebhookStore:
         await self._hook(wanted)
         return len(wanted)
 
+    async def _scan_kind(self, kind: str) -> AsyncIterator[str]:
+        """The names of every partition's keys of one kind (``ep``…): one SCAN for all of
+        them (a pattern per partition would walk the keyspace once per partition)."""
+        prefixes = {part.prefix for part in self.layout.parts}
+        pattern = f"{core_keys.ROOT}:{{{keys.TAG}*:{kind}:*"
+        async for name in self.redis.scan_iter(match=pattern, count=500):
+            found = text(name)
+            if found[: found.index("}:") + 2] in prefixes:
+                yield found
+
+    async def upgrade(self) -> int:
+        """Bring data an older release or layout left up to date; runs at dispatcher start.
+
+        Moves keys to the partitions they now belong to (:meth:`repartition`), then
+        rewrites bare due-set members (:meth:`upgrade_due`). Returns how many it changed.
+        """
+        return await self.repartition() + await self.upgrade_due()
+
     async def upgrade_due(self) -> int:
         """Rewrite due-set members from an older release (a bare id) as ``id\ntarget``.
 
         Releases before the target was carried in the member left bare ids; a claim would take
-        them for deliveries whose endpoint is gone. Runs at dispatcher start; returns how many
-        it rewrote (deliveries that no longer exist are dropped from the set).
+        them for deliveries whose endpoint is gone. Returns how many it rewrote (deliveries
+        that no longer exist are dropped from the set).
         """
-        due = keys.due()
-        rows = await self.redis.zrange(due, 0, -1, withscores=True)
-        members = [(text(m), score) for m, score in rows]  # type: ignore[str-unpack]
-        legacy = [(m, score) for m, score in members if "\n" not in m]
-        for i in range(0, len(legacy), 500):
-            chunk = legacy[i : i + 500]
+        done = 0
+        for part in self.layout.parts:
+            due = part.due
+            rows = await self.redis.zrange(due, 0, -1, withscores=True)
+            members = [(text(m), score) for m, score in rows]  # type: ignore[str-unpack]
+            legacy = [(m, score) for m, score in members if "\n" not in m]
+            for i in range(0, len(legacy), 500):
+                chunk = legacy[i : i + 500]
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    for delivery_id, _ in chunk:
+                        pipe.hget(part.delivery(delivery_id), "target")
+                    targets = await pipe.execute()
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    for (delivery_id, score), target in zip(chunk, targets, strict=True):
+                        if target:
+                            pipe.zadd(due, {keys.due_member(delivery_id, text(target)): score})
+                        pipe.zrem(due, delivery_id)
+                    await pipe.execute()
+            done += len(legacy)
+        return done
+
+    async def repartition(self) -> int:
+        """Move every key to the partition it belongs to when the partition count changed
+        (from one — every release before partitions, and the one-node default — to the
+        cluster's 16, say); how many keys moved.
+
+        Partition 0 records the count the data is laid out in, so this is one GET once done.
+        One dispatcher moves at a time (the others go on meanwhile: what they do is already
+        in the new layout). Idempotent: cut off, the next dispatcher start carries on. What
+        processes still running the old layout write meanwhile stays where they put it:
+        change the count with the old processes stopped.
+        """
+        first = self.layout.first
+        recorded = await self.redis.get(first.layout())
+        old = int(recorded) if recorded else 1
+        if old == self.layout.count:
+            return 0
+        if not await self.redis.set(first.moving(), "1", nx=True, ex=600):
+            return 0  # another dispatcher is at it
+        try:
+            moved = 0
+            for part in keys.partitions(old).parts:
+                moved += await self._move_out_of(part)
+            await self.redis.set(first.layout(), self.layout.count)
+        finally:
+            await self.redis.delete(first.moving())
+        if moved:
+            log.info(
+                "webhooks: moved %d keys from %d partition(s) to %d",
+                moved,
+                old,
+                self.layout.count,
+            )
+        return moved
+
+    async def _move_out_of(self, src: keys.Part) -> int:
+        """Move the keys of partition ``src`` (of the old layout) that now belong elsewhere."""
+        names: dict[str, list[str]] = {}
+        async for name in self.redis.scan_iter(match=src.prefix + "*", count=1000):
+            kind, _, rest = text(name)[len(src.prefix) :].partition(":")
+            names.setdefault(kind, []).append(rest)
+        moves: list[tuple[str, str]] = []
+        for kind in ("ep", "epd", "eps", "secret"):
+            for rest in names.get(kind, ()):
+                dest = self.layout.of(rest)
+                if dest.prefix != src.prefix:
+                    moves.append((src.key(kind, rest), dest.key(kind, rest)))
+        # Each delivery goes to its target's partition, with its attempt log.
+        ids = names.get("d", [])
+        where: dict[str, keys.Part] = {}
+        for i in range(0, len(ids), MOVE_CHUNK):
+            chunk = ids[i : i + MOVE_CHUNK]
             async with self.redis.pipeline(transaction=False) as pipe:
-                for delivery_id, _ in chunk:
-                    pipe.hget(keys.delivery(delivery_id), "target")
+                for delivery_id in chunk:
+                    pipe.hget(src.delivery(delivery_id), "target")
                 targets = await pipe.execute()
-            async with self.redis.pipeline(transaction=True) as pipe:
-                for (delivery_id, score), target in zip(chunk, targets, strict=True):
-                    if target:
-                        pipe.zadd(due, {keys.due_member(delivery_id, text(target)): score})
-                    pipe.zrem(due, delivery_id)
+            for delivery_id, target in zip(chunk, targets, strict=True):
+                to = self.layout.of(text(target)) if target else None
+                if to is None or to.prefix == src.prefix:
+                    continue
+                where[delivery_id] = to
+                moves.append((src.delivery(delivery_id), to.delivery(delivery_id)))
+                moves.append((src.delivery_log(delivery_id), to.delivery_log(delivery_id)))
+        for i in range(0, len(moves), MOVE_CHUNK):
+            await self._move_keys(moves[i : i + MOVE_CHUNK])
+        for request_id in names.get("rqd", ()):
+            await self._split_request_index(src, request_id, where)
+        await self._split_sets(src, where)
+        return len(moves)
+
+    async def _move_keys(self, moves: Sequence[tuple[str, str]]) -> None:
+        """Move keys (value and expiry) to other slots: DUMP, RESTORE there, DEL here. A
+        destination that exists already (a move cut off after its RESTORE) is kept."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for old, _ in moves:
+                pipe.dump(old)
+                pipe.pttl(old)
+            dumped = await pipe.execute()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for (_, new), blob, ttl in zip(moves, dumped[::2], dumped[1::2], strict=True):
+                if blob is not None:
+                    pipe.restore(new, max(int(ttl), 0), blob)
+            restored = await pipe.execute(raise_on_error=False)
+        for reply in restored:
+            if isinstance(reply, Exception) and "BUSYKEY" not in str(reply):
+                raise reply
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for old, _ in moves:
+                pipe.delete(old)
+            await pipe.execute()
+
+    async def _split_request_index(
+        self, src: keys.Part, request_id: str, where: Mapping[str, keys.Part]
+    ) -> None:
+        """Move the ids of a request's index whose deliveries moved to their partitions'."""
+        index = src.request_deliveries(request_id)
+        rows = await self.redis.zrange(index, 0, -1, withscores=True)
+        ttl = int(await self.redis.pttl(index))
+        out: dict[int, dict[str, float]] = {}
+        for member, score in rows:  # type: ignore[str-unpack]
+            dest = where.get(text(member))
+            if dest is not None:
+                out.setdefault(dest.index, {})[text(member)] = float(score)
+        for index_of, members in out.items():
+            moved_to = self.layout.parts[index_of]
+            async with self.redis.pipeline(transaction=False) as pipe:
+                pipe.zadd(moved_to.request_deliveries(request_id), members)
+                if ttl > 0:
+                    pipe.pexpire(moved_to.request_deliveries(request_id), ttl)
+                pipe.zrem(index, *members)
                 await pipe.execute()
-        return len(legacy)
+
+    async def _split_sets(self, src: keys.Part, where: Mapping[str, keys.Part]) -> None:
+        """Move due and in-flight entries and send counters to their targets' partitions."""
+        due = await self.redis.zrange(src.due, 0, -1, withscores=True)
+        inflight = await self.redis.zrange(src.inflight, 0, -1, withscores=True)
+        busy = {text(k): int(v) for k, v in (await self.redis.hgetall(src.busy)).items()}
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for member, score in due:  # type: ignore[str-unpack]
+                delivery_id, target = keys.split_due_member(text(member))
+                dest = where.get(delivery_id) or (self.layout.of(target) if target else None)
+                if dest is not None and dest.prefix != src.prefix:
+                    pipe.zadd(dest.due, {text(member): score})
+                    pipe.zrem(src.due, member)
+            for member, score in inflight:  # type: ignore[str-unpack]
+                dest = where.get(text(member))
+                if dest is not None:
+                    pipe.zadd(dest.inflight, {text(member): score})
+                    pipe.zrem(src.inflight, member)
+            await pipe.execute()
+        # A counter is taken away first, then added there: cut off between, a target's count
+        # is low for a while (its sends may briefly exceed the limit), never stuck high.
+        moving = {t: n for t, n in busy.items() if self.layout.of(t).prefix != src.prefix}
+        if moving:
+            await self.redis.hdel(src.busy, *moving)
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for target, count in moving.items():
+                    pipe.hincrby(self.layout.of(target).busy, target, count)
+                await pipe.execute()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for part in self.layout.parts:  # idle dispatchers look at once
+                pipe.lpush(part.wake, "1")
+                pipe.ltrim(part.wake, 0, 0)
+            await pipe.execute()
 
     async def get_endpoint(self, client: str, endpoint_id: str) -> Endpoint:
         """One of the client's endpoints; EndpointNotFound otherwise."""
@@ -247,7 +447,7 @@ class WebhookStore:
     ) -> EndpointPage:
         """Up to ``limit`` of the client's endpoints, oldest first, strictly after the cursor
         ``after`` (creation ms, id)."""
-        index = keys.client_endpoints(client)
+        index = self.layout.of(client).client_endpoints(client)
         low: str | int = "-inf" if after is None else after[0]
         # Ties on the creation ms sort by id, as in the index; a margin covers those before
         # the cursor.
@@ -258,7 +458,7 @@ class WebhookStore:
         page = [row for row in scored if after is None or row > after][: limit + 1]
         async with self.redis.pipeline(transaction=False) as pipe:
             for _, endpoint_id in page[:limit]:
-                pipe.hgetall(keys.endpoint(endpoint_id))
+                pipe.hgetall(self.layout.of(endpoint_id).endpoint(endpoint_id))
             found = await pipe.execute()
         items = [endpoint_from_hash(decode(row)) for row in found if row]
         return EndpointPage(items, page[limit - 1] if len(page) > limit else None)
@@ -291,21 +491,23 @@ class WebhookStore:
         if events is not None:
             await self._hook({client: set(split_list(changes["events"]))})
         if changes:
+            key = self.layout.of(endpoint_id).endpoint(endpoint_id)
             async with self.redis.pipeline(transaction=True) as pipe:
-                pipe.hset(keys.endpoint(endpoint_id), mapping=changes)  # type: ignore[arg-type]
-                pipe.hincrby(keys.endpoint(endpoint_id), "ver", 1)
+                pipe.hset(key, mapping=changes)  # type: ignore[arg-type]
+                pipe.hincrby(key, "ver", 1)
                 if disabled is False:
-                    pipe.hdel(keys.endpoint(endpoint_id), "failing_since")
+                    pipe.hdel(key, "failing_since")
                 await pipe.execute()
         return await self.get_endpoint(client, endpoint_id)
 
     async def delete_endpoint(self, client: str, endpoint_id: str) -> None:
         """Delete one of the client's endpoints; its pending deliveries fail unsent."""
         await self.get_endpoint(client, endpoint_id)
-        async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.delete(keys.endpoint(endpoint_id), keys.endpoint_deliveries(endpoint_id))
-            pipe.zrem(keys.client_endpoints(client), endpoint_id)
-            await pipe.execute()
+        # The client's list (its partition) first, then the endpoint (its own): cut off
+        # between, the endpoint gets no more events and a second delete finishes the job.
+        await self.redis.zrem(self.layout.of(client).client_endpoints(client), endpoint_id)
+        part = self.layout.of(endpoint_id)
+        await self.redis.delete(part.endpoint(endpoint_id), part.endpoint_deliveries(endpoint_id))
 
     async def rotate_secret(
         self, client: str, endpoint_id: str, overlap: float = ROTATION_OVERLAP
@@ -315,7 +517,7 @@ class WebhookStore:
         until = self.now_ms() + int(overlap * 1000)
         if not await self._run(
             scripts.ROTATE,
-            scripts.RotateKeys(keys.endpoint(endpoint_id)),
+            scripts.RotateKeys(self.layout.of(endpoint_id).endpoint(endpoint_id)),
             scripts.RotateArgv(client, secret, until),
         ):
             raise EndpointNotFound(endpoint_id)
@@ -323,7 +525,7 @@ class WebhookStore:
 
     async def default_secret(self, client: str) -> str:
         """The client's default secret, created on first use and stable afterwards."""
-        key = keys.default_secret(client)
+        key = self.layout.of(client).default_secret(client)
         await self.redis.set(key, new_secret(), nx=True)
         return text(await self.redis.get(key))
 
@@ -345,60 +547,94 @@ class WebhookStore:
     # Deliveries
 
     async def get_delivery(self, client: str, delivery_id: str) -> Delivery:
-        """One of the client's deliveries with its attempts; DeliveryNotFound otherwise."""
+        """One of the client's deliveries with its attempts; DeliveryNotFound otherwise.
+
+        A delivery's id does not name its partition: it is looked for in each (one round
+        trip, two reads per partition)."""
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hgetall(keys.delivery(delivery_id))
-            pipe.lrange(keys.delivery_log(delivery_id), 0, -1)
-            raw, log = await pipe.execute()
-        row = decode(raw)
-        if not row or row.get("client") != client:
-            raise DeliveryNotFound(delivery_id)
-        return delivery_from_hash(row, log)
+            for part in self.layout.parts:
+                pipe.hgetall(part.delivery(delivery_id))
+                pipe.lrange(part.delivery_log(delivery_id), 0, -1)
+            rows = await pipe.execute()
+        for raw, log_rows in zip(rows[::2], rows[1::2], strict=True):
+            row = decode(raw)
+            if row:
+                if row.get("client") != client:
+                    break
+                return delivery_from_hash(row, log_rows)
+        raise DeliveryNotFound(delivery_id)
 
     async def list_deliveries(
         self, client: str, endpoint_id: str, limit: int = 50
     ) -> list[Delivery]:
         """An endpoint's most recent deliveries, newest first."""
         await self.get_endpoint(client, endpoint_id)
-        return await self._indexed(client, keys.endpoint_deliveries(endpoint_id), limit)
+        part = self.layout.of(endpoint_id)
+        ids = await self.redis.zrevrange(part.endpoint_deliveries(endpoint_id), 0, limit - 1)
+        return await self._indexed(client, [(part, text(i)) for i in ids])
 
     async def request_deliveries(
         self, client: str, request_id: str, limit: int = 50
     ) -> list[Delivery]:
         """A request's most recent deliveries (to endpoints and its callback), newest first.
 
-        Only ``client``'s: the caller checks that the request is theirs to see.
+        Only ``client``'s: the caller checks that the request is theirs to see. Each
+        partition holds the index of the deliveries it holds: all are read (one round trip).
         """
-        return await self._indexed(client, keys.request_deliveries(request_id), limit)
-
-    async def _indexed(self, client: str, index: str, limit: int) -> list[Delivery]:
-        """The deliveries an index names, newest first, that exist and are ``client``'s."""
-        ids = await self.redis.zrevrange(index, 0, limit - 1)
         async with self.redis.pipeline(transaction=False) as pipe:
-            for delivery_id in ids:
-                pipe.hgetall(keys.delivery(text(delivery_id)))
-                pipe.lrange(keys.delivery_log(text(delivery_id)), 0, -1)
+            for part in self.layout.parts:
+                pipe.zrevrange(part.request_deliveries(request_id), 0, limit - 1, withscores=True)
+            indexes = await pipe.execute()
+        newest = sorted(
+            (
+                (float(score), text(i), part)
+                for part, rows in zip(self.layout.parts, indexes, strict=True)
+                for i, score in rows
+            ),
+            key=lambda row: (-row[0], row[1]),
+        )[:limit]
+        return await self._indexed(client, [(part, i) for _, i, part in newest])
+
+    async def _indexed(self, client: str, refs: Sequence[tuple[keys.Part, str]]) -> list[Delivery]:
+        """The deliveries named (partition, id), in order, that exist and are ``client``'s."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for part, delivery_id in refs:
+                pipe.hgetall(part.delivery(delivery_id))
+                pipe.lrange(part.delivery_log(delivery_id), 0, -1)
             rows = await pipe.execute()
         out = []
-        for raw, log in zip(rows[::2], rows[1::2], strict=True):
+        for raw, log_rows in zip(rows[::2], rows[1::2], strict=True):
             row = decode(raw)
             if row and row.get("client") == client:
-                out.append(delivery_from_hash(row, log))
+                out.append(delivery_from_hash(row, log_rows))
         return out
 
     async def redeliver(self, client: str, delivery_id: str) -> Delivery:
         """Queue one of the client's deliveries for sending now, with a fresh retry schedule."""
+        part = await self._delivery_part(delivery_id)
+        if part is None:
+            raise DeliveryNotFound(delivery_id)
         res = await self._run(
             scripts.REDELIVER,
             scripts.RedeliverKeys(
-                keys.delivery(delivery_id), keys.delivery_log(delivery_id), keys.due(), keys.wake()
+                part.delivery(delivery_id), part.delivery_log(delivery_id), part.due, part.wake
             ),
             scripts.RedeliverArgv(delivery_id, client, self.now_ms()),
         )
         if text(res[0]) == "missing":
             raise DeliveryNotFound(delivery_id)
-        flat, log = res[1], res[2]
-        return delivery_from_hash(decode(dict(zip(flat[::2], flat[1::2], strict=True))), log)
+        flat, log_rows = res[1], res[2]
+        return delivery_from_hash(decode(dict(zip(flat[::2], flat[1::2], strict=True))), log_rows)
+
+    async def _delivery_part(self, delivery_id: str) -> keys.Part | None:
+        """The partition holding a delivery (None if none does)."""
+        if self.layout.count == 1:
+            return self.layout.first
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for part in self.layout.parts:
+                pipe.exists(part.delivery(delivery_id))
+            found = await pipe.execute()
+        return next((p for p, n in zip(self.layout.parts, found, strict=True) if n), None)
 
     # The dispatcher's side
 
@@ -441,32 +677,63 @@ class WebhookStore:
             return Fanout([[] for _ in items], [])
         now = self.now_ms()
         terms = lease or LeaseTerms("", 0, 0.0, 0)
+        # One partition's deliveries per script: the partitions' scripts run at once (each
+        # on its own node on a cluster), each leasing at most its share of the free slots.
+        groups = by_partition(planned, self.layout)
+        shares, left = [], terms.slots
+        for group in groups:
+            shares.append(min(len(group), left))
+            left -= shares[-1]
+        done = await asyncio.gather(
+            *(
+                self._fanout_partition(items, group, now, terms, share)
+                for group, share in zip(groups, shares, strict=True)
+            )
+        )
+        made = {p.id for created, _ in done for p in created}
         by_entry: list[list[str]] = [[] for _ in items]
+        for p in planned:
+            if p.id in made:
+                by_entry[p.entry].append(p.id)
+        return Fanout(by_entry, [claimed for _, leased in done for claimed in leased])
+
+    async def _fanout_partition(
+        self,
+        items: Sequence[FanoutItem],
+        planned: Sequence[Planned],
+        now: int,
+        terms: LeaseTerms,
+        slots: int,
+    ) -> tuple[list[Planned], list[Claimed]]:
+        """Make ``planned`` (all in one partition) in runs of at most ``FANOUT_RUN``, one after
+        another; what was created, and what was leased to the caller (at most ``slots``)."""
+        part = self.layout.of(planned[0].target)
+        created: list[Planned] = []
         leased: list[Claimed] = []
         for start in range(0, len(planned), FANOUT_RUN):
             run = planned[start : start + FANOUT_RUN]
-            created, flat = await self._fanout_run(
-                items, run, now, terms, max(terms.slots - len(leased), 0)
+            made, flat = await self._fanout_run(
+                items, run, part, now, terms, max(slots - len(leased), 0)
             )
-            for i in created:
-                by_entry[run[int(i)].entry].append(run[int(i)].id)
+            created += [run[int(i)] for i in made]
             for i in range(0, len(flat), 2):
                 leased.append(leased_now(items, run[int(flat[i])], text(flat[i + 1]), terms.token))
-        return Fanout(by_entry, leased)
+        return created, leased
 
     async def _fanout_run(
         self,
         items: Sequence[FanoutItem],
         run: Sequence[Planned],
+        part: keys.Part,
         now: int,
         terms: LeaseTerms,
         slots: int,
     ) -> tuple[list[Any], list[Any]]:
         """One ``fanout.lua`` run: the indexes it created, and the (index, version)s leased."""
-        item_keys, item_argv = run_arguments(items, run)
+        item_keys, item_argv = run_arguments(items, run, part)
         created, flat = await self._run(
             scripts.FANOUT,
-            scripts.FanoutKeys(keys.due(), keys.inflight(), keys.busy(), keys.wake()),
+            scripts.FanoutKeys(part.due, part.inflight, part.busy, part.wake),
             scripts.FanoutArgv(
                 now,
                 INDEX_CAP,
@@ -487,12 +754,17 @@ class WebhookStore:
         """Each client's enabled endpoints: two pipelined reads (their ids, then their filters)."""
         ordered = list(clients)
         lists = await asyncio.gather(
-            *(self._batcher.command("ZRANGE", keys.client_endpoints(c), 0, -1) for c in ordered)
+            *(
+                self._batcher.command("ZRANGE", self.layout.of(c).client_endpoints(c), 0, -1)
+                for c in ordered
+            )
         )
         ids = sorted({text(i) for ids in lists for i in ids})
         rows = await asyncio.gather(
             *(
-                self._batcher.command("HMGET", keys.endpoint(i), "disabled", "events", "operations")
+                self._batcher.command(
+                    "HMGET", self.layout.of(i).endpoint(i), "disabled", "events", "operations"
+                )
                 for i in ids
             )
         )
@@ -522,57 +794,80 @@ class WebhookStore:
         pick and one ``stall.lua`` per expired lease leave together (one pipeline).
         """
         now = self.now_ms()
-        expired, picked, soonest_ms = await self._run(
-            scripts.CLAIM,
-            scripts.ClaimKeys(keys.due(), keys.inflight(), keys.busy()),
-            scripts.ClaimArgv(now, max_items, per_target, int(busy_delay * 1000), scan),
+        # Every partition at once (one pipeline per node), starting with a different one
+        # each time: when more is due than ``max_items``, no partition waits behind others.
+        self._claim_turn = (self._claim_turn + 1) % self.layout.count
+        turn = self._claim_turn
+        parts = self.layout.parts[turn:] + self.layout.parts[:turn]
+        argv = scripts.ClaimArgv(now, max_items, per_target, int(busy_delay * 1000), scan)
+        replies = await asyncio.gather(
+            *(
+                self._run(scripts.CLAIM, scripts.ClaimKeys(p.due, p.inflight, p.busy), argv)
+                for p in parts
+            )
         )
         lost = json.dumps(
             {"at": now, "status_code": None, "error": "lease expired: the dispatcher was lost"}
         )
-        stalls = [self._stall(text(i), now, lost) for i in expired]
         deadline = now + int(lease * 1000)
-        members = [text(m) for m in picked]
+        stalls: list[Awaitable[Any]] = []
+        members: list[tuple[keys.Part, str]] = []
+        soonest = -1
+        for part, (expired, picked, soonest_ms) in zip(parts, replies, strict=True):
+            stalls += [self._stall(part, text(i), now, lost) for i in expired]
+            members += [(part, text(m)) for m in picked]
+            at = int(soonest_ms)
+            if at >= 0 and (soonest < 0 or at < soonest):
+                soonest = at
+        if len(members) > max_items:
+            members = members[:max_items]  # the rest stay due: the next claim takes them
+            soonest = now
         leases = [
-            self._lease(m, now, deadline, token, per_target, int(busy_delay * 1000))
-            for m in members
+            self._lease(part, m, now, deadline, token, per_target, int(busy_delay * 1000))
+            for part, m in members
         ]
         replies = await asyncio.gather(*leases, *stalls)
         items = [
             _claimed(keys.split_due_member(m)[0], reply, token)
-            for m, reply in zip(members, replies[: len(leases)], strict=True)
+            for (_, m), reply in zip(members, replies[: len(leases)], strict=True)
             if reply
         ]
-        soonest = int(soonest_ms)
         if any(text(r) == "due" for r in replies[len(leases) :]):
             soonest = now  # recovered deliveries are due now: the next claim takes them
         return items, (soonest / 1000 if soonest >= 0 else None)
 
     def _lease(
-        self, member: str, now: int, deadline: int, token: str, per_target: int, busy_ms: int
+        self,
+        part: keys.Part,
+        member: str,
+        now: int,
+        deadline: int,
+        token: str,
+        per_target: int,
+        busy_ms: int,
     ) -> Awaitable[Any]:
         delivery_id, target = keys.split_due_member(member)
         return self._run(
             scripts.LEASE,
             scripts.LeaseKeys(
-                keys.delivery(delivery_id),
-                keys.endpoint(keys.target_endpoint(target)),
-                keys.due(),
-                keys.inflight(),
-                keys.busy(),
+                part.delivery(delivery_id),
+                part.endpoint(keys.target_endpoint(target)),
+                part.due,
+                part.inflight,
+                part.busy,
             ),
             scripts.LeaseArgv(delivery_id, member, now, deadline, token, per_target, busy_ms),
         )
 
-    def _stall(self, delivery_id: str, now: int, lost: str) -> Awaitable[Any]:
+    def _stall(self, part: keys.Part, delivery_id: str, now: int, lost: str) -> Awaitable[Any]:
         return self._run(
             scripts.STALL,
             scripts.StallKeys(
-                keys.delivery(delivery_id),
-                keys.delivery_log(delivery_id),
-                keys.due(),
-                keys.inflight(),
-                keys.busy(),
+                part.delivery(delivery_id),
+                part.delivery_log(delivery_id),
+                part.due,
+                part.inflight,
+                part.busy,
             ),
             scripts.StallArgv(delivery_id, now, MAX_STALLS, self.retention, lost),
         )
@@ -588,16 +883,17 @@ class WebhookStore:
     ) -> str:
         """Record one attempt: ``pending`` (rescheduled), ``delivered``, ``failed`` or ``lost``."""
         stale = f"no successful delivery for {disable_after / 86_400:g} days"
+        part = self.layout.of(item.target)
         res = await self._run(
             scripts.FINISH,
             scripts.FinishKeys(
-                keys.delivery(item.id),
-                keys.delivery_log(item.id),
+                part.delivery(item.id),
+                part.delivery_log(item.id),
                 # A callback's delivery has no endpoint: the script then leaves this key alone.
-                keys.endpoint(item.endpoint_id or ""),
-                keys.inflight(),
-                keys.due(),
-                keys.busy(),
+                part.endpoint(item.endpoint_id or ""),
+                part.inflight,
+                part.due,
+                part.busy,
             ),
             scripts.FinishArgv(
                 item.id,
@@ -623,15 +919,20 @@ class WebhookStore:
             self._batcher.command("XDEL", stream, *entry_ids),
         )
 
-    async def wait_for_work(self, timeout: float) -> bool:
-        """Block until a fan-out or redeliver signals work (True) or ``timeout`` passes."""
-        res = await self.redis.blpop([keys.wake()], timeout=max(timeout, 0.01))
+    async def wait_for_work(self, timeout: float, parts: Sequence[keys.Part] | None = None) -> bool:
+        """Block until a fan-out or redeliver signals work (True) or ``timeout`` passes.
+
+        Waits on every partition's signal (one node), or on those of ``parts`` (on a cluster,
+        one blocking pop may only name keys of one slot: the caller waits per partition).
+        """
+        wakes = [p.wake for p in (self.layout.parts if parts is None else parts)]
+        res = await self.redis.blpop(wakes, timeout=max(timeout, 0.01))
         return res is not None
 
     # Helpers
 
     async def _endpoint_hash(self, endpoint_id: str) -> dict[str, str] | None:
-        raw = decode(await self.redis.hgetall(keys.endpoint(endpoint_id)))
+        raw = decode(await self.redis.hgetall(self.layout.of(endpoint_id).endpoint(endpoint_id)))
         return raw or None
 
     def _valid_events(self, events: Sequence[str] | None) -> list[str]:

@@ -1,7 +1,8 @@
 """Peer contenders (arq, SAQ, Dramatiq), each from its own venv made by ``make peers``.
 
 Each runs its ``bench/peer_<name>.py`` in three modes: ``enqueue`` (no worker), ``drain``
-and ``latency`` (each with the peer's worker started for that run alone).
+and ``latency`` (each with the peer's worker running). The worker is the peer's own CLI
+(``saq``, ``arq``, ``dramatiq``) on that script's settings, as each peer's docs run it.
 """
 
 from __future__ import annotations
@@ -26,20 +27,32 @@ VENVS = BENCH / ".peers"
 
 NOTES = {
     "arq": {
-        "enqueue": "`enqueue_job` from 50 coroutines",
-        "drain": "1 worker, max_jobs 50, poll_delay 10 ms (default 0.5 s); "
+        "enqueue": "`enqueue_job` from 50 coroutines; N jobs, no worker (the backlog drain's fill)",
+        "drain": "producer `enqueue_job` from 50 coroutines; worker `arq peer_arq.WorkerSettings` "
+        "(1 process), hiredis, max_jobs 50, poll_delay 10 ms (default 0.5 s); "
+        "done: ZCARD arq:queue = 0",
+        "backlog": "worker as above; started: ZCARD arq:queue < N (a job finished); "
         "done: ZCARD arq:queue = 0",
         "latency": "`job.result(poll_delay=1 ms)` (polls); worker poll 10 ms",
     },
     "saq": {
-        "enqueue": "`queue.enqueue` from 50 coroutines (max_concurrent_ops 50)",
-        "drain": "1 worker, concurrency 50; done: ZCARD saq:default:incomplete = 0",
+        "enqueue": "`queue.enqueue` from 50 coroutines (max_concurrent_ops 50); N jobs, no "
+        "worker (the backlog drain's fill)",
+        "drain": "producer `queue.enqueue` from 50 coroutines; worker `saq peer_saq.settings` "
+        "(1 process, the CLI's default), hiredis, concurrency 50 (default 10); "
+        "done: ZCARD saq:default:incomplete = 0",
+        "backlog": "worker as above; started: LLEN saq:default:queued < N; "
+        "done: ZCARD saq:default:incomplete = 0",
         "latency": "pub/sub `queue.listen` on the job key, then `enqueue`, `job.refresh()` "
         "(`queue.apply` polls every 0.5 s)",
     },
     "dramatiq": {
-        "enqueue": "`actor.send` from 50 threads (sync redis-py)",
-        "drain": "1 worker process, 50 threads, Results middleware; "
+        "enqueue": "`actor.send` from 50 threads (sync redis-py); N jobs, no worker (the "
+        "backlog drain's fill)",
+        "drain": "producer `actor.send` from 50 threads; worker `dramatiq peer_dramatiq` "
+        "(its defaults: 1 process per core, 8 threads each), hiredis, Results middleware; "
+        "done: HLEN dramatiq:default.msgs = 0",
+        "backlog": "worker as above; started: LLEN dramatiq:default < N; "
         "done: HLEN dramatiq:default.msgs = 0",
         "latency": "Results middleware, `message.get_result(block=True)` (blocking list pop)",
     },
@@ -50,9 +63,24 @@ class PeerMissing(RuntimeError):
     """A peer's venv is missing or broken: ``make peers`` makes it."""
 
 
+# The peer's worker under its own CLI (run in bench/, with the peer's venv's bin on PATH).
+WORKER_CLI = {
+    "arq": ["arq", "peer_arq.WorkerSettings"],
+    "saq": ["saq", "peer_saq.settings"],
+    "dramatiq": ["dramatiq", "peer_dramatiq"],
+}
+
+# Redis reads telling (waiting, not yet done) for a peer's queue: its own keys, no client.
+PROBES = {
+    "arq": (("zcard", "arq:queue"), ("zcard", "arq:queue")),
+    "saq": (("llen", "saq:default:queued"), ("zcard", "saq:default:incomplete")),
+    "dramatiq": (("llen", "dramatiq:default"), ("hlen", "dramatiq:default.msgs")),
+}
+
+
 @dataclass
 class Peer:
-    """One peer: its venv's Python, its version and its rows (enqueue, drain, latency)."""
+    """One peer: its venv's Python, its version and its rows (enqueue, drain, backlog, latency)."""
 
     name: str
     python: Path
@@ -102,6 +130,13 @@ def rows(name: str, version: str, plan: Plan) -> dict[str, Row]:
             "jobs/s",
             note=how["drain"],
         ),
+        "backlog": Row(
+            "2",
+            f"backlog drain N={plan.n:,} (worker start → last result)",
+            label,
+            "jobs/s",
+            note=how["backlog"],
+        ),
         "latency": Row(
             "3",
             f"latency, {plan.latency_n} sequential: enqueue → result",
@@ -117,15 +152,37 @@ def steps(bench: Bench, peers: list[Peer], mode: str) -> list[Step]:
     return [(p.rows[mode], functools.partial(run, bench, p, mode)) for p in peers]
 
 
+def env(bench: Bench) -> dict[str, str]:
+    """What the peer scripts read when their CLI imports them: the URL and the concurrency."""
+    return {"BENCH_REDIS_URL": bench.url, "BENCH_CONCURRENCY": str(CONCURRENCY)}
+
+
+def start_worker(bench: Bench, peer: Peer) -> Server:
+    """The peer's CLI worker, started (not waited for)."""
+    cli = WORKER_CLI[peer.name]
+    bindir = peer.python.parent
+    return Server(
+        f"{peer.name}-worker",
+        [str(bindir / cli[0]), *cli[1:]],
+        bench.tmp,
+        env={**env(bench), "PYTHONPATH": str(BENCH)},
+        cwd=BENCH,
+    )
+
+
+def probe(bench: Bench, peer: Peer) -> tuple[int, int]:
+    """(waiting, not yet done) for the peer's queue, in one transaction."""
+    pipe = bench.r.pipeline(transaction=True)
+    for cmd, key in PROBES[peer.name]:
+        getattr(pipe, cmd)(key)
+    waiting, remaining = pipe.execute()
+    return int(waiting), int(remaining)
+
+
 @contextlib.contextmanager
 def worker(bench: Bench, peer: Peer) -> Iterator[Server]:
     """The peer's worker process, started for one run and stopped after it."""
-    common = ["--url", bench.url, "--concurrency", str(CONCURRENCY)]
-    server = Server(
-        f"{peer.name}-worker",
-        [str(peer.python), str(BENCH / f"peer_{peer.name}.py"), "worker", *common],
-        bench.tmp,
-    )
+    server = start_worker(bench, peer)
     try:
         server.wait_for_output("READY")
         time.sleep(0.5)
@@ -134,10 +191,10 @@ def worker(bench: Bench, peer: Peer) -> Iterator[Server]:
         server.stop()
 
 
-def run(bench: Bench, peer: Peer, mode: str) -> Run:
-    """One run of a peer: ``enqueue`` (no worker), ``drain`` or ``latency``."""
+def client(bench: Bench, peer: Peer, mode: str) -> list[str]:
+    """The command line of the peer's script in one mode (its producer or latency client)."""
     n = bench.plan.latency_n if mode == "latency" else bench.plan.n
-    args = [
+    return [
         str(peer.python),
         str(BENCH / f"peer_{peer.name}.py"),
         mode,
@@ -150,15 +207,15 @@ def run(bench: Bench, peer: Peer, mode: str) -> Run:
         "--time-limit",
         "100" if mode == "drain" else "60",
     ]
-    bench.flush()
-    with contextlib.ExitStack() as stack:
-        servers: dict[str, Any] = {}
-        if mode != "enqueue":
-            servers["worker"] = stack.enter_context(worker(bench, peer))
-        c0 = bench.cpu_snapshot(servers)
-        fin = run_client(args, bench.log_path(f"{peer.name}-{mode}"), 130)
-        c1 = bench.cpu_snapshot(servers)
-    bench.flush()
+
+
+def run_with(bench: Bench, peer: Peer, mode: str, servers: dict[str, Any]) -> Run:
+    """One run of the peer's script in ``mode`` while ``servers`` (its worker, if any) run."""
+    c0 = bench.cpu_snapshot(servers)
+    fin = run_client(
+        client(bench, peer, mode), bench.log_path(f"{peer.name}-{mode}"), 130, env(bench)
+    )
+    c1 = bench.cpu_snapshot(servers)
     res = need(fin, f"{peer.name} {mode}")
     cpu = cpu_per_job(c0, c1, res["n"], fin, res["cpu_s"])
     if mode == "enqueue":
@@ -168,3 +225,32 @@ def run(bench: Bench, peer: Peer, mode: str) -> Run:
             raise RuntimeError(f"{peer.name} drain did not finish in time")
         return Run(res["n"] / res["elapsed"], cpu)
     return Run(res["p50_ms"], cpu, {"p99_ms": res["p99_ms"]})
+
+
+def run(bench: Bench, peer: Peer, mode: str) -> Run:
+    """One run of a peer: ``enqueue`` (no worker), ``drain`` or ``latency`` (its worker
+    started for this run alone)."""
+    bench.flush()
+    with contextlib.ExitStack() as stack:
+        servers: dict[str, Any] = {}
+        if mode != "enqueue":
+            servers["worker"] = stack.enter_context(worker(bench, peer))
+        result = run_with(bench, peer, mode, servers)
+    bench.flush()
+    return result
+
+
+def fill(bench: Bench, peer: Peer) -> int:
+    """Queue N jobs with the peer's own enqueue, no worker running: the backlog drain's fill,
+    which is also a run of the peer's direct enqueue row (the same measure). How many it queued.
+    """
+    c0 = bench.cpu_snapshot({})
+    fin = run_client(
+        client(bench, peer, "enqueue"), bench.log_path(f"{peer.name}-fill"), 130, env(bench)
+    )
+    c1 = bench.cpu_snapshot({})
+    res = need(fin, f"{peer.name} fill")
+    n = int(res["n"])
+    cpu = cpu_per_job(c0, c1, n, fin, res["cpu_s"])
+    peer.rows["enqueue"].runs.append(Run(n / res["enqueue_elapsed"], cpu))
+    return n

@@ -1,16 +1,19 @@
-"""The operator console's read-only endpoints: history charts' data and the live processes."""
+"""The operator console's read-only endpoints: history charts' data, the live processes and a
+request's event timeline."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import asdict
+from typing import Any
 
 from aiohttp import web
 
 from service.http.auth import client_of, is_admin
-from service.http.common import json_response
+from service.http.common import json_response, read_own, requested
 from service.http.errors import Problem
-from service.queue import history, presence
+from service.queue import history, presence, timeline
+from service.queue.times import rfc3339_ms
 from service.state import operations_key, queue_key, redis_key, settings_key
 
 routes = web.RouteTableDef()
@@ -46,7 +49,8 @@ async def get_history(request: web.Request) -> web.Response:
         names = [name]
     queue = request.app[queue_key]
     now = queue.now_ms()
-    rows = await history.read(request.app[redis_key], names, window, now)
+    tags = {name: queue.tags(name) for name in names}  # a sharded operation's every shard
+    rows = await history.read(request.app[redis_key], names, window, now, tags)
     return json_response(
         {
             "window_seconds": window,
@@ -89,3 +93,36 @@ async def list_workers(request: web.Request) -> web.Response:
     queue = request.app[queue_key]
     items = await presence.processes(request.app[redis_key], queue.now_ms())
     return json_response({"items": items})
+
+
+@routes.get("/v1/queue/requests/{request_id}/timeline")
+async def get_timeline(request: web.Request) -> web.Response:
+    """A request's event timeline: its stored events where any remain, else (and for what
+    they miss) its record's milestones; each entry says what happened, when, and from which."""
+    op, rid = requested(request)
+    snap = await read_own(request, op, rid)  # the monitor's access rules: own, or an operator
+    queue = request.app[queue_key]
+    record = snap.record
+    events = await timeline.stored(
+        request.app[redis_key], queue.tag_of(op.name, rid), record, queue.now_ms()
+    )
+    items = []
+    for e in timeline.build(record, events):
+        item: dict[str, Any] = {
+            "at": rfc3339_ms(e.at_ms),
+            "event": e.event,
+            "status": e.status,
+            "attempt": e.attempt,
+            "source": e.source,
+        }
+        if e.seq is not None:
+            item["seq"] = e.seq
+        if e.progress is not None:
+            item["progress"] = e.progress
+        if e.error is not None:
+            item["error"] = e.error
+        items.append(item)
+    body: dict[str, Any] = {"id": rid, "status": record["status"], "items": items}
+    if is_admin(request):
+        body["client"] = record.get("client")
+    return json_response(body)

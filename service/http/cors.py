@@ -14,6 +14,7 @@ EXPOSED = ", ".join(
         "Retry-After",
         "Preference-Applied",
         "Idempotent-Replayed",
+        "Queue-Client",
     )
 )
 ALLOWED_HEADERS = ", ".join(

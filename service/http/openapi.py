@@ -39,6 +39,29 @@ ACCEPTED_HEADERS = {
     "Preference-Applied": _header("respond-async when that preference was honoured"),
 }
 
+QUEUE_CLIENT = _header(
+    "Only on an operator's retry: the client the new request was made for (whose it is)"
+)
+
+TIMELINE_ENTRY = {
+    "type": "object",
+    "required": ["at", "event", "status", "attempt", "source"],
+    "properties": {
+        "at": {"type": "string", "format": "date-time"},
+        "event": {"type": "string", "enum": ["created", "started", "progress", "requeued",
+                                             "cancel_requested", "succeeded", "failed",
+                                             "canceled"]},
+        "status": {"type": "string", "description": "The request's status after it"},
+        "attempt": {"type": "integer"},
+        "source": {"type": "string", "enum": ["events", "monitor"],
+                   "description": "A stored event, or the record's timestamps"},
+        "seq": {"type": "integer", "description": "A stored event's number (its id in the "
+                                                  "request's event stream)"},
+        "progress": {"type": "object"},
+        "error": {"type": "object", "description": "A failed or canceled end: type and title"},
+    },
+}  # fmt: skip
+
 REQUEST_ID = {
     "name": "request_id",
     "in": "path",
@@ -451,6 +474,21 @@ def build_openapi(operations: dict[str, Operation]) -> dict[str, Any]:
                         "items": {"type": "array", "items": DELIVERY}}}, "Deliveries"),
                                   "400": _problem("Invalid query parameter"),
                                   "404": _problem("Unknown or purged")}}},
+        "/v1/queue/requests/{request_id}/timeline": {
+            "get": {"operationId": "get_timeline", "summary": "The request's event timeline",
+                    "description": "Oldest first. From its stored events where any remain (kept "
+                                   "for resuming streams: the request's last 64 once a stream was "
+                                   "opened on it, its client's while an all-requests stream is "
+                                   "open), else, and for what they miss, from the record's "
+                                   "timestamps (source: monitor). The monitor's access rules; an "
+                                   "operator's answer carries client",
+                    "parameters": [REQUEST_ID],
+                    "responses": {"200": _json({"type": "object", "required": ["id", "status", "items"],
+                                                "properties": {
+                        "id": {"type": "string"}, "status": {"type": "string"},
+                        "client": {"type": "string", "description": "Operators only: whose"},
+                        "items": {"type": "array", "items": TIMELINE_ENTRY}}}, "The timeline"),
+                                  "404": _problem("Unknown or purged")}}},
         "/v1/queue/requests/{request_id}/input": {
             "get": {"operationId": "get_input", "summary": "The request's input, while kept",
                     "description": "Kept while queued or running and, for a retry, once failed "
@@ -469,9 +507,10 @@ def build_openapi(operations: dict[str, Operation]) -> dict[str, Any]:
                                                    if h["name"] != "Queue-Priority"],
                      "responses": {
                          "201": _json({}, "Finished synchronously: the result",
-                                      {"Location": _header("The final resource's absolute URL")}),
+                                      {"Location": _header("The final resource's absolute URL"),
+                                       "Queue-Client": QUEUE_CLIENT}),
                          "202": _json(MONITOR_REF, "Accepted: the new request's status monitor",
-                                      ACCEPTED_HEADERS),
+                                      {**ACCEPTED_HEADERS, "Queue-Client": QUEUE_CLIENT}),
                          "400": _problem("Malformed header"),
                          "404": _problem("Unknown or purged"),
                          "409": _problem("Queued, running or succeeded: not retryable"),
@@ -506,7 +545,12 @@ def build_openapi(operations: dict[str, Operation]) -> dict[str, Any]:
             "summary": "Every event of the client's requests",
             "parameters": [
                 {"name": "operation", "in": "query", "schema": {"enum": list(operations)}},
-                LAST_EVENT_ID,
+                {
+                    **LAST_EVENT_ID,
+                    "description": "The id of the last event received: an opaque cursor (or a"
+                    " plain <ms>-<seq> where the stream merges no streams), sent back as is",
+                    "schema": {"type": "string", "maxLength": 4000},
+                },
                 ACCESS_TOKEN,
                 CLIENT_QUERY,
             ],

@@ -21,10 +21,11 @@ import orjson
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
-from service.http import monitor
+from service.http import cursor, monitor
 from service.http.auth import client_of, listed_clients
 from service.http.common import base_url, dumps, find_operation, not_found, requested
 from service.http.errors import Problem
+from service.queue import keys
 from service.queue.events import RESYNC, Event
 from service.queue.status import TERMINAL, Status
 from service.queue.store import Queue
@@ -174,8 +175,6 @@ async def _sweep_queue_timeouts(queue: Queue, ops: list[str]) -> None:
 
 
 _EVENT_ID = re.compile(r"(\d{1,18})(?:\.(\d{1,18}))?")
-_STREAM_ID = re.compile(r"(\d{1,18})(?:-(\d{1,20}))?")
-_MAX_SEQ = 2**64 - 1  # a Redis stream id's sequence part is an unsigned 64-bit integer
 
 
 def parse_last_event_id(value: str | None) -> tuple[int, int] | None:
@@ -188,17 +187,20 @@ def parse_last_event_id(value: str | None) -> tuple[int, int] | None:
     return int(match[1]), int(match[2] or 0)
 
 
-def parse_last_stream_id(value: str | None) -> tuple[int, int] | None:
-    """A Redis stream id ``"<ms>-<seq>"`` (or ``"<ms>"``) as a pair; 400 otherwise.
+def parse_last_cursor(value: str | None, stream_keys: list[str]) -> cursor.Cursor | None:
+    """The all-requests stream's ``Last-Event-ID``: a plain ``"<ms>-<seq>"`` or a cursor
+    (:mod:`service.http.cursor`); 400 otherwise.
 
     Checked before the stream starts: Redis refuses a malformed id only once the 200 is sent.
     """
     if not value or not value.strip():
         return None
-    match = _STREAM_ID.fullmatch(value.strip())
-    if match is None or int(match[2] or 0) > _MAX_SEQ:
-        raise _bad_last_event_id('"<ms>-<seq>", as this stream sends them')
-    return int(match[1]), int(match[2] or 0)
+    try:
+        return cursor.parse(value, stream_keys)
+    except cursor.BadCursor:
+        raise _bad_last_event_id(
+            '"<ms>-<seq>" or a "v1." cursor, as this stream sends them'
+        ) from None
 
 
 def _bad_last_event_id(form: str) -> Problem:
@@ -379,7 +381,9 @@ async def client_events(request: web.Request) -> web.StreamResponse:
     """Every event of the caller's requests (optionally one operation's), resumable.
 
     An operator may follow one client's (``?client=NAME``) or every client's (``?client=*``);
-    each event then says whose (``client``).
+    each event then says whose (``client``). The events come from several Redis streams (per
+    operation, shard and client): each event's id is a cursor (:mod:`service.http.cursor`)
+    naming the last event sent of each, so a resume sends exactly the events missed.
     """
     app = request.app
     operations = app[operations_key]
@@ -388,8 +392,15 @@ async def client_events(request: web.Request) -> web.StreamResponse:
         ops = [find_operation(request, request.query["operation"]).name]
     clients = listed_clients(request)
     whose = request.query.get("client") not in (None, "", client_of(request))
-    last = parse_last_stream_id(
-        request.headers.get("Last-Event-ID") or request.query.get("last_event_id")
+    queue = app[queue_key]
+    # The streams merged, in a fixed order: a cursor's entries are indexes into it.
+    streams = [
+        (op, tag, client) for client in sorted(clients) for op in ops for tag in queue.tags(op)
+    ]
+    index = {(tag, client): i for i, (_, tag, client) in enumerate(streams)}
+    stream_keys = [keys.cev(tag, client) for _, tag, client in streams]
+    resumed = parse_last_cursor(
+        request.headers.get("Last-Event-ID") or request.query.get("last_event_id"), stream_keys
     )
     stream = Stream(ops[0], None)
     wanted = set(ops)
@@ -399,19 +410,18 @@ async def client_events(request: web.Request) -> web.StreamResponse:
             stream.offer(event)
 
     removers = [app[hub_key].watch_client(client, offer) for client in clients]
-    queue = app[queue_key]
     resp: EventSourceResponse | None = None
     refresher: asyncio.Task[None] | None = None
     try:
-        for client in clients:
-            await queue.flag_client_stream(ops, client, GLOBAL_FLAG_TTL)
+        # Listening already: what is kept from here on also arrives live.
+        now, lasts = await queue.follow([(t, c) for _, t, c in streams], GLOBAL_FLAG_TTL)
+        at = resumed if resumed is not None else cursor.fresh(stream_keys, now, lasts)
         resp = await _open(request, stream)
         refresher = asyncio.create_task(_refresh_flags(queue, ops, clients))
         base = base_url(request)
-        seen: set[tuple[str, int]] = set()
-        if last is not None:
-            seen = await _send_backlog(resp, queue, ops, clients, last, base, whose)
-        await _follow_client(resp, stream, last, seen, base, whose)
+        if resumed is not None:
+            await _send_backlog(resp, queue, streams, at, base, whose)
+        await _follow_client(resp, stream, index, at, resumed is not None, base, whose)
         return resp
     except ConnectionResetError:
         if resp is None:
@@ -431,48 +441,40 @@ async def client_events(request: web.Request) -> web.StreamResponse:
 async def _send_backlog(
     resp: EventSourceResponse,
     queue: Queue,
-    ops: list[str],
-    clients: list[str],
-    last: tuple[int, int],
+    streams: list[tuple[str, str, str]],
+    at: cursor.Cursor,
     base: str,
     whose: bool = False,
-) -> set[tuple[str, int]]:
-    """Send the kept events after ``last`` (a reset first when some are gone); the events
-    sent, as (request id, evseq)."""
-    sent: set[tuple[str, int]] = set()
-    backlog: list[tuple[tuple[int, int], str, str, str, str]] = []
-    complete = True
-    for client in clients:
-        rows, whole = await queue.client_events(ops, client, last)
-        complete = complete and whole
-        backlog += [
-            (_parse_stream_id(gid) or (0, 0), op, gid, raw, client) for op, gid, raw in rows
-        ]
+) -> None:
+    """Send the kept events after the cursor's position in each stream (a reset first when
+    some are gone), in time order; the cursor advances past each."""
+    rows, complete = await queue.client_events(
+        [(tag, client, at.position(i)) for i, (_, tag, client) in enumerate(streams)]
+    )
     if not complete:
         await resp.send(dumps({"reason": "events were missed"}).decode(), event="reset")
-    if len(clients) > 1:
-        backlog.sort()  # every client's, in time order
-    for _, op, gid, raw, client in backlog:
+    for i, pos, gid, raw in rows:
+        op, _, client = streams[i]
         e = orjson.loads(raw)
         name, data = _render_event(op, e["kind"], e["rec"], base, client if whose else None)
-        await resp.send(data, id=gid, event=name)
-        sent.add((str(e["rec"].get("id", "")), int(e["rec"].get("evseq") or 0)))
-    return sent
+        at.advance(i, pos)
+        await resp.send(data, id=at.text(gid), event=name)
 
 
 async def _follow_client(
     resp: EventSourceResponse,
     stream: Stream,
-    last: tuple[int, int] | None,
-    seen: set[tuple[str, int]],
+    index: dict[tuple[str, str], int],
+    at: cursor.Cursor,
+    resumed: bool,
     base: str,
     whose: bool = False,
 ) -> None:
-    """Send live events until an overflow, a RESYNC or shutdown: not those the backlog sent
-    (``seen``), nor those up to the client's Last-Event-ID (``last``).
+    """Send live events until an overflow, a RESYNC or shutdown.
 
-    Events of different streams (operations, a sharded operation's shards) may carry equal or
-    out-of-order ids, so live events are not filtered by the highest id sent.
+    On a resume, an event at or below the cursor's position in its stream was sent already
+    (before the resume, or by the backlog): it is skipped. Events of one stream arrive in
+    order; those of different streams carry unrelated ids, so each is compared with its own.
     """
     while True:
         item = await stream.get()
@@ -481,14 +483,20 @@ async def _follow_client(
         ev: Event = item
         if ev.kind == RESYNC:
             return  # the client resumes with Last-Event-ID
-        if seen and (ev.request_id, ev.seq) in seen:
-            seen.discard((ev.request_id, ev.seq))
-            continue
-        live_id = _parse_stream_id(ev.stream_id)
-        if last is not None and live_id is not None and live_id <= last:
-            continue
+        i = index.get((ev.tag, ev.client))
+        pos = _parse_stream_id(ev.stream_id)
+        event_id: str | None = None
+        if i is not None and pos is not None:
+            if pos <= at.position(i):
+                if resumed:
+                    continue
+                # Kept before this stream opened, published after it listened: new to the
+                # client, and already below the position a resume starts from.
+            else:
+                at.advance(i, pos)
+            event_id = at.text(ev.stream_id)
         name, data = _render_event(ev.op, ev.kind, ev.record, base, ev.client if whose else None)
-        await resp.send(data, id=ev.stream_id or None, event=name)
+        await resp.send(data, id=event_id, event=name)
 
 
 async def _refresh_flags(queue: Any, ops: list[str], clients: list[str]) -> None:

@@ -43,6 +43,8 @@ from service.state import (
 
 routes = web.RouteTableDef()
 
+# The response header naming whose request an operator's retry made (see ``_answer``).
+CLIENT_HEADER = "Queue-Client"
 # As for webhook endpoint URLs (the webhooks package's own limit).
 MAX_CALLBACK_URL = 2048
 
@@ -238,11 +240,16 @@ def _answer(
     headers: dict[str, str] = {}
     if res.outcome == "replay":
         headers["Idempotent-Replayed"] = "true"
+    # An operator's retry says whose the new request is, in every answer: the header (a 201's
+    # body is the result itself), and ``client`` in the monitor or problem body.
+    whose = client if retry_of and is_admin(request) else ""
+    if whose:
+        headers[CLIENT_HEADER] = whose
     prefs = asked.prefs
     if snap is not None and snap.record["status"] in TERMINAL and asked.wait > 0:
         if prefs.wait is not None:
             headers["Preference-Applied"] = f"wait={prefs.wait:g}"
-        return finished_response(request, op, snap, headers)
+        return finished_response(request, op, snap, headers, client=whose)
     if prefs.respond_async:
         headers["Preference-Applied"] = "respond-async"
     if snap is None:
@@ -251,8 +258,6 @@ def _answer(
         location = f"{base_url(request, server)}/v1/queue/requests/{rid}"
         headers["Location"] = headers["Operation-Location"] = location
         headers["Retry-After"] = retry_after(None)
-        # An operator's retry says whose the new request is, as its monitor does for them.
-        whose = client if retry_of and is_admin(request) else ""
         body = monitor.render_accepted(
             op.name, rid, res.position, priority, res.at_ms, started=res.started,
             retry_of=retry_of, client=whose,
@@ -266,9 +271,14 @@ def _answer(
 
 
 def finished_response(
-    request: web.Request, op: Operation, snap: Snapshot, headers: dict[str, str]
+    request: web.Request,
+    op: Operation,
+    snap: Snapshot,
+    headers: dict[str, str],
+    client: str = "",
 ) -> web.Response:
-    """The synchronous answer for a finished request: 201 with the result, or its error."""
+    """The synchronous answer for a finished request: 201 with the result, or its error
+    (with ``client``, whose it is, when an operator retried another client's request)."""
     rid = snap.record["id"]
     status = snap.record["status"]
     if status == Status.SUCCEEDED:
@@ -280,6 +290,8 @@ def finished_response(
     code = 422 if error.get("status") == 422 else 409 if status == Status.CANCELED else 500
     error["status"] = code
     error["request_id"] = rid
+    if client:
+        error["client"] = client
     return problem_response(error, code, headers)
 
 

@@ -37,6 +37,7 @@ class Event:
     record: dict[str, Any]
     stream_id: str = ""
     result: str | None = None
+    tag: str = ""  # the hash tag of its operation's shard (the op itself when unsharded)
 
     @property
     def seq(self) -> int:
@@ -64,7 +65,7 @@ class EventHub:
         self.redis = redis
         # A sharded operation publishes on each shard's channel (service.queue.keys).
         self._channels = {
-            keys.watched_channel(tag).encode(): op
+            keys.watched_channel(tag).encode(): (op, tag)
             for op in operations
             for tag in keys.shard_tags(op, (shards or {}).get(op, 1))
         }
@@ -117,7 +118,7 @@ class EventHub:
             rid_b, client_b, gid_b, payload = data.split(b" ", 3)
         except ValueError:
             return
-        op = self._channels.get(channel, "")
+        op, tag = self._channels.get(channel, ("", ""))
         rid, client = rid_b.decode(), client_b.decode()
         by_req = self._by_request.get(rid)
         by_client = self._by_client.get(client)
@@ -125,7 +126,7 @@ class EventHub:
             return
         body = orjson.loads(payload)
         gid = "" if gid_b == b"-" else gid_b.decode()
-        event = Event(op, rid, client, body["kind"], body["rec"], gid, body.get("res"))
+        event = Event(op, rid, client, body["kind"], body["rec"], gid, body.get("res"), tag)
         for listener in [*(by_req or ()), *(by_client or ())]:
             try:
                 listener(event)

@@ -3,13 +3,14 @@
 Two rings per operation (``lua/includes/history.lua`` writes them): ``hist:s``, per second for
 the last 15 minutes, and ``hist:m``, per minute for 24 hours with wait and run time histograms.
 A slot's ``b:<slot>`` field names the bucket it holds; a slot holding an older bucket is stale.
-Reading is one ``HGETALL`` per operation, bounded by the ring's size, never by the traffic.
+Reading is one ``HGETALL`` per ring (per shard of a sharded operation, summed), bounded by the
+rings' size, never by the traffic.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from service.queue import keys
@@ -82,37 +83,54 @@ def percentiles(counts: Sequence[int]) -> Percentiles:
     return Percentiles(out[0], out[1], total)
 
 
-def series(
-    op: str, window: int, now_ms: int, fine: dict[bytes, bytes], coarse: dict[bytes, bytes]
-) -> Series:
-    """The window ending now, from the rings' raw fields (``fine`` unused past 15 minutes)."""
-    step = step_for(window)
-    buckets = _slots(fine if step == 1 else coarse)
-    width = step * 1000
-    last = now_ms // width
-    first = last - math.ceil(window / step) + 1
-    times, depth = [], []
-    counts: dict[str, list[int]] = {c: [] for c in COUNTERS}
+def _depths(buckets: dict[int, dict[str, int]], first: int, last: int) -> list[int | None]:
+    # The last depth sample in or before each bucket, carried forward through quiet ones.
     sample: int | None = None
     older = [b for b in buckets if b < first and "q" in buckets[b]]
     if older:
         sample = buckets[max(older)]["q"]
+    out = []
     for b in range(first, last + 1):
-        values = buckets.get(b, {})
-        times.append(b * step)
-        for c in COUNTERS:
-            counts[c].append(values.get(c, 0))
-        sample = values.get("q", sample)
-        depth.append(sample)
+        sample = buckets.get(b, {}).get("q", sample)
+        out.append(sample)
+    return out
+
+
+Ring = tuple[dict[bytes, bytes], dict[bytes, bytes]]
+
+
+def series(op: str, window: int, now_ms: int, rings: Sequence[Ring]) -> Series:
+    """The window ending now, from the rings' raw fields: one ``(fine, coarse)`` pair per
+    shard of the operation (``fine`` unused past 15 minutes), summed.
+
+    Counters and histogram bins add up bucket by bucket; each shard's queue depth is carried
+    forward on its own before the shards' are added (null while no shard has a sample)."""
+    step = step_for(window)
+    width = step * 1000
+    last = now_ms // width
+    first = last - math.ceil(window / step) + 1
+    times = [b * step for b in range(first, last + 1)]
+    counts: dict[str, list[int]] = {c: [0] * len(times) for c in COUNTERS}
+    depth: list[int | None] = [None] * len(times)
     # Percentiles from the minute histograms covering the window (at least the current minute).
-    minutes = _slots(coarse)
     first_minute = (now_ms - window * 1000) // 60000 + 1
     waits, runs = [0] * (len(BOUNDS_MS) + 1), [0] * (len(BOUNDS_MS) + 1)
-    for b, values in minutes.items():
-        if first_minute <= b <= now_ms // 60000:
-            for i in range(len(waits)):
-                waits[i] += values.get(f"w{i}", 0)
-                runs[i] += values.get(f"r{i}", 0)
+    for fine, coarse in rings:
+        minutes = _slots(coarse)
+        buckets = _slots(fine) if step == 1 else minutes
+        for i, b in enumerate(range(first, last + 1)):
+            values = buckets.get(b)
+            if values:
+                for c in COUNTERS:
+                    counts[c][i] += values.get(c, 0)
+        for i, d in enumerate(_depths(buckets, first, last)):
+            if d is not None:
+                depth[i] = d + (depth[i] or 0)
+        for b, values in minutes.items():
+            if first_minute <= b <= now_ms // 60000:
+                for i in range(len(waits)):
+                    waits[i] += values.get(f"w{i}", 0)
+                    runs[i] += values.get(f"r{i}", 0)
     return Series(
         op,
         step,
@@ -127,17 +145,29 @@ def series(
     )
 
 
-async def read(redis: Client, ops: Sequence[str], window: int, now_ms: int) -> list[Series]:
-    """Each operation's history over the last ``window`` seconds (one pipeline)."""
+async def read(
+    redis: Client,
+    ops: Sequence[str],
+    window: int,
+    now_ms: int,
+    tags: Mapping[str, Sequence[str]] | None = None,
+) -> list[Series]:
+    """Each operation's history over the last ``window`` seconds, its shards' summed.
+
+    ``tags``: a sharded operation's shard tags (``Queue.tags``); an operation not in it has
+    one shard. Every ring is read in one pipeline: one round trip (on a cluster, one per
+    node, in parallel)."""
     step = step_for(window)
+    shards = {op: tuple((tags or {}).get(op) or (op,)) for op in ops}
     async with redis.pipeline(transaction=False) as pipe:
         for op in ops:
-            if step == 1:
-                pipe.hgetall(keys.hist_seconds(op))
-            pipe.hgetall(keys.hist_minutes(op))
-        raw = await pipe.execute()
+            for tag in shards[op]:
+                if step == 1:
+                    pipe.hgetall(keys.hist_seconds(tag))
+                pipe.hgetall(keys.hist_minutes(tag))
+        raw = iter(await pipe.execute())
     out = []
     for op in ops:
-        fine = raw.pop(0) if step == 1 else {}
-        out.append(series(op, window, now_ms, fine, raw.pop(0)))
+        rings = [(next(raw) if step == 1 else {}, next(raw)) for _ in shards[op]]
+        out.append(series(op, window, now_ms, rings))
     return out

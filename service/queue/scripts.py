@@ -432,6 +432,19 @@ class AheadArgv(NamedTuple):
     now: int
 
 
+class FollowKeys(NamedTuple):
+    """The follow script's KEYS: one client's stream of one operation (shard)."""
+
+    glob: str
+    cev: str
+
+
+class FollowArgv(NamedTuple):
+    """The follow script's ARGV."""
+
+    ttl: int
+
+
 class StatsKeys(NamedTuple):
     """The stats script's KEYS."""
 
@@ -493,6 +506,7 @@ CANCEL = Lua(DIRECTORY, "cancel", CancelKeys, CancelArgv)
 READ = Lua(DIRECTORY, "read", ReadKeys, ReadArgv)
 STATS = Lua(DIRECTORY, "stats", StatsKeys, StatsArgv)
 AHEAD = Lua(DIRECTORY, "ahead", AheadKeys, AheadArgv)
+FOLLOW = Lua(DIRECTORY, "follow", FollowKeys, FollowArgv)
 
 ALL: dict[str, Lua[Any, Any]] = {
     lua.name: lua
@@ -514,5 +528,6 @@ ALL: dict[str, Lua[Any, Any]] = {
         READ,
         STATS,
         AHEAD,
+        FOLLOW,
     )
 }

@@ -75,6 +75,8 @@ from service.queue.scripts import (
     FinishCallArgv,
     FinishCallKeys,
     FinishKeys,
+    FollowArgv,
+    FollowKeys,
     ProgressArgv,
     ProgressKeys,
     PromoteArgv,
@@ -1159,25 +1161,46 @@ class Queue:
                     pipe.set(keys.glob(tag, client), "1", ex=ttl)
             await pipe.execute()
 
-    async def client_events(
-        self, ops: Sequence[str], client: str, after: tuple[int, int], limit: int = 1000
-    ) -> tuple[list[tuple[str, str, str]], bool]:
-        """Kept events of a client after a stream id, oldest first: ``(op, id, json)``.
+    async def follow(
+        self, streams: Sequence[tuple[str, str]], ttl: int
+    ) -> tuple[int, list[tuple[int, int] | None]]:
+        """Keep the clients' events of ``streams`` (``(tag, client)`` each) for ``ttl`` s, as
+        :meth:`flag_client_stream` does, and say where each kept stream ends now.
 
-        The flag is False when some events after ``after`` were trimmed away.
+        Returns the lowest clock (ms) of the nodes holding them and each stream's last id (None
+        when it holds none): an event kept from now on has an id above both. One
+        ``follow.lua`` run per stream, all in one round trip.
         """
-        start = f"({after[0]}-{after[1]}"
-        # A sharded operation's events are kept per shard: every shard's stream is read.
-        streams = [(op, tag) for op in ops for tag in self.tags(op)]
+        replies = await asyncio.gather(
+            *(
+                scripts.FOLLOW.call(
+                    self.batcher,
+                    FollowKeys(keys.glob(tag, client), keys.cev(tag, client)),
+                    FollowArgv(ttl),
+                )
+                for tag, client in streams
+            )
+        )
+        now = min((int(r[0]) * 1000 + int(r[1]) // 1000 for r in replies), default=self.now_ms())
+        return now, [_stream_id(_s(r[2])) if r[2] else None for r in replies]
+
+    async def client_events(
+        self, streams: Sequence[tuple[str, str, tuple[int, int]]], limit: int = 1000
+    ) -> tuple[list[tuple[int, tuple[int, int], str, str]], bool]:
+        """Kept events of clients' streams (``(tag, client, after)`` each: those after the
+        stream id ``after``), oldest first: ``(stream index, id, id as text, json)``.
+
+        The flag is False when some events after a stream's ``after`` were trimmed away.
+        """
         async with self.redis.pipeline(transaction=False) as pipe:
-            for _, tag in streams:
+            for tag, client, after in streams:
                 stream = keys.cev(tag, client)
-                pipe.xrange(stream, min=start, max="+", count=limit)
+                pipe.xrange(stream, min=f"({after[0]}-{after[1]}", max="+", count=limit)
                 pipe.execute_command("XINFO", "STREAM", stream)
             rows = await pipe.execute(raise_on_error=False)
-        out: list[tuple[str, str, str]] = []
+        out: list[tuple[int, tuple[int, int], str, str]] = []
         complete = True
-        for i, (op, _) in enumerate(streams):
+        for i, (_, _, after) in enumerate(streams):
             entries, info = rows[2 * i], rows[2 * i + 1]
             if isinstance(entries, Exception):
                 raise entries
@@ -1191,8 +1214,9 @@ class Queue:
             if len(entries) >= limit:
                 complete = False
             for entry_id, fields in entries:
-                out.append((op, _s(entry_id), _s(fields[b"e"])))
-        out.sort(key=lambda row: _stream_id(row[1]))
+                gid = _s(entry_id)
+                out.append((i, _stream_id(gid), gid, _s(fields[b"e"])))
+        out.sort(key=lambda row: (row[1], row[0]))
         return out, complete
 
 

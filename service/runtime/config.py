@@ -139,6 +139,10 @@ class WebhookSettings:
     max_endpoints_per_client: int = 100
     # How long a settled delivery (its payload snapshot and attempt log) is kept.
     delivery_retention_seconds: int = 7 * 86_400
+    # Webhook state spread over this many hash tags (slots; docs/SCALING.md): None is 16 on a
+    # cluster and 1 on one node. Every process must use the same; changing it moves the data
+    # at the next dispatcher start (webhooks.store.WebhookStore.repartition).
+    partitions: int | None = None
 
 
 @dataclass(frozen=True)
@@ -460,6 +464,8 @@ def _check_webhooks(webhooks: WebhookSettings) -> None:
     for i, delay in enumerate(webhooks.retry_schedule):
         if delay < 0:
             raise ConfigError(f"webhooks.retry_schedule[{i}]: must be 0 or more")
+    if webhooks.partitions is not None and not 1 <= webhooks.partitions <= 256:
+        raise ConfigError("webhooks.partitions: must be 1 to 256")
     if not 0 <= webhooks.jitter < 1:
         raise ConfigError("webhooks.jitter: must be in [0, 1)")
     for i, net in enumerate(webhooks.allow_networks):

@@ -205,14 +205,7 @@ async function requestPage(id) {
     ["attempt", String(r.attempt)], ["lost runs", String(r.lost ?? 0)],
     ["progress", r.progress ? `${r.progress.percent} % ${r.progress.message || ""}` : "–"]];
   $("r-facts").replaceChildren(...facts.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {class: k === "status" ? "status-" + v : ""}, v)]));
-  const steps = [];
-  if (r.retry_of) steps.push(el("li", {}, "retry of ", requestLink(r.retry_of)));
-  steps.push(el("li", {}, `${fmtTime(r.created_at)} created (queued)`));
-  if (r.started_at) steps.push(el("li", {}, `${fmtTime(r.started_at)} started, attempt ${r.attempt}`));
-  if (r.finished_at) steps.push(el("li", {}, `${fmtTime(r.finished_at)} ${r.status}`));
-  if (r.cancel_requested && !r.finished_at) steps.push(el("li", {}, "cancel requested"));
-  if (r.expires_at) steps.push(el("li", {class: "muted"}, `record kept until ${new Date(r.expires_at).toLocaleString()}`));
-  $("r-timeline").replaceChildren(...steps);
+  await requestTimeline(r);
   let outcome = "";
   if (r.status === "succeeded") {
     const link = r.links.find((l) => l.rel === "result");
@@ -224,6 +217,33 @@ async function requestPage(id) {
   await requestDeliveries(r);
   const input = await client.json(`/v1/queue/requests/${encodeURIComponent(id)}/input`);
   $("r-input").textContent = input.kept ? JSON.stringify(input.input, null, 2) : "(not kept once a request succeeds)";
+}
+
+// What a timeline entry says (GET /v1/queue/requests/{id}/timeline).
+function timelineText(t) {
+  switch (t.event) {
+    case "started": return `started, attempt ${t.attempt}`;
+    case "requeued": return `back in the queue, attempt ${t.attempt}`;
+    case "cancel_requested": return "cancel requested";
+    case "progress": return `progress ${t.progress ? `${t.progress.percent} % ${t.progress.message || ""}` : ""}`.trim();
+    case "failed": case "canceled": return t.error && t.error.title ? `${t.event}: ${t.error.title}` : t.event;
+    default: return t.event;
+  }
+}
+
+async function requestTimeline(r) {
+  const {items} = await client.json(`/v1/queue/requests/${encodeURIComponent(r.id)}/timeline`);
+  const steps = [];
+  if (r.retry_of) steps.push(el("li", {}, "retry of ", requestLink(r.retry_of)));
+  for (const t of items) {
+    // Stored events carry their number; milestones read from the record say so.
+    const from = t.source === "events" ? el("span", {class: "muted"}, ` · event ${t.seq}`)
+      : el("span", {class: "muted"}, " · from the record");
+    steps.push(el("li", {dataset: {event: t.event, source: t.source, status: t.status}},
+      el("time", {dateTime: t.at}, fmtTime(t.at)), " ", timelineText(t), from));
+  }
+  if (r.expires_at) steps.push(el("li", {class: "muted"}, `record kept until ${new Date(r.expires_at).toLocaleString()}`));
+  $("r-timeline").replaceChildren(...steps);
 }
 
 async function requestDeliveries(r) {

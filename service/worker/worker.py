@@ -50,6 +50,8 @@ class _Running:
     # Set once the handler returned: from then on the outcome is being stored, which a
     # cancel or lost lease must not interrupt.
     finishing: bool = False
+    # Counted in Worker._storing: its handler slot is free while its outcome is stored.
+    storing: bool = False
 
     def interrupt(self, reason: StopReason) -> None:
         """Stop the handler (not the storing of its outcome)."""
@@ -134,7 +136,14 @@ class Worker:
         }
 
     def _free(self) -> int:
-        return self.settings.concurrency - len(self._running)
+        # A run storing its outcome holds no handler slot: the next claim leaves while the
+        # finishes are in flight instead of a round trip later (Redis works on both while this
+        # process runs handlers). At most ``concurrency`` runs may be storing at once, so a
+        # slow Redis cannot let claims run ahead of the outcomes.
+        limit = self.settings.concurrency
+        return min(limit - len(self._running) + self._storing, 2 * limit - len(self._running))
+
+    _storing = 0
 
     def _claimable(self) -> int:
         # Free slots no claim in flight has asked for: concurrent claim loops (operations,
@@ -406,6 +415,8 @@ class Worker:
         finally:
             if self._running.get(job.request_id) is running:
                 del self._running[job.request_id]
+            if running.storing:
+                self._storing -= 1
             self._slot_freed.set()
             if self.metrics is not None:
                 self.metrics.job_finished(job.op, outcome, time.monotonic() - started)
@@ -419,6 +430,10 @@ class Worker:
                     result = await self._invoke(op, ctx, job)
             finally:
                 running.finishing = running.stop is None
+                if running.finishing:
+                    running.storing = True
+                    self._storing += 1
+                    self._slot_freed.set()
         except asyncio.CancelledError:
             if running.stop is None:
                 raise

@@ -12,6 +12,7 @@ from service.app import create_app
 from service.queue import presence
 from service.state import Roles
 from tests.http.test_api import ASYNC, Client, MakeClient, make_settings, post, wait_status
+from tests.support import handlers
 from tests.support.sse_client import SSEvent, read_events
 
 
@@ -161,6 +162,40 @@ async def test_an_operator_sees_and_acts_on_every_clients_requests(app_client: M
     assert resp.status == 404
 
 
+async def test_an_operators_synchronous_retry_says_whose_in_every_answer(
+    app_client: MakeClient,
+) -> None:
+    client = await app_client(
+        auth={"clients": ADMIN_CLIENTS},
+        operations={"fails-once": {"handler": "tests.support.handlers:fails_once", "attempts": 1}},
+    )
+    handlers.FAIL_ONCE.update({"sync-1", "sync-2"})
+    ids = {}
+    for key in ("sync-1", "sync-2"):
+        resp = await client.post("/v1/fails-once", json={"key": key}, headers=bearer("bob"))
+        assert resp.status == 500
+        ids[key] = (await resp.json())["request_id"]
+    # 201: the body is the result itself, so the header says whose.
+    resp = await client.post(f"/v1/queue/requests/{ids['sync-1']}/retry", headers=bearer("ops"))
+    assert resp.status == 201, await resp.text()
+    assert resp.headers["Queue-Client"] == "bob"
+    assert await resp.json() == {"key": "sync-1", "attempt": 1}
+    # The new request's error answered synchronously: the header and the problem's client.
+    handlers.FAIL_ONCE.add("sync-2")
+    resp = await client.post(f"/v1/queue/requests/{ids['sync-2']}/retry", headers=bearer("ops"))
+    problem = await resp.json(content_type=None)
+    assert resp.status == 500 and problem["client"] == "bob", problem
+    assert resp.headers["Queue-Client"] == "bob"
+    # 202 too (the monitor's client was there already); a client's own retry says nothing.
+    resp = await client.post(
+        f"/v1/queue/requests/{ids['sync-2']}/retry", headers={**bearer("ops"), **ASYNC}
+    )
+    assert resp.status == 202 and resp.headers["Queue-Client"] == "bob"
+    assert (await resp.json())["client"] == "bob"
+    resp = await client.post(f"/v1/queue/requests/{ids['sync-2']}/retry", headers=bearer("bob"))
+    assert resp.status == 201 and "Queue-Client" not in resp.headers
+
+
 async def test_an_operator_follows_every_clients_events_saying_whose(
     app_client: MakeClient,
 ) -> None:
@@ -228,3 +263,67 @@ async def _first_data(reader: AsyncIterator[SSEvent], n: int) -> AsyncIterator[S
             count += 1
             if count == n:
                 return
+
+
+async def timeline_of(client: Client, rid: str, who: str = "alice") -> Any:
+    resp = await client.get(f"/v1/queue/requests/{rid}/timeline", headers=bearer(who))
+    assert resp.status == 200, await resp.text()
+    return await resp.json()
+
+
+def steps(body: Any) -> list[tuple[str, str]]:
+    return [(item["event"], item["source"]) for item in body["items"]]
+
+
+async def test_a_requests_timeline_comes_from_its_stored_events_else_its_monitor(
+    app_client: MakeClient,
+) -> None:
+    client = await app_client(auth={"clients": ADMIN_CLIENTS})
+    alice = bearer("alice")
+    # No stream was ever opened: the record's milestones.
+    resp = await client.post("/v1/echo", json={"n": 1}, headers=alice)
+    plain = resp.headers["Location"].rsplit("/", 1)[1]
+    body = await timeline_of(client, plain)
+    assert body["id"] == plain and body["status"] == "succeeded" and "client" not in body
+    assert steps(body) == [("created", "monitor"), ("started", "monitor"), ("succeeded", "monitor")]
+    assert all(item["at"].endswith("Z") for item in body["items"])
+    # An all-requests stream keeps the client's events (cev): every step from them, numbered.
+    async with asyncio.timeout(10):
+        resp = await client.get("/v1/queue/events?operation=echo", headers=alice)
+        reader = read_events(resp)
+        await anext(reader)  # the retry hint: the stream is open
+        _, made, _ = await post(client, "echo", {"n": 2}, **ASYNC, **alice)
+        async for ev in reader:
+            if ev.data and ev.json().get("status") == "succeeded":
+                break
+        resp.close()
+    body = await timeline_of(client, made["id"])
+    assert steps(body) == [("created", "events"), ("started", "events"), ("succeeded", "events")]
+    assert body["items"][0]["seq"] == 1 and body["items"][-1]["seq"] >= 2
+    # A per-request stream opened on a running request keeps its events from then on: the
+    # cancel asked for and the end come from them, what came before from the record.
+    _, hung, _ = await post(client, "hang", {}, **ASYNC, **alice)
+    path = f"/v1/queue/requests/{hung['id']}"
+    await wait_for(client, path, lambda b: b["status"] == "running", headers=alice)
+    async with asyncio.timeout(10):
+        resp = await client.get(path + "/events", headers=alice)
+        assert resp.status == 200
+        await anext(read_events(resp))
+        resp.close()
+    assert (await client.delete(path, headers=alice)).status == 202
+    await wait_for(client, path, lambda b: b["status"] == "canceled", headers=alice)
+    body = await timeline_of(client, hung["id"])
+    got = steps(body)
+    assert got[0] == ("created", "monitor") and ("started", "monitor") in got
+    assert got[-2:] == [("cancel_requested", "events"), ("canceled", "events")], got
+    assert body["items"][-1]["error"]["type"] == "urn:acceptd:problem:canceled"
+    ats = [item["at"] for item in body["items"]]
+    assert ats == sorted(ats)
+    # The monitor's access rules: its owner and operators (saying whose); 404 for anyone else.
+    theirs = await timeline_of(client, hung["id"], who="ops")
+    assert theirs["client"] == "alice" and steps(theirs) == got
+    for rid, who in ((hung["id"], "bob"), ("0" * 34, "alice"), ("nope", "alice")):
+        resp = await client.get(f"/v1/queue/requests/{rid}/timeline", headers=bearer(who))
+        assert resp.status == 404
+        assert resp.headers["Content-Type"].startswith("application/problem+json")
+    assert (await client.get(f"{path}/timeline")).status == 401

@@ -61,6 +61,15 @@ class Service:
             assert resp.status < 400, (resp.status, await resp.text())
             return await resp.json()
 
+    async def open_stream(self, who: str, rid: str) -> None:
+        """Open the request's event stream and leave once it answered: from then on its
+        events are kept (for resuming), as any stream opened on it makes them."""
+        headers = {"Authorization": f"Bearer {KEYS[who]}"}
+        path = f"{self.url}/v1/queue/requests/{rid}/events"
+        async with self.http.get(path, headers=headers) as resp:
+            assert resp.status == 200, await resp.text()
+            await resp.content.readline()
+
     async def wait(self, who: str, rid: str, statuses: set[str]) -> Any:
         async def done() -> bool:
             body = await self.call(who, "GET", f"/v1/queue/requests/{rid}")
@@ -161,12 +170,21 @@ async def test_overview_charts_the_last_minute_and_workers_show_running_requests
     await expect(page.locator("#worker-rows tr[data-kind=dispatcher]")).to_have_count(1)
     await shot(page, "workers")
 
-    # The request page of the hung request: Cancel stops it.
+    # The request page of the hung request: Cancel stops it. Its owner opened its event
+    # stream, so its events from then on are kept: the timeline shows them.
+    await service.open_stream("bob", hung["id"])
     await page.goto(page.url.split("#")[0] + f"#request/{hung['id']}")
     await expect(page.locator("#r-facts")).to_contain_text("bob")
     await expect(page.locator("#r-input")).to_contain_text('"seconds": 60')
+    steps = page.locator("#r-timeline")
+    await expect(steps.locator("li[data-event=created][data-source=monitor]")).to_have_count(1)
     await page.get_by_role("button", name="Cancel").click()
     await expect(page.locator("#r-facts dd.status-canceled")).to_have_count(1)
+    for event in ("cancel_requested", "canceled"):
+        stored = steps.locator(f"li[data-event={event}][data-source=events]")
+        await expect(stored).to_have_count(1)
+        await expect(stored).to_contain_text("event ")
+    await expect(steps.locator("li[data-source]").last).to_contain_text("canceled: Canceled")
     await shot(page, "request")
 
 

@@ -165,6 +165,9 @@ async def test_callback_url_is_capped_like_endpoint_urls(idle: Client) -> None:
 
 
 BAD_STREAM_IDS = ["1-99999999999999999999999", "5--3", "-1", "garbage", "1-2-3", "1.5", " x"]
+# The cursors a stream merging several sends (service.http.cursor), malformed.
+BAD_STREAM_IDS += ["v1.zz", "v1.00000000.1.2_1.1_1", "v1.00000000.5-3.1_0-1"]
+BAD_STREAM_IDS.append("v1.00000000.1" + "".join(f".{i:x}_1" for i in range(1000)))  # too long
 BAD_EVENT_IDS = ["5--3", "-3", "garbage", "1.2.3", "1-2", "99999999999999999999999"]
 
 

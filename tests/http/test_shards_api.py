@@ -4,6 +4,7 @@ hold across its shards, on one node and on the 3-master cluster."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -11,8 +12,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from service.app import create_app
-from service.queue import ids
-from service.state import Roles
+from service.queue import ids, keys
+from service.state import Roles, queue_key
 from tests.http.test_api import ASYNC, Client, MakeClient, make_settings, post, wait_status
 from tests.support.cluster import both
 from tests.support.sse_client import SSEvent, read_events
@@ -121,8 +122,12 @@ async def test_the_all_requests_stream_merges_the_shards(
                 break
         resp.close()
     assert {e.json()["id"] for e in got} == set(made)
-    # Resuming with Last-Event-ID across shards is not checked here: the shards' kept
-    # streams number their events independently (see docs/contract-notes.md).
+    # Each request's timeline reads the events its own shard kept for the client.
+    for rid in made:
+        body = await (await c.get(f"/v1/queue/requests/{rid}/timeline")).json()
+        steps = [(item["event"], item["source"]) for item in body["items"]]
+        assert steps == [("created", "events"), ("started", "events"), ("succeeded", "events")]
+    # Resuming with Last-Event-ID across shards: test_a_resume_sends_every_missed_event_once.
 
 
 @both
@@ -137,3 +142,150 @@ async def test_a_bulk_submit_spreads_over_shards(app_client: MakeClient) -> None
     assert sorted(item["position"] for item in got) == list(range(7))
     again = await (await c.post(f"/v1/{OP}/batch", json={"requests": items[-1:]})).json()
     assert again["items"][0]["id"] == got[-1]["id"]
+
+
+CLIENTS: list[dict[str, Any]] = [
+    {"name": "ops", "key": "shards-operator-key-0123", "admin": True},
+    {"name": "alice", "key": "shards-alice-key-01234567"},
+    {"name": "bob", "key": "shards-bob-key-0123456789"},
+]
+
+
+def bearer(name: str) -> dict[str, str]:
+    key = next(str(c["key"]) for c in CLIENTS if c["name"] == name)
+    return {"Authorization": f"Bearer {key}"}
+
+
+Seen = tuple[str, str]  # (request id, status): one event each here
+
+
+async def _read(reader: Any, n: int) -> list[SSEvent]:
+    got: list[SSEvent] = []
+    while len(got) < n:
+        ev = await anext(reader)
+        if ev.data:
+            got.append(ev)
+    return got
+
+
+def _seen(ev: SSEvent) -> Seen:
+    body = ev.json()
+    return body["id"], body["status"]
+
+
+async def _produce(c: TestClient[Any, Any], who: list[str]) -> dict[str, str]:
+    """Bulk submits to the sharded operation and to echo at once, for each client: every
+    shard's and echo's kept stream gets events in the same few milliseconds."""
+    posts = [
+        c.post(
+            f"/v1/{op}/batch",
+            json={"requests": [{"input": {"n": n}} for n in range(k)]},
+            headers=bearer(name),
+        )
+        for name in who
+        for op, k in ((OP, 24), ("echo", 8))
+    ]
+    made: dict[str, str] = {}
+    owners = [name for name in who for _ in range(2)]
+    for name, resp in zip(owners, await asyncio.gather(*posts), strict=True):
+        assert resp.status == 202, await resp.text()
+        made |= {item["id"]: name for item in (await resp.json())["items"]}
+    return made  # request id: its client
+
+
+@both
+@pytest.mark.parametrize("who", ["own", "operator"])
+async def test_a_resume_sends_every_missed_event_once(app_client: MakeClient, who: str) -> None:
+    # The stream merges several Redis streams (3 shards and echo, per client for an operator),
+    # each numbering its events on its own: alike in one millisecond, or a clock behind.
+    c = await sharded(app_client, run_worker=False, auth={"clients": CLIENTS})
+    submitters = ["alice"] if who == "own" else ["alice", "bob"]
+    viewer = {"own": bearer("alice"), "operator": bearer("ops")}[who]
+    path = "/v1/queue/events" + ("?client=*" if who == "operator" else "")
+    async with asyncio.timeout(30):
+        resp = await c.get(path, headers=viewer)
+        assert resp.status == 200
+        reader = read_events(resp)
+        await anext(reader)  # the retry hint: the stream listens
+        made = await _produce(c, submitters)
+        # A third of them canceled: a second event each, a little later.
+        canceled = sorted(made)[::3]
+        for rid in canceled:
+            resp_del = await c.delete(f"/v1/queue/requests/{rid}", headers=bearer(made[rid]))
+            assert resp_del.status == 200, await resp_del.text()
+        total = len(made) + len(canceled)
+        got = await _read(reader, total)
+        resp.close()
+    assert len({_seen(e) for e in got}) == total
+    assert all(e.id and e.id.startswith("v1.") for e in got)
+
+    # Where each event is kept (read from Redis): its stream and its id there.
+    queue = c.app[queue_key]
+    where: dict[Seen, tuple[str, tuple[int, int]]] = {}
+    for name in submitters:
+        for op in (OP, "echo"):
+            for tag in queue.tags(op):
+                stream = keys.cev(tag, name)
+                for gid, fields in await queue.redis.xrange(stream):
+                    rec = json.loads(fields[b"e"])["rec"]
+                    ms, _, seq = gid.decode().partition("-")
+                    where[(rec["id"], rec["status"])] = (stream, (int(ms), int(seq)))
+    order = [where[_seen(e)] for e in got]
+    # The cuts a single id could not resume from: a later event of another stream numbered at
+    # or below the last one received (what a plain <ms>-<seq> Last-Event-ID used to skip).
+    cuts = [
+        k
+        for k in range(total - 1)
+        if any(s != order[k][0] and i <= order[k][1] for s, i in order[k + 1 :])
+    ]
+    assert cuts, "no two streams numbered events alike: the case is not exercised"
+    markers: list[str] = []
+    for k in sorted({cuts[0], cuts[-1], 0, total // 2}):
+        # Resume after the k-th; more events come while the missed ones are being sent.
+        async with asyncio.timeout(30):
+            resp, more = await asyncio.gather(
+                c.get(path, headers={**viewer, "Last-Event-ID": got[k].id or ""}),
+                _produce(c, submitters[:1]),
+            )
+            assert resp.status == 200
+            reader = read_events(resp)
+            want = [_seen(e) for e in got[k + 1 :]] + [(m, "queued") for m in markers]
+            want += [(rid, "queued") for rid in more]
+            replay = await _read(reader, len(want))
+            # Then a marker, live: had anything come twice, it would show before the marker.
+            marker = (await post(c, "echo", {}, **ASYNC, **bearer(submitters[0])))[1]["id"]
+            after = await _read(reader, 1)
+            resp.close()
+        assert sorted(_seen(e) for e in replay) == sorted(want), k
+        assert _seen(after[0]) == (marker, "queued")
+        markers += [marker, *more]
+        # A cursor sent during the resume resumes as exactly: from halfway through it.
+        half = len(replay) // 2
+        async with asyncio.timeout(30):
+            resp = await c.get(path, headers={**viewer, "Last-Event-ID": replay[half].id or ""})
+            rest = await _read(read_events(resp), len(replay) - half)
+            resp.close()
+        assert sorted(_seen(e) for e in rest) == sorted(
+            [_seen(e) for e in replay[half + 1 :]] + [(marker, "queued")]
+        )
+
+
+@both
+async def test_history_sums_every_shard(app_client: MakeClient) -> None:
+    c = await sharded(app_client, run_worker=False)
+    made = [(await post(c, OP, {"n": n}, **ASYNC))[1]["id"] for n in range(9)]
+    assert len({ids.id_shard(rid) for rid in made}) == 3
+    for rid in made[:3]:
+        assert (await c.delete(f"/v1/queue/requests/{rid}")).status == 200
+    path = f"/v1/queue/history?operation={OP}&window=1m"
+    [hist] = (await (await c.get(path)).json())["operations"]
+    assert hist["totals"] == {"submitted": 9, "succeeded": 0, "failed": 0, "canceled": 3}
+    assert hist["queue_depth"][-1] == 6  # each shard's last sample, added up
+    # A worker drains every shard: the console's overview counts them all.
+    w = await sharded(app_client, run_worker=True)
+    for rid in made[3:]:
+        await wait_status(w, rid, {"succeeded"})
+    [hist] = (await (await w.get(path)).json())["operations"]
+    assert hist["totals"] == {"submitted": 9, "succeeded": 6, "failed": 0, "canceled": 3}
+    assert hist["queue_depth"][-1] == 0
+    assert hist["run_ms"]["count"] == 6 and hist["wait_ms"]["count"] == 6

@@ -11,6 +11,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from service.app import create_app
+from service.queue import ids
 from service.state import Roles
 from tests.http.test_api import ASYNC, assert_problem, make_settings
 from tests.support.cluster import both
@@ -377,7 +378,6 @@ async def test_settled_deliveries_are_kept_for_the_configured_retention(
     app_client: MakeClient, receiver: Receiver, redis_client: Any
 ) -> None:
     from webhooks import WebhookStore
-    from webhooks import keys as wkeys
 
     c = await app_client(webhooks={"delivery_retention_seconds": 120})
     ep = await (
@@ -392,5 +392,43 @@ async def test_settled_deliveries_are_kept_for_the_configured_retention(
 
     await wait_until(settled)
     [delivery] = await store.list_deliveries("alice", ep["id"])
-    for key in (wkeys.delivery(delivery.id), wkeys.delivery_log(delivery.id)):
+    part = store.layout.of(ep["id"])  # the endpoint's partition holds its deliveries
+    for key in (part.delivery(delivery.id), part.delivery_log(delivery.id)):
         assert 0 < await redis_client.ttl(key) <= 120
+
+
+@both
+async def test_a_sharded_operations_requests_are_each_delivered_once_signed(
+    app_client: MakeClient, receiver: Receiver
+) -> None:
+    c = await app_client(
+        operations={"hot": {"handler": "service.operations.echo:echo", "shards": 3}}
+    )
+    resp = await c.post(
+        "/v1/webhooks/endpoints",
+        json={"url": receiver.url + "/hook", "operations": ["hot"]},
+        headers=ALICE,
+    )
+    assert resp.status == 201
+    endpoint = await resp.json()
+    made = []
+    for n in range(12):
+        resp = await c.post("/v1/hot", json={"n": n}, headers={**ALICE, **ASYNC})
+        made.append((await resp.json())["id"])
+    assert len({ids.id_shard(rid) for rid in made}) == 3  # every shard's outbox is read
+    # Bob's requests on the same shards never reach Alice's endpoint.
+    for n in range(3):
+        assert (await c.post("/v1/hot", json={"n": n}, headers={**BOB, **ASYNC})).status == 202
+    log = f"/v1/webhooks/endpoints/{endpoint['id']}/deliveries?limit=200"
+
+    async def all_delivered() -> bool:
+        items = (await (await c.get(log, headers=ALICE)).json())["items"]
+        return len(items) == len(made) and all(d["status"] == "delivered" for d in items)
+
+    await wait_until(all_delivered, timeout=20)
+    bodies = [r.verify(endpoint["secret"]) for r in receiver.received]  # each one signed
+    assert sorted(b["data"]["id"] for b in bodies) == sorted(made)  # every request, once
+    assert {b["type"] for b in bodies} == {"request.succeeded"}
+    assert len({r.webhook_id for r in receiver.received}) == len(made)
+    items = (await (await c.get(log, headers=ALICE)).json())["items"]
+    assert all(len(d["attempts"]) == 1 for d in items)

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from service.http.monitor import render
 from tests.support.webhooks import Receiver, finish_request
 from tests.webhooks.test_dispatch import CLIENT, OPS, settings
-from webhooks import Dispatcher, Endpoint, WebhookStore, keys, scripts
+from webhooks import Dispatcher, Endpoint, WebhookStore, scripts
 from webhooks.fanout import FANOUT_RUN, FanoutItem, derived_delivery_id
 
 MANY = 450  # more than two runs' worth for one entry
@@ -99,7 +99,7 @@ async def test_a_fanout_cut_off_between_runs_resumes_without_doubles(
     expected = {derived_delivery_id("echo", "1-1", ep.id) for ep in endpoints}
     assert len(again.created[0]) == MANY - FANOUT_RUN
     assert set(again.created[0]) < expected
-    assert await redis_client.exists(*(keys.delivery(d) for d in expected)) == MANY
-    due = await redis_client.zcard(keys.due())
+    assert await redis_client.exists(*(store.layout.first.delivery(d) for d in expected)) == MANY
+    due = await redis_client.zcard(store.layout.first.due)
     assert due == MANY  # each queued once
     assert (await store.fanout_many([item])).created == [[]]

@@ -99,7 +99,10 @@ async def test_fanout_names_the_callbacks_delivery_as_its_caller_does(redis_clie
     )
     callback = derived_delivery_id("echo", "1-0", "callback")
     assert created == [derived_delivery_id("echo", "1-0", ep.id), callback]
-    assert await redis_client.hget(keys.delivery(callback), "url") == b"https://cb.example.com/x"
+    assert (
+        await redis_client.hget(store.layout.first.delivery(callback), "url")
+        == b"https://cb.example.com/x"
+    )
 
 
 async def test_queued_deliveries_carry_their_target_as_the_caller_reads_it(
@@ -108,7 +111,7 @@ async def test_queued_deliveries_carry_their_target_as_the_caller_reads_it(
     store = WebhookStore(redis_client, ["echo"])
     ep = await store.create_endpoint("alice", "https://hooks.example.com/acceptd")
     (created,) = await store.fanout("echo", "1-0", "request.succeeded", "alice", "r1", b"{}")
-    (member,) = [text(m) for m in await redis_client.zrange(keys.due(), 0, -1)]
+    (member,) = [text(m) for m in await redis_client.zrange(store.layout.first.due, 0, -1)]
     assert member == keys.due_member(created, ep.id)
     assert keys.split_due_member(member) == (created, ep.id)
 
@@ -132,7 +135,9 @@ async def test_fanout_rechecks_each_endpoint_when_it_runs(redis_client: Redis) -
     store._enabled_endpoints = stale  # type: ignore[method-assign]
     done = await store.fanout_many([item])
     assert done.created == [[derived_delivery_id("echo", "1-0", kept.id)]]
-    assert not await redis_client.exists(keys.endpoint_deliveries(deleted.id))
+    assert not await redis_client.exists(
+        store.layout.of(deleted.id).endpoint_deliveries(deleted.id)
+    )
 
 
 async def test_two_claims_of_one_delivery_lease_it_once(redis_client: Redis) -> None:
@@ -143,4 +148,4 @@ async def test_two_claims_of_one_delivery_lease_it_once(redis_client: Redis) -> 
     assert sorted(len(items) for items, _ in (first, second)) == [0, 1]
     (claimed,) = first[0] or second[0]
     assert claimed.id == created and claimed.endpoint_version == "0"
-    assert await redis_client.zrange(keys.due(), 0, -1) == []
+    assert await redis_client.zrange(store.layout.first.due, 0, -1) == []

@@ -149,7 +149,7 @@ async def test_a_requests_deliveries_are_indexed_with_a_ttl(
     assert all(d.request_id == "r1" for d in listed)
     assert [d.request_id for d in await store.request_deliveries("alice", "r2")] == ["r2"]
     assert await store.request_deliveries("bob", "r1") == []  # only the owner's
-    index = keys.request_deliveries("r1")
+    index = store.layout.first.request_deliveries("r1")
     assert 0 < await redis_client.ttl(index) <= 2 * store.retention
     assert index.startswith("acceptd:{wh}:")
 
@@ -169,15 +169,17 @@ async def test_due_members_of_an_older_release_are_upgraded(
     (delivery_id,) = await store.fanout(
         "echo", "1-0", "request.succeeded", "alice", "r1", b"{}", "", ""
     )
-    rows: list[tuple[bytes, float]] = await redis_client.zrange(keys.due(), 0, -1, withscores=True)  # type: ignore[assignment]
+    rows: list[tuple[bytes, float]] = await redis_client.zrange(
+        store.layout.first.due, 0, -1, withscores=True
+    )  # type: ignore[assignment]
     member, score = rows[0]
     target = member.decode().split("\n")[1]
     # What an older release left: the bare id, and one whose delivery has since expired.
-    await redis_client.zrem(keys.due(), member)
-    await redis_client.zadd(keys.due(), {delivery_id: score, "msg_gone": score})
+    await redis_client.zrem(store.layout.first.due, member)
+    await redis_client.zadd(store.layout.first.due, {delivery_id: score, "msg_gone": score})
 
     assert await store.upgrade_due() == 2
-    assert await redis_client.zrange(keys.due(), 0, -1, withscores=True) == [
+    assert await redis_client.zrange(store.layout.first.due, 0, -1, withscores=True) == [
         (keys.due_member(delivery_id, target).encode(), score)
     ]
     claimed, _ = await store.claim("t", 10, lease=30, per_target=4)
