@@ -22,6 +22,7 @@ from service.queue import keys as qkeys
 from service.runtime.embedded import EmbeddedRedis, free_port
 from sustained import receiver
 from webhooks import keys as wkeys
+from webhooks.store import partition_count
 
 ROOT = Path(__file__).resolve().parents[2]
 OPS = ("echo", "sleep")  # what the soak submits: the load's echo, the stream lanes' sleep
@@ -138,12 +139,15 @@ class Stack:
                 pipe.zcard(qkeys.delayed(op))
                 pipe.llen(qkeys.hand(op))
                 pipe.xlen(qkeys.outbox(op))
-            pipe.zcard(wkeys.due())
-            pipe.zcard(wkeys.inflight())
+            parts = wkeys.partitions(partition_count(self.r)).parts
+            for part in parts:
+                pipe.zcard(part.due)
+                pipe.zcard(part.inflight)
             got = [int(x) for x in await pipe.execute()]
         names = ("pending", "running", "delayed", "hand", "outbox")
         out = {n: sum(got[i] for i in range(k, len(OPS) * 5, 5)) for k, n in enumerate(names)}
-        out["webhooks due"], out["webhooks in flight"] = got[-2], got[-1]
+        hooks = got[len(OPS) * 5 :]
+        out["webhooks due"], out["webhooks in flight"] = sum(hooks[0::2]), sum(hooks[1::2])
         return out
 
     async def memory(self) -> tuple[int, int]:
