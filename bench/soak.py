@@ -21,6 +21,7 @@ import contextlib
 import math
 import os
 import platform
+import signal
 import sys
 import tempfile
 import time
@@ -303,8 +304,14 @@ def main() -> int:
     ap.add_argument("--no-ceilings", action="store_true", help="skip hello-world and EVALSHA")
     ap.add_argument("--out", default=str(BENCH / "results-soak.md"))
     args = ap.parse_args()
+    # SIGTERM (a `timeout`, a CI cancel) unwinds like Ctrl-C, so the stack is stopped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     with tempfile.TemporaryDirectory(prefix="acceptd-soak-") as tmp:
-        text = uvloop.run(soak(args, Path(tmp)))
+        try:
+            text = uvloop.run(soak(args, Path(tmp)))
+        finally:
+            for stack in list(Stack.live):
+                stack.stop_processes()
     print(text)
     Path(args.out).write_text(text)
     log(f"written to {args.out}")

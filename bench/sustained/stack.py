@@ -10,7 +10,7 @@ import socket
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 import psutil
@@ -32,9 +32,14 @@ CONCURRENCY = 50
 class Stack:
     """The processes, the Redis client the soak reads with, and the receiver's address."""
 
+    # Stacks not yet stopped: the driver stops them on its way out, whatever ends it.
+    live: ClassVar[list[Stack]] = []
+
     def __init__(self, tmp: Path, workers: int, keep_seconds: int) -> None:
         self.tmp = tmp
         self.embedded = EmbeddedRedis(tmp / "redis", port=free_port())  # AOF everysec
+        self.servers: list[Server] = []
+        Stack.live.append(self)
         self.embedded.start()
         assert self.embedded._proc is not None
         self.valkey = psutil.Process(self.embedded._proc.pid)
@@ -46,7 +51,6 @@ class Stack:
         self.receiver.start()
         self.api_port = free_port()
         env = self._env(keep_seconds)
-        self.servers: list[Server] = []
         try:
             self.api = self._acceptd("api", "api", env)
             self.workers = [self._acceptd("worker", f"worker{i + 1}", env) for i in range(workers)]
@@ -56,7 +60,7 @@ class Stack:
                 s.wait_for_output("acceptd: running")
             self._wait_for_receiver(30.0)
         except BaseException:
-            self._stop_processes()
+            self.stop_processes()
             raise
 
     def _wait_for_receiver(self, timeout: float) -> None:
@@ -156,15 +160,21 @@ class Stack:
         return int(info["used_memory"]), int(await self.r.dbsize())
 
     async def close(self) -> None:
-        await self.r.aclose()
-        self._stop_processes()
+        try:
+            await self.r.aclose()
+        finally:
+            self.stop_processes()
 
-    def _stop_processes(self) -> None:
+    def stop_processes(self) -> None:
+        """Stop every process of the stack (idempotent)."""
         for s in self.servers:
             s.stop()
-        self.receiver.terminate()
-        self.receiver.join(5)
+        if hasattr(self, "receiver") and self.receiver.pid is not None:
+            self.receiver.terminate()
+            self.receiver.join(5)
         self.embedded.stop()
+        if self in Stack.live:
+            Stack.live.remove(self)
 
 
 def rss(proc: psutil.Process, children: bool = True) -> int:
