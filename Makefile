@@ -6,7 +6,7 @@ CONFIG ?= config.yaml
 SRC := $(wildcard service webhooks tests bench client)
 TYPED := $(wildcard service webhooks tests client/acceptd_client client/tests)
 
-.PHONY: install install-dev run test test-client lint format chaos fuzz screenshots peers bench clean
+.PHONY: install install-dev run test test-client lint format chaos fuzz screenshots peers bench soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -99,6 +99,14 @@ peers: $(PEERS:%=bench/.peers/%/.installed) bench/.peers/bullmq/.installed
 
 bench: install-dev peers
 	$(BIN)/python bench/run.py
+
+# Sustained load (issue 17 item 4), apart from `make bench`: its own stack, SOAK_MINUTES of
+# paced submits at 70 % of the peak it measures first, a row a minute; the table and verdicts
+# go to bench/results-soak.md (exit 1 on a MISS). SOAK_ARGS passes more, e.g. "--rate 1500".
+SOAK_MINUTES ?= 10
+SOAK_ARGS ?=
+soak: install-dev
+	$(BIN)/python bench/soak.py --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

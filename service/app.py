@@ -196,6 +196,7 @@ async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
     app[webhook_store_key] = WebhookStore(
         client,
         list(settings.operations),
+        retention=settings.webhooks.delivery_retention_seconds,
         max_endpoints=settings.webhooks.max_endpoints_per_client,
         shards=shards,
         partitions=settings.webhooks.partitions,

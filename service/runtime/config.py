@@ -137,6 +137,8 @@ class WebhookSettings:
     concurrency: int = 256
     per_endpoint_concurrency: int = 4
     max_endpoints_per_client: int = 100
+    # How long a settled delivery (its payload snapshot and attempt log) is kept.
+    delivery_retention_seconds: int = 7 * 86_400
     # Webhook state spread over this many hash tags (slots; docs/SCALING.md): None is 16 on a
     # cluster and 1 on one node. Every process must use the same; changing it moves the data
     # at the next dispatcher start (webhooks.store.WebhookStore.repartition).
@@ -456,6 +458,7 @@ _SHA256_HEX = re.compile(r"[0-9a-fA-F]{64}")
 def _check_webhooks(webhooks: WebhookSettings) -> None:
     _positive("webhooks.timeout_seconds", webhooks.timeout_seconds)
     _positive("webhooks.max_endpoints_per_client", webhooks.max_endpoints_per_client)
+    _positive("webhooks.delivery_retention_seconds", webhooks.delivery_retention_seconds)
     if not webhooks.retry_schedule:
         raise ConfigError("webhooks.retry_schedule: needs at least one delay")
     for i, delay in enumerate(webhooks.retry_schedule):

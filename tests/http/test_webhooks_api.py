@@ -374,6 +374,29 @@ async def test_bulk_submit_items_have_their_own_callbacks(
     assert got["/own"]["result"] == {"i": 1}
 
 
+async def test_settled_deliveries_are_kept_for_the_configured_retention(
+    app_client: MakeClient, receiver: Receiver, redis_client: Any
+) -> None:
+    from webhooks import WebhookStore
+
+    c = await app_client(webhooks={"delivery_retention_seconds": 120})
+    ep = await (
+        await c.post("/v1/webhooks/endpoints", json={"url": receiver.url + "/hook"}, headers=ALICE)
+    ).json()
+    await c.post("/v1/echo", json={}, headers=ALICE)
+    store = WebhookStore(redis_client, ["echo"])
+
+    async def settled() -> bool:
+        found = await store.list_deliveries("alice", ep["id"])
+        return bool(found) and found[0].status == "delivered"
+
+    await wait_until(settled)
+    [delivery] = await store.list_deliveries("alice", ep["id"])
+    part = store.layout.of(ep["id"])  # the endpoint's partition holds its deliveries
+    for key in (part.delivery(delivery.id), part.delivery_log(delivery.id)):
+        assert 0 < await redis_client.ttl(key) <= 120
+
+
 @both
 async def test_a_sharded_operations_requests_are_each_delivered_once_signed(
     app_client: MakeClient, receiver: Receiver

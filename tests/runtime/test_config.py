@@ -99,6 +99,12 @@ def test_env_overrides_scalars() -> None:
     assert s.server.public_url == "https://api.example.com"
 
 
+def test_delivery_retention_defaults_to_a_week() -> None:
+    assert load_settings(CONFIG, {}).webhooks.delivery_retention_seconds == 7 * 86_400
+    s = load_settings(CONFIG, {"ACCEPTD_WEBHOOKS__DELIVERY_RETENTION_SECONDS": "60"})
+    assert s.webhooks.delivery_retention_seconds == 60
+
+
 def test_env_empty_string_overrides(tmp_path: Path) -> None:
     path = write(tmp_path, "redis:\n  url: redis://127.0.0.1:6379/0\n")
     assert load_settings(path, {}).redis.url == "redis://127.0.0.1:6379/0"
@@ -162,6 +168,10 @@ def test_appendfsync_no_is_accepted(tmp_path: Path) -> None:
         (
             "webhooks:\n  max_endpoints_per_client: 0\n",
             "webhooks.max_endpoints_per_client: must be greater than 0",
+        ),
+        (
+            "webhooks:\n  delivery_retention_seconds: 0\n",
+            "webhooks.delivery_retention_seconds: must be greater than 0",
         ),
         ("webhooks:\n  jitter: 1.5\n", "webhooks.jitter: must be in [0, 1)"),
         ("webhooks:\n  retry_schedule: []\n", "webhooks.retry_schedule: needs at least one"),

@@ -1,0 +1,322 @@
+"""``make soak``: sustained load for ``--minutes`` (default 10) at 70 % of the measured peak.
+
+    .venv/bin/python bench/soak.py                 # the full soak, about 12 minutes
+    .venv/bin/python bench/soak.py --minutes 1     # a check that it works
+
+Starts its own stack on 127.0.0.1 (a private valkey-server with AOF everysec, one ``acceptd
+api``, a worker, a dispatcher, a webhook endpoint registered to a receiver, an all-requests
+event stream and a few per-request ones reading the whole time), measures the peak rate the
+whole stack sustains (a few seconds of closed-loop submits, until every one of them is done
+and delivered), then submits ``POST /v1/echo`` (respond-async) on a fixed schedule at 70 % of
+it (open loop: latency counts from when each request was due). Each minute it records what
+was done and every process's memory; at the end it drains, checks that every request is
+accounted for, and writes the table and verdicts to ``bench/results-soak.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import math
+import os
+import platform
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+BENCH = Path(__file__).resolve().parent
+sys.path[:0] = [str(BENCH), str(BENCH.parent)]
+
+import aiohttp  # noqa: E402
+import uvloop  # noqa: E402
+from procs import proc_cpu  # noqa: E402
+from report import Row  # noqa: E402
+from run import cpu_model  # noqa: E402
+from scenarios import ceilings  # noqa: E402
+from scenarios.context import Bench, find_wrk  # noqa: E402
+from scenarios.plan import QUICK, Budget  # noqa: E402
+from sustained import report as soak_report  # noqa: E402
+from sustained.load import PacedLoad  # noqa: E402
+from sustained.report import Sample, Verdict  # noqa: E402
+from sustained.stack import Stack, rss  # noqa: E402
+from sustained.streams import Readers  # noqa: E402
+
+# Counted without their children: the driver's are the stack itself, valkey's an AOF rewrite's
+# short-lived fork (its pages mostly shared with the server's).
+OWN_ONLY = ("driver", "valkey", "receiver")
+
+
+def log(msg: str) -> None:
+    print(f"[soak {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def measure_ceilings(tmp: Path) -> str:
+    """The machine's hello-world and EVALSHA ceilings (bench/scenarios/ceilings.py)."""
+    bench = Bench(QUICK, Budget(120), tmp, find_wrk())
+    try:
+        evalsha = ceilings.evalsha(bench)
+        hello: Row = ceilings.hello_row(bench)
+        with ceilings.hello_step(bench, hello) as (_, run):
+            hello.runs.append(run())
+    finally:
+        bench.close()
+    return (
+        f"aiohttp hello-world {hello.median or 0:,.0f} req/s ({bench.client_name()}), "
+        f"Redis EVALSHA {evalsha.median or 0:,.0f} calls/s"
+    )
+
+
+@dataclass
+class Accounts:
+    """Everything the run sent, to check against what came back."""
+
+    accepted: int
+    idsum: int
+    errors: int
+
+
+class Soak:
+    """One soak: the stack, the load, the readers, and the rows so far."""
+
+    def __init__(self, stack: Stack, session: aiohttp.ClientSession, load: PacedLoad) -> None:
+        self.stack = stack
+        self.session = session
+        self.load = load
+        self.readers = Readers(stack.base, lanes=4)
+        self.since = time.time()
+        self.samples: list[Sample] = []
+        self.prev = {"done": 0, "delivered": 0, "events": 0}
+        self.prev_cpu = (time.monotonic(), self.stack_cpu())
+
+    def stack_cpu(self) -> float:
+        """CPU seconds used so far by the stack's processes (not the driver's, the receiver's)."""
+        procs = self.stack.processes()
+        return sum(proc_cpu(p) for n, p in procs.items() if n not in ("driver", "receiver"))
+
+    def accounts(self, final: bool = False) -> Accounts:
+        """What was accepted: with the lanes' requests still running (``final``) or not."""
+        t = self.readers.tally
+        return Accounts(
+            self.load.accepted + (t.lane_submits if final else t.lane_done),
+            (self.load.idsum + t.lane_idsum) & ((1 << 64) - 1),
+            self.load.failed + t.lane_failures,
+        )
+
+    async def done(self) -> tuple[int, dict[str, int]]:
+        totals = await self.stack.totals(self.since)
+        return totals["succeeded"] + totals["failed"] + totals["canceled"], totals
+
+    async def caught_up(self, timeout: float, sse: bool = False) -> float | None:
+        """Seconds until every accepted request is done and delivered (None: timed out)."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            want = self.accounts(final=sse).accepted
+            finished, _ = await self.done()
+            hooks = await self.stack.deliveries(self.session)
+            seen = self.readers.tally.terminal if sse else want
+            if finished >= want and hooks["n"] >= want and seen >= want:
+                return time.monotonic() - t0
+            await asyncio.sleep(0.1)
+        return None
+
+    async def probe(self, seconds: float) -> tuple[float, float]:
+        """Closed-loop submits for ``seconds``: (the API's rate, the whole stack's rate)."""
+        before = self.load.accepted
+        t0 = time.monotonic()
+        await self.load.closed(seconds)
+        await self.load.settle(30)
+        n = self.load.accepted - before
+        await self.caught_up(120)
+        took = time.monotonic() - t0
+        return n / seconds, n / took
+
+    async def sample(self, minute: float) -> Sample:
+        w = self.load.take()
+        finished, _ = await self.done()
+        hooks = await self.stack.deliveries(self.session)
+        left = await self.stack.left()
+        used, keys = await self.stack.memory()
+        lat = sorted(x * 1000 for x in w.latencies)
+        events = self.readers.tally.events
+        row = Sample(
+            minute=minute,
+            submits=w.accepted,
+            errors=sum(n for s, n in w.statuses.items() if s != 202),
+            p50_ms=lat[len(lat) // 2] if lat else None,
+            p99_ms=lat[min(len(lat) - 1, math.ceil(len(lat) * 0.99) - 1)] if lat else None,
+            completions=finished - self.prev["done"],
+            deliveries=hooks["n"] - self.prev["delivered"],
+            sse_events=events - self.prev["events"],
+            queued=left["pending"] + left["running"] + left["hand"],
+            used_memory=used,
+            keys=keys,
+            rss={n: rss(p, n not in OWN_ONLY) for n, p in self.stack.processes().items()},
+        )
+        self.prev = {"done": finished, "delivered": hooks["n"], "events": events}
+        now, cpu = time.monotonic(), self.stack_cpu()
+        row.cpu_s, row.seconds = cpu - self.prev_cpu[1], now - self.prev_cpu[0]
+        self.prev_cpu = (now, cpu)
+        return row
+
+    async def run(self, rate: float, minutes: float, interval: float) -> None:
+        """The paced load, a row every ``interval`` s."""
+        await self.sample(0)  # resets the counters: rows count from here
+        seconds = minutes * 60
+        start = time.monotonic()
+        pacer = asyncio.create_task(self.load.paced(rate, seconds))
+        try:
+            rows = max(1, round(seconds / interval))
+            for k in range(1, rows + 1):
+                await asyncio.sleep(max(0.0, start + k * interval - time.monotonic()))
+                self.samples.append(await self.sample(round(k * interval / 60, 2)))
+                s = self.samples[-1]
+                log(
+                    f"{s.minute:g} min: {s.submits:,} submits, p99 {s.p99_ms or 0:.1f} ms, "
+                    f"{s.completions:,} done, {s.deliveries:,} webhooks, queued {s.queued:,}, "
+                    f"Redis {s.used_memory / 2**20:,.1f} MiB"
+                )
+            await pacer
+        finally:
+            pacer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pacer
+
+    async def drain(self, timeout: float) -> list[Verdict]:
+        """Stop the lanes, wait for everything to finish, and account for every request."""
+        deadline = time.monotonic() + timeout
+        await self.readers.stop_lanes()
+        await self.load.settle(timeout)
+        unanswered = self.load.in_flight()
+        took = await self.caught_up(max(1.0, deadline - time.monotonic()), sse=True)
+        while True:
+            left = await self.stack.left()
+            if not any(left.values()) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        acc = self.accounts(final=True)
+        acc.errors += unanswered
+        _, totals = await self.done()
+        hooks = await self.stack.deliveries(self.session)
+        t = self.readers.tally
+        drained = "—" if took is None else f"{took:.1f} s"
+        return [
+            Verdict("every submit accepted (202)", f"{acc.errors:,} not", "0", acc.errors == 0,
+                    f"{acc.accepted:,} accepted (the load's, the probe's and the stream lanes'); "
+                    f"{unanswered:,} never answered"),
+            Verdict("every request succeeded", f"{totals['succeeded']:,}", f"= {acc.accepted:,}",
+                    totals["succeeded"] == acc.accepted and totals["failed"] == 0,
+                    f"history: {totals['submitted']:,} submitted, {totals['failed']:,} failed, "
+                    f"{totals['canceled']:,} canceled; drained in {drained}"),
+            Verdict("every webhook delivered once", f"{hooks['n']:,}", f"= {acc.accepted:,}",
+                    hooks["n"] == acc.accepted and hooks["idsum"] == acc.idsum,
+                    "count, and the sum of the delivered ids' 64-bit hashes equal to the "
+                    f"accepted ids' ({'equal' if hooks['idsum'] == acc.idsum else 'different'})"),
+            Verdict("the all-requests stream saw every finish once", f"{t.terminal:,}",
+                    f"= {acc.accepted:,}",
+                    t.terminal == acc.accepted and t.terminal_idsum == acc.idsum and not t.resets,
+                    f"ids' hash sum {'equal' if t.terminal_idsum == acc.idsum else 'different'}; "
+                    f"{t.resets} resets, {t.reconnects} reconnects"),
+            Verdict("nothing left after the drain", f"{sum(left.values()):,}", "0",
+                    not any(left.values()),
+                    ", ".join(f"{k} {v:,}" for k, v in left.items())),
+        ]  # fmt: skip
+
+
+def caption(args: argparse.Namespace, facts: dict[str, Any]) -> str:
+    return (
+        f"acceptd soak — {args.minutes:g} min at {facts['rate']:,.0f} submits/s "
+        f"({facts['how']}), {time.strftime('%Y-%m-%d %H:%M')}; "
+        f"{platform.python_implementation()} {platform.python_version()}, valkey-server "
+        f"{facts['server']} with AOF (appendfsync everysec) on loopback; {os.cpu_count()} "
+        f"cores ({cpu_model()}); ceilings: {facts['ceilings']}; load average "
+        f"{facts['load_before']:.1f} before, {os.getloadavg()[0]:.1f} after (other work on this "
+        f"machine shows here). One `acceptd api`, {args.workers} worker(s) (concurrency 50), "
+        f"one dispatcher, one webhook endpoint (every request), one all-requests event stream "
+        f"and 4 per-request stream lanes (`sleep` 0.5 s each, read to the end, again); load "
+        f"`POST /v1/echo` respond-async, open loop from {args.connections} connections, "
+        f"latency from each request's due time; results and settled deliveries kept "
+        f"{args.keep} s."
+    )
+
+
+async def soak(args: argparse.Namespace, tmp: Path) -> str:
+    facts: dict[str, Any] = {"load_before": os.getloadavg()[0], "ceilings": "not measured"}
+    if not args.no_ceilings:
+        log("ceilings: hello-world, EVALSHA")
+        facts["ceilings"] = measure_ceilings(tmp / "ceilings")
+    log("starting the stack")
+    stack = Stack(tmp, args.workers, args.keep)
+    facts["server"] = (await stack.r.info("server")).get("valkey_version", "?")
+    try:
+        async with aiohttp.ClientSession() as session:
+            await stack.register_endpoint(session)
+            load = PacedLoad(stack.api_port, "/v1/echo", args.connections)
+            await load.open()
+            run = Soak(stack, session, load)
+            await run.readers.start()
+            try:
+                if args.rate:
+                    facts["rate"], facts["how"] = args.rate, "--rate"
+                else:
+                    log(f"peak: {args.probe:g} s of closed-loop submits")
+                    api, whole = await run.probe(args.probe)
+                    facts["rate"] = args.fraction * whole
+                    facts["how"] = (
+                        f"{args.fraction:.0%} of the peak the whole stack sustained, "
+                        f"{whole:,.0f}/s: {args.probe:g} s of closed-loop submits (the API took "
+                        f"{api:,.0f}/s) until all were done and delivered"
+                    )
+                log(f"soak: {facts['rate']:,.0f}/s for {args.minutes:g} min")
+                await run.run(facts["rate"], args.minutes, args.interval)
+                log("drain")
+                accounting = await run.drain(args.drain)
+            finally:
+                await run.readers.stop()
+                load.close()
+    finally:
+        await stack.close()
+    per_minute = max(1, round(60 / args.interval))
+    verdicts = [
+        soak_report.p99_verdict(run.samples),
+        *soak_report.memory_verdicts(run.samples, per_minute),
+        *accounting,
+    ]
+    tables = [soak_report.table(run.samples), soak_report.verdict_table(verdicts)]
+    return "\n\n".join([caption(args, facts), *tables]) + "\n"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--minutes", type=float, default=10.0, help="how long the paced load runs")
+    ap.add_argument("--rate", type=float, default=0.0, help="submits/s (default: measured)")
+    ap.add_argument("--fraction", type=float, default=0.7, help="of the measured peak")
+    ap.add_argument("--probe", type=float, default=5.0, help="seconds of the peak measure")
+    ap.add_argument("--interval", type=float, default=60.0, help="seconds per row")
+    ap.add_argument("--workers", type=int, default=1, help="acceptd worker processes")
+    ap.add_argument("--connections", type=int, default=64, help="the load's connections")
+    ap.add_argument("--keep", type=int, default=30, help="result_ttl and delivery retention, s")
+    ap.add_argument("--drain", type=float, default=300.0, help="seconds the drain may take")
+    ap.add_argument("--no-ceilings", action="store_true", help="skip hello-world and EVALSHA")
+    ap.add_argument("--out", default=str(BENCH / "results-soak.md"))
+    args = ap.parse_args()
+    # SIGTERM (a `timeout`, a CI cancel) unwinds like Ctrl-C, so the stack is stopped.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    with tempfile.TemporaryDirectory(prefix="acceptd-soak-") as tmp:
+        try:
+            text = uvloop.run(soak(args, Path(tmp)))
+        finally:
+            for stack in list(Stack.live):
+                stack.stop_processes()
+    print(text)
+    Path(args.out).write_text(text)
+    log(f"written to {args.out}")
+    return 0 if "**MISS**" not in text else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
