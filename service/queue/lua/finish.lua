@@ -85,7 +85,7 @@ local function finish(rk, c)
   else
     terminate(rk, rec, outcome, now, 'error', payload)
   end
-  account(rec, now)
+  account_add(rec, now)
   local created, started = tonumber(rec['created']), tonumber(rec['started'] or '')
   local field = outcome == 'succeeded' and 'ok' or (outcome == 'failed' and 'f' or 'c')
   history(pending, field, now,
@@ -101,5 +101,6 @@ for i = 0, (#KEYS - FIXED_KEYS) / CALL_KEYS - 1 do
     payload = ARGV[ab + 5], retry_delay_ms = ARGV[ab + 6]}
   out[#out + 1] = protected(finish, rk, c)
 end
+account_flush()
 history_flush(pending)
 return out

@@ -123,7 +123,7 @@ local function recover()
     terminate(rk, rec, 'canceled', now, 'error', cjson.encode({
       type = 'urn:acceptd:problem:canceled', title = 'Canceled', status = 409,
       detail = 'the request was canceled'}))
-    account(rec, now)
+    account_add(rec, now)
     history(pending, 'c', now)
     return 'canceled'
   elseif lost > max_lost then
@@ -133,7 +133,7 @@ local function recover()
       type = 'urn:acceptd:problem:worker-lost', title = 'Worker lost', status = 500,
       detail = 'the worker running this request stopped responding (' .. lost ..
         ' runs lost; at most ' .. max_lost .. ' are rerun)'}))
-    account(rec, now)
+    account_add(rec, now)
     history(pending, 'f', now)
     return 'worker_lost'
   end
@@ -165,7 +165,9 @@ local function recover()
   return 'rerun'
 end
 
--- Counted in the console's history (a queue timeout, a cancel or worker-lost) once, at the end.
+-- Counted in the console's history (a queue timeout, a cancel or worker-lost) and the
+-- throughput (a cancel or worker-lost) once, at the end.
 local reply = recover()
+account_flush()
 history_flush(pending)
 return reply

@@ -1,0 +1,151 @@
+"""Work a merged script run does once for all its calls: throughput counters, hooked lookups."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import redis.asyncio as aredis
+
+from service.queue import keys, scripts
+from service.queue.ids import new_request_id
+from service.queue.scripts import FinishCallArgv, FinishCallKeys
+from service.queue.store import Job, Limits, NewRequest, Queue, _finish_fixed
+from service.runtime.batcher import FLUSH_AT
+
+LIMITS = Limits(attempts=2, timeout=10, result_ttl=60, max_queue_depth=100, retry_backoff=1.0)
+BUCKET_MS = 5000
+
+
+def clock() -> float:
+    # Fixed: each call below passes its own finish time.
+    return 1_800_000_002.0
+
+
+async def submit(queue: Queue, client: str, callback_url: str = "", events: str = "") -> str:
+    rid = new_request_id("echo", queue.now_ms())
+    res = await queue.submit(
+        NewRequest(
+            "echo", rid, client, "{}", LIMITS, callback_url=callback_url, callback_events=events
+        )
+    )
+    assert res.outcome == "created"
+    return rid
+
+
+async def claim_all(queue: Queue, n: int) -> list[Job]:
+    jobs, _ = await queue.claim("echo", "w1", "t1", n, lease=30, worker_ttl=10)
+    assert len(jobs) == n
+    return jobs
+
+
+async def finish_merged(queue: Queue, calls: list[tuple[Job, int, str]]) -> list[Any]:
+    """One finish script run for every (job, finish time in ms, outcome)."""
+    fixed_keys, fixed_argv = _finish_fixed("echo")
+    return list(
+        await asyncio.gather(
+            *(
+                scripts.FINISH.call_merged(
+                    queue.batcher,
+                    fixed_keys,
+                    fixed_argv,
+                    FinishCallKeys(
+                        keys.record("echo", job.request_id),
+                        keys.ev("echo", job.request_id),
+                        keys.glob("echo", job.client),
+                        keys.cev("echo", job.client),
+                    ),
+                    FinishCallArgv(job.request_id, job.token, at, outcome, '"x"', 1000),
+                )
+                for job, at, outcome in calls
+            )
+        )
+    )
+
+
+async def calls_of(redis_client: aredis.Redis, command: str) -> int:
+    stats: Any = await redis_client.info("commandstats")
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+async def test_a_merged_finish_counts_every_finished_job_in_the_throughput_once(
+    redis_client: aredis.Redis,
+) -> None:
+    queue = Queue(redis_client, clock=clock)
+    n = FLUSH_AT - 2  # calls merged into one run (at most FLUSH_AT leave together)
+    for _ in range(n + 1):
+        await submit(queue, "alice")
+    loading, *jobs = await claim_all(queue, n + 1)
+    assert await queue.finish(loading, "succeeded", "0") == "succeeded"  # the script is loaded
+    now = queue.now_ms()
+    bucket = now // BUCKET_MS
+    started = now  # the claim started every job at the clock's time
+    # Opening this bucket drops the one 12 back, opening the next drops the one 11 back; the
+    # one 10 back stays.
+    tput = keys.tput("echo")
+    await redis_client.delete(tput)
+    kept = {f"n:{bucket - 10}": 7, f"d:{bucket - 10}": 70}
+    dropped = {f"n:{bucket - 12}": 5, f"n:{bucket - 11}": 6, f"d:{bucket - 11}": 60}
+    fields: Any = {**kept, **dropped}
+    await redis_client.hset(tput, mapping=fields)
+    # One run spanning two buckets (its second half in the next), two failed (they count)
+    # and four retried (they do not: they run again).
+    late = (bucket + 1) * BUCKET_MS + 100
+    outcomes = ["retry", "failed", "retry"] + ["succeeded"] * (n - 6) + ["retry", "failed", "retry"]
+    calls = [(job, now if i < n // 2 else late, outcomes[i]) for i, job in enumerate(jobs)]
+    await redis_client.config_resetstat()
+    replies = await finish_merged(queue, calls)
+    assert await calls_of(redis_client, "evalsha") == 1
+    assert sorted(replies) == sorted([b"succeeded"] * (n - 6) + [b"failed"] * 2 + [b"retrying"] * 4)
+    counted = [(at, o) for _, at, o in calls if o != "retry"]
+    in_first = sum(at == now for at, _ in counted)
+    in_second = len(counted) - in_first
+    assert in_first + in_second == n - 4
+    raw: dict[bytes, bytes] = await redis_client.hgetall(tput)  # type: ignore[assignment]
+    got = {k.decode(): int(v) for k, v in raw.items()}
+    assert got == {
+        **kept,
+        f"n:{bucket}": in_first,
+        f"d:{bucket}": sum(at - started for at, _ in counted if at == now),
+        f"n:{bucket + 1}": in_second,
+        f"d:{bucket + 1}": sum(at - started for at, _ in counted if at == late),
+    }
+    # Two counters a bucket for the whole run, not two a finish (52 here): besides them, one
+    # evseq per call's event and the console history's few fields.
+    assert await calls_of(redis_client, "hincrby") - n <= 4 + 16
+
+
+async def test_a_run_mixing_subscribed_and_unsubscribed_clients_records_events_for_the_subscribed(
+    redis_client: aredis.Redis,
+) -> None:
+    queue = Queue(redis_client, clock=clock)
+    await redis_client.sadd(keys.hooked("echo", "running"), "ann")
+    await redis_client.sadd(keys.hooked("echo", "succeeded"), "ann", "bea")
+    clients = ["ann", "bea", "cid", "dan"] * 5
+    rids: dict[str, str] = {}
+    for client in clients:
+        rids[await submit(queue, client)] = client
+    # An unsubscribed client's request with its own callback still gets its events.
+    called = await submit(queue, "dan", "http://127.0.0.1:9/cb", "running,succeeded")
+    rids[called] = "dan"
+    await redis_client.config_resetstat()
+    jobs = await claim_all(queue, len(rids))  # one start run for all 21
+    now = queue.now_ms()
+    replies = await finish_merged(queue, [(job, now + 10, "succeeded") for job in jobs])
+    assert replies == [b"succeeded"] * len(rids)
+    # At most one lookup a run per client and status (running in the start run, succeeded in
+    # the finish run): 21 each without the cache.
+    assert await calls_of(redis_client, "sismember") <= 2 * 4
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis_client.xrange(  # type: ignore[assignment]
+        keys.outbox("echo")
+    )
+    seen = sorted(
+        (json.loads(fields[b"rec"])["id"], fields[b"type"].decode()) for _, fields in entries
+    )
+    expected = sorted(
+        [(r, "request.running") for r, c in rids.items() if c == "ann"]
+        + [(r, "request.succeeded") for r, c in rids.items() if c in ("ann", "bea")]
+        + [(called, "request.running"), (called, "request.succeeded")]
+    )
+    assert seen == expected
