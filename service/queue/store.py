@@ -1365,6 +1365,10 @@ def _submit_args(req: NewRequest, now: int, tag: str = "") -> tuple[SubmitCallKe
 
 def _submitted(res: Sequence[Any], now: int) -> Submitted | str:
     # submit.lua's reply for one call; the existing request's id when the key names one.
+    if res[0] == b"created":  # nearly every reply: read without converting the outcome
+        rank = res[3]
+        position = rank if rank >= 0 else None
+        return Submitted("created", res[1].decode(), None, position, len(res) > 4, now)
     outcome = _s(res[0])
     if outcome == "full":
         return Submitted("full", "", None, int(res[1]))
