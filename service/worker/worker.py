@@ -39,8 +39,6 @@ log = logging.getLogger(__name__)
 StopReason = Literal["cancel", "lost", "shutdown"]
 STORE_PATIENCE = 120.0
 STOP_CLAIMING_PATIENCE = 5.0
-# How long the claim after a hand-off waits for a quick handler's outcome to be stored.
-HAND_OFF_PATIENCE = 0.05
 
 
 @dataclass
@@ -337,8 +335,6 @@ class Worker:
                         # attempt). Rare: a worker's own hand-offs need no extra round trip.
                         self._renewed_at = -math.inf
                     self._take(job)
-                if handed:
-                    await self._after_hand_off(handed)
             except asyncio.CancelledError:
                 raise
             except RedisError as exc:
@@ -347,26 +343,6 @@ class Worker:
             except Exception:
                 log.exception("claiming %s failed; retrying in 1 s", op)
                 await asyncio.sleep(1)
-
-    async def _after_hand_off(self, handed: list[Job]) -> None:
-        """Let the runs just handed over store a quick outcome before this loop claims again.
-
-        The claim that registers this worker idle again is not on the way from submit to
-        result, while the finish is: sent together, Redis would run the claim before it sends
-        the finish's event on (it writes to subscribers once it has run what it read). So the
-        runs get one step first; those whose handler answered at once (most synchronous
-        requests) are storing their outcome, and the claim leaves when that is stored (one
-        round trip), or after ``HAND_OFF_PATIENCE`` at the latest. A handler still running
-        after its first step does not hold the claim back.
-        """
-        await asyncio.sleep(0)  # one step for each run: a quick handler returns within it
-        storing = set()
-        for job in handed:
-            running = self._running.get(job.request_id)
-            if running is not None and running.storing and running.task is not None:
-                storing.add(running.task)
-        if storing:
-            await asyncio.wait(storing, timeout=HAND_OFF_PATIENCE)
 
     def _take(self, job: Job) -> None:
         """Start a job leased to this worker, or hand it back when no slot is free.
