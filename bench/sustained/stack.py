@@ -43,7 +43,8 @@ class Stack:
         self.embedded.start()
         assert self.embedded._proc is not None
         self.valkey = psutil.Process(self.embedded._proc.pid)
-        self.r = aredis.Redis.from_url(self.embedded.url)
+        # Generous: on a loaded machine a nice'd server can pause for seconds (an AOF rewrite).
+        self.r = aredis.Redis.from_url(self.embedded.url, socket_timeout=60)
         self.hook_port = free_port()
         self.receiver = mp.get_context("spawn").Process(
             target=receiver.serve, args=(self.hook_port,), daemon=True

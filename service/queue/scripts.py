@@ -467,6 +467,7 @@ class FollowArgv(NamedTuple):
     """The follow script's ARGV."""
 
     ttl: int
+    keep_ms: int
 
 
 class StatsKeys(NamedTuple):
