@@ -254,8 +254,8 @@ def caption(args: argparse.Namespace, facts: dict[str, Any]) -> str:
         f"one dispatcher, one webhook endpoint (every request), one all-requests event stream "
         f"and 4 per-request stream lanes (`sleep` 0.5 s each, read to the end, again); load "
         f"`POST /v1/echo` respond-async, open loop from {args.connections} connections, "
-        f"latency from each request's due time; results and settled deliveries kept "
-        f"{args.keep} s."
+        f"latency from each request's due time; results, settled deliveries and the client's "
+        f"stream events kept {args.keep} s."
     )
 
 
@@ -322,7 +322,9 @@ def main() -> int:
     ap.add_argument("--interval", type=float, default=60.0, help="seconds per row")
     ap.add_argument("--workers", type=int, default=1, help="acceptd worker processes")
     ap.add_argument("--connections", type=int, default=64, help="the load's connections")
-    ap.add_argument("--keep", type=int, default=30, help="result_ttl and delivery retention, s")
+    ap.add_argument(
+        "--keep", type=int, default=30, help="result_ttl, delivery and stream event retention, s"
+    )
     ap.add_argument("--drain", type=float, default=300.0, help="seconds the drain may take")
     ap.add_argument("--no-ceilings", action="store_true", help="skip hello-world and EVALSHA")
     ap.add_argument("--out", default=str(BENCH / "results-soak.md"))

@@ -90,6 +90,7 @@ class Stack:
             "ACCEPTD_WEBHOOKS__ALLOW_NETWORKS": "127.0.0.0/8",
             "ACCEPTD_WEBHOOKS__PER_ENDPOINT_CONCURRENCY": "256",
             "ACCEPTD_WEBHOOKS__DELIVERY_RETENTION_SECONDS": str(keep_seconds),
+            "ACCEPTD_SERVER__STREAM_EVENTS_SECONDS": str(keep_seconds),
         }
         for op in OPS:
             env[f"ACCEPTD_OPERATIONS__{op.upper()}__RESULT_TTL"] = str(keep_seconds)
