@@ -2,16 +2,17 @@
 -- rk: the request's keys {record, ev, glob, cev}; ev may be nil where the request cannot be
 -- streamed yet (sse unset).
 --- @include "includes/snapshot"
+-- A client's kept events (cev) are trimmed by age: glob's value is how many ms to keep (set by
+-- the all-requests stream, follow.lua), measured back from the id just added (this node's
+-- clock); once per stream per run, with its EXPIRE, and a count bound on every add.
+local trimmed_of = {}
+local CEV_MAX_ENTRIES = 100000
 -- Publish one state change; its number (evseq) increases per request. Events are also kept
 -- for resuming streams, but only where a stream asked for it (no cost otherwise).
 -- Neither a client's glob flag nor the events channel's subscribers can change during one
 -- script run: each is asked once per run, which spares the calls merged into one run (a
 -- tick's submits or finishes, a bulk submit's items) two commands each.
--- A client's kept events (cev) are trimmed by age: glob's value is how many ms to keep (set by
--- the all-requests stream, follow.lua), measured back from the id just added (this node's
--- clock); once per stream per run, with its EXPIRE, and a count bound on every add.
-local globbed_of, trimmed_of, subscribers = {}, {}, nil
-local CEV_MAX_ENTRIES = 100000
+local globbed_of, subscribers = {}, nil
 local function emit(rk, rec, kind)
   local n = redis.call('HINCRBY', rk.record, 'evseq', 1)
   rec['evseq'] = tostring(n)
