@@ -40,6 +40,7 @@ from run import cpu_model  # noqa: E402
 from scenarios import ceilings  # noqa: E402
 from scenarios.context import Bench, find_wrk  # noqa: E402
 from scenarios.plan import QUICK, Budget  # noqa: E402
+from sustained import census  # noqa: E402
 from sustained import report as soak_report  # noqa: E402
 from sustained.load import PacedLoad  # noqa: E402
 from sustained.report import Sample, Verdict  # noqa: E402
@@ -92,6 +93,16 @@ class Soak:
         self.samples: list[Sample] = []
         self.prev = {"done": 0, "delivered": 0, "events": 0}
         self.prev_cpu = (time.monotonic(), self.stack_cpu())
+        # What Redis holds by key shape, and its INFO memory: after the warm-up, at the end
+        # of the load, after the drain (what grew, and why valkey's RSS differs).
+        self.censuses: list[tuple[str, dict[str, census.Shape], dict[str, Any]]] = []
+
+    async def take_census(self, name: str) -> None:
+        t0 = time.monotonic()
+        shapes = await census.census(self.stack.r)
+        self.censuses.append((name, shapes, await census.memory_info(self.stack.r)))
+        log(f"census '{name}': {sum(s.keys for s in shapes.values()):,} keys in "
+            f"{time.monotonic() - t0:.1f} s")  # fmt: skip
 
     def stack_cpu(self) -> float:
         """CPU seconds used so far by the stack's processes (not the driver's, the receiver's)."""
@@ -175,12 +186,15 @@ class Soak:
                 await asyncio.sleep(max(0.0, start + k * interval - time.monotonic()))
                 self.samples.append(await self.sample(round(k * interval / 60, 2)))
                 s = self.samples[-1]
+                if k * interval == 60 or (k == rows and not self.censuses):
+                    await self.take_census(f"{k * interval / 60:g} min")
                 log(
                     f"{s.minute:g} min: {s.submits:,} submits, p99 {s.p99_ms or 0:.1f} ms, "
                     f"{s.completions:,} done, {s.deliveries:,} webhooks, queued {s.queued:,}, "
                     f"Redis {s.used_memory / 2**20:,.1f} MiB"
                 )
             await pacer
+            await self.take_census("end of load")
         finally:
             pacer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -198,6 +212,7 @@ class Soak:
             if not any(left.values()) or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.1)
+        await self.take_census("after the drain")
         acc = self.accounts(final=True)
         acc.errors += unanswered
         _, totals = await self.done()
@@ -239,8 +254,8 @@ def caption(args: argparse.Namespace, facts: dict[str, Any]) -> str:
         f"one dispatcher, one webhook endpoint (every request), one all-requests event stream "
         f"and 4 per-request stream lanes (`sleep` 0.5 s each, read to the end, again); load "
         f"`POST /v1/echo` respond-async, open loop from {args.connections} connections, "
-        f"latency from each request's due time; results and settled deliveries kept "
-        f"{args.keep} s."
+        f"latency from each request's due time; results, settled deliveries and the client's "
+        f"stream events kept {args.keep} s."
     )
 
 
@@ -287,6 +302,14 @@ async def soak(args: argparse.Namespace, tmp: Path) -> str:
         *accounting,
     ]
     tables = [soak_report.table(run.samples), soak_report.verdict_table(verdicts)]
+    if run.censuses:
+        tables.append(
+            "What Redis held, by key shape (`bench/sustained/census.py`: keys and `MEMORY USAGE`"
+            " per shape, the largest key's size and entries), and its `INFO memory`:\n\n"
+            + census.table([(n, shapes) for n, shapes, _ in run.censuses])
+            + "\n\n"
+            + census.info_table([(n, info) for n, _, info in run.censuses])
+        )
     return "\n\n".join([caption(args, facts), *tables]) + "\n"
 
 
@@ -299,7 +322,9 @@ def main() -> int:
     ap.add_argument("--interval", type=float, default=60.0, help="seconds per row")
     ap.add_argument("--workers", type=int, default=1, help="acceptd worker processes")
     ap.add_argument("--connections", type=int, default=64, help="the load's connections")
-    ap.add_argument("--keep", type=int, default=30, help="result_ttl and delivery retention, s")
+    ap.add_argument(
+        "--keep", type=int, default=30, help="result_ttl, delivery and stream event retention, s"
+    )
     ap.add_argument("--drain", type=float, default=300.0, help="seconds the drain may take")
     ap.add_argument("--no-ceilings", action="store_true", help="skip hello-world and EVALSHA")
     ap.add_argument("--out", default=str(BENCH / "results-soak.md"))

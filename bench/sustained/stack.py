@@ -43,7 +43,8 @@ class Stack:
         self.embedded.start()
         assert self.embedded._proc is not None
         self.valkey = psutil.Process(self.embedded._proc.pid)
-        self.r = aredis.Redis.from_url(self.embedded.url)
+        # Generous: on a loaded machine a nice'd server can pause for seconds (an AOF rewrite).
+        self.r = aredis.Redis.from_url(self.embedded.url, socket_timeout=60)
         self.hook_port = free_port()
         self.receiver = mp.get_context("spawn").Process(
             target=receiver.serve, args=(self.hook_port,), daemon=True
@@ -89,6 +90,7 @@ class Stack:
             "ACCEPTD_WEBHOOKS__ALLOW_NETWORKS": "127.0.0.0/8",
             "ACCEPTD_WEBHOOKS__PER_ENDPOINT_CONCURRENCY": "256",
             "ACCEPTD_WEBHOOKS__DELIVERY_RETENTION_SECONDS": str(keep_seconds),
+            "ACCEPTD_SERVER__STREAM_EVENTS_SECONDS": str(keep_seconds),
         }
         for op in OPS:
             env[f"ACCEPTD_OPERATIONS__{op.upper()}__RESULT_TTL"] = str(keep_seconds)

@@ -1,9 +1,13 @@
 """Server-Sent Events (CONTRACT.md section 5): live, resumable status streams.
 
 One Redis subscription per process (:class:`service.queue.events.EventHub`) feeds every stream
-through a bounded buffer; a client that cannot keep up is disconnected and resumes with
-``Last-Event-ID``. Positions are refreshed by one pipelined read per operation per second
-for all of the process's queued streams, never per stream per queue move.
+through a bounded buffer, and what a wake finds buffered goes out in one write. A per-request
+stream that cannot keep up is disconnected and resumes with ``Last-Event-ID``; an all-requests
+stream whose buffer fills drops it and sends what it missed from the client's kept events
+(the same read a resume makes), without a disconnect: a reader that keeps up on average loses
+nothing, and a stalled one holds at most a buffer (its writes time out after ``SEND_TIMEOUT``).
+Positions are refreshed by one pipelined read per operation per second for all of the process's
+queued streams, never per stream per queue move.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import contextlib
 import logging
 import re
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +42,10 @@ log = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 
 RETRY_MS = 2000
-BUFFER = 256
+BUFFER = 256  # a per-request stream's buffered events (a request has a few)
+CLIENT_BUFFER = 1024  # an all-requests stream's, before it catches up from the kept events
+BACKLOG_PAGE = 1000  # kept events read per Redis stream per read
+SEND_TIMEOUT = 10.0  # seconds a write may wait for a client that does not read
 PING_SECONDS = 15.0
 POSITION_INTERVAL = 1.0
 GLOBAL_FLAG_TTL = 300
@@ -53,6 +60,7 @@ class Position:
 
 
 _CLOSE = object()
+_BEHIND = object()  # an all-requests stream's buffer overflowed: catch up from Redis
 
 
 class Stream:
@@ -62,12 +70,21 @@ class Stream:
     and each byte per stream counts.
     """
 
-    __slots__ = ("_items", "_waiter", "client", "op", "overflowed", "position", "request_id")
+    __slots__ = (
+        "_items", "_waiter", "catch_up", "client", "limit", "op", "overflowed", "position",
+        "request_id",
+    )  # fmt: skip
 
-    def __init__(self, op: str, request_id: str | None, client: str = "") -> None:
+    def __init__(
+        self, op: str, request_id: str | None, client: str = "", catch_up: bool = False
+    ) -> None:
         self.op = op
         self.request_id = request_id
         self.client = client  # the request's: its member of the queue names it
+        # All-requests streams: an overflow drops the buffer for one _BEHIND marker (the
+        # stream then sends the missed events from Redis) rather than ending the stream.
+        self.catch_up = catch_up
+        self.limit = CLIENT_BUFFER if catch_up else BUFFER
         self.overflowed = False
         self.position: int | None = None
         self._items: deque[Any] = deque()
@@ -77,11 +94,16 @@ class Stream:
         """Buffer an item; a full buffer closes the stream rather than growing."""
         if self.overflowed:
             return
-        if len(self._items) >= BUFFER:
-            # Cut off at once (the client resumes with Last-Event-ID), not after draining.
-            self.overflowed = True
+        if len(self._items) >= self.limit:
             self._items.clear()
-            item = _CLOSE
+            if self.catch_up:
+                # This event and the dropped ones are kept in Redis (published after they
+                # were added there): the stream reads them back, from its cursor on.
+                item = _BEHIND
+            else:
+                # Cut off at once (the client resumes with Last-Event-ID), not after draining.
+                self.overflowed = True
+                item = _CLOSE
         self._items.append(item)
         self._wake()
 
@@ -104,6 +126,18 @@ class Stream:
             finally:
                 self._waiter = None
         return self._items.popleft()
+
+    async def take(self) -> list[Any]:
+        """Every buffered item, waiting for one: what one write sends."""
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        items = list(self._items)
+        self._items.clear()
+        return items
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
@@ -270,7 +304,7 @@ async def _open(request: web.Request, stream: Stream) -> EventSourceResponse:
     if len(streams.open) >= request.app[settings_key].server.max_streams:
         raise Problem(503, "this process has no room for another stream; retry shortly",
                       slug="too-many-streams", headers={"Retry-After": "2"})  # fmt: skip
-    resp = EventSourceResponse(ping_interval=PING_SECONDS, send_timeout=10)
+    resp = EventSourceResponse(ping_interval=PING_SECONDS, send_timeout=SEND_TIMEOUT)
     await resp.prepare(request)
     await resp.write(f"retry: {RETRY_MS}\n\n".encode())
     streams.open.add(stream)
@@ -424,7 +458,8 @@ async def client_events(request: web.Request) -> web.StreamResponse:
     resumed = parse_last_cursor(
         request.headers.get("Last-Event-ID") or request.query.get("last_event_id"), stream_keys
     )
-    stream = Stream(ops[0], None)
+    stream = Stream(ops[0], None, catch_up=True)
+    keep_ms = app[settings_key].server.stream_events_seconds * 1000
     wanted = set(ops)
 
     def offer(event: Event) -> None:
@@ -436,14 +471,20 @@ async def client_events(request: web.Request) -> web.StreamResponse:
     refresher: asyncio.Task[None] | None = None
     try:
         # Listening already: what is kept from here on also arrives live.
-        now, lasts = await queue.follow([(t, c) for _, t, c in streams], GLOBAL_FLAG_TTL)
+        now, lasts = await queue.follow([(t, c) for _, t, c in streams], GLOBAL_FLAG_TTL, keep_ms)
         at = resumed if resumed is not None else cursor.fresh(stream_keys, now, lasts)
-        resp = await _open(request, stream)
-        refresher = asyncio.create_task(_refresh_flags(queue, ops, clients))
+        resp = opened = await _open(request, stream)
+        refresher = asyncio.create_task(_refresh_flags(queue, ops, clients, keep_ms))
         base = base_url(request)
+
+        async def backlog() -> None:
+            await _send_backlog(request, opened, queue, streams, at, base, whose)
+
         if resumed is not None:
-            await _send_backlog(resp, queue, streams, at, base, whose)
-        await _follow_client(resp, stream, index, at, resumed is not None, base, whose)
+            await backlog()
+        await _follow_client(
+            request, resp, stream, index, at, resumed is not None, backlog, base, whose
+        )
         return resp
     except ConnectionResetError:
         if resp is None:
@@ -460,7 +501,34 @@ async def client_events(request: web.Request) -> web.StreamResponse:
                 resp.stop_streaming()
 
 
+def _frame(data: str, event: str, event_id: str | None = None) -> str:
+    """One event as SSE text, as ``EventSourceResponse.send`` writes it (``data`` is one line:
+    JSON from orjson never holds a line break)."""
+    if event_id is None:
+        return f"event: {event}\r\ndata: {data}\r\n\r\n"
+    return f"id: {event_id}\r\nevent: {event}\r\ndata: {data}\r\n\r\n"
+
+
+async def _write(request: web.Request, resp: EventSourceResponse, frames: list[str]) -> None:
+    """Many events in one write (one send's cost, not one per event); a client that reads
+    nothing for ``SEND_TIMEOUT`` s is cut off, as ``EventSourceResponse.send`` does."""
+    if not frames:
+        return
+    try:
+        async with asyncio.timeout(SEND_TIMEOUT):
+            await resp.write("".join(frames).encode())
+    except ConnectionResetError:
+        resp.stop_streaming()
+        raise
+    except TimeoutError:
+        resp.stop_streaming()
+        if request.transport is not None:
+            request.transport.abort()  # a stalled peer never drains: no graceful close
+        raise ConnectionResetError("the client stopped reading") from None
+
+
 async def _send_backlog(
+    request: web.Request,
     resp: EventSourceResponse,
     queue: Queue,
     streams: list[tuple[str, str, str]],
@@ -469,64 +537,89 @@ async def _send_backlog(
     whose: bool = False,
 ) -> None:
     """Send the kept events after the cursor's position in each stream (a reset first when
-    some are gone), in time order; the cursor advances past each."""
-    rows, complete = await queue.client_events(
-        [(tag, client, at.position(i)) for i, (_, tag, client) in enumerate(streams)]
-    )
-    if not complete:
-        await resp.send(dumps({"reason": "events were missed"}).decode(), event="reset")
-    for i, pos, gid, raw in rows:
-        op, _, client = streams[i]
-        e = orjson.loads(raw)
-        name, data = _render_event(op, e["kind"], e["rec"], base, client if whose else None)
-        at.advance(i, pos)
-        await resp.send(data, id=at.text(gid), event=name)
+    some are gone), in time order, a page at a time (one write each); the cursor advances
+    past each."""
+    while True:
+        rows, complete = await queue.client_events(
+            [(tag, client, at.position(i)) for i, (_, tag, client) in enumerate(streams)],
+            limit=BACKLOG_PAGE,
+        )
+        frames = []
+        if not complete:
+            frames.append(_frame(dumps({"reason": "events were missed"}).decode(), "reset"))
+        read = [0] * len(streams)
+        for i, pos, gid, raw in rows:
+            read[i] += 1
+            op, _, client = streams[i]
+            e = orjson.loads(raw)
+            name, data = _render_event(op, e["kind"], e["rec"], base, client if whose else None)
+            at.advance(i, pos)
+            frames.append(_frame(data, name, at.text(gid)))
+        await _write(request, resp, frames)
+        if max(read, default=0) < BACKLOG_PAGE:
+            return  # every stream read to its end
 
 
 async def _follow_client(
+    request: web.Request,
     resp: EventSourceResponse,
     stream: Stream,
     index: dict[tuple[str, str], int],
     at: cursor.Cursor,
     resumed: bool,
+    backlog: Callable[[], Awaitable[None]],
     base: str,
     whose: bool = False,
 ) -> None:
-    """Send live events until an overflow, a RESYNC or shutdown.
+    """Send live events until shutdown or a RESYNC; what one wake finds buffered goes out in
+    one write. After an overflow (``_BEHIND``), ``backlog`` sends what was missed from the
+    kept events and the stream goes on as a resumed one.
 
     On a resume, an event at or below the cursor's position in its stream was sent already
     (before the resume, or by the backlog): it is skipped. Events of one stream arrive in
     order; those of different streams carry unrelated ids, so each is compared with its own.
     """
     while True:
-        item = await stream.get()
-        if item is _CLOSE:
-            return
-        ev: Event = item
-        if ev.kind == RESYNC:
-            return  # the client resumes with Last-Event-ID
-        i = index.get((ev.tag, ev.client))
-        pos = _parse_stream_id(ev.stream_id)
-        event_id: str | None = None
-        if i is not None and pos is not None:
-            if pos <= at.position(i):
-                if resumed:
-                    continue
-                # Kept before this stream opened, published after it listened: new to the
-                # client, and already below the position a resume starts from.
-            else:
-                at.advance(i, pos)
-            event_id = at.text(ev.stream_id)
-        name, data = _render_event(ev.op, ev.kind, ev.record, base, ev.client if whose else None)
-        await resp.send(data, id=event_id, event=name)
+        frames: list[str] = []
+        for item in await stream.take():
+            if item is _CLOSE:
+                await _write(request, resp, frames)
+                return
+            if item is _BEHIND:
+                await _write(request, resp, frames)
+                frames = []
+                await backlog()
+                resumed = True
+                continue
+            ev: Event = item
+            if ev.kind == RESYNC:
+                await _write(request, resp, frames)
+                return  # the client resumes with Last-Event-ID
+            i = index.get((ev.tag, ev.client))
+            pos = _parse_stream_id(ev.stream_id)
+            event_id: str | None = None
+            if i is not None and pos is not None:
+                if pos <= at.position(i):
+                    if resumed:
+                        continue
+                    # Kept before this stream opened, published after it listened: new to
+                    # the client, and already below the position a resume starts from.
+                else:
+                    at.advance(i, pos)
+                event_id = at.text(ev.stream_id)
+            name, data = _render_event(
+                ev.op, ev.kind, ev.record, base, ev.client if whose else None
+            )
+            frames.append(_frame(data, name, event_id))
+        await _write(request, resp, frames)
 
 
-async def _refresh_flags(queue: Any, ops: list[str], clients: list[str]) -> None:
+async def _refresh_flags(queue: Any, ops: list[str], clients: list[str], keep_ms: int) -> None:
     while True:
         await asyncio.sleep(GLOBAL_FLAG_TTL / 5)
         with contextlib.suppress(Exception):
             for client in clients:
-                await queue.flag_client_stream(ops, client, GLOBAL_FLAG_TTL)
+                await queue.flag_client_stream(ops, client, GLOBAL_FLAG_TTL, keep_ms)
 
 
 def _parse_stream_id(value: str | None) -> tuple[int, int] | None:

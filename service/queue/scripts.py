@@ -468,6 +468,7 @@ class FollowArgv(NamedTuple):
     """The follow script's ARGV."""
 
     ttl: int
+    keep_ms: int
 
 
 class StatsKeys(NamedTuple):

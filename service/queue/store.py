@@ -1163,16 +1163,19 @@ class Queue:
             out.append(None if own is None else int(own) + sum(int(a) for a in ahead))
         return out
 
-    async def flag_client_stream(self, ops: Sequence[str], client: str, ttl: int) -> None:
-        """Keep the client's events for resuming its all-requests stream for ``ttl`` s."""
+    async def flag_client_stream(
+        self, ops: Sequence[str], client: str, ttl: int, keep_ms: int
+    ) -> None:
+        """Keep the client's events for resuming its all-requests stream for ``ttl`` s, each
+        for ``keep_ms`` (the flag's value: the scripts trim ``cev`` by it)."""
         async with self.redis.pipeline(transaction=False) as pipe:
             for op in ops:
                 for tag in self.tags(op):
-                    pipe.set(keys.glob(tag, client), "1", ex=ttl)
+                    pipe.set(keys.glob(tag, client), str(keep_ms), ex=ttl)
             await pipe.execute()
 
     async def follow(
-        self, streams: Sequence[tuple[str, str]], ttl: int
+        self, streams: Sequence[tuple[str, str]], ttl: int, keep_ms: int
     ) -> tuple[int, list[tuple[int, int] | None]]:
         """Keep the clients' events of ``streams`` (``(tag, client)`` each) for ``ttl`` s, as
         :meth:`flag_client_stream` does, and say where each kept stream ends now.
@@ -1186,7 +1189,7 @@ class Queue:
                 scripts.FOLLOW.call(
                     self.batcher,
                     FollowKeys(keys.glob(tag, client), keys.cev(tag, client)),
-                    FollowArgv(ttl),
+                    FollowArgv(ttl, keep_ms),
                 )
                 for tag, client in streams
             )
@@ -1198,7 +1201,8 @@ class Queue:
         self, streams: Sequence[tuple[str, str, tuple[int, int]]], limit: int = 1000
     ) -> tuple[list[tuple[int, tuple[int, int], str, str]], bool]:
         """Kept events of clients' streams (``(tag, client, after)`` each: those after the
-        stream id ``after``), oldest first: ``(stream index, id, id as text, json)``.
+        stream id ``after``, at most ``limit`` of each), oldest first: ``(stream index, id,
+        id as text, json)``. A stream that gave ``limit`` may hold more: read on from there.
 
         The flag is False when some events after a stream's ``after`` were trimmed away.
         """
@@ -1221,8 +1225,6 @@ class Queue:
                 # event is older than that, some it never saw may be among them.
                 if added > length and first is not None and after < _stream_id(_s(first)):
                     complete = False
-            if len(entries) >= limit:
-                complete = False
             for entry_id, fields in entries:
                 gid = _s(entry_id)
                 out.append((i, _stream_id(gid), gid, _s(fields[b"e"])))

@@ -41,6 +41,8 @@ class ServerSettings:
     max_batch_bytes: int = 16_777_216
     max_streams: int = 10_000
     max_streams_per_client: int = 1_000
+    # How long a client's events are kept for resuming its all-requests stream (exactly).
+    stream_events_seconds: int = 60
     sync_wait_seconds: float = 30.0
     max_sync_waits_per_client: int = 100
     max_wait_seconds: float = 300.0
@@ -413,6 +415,7 @@ def _check_server(server: ServerSettings) -> None:
     _positive("server.max_batch_bytes", server.max_batch_bytes)
     _positive("server.max_streams", server.max_streams)
     _positive("server.max_streams_per_client", server.max_streams_per_client)
+    _positive("server.stream_events_seconds", server.stream_events_seconds)
     _positive("server.max_wait_seconds", server.max_wait_seconds)
     _positive("server.max_sync_waits_per_client", server.max_sync_waits_per_client)
     if server.sync_wait_seconds < 0:

@@ -287,6 +287,70 @@ async def test_a_slow_client_overflows_its_bounded_buffer() -> None:
     assert await stream.get() is sse._CLOSE
 
 
+async def test_an_all_requests_stream_that_overflows_catches_up_instead_of_closing() -> None:
+    stream = sse.Stream("echo", None, catch_up=True)
+    last = 3 * sse.CLIENT_BUFFER + 4
+    for i in range(last + 1):
+        stream.offer(i)
+        assert stream.pending() <= sse.CLIENT_BUFFER  # bounded all along
+    # Not closed: what was dropped is read back from Redis (the marker says so), then the rest.
+    assert not stream.overflowed
+    items = await stream.take()
+    assert items[0] is sse._BEHIND and items[1:] == list(range(last + 2 - len(items), last + 1))
+    assert stream.pending() == 0
+
+
+async def test_a_slow_then_fast_reader_gets_every_event_once(
+    app_client: MakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The all-requests stream's writes are held (a reader that stopped reading) while requests
+    # run: its buffer overflows, and once the reader reads again the stream sends what it
+    # dropped from the client's kept events (in pages), then goes on live — every event once,
+    # in order per request, no reset, no reconnect.
+    monkeypatch.setattr(sse, "CLIENT_BUFFER", 4)
+    monkeypatch.setattr(sse, "BACKLOG_PAGE", 7)
+    gate, held = asyncio.Event(), asyncio.Event()
+    write = sse._write
+
+    async def slow_reader(request: web.Request, resp: Any, frames: list[str]) -> None:
+        if frames and not gate.is_set():
+            held.set()
+            await gate.wait()
+        await write(request, resp, frames)
+
+    monkeypatch.setattr(sse, "_write", slow_reader)
+    client = await app_client(run_worker=True)
+    assert client.app is not None
+    n = 20
+    async with asyncio.timeout(30):
+        resp = await client.get("/v1/queue/events?operation=echo")
+        reader = read_events(resp)
+        assert (await anext(reader)).retry is not None
+        rids = [await submit(client, "echo", {"i": i}) for i in range(n)]
+        await held.wait()
+        (stream,) = client.app[sse.streams_key].open
+        while sse._BEHIND not in stream._items:  # the buffer overflowed
+            await asyncio.sleep(0.01)
+        gate.set()
+        got: list[SSEvent] = []
+        finished = 0
+        async for ev in reader:
+            if not ev.data:
+                continue
+            got.append(ev)
+            if ev.event == "status" and ev.json()["status"] == "succeeded":
+                finished += 1
+                if finished == n:
+                    break
+        resp.close()
+    assert [e.event for e in got if e.event not in ("status", "progress")] == []  # no reset
+    assert len(set(ids(got))) == len(got)
+    statuses: dict[str, list[str]] = {}
+    for e in got:
+        statuses.setdefault(e.json()["id"], []).append(e.json()["status"])
+    assert statuses == {rid: ["queued", "running", "succeeded"] for rid in rids}
+
+
 async def test_stream_limits_per_client(app_client: MakeClient) -> None:
     client = await app_client(run_worker=False, server={"max_streams_per_client": 1})
     rid = await submit(client, "echo", {})

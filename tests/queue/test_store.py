@@ -1050,3 +1050,30 @@ async def test_an_idle_worker_is_told_when_the_next_queue_deadline_falls(queue: 
     await submit_timed(queue, 5)
     jobs, soonest = await queue.claim("echo", "w1", "t1", 0, lease=30, worker_ttl=10)
     assert jobs == [] and soonest == queue.now_ms() + 5000
+
+
+async def test_a_clients_kept_events_are_trimmed_by_age_not_by_count(
+    queue: Queue, redis_client: aredis.Redis
+) -> None:
+    # An all-requests stream opens with 5 s of events kept: older entries go (whole stream
+    # nodes of them: MINID ~), and every event of the last 5 s stays, however many.
+    cev = keys.cev("echo", "alice")
+    await queue.follow([("echo", "alice")], ttl=60, keep_ms=5000)
+    assert await redis_client.get(keys.glob("echo", "alice")) == b"5000"
+    async with redis_client.pipeline(transaction=False) as pipe:
+        for ms in range(1, 1001):
+            pipe.xadd(cev, {"e": "{}"}, id=f"{ms}-0")
+        await pipe.execute()
+    deep = Limits(attempts=2, timeout=10, result_ttl=60, max_queue_depth=10_000, retry_backoff=1)
+    rids = [await submit(queue, limits=deep) for _ in range(3)]
+    entries: Any = await redis_client.xrange(cev)
+    stamps = [int(gid.decode().split("-")[0]) for gid, _ in entries]
+    assert stamps[0] > stamps[-1] - 5000  # the old 1,000 are gone
+    kept = [json.loads(fields[b"e"]) for _, fields in entries]
+    assert [e["rec"]["id"] for e in kept] == rids  # every recent event is there
+    assert 0 < await redis_client.ttl(cev) <= 86400
+    # Many recent events: none is trimmed (the old bound was about 1,000 entries).
+    await queue.flag_client_stream(["echo"], "alice", 60, 60_000)
+    for _ in range(12):
+        await asyncio.gather(*(submit(queue, limits=deep) for _ in range(100)))
+    assert await redis_client.xlen(cev) == 1203

@@ -2,6 +2,11 @@
 -- rk: the request's keys {record, ev, glob, cev}; ev may be nil where the request cannot be
 -- streamed yet (sse unset).
 --- @include "includes/snapshot"
+-- A client's kept events (cev) are trimmed by age: glob's value is how many ms to keep (set by
+-- the all-requests stream, follow.lua), measured back from the id just added (this node's
+-- clock); once per stream per run, with its EXPIRE, and a count bound on every add.
+local trimmed_of = {}
+local CEV_MAX_ENTRIES = 100000
 -- Publish one state change; its number (evseq) increases per request. Events are also kept
 -- for resuming streams, but only where a stream asked for it (no cost otherwise).
 -- Neither a client's glob flag nor the events channel's subscribers can change during one
@@ -18,7 +23,7 @@ local function emit(rk, rec, kind, evseq)
     (st == 'succeeded' or st == 'failed' or st == 'canceled'))
   local globbed = globbed_of[rk.glob]
   if globbed == nil then
-    globbed = redis.call('EXISTS', rk.glob) == 1
+    globbed = redis.call('GET', rk.glob)  -- false when unset
     globbed_of[rk.glob] = globbed
   end
   if not watched and not globbed then
@@ -43,8 +48,14 @@ local function emit(rk, rec, kind, evseq)
   end
   local gid = '-'
   if globbed then
-    gid = redis.call('XADD', rk.cev, 'MAXLEN', '~', 1000, '*', 'e', body)
-    redis.call('EXPIRE', rk.cev, 86400)
+    gid = redis.call('XADD', rk.cev, 'MAXLEN', '~', CEV_MAX_ENTRIES, '*', 'e', body)
+    if not trimmed_of[rk.cev] then
+      trimmed_of[rk.cev] = true
+      local keep = tonumber(globbed) or 60000
+      if keep < 1000 then keep = 60000 end  -- a flag of an older version ('1')
+      redis.call('XTRIM', rk.cev, 'MINID', '~', tonumber(string.match(gid, '^%d+')) - keep)
+      redis.call('EXPIRE', rk.cev, 86400)
+    end
   end
   -- "<id> <client> <stream id> <json>": subscribers route before parsing any JSON.
   local head = rec['id'] .. ' ' .. rec['client'] .. ' ' .. gid .. ' '
