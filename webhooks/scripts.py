@@ -122,18 +122,33 @@ class StallArgv(NamedTuple):
 
 
 class FinishKeys(NamedTuple):
-    """Keys of ``finish.lua``."""
+    """Fixed keys of ``finish.lua`` (a partition's)."""
 
-    delivery: str
-    log: str
-    endpoint: str
     inflight: str
     due: str
     busy: str
 
 
 class FinishArgv(NamedTuple):
-    """Arguments of ``finish.lua``."""
+    """Fixed arguments of ``finish.lua`` (the same for every call: calls with equal ones merge)."""
+
+    retention: int
+    log_cap: int
+    disable_after: int
+    gone_reason: str
+    stale_reason: str
+
+
+class FinishCallKeys(NamedTuple):
+    """The keys of one attempt given to ``finish.lua``."""
+
+    delivery: str
+    log: str
+    endpoint: str
+
+
+class FinishCallArgv(NamedTuple):
+    """The arguments of one attempt given to ``finish.lua``."""
 
     id: str
     token: str
@@ -141,11 +156,6 @@ class FinishArgv(NamedTuple):
     outcome: str
     attempt: str
     next_at: int | str
-    retention: int
-    log_cap: int
-    disable_after: int
-    gone_reason: str
-    stale_reason: str
 
 
 class RedeliverKeys(NamedTuple):
@@ -204,7 +214,14 @@ FANOUT = Lua(
 CLAIM = Lua(DIRECTORY, "claim", ClaimKeys, ClaimArgv)
 LEASE = Lua(DIRECTORY, "lease", LeaseKeys, LeaseArgv)
 STALL = Lua(DIRECTORY, "stall", StallKeys, StallArgv)
-FINISH = Lua(DIRECTORY, "finish", FinishKeys, FinishArgv)
+FINISH = Lua(
+    DIRECTORY,
+    "finish",
+    FinishKeys,
+    FinishArgv,
+    call_keys=FinishCallKeys,
+    call_argv=FinishCallArgv,
+)
 REDELIVER = Lua(DIRECTORY, "redeliver", RedeliverKeys, RedeliverArgv)
 ROTATE = Lua(DIRECTORY, "rotate", RotateKeys, RotateArgv)
 ENLIST = Lua(DIRECTORY, "enlist", EnlistKeys, EnlistArgv)

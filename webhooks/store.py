@@ -881,32 +881,31 @@ class WebhookStore:
         disable_after: float,
         gone_reason: str = "the endpoint answered 410 Gone",
     ) -> str:
-        """Record one attempt: ``pending`` (rescheduled), ``delivered``, ``failed`` or ``lost``."""
+        """Record one attempt: ``pending`` (rescheduled), ``delivered``, ``failed`` or ``lost``.
+
+        A tick's records in one partition go as one script run (see ``Batcher.call_merged``).
+        """
         stale = f"no successful delivery for {disable_after / 86_400:g} days"
         part = self.layout.of(item.target)
-        res = await self._run(
-            scripts.FINISH,
-            scripts.FinishKeys(
+        res = await scripts.FINISH.call_merged(
+            self._batcher,
+            scripts.FinishKeys(part.inflight, part.due, part.busy),
+            scripts.FinishArgv(
+                self.retention, LOG_CAP, int(disable_after * 1000), gone_reason, stale
+            ),
+            scripts.FinishCallKeys(
                 part.delivery(item.id),
                 part.delivery_log(item.id),
                 # A callback's delivery has no endpoint: the script then leaves this key alone.
                 part.endpoint(item.endpoint_id or ""),
-                part.inflight,
-                part.due,
-                part.busy,
             ),
-            scripts.FinishArgv(
+            scripts.FinishCallArgv(
                 item.id,
                 item.token,
                 self.now_ms(),
                 outcome,
                 orjson.dumps(attempt).decode(),
                 "" if next_at_ms is None else next_at_ms,
-                self.retention,
-                LOG_CAP,
-                int(disable_after * 1000),
-                gone_reason,
-                stale,
             ),
         )
         return text(res)
