@@ -32,11 +32,13 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT / "bench"))  # sustained.receiver
 
 import aiohttp  # noqa: E402
 import orjson  # noqa: E402
 import psutil  # noqa: E402
 import redis.asyncio as aredis  # noqa: E402
+from sustained.receiver import Receiver, serve  # noqa: E402
 
 from service.queue.ids import new_request_id  # noqa: E402
 from service.queue.store import Job, Limits, NewRequest, Queue  # noqa: E402
@@ -49,57 +51,19 @@ CLIENT = "anonymous"
 LIMITS = Limits(attempts=1, timeout=10, result_ttl=600, max_queue_depth=10**7, retry_backoff=1)
 
 
-class _Receiver(asyncio.Protocol):
-    """A minimal HTTP/1.1 server (keep-alive, Content-Length bodies): 204 to every POST,
-    the arrival times as JSON to ``GET /stats``.
-
-    Deliberately bare: on a shared 2-core machine an aiohttp server's own ~200 µs per request
-    would be taken from the dispatcher being measured; a real receiver runs elsewhere.
-    """
+class Arrivals(Receiver):
+    """The bench's receiver (see ``sustained.receiver``): the arrival time of each request's
+    first delivery, as JSON to ``GET /stats``."""
 
     arrivals: dict[str, float] = {}
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport: Any = transport
-        self.buf = b""
+    @classmethod
+    def received(cls, body: bytes) -> None:
+        cls.arrivals.setdefault(orjson.loads(body)["data"]["id"], time.time())
 
-    def data_received(self, data: bytes) -> None:
-        self.buf += data
-        while True:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = self.buf[:end].decode("latin-1")
-            length = 0
-            for line in head.split("\r\n")[1:]:
-                name, _, value = line.partition(":")
-                if name.strip().lower() == "content-length":
-                    length = int(value)
-            if len(self.buf) < end + 4 + length:
-                return
-            body = self.buf[end + 4 : end + 4 + length]
-            self.buf = self.buf[end + 4 + length :]
-            if head.startswith("GET /stats"):
-                out = orjson.dumps(self.arrivals)
-                self.transport.write(
-                    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                    b"Content-Length: %d\r\n\r\n%s" % (len(out), out)
-                )
-                continue
-            self.arrivals.setdefault(orjson.loads(body)["data"]["id"], time.time())
-            self.transport.write(b"HTTP/1.1 204 No Content\r\n\r\n")
-
-
-def receiver(port: int) -> None:
-    """The receiver process (see ``_Receiver``)."""
-    import uvloop
-
-    async def serve() -> None:
-        loop = asyncio.get_running_loop()
-        server = await loop.create_server(_Receiver, "127.0.0.1", port)
-        await server.serve_forever()
-
-    uvloop.run(serve())
+    @classmethod
+    def stats(cls) -> Any:
+        return cls.arrivals
 
 
 async def finish_many(queue: Queue, n: int) -> dict[str, float]:
@@ -311,7 +275,7 @@ async def run(n: int, latency_n: int, tmp: Path) -> dict[str, Any]:
     server.start()
     port = free_port()
     ctx = mp.get_context("spawn")
-    recv = ctx.Process(target=receiver, args=(port,), daemon=True)
+    recv = ctx.Process(target=serve, args=(port, Arrivals), daemon=True)
     recv.start()
     r = aredis.Redis.from_url(server.url)
     dispatcher: subprocess.Popen[bytes] | None = None

@@ -1,10 +1,15 @@
-"""The soak's webhook endpoint: a bare HTTP/1.1 receiver in a process of its own.
+"""Bare HTTP/1.1 webhook receivers for the benches, each run in a process of its own.
 
-It answers 204 to every delivery and keeps two numbers: the deliveries received and the sum of
-the delivered requests' id fingerprints, so the run checks that each request was delivered
-exactly once without a set of ids growing with it (its own RSS is in the table too).
-``GET /stats`` answers ``{"n": …, "idsum": …}``. Bare, like ``bench/webhook_delivery.py``'s:
-an aiohttp server's own CPU per request would be taken from the dispatcher it measures.
+:class:`Receiver` answers 204 to every POST and hands its body to ``received``; ``GET /stats``
+answers ``stats()`` as JSON. Keep-alive, Content-Length bodies, nothing checked that costs:
+on a shared 2-core machine an aiohttp server's own ~200 µs per request would be taken from
+the dispatcher being measured (a real receiver runs elsewhere). Subclasses keep what their
+bench counts in class attributes (one process, one receiver):
+
+- :class:`Counting` (the soak's): the deliveries received and the sum of the delivered
+  requests' id fingerprints, so the run checks that each request was delivered exactly once
+  without a set of ids growing with it (its own RSS is in the table too); ``{"n", "idsum"}``;
+- ``bench/webhook_delivery.py``'s ``Arrivals``: when each request's delivery first arrived.
 """
 
 from __future__ import annotations
@@ -17,12 +22,11 @@ import orjson
 from sustained.load import MASK, content_length, fingerprint
 
 
-class _Receiver(asyncio.Protocol):
-    n = 0
-    idsum = 0
+class Receiver(asyncio.Protocol):
+    """204 to every POST (its body to :meth:`received`); ``GET /stats``: :meth:`stats`."""
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport: Any = transport
+        self.transport: Any = transport  # uvloop's transports are not asyncio.Transport
         self.buf = b""
 
     def data_received(self, data: bytes) -> None:
@@ -32,33 +36,55 @@ class _Receiver(asyncio.Protocol):
             if end < 0:
                 return
             head = self.buf[:end].lower()
-            length = content_length(head)
-            if len(self.buf) < end + 4 + length:
+            total = end + 4 + content_length(head)
+            if len(self.buf) < total:
                 return
-            body = self.buf[end + 4 : end + 4 + length]
-            self.buf = self.buf[end + 4 + length :]
+            body = self.buf[end + 4 : total]
+            self.buf = self.buf[total:]
             if head.startswith(b"get /stats"):
-                cls = type(self)
-                out = orjson.dumps({"n": cls.n, "idsum": cls.idsum})
+                out = orjson.dumps(type(self).stats())
                 self.transport.write(
                     b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                     b"Content-Length: %d\r\n\r\n%s" % (len(out), out)
                 )
                 continue
-            rid = orjson.loads(body)["data"]["id"].encode()
-            cls = type(self)
-            cls.n += 1
-            cls.idsum = (cls.idsum + fingerprint(rid)) & MASK
+            type(self).received(body)
             self.transport.write(b"HTTP/1.1 204 No Content\r\n\r\n")
 
+    @classmethod
+    def received(cls, body: bytes) -> None:
+        """One delivery's body arrived."""
 
-def serve(port: int) -> None:
-    """The receiver process's main (``multiprocessing``, spawn)."""
+    @classmethod
+    def stats(cls) -> Any:
+        """What ``GET /stats`` answers (JSON)."""
+        return {}
+
+
+class Counting(Receiver):
+    """Counts deliveries and sums their request ids' fingerprints."""
+
+    n = 0
+    idsum = 0
+
+    @classmethod
+    def received(cls, body: bytes) -> None:
+        rid = orjson.loads(body)["data"]["id"].encode()
+        cls.n += 1
+        cls.idsum = (cls.idsum + fingerprint(rid)) & MASK
+
+    @classmethod
+    def stats(cls) -> Any:
+        return {"n": cls.n, "idsum": cls.idsum}
+
+
+def serve(port: int, protocol: type[Receiver] = Counting) -> None:
+    """A receiver process's main (``multiprocessing``, spawn): ``protocol`` on 127.0.0.1:port."""
     import uvloop
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        server = await loop.create_server(_Receiver, "127.0.0.1", port)
+        server = await loop.create_server(protocol, "127.0.0.1", port)
         await server.serve_forever()
 
     uvloop.run(main())
