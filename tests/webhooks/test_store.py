@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import replace
+
 import pytest
 from redis.asyncio import Redis
 
 from service.queue import keys as core_keys
-from webhooks import DeliveryNotFound, EndpointNotFound, InvalidEndpoint, WebhookStore, keys
+from webhooks import (
+    DeliveryNotFound,
+    EndpointNotFound,
+    InvalidEndpoint,
+    WebhookStore,
+    keys,
+    scripts,
+)
+from webhooks.models import text
 
 URL = "https://hooks.example.com/acceptd"
 
@@ -185,3 +196,40 @@ async def test_due_members_of_an_older_release_are_upgraded(
     claimed, _ = await store.claim("t", 10, lease=30, per_target=4)
     assert [(c.id, c.target) for c in claimed] == [(delivery_id, target)]
     assert await store.upgrade_due() == 0
+
+
+async def test_a_ticks_attempt_records_run_as_one_script_each_its_own(
+    store: WebhookStore, redis_client: Redis
+) -> None:
+    # Three records made in one tick (one merged finish.lua run): a success, a retry, and one
+    # whose lease is not the caller's; each gets its own answer and its own effects.
+    await store.create_endpoint("alice", URL)
+    for n in range(3):
+        await store.fanout("echo", f"{n}-0", "request.succeeded", "alice", f"r{n}", b"{}")
+    items, _ = await store.claim("t1", 10, 30.0, 10)
+    assert len(items) == 3
+    stolen = replace(items[2], token="another")
+    later = store.now_ms() + 60_000
+    await redis_client.script_load(scripts.FINISH.source)  # no NOSCRIPT round in the count
+    await redis_client.config_resetstat()
+    replies = await asyncio.gather(
+        store.finish(items[0], "delivered", {"at": 1}, None, 86_400),
+        store.finish(items[1], "retry", {"at": 2}, later, 86_400),
+        store.finish(stolen, "delivered", {"at": 3}, None, 86_400),
+    )
+    assert list(replies) == ["delivered", "pending", "lost"]
+    stats = await redis_client.info("commandstats")
+    assert stats["cmdstat_evalsha"]["calls"] == 1
+    done = await store.get_delivery("alice", items[0].id)
+    retried = await store.get_delivery("alice", items[1].id)
+    untouched = await store.get_delivery("alice", items[2].id)
+    assert (done.status, len(done.attempts), done.next_attempt_at) == ("delivered", 1, None)
+    assert (retried.status, len(retried.attempts), retried.next_attempt_at) == ("pending", 1, later)
+    assert (untouched.status, untouched.attempts) == ("pending", [])
+    due = await redis_client.zrange(store.layout.first.due, 0, -1, withscores=True)
+    assert [(keys.split_due_member(text(m))[0], int(s)) for m, s in due] == [  # type: ignore[str-unpack]
+        (items[1].id, later)
+    ]
+    # The lease of the third is still held (its record was refused), the others' are gone.
+    assert await redis_client.zcard(store.layout.first.inflight) == 1
+    assert int(await redis_client.hget(store.layout.first.busy, items[2].target) or 0) == 1

@@ -45,28 +45,28 @@ local endpoint
 
 local function finish(c)
   local delivery, log, id, now, outcome = c.delivery, c.log, c.id, tonumber(c.now), c.outcome
-  if redis.call('HGET', delivery, 'lease') ~= c.token then return 'lost' end
+  -- One read of what the steps below need (lease, target, endpoint, counters).
+  local d = redis.call('HMGET', delivery, 'lease', 'target', 'ep', 'attempts', 'tries')
+  if d[1] ~= c.token then return 'lost' end
+  local target, ep = d[2], d[3]
+  local attempts, tries = (tonumber(d[4]) or 0) + 1, tonumber(d[5]) or 0
   redis.call('ZREM', inflight, id)
-  local target = redis.call('HGET', delivery, 'target')
   unbusy(target)
-  redis.call('HDEL', delivery, 'lease')
-  redis.call('HINCRBY', delivery, 'attempts', 1)
   redis.call('RPUSH', log, c.attempt)
   redis.call('LTRIM', log, -log_cap, -1)
-  local status = 'failed'
+  local status, next_at = 'failed', ''
   if outcome == 'delivered' then
     status = 'delivered'
-    redis.call('HSET', delivery, 'status', status, 'next_at', '')
-  elseif outcome == 'retry' then
-    status = 'pending'
-    redis.call('HINCRBY', delivery, 'tries', 1)
-    redis.call('HSET', delivery, 'status', status, 'next_at', c.next_at)
-    redis.call('ZADD', due, c.next_at, due_member(id, target))
   else
-    redis.call('HINCRBY', delivery, 'tries', 1)
-    redis.call('HSET', delivery, 'status', status, 'next_at', '')
+    tries = tries + 1
+    if outcome == 'retry' then
+      status, next_at = 'pending', c.next_at
+      redis.call('ZADD', due, next_at, due_member(id, target))
+    end
   end
-  local ep = redis.call('HGET', delivery, 'ep')
+  redis.call('HSET', delivery, 'status', status, 'next_at', next_at, 'attempts', attempts,
+    'tries', tries)
+  redis.call('HDEL', delivery, 'lease')
   if ep and ep ~= '' and outcome ~= 'skipped' and redis.call('EXISTS', endpoint) == 1 then
     if outcome == 'delivered' then
       redis.call('HSET', endpoint, 'last_success', now)
