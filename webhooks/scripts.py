@@ -154,7 +154,7 @@ class FinishCallArgv(NamedTuple):
     token: str
     now: int
     outcome: str
-    attempt: str
+    attempt: bytes
     next_at: int | str
 
 

@@ -24,6 +24,7 @@ said after it):
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import secrets as _secrets
@@ -885,7 +886,7 @@ class WebhookStore:
 
         A tick's records in one partition go as one script run (see ``Batcher.call_merged``).
         """
-        stale = f"no successful delivery for {disable_after / 86_400:g} days"
+        stale = _stale_reason(disable_after)
         part = self.layout.of(item.target)
         res = await scripts.FINISH.call_merged(
             self._batcher,
@@ -904,7 +905,7 @@ class WebhookStore:
                 item.token,
                 self.now_ms(),
                 outcome,
-                orjson.dumps(attempt).decode(),
+                orjson.dumps(attempt),
                 "" if next_at_ms is None else next_at_ms,
             ),
         )
@@ -955,6 +956,12 @@ class WebhookStore:
         if unknown:
             raise InvalidEndpoint(f"operations: unknown operation {unknown[0]!r}")
         return list(dict.fromkeys(operations))
+
+
+@functools.lru_cache(maxsize=16)
+def _stale_reason(disable_after: float) -> str:
+    # Formatted once per setting, not once per attempt record.
+    return f"no successful delivery for {disable_after / 86_400:g} days"
 
 
 def _claimed(delivery_id: str, fields: list[Any], token: str) -> Claimed:
