@@ -76,6 +76,8 @@ async def test_signed_delivery_verifies(
     assert got.path == "/hook"
     assert got.headers["User-Agent"].startswith("acceptd-webhooks/")
     assert got.headers["Content-Type"] == "application/json"
+    # Answers are kept as sent (no decompression), so none is asked for; no Accept either.
+    assert "Accept-Encoding" not in got.headers and "Accept" not in got.headers
     assert body["type"] == "request.succeeded"
     assert body["timestamp"].endswith("Z")
     assert body["data"]["id"] == rid and body["data"]["status"] == "succeeded"
