@@ -6,7 +6,7 @@ CONFIG ?= config.yaml
 SRC := $(wildcard service webhooks tests bench client)
 TYPED := $(wildcard service webhooks tests client/acceptd_client client/tests)
 
-.PHONY: install install-dev run test test-client lint format chaos fuzz screenshots peers bench soak clean
+.PHONY: install install-dev run test test-client lint format chaos fuzz screenshots peers bench bench-scale soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -97,8 +97,17 @@ peers: $(PEERS:%=bench/.peers/%/.installed) bench/.peers/bullmq/.installed
 	  || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q wrk >/dev/null 2>&1; } \
 	  || echo "wrk could not be installed: the bench will use its aiohttp client"
 
+# The whole comparison in one invocation, within 15 minutes (--budget 840 s: 3 interleaved
+# rounds of the headline, everything else once or more). BENCH_ARGS passes more, e.g. --quick.
+BENCH_ARGS ?=
 bench: install-dev peers
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Redis memory per queued request and the status monitor at a depth of 1,000,000 (about two
+# minutes of filling), apart from `make bench` (which measures both at 100,000); into
+# bench/results-scale.md.
+bench-scale: install-dev
+	$(BIN)/python bench/run.py --only scale
 
 # Sustained load (issue 17 item 4), apart from `make bench`: its own stack, SOAK_MINUTES of
 # paced submits at 70 % of the peak it measures first, a row a minute; the table and verdicts

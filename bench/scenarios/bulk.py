@@ -69,7 +69,8 @@ class Rows:
         label = f"bullmq {self.version}" if self.version else "bullmq"
         self.peer = {
             "enqueue": Row("1", "enqueue (direct, one Node process)", label, "jobs/s",
-                           note="`queue.add` from 50 concurrent lanes, removeOnComplete"),
+                           note="`queue.add` from 50 concurrent lanes, removeOnComplete; N "
+                           "jobs, no worker (in the full run: the backlog drain's fill)"),
             "enqueue-bulk": Row("1", "enqueue (direct, one Node process)", label + " addBulk",
                                 "jobs/s", note=f"`queue.addBulk` of {BATCH}, {LANES} lanes"),
             "drain": Row("2", f"drain N={n:,} (first submit → last result)", label, "jobs/s",
@@ -182,10 +183,17 @@ def bullmq_run(bench: Bench, mode: str) -> Run:
     return Run(res["n"] / res["elapsed"], cpu)
 
 
-def measure_enqueue(bench: Bench, rows: Rows) -> None:
-    """Bulk enqueue rows (acceptd, BullMQ's add and addBulk); the API is up, no worker."""
+def measure_enqueue(
+    bench: Bench, rows: Rows, modes: tuple[str, ...] = ("enqueue", "enqueue-bulk")
+) -> None:
+    """Bulk enqueue rows (acceptd, BullMQ's add and addBulk); the API is up, no worker.
+
+    In the full run BullMQ's single-add enqueue row is the backlog drain's fill (the same
+    measure: N by ``queue.add`` from 50 lanes, no worker), so ``modes`` is
+    ``("enqueue-bulk",)``.
+    """
     steps: list[Step] = [(rows.enqueue, functools.partial(enqueue_run, bench))]
-    steps += rows.peer_steps(bench, ("enqueue", "enqueue-bulk"))
+    steps += rows.peer_steps(bench, modes)
     runs = bench.runs_for(len(steps) * (bench.plan.wrk_seconds + 8), 300)
     interleave(runs, steps, "bulk enqueue")
 
