@@ -17,9 +17,10 @@ whether the rate is steady over N.
 How many: N is the plan's (10,000), or, for a contender slower than N per ``drain_seconds``
 (8 s), what it drains in 8 s at its rate in the previous round (a multiple of 500, at least
 ``n_min``): the rate (jobs / seconds, the same definition) is steady over N, and the slowest
-peers (arq ~550 jobs/s) would otherwise take 18 s a run. A pilot turn of ``pilot_n`` jobs per
-contender before the rounds gives the first rates (and warms every process's caches); its
-runs are not recorded. Each row's note lists its N per run.
+peers (arq ~550 jobs/s) would otherwise take 18 s a run. A pilot backlog drain of ``pilot_n``
+jobs per contender before the rounds gives the first rates (the first round's drain is sized
+by it too) and warms every process's caches; it is not recorded. Each row's note lists its N
+per run.
 
 A round gives every contender one turn, starting one contender later each round; a turn is
 the backlog drain, then the drain on the same (now warm) worker process. The plan's rounds
@@ -419,7 +420,7 @@ def turn(
     try:
         backlog = backlog_clock(bench, c, worker, n)
         step("start+backlog")
-        drains = c.drain(worker, n_drain)
+        drains = c.drain(worker, n_drain) if n_drain else []
         step("drain")
         if with_latency and c.latency is not None:
             c.latency(worker)
@@ -429,7 +430,8 @@ def turn(
     bench.flush()
     step("stop")
     c.rates["backlog"] = backlog.value
-    c.rates["drain"] = min(r.value for r in drains)
+    if drains:
+        c.rates["drain"] = min(r.value for r in drains)
     return Turn(enq, backlog, drains, took)
 
 
@@ -457,7 +459,7 @@ def note_sizes(bench: Bench, c: Contender) -> None:
             row.note += "; 2nd half's rate / 1st half's: " + " · ".join(f"{h:.2f}" for h in halves)
 
 
-# What the scenarios after this one need at one run each (cluster, bulk drain, latency,
+# What the scenarios after this one need at one run each (cluster, bulk drain,
 # memory, durability, webhooks), on a quiet machine: a round starts only if it leaves that
 # much (the scenarios after it trim their runs to the budget that is left).
 RESERVE = 150.0
@@ -486,11 +488,10 @@ def measure(
     if not bullmq_drain_row.skipped:
         turns.append(bullmq(bench, found, bullmq_enqueue))
     pilot = bench.plan.pilot_n
-    with phase(f"drain and backlog drain: pilot turns (N = {pilot:,}, not recorded)"):
+    with phase(f"drain and backlog drain: pilot backlog drains (N = {pilot:,}, not recorded)"):
         for c in turns:
-            t = turn(bench, c, pilot, pilot, with_latency=False)
-            log(f"  {c.name}: backlog {c.rates['backlog']:,.0f}/s, drain {c.rates['drain']:,.0f}/s"
-                f"; s: {t.timing()}")  # fmt: skip
+            t = turn(bench, c, pilot, 0, with_latency=False)
+            log(f"  {c.name}: backlog {c.rates['backlog']:,.0f}/s; s: {t.timing()}")
     took = 0.0
     for r in range(bench.plan.runs):
         if r and bench.budget.left() - RESERVE < took:
@@ -500,7 +501,9 @@ def measure(
         with phase(f"drain and backlog drain: round {r + 1} of {bench.plan.runs}"):
             t0 = time.monotonic()
             for c in turns[k:] + turns[:k]:
-                nb, nd = size(bench, c.rates.get("backlog")), size(bench, c.rates.get("drain"))
+                # The first drain is sized by the pilot's backlog rate (usually the faster).
+                backlog_rate = c.rates.get("backlog")
+                nb, nd = size(bench, backlog_rate), size(bench, c.rates.get("drain", backlog_rate))
                 t = turn(bench, c, nb, nd)
                 record(c, t)
                 log(f"  {c.name}: backlog N={nb:,} {c.rates['backlog']:,.0f}/s, "
