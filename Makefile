@@ -75,17 +75,21 @@ PEER_SPEC_arq := arq==0.28.0 hiredis
 PEER_SPEC_saq := saq[redis,hiredis]==0.26.4 typing_extensions
 PEER_SPEC_dramatiq := dramatiq[redis]==2.2.1 hiredis
 
+# A stamp holds the spec it installed: a change elsewhere in this Makefile does not reinstall
+# (that would cost `make bench` a minute or more), a changed pin does.
 bench/.peers/%/.installed: Makefile
-	$(PYTHON) -m venv bench/.peers/$*
-	bench/.peers/$*/bin/python -m pip install -q --disable-pip-version-check $(foreach s,$(PEER_SPEC_$*),'$(s)')
-	echo '$(PEER_SPEC_$*)' > $@
+	@if [ "$$(cat $@ 2>/dev/null)" = '$(PEER_SPEC_$*)' ]; then touch $@; else \
+	  set -x && $(PYTHON) -m venv bench/.peers/$* \
+	  && bench/.peers/$*/bin/python -m pip install -q --disable-pip-version-check $(foreach s,$(PEER_SPEC_$*),'$(s)') \
+	  && echo '$(PEER_SPEC_$*)' > $@; fi
 
 # BullMQ (Node), the anchor row: npm installs it, pinned, with ioredis (its usual driver) into
 # bench/.peers/bullmq; skipped with a note when node or npm is missing (the bench then says so).
 BULLMQ_SPEC := bullmq@6.7.0 ioredis@5.11.1
 
 bench/.peers/bullmq/.installed: Makefile
-	@if command -v npm >/dev/null && command -v node >/dev/null; then \
+	@if [ "$$(cat $@ 2>/dev/null)" = '$(BULLMQ_SPEC)' ]; then touch $@; \
+	elif command -v npm >/dev/null && command -v node >/dev/null; then \
 	  mkdir -p bench/.peers/bullmq \
 	  && npm install --prefix bench/.peers/bullmq --no-audit --no-fund --silent $(BULLMQ_SPEC) \
 	  && echo '$(BULLMQ_SPEC)' > $@; \
