@@ -106,29 +106,39 @@ class Results:
 
 
 def measure(bench: Bench, contenders: list[peers.Peer], shards: list[int]) -> Results:
-    """Every scenario in turn, each timed; contenders of a measure run in interleaved rounds."""
+    """Every scenario in turn, each timed; contenders of a measure run in interleaved rounds.
+
+    The headline (drain and backlog drain, with the latency rows in its turns) comes first,
+    so its 3 rounds fit even on a slow or busy machine; each part after it runs as many of its
+    rounds as the budget leaves room for, keeping what the parts after it need at one run each
+    on a quiet machine (the ``reserve`` seconds below).
+    """
     with phase("ceiling: Redis EVALSHA"):
         evalsha = ceilings.evalsha(bench)
-    # The peers' direct enqueue rows are filled by the backlog drain's fills (drain below).
-    with phase("enqueue: acceptd vs hello-world"):
-        enq, hello = enqueue.measure(bench, [])
-    with phase("enqueue: processes 2 vs 1"):
-        procs, procs_target = processes.measure(bench)
+    bench.api, bench.api_port = bench.start_api()
     bulk_rows = bulk.Rows(bench)
-    with phase("bulk: enqueue"):
-        bulk.measure_enqueue(bench, bulk_rows, ("enqueue-bulk",))
     # BullMQ's single-add drain is the drain's anchor row; the bulk drain compares with it too.
-    # Its direct enqueue row is the backlog drain's fill, as the Python peers'.
-    # The latency rows are measured in the same turns, on each contender's warm worker.
+    # Its direct enqueue row is the backlog drain's fill, as the Python peers' (theirs are
+    # made by peers.rows). The latency rows are measured in the same turns, on each
+    # contender's warm worker.
     sync, sse = latency.rows(bench)
     drained = drain.measure(
         bench, contenders, bulk_rows.peer["drain"], bulk_rows.peer["enqueue"], (sync, sse)
     )
+    if bench.worker is not None:  # the enqueue rows run with no worker
+        bench.worker.stop()
+        bench.worker = None
+    with phase("enqueue: acceptd vs hello-world"):
+        enq, hello = enqueue.measure(bench, [], reserve=150)
+    with phase("enqueue: processes 2 vs 1"):
+        procs, procs_target = processes.measure(bench, reserve=130)
+    with phase("bulk: enqueue"):
+        bulk.measure_enqueue(bench, bulk_rows, ("enqueue-bulk",), reserve=110)
+    bench.worker = bench.start_worker()
     with phase("cluster: drain on 3 masters vs one node"):
-        on_cluster, cluster_targets = cluster.measure(bench, shards)
+        on_cluster, cluster_targets = cluster.measure(bench, shards, reserve=80)
     with phase("bulk: drain"):
-        bulk.measure_drain(bench, bulk_rows, ("drain-bulk",))
-    assert bench.worker is not None
+        bulk.measure_drain(bench, bulk_rows, ("drain-bulk",), reserve=60)
     bench.worker.stop()
     bench.worker = None
     with phase("scale: memory, monitor at depth"):

@@ -184,7 +184,10 @@ def bullmq_run(bench: Bench, mode: str) -> Run:
 
 
 def measure_enqueue(
-    bench: Bench, rows: Rows, modes: tuple[str, ...] = ("enqueue", "enqueue-bulk")
+    bench: Bench,
+    rows: Rows,
+    modes: tuple[str, ...] = ("enqueue", "enqueue-bulk"),
+    reserve: float = 300.0,
 ) -> None:
     """Bulk enqueue rows (acceptd, BullMQ's add and addBulk); the API is up, no worker.
 
@@ -194,12 +197,15 @@ def measure_enqueue(
     """
     steps: list[Step] = [(rows.enqueue, functools.partial(enqueue_run, bench))]
     steps += rows.peer_steps(bench, modes)
-    runs = bench.runs_for(len(steps) * (bench.plan.wrk_seconds + 8), 300)
+    runs = bench.runs_for(len(steps) * (bench.plan.wrk_seconds + 8), reserve)
     interleave(runs, steps, "bulk enqueue")
 
 
 def measure_drain(
-    bench: Bench, rows: Rows, modes: tuple[str, ...] = ("drain", "drain-bulk")
+    bench: Bench,
+    rows: Rows,
+    modes: tuple[str, ...] = ("drain", "drain-bulk"),
+    reserve: float = 200.0,
 ) -> None:
     """Drain with bulk submits, against BullMQ's drains; the API and the worker are up.
 
@@ -208,7 +214,8 @@ def measure_drain(
     """
     steps: list[Step] = [(rows.drain, functools.partial(drain_run, bench))]
     steps += rows.peer_steps(bench, modes)
-    interleave(bench.runs_for(len(steps) * (bench.plan.n / 2000 + 8), 200), steps, "bulk drain")
+    runs = bench.runs_for(len(steps) * (bench.plan.n / 2000 + 8), reserve)
+    interleave(runs, steps, "bulk drain")
 
 
 def measure_alone(bench: Bench) -> Rows:

@@ -23,9 +23,10 @@ by it too) and warms every process's caches; it is not recorded. Each row's note
 per run.
 
 A round gives every contender one turn, starting one contender later each round; a turn is
-the backlog drain, then the drain on the same (now warm) worker process. The plan's rounds
-(3) run unless the budget would end before the rest of the run could: the headline's medians
-are the point of the run, the scenarios after it trim their runs instead.
+the backlog drain, then the drain on the same (now warm) worker process, then the latency
+rows' runs on it. The headline runs first in ``make bench`` and its rounds (3) run unless the
+next would leave less than ``RESERVE`` of the budget: its medians are the point of the run,
+the scenarios after it trim their runs instead.
 """
 
 from __future__ import annotations
@@ -459,7 +460,7 @@ def note_sizes(bench: Bench, c: Contender) -> None:
             row.note += "; 2nd half's rate / 1st half's: " + " · ".join(f"{h:.2f}" for h in halves)
 
 
-# What the scenarios after this one need at one run each (cluster, bulk drain,
+# What the scenarios after this one need at one run each (enqueue, processes, bulk, cluster,
 # memory, durability, webhooks), on a quiet machine: a round starts only if it leaves that
 # much (the scenarios after it trim their runs to the budget that is left).
 RESERVE = 150.0
@@ -480,7 +481,7 @@ def measure(
     ``bullmq_drain_row`` is BullMQ's drain row (made by the bulk scenario, which compares
     drains with bulk submits against it); it is skipped there when BullMQ is not installed.
     ``bullmq_enqueue`` is BullMQ's direct enqueue row: its fills are runs of it, as the
-    Python peers'. The acceptd worker is up again afterwards (``bench.worker``).
+    Python peers'. acceptd's last worker may still be up afterwards (``bench.worker``).
     """
     found = rows(bench, bullmq_drain_row)
     found.peer_rows = [p.rows[m] for p in contenders for m in ("drain", "backlog")]
@@ -511,6 +512,4 @@ def measure(
             took = time.monotonic() - t0
     for c in turns:
         note_sizes(bench, c)
-    if bench.worker is None:
-        bench.worker = bench.start_worker()
     return found
