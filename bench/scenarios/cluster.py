@@ -146,7 +146,7 @@ def cluster_roles(
 
 def cluster_run(bench: Bench, masters: Masters, api: Server, worker: Server, port: int) -> Run:
     """N echo requests through the cluster's API and worker, first submit to last result."""
-    n = bench.plan.n
+    n = bench.n
     masters.flush()
     servers = {"api": api, "worker": worker}
     c0, m0 = bench.cpu_snapshot(servers), masters.cpu()
@@ -175,7 +175,7 @@ def measure(
     Needs the bench's one-node API and worker up (the one-node drain runs on them).
     ``reserve``: seconds of the budget to leave for what comes after.
     """
-    n = bench.plan.n
+    n = bench.n
     how = f"producer {bench.client_name()} (stopped at N), worker concurrency 50"
     node = Row(
         "2c",

@@ -49,6 +49,9 @@ class Bench:
         self.api_port = 0
         self.worker: Server | None = None
         self.seq = 0
+        # N of the drains after the headline (cluster, bulk): the plan's, or fewer on a slow
+        # machine (the headline sets it: ``drain_seconds`` at acceptd's wrk drain rate).
+        self.n = plan.n
 
     def close(self) -> None:
         for s in (self.worker, self.api):

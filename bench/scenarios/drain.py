@@ -236,10 +236,10 @@ def acceptd_drain_wrk(bench: Bench, worker: Server, n: int) -> Run:
 
 
 def acceptd_run(bench: Bench) -> Run:
-    """One drain of the plan's N on the bench's worker with the HTTP load client (wrk when
+    """One drain of ``bench.n`` on the bench's worker with the HTTP load client (wrk when
     installed): the cluster scenario's one-node comparison."""
     assert bench.worker is not None
-    return acceptd_drain_wrk(bench, bench.worker, bench.plan.n)
+    return acceptd_drain_wrk(bench, bench.worker, bench.n)
 
 
 def acceptd(bench: Bench, found: Rows, lat: tuple[Row, Row]) -> Contender:
@@ -512,4 +512,9 @@ def measure(
             took = time.monotonic() - t0
     for c in turns:
         note_sizes(bench, c)
+    # The drains after the headline (cluster, bulk) take N by the same rule, at acceptd's
+    # wrk drain rate (their producers are as fast or faster).
+    fastest = found.drain_wrk if found.drain_wrk.runs else found.drain
+    bench.n = size(bench, fastest.median)
+    log(f"drains after the headline: N = {bench.n:,}")
     return found
