@@ -45,7 +45,7 @@ def measure(bench: Bench) -> list[Row]:
     used = int(bench.r.info("memory")["used_memory"])
     mem.runs.append(Run((used - base) / max(done, 1)))
     total = done
-    if p.big_n > done:  # ``make bench-scale``: on to 1,000,000 (the full run stops at mem_n)
+    if p.big_n > p.mem_n:  # ``make bench-scale``: on to 1,000,000 (the full run: mem_n)
         budget = min(p.fill_budget, bench.budget.left() - 120)
         more, last2 = fill_queue(bench.url, p.big_n - done, max(budget, 5))
         total += more
@@ -54,7 +54,8 @@ def measure(bench: Bench) -> list[Row]:
     used_big = int(bench.r.info("memory")["used_memory"])
     mem.note = (
         f"INFO used_memory delta over {done:,} requests queued by real submit-script calls "
-        f"built by `Queue.submit`, pipelined ({rate:,.0f}/s)"
+        f"built by `Queue.submit`, pipelined ({rate:,.0f}/s"
+        + (f"; the fill stops after {p.fill_budget:g} s)" if done < p.mem_n else ")")
     )
     if total > done:
         mem.note += f"; at {total:,}: {(used_big - base) / total:,.0f} B/request"
