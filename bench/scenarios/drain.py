@@ -19,7 +19,7 @@ How many: N is the plan's (10,000), or, for a contender slower than N per ``drai
 ``n_min``): the rate (jobs / seconds, the same definition) is steady over N, and the slowest
 peers (arq ~550 jobs/s) would otherwise take 18 s a run. A pilot backlog drain of ``pilot_n``
 jobs per contender before the rounds gives the first rates (the first round's drain is sized
-by it too) and warms every process's caches; it is not recorded. Each row's note lists its N
+by half its rate) and warms every process's caches; it is not recorded. Each row's note lists its N
 per run.
 
 A round gives every contender one turn, starting one contender later each round; a turn is
@@ -505,9 +505,11 @@ def measure(
         with phase(f"drain and backlog drain: round {r + 1} of {bench.plan.runs}"):
             t0 = time.monotonic()
             for c in turns[k:] + turns[:k]:
-                # The first drain is sized by the pilot's backlog rate (usually the faster).
-                backlog_rate = c.rates.get("backlog")
-                nb, nd = size(bench, backlog_rate), size(bench, c.rates.get("drain", backlog_rate))
+                # The first drain is sized by half the pilot's backlog rate: a drain is slower
+                # (acceptd's 0.4x its backlog drain, the peers' 0.6-1.1x).
+                backlog_rate = c.rates["backlog"]
+                nb = size(bench, backlog_rate)
+                nd = size(bench, c.rates.get("drain", backlog_rate / 2))
                 t = turn(bench, c, nb, nd)
                 record(c, t)
                 log(f"  {c.name}: backlog N={nb:,} {c.rates['backlog']:,.0f}/s, "
@@ -515,6 +517,8 @@ def measure(
             took = time.monotonic() - t0
     for c in turns:
         note_sizes(bench, c)
+    for row in [*lat, *(p.rows["latency"] for p in contenders)]:
+        latency.note_samples(bench, row)
     # The drains after the headline (cluster, bulk) take N by the same rule, at acceptd's
     # wrk drain rate (their producers are as fast or faster).
     fastest = found.drain_wrk if found.drain_wrk.runs else found.drain

@@ -9,6 +9,7 @@ from __future__ import annotations
 from report import Row, Run
 
 from scenarios.context import Bench
+from scenarios.plan import latency_measure
 
 NOTES = {
     "sync": "aiohttp client, one connection, no Prefer: the API waits on its events "
@@ -20,7 +21,7 @@ WHEN = "; a run per headline round, on the worker of acceptd's turn after its dr
 
 
 def rows(bench: Bench) -> tuple[Row, Row]:
-    label = f"latency, {bench.plan.latency_n} sequential: "
+    label = latency_measure(bench.plan)
     sync = Row(
         "3", label + "sync POST (201) round trip", "acceptd sync", "ms", note=NOTES["sync"] + WHEN
     )
@@ -40,10 +41,18 @@ def acceptd_run(bench: Bench, mode: str) -> Run:
     servers = {"api": bench.api, "worker": bench.worker}
     bench.flush()
     extra = ["--n", str(bench.plan.latency_n)]
-    res, cpu = bench.sequential(mode, extra, servers, "latency client", f"lat-{mode}")
+    seconds = bench.plan.latency_seconds
+    res, cpu = bench.sequential(mode, extra, servers, "latency client", f"lat-{mode}", seconds)
     ok = "201" if mode == "sync" else "200"
     bad = {k: v for k, v in res["statuses"].items() if k != ok}
     if bad:
         raise RuntimeError(f"acceptd {mode} latency: unexpected statuses {bad}")
     bench.flush()
-    return Run(res["p50_ms"], cpu, {"p99_ms": res["p99_ms"]})
+    return Run(res["p50_ms"], cpu, {"p99_ms": res["p99_ms"], "samples": res["n"]})
+
+
+def note_samples(bench: Bench, row: Row) -> None:
+    """A latency row's note ends with its samples per run when a run hit its time limit."""
+    got = [int(r.extra["samples"]) for r in row.runs if "samples" in r.extra]
+    if got and min(got) < bench.plan.latency_n:
+        row.note += "; samples per run (time limit): " + " · ".join(f"{x:,}" for x in got)

@@ -20,7 +20,7 @@ from procs import Server, run_client
 from report import Row, Run
 
 from scenarios.context import BENCH, CONCURRENCY, Bench, cpu_per_job, need
-from scenarios.plan import Plan, Step, backlog_measure, drain_measure
+from scenarios.plan import Plan, Step, backlog_measure, drain_measure, latency_measure
 
 NAMES = ("arq", "saq", "dramatiq")
 VENVS = BENCH / ".peers"
@@ -127,7 +127,7 @@ def rows(name: str, version: str, plan: Plan) -> dict[str, Row]:
         "backlog": Row("2", backlog_measure(plan), label, "jobs/s", note=how["backlog"]),
         "latency": Row(
             "3",
-            f"latency, {plan.latency_n} sequential: enqueue → result",
+            latency_measure(plan) + "enqueue → result",
             label,
             "ms",
             note=how["latency"] + "; a run per headline round, on the worker of its turn "
@@ -196,7 +196,7 @@ def client(bench: Bench, peer: Peer, mode: str, n: int | None = None) -> list[st
         "--concurrency",
         str(CONCURRENCY),
         "--time-limit",
-        "100" if mode == "drain" else "60",
+        {"drain": "100", "latency": f"{bench.plan.latency_seconds:g}"}.get(mode, "60"),
     ]
 
 
@@ -217,7 +217,7 @@ def run_with(
         if not res["finished"]:
             raise RuntimeError(f"{peer.name} drain did not finish in time")
         return Run(res["n"] / res["elapsed"], cpu, {"n": res["n"]})
-    return Run(res["p50_ms"], cpu, {"p99_ms": res["p99_ms"]})
+    return Run(res["p50_ms"], cpu, {"p99_ms": res["p99_ms"], "samples": res["n"]})
 
 
 def run(bench: Bench, peer: Peer, mode: str) -> Run:

@@ -40,10 +40,13 @@ class Plan:
     drain_seconds: float = 8.0
     n_min: int = 2_000
     pilot_n: int = 1_000
+    # A latency run's time limit: ``latency_n`` requests unless that takes longer (a slow
+    # machine; a quiet one takes 1-6 s for 500).
+    latency_seconds: float = 8.0
 
 
 FULL = Plan(10_000, 3, 5.0, 500, 300, 100_000, 100_000, 40.0, 3.0, 5_000, 3)
-QUICK = Plan(2_000, 1, 2.0, 100, 100, 10_000, 10_000, 30.0, 1.5, 2_000, 1, 2.0, 500, 500)
+QUICK = Plan(2_000, 1, 2.0, 100, 100, 10_000, 10_000, 30.0, 1.5, 2_000, 1, 2.0, 500, 500, 4.0)
 # ``make bench-scale``: the memory row and the monitor at a depth of 1,000,000.
 SCALE = Plan(10_000, 1, 5.0, 500, 300, 100_000, 1_000_000, 300.0, 3.0, 10_000, 1)
 
@@ -70,6 +73,11 @@ def drain_measure(plan: Plan) -> str:
 def backlog_measure(plan: Plan) -> str:
     """The headline backlog drain rows' measure (every contender's)."""
     return f"backlog drain, N ≤ {plan.n:,} (worker start → last result)"
+
+
+def latency_measure(plan: Plan) -> str:
+    """The latency rows' measure, up to its colon (every contender's)."""
+    return f"latency, {plan.latency_n} sequential (at most {plan.latency_seconds:g} s): "
 
 
 def log(msg: str) -> None:
