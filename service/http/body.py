@@ -40,12 +40,22 @@ def require_json(request: web.Request) -> None:
         )
 
 
+def read_arrived(request: web.Request, limit: int) -> bytes | None:
+    """The whole body when it came with the headers (the usual small request), taken as is
+    without a coroutine, read()'s chunk loop or copies; None while more is to come."""
+    content = request.content
+    if not content.is_eof():
+        return None
+    raw = content.read_nowait()  # its length is the Content-Length
+    if len(raw) > limit:
+        raise _too_large(limit)
+    return raw
+
+
 async def read_raw(request: web.Request, limit: int) -> bytes:
     """The whole body, at most ``limit`` bytes (413 past it)."""
     content = request.content
     if content.is_eof():
-        # The whole body came with the headers (the usual small request): take it as is,
-        # without read()'s chunk loop and copies. Its length is the Content-Length.
         raw = content.read_nowait()
     else:
         if request.content_length is None:

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from service.http import monitor
 from service.http.auth import client_of, is_admin
-from service.http.body import decode, read_raw, require_json
+from service.http.body import decode, read_arrived, read_raw, require_json
 from service.http.common import (
     JSON,
     base_url,
@@ -49,10 +49,8 @@ CLIENT_HEADER = "Queue-Client"
 MAX_CALLBACK_URL = 2048
 
 
-async def read_input(request: web.Request, op: Operation, limit: int) -> tuple[Any, str]:
-    """Check content type and size (at most ``limit`` bytes), parse and validate the body."""
-    require_json(request)
-    raw = await read_raw(request, limit)
+def parse_input(op: Operation, raw: bytes) -> tuple[Any, str]:
+    """Parse and validate a body read already."""
     data, text = decode(raw, exact_numbers=not op.accepts_anything)
     if op.accepts_anything:
         return data, text
@@ -81,7 +79,12 @@ async def submit(request: web.Request) -> web.StreamResponse:
     if asked.callback_url:
         await check_callback(request, asked.callback_url)
     limit = op.max_input_bytes or settings.max_body_bytes
-    _, input_json = await read_input(request, op, limit)  # stored as sent: not encoded again
+    require_json(request)
+    # Usually the body came with the headers: read without a coroutine of its own.
+    raw = read_arrived(request, limit)
+    if raw is None:
+        raw = await read_raw(request, limit)
+    _, input_json = parse_input(op, raw)  # stored as sent: not encoded again
     return await enqueue(request, op, asked, input_json, asked.priority)
 
 
@@ -112,46 +115,52 @@ async def enqueue(
     waits = app[sync_waits_key]
     if wait > 0 and waits.get(client, 0) >= settings.max_sync_waits_per_client:
         wait = _over_wait_limit(asked, settings)
+    new = NewRequest(
+        op.name,
+        rid,
+        client,
+        input_json,
+        op.limits,
+        priority=priority,
+        idempotency_key=digest(idem) if idem else "",
+        body_hash=digest(input_json) if idem else "",
+        callback_url=callback_url,
+        callback_events=callback_events,
+        rate=rate,
+        burst=burst,
+        waited=wait > 0,
+        queue_timeout=queue_timeout,
+        retry_of=retry_of,
+    )
+    if wait <= 0:
+        # Nobody waits (respond-async): no wait to settle; a new request's 202 needs no read.
+        res = _created(app, op, await queue.submit(new), rate)
+        replayed = res.outcome == "replay"  # the request the key named first, read back
+        snap = await read_own(request, op, res.request_id) if replayed else None
+        return _answer(request, op, asked, res, snap, settings, priority, retry_of, client)
     # Watching starts before the submit: a request that finishes at once is not missed.
-    waiter = TerminalWait(app[hub_key], rid) if wait > 0 else None
-    if waiter is not None:
-        waits[client] = waits.get(client, 0) + 1
+    waiter = TerminalWait(app[hub_key], rid)
+    waits[client] = waits.get(client, 0) + 1
     try:
-        body_hash = digest(input_json) if idem else ""
-        idem_hash = digest(idem) if idem else ""
-        res = await queue.submit(
-            NewRequest(
-                op.name,
-                rid,
-                client,
-                input_json,
-                op.limits,
-                priority=priority,
-                idempotency_key=idem_hash,
-                body_hash=body_hash,
-                callback_url=callback_url,
-                callback_events=callback_events,
-                rate=rate,
-                burst=burst,
-                waited=wait > 0,
-                queue_timeout=queue_timeout,
-                retry_of=retry_of,
-            )
-        )
-        refused = refusal(op, res, rate)
-        if refused is not None:
-            raise refused
-        if res.outcome == "created":
-            app[metrics_key].request_submitted(op.name)
+        res = _created(app, op, await queue.submit(new), rate)
         snap = await _settle(request, op, res, waiter, wait)
     finally:
-        if waiter is not None:
-            waiter.close()
-            if waits[client] <= 1:
-                del waits[client]
-            else:
-                waits[client] -= 1
+        waiter.close()
+        if waits[client] <= 1:
+            del waits[client]
+        else:
+            waits[client] -= 1
     return _answer(request, op, asked, res, snap, settings, priority, retry_of, client)
+
+
+def _created(app: web.Application, op: Operation, res: Submitted, rate: float) -> Submitted:
+    """``res`` unless the queue refused the submit (its problem is raised); counted if new."""
+    refused = refusal(op, res, rate)
+    if refused is not None:
+        raise refused
+    if res.outcome == "created":
+        app[metrics_key].request_submitted(op.name)
+    return res
 
 
 def digest(text: str) -> str:

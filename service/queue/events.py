@@ -12,8 +12,7 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -26,9 +25,8 @@ from service.runtime.tasks import stop
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Event:
-    """One state change of one request."""
+class Event(NamedTuple):
+    """One state change of one request (a tuple: made for every routed message, cheaply)."""
 
     op: str
     request_id: str

@@ -33,12 +33,18 @@ class SubmitKeys(NamedTuple):
 
 
 class SubmitArgv(NamedTuple):
-    """The submit script's fixed ARGV."""
+    """The submit script's fixed ARGV: the operation's channels and limits (sent once per
+    merged call, not once per submit)."""
 
     events_channel: str
     watched_channel: str
     idem_ttl: str
-    arrival: str = ""
+    arrival: str
+    max_depth: str
+    attempts: str
+    timeout_ms: str
+    result_ttl: str
+    backoff_ms: str
 
 
 class SubmitCallKeys(NamedTuple):
@@ -60,11 +66,6 @@ class SubmitCallArgv(NamedTuple):
     priority: int
     input: str
     now: int
-    max_depth: str
-    attempts: str
-    timeout_ms: str
-    ttl: str
-    backoff_ms: str
     body_hash: str
     callback_url: str
     callback_events: str

@@ -136,8 +136,7 @@ class Limits:
     @functools.cached_property
     def submit_args(self) -> tuple[str, str, str, str, str]:
         """Max depth, attempts, timeout (ms), result TTL, backoff (ms): the fields ``max_depth``
-        to ``backoff_ms`` of ``SubmitCallArgv``, encoded once (numbers cost the encoder more than
-        strings, per call)."""
+        to ``backoff_ms`` of ``SubmitArgv``, encoded once."""
         return (
             str(self.max_queue_depth),
             str(self.attempts),
@@ -145,6 +144,12 @@ class Limits:
             str(self.result_ttl),
             str(int(self.retry_backoff * 1000)),
         )
+
+    @functools.cached_property
+    def submit_fixed(self) -> dict[tuple[str, bool], tuple[SubmitKeys, SubmitArgv]]:
+        """The fixed KEYS and ARGV of submits with these limits, by (hash tag, sharded)
+        (filled by ``_submit_fixed``)."""
+        return {}
 
 
 @dataclass(slots=True)  # not frozen: built on every submit, and frozen init costs more
@@ -330,8 +335,9 @@ class Queue:
         self, fixed: tuple[SubmitKeys, SubmitArgv], keys_: SubmitCallKeys, argv: SubmitCallArgv
     ) -> Awaitable[Any]:
         # A tick's submits to one operation go as one script call (see Batcher.call_merged).
-        # The future itself is awaited: no coroutine in between on the hot path.
-        return scripts.SUBMIT.call_merged(self.batcher, *fixed, keys_, argv)
+        # The future itself is awaited: no coroutine in between on the hot path (nor the
+        # forwarding Lua.call_merged).
+        return self.batcher.call_merged(scripts.SUBMIT, *fixed, keys_, argv)
 
     async def submit(self, req: NewRequest, tries: int = SUBMIT_TRIES) -> Submitted:
         """Create a request and queue it, unless the queue is full or the key replays.
@@ -342,7 +348,7 @@ class Queue:
         if req.op in self.shards:
             return await self._submit_sharded(req, tries)
         now = self.now_ms()
-        res = await self._submit_call(_submit_fixed(req.op), *_submit_args(req, now))
+        res = await self._submit_call(_submit_fixed(req.op, req.limits), *_submit_args(req, now))
         done = _submitted(res, now)
         if isinstance(done, Submitted):
             return done
@@ -354,7 +360,7 @@ class Queue:
         op, rid = req.op, req.id
         tag, now = self.tag_of(op, rid), ids.id_time_ms(rid)
         res, *counts = await asyncio.gather(
-            self._submit_call(_submit_fixed(tag, True), *_submit_args(req, now, tag)),
+            self._submit_call(_submit_fixed(tag, req.limits, True), *_submit_args(req, now, tag)),
             *(
                 self.batcher.command("ZCOUNT", keys.pending(t), "-inf", bound)
                 for t, bound in self._others(op, rid)
@@ -391,7 +397,11 @@ class Queue:
             return list(each)
         now = self.now_ms()
         calls = [_submit_args(req, now) for req in reqs]
-        replies = await scripts.SUBMIT.call_many(self.batcher, *_submit_fixed(op), calls)
+        limits = reqs[0].limits
+        if any(req.limits is not limits and req.limits != limits for req in reqs):
+            raise ValueError("a bulk submit's requests share their operation's limits")
+        fixed = _submit_fixed(op, limits)
+        replies = await scripts.SUBMIT.call_many(self.batcher, *fixed, calls)
         out: list[Submitted | BaseException] = []
         replays: list[tuple[int, str]] = []
         for i, reply in enumerate(replies):
@@ -1340,7 +1350,6 @@ def _submit_args(req: NewRequest, now: int, tag: str = "") -> tuple[SubmitCallKe
             req.priority,
             req.input_json,
             now,
-            *req.limits.submit_args,
             req.body_hash,
             req.callback_url,
             req.callback_events,
@@ -1356,6 +1365,10 @@ def _submit_args(req: NewRequest, now: int, tag: str = "") -> tuple[SubmitCallKe
 
 def _submitted(res: Sequence[Any], now: int) -> Submitted | str:
     # submit.lua's reply for one call; the existing request's id when the key names one.
+    if res[0] == b"created":  # nearly every reply: read without converting the outcome
+        rank = res[3]
+        position = rank if rank >= 0 else None
+        return Submitted("created", res[1].decode(), None, position, len(res) > 4, now)
     outcome = _s(res[0])
     if outcome == "full":
         return Submitted("full", "", None, int(res[1]))
@@ -1384,10 +1397,18 @@ def _reposition(reqs: Sequence[NewRequest], out: list[Submitted | BaseException]
 _NOT_YET = Submitted("conflict", "", None, None)
 
 
-@functools.lru_cache(maxsize=1024)
-def _submit_fixed(op: str, sharded: bool = False) -> tuple[SubmitKeys, SubmitArgv]:
-    # The same for every submit to ``op`` (a shard's tag): built once, and what the batcher
-    # merges calls by. A sharded operation's scores are by submit time (comparable across shards).
+def _submit_fixed(op: str, limits: Limits, sharded: bool = False) -> tuple[SubmitKeys, SubmitArgv]:
+    # The same for every submit to ``op`` (a shard's tag) with these limits (the operation's):
+    # built once, and what the batcher merges calls by. Kept by the limits themselves (one
+    # object per operation): a dataclass key would hash its fields anew at every call.
+    fixed = limits.submit_fixed.get((op, sharded))
+    if fixed is None:
+        fixed = limits.submit_fixed[op, sharded] = _build_submit_fixed(op, limits, sharded)
+    return fixed
+
+
+def _build_submit_fixed(op: str, limits: Limits, sharded: bool) -> tuple[SubmitKeys, SubmitArgv]:
+    # A sharded operation's scores are by submit time (comparable across shards).
     k = keys.of(op)
     return (
         SubmitKeys(
@@ -1404,7 +1425,11 @@ def _submit_fixed(op: str, sharded: bool = False) -> tuple[SubmitKeys, SubmitArg
             k.hist_m,
         ),
         SubmitArgv(
-            k.events_channel, k.watched_channel, _IDEMPOTENCY_TTL, "clock" if sharded else ""
+            k.events_channel,
+            k.watched_channel,
+            _IDEMPOTENCY_TTL,
+            "clock" if sharded else "",
+            *limits.submit_args,
         ),
     )
 

@@ -124,9 +124,12 @@ class Batcher:
         self._senders = 0
         self._pending: list[_Call] = []
         self._calls = 0  # calls in ``_pending``, merged ones counted one by one
-        # Where in ``_pending`` the merged call of a (script, fixed keys, fixed argv) collects
-        # its calls.
-        self._merged: dict[tuple[int, tuple[Any, ...], tuple[Any, ...]], int] = {}
+        # The merged call (in ``_pending``) of a (script, fixed keys, fixed argv) and the
+        # futures of the calls it collects.
+        self._merged: dict[
+            tuple[int, tuple[Any, ...], tuple[Any, ...]],
+            tuple[_Merged, list[asyncio.Future[Any]]],
+        ] = {}
         self._scheduled = False
         self._inflight: set[asyncio.Task[None]] = set()
         self._idle: list[RawConnection] = []
@@ -164,11 +167,11 @@ class Batcher:
         slot_key = (id(script), keys, argv)
         slot = self._merged.get(slot_key)
         if slot is None:
-            self._merged[slot_key] = len(self._pending)
-            self._pending.append((script, _Merged([*keys, *call_keys], [*argv, *call_argv]), [fut]))
+            merged, futs = _Merged([*keys, *call_keys], [*argv, *call_argv]), [fut]
+            self._merged[slot_key] = (merged, futs)
+            self._pending.append((script, merged, futs))
         else:
-            _, merged, futs = self._pending[slot]
-            assert isinstance(merged, _Merged) and isinstance(futs, list)
+            merged, futs = slot
             merged.keys.extend(call_keys)
             merged.argv.extend(call_argv)
             futs.append(fut)

@@ -134,6 +134,35 @@ async def test_position_is_fifo_within_priority_and_higher_priority_first(queue:
     assert [j.request_id for j in jobs] == [c, a, b, d]
 
 
+async def test_positions_answered_by_one_merged_submit_run_are_the_ranks_after_each(
+    queue: Queue,
+) -> None:
+    # submit.lua ranks a call that queues last without ZRANK, from the depth it keeps through
+    # the run: every answer must still be the rank the request had right after it was added.
+    big = Limits(1, 1, 60, 1000, 1)
+    # A lower priority already waiting: not every call goes last.
+    await submit(queue, priority=-1, limits=big)
+    prios = [0, 0, 5, -3, 0, -3, 10, -1, 0]
+    reqs = [
+        NewRequest("echo", new_request_id("echo", queue.now_ms()), "alice", "{}", big, priority=p)
+        for p in prios
+    ]
+    answers = await asyncio.gather(*map(queue.submit, reqs))  # one tick: one script run
+    assert all(a.outcome == "created" for a in answers)
+    # The queue's order: priority first (higher first), then arrival.
+    order = [(-1, 0)]  # (priority, arrival) of the request queued first
+    expected = []
+    for i, p in enumerate(prios, start=1):
+        order.append((p, i))
+        ranked = sorted(order, key=lambda e: (-e[0], e[1]))
+        expected.append(ranked.index((p, i)))
+    assert [a.position for a in answers] == expected
+    assert await queue.depth("echo") == 1 + len(prios)
+    for req in reqs:
+        record = (await queue.read("echo", req.id)).record  # type: ignore[union-attr]
+        assert record["evseq"] == "1"  # the first event's number, written with the record
+
+
 async def test_claim_on_empty_queue_returns_nothing(queue: Queue) -> None:
     jobs, due = await queue.claim("echo", "w1", "t", 10, lease=30, worker_ttl=10)
     assert jobs == [] and due is None
@@ -455,7 +484,7 @@ async def test_a_failing_submit_in_a_merged_call_fails_alone(queue: Queue) -> No
 
     def call(rid: str, priority: Any) -> Awaitable[Any]:
         return queue._submit_call(
-            _submit_fixed("echo"),
+            _submit_fixed("echo", LIMITS),
             SubmitCallKeys(
                 keys.record("echo", rid),
                 keys.client_index("echo", "alice"),
@@ -470,7 +499,6 @@ async def test_a_failing_submit_in_a_merged_call_fails_alone(queue: Queue) -> No
                 priority,
                 "{}",
                 queue.now_ms(),
-                *LIMITS.submit_args,
                 "",
                 "",
                 "",

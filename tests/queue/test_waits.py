@@ -111,3 +111,22 @@ async def test_a_resync_that_finds_it_finished_answers_from_the_read(hub: EventH
     snap = await wait.until_terminal(5, reads)
     wait.close()
     assert snap.record["status"] == "failed" and reads.calls == 1
+
+
+async def test_an_event_after_the_deadline_or_a_cancelled_wait_is_ignored(hub: EventHub) -> None:
+    # The deadline answers with a read; the outcome arriving later finds the wait over.
+    wait = TerminalWait(hub, "r1")
+    snap = await wait.until_terminal(0.01, Reads("running"))
+    assert snap.record["status"] == "running"
+    publish(hub, "r1", "succeeded", "1")
+    wait.close()
+    # A wait cancelled (its client went away) leaves nothing behind that an event could trip.
+    wait = TerminalWait(hub, "r2")
+    task = asyncio.create_task(wait.until_terminal(5, Reads("queued")))
+    await asyncio.sleep(0)  # the task is now waiting for its event
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    publish(hub, "r2", "succeeded", "1")
+    wait.close()
+    assert "r1" not in hub._by_request and "r2" not in hub._by_request

@@ -15,6 +15,12 @@
   ARGV[3] idem_ttl         seconds an Idempotency-Key is kept
   ARGV[4] arrival          '': order by the seq counter; 'clock': by submit time (a sharded
                            operation's shards compare their scores: (10 - priority) * 2^42 + now)
+  ARGV[5] max_depth        queue length at which submits are refused
+  ARGV[6] attempts         max attempts
+  ARGV[7] timeout_ms       the handler's time limit
+  ARGV[8] result_ttl       seconds a result is kept
+  ARGV[9] backoff_ms       retry backoff
+                           (5-9: the operation's limits, the same for every call it merges)
   each call:
   KEYS[+1] record          r:<id>
   KEYS[+2] client_index    c:<client>
@@ -27,20 +33,15 @@
   ARGV[+3] priority        -10 to 10
   ARGV[+4] input           JSON
   ARGV[+5] now             ms
-  ARGV[+6] max_depth       queue length at which submits are refused
-  ARGV[+7] attempts        max attempts
-  ARGV[+8] timeout_ms      the handler's time limit
-  ARGV[+9] ttl             seconds a result is kept
-  ARGV[+10] backoff_ms     retry backoff
-  ARGV[+11] body_hash      '' without an Idempotency-Key
-  ARGV[+12] callback_url   '' if none
-  ARGV[+13] callback_events statuses the callback wants (comma-separated)
-  ARGV[+14] rate_per_second  0: no limit
-  ARGV[+15] burst          token bucket size
-  ARGV[+16] wait           '1' when a caller waits for the outcome (its events are watched)
-  ARGV[+17] idem_hash      the Idempotency-Key's hash, '' if none
-  ARGV[+18] queue_timeout_ms  '' if none: else it fails with queue-timeout unless started by then
-  ARGV[+19] retry_of       '' or the id of the failed or canceled request this one retries
+  ARGV[+6] body_hash       '' without an Idempotency-Key
+  ARGV[+7] callback_url    '' if none
+  ARGV[+8] callback_events statuses the callback wants (comma-separated)
+  ARGV[+9] rate_per_second  0: no limit
+  ARGV[+10] burst          token bucket size
+  ARGV[+11] wait           '1' when a caller waits for the outcome (its events are watched)
+  ARGV[+12] idem_hash      the Idempotency-Key's hash, '' if none
+  ARGV[+13] queue_timeout_ms  '' if none: else it fails with queue-timeout unless started by then
+  ARGV[+14] retry_of       '' or the id of the failed or canceled request this one retries
 Returns one reply per call, in order: {'created', id, '', position} ({..., -1, 'running'} when
 handed to a worker), {'exists', id} (the Idempotency-Key names request id: replay.lua answers),
 {'full', depth} or {'limited', wait_ms}. The batcher merges a tick's calls into one; each runs
@@ -61,8 +62,13 @@ local events_channel = ARGV[1]
 local watched_channel = ARGV[2]
 local idem_ttl = ARGV[3]
 local arrival = ARGV[4]
+local max_depth = tonumber(ARGV[5])
+local attempts = ARGV[6]
+local timeout_ms = ARGV[7]
+local result_ttl = ARGV[8]
+local backoff_ms = ARGV[9]
 -- Calls follow the fixed KEYS and ARGV, this many of each per call.
-local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 11, 6, 4, 19
+local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 11, 6, 9, 14
 local hooked = {running = hooked_running}
 --- @include "includes/fmt"
 --- @include "includes/emit"
@@ -91,6 +97,27 @@ end
 
 -- Set when a call queued its request (rather than handing it to an idle worker).
 local queued = false
+-- Asked once per run, then kept as the run's calls change them (nothing else runs meanwhile):
+-- the queue's depth, the highest score queued (a call queuing past it is last, its rank the
+-- depth: no ZRANK), and the client indexes already trimmed.
+local run_depth, run_tail, trimmed = nil, nil, {}
+
+-- The rank a member of ``score`` will have once added to a queue of ``depth``, when it goes
+-- last (nil otherwise: ZRANK tells, once it is in).
+local function rank_at_tail(score, depth)
+  if depth == 0 then
+    run_tail = score
+    return 0
+  end
+  if run_tail == nil then
+    run_tail = tonumber(redis.call('ZRANGE', pending, -1, -1, 'WITHSCORES')[2])
+  end
+  if score > run_tail then
+    run_tail = score
+    return depth
+  end
+  return nil
+end
 
 local function submit(rk, c)
   local now = tonumber(c.now)
@@ -101,19 +128,21 @@ local function submit(rk, c)
   end
   local wait_ms = limited(rk, c, now)
   if wait_ms then return {'limited', wait_ms} end
-  local depth = redis.call('ZCARD', pending)
-  if depth >= tonumber(c.max_depth) then return {'full', depth} end
+  if run_depth == nil then run_depth = redis.call('ZCARD', pending) end
+  local depth = run_depth
+  if depth >= max_depth then return {'full', depth} end
   local n = redis.call('INCR', seq)
   local score = (10 - tonumber(c.priority)) * 1099511627776 + n
   if arrival ~= '' then score = (10 - tonumber(c.priority)) * 4398046511104 + now end
+  -- A new record's first event is its first: evseq is written with it (emit's seq).
   local rec = {id = c.id, client = c.client, status = 'queued',
-    prio = c.priority, score = fmt(score), attempt = '1', max_att = c.attempts,
-    timeout = c.timeout_ms, ttl = c.ttl, backoff = c.backoff_ms, created = c.now,
+    prio = c.priority, score = fmt(score), attempt = '1', max_att = attempts,
+    timeout = timeout_ms, ttl = result_ttl, backoff = backoff_ms, created = c.now,
     updated = c.now}
   local args = {'id', c.id, 'client', c.client, 'status', 'queued', 'prio', c.priority,
-    'score', rec['score'], 'attempt', '1', 'max_att', c.attempts, 'timeout', c.timeout_ms,
-    'ttl', c.ttl, 'backoff', c.backoff_ms, 'created', c.now, 'updated', c.now,
-    'input', c.input}
+    'score', rec['score'], 'attempt', '1', 'max_att', attempts, 'timeout', timeout_ms,
+    'ttl', result_ttl, 'backoff', backoff_ms, 'created', c.now, 'updated', c.now,
+    'evseq', '1', 'input', c.input}
   if c.body_hash ~= '' then table.insert(args, 'bhash'); table.insert(args, c.body_hash) end
   if c.wait == '1' then
     rec['wait'] = '1'
@@ -135,10 +164,15 @@ local function submit(rk, c)
   redis.call('HSET', rk.record, unpack(args))
   redis.call('ZADD', rk.client_index, c.now, c.id)
   -- The API's sweep (service/queue/sweep.py) drops ids whose records expired; this backstop
-  -- drops those of requests queued or running for over a week, and bounds an unswept index.
-  redis.call('ZREMRANGEBYSCORE', rk.client_index, '-inf', now - (tonumber(c.ttl) + 604800) * 1000)
+  -- drops those of requests queued or running for over a week, and bounds an unswept index
+  -- (once per client and run: a run's calls are within milliseconds of each other).
+  if not trimmed[rk.client_index] then
+    trimmed[rk.client_index] = true
+    local cutoff = now - (tonumber(result_ttl) + 604800) * 1000
+    redis.call('ZREMRANGEBYSCORE', rk.client_index, '-inf', cutoff)
+  end
   if c.idem_hash ~= '' then redis.call('SET', rk.idempotency, c.id, 'EX', tonumber(idem_ttl)) end
-  emit(rk, rec, 'status')
+  emit(rk, rec, 'status', 1)
   -- Nothing waits and a worker is idle: lease the request here (charged to that worker's
   -- registration) and push it onto hand, so an idle worker's blocking pop returns the job
   -- itself (no claim round trip). Whichever worker pops it runs it under the token.
@@ -155,9 +189,9 @@ local function submit(rk, c)
     rec['status'] = 'running'; rec['started'] = c.now; rec['worker'] = worker
     rec['lease'] = token
     redis.call('HSET', rk.record, 'status', 'running', 'started', c.now, 'worker', worker,
-      'lease', token)
+      'lease', token, 'evseq', '2')
     redis.call('ZADD', running, now + lease_ms, member_of(c.id, c.client))
-    emit(rk, rec, 'status')
+    emit(rk, rec, 'status', 2)
     add_outbox(rec, 'running', now)
     redis.call('RPUSH', hand, handed(rec, token, c.input))
     redis.call('PEXPIRE', hand, lease_ms * 2 + 60000)
@@ -165,13 +199,15 @@ local function submit(rk, c)
     return {'created', c.id, '', -1, 'running'}
   end
   local member = member_of(c.id, c.client)
+  local rank = rank_at_tail(score, depth)
   redis.call('ZADD', pending, rec['score'], member)
+  run_depth = depth + 1
   -- Only requests with a queue timeout are in deadlines (swept by claim.lua and
   -- Queue.expire_due); one handed to a worker above has started already.
   if rec['qdl'] then redis.call('ZADD', deadlines, rec['qdl'], member) end
   queued = true
   history(pending, 's', now)
-  return {'created', c.id, '', redis.call('ZRANK', pending, member)}
+  return {'created', c.id, '', rank or redis.call('ZRANK', pending, member)}
 end
 
 local out = {}
@@ -180,11 +216,10 @@ for i = 0, (#KEYS - FIXED_KEYS) / CALL_KEYS - 1 do
   local rk = {record = KEYS[kb + 1], client_index = KEYS[kb + 2], idempotency = KEYS[kb + 3],
     rate = KEYS[kb + 4], glob = KEYS[kb + 5], cev = KEYS[kb + 6]}
   local c = {id = ARGV[ab + 1], client = ARGV[ab + 2], priority = ARGV[ab + 3],
-    input = ARGV[ab + 4], now = ARGV[ab + 5], max_depth = ARGV[ab + 6], attempts = ARGV[ab + 7],
-    timeout_ms = ARGV[ab + 8], ttl = ARGV[ab + 9], backoff_ms = ARGV[ab + 10],
-    body_hash = ARGV[ab + 11], callback_url = ARGV[ab + 12], callback_events = ARGV[ab + 13],
-    rate_per_second = ARGV[ab + 14], burst = ARGV[ab + 15], wait = ARGV[ab + 16],
-    idem_hash = ARGV[ab + 17], queue_timeout_ms = ARGV[ab + 18], retry_of = ARGV[ab + 19]}
+    input = ARGV[ab + 4], now = ARGV[ab + 5], body_hash = ARGV[ab + 6],
+    callback_url = ARGV[ab + 7], callback_events = ARGV[ab + 8],
+    rate_per_second = ARGV[ab + 9], burst = ARGV[ab + 10], wait = ARGV[ab + 11],
+    idem_hash = ARGV[ab + 12], queue_timeout_ms = ARGV[ab + 13], retry_of = ARGV[ab + 14]}
   out[#out + 1] = protected(submit, rk, c)
 end
 -- Blocked workers are woken once for every request this run queued (one marker is all the
