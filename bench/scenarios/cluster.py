@@ -146,7 +146,7 @@ def cluster_roles(
 
 def cluster_run(bench: Bench, masters: Masters, api: Server, worker: Server, port: int) -> Run:
     """N echo requests through the cluster's API and worker, first submit to last result."""
-    n = bench.plan.n
+    n = bench.n
     masters.flush()
     servers = {"api": api, "worker": worker}
     c0, m0 = bench.cpu_snapshot(servers), masters.cpu()
@@ -167,12 +167,15 @@ def cluster_run(bench: Bench, masters: Masters, api: Server, worker: Server, por
     return Run(total / elapsed, cpu, extra)
 
 
-def measure(bench: Bench, shard_counts: Sequence[int] = (1,)) -> tuple[list[Row], list[Target]]:
+def measure(
+    bench: Bench, shard_counts: Sequence[int] = (1,), reserve: float = 300.0
+) -> tuple[list[Row], list[Target]]:
     """The paired one-node row, a cluster drain row and a per-master CPU row per shard count.
 
     Needs the bench's one-node API and worker up (the one-node drain runs on them).
+    ``reserve``: seconds of the budget to leave for what comes after.
     """
-    n = bench.plan.n
+    n = bench.n
     how = f"producer {bench.client_name()} (stopped at N), worker concurrency 50"
     node = Row(
         "2c",
@@ -197,7 +200,7 @@ def measure(bench: Bench, shard_counts: Sequence[int] = (1,)) -> tuple[list[Row]
         )
         with cluster_roles(bench, shards) as (_, masters, api, worker, port):
             alternate(
-                bench.runs_for(2 * n / 1200 + 10, 300),
+                bench.runs_for(2 * n / 1200 + 10, reserve),
                 (on_cluster, lambda: cluster_run(bench, masters, api, worker, port)),
                 [(node, lambda: drain.acceptd_run(bench))],
                 f"cluster drain, shards: {shards}",

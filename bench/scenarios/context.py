@@ -49,6 +49,9 @@ class Bench:
         self.api_port = 0
         self.worker: Server | None = None
         self.seq = 0
+        # N of the drains after the headline (cluster, bulk): the plan's, or fewer on a slow
+        # machine (the headline sets it: ``drain_seconds`` at acceptd's wrk drain rate).
+        self.n = plan.n
 
     def close(self) -> None:
         for s in (self.worker, self.api):
@@ -165,16 +168,23 @@ class Bench:
         )
 
     def sequential(
-        self, mode: str, extra: list[str], servers: dict[str, Any], what: str, log_name: str
+        self,
+        mode: str,
+        extra: list[str],
+        servers: dict[str, Any],
+        what: str,
+        log_name: str,
+        seconds: float = 60.0,
     ) -> tuple[dict[str, Any], dict[str, float]]:
-        """``http_client.py <mode>`` against the API: sequential requests on one connection.
+        """``http_client.py <mode>`` against the API: sequential requests on one connection,
+        for at most ``seconds``.
 
         Its result and the CPU µs per request of each process (the client's as it counted it).
         """
         args = [sys.executable, str(BENCH / "http_client.py"), mode]
-        args += ["--url", f"http://127.0.0.1:{self.api_port}", *extra, "--duration", "60"]
+        args += ["--url", f"http://127.0.0.1:{self.api_port}", *extra, "--duration", f"{seconds:g}"]
         c0 = self.cpu_snapshot(servers)
-        fin = run_client(args, self.log_path(log_name), 90)
+        fin = run_client(args, self.log_path(log_name), seconds + 30)
         c1 = self.cpu_snapshot(servers)
         res = need(fin, what)
         return res, cpu_per_job(c0, c1, res["n"], fin, res.get("cpu_s"))

@@ -1,14 +1,15 @@
-"""Latency: sequential requests, each from submit to result (sync 201, or 202 then SSE)."""
+"""Latency: sequential requests, each from submit to result (sync 201, or 202 then SSE).
+
+The runs happen in the headline's turns (``scenarios/drain.py``), on each contender's worker
+right after its drain: one run of each row per headline round, no worker started for them.
+"""
 
 from __future__ import annotations
 
-import functools
-
 from report import Row, Run
 
-from scenarios import peers
 from scenarios.context import Bench
-from scenarios.plan import interleave
+from scenarios.plan import latency_measure
 
 NOTES = {
     "sync": "aiohttp client, one connection, no Prefer: the API waits on its events "
@@ -16,17 +17,20 @@ NOTES = {
     "sse": "POST respond-async (202), then GET …/requests/{id}/events read until the "
     "stream ends after the terminal event",
 }
+WHEN = "; a run per headline round, on the worker of acceptd's turn after its drains"
 
 
 def rows(bench: Bench) -> tuple[Row, Row]:
-    label = f"latency, {bench.plan.latency_n} sequential: "
-    sync = Row("3", label + "sync POST (201) round trip", "acceptd sync", "ms", note=NOTES["sync"])
+    label = latency_measure(bench.plan)
+    sync = Row(
+        "3", label + "sync POST (201) round trip", "acceptd sync", "ms", note=NOTES["sync"] + WHEN
+    )
     sse = Row(
         "3",
         label + "respond-async + SSE until terminal",
         "acceptd async+SSE",
         "ms",
-        note=NOTES["sse"],
+        note=NOTES["sse"] + WHEN,
     )
     return sync, sse
 
@@ -37,26 +41,18 @@ def acceptd_run(bench: Bench, mode: str) -> Run:
     servers = {"api": bench.api, "worker": bench.worker}
     bench.flush()
     extra = ["--n", str(bench.plan.latency_n)]
-    res, cpu = bench.sequential(mode, extra, servers, "latency client", f"lat-{mode}")
+    seconds = bench.plan.latency_seconds
+    res, cpu = bench.sequential(mode, extra, servers, "latency client", f"lat-{mode}", seconds)
     ok = "201" if mode == "sync" else "200"
     bad = {k: v for k, v in res["statuses"].items() if k != ok}
     if bad:
         raise RuntimeError(f"acceptd {mode} latency: unexpected statuses {bad}")
     bench.flush()
-    return Run(res["p50_ms"], cpu, {"p99_ms": res["p99_ms"]})
+    return Run(res["p50_ms"], cpu, {"p99_ms": res["p99_ms"], "samples": res["n"]})
 
 
-def measure(bench: Bench, contenders: list[peers.Peer]) -> tuple[Row, Row]:
-    """acceptd's sync and SSE rows; needs the API and the worker up."""
-    sync, sse = rows(bench)
-    k = len(contenders)
-    interleave(
-        bench.runs_for(bench.plan.latency_n * 0.004 * (2 + k) + 3 * k, 300),
-        [
-            (sync, functools.partial(acceptd_run, bench, "sync")),
-            (sse, functools.partial(acceptd_run, bench, "sse")),
-            *peers.steps(bench, contenders, "latency"),
-        ],
-        "latency",
-    )
-    return sync, sse
+def note_samples(bench: Bench, row: Row) -> None:
+    """A latency row's note ends with its samples per run when a run hit its time limit."""
+    got = [int(r.extra["samples"]) for r in row.runs if "samples" in r.extra]
+    if got and min(got) < bench.plan.latency_n:
+        row.note += "; samples per run (time limit): " + " · ".join(f"{x:,}" for x in got)

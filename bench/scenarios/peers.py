@@ -20,7 +20,7 @@ from procs import Server, run_client
 from report import Row, Run
 
 from scenarios.context import BENCH, CONCURRENCY, Bench, cpu_per_job, need
-from scenarios.plan import Plan, Step
+from scenarios.plan import Plan, Step, backlog_measure, drain_measure, latency_measure
 
 NAMES = ("arq", "saq", "dramatiq")
 VENVS = BENCH / ".peers"
@@ -123,26 +123,15 @@ def rows(name: str, version: str, plan: Plan) -> dict[str, Row]:
         "enqueue": Row(
             "1", "enqueue (direct, one Python process)", label, "jobs/s", note=how["enqueue"]
         ),
-        "drain": Row(
-            "2",
-            f"drain N={plan.n:,} (first submit → last result)",
-            label,
-            "jobs/s",
-            note=how["drain"],
-        ),
-        "backlog": Row(
-            "2",
-            f"backlog drain N={plan.n:,} (worker start → last result)",
-            label,
-            "jobs/s",
-            note=how["backlog"],
-        ),
+        "drain": Row("2", drain_measure(plan), label, "jobs/s", note=how["drain"]),
+        "backlog": Row("2", backlog_measure(plan), label, "jobs/s", note=how["backlog"]),
         "latency": Row(
             "3",
-            f"latency, {plan.latency_n} sequential: enqueue → result",
+            latency_measure(plan) + "enqueue → result",
             label,
             "ms",
-            note=how["latency"],
+            note=how["latency"] + "; a run per headline round, on the worker of its turn "
+            "after its drain",
         ),
     }
 
@@ -191,9 +180,11 @@ def worker(bench: Bench, peer: Peer) -> Iterator[Server]:
         server.stop()
 
 
-def client(bench: Bench, peer: Peer, mode: str) -> list[str]:
-    """The command line of the peer's script in one mode (its producer or latency client)."""
-    n = bench.plan.latency_n if mode == "latency" else bench.plan.n
+def client(bench: Bench, peer: Peer, mode: str, n: int | None = None) -> list[str]:
+    """The command line of the peer's script in one mode (its producer or latency client):
+    ``n`` jobs (default: the plan's latency N, or its N)."""
+    if n is None:
+        n = bench.plan.latency_n if mode == "latency" else bench.plan.n
     return [
         str(peer.python),
         str(BENCH / f"peer_{peer.name}.py"),
@@ -205,15 +196,17 @@ def client(bench: Bench, peer: Peer, mode: str) -> list[str]:
         "--concurrency",
         str(CONCURRENCY),
         "--time-limit",
-        "100" if mode == "drain" else "60",
+        {"drain": "100", "latency": f"{bench.plan.latency_seconds:g}"}.get(mode, "60"),
     ]
 
 
-def run_with(bench: Bench, peer: Peer, mode: str, servers: dict[str, Any]) -> Run:
+def run_with(
+    bench: Bench, peer: Peer, mode: str, servers: dict[str, Any], n: int | None = None
+) -> Run:
     """One run of the peer's script in ``mode`` while ``servers`` (its worker, if any) run."""
     c0 = bench.cpu_snapshot(servers)
     fin = run_client(
-        client(bench, peer, mode), bench.log_path(f"{peer.name}-{mode}"), 130, env(bench)
+        client(bench, peer, mode, n), bench.log_path(f"{peer.name}-{mode}"), 130, env(bench)
     )
     c1 = bench.cpu_snapshot(servers)
     res = need(fin, f"{peer.name} {mode}")
@@ -223,8 +216,8 @@ def run_with(bench: Bench, peer: Peer, mode: str, servers: dict[str, Any]) -> Ru
     if mode == "drain":
         if not res["finished"]:
             raise RuntimeError(f"{peer.name} drain did not finish in time")
-        return Run(res["n"] / res["elapsed"], cpu)
-    return Run(res["p50_ms"], cpu, {"p99_ms": res["p99_ms"]})
+        return Run(res["n"] / res["elapsed"], cpu, {"n": res["n"]})
+    return Run(res["p50_ms"], cpu, {"p99_ms": res["p99_ms"], "samples": res["n"]})
 
 
 def run(bench: Bench, peer: Peer, mode: str) -> Run:
@@ -240,17 +233,17 @@ def run(bench: Bench, peer: Peer, mode: str) -> Run:
     return result
 
 
-def fill(bench: Bench, peer: Peer) -> int:
-    """Queue N jobs with the peer's own enqueue, no worker running: the backlog drain's fill,
-    which is also a run of the peer's direct enqueue row (the same measure). How many it queued.
+def fill(bench: Bench, peer: Peer, n: int) -> tuple[int, Run]:
+    """Queue ``n`` jobs with the peer's own enqueue, no worker running: the backlog drain's
+    fill, which is also a run of the peer's direct enqueue row (the same measure; the caller
+    records it). How many it queued, and that run.
     """
     c0 = bench.cpu_snapshot({})
     fin = run_client(
-        client(bench, peer, "enqueue"), bench.log_path(f"{peer.name}-fill"), 130, env(bench)
+        client(bench, peer, "enqueue", n), bench.log_path(f"{peer.name}-fill"), 130, env(bench)
     )
     c1 = bench.cpu_snapshot({})
     res = need(fin, f"{peer.name} fill")
-    n = int(res["n"])
-    cpu = cpu_per_job(c0, c1, n, fin, res["cpu_s"])
-    peer.rows["enqueue"].runs.append(Run(n / res["enqueue_elapsed"], cpu))
-    return n
+    done = int(res["n"])
+    cpu = cpu_per_job(c0, c1, done, fin, res["cpu_s"])
+    return done, Run(done / res["enqueue_elapsed"], cpu, {"n": done})
