@@ -119,25 +119,23 @@ class Stream:
 
     async def get(self) -> Any:
         """The next item, waiting for one."""
-        while not self._items:
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
+        await self._filled()
         return self._items.popleft()
 
     async def take(self) -> list[Any]:
         """Every buffered item, waiting for one: what one write sends."""
+        await self._filled()
+        items = list(self._items)
+        self._items.clear()
+        return items
+
+    async def _filled(self) -> None:
         while not self._items:
             self._waiter = asyncio.get_running_loop().create_future()
             try:
                 await self._waiter
             finally:
                 self._waiter = None
-        items = list(self._items)
-        self._items.clear()
-        return items
 
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
