@@ -6,14 +6,18 @@ For each checkout (its own private valkey-server, ``acceptd api`` and ``acceptd 
 its source tree with this venv's interpreter, as ``bench/ab.py`` does), N sequential synchronous
 ``POST /v1/echo`` (no ``Prefer``: 201 with the result) after a warm-up; prints p50/p99, the CPU
 per request of the client, the API, the worker and Redis (µs), and the Redis commands run per
-request (``INFO commandstats`` delta; ``CONFIG RESETSTAT`` first). Rounds rotate the checkouts'
-order, as ``bench/ab.py`` does. Environment:
+request (``INFO commandstats`` delta; ``CONFIG RESETSTAT`` first). With several checkouts, all
+run at once and take turns in blocks of 100 requests (each turn on a new connection, after 5
+unmeasured requests), so a change in the machine's speed falls on all alike; each round starts
+them afresh. Environment:
 
 - ``SLOWLOG=1``: every command's server time is logged (which slows Redis a little) and summed
   per script;
 - ``PYSPY=1``: py-spy records the API and the worker (``/tmp/sync-<checkout>-{api,worker}.txt``,
   collapsed stacks);
-- ``ASYNC=1``: the requests are respond-async (202) instead.
+- ``ASYNC=1``: the requests are respond-async (202) instead;
+- ``THINK_MS=N``: the client pauses N ms after each response (every process has finished its
+  part of a request before the next: whether their turnaround is on the critical path).
 """
 
 from __future__ import annotations
@@ -33,6 +37,8 @@ import psutil
 from ab import HEADERS, Run
 
 N = 2000
+BLOCK = 100  # requests per turn when several checkouts take turns
+WARM = 5  # requests before each turn's (a new connection)
 
 
 def cpu(pid: int) -> float:
@@ -45,15 +51,16 @@ def commandstats(run: Run) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
 
 
+THINK = float(os.environ.get("THINK_MS", "0")) / 1000
 PREFER = {"Prefer": "respond-async"} if os.environ.get("ASYNC") else {}
 
 
-async def sequential(port: int, n: int) -> tuple[list[float], float]:
+async def sequential(port: int, n: int, warm: int = 50) -> tuple[list[float], float]:
     headers = {**HEADERS, **PREFER}
     ok = 202 if PREFER else 201
     async with aiohttp.ClientSession() as s:
         url, lat = f"http://127.0.0.1:{port}/v1/echo", []
-        for _ in range(50):  # warm-up
+        for _ in range(warm):  # warm-up (a new connection)
             async with s.post(url, data=b'{"hello":"world"}', headers=headers) as resp:
                 await resp.read()
         c0 = time.process_time()
@@ -63,6 +70,8 @@ async def sequential(port: int, n: int) -> tuple[list[float], float]:
                 await resp.read()
                 assert resp.status == ok, resp.status
             lat.append((time.perf_counter() - t0) * 1000)
+            if THINK:
+                await asyncio.sleep(THINK)
         return lat, time.process_time() - c0
 
 
@@ -77,6 +86,16 @@ def script_names(root: Path) -> dict[str, str]:
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=False
     )
+    if done.returncode:  # the flat layout before the subpackages (a2cb6f6 and older)
+        code = (
+            "import hashlib, json\n"
+            "from service import scripts\n"
+            "print(json.dumps({hashlib.sha1(scripts.source(n).encode()).hexdigest(): n.upper()"
+            " for n in scripts.ALL}))"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=False
+        )
     try:
         return dict(json.loads(done.stdout))
     except ValueError:
@@ -101,32 +120,37 @@ def by_command(root: Path, slow: list[dict[str, object]]) -> dict[str, float]:
     return total
 
 
-def measure(root: Path, n: int) -> dict[str, float]:
-    run = Run(root)
-    spies: list[subprocess.Popen[bytes]] = []
-    try:
+class Stack:
+    """One checkout's Redis, API and idle worker, ready for sequential requests."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.run = run = Run(root)
+        self.spies: list[subprocess.Popen[bytes]] = []
         run.worker = run.role("worker")
-        r = run.r
         deadline = time.time() + 15
-        while not r.zcard("acceptd:{echo}:idle") and time.time() < deadline:
+        while not run.r.zcard("acceptd:{echo}:idle") and time.time() < deadline:
             time.sleep(0.05)
-        valkey_pid = int(r.info("server")["process_id"])
+        self.pids = {
+            "A": run.api.pid,
+            "W": run.worker.pid,
+            "R": int(run.r.info("server")["process_id"]),
+        }
         asyncio.run(sequential(run.aport, 20))
-        r.config_resetstat()
+        run.r.config_resetstat()
+        self.warmups = 0
         # Every command's own time, to split the script runs by script (one SHA each).
-        timed = bool(os.environ.get("SLOWLOG"))
-        if timed:
-            r.config_set("slowlog-log-slower-than", 0)
-            r.config_set("slowlog-max-len", 100000)
-            r.slowlog_reset()
-        pids = {"A": run.api.pid, "W": run.worker.pid, "R": valkey_pid}
+        self.timed = bool(os.environ.get("SLOWLOG"))
+        if self.timed:
+            run.r.config_set("slowlog-log-slower-than", 0)
+            run.r.config_set("slowlog-max-len", 1000000)
+            run.r.slowlog_reset()
         if os.environ.get("PYSPY") and shutil.which("py-spy", path=Path(sys.executable).parent):
             spy_bin = str(Path(sys.executable).parent / "py-spy")
             record = [spy_bin, "record", "--nonblocking", "-r", "500", "-f", "raw"]
-            for role in ("api", "worker"):
-                pid = run.api.pid if role == "api" else run.worker.pid
+            for role, pid in (("api", run.api.pid), ("worker", run.worker.pid)):
                 path = f"/tmp/sync-{root.name}-{role}.txt"
-                spies.append(
+                self.spies.append(
                     subprocess.Popen(
                         [*record, "-o", path, "--pid", str(pid)],
                         stdout=subprocess.DEVNULL,
@@ -134,27 +158,54 @@ def measure(root: Path, n: int) -> dict[str, float]:
                     )
                 )
             time.sleep(1.0)
-        before = {k: cpu(p) for k, p in pids.items()}
-        lat, client = asyncio.run(sequential(run.aport, n))
-        after = {k: cpu(p) for k, p in pids.items()}
-        stats = commandstats(run)
-        slow = r.slowlog_get(100000) if timed else []
-        lat.sort()
-        out = {
-            "p50": statistics.median(lat),
-            "p99": lat[int(len(lat) * 0.99)],
-            "C": client / n * 1e6,
-            **{k: (after[k] - before[k]) / n * 1e6 for k in pids},
-        }
-        calls = {k: v / (n + 50) for k, v in sorted(stats.items()) if v}
-        out.update({f"cmd {k}": v for k, v in calls.items()})
-        out.update({f"script {k}": v / (n + 50) for k, v in by_command(root, slow).items()})
+        self.lat: list[float] = []
+        self.cpu = dict.fromkeys(self.pids, 0.0)
+        self.requests = 0
+
+    def block(self, n: int) -> None:
+        """N sequential requests; their latencies and every process's CPU are added up."""
+        before = {k: cpu(p) for k, p in self.pids.items()}
+        lat, client = asyncio.run(sequential(self.run.aport, n, WARM))
+        after = {k: cpu(p) for k, p in self.pids.items()}
+        self.lat += lat
+        self.cpu["C"] = self.cpu.get("C", 0.0) + client
+        for k in self.pids:
+            self.cpu[k] += after[k] - before[k]
+        self.requests += n
+        self.warmups += WARM
+
+    def result(self) -> dict[str, float]:
+        """p50/p99 in ms, CPU per request in µs, commands and script server time per request."""
+        stats = commandstats(self.run)
+        slow = self.run.r.slowlog_get(1000000) if self.timed else []
+        lat = sorted(self.lat)
+        sent = self.requests + self.warmups
+        out = {"p50": statistics.median(lat), "p99": lat[int(len(lat) * 0.99)]}
+        out.update({k: v / self.requests * 1e6 for k, v in self.cpu.items()})
+        out.update({f"cmd {k}": v / sent for k, v in sorted(stats.items()) if v})
+        scripts = by_command(self.root, slow)
+        out.update({f"script {k}": v / sent for k, v in scripts.items()})
         return out
-    finally:
-        for proc in spies:
+
+    def close(self) -> None:
+        for proc in self.spies:
             proc.send_signal(2)
             proc.wait(30)
-        run.close()
+        self.run.close()
+
+
+def report(name: str, res: dict[str, float]) -> str:
+    head = (
+        f"p50 {res['p50']:.3f} ms p99 {res['p99']:.3f} ms; CPU µs/request "
+        f"C {res['C']:.0f} · A {res['A']:.0f} · W {res['W']:.0f} · R {res['R']:.0f}"
+    )
+    cmds = ", ".join(
+        f"{k[4:]} {v:.2f}" for k, v in res.items() if k.startswith("cmd ") and v >= 0.01
+    )
+    secs = ", ".join(
+        f"{k[7:]} {v:.1f}" for k, v in res.items() if k.startswith("script ") and v >= 0.5
+    )
+    return f"{name}: {head}\n    commands per request: {cmds}\n    server µs per request: {secs}"
 
 
 def main() -> None:
@@ -162,24 +213,27 @@ def main() -> None:
     n = int(sys.argv[2]) if len(sys.argv) > 2 else N
     rounds = int(sys.argv[3]) if len(sys.argv) > 3 else 1
     for i in range(rounds):
-        k = i % len(roots)
-        for root in roots[k:] + roots[:k]:
-            res = measure(root, n)
-            head = (
-                f"p50 {res['p50']:.3f} ms p99 {res['p99']:.3f} ms; CPU µs/request "
-                f"C {res['C']:.0f} · A {res['A']:.0f} · W {res['W']:.0f} · R {res['R']:.0f}"
+        # All checkouts up at once, taking turns in blocks of BLOCK requests: a change in the
+        # machine's speed (a neighbour's load on a shared host) falls on every contender alike.
+        stacks = [Stack(root) for root in roots]
+        try:
+            blocks = max(1, n // BLOCK)
+            for b in range(blocks):
+                k = b % len(stacks)
+                for stack in stacks[k:] + stacks[:k]:
+                    stack.block(BLOCK)
+            results = [(stack.root.name, stack.result()) for stack in stacks]
+        finally:
+            for stack in stacks:
+                stack.close()
+        for name, res in results:
+            print(f"round {i + 1} {report(name, res)}", flush=True)
+        base = results[0][1]
+        for name, res in results[1:]:
+            ratios = ", ".join(
+                f"{k} {res[k] / base[k]:.3f}" for k in ("p50", "p99", "C", "A", "W", "R")
             )
-            cmds = ", ".join(
-                f"{k[4:]} {v:.2f}" for k, v in res.items() if k.startswith("cmd ") and v >= 0.01
-            )
-            secs = ", ".join(
-                f"{k[7:]} {v:.1f}" for k, v in res.items() if k.startswith("script ") and v >= 0.5
-            )
-            print(
-                f"round {i + 1} {root.name}: {head}\n    commands per request: {cmds}\n"
-                f"    server µs per request: {secs}",
-                flush=True,
-            )
+            print(f"round {i + 1} {name} / {results[0][0]}: {ratios}", flush=True)
 
 
 if __name__ == "__main__":
