@@ -247,6 +247,15 @@ PRIORITY_STEP = 1 << 42
 FIFO_WINDOW_MS = 100
 
 
+class Rearm(NamedTuple):
+    """A worker's idle registration, renewed by a finish (see :meth:`Queue.finish`): the
+    same ``lease`` and ``idle`` seconds as its claims register it with."""
+
+    worker: str
+    lease: float
+    idle: float
+
+
 @dataclass(frozen=True)
 class Claimed:
     """What one claim on one shard got: jobs, the soonest due time, and (sharded) the score of
@@ -920,22 +929,37 @@ class Queue:
         return _s(res)
 
     async def finish(
-        self, job: Job, outcome: Outcome, payload_json: str, retry_delay: float = 0.0
+        self,
+        job: Job,
+        outcome: Outcome,
+        payload_json: str,
+        retry_delay: float = 0.0,
+        *,
+        rearm: Rearm | None = None,
     ) -> str:
         """Store the outcome: the terminal status, ``retrying``, or ``lost`` if not ours.
 
         A tick's finishes to one operation go as one script run (see Batcher.call_merged).
+        With ``rearm``, the worker is registered idle in the same run (as :meth:`claim_shard`
+        would register it) unless requests are queued: a worker handed ``job`` by a submit
+        waits for the next one without a claim in between.
         """
         rid = job.request_id
         op = self.tag_of(job.op, rid)  # the shard's tag names its keys
         ck = _client_keys(op, job.client)
+        now = self.now_ms()
+        fixed_keys, fixed_argv = _finish_fixed(op)
+        if rearm is not None:
+            entry = f"{int(rearm.lease * 1000)} {rearm.worker}"
+            fixed_argv = fixed_argv._replace(
+                idle_entry=entry, idle_until=now + int(rearm.idle * 1000)
+            )
         res = await scripts.FINISH.call_merged(
             self.batcher,
-            *_finish_fixed(op),
+            fixed_keys,
+            fixed_argv,
             FinishCallKeys(keys.record(op, rid), keys.ev(op, rid), ck.glob, ck.cev),
-            FinishCallArgv(
-                rid, job.token, self.now_ms(), outcome, payload_json, int(retry_delay * 1000)
-            ),
+            FinishCallArgv(rid, job.token, now, outcome, payload_json, int(retry_delay * 1000)),
         )
         return _s(res)
 
@@ -1453,6 +1477,7 @@ def _finish_fixed(op: str) -> tuple[FinishKeys, FinishArgv]:
             k.pending,
             k.hist_s,
             k.hist_m,
+            k.idle,
         ),
         FinishArgv(k.events_channel, k.watched_channel),
     )
