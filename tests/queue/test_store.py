@@ -459,9 +459,9 @@ async def test_concurrent_calls_share_pipelines_of_at_most_flush_at(
     batches: list[list[int]] = []  # per pipeline, the calls each of its commands carries
     execute = queue.batcher._execute
 
-    async def counting(batch: Any) -> list[Any]:
+    async def counting(batch: Any, *written: Any) -> list[Any]:
         batches.append([len(f) if isinstance(f, list) else 1 for _, _, f in batch])
-        return await execute(batch)
+        return await execute(batch, *written)
 
     monkeypatch.setattr(queue.batcher, "_execute", counting)
     await asyncio.gather(*(submit(queue, limits=big) for _ in range(20)))
