@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 import orjson
+from hiredis import pack_command
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
@@ -1293,7 +1294,11 @@ class Waiter:
             conn = self._conn = await dedicated_for(self._redis, wait_keys[-1])
         try:
             async with asyncio.timeout(timeout + WAIT_MARGIN):
-                await conn.send("BLPOP", *wait_keys, timeout)
+                # Encoded by hiredis and written at once (no await) on an open connection.
+                command: tuple[Any, ...] = ("BLPOP", *wait_keys, timeout)
+                data = pack_command(command)
+                if not conn.write_now(data):
+                    await conn.send_packed(data)
                 reply: list[bytes] | None = await conn.read()
         except BaseException as exc:
             # Interrupted mid-exchange, its reply may still come: never reuse the connection.
