@@ -347,6 +347,7 @@ class FinishKeys(NamedTuple):
     pending: str
     hist_s: str
     hist_m: str
+    idle: str
 
 
 class FinishArgv(NamedTuple):
@@ -354,6 +355,8 @@ class FinishArgv(NamedTuple):
 
     events_channel: str
     watched_channel: str
+    idle_entry: str = ""
+    idle_until: int = 0
 
 
 class FinishCallKeys(NamedTuple):

@@ -55,6 +55,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 import orjson
+from hiredis import pack_command
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.exceptions import WatchError
@@ -245,6 +246,15 @@ PRIORITY_STEP = 1 << 42
 # How far (ms of submit time) a worker's claim on one shard may run ahead of the heads of the
 # operation's other shards, as it last saw them (docs/contract-notes.md, FIFO across shards).
 FIFO_WINDOW_MS = 100
+
+
+class Rearm(NamedTuple):
+    """A worker's idle registration, renewed by a finish (see :meth:`Queue.finish`): the
+    same ``lease`` and ``idle`` seconds as its claims register it with."""
+
+    worker: str
+    lease: float
+    idle: float
 
 
 @dataclass(frozen=True)
@@ -920,22 +930,37 @@ class Queue:
         return _s(res)
 
     async def finish(
-        self, job: Job, outcome: Outcome, payload_json: str, retry_delay: float = 0.0
+        self,
+        job: Job,
+        outcome: Outcome,
+        payload_json: str,
+        retry_delay: float = 0.0,
+        *,
+        rearm: Rearm | None = None,
     ) -> str:
         """Store the outcome: the terminal status, ``retrying``, or ``lost`` if not ours.
 
         A tick's finishes to one operation go as one script run (see Batcher.call_merged).
+        With ``rearm``, the worker is registered idle in the same run (as :meth:`claim_shard`
+        would register it) unless requests are queued: a worker handed ``job`` by a submit
+        waits for the next one without a claim in between.
         """
         rid = job.request_id
         op = self.tag_of(job.op, rid)  # the shard's tag names its keys
         ck = _client_keys(op, job.client)
+        now = self.now_ms()
+        fixed_keys, fixed_argv = _finish_fixed(op)
+        if rearm is not None:
+            entry = f"{int(rearm.lease * 1000)} {rearm.worker}"
+            fixed_argv = fixed_argv._replace(
+                idle_entry=entry, idle_until=now + int(rearm.idle * 1000)
+            )
         res = await scripts.FINISH.call_merged(
             self.batcher,
-            *_finish_fixed(op),
+            fixed_keys,
+            fixed_argv,
             FinishCallKeys(keys.record(op, rid), keys.ev(op, rid), ck.glob, ck.cev),
-            FinishCallArgv(
-                rid, job.token, self.now_ms(), outcome, payload_json, int(retry_delay * 1000)
-            ),
+            FinishCallArgv(rid, job.token, now, outcome, payload_json, int(retry_delay * 1000)),
         )
         return _s(res)
 
@@ -1269,7 +1294,11 @@ class Waiter:
             conn = self._conn = await dedicated_for(self._redis, wait_keys[-1])
         try:
             async with asyncio.timeout(timeout + WAIT_MARGIN):
-                await conn.send("BLPOP", *wait_keys, timeout)
+                # Encoded by hiredis and written at once (no await) on an open connection.
+                command: tuple[Any, ...] = ("BLPOP", *wait_keys, timeout)
+                data = pack_command(command)
+                if not conn.write_now(data):
+                    await conn.send_packed(data)
                 reply: list[bytes] | None = await conn.read()
         except BaseException as exc:
             # Interrupted mid-exchange, its reply may still come: never reuse the connection.
@@ -1453,6 +1482,7 @@ def _finish_fixed(op: str) -> tuple[FinishKeys, FinishArgv]:
             k.pending,
             k.hist_s,
             k.hist_m,
+            k.idle,
         ),
         FinishArgv(k.events_channel, k.watched_channel),
     )

@@ -207,13 +207,33 @@ class Batcher:
                 self._backlog.append(batch)
                 continue
             self._senders += 1
-            task = asyncio.create_task(self._sender(batch))
+            task = asyncio.create_task(self._sender(batch, self._written(batch)))
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
 
-    async def _sender(self, batch: list[_Call]) -> None:
+    def _written(self, batch: list[_Call]) -> RawConnection | None:
+        # The batch written here and now on a connection kept from an earlier exchange (the
+        # sender task then only reads the replies): it leaves this loop iteration rather than
+        # at the task's first step, one iteration later. None: the task sends it.
+        if not self._idle:
+            return None
+        try:
+            data = _pack(batch)
+        except UnicodeEncodeError:
+            return None  # the sender fails the calls that cannot be encoded
+        wait = self._wait if self._wait is not None and self._wait.needed(batch) else None
+        conn = self._idle.pop()
+        if conn.write_now(data + wait.command if wait else data):
+            return conn
+        self._idle.append(conn)
+        return None
+
+    async def _sender(self, batch: list[_Call], written: RawConnection | None = None) -> None:
         # One connection's worth of exchanges: this batch, then what waited meanwhile.
         try:
+            if written is not None:
+                await self._send(batch, written)
+                batch = self._next_batch()
             while batch:
                 await self._send(batch)
                 batch = self._next_batch()
@@ -233,10 +253,10 @@ class Batcher:
             batch = batch + self._backlog.popleft()
         return batch
 
-    async def _send(self, batch: list[_Call]) -> None:
+    async def _send(self, batch: list[_Call], written: RawConnection | None = None) -> None:
         # Every future of the batch is resolved, whatever happens: a caller never hangs.
         try:
-            replies = await self._replies(batch)
+            replies = await self._replies(batch, written)
         except UnicodeEncodeError:
             # A str argument UTF-8 cannot carry (a lone surrogate) fails its own call only.
             batch = _without_unencodable(batch)
@@ -259,8 +279,8 @@ class Batcher:
                 for f in fut:
                     _settle(f, error)
 
-    async def _replies(self, batch: list[_Call]) -> list[Any]:
-        replies = await self._execute(batch)
+    async def _replies(self, batch: list[_Call], written: RawConnection | None = None) -> list[Any]:
+        replies = await self._execute(batch, written)
         retry = [(call, i) for i, (call, reply) in enumerate(zip(batch, replies, strict=True))
                  if isinstance(reply, NoScriptError)]  # fmt: skip
         if retry:
@@ -288,21 +308,26 @@ class Batcher:
                 replies[i] = reply
         return replies
 
-    async def _execute(self, batch: list[_Call]) -> list[Any]:
+    async def _execute(self, batch: list[_Call], written: RawConnection | None = None) -> list[Any]:
         try:
-            return await self._exchange(batch)
+            return await self._exchange(batch, written)
         except (ConnectionError, OSError):
             # Connections gone stale (the server restarted): drop the idle ones too, they went
             # with it, and try once more on a fresh connection.
             await self._release_idle(disconnect=True)
             return await self._exchange(batch)
 
-    async def _exchange(self, batch: list[_Call]) -> list[Any]:
+    async def _exchange(
+        self, batch: list[_Call], written: RawConnection | None = None
+    ) -> list[Any]:
         # One write of every call, then the replies in order, on one connection. This is
         # redis-py's pipeline without its per-command bookkeeping, which the profile showed
         # costing more than the scripts themselves. Connections are kept between batches
         # rather than taken from and returned to the pool each time (a lock and metrics).
-        if self._idle:
+        # ``written``: the connection the batch was written on already (``_written``).
+        if written is not None:
+            conn = written
+        elif self._idle:
             conn = self._idle.pop()
         else:
             # While the batcher holds it, one deadline covers the whole exchange (below): a
@@ -312,8 +337,11 @@ class Batcher:
         try:
             replies: list[Any] = []
             async with asyncio.timeout(READ_TIMEOUT + (wait.seconds if wait else 0.0)):
-                data = _pack(batch)
-                await conn.send_packed(data + wait.command if wait else data)
+                if written is None:
+                    data = _pack(batch)
+                    await conn.send_packed(data + wait.command if wait else data)
+                else:
+                    await conn.drained()
                 for _ in batch:
                     try:
                         replies.append(await conn.read())

@@ -85,7 +85,8 @@ class ClusterBatcher(Batcher):
             found = self._variants[id(script)] = Script.of(sharded(script.source))
         return found
 
-    async def _replies(self, batch: list[_Call]) -> list[Any]:
+    async def _replies(self, batch: list[_Call], written: RawConnection | None = None) -> list[Any]:
+        # ``written`` is always None here: this batcher keeps no idle connection of the base's.
         replies: list[Any] = [None] * len(batch)
         todo = list(range(len(batch)))
         asks: dict[int, str] = {}  # call -> the node an ASK sent it to

@@ -157,6 +157,27 @@ class RawConnection:
         """Encode and write one command."""
         return self._conn.send_command(*args)
 
+    def write_now(self, data: bytes) -> bool:
+        """Hand commands encoded as RESP to the open socket without awaiting anything (the
+        transport writes what it can at once): False, and nothing written, when the connection
+        is not open. The reply's reader then awaits :meth:`drained` first."""
+        writer = self._conn._writer
+        if self._conn._reader is None or writer is None or writer.transport.is_closing():
+            return False
+        writer.write(data)
+        return True
+
+    async def drained(self) -> None:
+        """Wait while the socket's send buffer is over its limit (after :meth:`write_now`)."""
+        writer = self._conn._writer
+        if writer is None:
+            raise ConnectionError("the connection closed")
+        try:
+            await writer.drain()
+        except OSError as exc:
+            await self._conn.disconnect(nowait=True)
+            raise ConnectionError(f"error while writing to the server: {exc.args}") from None
+
     def read(self, push: bool = False) -> Coroutine[Any, Any, Any]:
         """The next reply, however long it takes; an error reply raises ``ResponseError``.
 

@@ -23,7 +23,7 @@ from redis.exceptions import RedisError
 
 from service.handlers import RejectedInput, Retryable
 from service.queue import keys, problems
-from service.queue.store import FIFO_WINDOW_MS, Job, Outcome, Queue, Waiter
+from service.queue.store import FIFO_WINDOW_MS, Job, Outcome, Queue, Rearm, Waiter
 from service.registry import Operation
 from service.runtime import logs
 from service.runtime.cluster import resubscribe_pause, subscribe
@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 StopReason = Literal["cancel", "lost", "shutdown"]
 STORE_PATIENCE = 120.0
 STOP_CLAIMING_PATIENCE = 5.0
+# A claim loop handed a request goes back to its blocking pop without claiming (the run's
+# finish registers it idle again) while its last claim is this recent: claims still come at
+# least this often, for the heartbeat and the recovery of expired leases and due retries.
+RECLAIM_SECONDS = 1.0
 
 
 @dataclass
@@ -52,6 +56,8 @@ class _Running:
     finishing: bool = False
     # Counted in Worker._storing: its handler slot is free while its outcome is stored.
     storing: bool = False
+    # Handed by a submit and not followed by a claim: its finish registers the worker idle.
+    rearm: bool = False
 
     def interrupt(self, reason: StopReason) -> None:
         """Stop the handler (not the storing of its outcome)."""
@@ -101,6 +107,8 @@ class Worker:
         self._slot_freed = asyncio.Event()
         self._stopping = False
         self._claims = 0
+        # When each claim loop (operation, shard) last claimed (monotonic seconds).
+        self._claimed_at: dict[tuple[str, int], float] = {}
         self._outage = Outage("worker")
         self._process_runner: ProcessRunner | None = None
         self._renewed_at = time.monotonic()
@@ -228,6 +236,7 @@ class Worker:
             if self._renewals_stale():
                 raise RedisConnectionError("renewals are failing; not claiming until they succeed")
         self._claims += 1
+        self._claimed_at[op, shard] = time.monotonic()
         token = f"{self.id}:{self._claims}"
         heads = self._heads.get(op)
         max_score = None
@@ -305,36 +314,17 @@ class Worker:
             return
 
     async def _claim_until_stopped(self, op: str, waiter: Waiter, shard: int = 0) -> None:
+        rearmed = False  # the last pop's hand-offs register this worker idle when they finish
         while not self._stopping:
             if self._claimable() <= 0:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
             try:
-                self._heads_moved.clear()
-                claimed = await self._claim(op, shard)
-                self._outage.succeeded()
-                if claimed < 0:
-                    # Held back for the other shards: claim again once their heads move.
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(FIFO_WINDOW_MS / 1000):
-                            await self._heads_moved.wait()
+                if not rearmed and await self._claim_again(op, shard):
                     continue
-                if claimed:
-                    continue
-                timeout = self._idle_wait()
-                if self._next_due is not None:
-                    timeout = min(timeout, max((self._next_due - self.queue.now_ms()) / 1000, 0.01))
-                # A job handed over is leased to this worker: it runs even when stopping.
-                handed = await self.queue.wait_for_work(op, self.id, timeout, waiter, shard=shard)
-                for job in handed:
-                    if not job.token.startswith(self._handed_prefix):
-                        # Handed to another worker (one that died or stopped idle): its lease
-                        # runs from that hand-off and may be nearly over. Renew before the next
-                        # claim, which would otherwise take it back as abandoned (spending an
-                        # attempt). Rare: a worker's own hand-offs need no extra round trip.
-                        self._renewed_at = -math.inf
-                    self._take(job)
+                rearmed = False
+                rearmed = await self._wait_for_work(op, waiter, shard)
             except asyncio.CancelledError:
                 raise
             except RedisError as exc:
@@ -343,6 +333,82 @@ class Worker:
             except Exception:
                 log.exception("claiming %s failed; retrying in 1 s", op)
                 await asyncio.sleep(1)
+
+    async def _claim_again(self, op: str, shard: int) -> bool:
+        """Claim once; whether to claim again at once rather than wait for work."""
+        self._heads_moved.clear()
+        claimed = await self._claim(op, shard)
+        self._outage.succeeded()
+        if claimed < 0:
+            # Held back for the other shards: claim again once their heads move.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(FIFO_WINDOW_MS / 1000):
+                    await self._heads_moved.wait()
+            return True
+        return claimed > 0
+
+    async def _wait_for_work(self, op: str, waiter: Waiter, shard: int) -> bool:
+        """Block until a submit signals work or hands this worker a job; whether the jobs
+        handed rearm it (see ``_rearm``: then the next pop needs no claim first)."""
+        timeout = self._idle_wait()
+        if self._next_due is not None:
+            timeout = min(timeout, max((self._next_due - self.queue.now_ms()) / 1000, 0.01))
+        # A job handed over is leased to this worker: it runs even when stopping.
+        handed = await self.queue.wait_for_work(op, self.id, timeout, waiter, shard=shard)
+        for job in handed:
+            if not job.token.startswith(self._handed_prefix):
+                # Handed to another worker (one that died or stopped idle): its lease runs
+                # from that hand-off and may be nearly over. Renew before the next claim,
+                # which would otherwise take it back as abandoned (spending an attempt).
+                # Rare: a worker's own hand-offs need no extra round trip.
+                self._renewed_at = -math.inf
+            self._take(job)
+        if not self._rearm(op, shard, handed):
+            return False
+        await self._finished_at_once(handed)
+        return True
+
+    def _rearm(self, op: str, shard: int, handed: list[Job]) -> bool:
+        """Whether the claim loop can go back to its blocking pop without claiming: the
+        handed runs' finishes then register this worker idle (``Rearm``), as a claim would.
+
+        A claim here would run (in Redis and in this process) before the handed run's finish
+        on the synchronous path. Only unsharded operations, with every handed job this
+        worker's own and running here, nothing falling due and the last claim under
+        ``RECLAIM_SECONDS`` ago.
+        """
+        if not handed or op in self._heads or self._stopping:
+            return False
+        if any(not job.token.startswith(self._handed_prefix) for job in handed):
+            return False  # another worker's: renew it before anything else (see above)
+        if time.monotonic() - self._claimed_at.get((op, shard), -math.inf) > RECLAIM_SECONDS:
+            return False
+        if self._next_due is not None and self._next_due <= self.queue.now_ms():
+            return False
+        runs = [r for job in handed if (r := self._running.get(job.request_id)) and r.job is job]
+        if len(runs) < len(handed):
+            return False  # handed back: this worker is full
+        for r in runs:
+            r.rearm = True
+        return True
+
+    async def _finished_at_once(self, handed: list[Job]) -> None:
+        # The blocking pop leaves after the finish of a handed run whose handler returned at
+        # once (an async handler that awaited nothing): Redis then runs that finish, and sends
+        # its event, without first reading the pop. One yield lets the runs just started take
+        # their first step (tasks run in the order they were scheduled).
+        await asyncio.sleep(0)
+        runs = [self._running.get(job.request_id) for job in handed]
+        done = [r.task for r in runs if r is not None and r.finishing and r.task is not None]
+        if done:
+            await asyncio.wait(done, timeout=self._idle_wait())
+
+    def _rearm_of(self, job: Job) -> Rearm | None:
+        # The idle registration a handed run's finish renews (see _rearm), if it still should.
+        running = self._running.get(job.request_id)
+        if running is None or not running.rearm or self._stopping or self._free() <= 0:
+            return None
+        return Rearm(self.id, self.settings.lease_seconds, self._idle_wait())
 
     def _take(self, job: Job) -> None:
         """Start a job leased to this worker, or hand it back when no slot is free.
@@ -467,7 +533,11 @@ class Worker:
     async def _finish(
         self, job: Job, outcome: Outcome, payload: str, retry_delay: float = 0.0
     ) -> str:
-        return await self._store(self.queue.finish, job, outcome, payload, retry_delay)
+        def finish() -> Awaitable[str]:
+            # Asked at each try: a worker stopping meanwhile is registered idle no more.
+            return self.queue.finish(job, outcome, payload, retry_delay, rearm=self._rearm_of(job))
+
+        return await self._store(finish)
 
     async def _store(self, fn: Callable[..., Awaitable[str]], *args: Any) -> str:
         # Keep trying through a Redis outage: the outcome is worth more than the lease, and

@@ -32,6 +32,7 @@ from service.queue.store import (
     Limits,
     NewRequest,
     Queue,
+    Rearm,
     Waiter,
     _finish_fixed,
     _submit_fixed,
@@ -458,9 +459,9 @@ async def test_concurrent_calls_share_pipelines_of_at_most_flush_at(
     batches: list[list[int]] = []  # per pipeline, the calls each of its commands carries
     execute = queue.batcher._execute
 
-    async def counting(batch: Any) -> list[Any]:
+    async def counting(batch: Any, *written: Any) -> list[Any]:
         batches.append([len(f) if isinstance(f, list) else 1 for _, _, f in batch])
-        return await execute(batch)
+        return await execute(batch, *written)
 
     monkeypatch.setattr(queue.batcher, "_execute", counting)
     await asyncio.gather(*(submit(queue, limits=big) for _ in range(20)))
@@ -739,6 +740,32 @@ async def test_a_claim_takes_hand_offs_its_blocking_pop_missed(queue: Queue) -> 
     assert [(j.request_id, j.token) for j in jobs] == [(rid, jobs[0].token)]
     assert jobs[0].token != "t2"  # the lease the submit gave it
     assert await queue.finish(jobs[0], "succeeded", "1") == "succeeded"
+
+
+async def test_a_handed_runs_finish_registers_its_worker_idle_again_unless_requests_wait(
+    queue: Queue, redis_client: aredis.Redis
+) -> None:
+    idle_key = keys.idle("echo")
+    await queue.claim("echo", "w1", "t", 10, lease=30, worker_ttl=10, idle=4)
+    await submit(queue)
+    [job] = await queue.wait_for_work("echo", "w1", 1)
+    assert await redis_client.zcard(idle_key) == 0  # the hand-off took the registration
+    rearm = Rearm("w1", 30, 4)
+    assert await queue.finish(job, "succeeded", "1", rearm=rearm) == "succeeded"
+    # Registered as a claim would have: the same member, expiring with the worker's wait.
+    assert await redis_client.zrange(idle_key, 0, -1, withscores=True) == [
+        (b"30000 w1", queue.now_ms() + 4000)
+    ]
+    second = await submit(queue)
+    assert (await queue.read("echo", second)).record["status"] == "running"  # type: ignore[union-attr]
+    [job] = await queue.wait_for_work("echo", "w1", 1)
+    # Submitted while it ran: queued, with a wake-up marker; the finish registers nothing.
+    queued = await submit(queue)
+    assert await queue.finish(job, "succeeded", "1", rearm=rearm) == "succeeded"
+    assert await redis_client.zcard(idle_key) == 0
+    assert await queue.wait_for_work("echo", "w1", 1) == []  # the marker ends the pop at once
+    [taken], _ = await queue.claim("echo", "w1", "t2", 10, lease=30, worker_ttl=10, idle=4)
+    assert taken.request_id == queued
 
 
 async def test_hand_offs_a_claim_takes_count_against_its_free_slots(queue: Queue) -> None:

@@ -204,3 +204,21 @@ async def test_dispatcher_pool_checks(redis_url: str, redis_client: aredis.Redis
 
 def _changed(response: Any, **options: Any) -> Any:
     return b"changed"
+
+
+async def test_write_now_writes_on_an_open_connection_only(redis_client: aredis.Redis) -> None:
+    # The batcher writes a tick's pipeline from its flush callback on a connection it keeps:
+    # redis-py's connection's stream reader and writer are what it writes to.
+    conn = await borrow(redis_client)
+    try:
+        await conn.connect()
+        assert conn.write_now(hiredis.pack_command(("PING",))), (
+            "redis-py AbstractConnection._reader/_writer (the open connection's streams) moved"
+        )
+        async with asyncio.timeout(5):
+            await conn.drained()
+            assert await conn.read() in (b"PONG", "PONG")
+        await conn.close()
+        assert not conn.write_now(hiredis.pack_command(("PING",))), "a closed connection wrote"
+    finally:
+        await give_back(redis_client, conn)

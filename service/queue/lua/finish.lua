@@ -10,8 +10,11 @@
   KEYS[9] pending          queued members (the history's depth sample)
   KEYS[10] hist_s          the console's per-second history ring (includes/history)
   KEYS[11] hist_m          the console's per-minute history ring
+  KEYS[12] idle            workers registered idle, by expiry
   ARGV[1] events_channel   every state change
   ARGV[2] watched_channel  changes someone waits for or streams
+  ARGV[3] idle_entry       '' or '<lease ms> <worker>': register that worker idle again (below)
+  ARGV[4] idle_until       ms: the registration's expiry
   each call:
   KEYS[+1] record          r:<id>
   KEYS[+2] ev              ev:<id>, its kept events
@@ -29,6 +32,9 @@ Returns one reply per call, in order: the terminal status, 'retrying', or 'lost'
 is not this token's). The batcher merges a tick's finishes to one operation into one script
 run (one reply instead of one each); each runs protected, so one that fails is an error entry
 and the others stand.
+A worker handed a request by a submit does not claim again before its blocking pop: with
+idle_entry, it is registered idle here, as its claim would have done, unless requests are
+queued (the submits that queued them left a wake-up marker, which ends its pop).
 ]]
 local running = KEYS[1]
 local delayed = KEYS[2]
@@ -41,10 +47,13 @@ local hooked_canceled = KEYS[8]
 local pending = KEYS[9]
 local hist_s = KEYS[10]
 local hist_m = KEYS[11]
+local idle = KEYS[12]
 local events_channel = ARGV[1]
 local watched_channel = ARGV[2]
+local idle_entry = ARGV[3]
+local idle_until = ARGV[4]
 -- Calls follow the fixed KEYS and ARGV, this many of each per call.
-local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 11, 4, 2, 6
+local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 12, 4, 4, 6
 local hooked = {succeeded = hooked_succeeded, failed = hooked_failed, canceled = hooked_canceled}
 --- @include "includes/hgetall"
 --- @include "includes/terminate"
@@ -102,5 +111,10 @@ for i = 0, (#KEYS - FIXED_KEYS) / CALL_KEYS - 1 do
   out[#out + 1] = protected(finish, rk, c)
 end
 account_flush()
-history_flush(pending)
+local depth = nil
+if idle_entry ~= '' then
+  depth = redis.call('ZCARD', pending)
+  if depth == 0 then redis.call('ZADD', idle, idle_until, idle_entry) end
+end
+history_flush(pending, depth)
 return out

@@ -134,15 +134,34 @@ local function submit(rk, c)
   local n = redis.call('INCR', seq)
   local score = (10 - tonumber(c.priority)) * 1099511627776 + n
   if arrival ~= '' then score = (10 - tonumber(c.priority)) * 4398046511104 + now end
+  -- Nothing waits and a worker is idle: lease the request here (charged to that worker's
+  -- registration) and push it onto hand, so an idle worker's blocking pop returns the job
+  -- itself (no claim round trip). Whichever worker pops it runs it under the token. The
+  -- record is written once, already running; both events are sent.
+  local registration, worker, lease_ms, token = nil, nil, nil, nil
+  if depth == 0 then
+    registration = redis.call('ZRANGEBYSCORE', idle, now, '+inf', 'LIMIT', 0, 1)[1]
+  end
+  if registration then
+    local sp = string.find(registration, ' ', 1, true)
+    lease_ms = tonumber(string.sub(registration, 1, sp - 1))
+    worker = string.sub(registration, sp + 1)
+    token = worker .. ':h' .. n
+  end
   -- A new record's first event is its first: evseq is written with it (emit's seq).
   local rec = {id = c.id, client = c.client, status = 'queued',
     prio = c.priority, score = fmt(score), attempt = '1', max_att = attempts,
     timeout = timeout_ms, ttl = result_ttl, backoff = backoff_ms, created = c.now,
     updated = c.now}
-  local args = {'id', c.id, 'client', c.client, 'status', 'queued', 'prio', c.priority,
-    'score', rec['score'], 'attempt', '1', 'max_att', attempts, 'timeout', timeout_ms,
-    'ttl', result_ttl, 'backoff', backoff_ms, 'created', c.now, 'updated', c.now,
-    'evseq', '1', 'input', c.input}
+  local args = {'id', c.id, 'client', c.client, 'status', registration and 'running' or 'queued',
+    'prio', c.priority, 'score', rec['score'], 'attempt', '1', 'max_att', attempts,
+    'timeout', timeout_ms, 'ttl', result_ttl, 'backoff', backoff_ms, 'created', c.now,
+    'updated', c.now, 'evseq', registration and '2' or '1', 'input', c.input}
+  if registration then
+    for _, v in ipairs({'started', c.now, 'worker', worker, 'lease', token}) do
+      args[#args + 1] = v
+    end
+  end
   if c.body_hash ~= '' then table.insert(args, 'bhash'); table.insert(args, c.body_hash) end
   if c.wait == '1' then
     rec['wait'] = '1'
@@ -173,23 +192,10 @@ local function submit(rk, c)
   end
   if c.idem_hash ~= '' then redis.call('SET', rk.idempotency, c.id, 'EX', tonumber(idem_ttl)) end
   emit(rk, rec, 'status', 1)
-  -- Nothing waits and a worker is idle: lease the request here (charged to that worker's
-  -- registration) and push it onto hand, so an idle worker's blocking pop returns the job
-  -- itself (no claim round trip). Whichever worker pops it runs it under the token.
-  local registration = nil
-  if depth == 0 then
-    registration = redis.call('ZRANGEBYSCORE', idle, now, '+inf', 'LIMIT', 0, 1)[1]
-  end
   if registration then
     redis.call('ZREM', idle, registration)
-    local sp = string.find(registration, ' ', 1, true)
-    local lease_ms = tonumber(string.sub(registration, 1, sp - 1))
-    local worker = string.sub(registration, sp + 1)
-    local token = worker .. ':h' .. n
     rec['status'] = 'running'; rec['started'] = c.now; rec['worker'] = worker
     rec['lease'] = token
-    redis.call('HSET', rk.record, 'status', 'running', 'started', c.now, 'worker', worker,
-      'lease', token, 'evseq', '2')
     redis.call('ZADD', running, now + lease_ms, member_of(c.id, c.client))
     emit(rk, rec, 'status', 2)
     add_outbox(rec, 'running', now)
@@ -225,5 +231,5 @@ end
 -- Blocked workers are woken once for every request this run queued (one marker is all the
 -- wake list holds), not once per request: a bulk submit's thousand need one.
 if queued then wake_workers() end
-history_flush(pending)
+history_flush(pending, run_depth)  -- the depth is known once a call was created
 return out

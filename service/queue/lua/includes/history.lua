@@ -68,10 +68,11 @@ local function history(pending_key, field, at_ms, wait_ms, run_ms)
   end
 end
 
--- Write this run's events (if any), with the queue's depth now.
-history_flush = function(pending_key)
+-- Write this run's events (if any), with the queue's depth now (depth: when the caller has
+-- just asked).
+history_flush = function(pending_key, depth)
   if not hist_second then return end
-  local depth = redis.call('ZCARD', pending_key)
+  depth = depth or redis.call('ZCARD', pending_key)
   local at_ms = hist_second * 1000
   local slot, opened = hist_slot(hist_s, 900, 1000, 960, at_ms, false)
   if slot then
