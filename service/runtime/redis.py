@@ -16,15 +16,17 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 import hiredis
-from redis._parsers.hiredis import NOT_ENOUGH_DATA
+from redis._parsers.hiredis import NOT_ENOUGH_DATA, _AsyncHiredisParser
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import ConnectionError, TimeoutError
+from redis.exceptions import ConnectionError, ResponseError, TimeoutError
 
 SOCKET_TIMEOUT = 10.0
+# Bytes asked of the stream per read (redis-py's own socket_read_size).
+READ_SIZE = 65536
 
 # A client of one server, or of a Redis/Valkey Cluster (``redis.cluster: true``).
 Client = Redis | RedisCluster
@@ -142,11 +144,13 @@ class RawConnection:
     they run once per call on the hot paths.
     """
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "_hiredis")
 
     def __init__(self, conn: AbstractConnection) -> None:
         conn.socket_timeout = None
         self._conn = conn
+        # hiredis's parser: replies are read from it directly (see ``read``).
+        self._hiredis = type(getattr(conn, "_parser", None)) is _AsyncHiredisParser
 
     async def connect(self) -> None:
         """Connect now (otherwise the first send does)."""
@@ -165,9 +169,42 @@ class RawConnection:
 
         ``push``: also return pushed messages (pub/sub) rather than hand them elsewhere.
         """
+        if self._hiredis and getattr(self._conn._parser, "_connected", False):
+            return self._read(push)
         reply: Coroutine[Any, Any, Any] = self._conn.read_response(
             timeout=math.inf, push_request=push
         )
+        return reply
+
+    async def _read(self, push: bool) -> Any:
+        # redis-py's read_response with hiredis, less what these connections never use (its
+        # timeouts, health-check times, protocol checks, push handlers and the error text
+        # formatted for every read): one reply from hiredis's reader, fed from the stream.
+        conn = self._conn
+        parser: Any = conn._parser
+        reader = parser._reader
+        try:
+            reply = reader.gets()
+            while reply is NOT_ENOUGH_DATA or (
+                not push and isinstance(reply, hiredis.PushNotification)
+            ):
+                if reply is NOT_ENOUGH_DATA:
+                    data = await parser._stream.read(READ_SIZE)
+                    if not data:
+                        raise ConnectionError("the server closed the connection")
+                    reader.feed(data)
+                reply = reader.gets()
+        except OSError as exc:
+            await conn.disconnect(nowait=True)
+            raise ConnectionError(f"error while reading from the server: {exc.args}") from None
+        except BaseException:
+            # As redis-py: a reply half read leaves the connection unusable.
+            await conn.disconnect(nowait=True)
+            raise
+        if isinstance(reply, (ResponseError, ConnectionError)):
+            raise reply
+        if isinstance(reply, list) and reply and isinstance(reply[0], ConnectionError):
+            raise reply[0]
         return reply
 
     def close(self) -> Coroutine[Any, Any, None]:
