@@ -16,6 +16,7 @@ them afresh. Environment:
 - ``PYSPY=1``: py-spy records the API and the worker (``/tmp/sync-<checkout>-{api,worker}.txt``,
   collapsed stacks);
 - ``ASYNC=1``: the requests are respond-async (202) instead;
+- ``PREFILL=N``: N respond-async submits drained by the worker first (a drain's aftermath);
 - ``THINK_MS=N``: the client pauses N ms after each response (every process has finished its
   part of a request before the next: whether their turnaround is on the critical path).
 """
@@ -34,10 +35,10 @@ from pathlib import Path
 
 import aiohttp
 import psutil
-from ab import HEADERS, Run
+from ab import HEADERS, PENDING, RUNNING, Run, fill
 
 N = 2000
-BLOCK = 100  # requests per turn when several checkouts take turns
+BLOCK = int(os.environ.get("BLOCK", "100"))  # requests per turn when several checkouts take turns
 WARM = 5  # requests before each turn's (a new connection)
 
 
@@ -51,6 +52,7 @@ def commandstats(run: Run) -> dict[str, int]:
     return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
 
 
+PREFILL = int(os.environ.get("PREFILL", "0"))
 THINK = float(os.environ.get("THINK_MS", "0")) / 1000
 PREFER = {"Prefer": "respond-async"} if os.environ.get("ASYNC") else {}
 
@@ -136,6 +138,13 @@ class Stack:
             "W": run.worker.pid,
             "R": int(run.r.info("server")["process_id"]),
         }
+        if PREFILL:
+            # The aftermath of a drain (records, indexes, history, the processes' heaps), as in
+            # bench/ab.py and the bench's headline turns, where the latency runs follow drains.
+            asyncio.run(fill(run, PREFILL))
+            while run.r.zcard(PENDING) + run.r.zcard(RUNNING) > 0:
+                time.sleep(0.01)
+            time.sleep(1.0)
         asyncio.run(sequential(run.aport, 20))
         run.r.config_resetstat()
         self.warmups = 0
