@@ -22,6 +22,9 @@ class Preferences:
     wait: float | None = None
 
 
+NO_PREFERENCES = Preferences()
+
+
 class SubmitHeaders(NamedTuple):
     """What a submit's headers ask for (a tuple: built on every submit, it must be cheap)."""
 
@@ -38,7 +41,8 @@ class SubmitHeaders(NamedTuple):
 
 def parse_submit_headers(headers: CIMultiDictProxy[str], server: ServerSettings) -> SubmitHeaders:
     """Parse and check every header that shapes a submit (not the callback URL's reach)."""
-    prefs = parse_prefer(headers.getall("Prefer", []))
+    # Most submits send no Prefer: no list, no cache look-up.
+    prefs = NO_PREFERENCES if "Prefer" not in headers else parse_prefer(headers.getall("Prefer"))
     callback_url = headers.get("Callback-Url", "").strip()
     return SubmitHeaders(
         prefs,

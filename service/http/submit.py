@@ -143,7 +143,13 @@ async def enqueue(
     waits[client] = waits.get(client, 0) + 1
     try:
         res = _created(app, op, await queue.submit(new), rate)
-        snap = await _settle(request, op, res, waiter, wait)
+        rid = res.request_id
+        replayed = res.outcome == "replay"
+        if replayed:
+            waiter.follow(rid)  # the request the key named first
+        # Waited for here (no coroutine of its own): the chain a finish wakes is short.
+        reread = functools.partial(read_own, request, op, rid, with_result=True)
+        snap = await waiter.until_terminal(wait, reread, read_first=replayed)
     finally:
         waiter.close()
         if waits[client] <= 1:
@@ -211,27 +217,6 @@ def _over_wait_limit(asked: SubmitHeaders, server: ServerSettings) -> float:
         headers={"Retry-After": "1"},
         limit=limit,
     )
-
-
-async def _settle(
-    request: web.Request,
-    op: Operation,
-    res: Submitted,
-    waiter: TerminalWait | None,
-    wait: float,
-) -> Snapshot | None:
-    """The request as the answer shows it, after waiting up to ``wait`` s when asked to.
-
-    None for a new request nobody waits for: its 202 needs no read.
-    """
-    rid = res.request_id
-    replayed = res.outcome == "replay"
-    if waiter is None:
-        return await read_own(request, op, rid) if replayed else None
-    if replayed:
-        waiter.follow(rid)
-    reread = functools.partial(read_own, request, op, rid, with_result=True)
-    return await waiter.until_terminal(wait, reread, read_first=replayed)
 
 
 def _answer(

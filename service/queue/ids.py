@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from service.queue.keys import ALPHABET, OP_CODE_LEN, encode_base32, op_code
+from service.queue.keys import ALPHABET, OP_CODE_LEN, PAIRS, encode_base32, op_code
 
 TIME_LEN = 10  # 50 bits of milliseconds
 RANDOM_LEN = 20  # 100 random bits
@@ -20,6 +20,10 @@ _pool = ""
 _offset = 0
 _time_ms = -1
 _time_part = ""
+# The time part's first six characters change every 2**20 ms (17 minutes): kept, and the last
+# four (two pairs of 10 bits) looked up, rather than the whole part encoded at every id.
+_high = -1
+_high_part = ""
 
 
 def _random_part() -> str:
@@ -39,9 +43,14 @@ def new_request_id(op: str, now_ms: int, shard_code: str = "") -> str:
     the request's shard and priority instead (90 random bits): any process finds the request's
     shard, and its place in the queue, from the id alone.
     """
-    global _time_ms, _time_part
+    global _time_ms, _time_part, _high, _high_part
     if now_ms != _time_ms:  # requests of one millisecond share it
-        _time_ms, _time_part = now_ms, encode_base32(now_ms & _TIME_MASK, TIME_LEN)
+        value = now_ms & _TIME_MASK
+        if value >> 20 != _high:
+            _high = value >> 20
+            _high_part = encode_base32(_high, TIME_LEN - 4)
+        _time_ms = now_ms
+        _time_part = _high_part + PAIRS[(value >> 10) & 1023] + PAIRS[value & 1023]
     if shard_code:
         return _time_part + _random_part()[: RANDOM_LEN - 2] + shard_code + op_code(op)
     return _time_part + _random_part() + op_code(op)

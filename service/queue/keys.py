@@ -247,7 +247,8 @@ def op_code(op: str) -> str:
 ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford's: URL-safe, sorts like the numbers
 
 
-_PAIRS = [a + b for a in ALPHABET for b in ALPHABET]
+# Two characters (10 bits) at a time.
+PAIRS = [a + b for a in ALPHABET for b in ALPHABET]
 
 
 def encode_base32(value: int, length: int) -> str:
@@ -257,7 +258,7 @@ def encode_base32(value: int, length: int) -> str:
         out.append(ALPHABET[value & 31])
         value >>= 5
     for _ in range(length // 2):
-        out.append(_PAIRS[value & 1023])  # two characters per step
+        out.append(PAIRS[value & 1023])  # two characters per step
         value >>= 10
     return "".join(reversed(out))
 

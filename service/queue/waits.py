@@ -47,13 +47,25 @@ class TerminalWait:
         ``reread`` reads the request from Redis; ``read_first`` reads it before waiting (a
         replayed request may have finished long ago).
         """
-        deadline = self._loop.time() + timeout
+        loop = self._loop
+        deadline = loop.time() + timeout
         if read_first:
             snap = await reread()
             if snap.record["status"] in TERMINAL:
                 return snap
         while True:
-            event = await self._next(deadline)
+            # The future itself is awaited, here, with one timer for the deadline: no
+            # wait_for and shield, nor a coroutine of its own (more futures, frames and loop
+            # steps between the event and the answer). A cancelled wait cancels the future,
+            # which no one else awaits.
+            done = self._done
+            if not done.done():
+                timer = loop.call_at(deadline, _expire, done)
+                try:
+                    await done
+                finally:
+                    timer.cancel()
+            event = done.result()
             if event is None:
                 return await reread()
             if event.kind != RESYNC:
@@ -61,23 +73,10 @@ class TerminalWait:
             # The subscription was restored after an outage: what happened meanwhile is read,
             # and the wait goes on for the rest of the time. Armed again before reading, so a
             # finish in between is not missed.
-            self._done = self._loop.create_future()
+            self._done = loop.create_future()
             snap = await reread()
-            if snap.record["status"] in TERMINAL or self._loop.time() >= deadline:
+            if snap.record["status"] in TERMINAL or loop.time() >= deadline:
                 return snap
-
-    async def _next(self, deadline: float) -> Event | None:
-        # The future itself is awaited, with one timer for the deadline: no wait_for and
-        # shield (two more futures and three more loop steps between the event and the
-        # answer). A cancelled wait cancels the future, which no one else awaits.
-        done = self._done
-        if not done.done():
-            timer = self._loop.call_at(deadline, _expire, done)
-            try:
-                await done
-            finally:
-                timer.cancel()
-        return done.result()
 
     def _on_event(self, event: Event) -> None:
         if self._done.done():

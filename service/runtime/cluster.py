@@ -349,15 +349,17 @@ def _text(value: str | bytes) -> str:
 async def _read(
     conn: RawConnection, kind: bytes, on_message: Callable[[bytes, bytes], None]
 ) -> None:
-    while True:
-        # Quiet for as long as nothing happens: no socket timeout on this read.
-        msg = await conn.read(push=True)
+    # Quiet for as long as nothing happens: no socket timeout. Each message is handed on as it
+    # arrives, from the connection's data callback (RawConnection.deliver).
+    def on_reply(msg: Any) -> None:
         if isinstance(msg, list) and len(msg) == 3:
             if msg[0] == kind:
                 on_message(msg[1], msg[2])
             elif msg[0] == b"sunsubscribe":
                 # The slot moved to another node (resharding, failover): subscribe again there.
                 raise ConnectionError("a sharded channel's slot moved")
+
+    await conn.deliver(on_reply)
 
 
 async def resubscribe_pause(redis: Client) -> None:

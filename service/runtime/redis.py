@@ -9,19 +9,24 @@ place: ``tests/runtime/test_redis_internals.py`` fails, naming the internal, if 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import math
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
+import hiredis
+from redis._parsers.hiredis import NOT_ENOUGH_DATA, _AsyncHiredisParser
 from redis.asyncio import Redis, RedisCluster
 from redis.asyncio.cluster import ClusterNode
 from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialWithJitterBackoff
-from redis.exceptions import ConnectionError, TimeoutError
+from redis.exceptions import ConnectionError, ResponseError, TimeoutError
 
 SOCKET_TIMEOUT = 10.0
+# Bytes asked of the stream per read (redis-py's own socket_read_size).
+READ_SIZE = 65536
 
 # A client of one server, or of a Redis/Valkey Cluster (``redis.cluster: true``).
 Client = Redis | RedisCluster
@@ -139,11 +144,13 @@ class RawConnection:
     they run once per call on the hot paths.
     """
 
-    __slots__ = ("_conn",)
+    __slots__ = ("_conn", "_hiredis")
 
     def __init__(self, conn: AbstractConnection) -> None:
         conn.socket_timeout = None
         self._conn = conn
+        # hiredis's parser: replies are read from it directly (see ``read``).
+        self._hiredis = type(getattr(conn, "_parser", None)) is _AsyncHiredisParser
 
     async def connect(self) -> None:
         """Connect now (otherwise the first send does)."""
@@ -183,14 +190,77 @@ class RawConnection:
 
         ``push``: also return pushed messages (pub/sub) rather than hand them elsewhere.
         """
+        if self._hiredis and getattr(self._conn._parser, "_connected", False):
+            return self._read(push)
         reply: Coroutine[Any, Any, Any] = self._conn.read_response(
             timeout=math.inf, push_request=push
         )
         return reply
 
+    async def _read(self, push: bool) -> Any:
+        # redis-py's read_response with hiredis, less what these connections never use (its
+        # timeouts, health-check times, protocol checks, push handlers and the error text
+        # formatted for every read): one reply from hiredis's reader, fed from the stream.
+        conn = self._conn
+        parser: Any = conn._parser
+        reader = parser._reader
+        try:
+            reply = reader.gets()
+            while reply is NOT_ENOUGH_DATA or (
+                not push and isinstance(reply, hiredis.PushNotification)
+            ):
+                if reply is NOT_ENOUGH_DATA:
+                    data = await parser._stream.read(READ_SIZE)
+                    if not data:
+                        raise ConnectionError("the server closed the connection")
+                    reader.feed(data)
+                reply = reader.gets()
+        except OSError as exc:
+            await conn.disconnect(nowait=True)
+            raise ConnectionError(f"error while reading from the server: {exc.args}") from None
+        except BaseException:
+            # As redis-py: a reply half read leaves the connection unusable.
+            await conn.disconnect(nowait=True)
+            raise
+        if isinstance(reply, (ResponseError, ConnectionError)):
+            raise reply
+        if isinstance(reply, list) and reply and isinstance(reply[0], ConnectionError):
+            raise reply[0]
+        return reply
+
     def close(self) -> Coroutine[Any, Any, None]:
         """Close the socket (a later send reconnects)."""
         return self._conn.disconnect()
+
+    async def deliver(self, on_reply: Callable[[Any], None]) -> None:
+        """Call ``on_reply`` with each reply as it arrives (pub/sub pushes), until the
+        connection fails (``ConnectionError``) or ``on_reply`` raises (that error).
+
+        For a connection that only receives once subscribed: the replies are parsed and handed
+        on from the transport's own data callback, not by a reading task woken for each
+        (``read``: a stream reader's wake-up, redis-py's response chain and a loop step more
+        per message). Without hiredis's reader (or an open socket) it loops on ``read``.
+        """
+        conn = self._conn
+        reader = getattr(getattr(conn, "_parser", None), "_reader", None)
+        stream = getattr(conn, "_reader", None)
+        transport = getattr(getattr(conn, "_writer", None), "transport", None)
+        if not isinstance(reader, hiredis.Reader) or stream is None or transport is None:
+            while True:
+                on_reply(await self.read(push=True))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        pushes = _Pushes(reader, transport.get_protocol(), on_reply, done, transport)
+        transport.set_protocol(pushes)
+        # What the stream reader holds already (read with the subscription's confirmations).
+        buffered = bytes(stream._buffer)
+        stream._buffer.clear()
+        if buffered or reader.has_data():
+            pushes.data_received(buffered)
+        if stream.at_eof() and not done.done():
+            done.set_exception(ConnectionError("the subscription's connection closed"))
+        if getattr(stream, "_paused", False):
+            transport.resume_reading()
+        await done
 
 
 async def borrow(redis: Redis) -> RawConnection:
@@ -231,3 +301,57 @@ def sharing_pool(redis: Redis) -> Redis:
     """A second client on the same connections, whose response callbacks can be changed
     (one server only: a cluster's nodes each have their own pool)."""
     return Redis(connection_pool=redis.connection_pool)
+
+
+class _Pushes(asyncio.Protocol):
+    """The protocol of a subscribed connection (see :meth:`RawConnection.deliver`): feeds
+    hiredis's reader and hands on each reply; the connection's end still reaches the stream
+    protocol it replaced (so redis-py's close completes)."""
+
+    def __init__(
+        self,
+        reader: hiredis.Reader,
+        previous: asyncio.BaseProtocol,
+        on_reply: Callable[[Any], None],
+        done: asyncio.Future[None],
+        transport: asyncio.BaseTransport,
+    ) -> None:
+        self._reader = reader
+        self._previous = previous
+        self._on_reply = on_reply
+        self._done = done
+        self._transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        reader, on_reply = self._reader, self._on_reply
+        if data:
+            reader.feed(data)
+        try:
+            while (reply := reader.gets()) is not NOT_ENOUGH_DATA:
+                if isinstance(reply, ConnectionError):
+                    raise reply
+                on_reply(reply)
+        except Exception as exc:
+            self._fail(exc)
+            self._transport.close()
+
+    def eof_received(self) -> bool | None:
+        # The server closed its side: the stream reader is told, and the transport closes
+        # (a stream protocol would keep it half-open for a reader that sees the EOF itself).
+        self._previous.eof_received()  # type: ignore[attr-defined]
+        self._fail(ConnectionError("the subscription's connection was closed by the server"))
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(ConnectionError(f"the subscription's connection closed: {exc}"))
+        self._previous.connection_lost(exc)
+
+    def _fail(self, exc: Exception) -> None:
+        if not self._done.done():
+            self._done.set_exception(exc)
+
+    def pause_writing(self) -> None:
+        self._previous.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._previous.resume_writing()

@@ -17,6 +17,7 @@ import hiredis
 import pytest
 import redis.asyncio as aredis
 from redis.asyncio.connection import AbstractConnection, ConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from service.runtime.redis import (
@@ -222,3 +223,68 @@ async def test_write_now_writes_on_an_open_connection_only(redis_client: aredis.
         assert not conn.write_now(hiredis.pack_command(("PING",))), "a closed connection wrote"
     finally:
         await give_back(redis_client, conn)
+
+
+def test_raw_connections_read_hiredis_directly() -> None:
+    # RawConnection.read and .deliver use the hiredis parser's reader and stream themselves
+    # (checked on a live connection below).
+    conn = dedicated(aredis.Redis())
+    assert conn._hiredis, "redis-py no longer uses _AsyncHiredisParser: RawConnection.read is slow"
+
+
+async def test_deliver_hands_on_buffered_and_later_pushes(redis_client: aredis.Redis) -> None:
+    conn = dedicated(redis_client)
+    got: list[Any] = []
+    three = asyncio.Event()
+
+    def on_reply(reply: Any) -> None:
+        got.append(reply)
+        if len(got) == 3:
+            three.set()
+
+    try:
+        async with asyncio.timeout(5):
+            await conn.connect()
+            parser: Any = conn._conn._parser
+            assert isinstance(parser._reader, hiredis.Reader) and parser._connected, (
+                "redis-py's _AsyncHiredisParser._reader/_connected moved"
+            )
+            assert parser._stream is conn._conn._reader, "_AsyncHiredisParser._stream moved"
+            writer: Any = conn._conn._writer
+            assert writer.transport is not None
+            await conn.send("SUBSCRIBE", "ch")
+            assert await conn.read(push=True) == [b"subscribe", b"ch", 1]
+            # Two published before the hand-over: read (or buffered) already, handed on first.
+            assert await redis_client.publish("ch", "one") == 1
+            assert await redis_client.publish("ch", "two") == 1
+            delivering = asyncio.create_task(conn.deliver(on_reply))
+            assert await redis_client.publish("ch", "three") == 1
+            await three.wait()
+            assert [m[2] for m in got] == [b"one", b"two", b"three"]
+            # The server drops the connection: deliver ends with ConnectionError.
+            await redis_client.client_kill_filter(_type="pubsub")
+            with pytest.raises(RedisConnectionError):
+                await delivering
+    finally:
+        async with asyncio.timeout(5):
+            await conn.close()  # the stream protocol it replaced still completes the close
+
+
+async def test_deliver_ends_with_the_callbacks_error(redis_client: aredis.Redis) -> None:
+    conn = dedicated(redis_client)
+
+    def on_reply(reply: Any) -> None:
+        raise ValueError(f"bad message {reply!r}")
+
+    try:
+        async with asyncio.timeout(5):
+            await conn.connect()
+            await conn.send("SUBSCRIBE", "ch")
+            assert await conn.read(push=True) == [b"subscribe", b"ch", 1]
+            delivering = asyncio.create_task(conn.deliver(on_reply))
+            await redis_client.publish("ch", "boom")
+            with pytest.raises(ValueError, match="boom"):
+                await delivering
+    finally:
+        async with asyncio.timeout(5):
+            await conn.close()
