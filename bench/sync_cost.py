@@ -77,31 +77,33 @@ async def sequential(port: int, n: int, warm: int = 50) -> tuple[list[float], fl
         return lat, time.process_time() - c0
 
 
+# The checkout's scripts by SHA: the subpackage layout's Lua objects, else the flat layout's
+# sources (a2cb6f6 and older, whose ``service.queue`` is a module).
+_NAMES_CODE = (
+    "import json\n"
+    "from service.queue import scripts\n"
+    "from service.runtime.lua import Lua\n"
+    "print(json.dumps({v.sha: k for k, v in vars(scripts).items() if isinstance(v, Lua)}))",
+    "import hashlib, json\n"
+    "from service import scripts\n"
+    "print(json.dumps({hashlib.sha1(scripts.source(n).encode()).hexdigest(): n.upper()"
+    " for n in scripts.ALL}))",
+)
+
+
 def script_names(root: Path) -> dict[str, str]:
     """SHA -> script name, from the checkout's own Lua files (as its loader expands them)."""
-    code = (
-        "import json, sys\n"
-        "from service.queue import scripts\n"
-        "from service.runtime.lua import Lua\n"
-        "print(json.dumps({v.sha: k for k, v in vars(scripts).items() if isinstance(v, Lua)}))"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=False
-    )
-    if done.returncode:  # the flat layout before the subpackages (a2cb6f6 and older)
-        code = (
-            "import hashlib, json\n"
-            "from service import scripts\n"
-            "print(json.dumps({hashlib.sha1(scripts.source(n).encode()).hexdigest(): n.upper()"
-            " for n in scripts.ALL}))"
-        )
+    for code in _NAMES_CODE:
         done = subprocess.run(
             [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=False
         )
-    try:
-        return dict(json.loads(done.stdout))
-    except ValueError:
-        return {}
+        try:
+            names = dict(json.loads(done.stdout))
+        except ValueError:
+            continue
+        if names:
+            return names
+    return {}
 
 
 def by_command(root: Path, slow: list[dict[str, object]]) -> dict[str, float]:

@@ -211,6 +211,10 @@ class Batcher:
             self._inflight.add(task)
             task.add_done_callback(self._inflight.discard)
 
+    def _wait_of(self, batch: list[_Call]) -> _Wait | None:
+        # The WAIT that follows the batch, if it carries a call of the waited-for scripts.
+        return self._wait if self._wait is not None and self._wait.needed(batch) else None
+
     def _written(self, batch: list[_Call]) -> RawConnection | None:
         # The batch written here and now on a connection kept from an earlier exchange (the
         # sender task then only reads the replies): it leaves this loop iteration rather than
@@ -218,12 +222,11 @@ class Batcher:
         if not self._idle:
             return None
         try:
-            data = _pack(batch)
+            data = _encode(batch, self._wait_of(batch))
         except UnicodeEncodeError:
             return None  # the sender fails the calls that cannot be encoded
-        wait = self._wait if self._wait is not None and self._wait.needed(batch) else None
         conn = self._idle.pop()
-        if conn.write_now(data + wait.command if wait else data):
+        if conn.write_now(data):
             return conn
         self._idle.append(conn)
         return None
@@ -333,13 +336,12 @@ class Batcher:
             # While the batcher holds it, one deadline covers the whole exchange (below): a
             # socket timeout would make redis-py wrap every write in a task (wait_for).
             conn = await borrow(self.redis)
-        wait = self._wait if self._wait is not None and self._wait.needed(batch) else None
+        wait = self._wait_of(batch)
         try:
             replies: list[Any] = []
             async with asyncio.timeout(READ_TIMEOUT + (wait.seconds if wait else 0.0)):
                 if written is None:
-                    data = _pack(batch)
-                    await conn.send_packed(data + wait.command if wait else data)
+                    await conn.send_packed(_encode(batch, wait))
                 else:
                     await conn.drained()
                 for _ in batch:
@@ -404,6 +406,12 @@ def _without_unencodable(batch: list[_Call]) -> list[_Call]:
         else:
             kept.append(call)
     return kept
+
+
+def _encode(batch: list[_Call], wait: _Wait | None) -> bytes:
+    """The batch as RESP, then its ``WAIT`` if any."""
+    data = _pack(batch)
+    return data + wait.command if wait else data
 
 
 def _pack(batch: list[_Call]) -> bytes:

@@ -323,7 +323,7 @@ class Worker:
             try:
                 if not rearmed and await self._claim_again(op, shard):
                     continue
-                rearmed = False
+                rearmed = False  # an error below means a claim next
                 rearmed = await self._wait_for_work(op, waiter, shard)
             except asyncio.CancelledError:
                 raise
