@@ -1,16 +1,18 @@
 """``make soak``: sustained load for ``--minutes`` (default 10) at 70 % of the measured peak.
 
-    .venv/bin/python bench/soak.py                 # the full soak, about 12 minutes
+    .venv/bin/python bench/soak.py                 # the full soak, about 15 minutes
     .venv/bin/python bench/soak.py --minutes 1     # a check that it works
 
 Starts its own stack on 127.0.0.1 (a private valkey-server with AOF everysec, one ``acceptd
 api``, a worker, a dispatcher, a webhook endpoint registered to a receiver, an all-requests
-event stream and a few per-request ones reading the whole time), measures the peak rate the
-whole stack sustains (a few seconds of closed-loop submits, until every one of them is done
-and delivered), then submits ``POST /v1/echo`` (respond-async) on a fixed schedule at 70 % of
-it (open loop: latency counts from when each request was due). Each minute it records what
-was done and every process's memory; at the end it drains, checks that every request is
-accounted for, and writes the table and verdicts to ``bench/results-soak.md``.
+event stream and a few per-request ones reading the whole time) and measures the peak rate the
+whole stack keeps up with under this load (``Soak.paced_peak``: paced steps up to the
+deliveries per second it sustains with closed-loop submits kept a bounded number ahead of
+them, ``Soak.sustained``; a burst's rate is reported beside them). Then it submits ``POST
+/v1/echo`` (respond-async) on a fixed schedule at 70 % of that peak (open loop: latency counts
+from when each request was due). Each minute it records what was done and every process's
+memory; at the end it drains, checks that every request is accounted for, and writes the
+table and verdicts to ``bench/results-soak.md``.
 """
 
 from __future__ import annotations
@@ -146,6 +148,63 @@ class Soak:
         took = time.monotonic() - t0
         return n / seconds, n / took
 
+    async def sustained(self, seconds: float, warmup: float, ahead: int) -> float:
+        """Webhook deliveries per second while submits are kept at most ``ahead`` requests
+        ahead of them, over the last ``seconds - warmup`` of ``seconds``: the rate at which the
+        whole stack, every stage at once on the same cores, gets requests done and delivered.
+
+        A burst overstates it: its deliveries finish after its submits stop, with the cores
+        to themselves. Here the slowest stage sets the pace (its backlog stays bounded by
+        ``ahead``), as it would under a steady load. Caught up again before returning.
+        """
+        base_sent = self.load.offered
+        base_hooks = (await self.stack.deliveries(self.session))["n"]
+        t0 = time.monotonic()
+        mark: tuple[float, int] | None = None
+        while True:
+            now = time.monotonic()
+            delivered = (await self.stack.deliveries(self.session))["n"] - base_hooks
+            if mark is None and now - t0 >= warmup:
+                mark = (now, delivered)
+            if now - t0 >= seconds:
+                break
+            for _ in range(ahead - (self.load.offered - base_sent - delivered)):
+                self.load.offer(self.load.loop.time())
+            await asyncio.sleep(0.05)
+        assert mark is not None
+        rate = (delivered - mark[1]) / (now - mark[0])
+        await self.load.settle(30)
+        await self.caught_up(120)
+        return rate
+
+    async def paced_peak(self, top: float, seconds: float) -> tuple[float, list[str]]:
+        """The highest rate of this soak's own load (paced, open loop) that the whole stack
+        keeps up with: steps of ``seconds`` at 50 %, 60 %, … 100 % of ``top``, each passing
+        when the requests not yet delivered at its end are at most 2 s of its rate; stops at
+        the first that does not. (The rate, and a line per step.)
+
+        A closed-loop peak overstates what a paced load can have: saturated, the API, the
+        worker and the dispatcher each handle many requests per loop iteration and per Redis
+        round trip, while paced requests arrive a few at a time and each pays its own.
+        """
+        best, steps = top * 0.5, []
+        for percent in range(50, 101, 10):
+            rate = top * percent / 100
+            base_sent = self.load.offered
+            base_hooks = (await self.stack.deliveries(self.session))["n"]
+            await self.load.paced(rate, seconds)
+            delivered = (await self.stack.deliveries(self.session))["n"] - base_hooks
+            behind = self.load.offered - base_sent - delivered
+            ok = behind <= 2 * rate
+            steps.append(f"{rate:,.0f}/s: {behind:,} behind ({'kept up' if ok else 'fell behind'})")
+            log(f"paced {rate:,.0f}/s for {seconds:g} s: {behind:,} not yet delivered")
+            await self.load.settle(30)
+            await self.caught_up(120)
+            if not ok:
+                break
+            best = rate
+        return best, steps
+
     async def sample(self, minute: float) -> Sample:
         w = self.load.take()
         finished, _ = await self.done()
@@ -278,13 +337,23 @@ async def soak(args: argparse.Namespace, tmp: Path) -> str:
                 if args.rate:
                     facts["rate"], facts["how"] = args.rate, "--rate"
                 else:
-                    log(f"peak: {args.probe:g} s of closed-loop submits")
+                    log(f"burst: {args.probe:g} s of closed-loop submits")
                     api, whole = await run.probe(args.probe)
-                    facts["rate"] = args.fraction * whole
+                    log(f"sustained: {args.sustain:g} s, submits at most {args.ahead:,} ahead "
+                        "of the deliveries")  # fmt: skip
+                    closed = await run.sustained(args.sustain, args.sustain / 3, args.ahead)
+                    peak, steps = await run.paced_peak(closed, args.step)
+                    facts["rate"] = args.fraction * peak
                     facts["how"] = (
-                        f"{args.fraction:.0%} of the peak the whole stack sustained, "
-                        f"{whole:,.0f}/s: {args.probe:g} s of closed-loop submits (the API took "
-                        f"{api:,.0f}/s) until all were done and delivered"
+                        f"{args.fraction:.0%} of the peak the whole stack kept up with under this "
+                        f"load, {peak:,.0f}/s: paced steps of {args.step:g} s at 50 %, 60 %, … of "
+                        f"{closed:,.0f}/s, the webhook deliveries per second it sustained with "
+                        f"closed-loop submits kept at most {args.ahead:,} ahead of them (over the "
+                        f"last {args.sustain * 2 / 3:g} s of {args.sustain:g} s), until a step "
+                        f"ended more than 2 s of its rate behind ({'; '.join(steps)}); a burst "
+                        f"({args.probe:g} s of closed-loop submits, the API taking {api:,.0f}/s) "
+                        f"was done and delivered at {whole:,.0f}/s, its deliveries finishing "
+                        "after its submits stopped"
                     )
                 log(f"soak: {facts['rate']:,.0f}/s for {args.minutes:g} min")
                 await run.run(facts["rate"], args.minutes, args.interval)
@@ -318,7 +387,17 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=10.0, help="how long the paced load runs")
     ap.add_argument("--rate", type=float, default=0.0, help="submits/s (default: measured)")
     ap.add_argument("--fraction", type=float, default=0.7, help="of the measured peak")
-    ap.add_argument("--probe", type=float, default=5.0, help="seconds of the peak measure")
+    ap.add_argument("--probe", type=float, default=5.0, help="seconds of the burst measure")
+    ap.add_argument(
+        "--sustain",
+        type=float,
+        default=30.0,
+        help="seconds of the peak measure (a third warm-up)",
+    )
+    ap.add_argument("--step", type=float, default=30.0, help="seconds of each paced peak step")
+    ap.add_argument(
+        "--ahead", type=int, default=2000, help="the peak measure's submits ahead of deliveries"
+    )
     ap.add_argument("--interval", type=float, default=60.0, help="seconds per row")
     ap.add_argument("--workers", type=int, default=1, help="acceptd worker processes")
     ap.add_argument("--connections", type=int, default=64, help="the load's connections")
