@@ -634,7 +634,7 @@ class Queue:
             )
             owners.append((rid, client))
         try:
-            replies = await scripts.START.call_many(
+            started = scripts.START.call_many(
                 self.batcher,
                 StartKeys(
                     k.running,
@@ -649,6 +649,10 @@ class Queue:
                 StartArgv(token, worker, now, k.events_channel, k.watched_channel),
                 calls,
             )
+            # Sent at once: the worker runs the batch before this one meanwhile, so Redis
+            # starts this batch while that process runs the other (Worker, CLAIM_LANES).
+            self.batcher.flush_now()
+            replies = await started
         except Exception as exc:  # the jobs handed to the claim still run
             return [], exc
         jobs: list[Job] = []

@@ -189,6 +189,12 @@ class Batcher:
         self._added(loop)
         return fut
 
+    def flush_now(self) -> None:
+        """Send what is queued now, not at the end of this loop iteration: for a call whose
+        reply others wait on, queued ahead of work that will hold this loop for a while."""
+        if self._pending:
+            self._flush()
+
     def _added(self, loop: asyncio.AbstractEventLoop) -> None:
         self._calls += 1
         if self._calls >= FLUSH_AT:

@@ -43,6 +43,12 @@ STOP_CLAIMING_PATIENCE = 5.0
 # finish registers it idle again) while its last claim is this recent: claims still come at
 # least this often, for the heartbeat and the recovery of expired leases and due retries.
 RECLAIM_SECONDS = 1.0
+# Claim loops per shard, each claiming at most its share of the slots. A claim is two round
+# trips (claim.lua pops, start.lua starts what it popped), and this process runs a claimed
+# batch's handlers in one go: with one lane, Redis waits while the batch runs here, and this
+# process waits while Redis finishes it and starts the next. With two, one lane's claim and
+# start are in Redis while the other lane's batch runs here (a backlog drains ~30 % faster).
+CLAIM_LANES = 2
 
 
 @dataclass
@@ -123,6 +129,10 @@ class Worker:
             op: [-math.inf] * queue.shard_count(op) for op in queue.shards if op in operations
         }
         self._heads_moved = asyncio.Event()
+        # Set when a shard's main claim loop found work: its other lanes then claim too.
+        self._work_seen = {key: asyncio.Event() for key in self._shards}
+        self._lanes = CLAIM_LANES if settings.concurrency >= CLAIM_LANES else 1
+        self._lane_slots = math.ceil(settings.concurrency / self._lanes)
         self._executor = ThreadPoolExecutor(
             max_workers=max(4, settings.concurrency), thread_name_prefix="acceptd-handler"
         )
@@ -168,6 +178,14 @@ class Worker:
             asyncio.create_task(self._claim_loop(op, shard), name=f"claim:{op}:{shard}")
             for op, shard in self._shards
         ]
+        # Not for sharded operations: their claims keep the shards in step (FIFO_WINDOW_MS),
+        # one claim loop a shard.
+        self._claim_loops += [
+            asyncio.create_task(self._claim_lane(op, shard), name=f"claim:{op}:{shard}:{lane}")
+            for op, shard in self._shards
+            if op not in self._heads
+            for lane in range(1, self._lanes)
+        ]
         tasks = list(self._claim_loops)
         tasks.append(asyncio.create_task(self._renew_loop(), name="renew"))
         tasks.append(asyncio.create_task(self._control_loop(), name="control"))
@@ -204,6 +222,8 @@ class Worker:
                     for job in await self.queue.unidle(op, self.id, lease, wake=True, shard=shard):
                         self._take(job)
                 self._heads_moved.set()  # a loop held back by other shards stops at once
+                for seen in self._work_seen.values():
+                    seen.set()  # and the other lanes
                 loops = [t for t in self._claim_loops if not t.done()]
                 if loops:
                     await asyncio.wait(loops)
@@ -214,20 +234,25 @@ class Worker:
             # A hand-off missed here waits out its lease, then runs elsewhere, uncounted.
             log.warning("could not take back hand-offs while stopping: %s", exc)
 
-    async def _claim(self, op: str, shard: int = 0) -> int:
-        """Claim from one shard of ``op``: how many jobs it took; -1 when it took none while
-        the shard holds requests that must wait for other shards' (``FIFO_WINDOW_MS``)."""
-        free = self._claimable()
+    async def _claim(self, op: str, shard: int = 0, *, main: bool = True) -> int:
+        """Claim from one shard of ``op`` for one lane (``main``: the loop that registers
+        idle and blocks for work): how many jobs it took; -1 when it took none while the shard
+        holds requests that must wait for other shards' (``FIFO_WINDOW_MS``)."""
+        room = self._claimable()
+        free = room if op in self._heads else min(room, self._lane_slots)
         if free <= 0 or self._stopping:
             return 0
+        # Each shard's submits may hand an idle worker one request: registered idle only
+        # with room for all of them.
+        idle = self._idle_wait() if main and room >= len(self._shards) else 0.0
         self._claiming += free
         try:
-            return await self._claim_slots(op, shard, free)
+            return await self._claim_slots(op, shard, free, idle)
         finally:
             self._claiming -= free
             self._slot_freed.set()  # what this claim did not take is free for the others
 
-    async def _claim_slots(self, op: str, shard: int, free: int) -> int:
+    async def _claim_slots(self, op: str, shard: int, free: int, idle: float) -> int:
         if self._running and self._renewals_stale():
             # After an outage or a stalled loop, renew what this worker holds before its own
             # claim script could take it back as abandoned; while renewals still fail (Redis
@@ -252,8 +277,7 @@ class Worker:
             free,
             self.settings.lease_seconds,
             self.settings.idle_check_seconds * 3,
-            # Each shard's submits may hand this worker one request: only with room for all.
-            idle=self._idle_wait() if free >= len(self._shards) else 0.0,
+            idle=idle,
             max_lost=self.operations[op].settings.max_lost,
             on_recovered=self._recovered_counter(op),
             shard=shard,
@@ -339,6 +363,8 @@ class Worker:
         self._heads_moved.clear()
         claimed = await self._claim(op, shard)
         self._outage.succeeded()
+        if claimed > 0:
+            self._work_seen[op, shard].set()
         if claimed < 0:
             # Held back for the other shards: claim again once their heads move.
             with contextlib.suppress(TimeoutError):
@@ -346,6 +372,34 @@ class Worker:
                     await self._heads_moved.wait()
             return True
         return claimed > 0
+
+    async def _claim_lane(self, op: str, shard: int) -> None:
+        """Another claim lane of one shard (see ``CLAIM_LANES``): it claims whenever slots are
+        free while the shard has work; finding none, it waits until the main loop finds some
+        (only the main loop registers idle, blocks for work and takes hand-offs)."""
+        seen = self._work_seen[op, shard]
+        await seen.wait()  # the main loop's first claim comes after the queue's upgrade
+        while not self._stopping:
+            if self._claimable() <= 0:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+                continue
+            try:
+                claimed = await self._claim(op, shard, main=False)
+                self._outage.succeeded()
+            except asyncio.CancelledError:
+                raise
+            except RedisError as exc:
+                self._outage.failed(exc)
+                await asyncio.sleep(1)
+                continue
+            except Exception:
+                log.exception("claiming %s failed; retrying in 1 s", op)
+                await asyncio.sleep(1)
+                continue
+            if claimed <= 0:
+                seen.clear()
+                await seen.wait()
 
     async def _wait_for_work(self, op: str, waiter: Waiter, shard: int) -> bool:
         """Block until a submit signals work or hands this worker a job; whether the jobs

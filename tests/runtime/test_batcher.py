@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+import redis
 import redis.asyncio as aredis
 
 from service.runtime.batcher import MAX_BATCH, Batcher, Script
@@ -95,3 +96,37 @@ async def test_a_call_utf8_cannot_carry_fails_alone(small_pool: aredis.Redis) ->
     assert isinstance(replies[5], UnicodeEncodeError)
     assert await small_pool.get("{t}:u:4") == b"1"
     await batcher.close()
+
+
+async def test_flush_now_sends_before_the_loop_iteration_ends(
+    redis_url: str, small_pool: aredis.Redis
+) -> None:
+    """``flush_now`` writes the queued calls at once on a kept connection: the server has them
+    while this loop is still busy (the worker relies on it: a claim's start goes out before
+    the batch before it runs). Without it they wait for the end of the iteration."""
+    batcher = Batcher(small_pool)
+    observer = redis.Redis.from_url(redis_url)
+    try:
+        await batcher.command("SET", "{t}:flush", "warm")  # keeps a connection for the next
+
+        def seen_while_blocked(value: str) -> bool:
+            # Polls from another (blocking) client without yielding to this loop: a call
+            # still queued in the batcher cannot reach the server meanwhile.
+            for _ in range(100):
+                if observer.get("{t}:flush") == value.encode():
+                    return True
+                observer.ping()
+            return False
+
+        queued = batcher.command("SET", "{t}:flush", "queued")
+        assert not seen_while_blocked("queued")
+        await queued
+
+        sent = batcher.command("SET", "{t}:flush", "sent")
+        batcher.flush_now()
+        assert seen_while_blocked("sent")
+        await sent
+        batcher.flush_now()  # nothing queued: nothing sent
+        await batcher.close()
+    finally:
+        observer.close()
