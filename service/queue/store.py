@@ -538,7 +538,9 @@ class Queue:
         Returns the jobs (with any handed to idle workers and not yet taken) and when (ms) the
         next retry or lease falls due, if any. Finding nothing, the worker is registered idle
         for ``idle`` seconds (0: not at all), to be handed the next request through
-        :meth:`wait_for_work`.
+        :meth:`wait_for_work`. A negative ``idle``: a claim lane that does not wait (see
+        ``Worker._claim_lane``); it leaves the worker's idle registration and wake-up list as
+        they are, for the loop that waits.
 
         A run lost with its worker (an expired lease) is rerun without using an attempt, at
         most ``max_lost`` times; ``on_recovered`` is told what each recovery did (see
@@ -590,9 +592,8 @@ class Queue:
                 on_recovered,
             )
             free = max_jobs - len(jobs)
-            argv = ClaimArgv(
-                now, lease_ms, worker, free, ttl_ms, idle_ms if not jobs else 0, "0", bound
-            )
+            again_idle_ms = min(idle_ms, 0) if jobs else idle_ms  # negative stays negative
+            argv = ClaimArgv(now, lease_ms, worker, free, ttl_ms, again_idle_ms, "0", bound)
             res = await scripts.CLAIM.call(self.batcher, claim_keys, argv)
         popped, soonest, given = res[0], int(res[3]), res[4]
         head = _s(res[6]) if len(res) > 6 else None

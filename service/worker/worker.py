@@ -243,8 +243,11 @@ class Worker:
         if free <= 0 or self._stopping:
             return 0
         # Each shard's submits may hand an idle worker one request: registered idle only
-        # with room for all of them.
-        idle = self._idle_wait() if main and room >= len(self._shards) else 0.0
+        # with room for all of them. Another lane's claim (-1) leaves the main loop's
+        # registration and wake-up list alone: it would otherwise unregister a worker whose
+        # main loop has just registered and gone to wait, and every request after that
+        # would be queued and claimed instead of handed over.
+        idle = -1.0 if not main else self._idle_wait() if room >= len(self._shards) else 0.0
         self._claiming += free
         try:
             return await self._claim_slots(op, shard, free, idle)

@@ -768,6 +768,29 @@ async def test_a_handed_runs_finish_registers_its_worker_idle_again_unless_reque
     assert taken.request_id == queued
 
 
+async def test_a_second_lanes_claim_leaves_the_idle_registration_and_wake_ups_alone(
+    queue: Queue, redis_client: aredis.Redis
+) -> None:
+    # The main loop found nothing and registered idle; a stop's wake-up waits in its signal.
+    await queue.claim("echo", "w1", "t", 10, lease=30, worker_ttl=10, idle=4)
+    signal = keys.signal("echo", "w1")
+    await redis_client.rpush(signal, "")
+    # The worker's other lane claims meanwhile (idle < 0: Worker._claim_lane).
+    assert await queue.claim("echo", "w1", "t2", 5, lease=30, worker_ttl=10, idle=-1) == (
+        [],
+        None,
+    )
+    assert await redis_client.zrange(keys.idle("echo"), 0, -1) == [b"30000 w1"]
+    assert await redis_client.llen(signal) == 1
+    # So the next submit is still handed over, not queued behind a claim.
+    await redis_client.delete(signal)
+    rid = await submit(queue)
+    assert (await queue.read("echo", rid)).record["status"] == "running"  # type: ignore[union-attr]
+    # A main loop's claim takes the hand-off no pop took, as before.
+    jobs, _ = await queue.claim("echo", "w1", "t3", 5, lease=30, worker_ttl=10, idle=4)
+    assert [j.request_id for j in jobs] == [rid]
+
+
 async def test_hand_offs_a_claim_takes_count_against_its_free_slots(queue: Queue) -> None:
     await queue.claim("echo", "w1", "t", 10, lease=30, worker_ttl=10, idle=4)
     handed = await submit(queue)  # to w1, which misses it

@@ -13,7 +13,9 @@
   ARGV[3] worker           the worker's id
   ARGV[4] max_jobs         free slots: at most this many jobs
   ARGV[5] worker_ttl_ms    heartbeat validity
-  ARGV[6] idle_ms          0: do not register idle
+  ARGV[6] idle_ms          0: do not register idle; negative: a second claim lane of a worker
+                           whose main loop waits (Worker._claim_lane): leave that loop's idle
+                           registration and wake-up list alone
   ARGV[7] recover          '1': with due retries or expired leases, return only those
   ARGV[8] max_score        '' for none; else pop only members scored at most this (a sharded
                            operation's claim: see Queue.claim), and return the head's score
@@ -55,9 +57,11 @@ local max_score = ARGV[8]
 
 redis.call('ZADD', workers, now + worker_ttl_ms, worker)
 redis.call('ZREMRANGEBYSCORE', workers, '-inf', now - 3600000)  -- long-dead workers
-unregister()
+if idle_ms >= 0 then
+  unregister()
+  redis.call('DEL', signal)  -- a wake-up left for a wait that has ended
+end
 redis.call('ZREMRANGEBYSCORE', idle, '-inf', now)
-redis.call('DEL', signal)  -- a wake-up left for a wait that has ended
 if recover == '1' then
   local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, 100)
   local stalled = redis.call('ZRANGEBYSCORE', running, '-inf', now, 'LIMIT', 0, 100)
