@@ -346,16 +346,26 @@ class Worker:
 
     async def _claim_until_stopped(self, op: str, waiter: Waiter, shard: int = 0) -> None:
         rearmed = False  # the last pop's hand-offs register this worker idle when they finish
+
+        async def step() -> None:
+            nonlocal rearmed
+            if not rearmed and await self._claim_again(op, shard):
+                return
+            rearmed = False  # an error below means a claim next
+            rearmed = await self._wait_for_work(op, waiter, shard)
+
+        await self._while_slots_free(op, step)
+
+    async def _while_slots_free(self, op: str, step: Callable[[], Awaitable[None]]) -> None:
+        """Run a claim lane's ``step`` whenever a slot is free, until stopping; a step that
+        fails is retried after 1 s (a Redis error counts towards the outage)."""
         while not self._stopping:
             if self._claimable() <= 0:
                 self._slot_freed.clear()
                 await self._slot_freed.wait()
                 continue
             try:
-                if not rearmed and await self._claim_again(op, shard):
-                    continue
-                rearmed = False  # an error below means a claim next
-                rearmed = await self._wait_for_work(op, waiter, shard)
+                await step()
             except asyncio.CancelledError:
                 raise
             except RedisError as exc:
@@ -386,27 +396,15 @@ class Worker:
         (only the main loop registers idle and blocks for work)."""
         seen = self._work_seen[op, shard]
         await seen.wait()  # the main loop's first claim comes after the queue's upgrade
-        while not self._stopping:
-            if self._claimable() <= 0:
-                self._slot_freed.clear()
-                await self._slot_freed.wait()
-                continue
-            try:
-                claimed = await self._claim(op, shard, main=False)
-                self._outage.succeeded()
-            except asyncio.CancelledError:
-                raise
-            except RedisError as exc:
-                self._outage.failed(exc)
-                await asyncio.sleep(1)
-                continue
-            except Exception:
-                log.exception("claiming %s failed; retrying in 1 s", op)
-                await asyncio.sleep(1)
-                continue
+
+        async def step() -> None:
+            claimed = await self._claim(op, shard, main=False)
+            self._outage.succeeded()
             if claimed <= 0:
                 seen.clear()
                 await seen.wait()
+
+        await self._while_slots_free(op, step)
 
     async def _wait_for_work(self, op: str, waiter: Waiter, shard: int) -> bool:
         """Block until a submit signals work or hands this worker a job; whether the jobs
