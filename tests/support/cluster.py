@@ -32,17 +32,37 @@ NODE_TIMEOUT_MS = 2000
 both = pytest.mark.parametrize("redis_backend", ["node", "cluster"])
 
 
+_handed_out: set[int] = set()
+
+
+def _ephemeral_low() -> int:
+    """The first port of Linux's ephemeral range (outgoing connections and port-0 binds)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def cluster_port() -> int:
-    """A free port whose cluster-bus port (+10000) is free too: below the ephemeral range,
-    as a node's bus port must stay under 65536."""
+    """A free port whose cluster-bus port (+10000) is free too, both below the ephemeral range.
+
+    The node binds them only after this check: a port in the ephemeral range could be taken in
+    between by any outgoing connection (or another test's port-0 server), and the node would
+    exit without ever answering.
+    """
+    high = min(_ephemeral_low(), 65536) - 10000 - 1
     while True:
-        port = random.randint(20000, 45000)
+        port = random.randint(10000, high)
+        # A node just started may not have bound its port yet: never hand a port out twice.
+        if port in _handed_out:
+            continue
         try:
             with socket.socket() as a, socket.socket() as b:
                 a.bind(("127.0.0.1", port))
                 b.bind(("127.0.0.1", port + 10000))
         except OSError:
             continue
+        _handed_out.add(port)
         return port
 
 
