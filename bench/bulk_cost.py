@@ -1,0 +1,94 @@
+"""Bulk-submit drain of two or more checkouts: jobs/s and CPU per job of each process.
+
+    nice -n 19 .venv/bin/python bench/bulk_cost.py OLD_CHECKOUT,NEW_CHECKOUT [ROUNDS]
+
+Per round and checkout (order rotating each round, as ``bench/ab.py``): its own valkey-server,
+API and worker (concurrency 50), then ``AB_DRAIN`` (20,000) echo requests submitted by
+``http_client.py bulk`` (8 lanes of 100, as ``make bench``'s bulk drain) while the worker runs;
+timed from the first submit
+(the producer's own clock) to the last result. It prints the jobs per second, the CPU µs per
+job of the client, API, worker and Redis, and the Redis commands per job. Medians and per-round
+ratios to the first checkout at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+from ab import BENCH, N_DRAIN, PENDING, RUNNING, Run
+from drain_cost import IGNORED, commandstats, cpu
+from peerlib import RESULT_PREFIX
+
+LANES, BATCH = 8, 100
+
+
+def measure(root: Path) -> dict[str, float]:
+    run = Run(root)
+    try:
+        run.r.flushall()
+        run.worker = run.role("worker")
+        time.sleep(1.5)  # the worker is up and waiting idle
+        procs = {
+            "api": psutil.Process(run.api.pid),
+            "worker": psutil.Process(run.worker.pid),
+            "redis": psutil.Process(run.valkey.pid),
+        }
+        run.r.config_resetstat()
+        c0 = {k: cpu(p) for k, p in procs.items()}
+        t0 = time.perf_counter()
+        out = subprocess.run(
+            [sys.executable, str(BENCH / "http_client.py"), "bulk", "--url",
+             f"http://127.0.0.1:{run.aport}/v1/echo/batch", "--n", str(N_DRAIN),
+             "--duration", "120", "--concurrency", str(LANES), "--batch", str(BATCH)],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+        while run.r.zcard(PENDING) + run.r.zcard(RUNNING) > 0:
+            time.sleep(0.002)
+        t1, t1_unix = time.perf_counter(), time.time()
+        c1 = {k: cpu(p) for k, p in procs.items()}
+        line = next(x for x in out.splitlines() if x.startswith(RESULT_PREFIX))
+        client = json.loads(line.removeprefix(RESULT_PREFIX))
+        # Timed from the first submit, as make bench does (not from the producer's start).
+        t0 = t1 - (t1_unix - client["t0_unix"])
+        stats = commandstats(run)
+        commands = sum(v for k, v in stats.items() if k not in IGNORED)
+        res = {"jobs/s": N_DRAIN / (t1 - t0), "client µs": client["cpu_s"] / N_DRAIN * 1e6}
+        for k in procs:
+            res[f"{k} µs"] = (c1[k] - c0[k]) / N_DRAIN * 1e6
+        res["cores"] = (sum(c1.values()) - sum(c0.values()) + client["cpu_s"]) / (t1 - t0)
+        res["cmds/job"] = commands / N_DRAIN
+        return res
+    finally:
+        run.close()
+
+
+def main() -> None:
+    roots = [Path(a).resolve() for a in sys.argv[1].split(",")]
+    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
+    results: dict[Path, dict[str, list[float]]] = {r: {} for r in roots}
+    for i in range(rounds):
+        k = i % len(roots)
+        for root in roots[k:] + roots[:k]:
+            for name, value in measure(root).items():
+                results[root].setdefault(name, []).append(value)
+            row = ", ".join(f"{n} {v[-1]:,.1f}" for n, v in results[root].items())
+            print(f"round {i + 1} {root.name}: {row}", flush=True)
+    for root in roots:
+        row = ", ".join(f"{n} {statistics.median(v):,.1f}" for n, v in results[root].items())
+        print(f"median {root.name}: {row}")
+    base = roots[0]
+    for root in roots[1:]:
+        for name in results[base]:
+            ratios = [a / b for a, b in zip(results[root][name], results[base][name], strict=True)]
+            print(f"{root.name} / {base.name} {name}: per round {[round(x, 3) for x in ratios]}, "
+                  f"median {statistics.median(ratios):.3f}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
