@@ -21,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import aiohttp
@@ -173,25 +174,47 @@ def measure(root: Path) -> dict[str, float]:
         run.close()
 
 
+Results = dict[Path, dict[str, list[float]]]
+
+
+def rotate(
+    roots: list[Path],
+    rounds: int,
+    measure: Callable[[Path], dict[str, float]],
+    fmt: str = ",.2f",
+) -> Results:
+    """Run ``measure`` on every checkout once per round, starting one checkout later each round
+    (so a change in the machine's speed falls on all alike), printing each run; every value
+    by checkout and name, in round order."""
+    results: Results = {r: {} for r in roots}
+    for i in range(rounds):
+        k = i % len(roots)
+        for root in roots[k:] + roots[:k]:
+            got = measure(root)
+            for name, value in got.items():
+                results[root].setdefault(name, []).append(value)
+            row = ", ".join(f"{n} {v:{fmt}}" for n, v in got.items() if not n.startswith(" "))
+            print(f"round {i + 1} {root.name}: {row}", flush=True)
+    return results
+
+
+def print_ratios(results: Results, names: Iterable[str] | None = None) -> None:
+    """Each checkout's values over the first's, per round and their median (``names``: those
+    values, default all the first checkout has)."""
+    base, *others = results
+    for root in others:
+        for name in names or results[base]:
+            ratios = [a / b for a, b in zip(results[root][name], results[base][name], strict=True)]
+            print(f"{root.name} / {base.name} {name}: per round {[round(x, 3) for x in ratios]}, "
+                  f"median {statistics.median(ratios):.3f}")  # fmt: skip
+
+
 def main() -> None:
     roots = [Path(a).resolve() for a in sys.argv[1].split(",")]
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: `make peers` installs it")
-    results: dict[Path, dict[str, list[float]]] = {r: {} for r in roots}
-    for i in range(rounds):
-        k = i % len(roots)
-        for root in roots[k:] + roots[:k]:
-            for name, value in measure(root).items():
-                results[root].setdefault(name, []).append(value)
-            row = ", ".join(f"{n} {v[-1]:,.2f}" for n, v in results[root].items())
-            print(f"round {i + 1} {root}: {row}", flush=True)
-    base = roots[0]
-    for root in roots[1:]:
-        for name in results[base]:
-            ratios = [a / b for a, b in zip(results[root][name], results[base][name], strict=True)]
-            print(f"{root.name} / {base.name} {name}: per round {[round(x, 3) for x in ratios]}, "
-                  f"median {statistics.median(ratios):.3f}")  # fmt: skip
+    print_ratios(rotate(roots, rounds, measure))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 import psutil
-from ab import BENCH, N_DRAIN, PENDING, RUNNING, Run
+from ab import BENCH, N_DRAIN, PENDING, RUNNING, Run, print_ratios, rotate
 from drain_cost import IGNORED, commandstats, cpu
 from peerlib import RESULT_PREFIX
 
@@ -70,24 +70,11 @@ def measure(root: Path) -> dict[str, float]:
 
 def main() -> None:
     roots = [Path(a).resolve() for a in sys.argv[1].split(",")]
-    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-    results: dict[Path, dict[str, list[float]]] = {r: {} for r in roots}
-    for i in range(rounds):
-        k = i % len(roots)
-        for root in roots[k:] + roots[:k]:
-            for name, value in measure(root).items():
-                results[root].setdefault(name, []).append(value)
-            row = ", ".join(f"{n} {v[-1]:,.1f}" for n, v in results[root].items())
-            print(f"round {i + 1} {root.name}: {row}", flush=True)
-    for root in roots:
-        row = ", ".join(f"{n} {statistics.median(v):,.1f}" for n, v in results[root].items())
+    results = rotate(roots, int(sys.argv[2]) if len(sys.argv) > 2 else 3, measure, ",.1f")
+    for root, values in results.items():
+        row = ", ".join(f"{n} {statistics.median(v):,.1f}" for n, v in values.items())
         print(f"median {root.name}: {row}")
-    base = roots[0]
-    for root in roots[1:]:
-        for name in results[base]:
-            ratios = [a / b for a, b in zip(results[root][name], results[base][name], strict=True)]
-            print(f"{root.name} / {base.name} {name}: per round {[round(x, 3) for x in ratios]}, "
-                  f"median {statistics.median(ratios):.3f}")  # fmt: skip
+    print_ratios(results)
 
 
 if __name__ == "__main__":

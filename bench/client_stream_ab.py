@@ -25,7 +25,7 @@ import psutil
 BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH)]
 
-from ab import Run, fill  # noqa: E402
+from ab import Run, fill, print_ratios, rotate  # noqa: E402
 
 TERMINAL = b'"status":"succeeded"'
 
@@ -125,23 +125,11 @@ def main() -> None:
     roots = [Path(a).resolve() for a in sys.argv[1].split(",")]
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
     n = int(sys.argv[3]) if len(sys.argv) > 3 else 10_000
-    results: dict[Path, dict[str, list[float]]] = {r: {} for r in roots}
-    for i in range(rounds):
-        k = i % len(roots)
-        for root in roots[k:] + roots[:k]:
-            for name, value in asyncio.run(one(root, n)).items():
-                results[root].setdefault(name, []).append(value)
-            row = ", ".join(f"{m} {v[-1]:,.1f}" for m, v in results[root].items())
-            print(f"round {i + 1} {root.name}: {row}", flush=True)
-    for root in roots:
-        row = ", ".join(f"{m} {statistics.median(v):,.1f}" for m, v in results[root].items())
+    results = rotate(roots, rounds, lambda root: asyncio.run(one(root, n)), ",.1f")
+    for root, values in results.items():
+        row = ", ".join(f"{m} {statistics.median(v):,.1f}" for m, v in values.items())
         print(f"median {root.name} (of {n:,}): {row}")
-    base = roots[0]
-    for root in roots[1:]:
-        for name in ("API µs/req", "valkey µs/req", "commands/req"):
-            ratios = [a / b for a, b in zip(results[root][name], results[base][name], strict=True)]
-            print(f"{root.name} / {base.name} {name}: per round {[round(x, 3) for x in ratios]}, "
-                  f"median {statistics.median(ratios):.3f}")  # fmt: skip
+    print_ratios(results, ("API µs/req", "valkey µs/req", "commands/req"))
 
 
 if __name__ == "__main__":

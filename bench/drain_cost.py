@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import psutil
-from ab import BENCH, N_DRAIN, PENDING, RUNNING, Run
+from ab import BENCH, N_DRAIN, PENDING, RUNNING, Run, print_ratios, rotate
 
 FILL = "import sys, filler; filler.fill_queue(sys.argv[1], int(sys.argv[2]), 600)"
 # The bench's own polling.
@@ -77,27 +77,13 @@ def measure(root: Path) -> dict[str, float]:
 
 def main() -> None:
     roots = [Path(a).resolve() for a in sys.argv[1].split(",")]
-    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 3
-    results: dict[Path, dict[str, list[float]]] = {r: {} for r in roots}
-    for i in range(rounds):
-        k = i % len(roots)
-        for root in roots[k:] + roots[:k]:
-            got = measure(root)
-            for name, value in got.items():
-                results[root].setdefault(name, []).append(value)
-            row = ", ".join(f"{n} {v:,.2f}" for n, v in got.items() if not n.startswith(" "))
-            print(f"round {i + 1} {root.name}: {row}", flush=True)
-    for root in roots:
+    results = rotate(roots, int(sys.argv[2]) if len(sys.argv) > 2 else 3, measure)
+    for root, values in results.items():
         print(f"{root.name} medians:")
-        for name, values in results[root].items():
-            rounds_ = [round(v, 2) for v in values]
-            print(f"  {name:>16}: {statistics.median(values):10.2f}   rounds {rounds_}")
-    base = roots[0]
-    for root in roots[1:]:
-        for name in ("jobs/s", "W us/job", "R us/job", "cmds/job"):
-            ratios = [a / b for a, b in zip(results[root][name], results[base][name], strict=True)]
-            print(f"{root.name} / {base.name} {name}: per round {[round(x, 3) for x in ratios]}, "
-                  f"median {statistics.median(ratios):.3f}")  # fmt: skip
+        for name, got in values.items():
+            rounds_ = [round(v, 2) for v in got]
+            print(f"  {name:>16}: {statistics.median(got):10.2f}   rounds {rounds_}")
+    print_ratios(results, ("jobs/s", "W us/job", "R us/job", "cmds/job"))
 
 
 if __name__ == "__main__":
