@@ -90,7 +90,13 @@ class Results:
     def targets(self) -> list[Target]:
         peer_rows = self.mode("enqueue") + self.mode("drain")
         d = self.drain
-        ours = {"enqueue": self.enqueue, "drain": d.drain, "backlog": d.backlog, "sync": self.sync}
+        ours = {
+            "enqueue": self.enqueue,
+            "drain": d.drain,
+            "drain_wrk": d.drain_wrk,
+            "backlog": d.backlog,
+            "sync": self.sync,
+        }
         theirs = {m: self.mode(m) for m in ("enqueue", "drain", "backlog", "latency")}
         anchor = {"drain": d.bullmq_drain, "backlog": d.bullmq_backlog}
         return [

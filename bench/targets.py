@@ -46,7 +46,8 @@ def against_peers(
     and, for information, BullMQ's (the anchor).
 
     ``ours`` and ``peers`` by measure: ``enqueue``, ``drain``, ``backlog``, ``sync`` (the
-    peers' ``latency``); ``bullmq`` its ``drain`` and ``backlog`` rows (skipped when missing).
+    peers' ``latency``), and ours ``drain_wrk`` when wrk ran; ``bullmq`` its ``drain`` and
+    ``backlog`` rows (skipped when missing).
     """
 
     def who(row: Row | None) -> str:
@@ -75,6 +76,13 @@ def against_peers(
             ">= 3.0",
         ),
     ]
+    wrk = ours.get("drain_wrk")
+    if wrk is not None and wrk.runs:
+        # For information: the server side's drain when the producer costs next to nothing
+        # (issue 17's note: two cores cannot carry 2.5x with a Python HTTP producer).
+        out.append(
+            versus("drain, wrk as producer, vs best peer's drain", wrk, best(peers["drain"]), "")
+        )
     for mode, what in (("drain", "drain"), ("backlog", "backlog drain")):
         row = anchor(mode)
         if row is not None:
