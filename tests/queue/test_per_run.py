@@ -116,6 +116,40 @@ async def test_a_merged_finish_counts_every_finished_job_in_the_throughput_once(
     assert await calls_of(redis_client, "hincrby") - n <= 4 + 16
 
 
+async def test_buckets_left_behind_by_a_pause_in_traffic_are_dropped_when_a_bucket_opens(
+    redis_client: aredis.Redis,
+) -> None:
+    # Finishes that stop for over a minute leave their last buckets with no bucket opening 12
+    # after them: they must still go, or the hash grows with every pause (and every status
+    # read scans it for the throughput).
+    queue = Queue(redis_client, clock=clock)
+    for _ in range(2):
+        await submit(queue, "alice")
+    loading, job = await claim_all(queue, 2)
+    assert await queue.finish(loading, "succeeded", "0") == "succeeded"  # the script is loaded
+    bucket = queue.now_ms() // BUCKET_MS
+    tput = keys.tput("echo")
+    await redis_client.delete(tput)
+    kept = {f"n:{bucket - 11}": 3, f"d:{bucket - 11}": 30, f"n:{bucket - 1}": 4}
+    # Left by pauses: buckets 13, 40 and a day back, and 2,500 more (more fields than one
+    # HDEL's unpack takes), as a hash grown before this was fixed would hold.
+    stale: dict[str, int] = {f"n:{bucket - 13}": 1, f"d:{bucket - 13}": 10, f"n:{bucket - 40}": 2}
+    stale.update({f"n:{bucket - 17_280 - i}": 1 for i in range(2_500)})
+    fields: Any = {**kept, **stale}
+    await redis_client.hset(tput, mapping=fields)
+    assert await queue.finish(job, "succeeded", "0") == "succeeded"
+    raw: dict[bytes, bytes] = await redis_client.hgetall(tput)  # type: ignore[assignment]
+    got = {k.decode(): int(v) for k, v in raw.items()}
+    assert got == {**kept, f"n:{bucket}": 1, f"d:{bucket}": 0}
+    # A later finish in the same bucket (not a new one) leaves the others alone.
+    await redis_client.hset(tput, f"n:{bucket - 12}", 9)
+    await submit(queue, "alice")
+    (again,) = await claim_all(queue, 1)
+    assert await queue.finish(again, "succeeded", "0") == "succeeded"
+    assert await redis_client.hget(tput, f"n:{bucket - 12}") == b"9"
+    assert await redis_client.hget(tput, f"n:{bucket}") == b"2"
+
+
 async def test_a_run_mixing_subscribed_and_unsubscribed_clients_records_events_for_the_subscribed(
     redis_client: aredis.Redis,
 ) -> None:

@@ -10,12 +10,26 @@ local function account_add(rec, at_ms)
   if started then tput_d[bucket] = (tput_d[bucket] or 0) + math.max(0, at_ms - started) end
 end
 
+-- Every bucket older than the last minute's 12 (bucket - 11 up to bucket): dropped. All of
+-- them, not only the one 12 back: after a pause in traffic no bucket opens 12 after the last
+-- ones, and they would stay for good (a hash growing for ever, which every status read scans).
+-- Run once per new bucket (at most every 5 s), over the hash's 24 fields or so.
+local function drop_stale_buckets(bucket)
+  local stale = {}
+  for _, field in ipairs(redis.call('HKEYS', tput)) do
+    local b = tonumber(string.sub(field, 3))
+    if b and b < bucket - 11 then stale[#stale + 1] = field end
+  end
+  -- In slices: unpack takes a few thousand values at most (a hash grown before this fix).
+  for i = 1, #stale, 1000 do
+    redis.call('HDEL', tput, unpack(stale, i, math.min(i + 999, #stale)))
+  end
+end
+
 local function account_flush()
   for bucket, n in pairs(tput_n) do
-    -- The first count in a bucket (the field was new) drops the bucket that falls out.
-    if redis.call('HINCRBY', tput, 'n:' .. bucket, n) == n then
-      redis.call('HDEL', tput, 'n:' .. (bucket - 12), 'd:' .. (bucket - 12))
-    end
+    -- The first count in a bucket (the field was new): the buckets that fell out go.
+    if redis.call('HINCRBY', tput, 'n:' .. bucket, n) == n then drop_stale_buckets(bucket) end
     local d = tput_d[bucket]
     if d then redis.call('HINCRBY', tput, 'd:' .. bucket, d) end
   end
