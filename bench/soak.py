@@ -137,6 +137,16 @@ class Soak:
             await asyncio.sleep(0.1)
         return None
 
+    async def delivered(self) -> int:
+        """Webhook deliveries the receiver has had so far."""
+        return int((await self.stack.deliveries(self.session))["n"])
+
+    async def recover(self) -> None:
+        """Between two measures: the load's requests in flight answered, every accepted one
+        done and delivered."""
+        await self.load.settle(30)
+        await self.caught_up(120)
+
     async def probe(self, seconds: float) -> tuple[float, float]:
         """Closed-loop submits for ``seconds``: (the API's rate, the whole stack's rate)."""
         before = self.load.accepted
@@ -158,12 +168,12 @@ class Soak:
         ``ahead``), as it would under a steady load. Caught up again before returning.
         """
         base_sent = self.load.offered
-        base_hooks = (await self.stack.deliveries(self.session))["n"]
+        base_hooks = await self.delivered()
         t0 = time.monotonic()
         mark: tuple[float, int] | None = None
         while True:
             now = time.monotonic()
-            delivered = (await self.stack.deliveries(self.session))["n"] - base_hooks
+            delivered = await self.delivered() - base_hooks
             if mark is None and now - t0 >= warmup:
                 mark = (now, delivered)
             if now - t0 >= seconds:
@@ -173,8 +183,7 @@ class Soak:
             await asyncio.sleep(0.05)
         assert mark is not None
         rate = (delivered - mark[1]) / (now - mark[0])
-        await self.load.settle(30)
-        await self.caught_up(120)
+        await self.recover()
         return rate
 
     async def paced_peak(self, top: float, seconds: float) -> tuple[float, list[str]]:
@@ -191,15 +200,14 @@ class Soak:
         for percent in range(50, 101, 10):
             rate = top * percent / 100
             base_sent = self.load.offered
-            base_hooks = (await self.stack.deliveries(self.session))["n"]
+            base_hooks = await self.delivered()
             await self.load.paced(rate, seconds)
-            delivered = (await self.stack.deliveries(self.session))["n"] - base_hooks
+            delivered = await self.delivered() - base_hooks
             behind = self.load.offered - base_sent - delivered
             ok = behind <= 2 * rate
             steps.append(f"{rate:,.0f}/s: {behind:,} behind ({'kept up' if ok else 'fell behind'})")
             log(f"paced {rate:,.0f}/s for {seconds:g} s: {behind:,} not yet delivered")
-            await self.load.settle(30)
-            await self.caught_up(120)
+            await self.recover()
             if not ok:
                 break
             best = rate

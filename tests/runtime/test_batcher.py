@@ -127,6 +127,6 @@ async def test_flush_now_sends_before_the_loop_iteration_ends(
         assert seen_while_blocked("sent")
         await sent
         batcher.flush_now()  # nothing queued: nothing sent
-        await batcher.close()
     finally:
+        await batcher.close()
         observer.close()
