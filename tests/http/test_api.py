@@ -32,6 +32,17 @@ TEST_OPS = {
     "reject": {"handler": "tests.support.handlers:reject"},
     "flaky": {"handler": "tests.support.handlers:flaky", "attempts": 3, "retry_backoff": 0.05},
     "hang": {"handler": "tests.support.handlers:hang", "timeout": 0.5, "attempts": 1},
+    "hang-twice": {
+        "handler": "tests.support.handlers:hang",
+        "timeout": 0.2,
+        "attempts": 2,
+        "retry_backoff": 0.05,
+    },
+    "thread-sleep": {
+        "handler": "tests.support.handlers:sleep_in_thread",
+        "timeout": 0.2,
+        "attempts": 1,
+    },
     "blocking": {"handler": "tests.support.handlers:blocking"},
     "not-json": {"handler": "tests.support.handlers:not_json", "attempts": 1},
     "tiny": {"handler": "service.operations.echo:echo", "max_queue_depth": 2},
@@ -228,6 +239,24 @@ async def test_retryable_errors_are_retried_with_backoff(client: Client) -> None
 async def test_timeout_fails_the_request(client: Client) -> None:
     status, body, _ = await post(client, "hang", {})
     assert status == 500 and body["type"].endswith("timeout")
+
+
+async def test_a_timed_out_run_with_attempts_left_is_retried(client: Client) -> None:
+    status, body, _ = await post(client, "hang-twice", {}, **ASYNC)
+    assert status == 202
+    done = await wait_status(client, body["id"], {"failed"})
+    assert done["attempt"] == 2
+    status, error, _ = await post(client, "hang-twice", {})
+    assert status == 500 and error["type"].endswith("timeout")
+    assert error["detail"] == "the operation did not finish within 0.2 s"
+
+
+async def test_a_thread_handler_past_its_timeout_fails_with_timeout(client: Client) -> None:
+    status, body, _ = await post(client, "thread-sleep", {"seconds": 1})
+    assert status == 500 and body["type"].endswith("timeout")
+    # One within its time is not interrupted.
+    status, body, _ = await post(client, "thread-sleep", {"seconds": 0.01})
+    assert status == 201 and body == {"slept": 0.01}
 
 
 async def test_plain_def_handlers_run_in_a_thread_and_report_progress(client: Client) -> None:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import enum
 import os
+import time
 from typing import Any
 
 from service.handlers import Context, RejectedInput, Retryable, operation
@@ -116,3 +119,34 @@ async def fails_once(ctx: Context, data: Any) -> Any:
         FAIL_ONCE.discard(key)
         raise RuntimeError("failing once, as the test asked")
     return {"key": key, "attempt": ctx.attempt}
+
+
+class _Level(enum.IntEnum):
+    HIGH = 3
+
+
+@dataclasses.dataclass
+class _Point:
+    x: int
+
+
+# What ``returns`` gives back for each input: values at the edges of JSON encoding.
+RETURNED: dict[str, Any] = {
+    "nan": {"v": float("nan"), "inf": float("-inf")},
+    "int_keys": {1: "a", 2.5: "b", False: "c", None: "d"},
+    "big": {"n": 2**70, "m": -(2**64)},
+    "int_enum": [_Level.HIGH],
+    "dataclass": _Point(1),
+    "text": {"s": "h\u00e9llo \u2603", "float": 1e16},
+}
+
+
+async def returns(ctx: Context, data: Any) -> Any:
+    """Returns RETURNED[data["kind"]]."""
+    return RETURNED[data["kind"]]
+
+
+def sleep_in_thread(ctx: Context, data: Any) -> Any:
+    """A plain def (run in a thread) that sleeps data["seconds"]."""
+    time.sleep(data["seconds"])
+    return {"slept": data["seconds"]}
