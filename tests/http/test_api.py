@@ -43,6 +43,7 @@ TEST_OPS = {
         "timeout": 0.2,
         "attempts": 1,
     },
+    "returns": {"handler": "tests.support.handlers:returns", "attempts": 1},
     "blocking": {"handler": "tests.support.handlers:blocking"},
     "not-json": {"handler": "tests.support.handlers:not_json", "attempts": 1},
     "tiny": {"handler": "service.operations.echo:echo", "max_queue_depth": 2},
@@ -257,6 +258,25 @@ async def test_a_thread_handler_past_its_timeout_fails_with_timeout(client: Clie
     # One within its time is not interrupted.
     status, body, _ = await post(client, "thread-sleep", {"seconds": 0.01})
     assert status == 201 and body == {"slept": 0.01}
+
+
+async def test_results_at_the_edges_of_json_are_stored_as_the_standard_library_would(
+    client: Client,
+) -> None:
+    expected = {
+        # JSON has no NaN or infinities: null, as JSON.stringify writes them.
+        "nan": {"v": None, "inf": None},
+        "int_keys": {"1": "a", "2.5": "b", "false": "c", "null": "d"},
+        "big": {"n": 2**70, "m": -(2**64)},
+        "int_enum": [3],
+        "text": {"s": "h\u00e9llo \u2603", "float": 1e16},
+    }
+    for kind, value in expected.items():
+        resp = await client.post("/v1/returns", json={"kind": kind})
+        assert resp.status == 201, (kind, await resp.text())
+        assert json.loads(await resp.text()) == value, kind
+    status, body, _ = await post(client, "returns", {"kind": "dataclass"})
+    assert status == 500 and body["type"].endswith("internal-error")
 
 
 async def test_plain_def_handlers_run_in_a_thread_and_report_progress(client: Client) -> None:
