@@ -102,7 +102,7 @@ def create_app(settings: Settings, roles: Roles | None = None) -> web.Applicatio
     app[operations_key] = operations
     app[codes_key] = by_code(operations)
     app[metrics_key] = Metrics()
-    if app[metrics_key].buffered:
+    if app[metrics_key].shared_dir is not None:
         # First in, so last out: the counts of the final drain are flushed too.
         app.cleanup_ctx.append(metrics_ctx)
     app.cleanup_ctx.append(redis_ctx)
