@@ -78,11 +78,12 @@ local function finish(rk, c)
       rec['status'] = 'queued'
       rec['updated'] = tostring(now)
       rec['lease'] = nil; rec['worker'] = nil; rec['progress'] = nil
+      local seq = (tonumber(rec['evseq']) or 0) + 1  -- written with the change, as terminate
       redis.call('HSET', rk.record, 'attempt', rec['attempt'], 'status', 'queued', 'updated', now,
-        'last_error', payload)
+        'last_error', payload, 'evseq', seq)
       redis.call('HDEL', rk.record, 'lease', 'worker', 'progress')
       redis.call('ZADD', delayed, now + tonumber(c.retry_delay_ms), member)
-      emit(rk, rec, 'status')
+      emit(rk, rec, 'status', seq)
       wake_workers()
       return 'retrying'
     end

@@ -64,9 +64,11 @@ local function start(rk, c)
   rec['started'] = rec['started'] or now
   rec['worker'] = worker
   rec['lease'] = token
+  -- The event's number goes in with the change (one command fewer than emit's HINCRBY).
+  local seq = (tonumber(rec['evseq']) or 0) + 1
   redis.call('HSET', rk.record, 'status', 'running', 'updated', now, 'started', rec['started'],
-    'worker', worker, 'lease', token)
-  emit(rk, rec, 'status')
+    'worker', worker, 'lease', token, 'evseq', seq)
+  emit(rk, rec, 'status', seq)
   add_outbox(rec, 'running', tonumber(now))
   return {rec['input'] or 'null', rec['attempt'], rec['timeout'], rec['max_att'], rec['backoff'],
     rec['created']}

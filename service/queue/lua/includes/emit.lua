@@ -12,7 +12,8 @@ local CEV_MAX_ENTRIES = 100000
 -- Neither a client's glob flag nor the events channel's subscribers can change during one
 -- script run: each is asked once per run, which spares the calls merged into one run (a
 -- tick's submits or finishes, a bulk submit's items) two commands each.
--- evseq: the event's number when the caller wrote it already (a new record's), else counted here.
+-- evseq: the event's number when the caller wrote it already (with a new record or in the HSET
+-- of its change), else counted here.
 local globbed_of, subscribers = {}, nil
 local function emit(rk, rec, kind, evseq)
   local n = evseq or redis.call('HINCRBY', rk.record, 'evseq', 1)

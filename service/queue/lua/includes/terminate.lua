@@ -10,7 +10,10 @@ local function terminate(rk, rec, status, at_ms, field, value)
   rec['updated'] = tostring(at_ms)
   rec['expires'] = fmt(at_ms + ttl * 1000)
   rec['lease'] = nil
-  local args = {'status', status, 'finished', at_ms, 'updated', at_ms, 'expires', rec['expires']}
+  -- The event's number goes in with the change (one command fewer than emit's HINCRBY).
+  local seq = (tonumber(rec['evseq']) or 0) + 1
+  local args = {'status', status, 'finished', at_ms, 'updated', at_ms, 'expires', rec['expires'],
+    'evseq', seq}
   if field then
     rec[field] = value
     table.insert(args, field)
@@ -25,6 +28,6 @@ local function terminate(rk, rec, status, at_ms, field, value)
     redis.call('HDEL', rk.record, 'lease')
   end
   redis.call('EXPIRE', rk.record, ttl)
-  emit(rk, rec, 'status')
+  emit(rk, rec, 'status', seq)
   add_outbox(rec, status, at_ms)
 end
