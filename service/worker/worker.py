@@ -79,6 +79,7 @@ class _Running:
 _LONG_DIGITS = re.compile(r"\d{19}")
 # Subclasses of str, int, dict and list, dataclasses and datetimes go to the standard library's
 # encoder (below), which decides as it always did: an IntEnum as its number, a dataclass not.
+# orjson's own: a UUID as its string, an Enum member as its value (docs/contract-notes.md).
 _ORJSON_OPTIONS = (
     orjson.OPT_PASSTHROUGH_SUBCLASS
     | orjson.OPT_PASSTHROUGH_DATACLASS

@@ -260,7 +260,7 @@ async def test_a_thread_handler_past_its_timeout_fails_with_timeout(client: Clie
     assert status == 201 and body == {"slept": 0.01}
 
 
-async def test_results_at_the_edges_of_json_are_stored_as_the_standard_library_would(
+async def test_results_at_the_edges_of_json_are_stored_as_documented(
     client: Client,
 ) -> None:
     expected = {
@@ -269,6 +269,7 @@ async def test_results_at_the_edges_of_json_are_stored_as_the_standard_library_w
         "int_keys": {"1": "a", "2.5": "b", "false": "c", "null": "d"},
         "big": {"n": 2**70, "m": -(2**64)},
         "int_enum": [3],
+        "uuid_enum": ["00000000-0000-0000-0000-000000000005", "red"],
         "text": {"s": "h\u00e9llo \u2603", "float": 1e16},
     }
     for kind, value in expected.items():

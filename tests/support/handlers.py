@@ -7,6 +7,7 @@ import dataclasses
 import enum
 import os
 import time
+import uuid
 from typing import Any
 
 from service.handlers import Context, RejectedInput, Retryable, operation
@@ -125,6 +126,10 @@ class _Level(enum.IntEnum):
     HIGH = 3
 
 
+class _Colour(enum.Enum):
+    RED = "red"
+
+
 @dataclasses.dataclass
 class _Point:
     x: int
@@ -136,6 +141,7 @@ RETURNED: dict[str, Any] = {
     "int_keys": {1: "a", 2.5: "b", False: "c", None: "d"},
     "big": {"n": 2**70, "m": -(2**64)},
     "int_enum": [_Level.HIGH],
+    "uuid_enum": [uuid.UUID(int=5), _Colour.RED],
     "dataclass": _Point(1),
     "text": {"s": "h\u00e9llo \u2603", "float": 1e16},
 }
