@@ -10,7 +10,6 @@ import json
 import logging
 import math
 import os
-import re
 import secrets
 import socket
 import time
@@ -19,7 +18,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import orjson
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
@@ -33,6 +31,7 @@ from service.runtime.config import WorkerSettings
 from service.runtime.metrics import Metrics
 from service.runtime.outage import Outage
 from service.runtime.tasks import stop
+from service.worker.codec import parse_input, result_to_json
 from service.worker.context import JobContext
 from service.worker.processes import ProcessRunner
 
@@ -75,48 +74,10 @@ class _Running:
             self.task.cancel()
 
 
-# Digits enough for an integer past 64 bits, which orjson would read as a float.
-_LONG_DIGITS = re.compile(r"\d{19}")
-# Subclasses of str, int, dict and list, dataclasses and datetimes go to the standard library's
-# encoder (below), which decides as it always did: an IntEnum as its number, a dataclass not.
-# orjson's own: a UUID as its string, an Enum member as its value (docs/contract-notes.md).
-_ORJSON_OPTIONS = (
-    orjson.OPT_PASSTHROUGH_SUBCLASS
-    | orjson.OPT_PASSTHROUGH_DATACLASS
-    | orjson.OPT_PASSTHROUGH_DATETIME
-)
-
-
-def _input_of(job: Job) -> Any:
-    """A job's input parsed: by orjson (several times faster), by the standard library where
-    orjson would not be exact (integers past 64 bits) or refuses (a lone surrogate escape)."""
-    text = job.input
-    if not _LONG_DIGITS.search(text):
-        with contextlib.suppress(orjson.JSONDecodeError):
-            return orjson.loads(text)
-    return json.loads(text)
-
-
-def _to_json(result: Any) -> tuple[str, int]:
-    """A result as compact JSON and its size in UTF-8 bytes; TypeError, ValueError or
-    RecursionError for one that is not JSON."""
-    try:
-        # NaN and infinities become null (JSON has neither; JSON.stringify does the same).
-        raw = orjson.dumps(result, option=_ORJSON_OPTIONS)
-    except TypeError:
-        # What orjson refuses: non-string keys, integers past 64 bits, nesting past 255
-        # levels, lone surrogates, the types passed through above. The standard library
-        # decides, and for a lone surrogate (UnicodeEncodeError) fails here, not the store.
-        text = json.dumps(result, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-        # ASCII text is its own encoding: no copy is made to measure it.
-        return text, len(text) if text.isascii() else len(text.encode())
-    return raw.decode(), len(raw)
-
-
 def _result_outcome(job: Job, op: Operation, result: Any) -> tuple[Outcome, str]:
     """What a handler's return value makes of its run: succeeded with it as JSON, or failed."""
     try:
-        result_json, size = _to_json(result)
+        result_json, size = result_to_json(result)
     except (TypeError, ValueError, RecursionError):
         # RecursionError: nested too deep for the encoder (inputs are bounded at submit).
         log.exception("%s %s returned a result that is not JSON", job.op, job.request_id)
@@ -548,7 +509,7 @@ class Worker:
         sup.add_done_callback(self._supervisors.discard)
 
     async def _invoke(self, op: Operation, ctx: JobContext, job: Job) -> Any:
-        data = _input_of(job)
+        data = parse_input(job.input)
         if op.run_in == "loop":
             return await op.handler(ctx, data)
         if op.run_in == "process":
