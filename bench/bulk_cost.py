@@ -9,11 +9,15 @@ timed from the first submit
 (the producer's own clock) to the last result. It prints the jobs per second, the CPU µs per
 job of the client, API, worker and Redis, and the Redis commands per job. Medians and per-round
 ratios to the first checkout at the end.
+
+``SLOWLOG=1``: every command's server time is logged (which slows Redis a little) and summed
+per script: the Redis µs per job of each script (``script submit`` …) are printed too.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -24,6 +28,7 @@ import psutil
 from ab import BENCH, N_DRAIN, PENDING, RUNNING, Run, print_ratios, rotate
 from drain_cost import IGNORED, commandstats, cpu
 from peerlib import RESULT_PREFIX
+from sync_cost import by_command
 
 LANES, BATCH = 8, 100
 
@@ -40,6 +45,11 @@ def measure(root: Path) -> dict[str, float]:
             "redis": psutil.Process(run.valkey.pid),
         }
         run.r.config_resetstat()
+        timed = bool(os.environ.get("SLOWLOG"))
+        if timed:
+            run.r.config_set("slowlog-log-slower-than", 0)
+            run.r.config_set("slowlog-max-len", 1000000)
+            run.r.slowlog_reset()
         c0 = {k: cpu(p) for k, p in procs.items()}
         t0 = time.perf_counter()
         out = subprocess.run(
@@ -63,6 +73,11 @@ def measure(root: Path) -> dict[str, float]:
             res[f"{k} µs"] = (c1[k] - c0[k]) / N_DRAIN * 1e6
         res["cores"] = (sum(c1.values()) - sum(c0.values()) + client["cpu_s"]) / (t1 - t0)
         res["cmds/job"] = commands / N_DRAIN
+        if timed:
+            scripts = by_command(root, run.r.slowlog_get(1000000))
+            for name, usec in sorted(scripts.items(), key=lambda kv: -kv[1]):
+                if name not in IGNORED and usec / N_DRAIN >= 0.5:
+                    res[f"script {name} µs"] = usec / N_DRAIN
         return res
     finally:
         run.close()
