@@ -28,7 +28,7 @@ import psutil
 from ab import BENCH, N_DRAIN, PENDING, RUNNING, Run, print_ratios, rotate
 from drain_cost import IGNORED, commandstats, cpu
 from peerlib import RESULT_PREFIX
-from sync_cost import by_command
+from sync_cost import log_every_command, logged_by_command
 
 LANES, BATCH = 8, 100
 
@@ -47,9 +47,7 @@ def measure(root: Path) -> dict[str, float]:
         run.r.config_resetstat()
         timed = bool(os.environ.get("SLOWLOG"))
         if timed:
-            run.r.config_set("slowlog-log-slower-than", 0)
-            run.r.config_set("slowlog-max-len", 1000000)
-            run.r.slowlog_reset()
+            log_every_command(run.r)
         c0 = {k: cpu(p) for k, p in procs.items()}
         t0 = time.perf_counter()
         out = subprocess.run(
@@ -74,7 +72,7 @@ def measure(root: Path) -> dict[str, float]:
         res["cores"] = (sum(c1.values()) - sum(c0.values()) + client["cpu_s"]) / (t1 - t0)
         res["cmds/job"] = commands / N_DRAIN
         if timed:
-            scripts = by_command(root, run.r.slowlog_get(1000000))
+            scripts = logged_by_command(root, run.r)
             for name, usec in sorted(scripts.items(), key=lambda kv: -kv[1]):
                 if name not in IGNORED and usec / N_DRAIN >= 0.5:
                     res[f"script {name} µs"] = usec / N_DRAIN

@@ -32,6 +32,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import psutil
@@ -106,6 +107,21 @@ def script_names(root: Path) -> dict[str, str]:
     return {}
 
 
+SLOWLOG_MAX = 1000000
+
+
+def log_every_command(r: Any) -> None:
+    """Have Redis log every command's own time (``SLOWLOG=1``), from empty."""
+    r.config_set("slowlog-log-slower-than", 0)
+    r.config_set("slowlog-max-len", SLOWLOG_MAX)
+    r.slowlog_reset()
+
+
+def logged_by_command(root: Path, r: Any) -> dict[str, float]:
+    """Microseconds of server time per command logged since ``log_every_command``."""
+    return by_command(root, r.slowlog_get(SLOWLOG_MAX))
+
+
 def by_command(root: Path, slow: list[dict[str, object]]) -> dict[str, float]:
     """Microseconds of server time per command (a script run by its script's name)."""
     names = script_names(root)
@@ -153,9 +169,7 @@ class Stack:
         # Every command's own time, to split the script runs by script (one SHA each).
         self.timed = bool(os.environ.get("SLOWLOG"))
         if self.timed:
-            run.r.config_set("slowlog-log-slower-than", 0)
-            run.r.config_set("slowlog-max-len", 1000000)
-            run.r.slowlog_reset()
+            log_every_command(run.r)
         if os.environ.get("PYSPY") and shutil.which("py-spy", path=Path(sys.executable).parent):
             spy_bin = str(Path(sys.executable).parent / "py-spy")
             record = [spy_bin, "record", "--nonblocking", "-r", "500", "-f", "raw"]
@@ -188,13 +202,12 @@ class Stack:
     def result(self) -> dict[str, float]:
         """p50/p99 in ms, CPU per request in µs, commands and script server time per request."""
         stats = commandstats(self.run)
-        slow = self.run.r.slowlog_get(1000000) if self.timed else []
+        scripts = logged_by_command(self.root, self.run.r) if self.timed else {}
         lat = sorted(self.lat)
         sent = self.requests + self.warmups
         out = {"p50": statistics.median(lat), "p99": lat[int(len(lat) * 0.99)]}
         out.update({k: v / self.requests * 1e6 for k, v in self.cpu.items()})
         out.update({f"cmd {k}": v / sent for k, v in sorted(stats.items()) if v})
-        scripts = by_command(self.root, slow)
         out.update({f"script {k}": v / sent for k, v in scripts.items()})
         return out
 
