@@ -81,10 +81,18 @@ if max_jobs > #given then
       max_jobs - #given, 'WITHSCORES')
     for i = 1, #flat, 2 do redis.call('ZREM', pending, flat[i]) end
   end
-  local deadline = now + tonumber(lease_ms)
+  -- One ZADD per 500 of them (score, member pairs: unpack takes a few thousand values at
+  -- most), the deadline formatted once.
+  local deadline = fmt(now + tonumber(lease_ms))
+  local leased = {}
   for i = 1, #flat, 2 do
     popped[#popped + 1] = flat[i]
-    redis.call('ZADD', running, deadline, flat[i])
+    leased[#leased + 1] = deadline
+    leased[#leased + 1] = flat[i]
+    if #leased == 1000 or i + 1 == #flat then
+      redis.call('ZADD', running, unpack(leased))
+      leased = {}
+    end
   end
 end
 local head = nil

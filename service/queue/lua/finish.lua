@@ -104,11 +104,13 @@ local function finish(rk, c)
 end
 
 local out = {}
+-- One table of keys and one of arguments, refilled for each call: no garbage per call.
+local rk, c = {}, {}
 for i = 0, (#KEYS - FIXED_KEYS) / CALL_KEYS - 1 do
   local kb, ab = FIXED_KEYS + i * CALL_KEYS, FIXED_ARGV + i * CALL_ARGV
-  local rk = {record = KEYS[kb + 1], ev = KEYS[kb + 2], glob = KEYS[kb + 3], cev = KEYS[kb + 4]}
-  local c = {id = ARGV[ab + 1], token = ARGV[ab + 2], now = ARGV[ab + 3], outcome = ARGV[ab + 4],
-    payload = ARGV[ab + 5], retry_delay_ms = ARGV[ab + 6]}
+  rk.record = KEYS[kb + 1]; rk.ev = KEYS[kb + 2]; rk.glob = KEYS[kb + 3]; rk.cev = KEYS[kb + 4]
+  c.id = ARGV[ab + 1]; c.token = ARGV[ab + 2]; c.now = ARGV[ab + 3]; c.outcome = ARGV[ab + 4]
+  c.payload = ARGV[ab + 5]; c.retry_delay_ms = ARGV[ab + 6]
   out[#out + 1] = protected(finish, rk, c)
 end
 account_flush()

@@ -75,10 +75,13 @@ local function start(rk, c)
 end
 
 local out = {}
+-- One table of keys and one of arguments, refilled for each call: no garbage per call.
+local rk, c = {}, {}
 for i = 0, (#KEYS - FIXED_KEYS) / CALL_KEYS - 1 do
   local kb, ab = FIXED_KEYS + i * CALL_KEYS, FIXED_ARGV + i * CALL_ARGV
-  local rk = {record = KEYS[kb + 1], ev = KEYS[kb + 2], glob = KEYS[kb + 3], cev = KEYS[kb + 4]}
-  out[#out + 1] = protected(start, rk, {member = ARGV[ab + 1]})
+  rk.record = KEYS[kb + 1]; rk.ev = KEYS[kb + 2]; rk.glob = KEYS[kb + 3]; rk.cev = KEYS[kb + 4]
+  c.member = ARGV[ab + 1]
+  out[#out + 1] = protected(start, rk, c)
 end
 history_flush(pending)  -- writes only when a queue timeout failed a request
 return out

@@ -217,15 +217,17 @@ local function submit(rk, c)
 end
 
 local out = {}
+-- One table of keys and one of arguments, refilled for each call: no garbage per call.
+local rk, c = {}, {}
 for i = 0, (#KEYS - FIXED_KEYS) / CALL_KEYS - 1 do
   local kb, ab = FIXED_KEYS + i * CALL_KEYS, FIXED_ARGV + i * CALL_ARGV
-  local rk = {record = KEYS[kb + 1], client_index = KEYS[kb + 2], idempotency = KEYS[kb + 3],
-    rate = KEYS[kb + 4], glob = KEYS[kb + 5], cev = KEYS[kb + 6]}
-  local c = {id = ARGV[ab + 1], client = ARGV[ab + 2], priority = ARGV[ab + 3],
-    input = ARGV[ab + 4], now = ARGV[ab + 5], body_hash = ARGV[ab + 6],
-    callback_url = ARGV[ab + 7], callback_events = ARGV[ab + 8],
-    rate_per_second = ARGV[ab + 9], burst = ARGV[ab + 10], wait = ARGV[ab + 11],
-    idem_hash = ARGV[ab + 12], queue_timeout_ms = ARGV[ab + 13], retry_of = ARGV[ab + 14]}
+  rk.record = KEYS[kb + 1]; rk.client_index = KEYS[kb + 2]; rk.idempotency = KEYS[kb + 3]
+  rk.rate = KEYS[kb + 4]; rk.glob = KEYS[kb + 5]; rk.cev = KEYS[kb + 6]
+  c.id = ARGV[ab + 1]; c.client = ARGV[ab + 2]; c.priority = ARGV[ab + 3]; c.input = ARGV[ab + 4]
+  c.now = ARGV[ab + 5]; c.body_hash = ARGV[ab + 6]; c.callback_url = ARGV[ab + 7]
+  c.callback_events = ARGV[ab + 8]; c.rate_per_second = ARGV[ab + 9]; c.burst = ARGV[ab + 10]
+  c.wait = ARGV[ab + 11]; c.idem_hash = ARGV[ab + 12]; c.queue_timeout_ms = ARGV[ab + 13]
+  c.retry_of = ARGV[ab + 14]
   out[#out + 1] = protected(submit, rk, c)
 end
 -- Blocked workers are woken once for every request this run queued (one marker is all the

@@ -1,6 +1,7 @@
 -- Expects locals: events_channel, watched_channel (channel names).
 -- rk: the request's keys {record, ev, glob, cev}; ev may be nil where the request cannot be
 -- streamed yet (sse unset).
+--- @include "includes/fmt"
 --- @include "includes/snapshot"
 -- A client's kept events (cev) are trimmed by age: glob's value is how many ms to keep (set by
 -- the all-requests stream, follow.lua), measured back from the id just added (this node's
@@ -17,7 +18,8 @@ local CEV_MAX_ENTRIES = 100000
 local globbed_of, subscribers = {}, nil
 local function emit(rk, rec, kind, evseq)
   local n = evseq or redis.call('HINCRBY', rk.record, 'evseq', 1)
-  rec['evseq'] = tostring(n)
+  if type(n) ~= 'string' then n = fmt(n) end
+  rec['evseq'] = n
   local st = rec['status']
   -- A waiting caller needs only the outcome; a stream needs every change.
   local watched = rec['sse'] == '1' or (rec['wait'] == '1' and kind == 'status' and

@@ -5,14 +5,15 @@
 -- Move a request to a final status (with its result or error in field), set it to expire.
 local function terminate(rk, rec, status, at_ms, field, value)
   local ttl = tonumber(rec['ttl'])
+  local at = fmt(at_ms)
   rec['status'] = status
-  rec['finished'] = tostring(at_ms)
-  rec['updated'] = tostring(at_ms)
+  rec['finished'] = at
+  rec['updated'] = at
   rec['expires'] = fmt(at_ms + ttl * 1000)
   rec['lease'] = nil
   -- The event's number goes in with the change (one command fewer than emit's HINCRBY).
-  local seq = (tonumber(rec['evseq']) or 0) + 1
-  local args = {'status', status, 'finished', at_ms, 'updated', at_ms, 'expires', rec['expires'],
+  local seq = fmt((tonumber(rec['evseq']) or 0) + 1)
+  local args = {'status', status, 'finished', at, 'updated', at, 'expires', rec['expires'],
     'evseq', seq}
   if field then
     rec[field] = value
