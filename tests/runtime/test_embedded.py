@@ -16,7 +16,6 @@ import pytest
 import redis
 
 from service.runtime.embedded import (
-    MALLOC_TUNABLES,
     EmbeddedRedis,
     EmbeddedServerError,
     find_server_binary,
@@ -64,36 +63,6 @@ def test_find_server_binary_prefers_path(tmp_path: Path, monkeypatch: pytest.Mon
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("PATH", str(tmp_path))
     assert find_server_binary() == str(fake)
-
-
-# --- the server's malloc -----------------------------------------------------------------
-
-
-def server_environ(server: EmbeddedRedis) -> dict[str, str]:
-    """The environment the running server process was started with."""
-    with redis.Redis.from_url(server.url) as r:
-        pid = int(r.info("server")["process_id"])
-    raw = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
-    return dict(item.split("=", 1) for item in raw.split("\0") if "=" in item)
-
-
-@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc")
-def test_server_runs_with_a_larger_malloc_cache(
-    data_dir: Path, servers: list[EmbeddedRedis], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
-    server = start(servers, data_dir)
-    assert server_environ(server)["GLIBC_TUNABLES"] == MALLOC_TUNABLES
-    assert "GLIBC_TUNABLES" not in os.environ  # the service's own process is left as it was
-
-
-@pytest.mark.skipif(not Path("/proc/self/environ").exists(), reason="needs /proc")
-def test_glibc_tunables_of_the_environment_win(
-    data_dir: Path, servers: list[EmbeddedRedis], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.tcache_count=16")
-    server = start(servers, data_dir)
-    assert server_environ(server)["GLIBC_TUNABLES"] == "glibc.malloc.tcache_count=16"
 
 
 # --- durability --------------------------------------------------------------------------

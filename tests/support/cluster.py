@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import redis
 
-from service.runtime.embedded import find_server_binary, server_env
+from service.runtime.embedded import find_server_binary
 
 SLOTS = 16384
 # Short enough that a killed master's replica takes over in a few seconds; long enough that a
@@ -102,7 +102,6 @@ class Node:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            env=server_env(),  # as the embedded server runs
         )
         self.client = redis.Redis(port=port, host="127.0.0.1", socket_timeout=5)
         self.id = ""
