@@ -172,7 +172,7 @@ class Stack:
             log_every_command(run.r)
         if os.environ.get("PYSPY") and shutil.which("py-spy", path=Path(sys.executable).parent):
             spy_bin = str(Path(sys.executable).parent / "py-spy")
-            record = [spy_bin, "record", "--nonblocking", "-r", "500", "-f", "raw"]
+            record = [spy_bin, "record", "-r", "500", "-f", "raw"]
             for role, pid in (("api", run.api.pid), ("worker", run.worker.pid)):
                 path = f"/tmp/sync-{root.name}-{role}.txt"
                 self.spies.append(
