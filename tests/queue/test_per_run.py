@@ -183,3 +183,23 @@ async def test_a_run_mixing_subscribed_and_unsubscribed_clients_records_events_f
         + [(called, "request.running"), (called, "request.succeeded")]
     )
     assert seen == expected
+
+
+async def test_a_claim_of_more_than_500_leases_every_one_with_a_zadd_per_500(
+    redis_client: aredis.Redis,
+) -> None:
+    big = Limits(attempts=1, timeout=10, result_ttl=60, max_queue_depth=2000, retry_backoff=1.0)
+    queue = Queue(redis_client, clock=clock)
+    n = 1201  # three ZADDs: 500, 500 and 201 members
+    rids = [new_request_id("echo", queue.now_ms()) for _ in range(n)]
+    results = await queue.submit_many([NewRequest("echo", r, "alice", "{}", big) for r in rids])
+    assert all(not isinstance(r, BaseException) and r.outcome == "created" for r in results)
+    await redis_client.config_resetstat()
+    jobs, _ = await queue.claim("echo", "w1", "t1", n, lease=30, worker_ttl=10)
+    assert sorted(job.request_id for job in jobs) == sorted(rids)
+    running: Any = await redis_client.zrange(keys.key("echo", "running"), 0, -1, withscores=True)
+    assert len(running) == n
+    assert {score for _, score in running} == {queue.now_ms() + 30_000}
+    stats: Any = await redis_client.info("commandstats")
+    # The claim's own ZADDs (the worker's heartbeat is one more); none per member.
+    assert int(stats["cmdstat_zadd"]["calls"]) == 3 + 1
