@@ -12,6 +12,12 @@ ratios to the first checkout at the end.
 
 ``SLOWLOG=1``: every command's server time is logged (which slows Redis a little) and summed
 per script: the Redis µs per job of each script (``script submit`` …) are printed too.
+
+``KEEP=1``: each checkout keeps one server (and API) for all its rounds, flushed before each,
+as ``make bench`` keeps one for every contender; a new worker each round. A fresh server per
+round flatters changes to the server's allocator: a larger glibc malloc cache took 12-20 % off
+Redis's CPU per job on fresh servers and added to it on one that had lived through a few flushed
+datasets (README, "A submit's cost"). Use it for anything that changes how the server allocates.
 """
 
 from __future__ import annotations
@@ -33,8 +39,31 @@ from sync_cost import log_every_command, logged_by_command
 LANES, BATCH = 8, 100
 
 
+KEEP = bool(os.environ.get("KEEP"))
+_kept: dict[Path, Run] = {}
+
+
+def stack(root: Path) -> Run:
+    """The checkout's server and API: new, or with ``KEEP`` the one kept from its last round."""
+    if not KEEP:
+        return Run(root)
+    if root not in _kept:
+        _kept[root] = Run(root)
+    return _kept[root]
+
+
+def release(run: Run) -> None:
+    """Stop the round's processes: all of them, or with ``KEEP`` only the worker."""
+    if not KEEP:
+        run.close()
+    elif run.worker is not None:
+        run.worker.terminate()
+        run.worker.wait(10)
+        run.worker = None
+
+
 def measure(root: Path) -> dict[str, float]:
-    run = Run(root)
+    run = stack(root)
     try:
         run.r.flushall()
         run.worker = run.role("worker")
@@ -78,12 +107,16 @@ def measure(root: Path) -> dict[str, float]:
                     res[f"script {name} µs"] = usec / N_DRAIN
         return res
     finally:
-        run.close()
+        release(run)
 
 
 def main() -> None:
     roots = [Path(a).resolve() for a in sys.argv[1].split(",")]
-    results = rotate(roots, int(sys.argv[2]) if len(sys.argv) > 2 else 3, measure, ",.1f")
+    try:
+        results = rotate(roots, int(sys.argv[2]) if len(sys.argv) > 2 else 3, measure, ",.1f")
+    finally:
+        for run in _kept.values():
+            run.close()
     for root, values in results.items():
         row = ", ".join(f"{n} {statistics.median(v):,.1f}" for n, v in values.items())
         print(f"median {root.name}: {row}")
