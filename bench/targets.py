@@ -83,18 +83,19 @@ def against_peers(
         out.append(
             versus("drain, wrk as producer, vs best peer's drain", wrk, best(peers["drain"]), "")
         )
-    ceiling = producer_ceiling(ours["drain"])
-    if ceiling is not None:
+    producer_us = client_us(ours["drain"])
+    if producer_us is not None:
         # For information: the most the drain could reach were everything but its producer
         # free (a producer of one process does not go faster than its own CPU per submit).
+        ceiling = 1e6 / producer_us
         peer = best(peers["drain"])
         out.append(
             Target(
                 "drain: its producer's own ceiling vs best peer's drain",
-                ratio(ceiling[1], peer.median if peer else None),
+                ratio(ceiling, peer.median if peer else None),
                 "",
-                f"the aiohttp producer's {ceiling[0]:,.0f} µs of CPU per submit cap it at "
-                f"{ceiling[1]:,.0f} jobs/s",
+                f"the aiohttp producer's {producer_us:,.0f} µs of CPU per submit cap it at "
+                f"{ceiling:,.0f} jobs/s",
             )
         )
     for mode, what in (("drain", "drain"), ("backlog", "backlog drain")):
@@ -130,14 +131,10 @@ def against_peers(
     return out
 
 
-def producer_ceiling(row: Row) -> tuple[float, float] | None:
-    """The producer's median CPU µs per job in ``row``'s runs and the jobs/s it caps them at
-    (one process: one core at most), or None when not measured."""
+def client_us(row: Row) -> float | None:
+    """The producer's median CPU µs per job over ``row``'s runs, or None when not measured."""
     spent = [r.cpu_us["client"] for r in row.runs if r.cpu_us.get("client")]
-    if not spent:
-        return None
-    us = statistics.median(spent)
-    return us, 1e6 / us
+    return statistics.median(spent) if spent else None
 
 
 def bulk(enqueue: Row, drain: Row, bullmq: list[Row], peers: list[Row]) -> list[Target]:
