@@ -45,7 +45,7 @@ WAKE_TRIM = [
     ("if queued then wake_workers() end", ""),
     ("redis.call('ZREMRANGEBYSCORE', rk.client_index, '-inf', cutoff)", ""),
 ]
-PROLOGUE = [("\nlocal out = {}\nfor i = 0", "\ndo return {} end\nlocal out = {}\nfor i = 0")]
+PROLOGUE = [("\nlocal out = {}\n", "\ndo return {} end\nlocal out = {}\n")]
 MINIMAL = """local n = redis.call('INCR', KEYS[2])
 redis.call('HSET', KEYS[12], 'id', ARGV[10], 'client', ARGV[11], 'status', 'queued',
   'prio', '0', 'score', n, 'attempt', '1', 'max_att', '1', 'timeout', '10000', 'ttl', '3600',
