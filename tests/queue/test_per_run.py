@@ -10,7 +10,16 @@ import redis.asyncio as aredis
 
 from service.queue import keys, scripts
 from service.queue.ids import new_request_id
-from service.queue.scripts import FinishCallArgv, FinishCallKeys
+from service.queue.scripts import (
+    ClaimArgv,
+    ClaimKeys,
+    FinishCallArgv,
+    FinishCallKeys,
+    StartArgv,
+    StartCallArgv,
+    StartCallKeys,
+    StartKeys,
+)
 from service.queue.store import Job, Limits, NewRequest, Queue, _finish_fixed
 from service.runtime.batcher import FLUSH_AT
 
@@ -203,3 +212,115 @@ async def test_a_claim_of_more_than_500_leases_every_one_with_a_zadd_per_500(
     stats: Any = await redis_client.info("commandstats")
     # The claim's own ZADDs (the worker's heartbeat is one more); none per member.
     assert int(stats["cmdstat_zadd"]["calls"]) == 3 + 1
+
+
+async def test_a_bulk_submit_numbers_its_requests_with_one_incrby_and_indexes_them_per_500(
+    redis_client: aredis.Redis,
+) -> None:
+    big = Limits(attempts=1, timeout=10, result_ttl=60, max_queue_depth=2000, retry_backoff=1.0)
+    queue = Queue(redis_client, clock=clock)
+    await submit(queue, "bob")  # the script is loaded; the counter is at 1
+    n = 1201  # the client index's new entries in three ZADDs: 500, 500 and 201
+    rids = [new_request_id("echo", queue.now_ms()) for _ in range(n)]
+    await redis_client.config_resetstat()
+    results = await queue.submit_many([NewRequest("echo", r, "alice", "{}", big) for r in rids])
+    positions = [r.position for r in results if not isinstance(r, BaseException)]
+    assert positions == list(range(1, n + 1))
+    assert await calls_of(redis_client, "incrby") == 1
+    assert await calls_of(redis_client, "incr") == 0
+    # One ZADD to pending per request, three to the index.
+    assert await calls_of(redis_client, "zadd") == n + 3
+    assert await redis_client.get(keys.key("echo", "seq")) == str(n + 1).encode()
+    queued: list[bytes] = await redis_client.zrange(keys.pending("echo"), 0, -1)  # type: ignore[assignment]
+    assert [m.decode().split("\n")[0] for m in queued[1:]] == rids
+    index: list[bytes] = await redis_client.zrange(keys.key("echo", "c:alice"), 0, -1)  # type: ignore[assignment]
+    assert sorted(index) == sorted(r.encode() for r in rids)
+
+
+def start_call(rid: str, client: str) -> tuple[StartCallKeys, StartCallArgv]:
+    keys_ = StartCallKeys(
+        keys.record("echo", rid),
+        keys.ev("echo", rid),
+        keys.glob("echo", client),
+        keys.cev("echo", client),
+    )
+    return keys_, StartCallArgv(keys.member(rid, client))
+
+
+async def test_a_merged_start_asks_running_once_and_skips_a_member_no_longer_leased(
+    redis_client: aredis.Redis,
+) -> None:
+    queue = Queue(redis_client, clock=clock)
+    rids = [await submit(queue, "alice") for _ in range(3)]
+    now = queue.now_ms()
+    k = keys.of("echo")
+    popped = await scripts.CLAIM.call(
+        queue.batcher,
+        ClaimKeys(
+            k.pending,
+            k.delayed,
+            k.running,
+            k.workers,
+            k.idle,
+            k.wake,
+            k.hand,
+            keys.signal("echo", "w1"),
+            k.deadlines,
+        ),
+        ClaimArgv(now, 30_000, "w1", 3, 10_000, 0, "0"),
+    )
+    assert len(popped[0]) == 3
+    # Taken back meanwhile (as recover.lua would, its lease having expired): not started.
+    await redis_client.zrem(k.running, keys.member(rids[1], "alice"))
+    await redis_client.config_resetstat()
+    replies = await scripts.START.call_many(
+        queue.batcher,
+        StartKeys(
+            k.running,
+            k.outbox,
+            k.hooked_running,
+            k.hooked_failed,
+            k.deadlines,
+            k.pending,
+            k.hist_s,
+            k.hist_m,
+        ),
+        StartArgv("t1", "w1", now, k.events_channel, k.watched_channel),
+        [start_call(rid, "alice") for rid in rids],
+    )
+    assert [bool(r) for r in replies] == [True, False, True]
+    assert await calls_of(redis_client, "zmscore") == 1
+    assert await calls_of(redis_client, "zscore") == 0
+    statuses = [await redis_client.hget(keys.record("echo", rid), "status") for rid in rids]
+    assert statuses == [b"running", b"queued", b"running"]
+
+
+async def test_a_merged_finish_unleases_with_one_zrem_and_publishes_each_whole_record(
+    redis_client: aredis.Redis,
+) -> None:
+    queue = Queue(redis_client, clock=clock)
+    rids = [await submit(queue, "alice") for _ in range(3)]
+    jobs = await claim_all(queue, 3)
+    now = queue.now_ms()
+    async with redis_client.pubsub() as ps:
+        await ps.subscribe(keys.events_channel("echo"))
+        await ps.get_message(timeout=1)
+        await redis_client.config_resetstat()
+        replies = await finish_merged(queue, [(job, now + 10, "succeeded") for job in jobs])
+        assert replies == [b"succeeded"] * 3
+        events = {}
+        for _ in range(3):
+            msg = await ps.get_message(timeout=2)
+            assert msg is not None
+            rid, _client, _gid, body = msg["data"].split(b" ", 3)
+            events[rid.decode()] = json.loads(body)["rec"]
+    assert await calls_of(redis_client, "zrem") == 1
+    assert await redis_client.zcard(keys.running("echo")) == 0
+    # The finish read only part of each record; its event still carries all of it, as a read
+    # shows it (the worker, the priority, the limits, the times), and nothing internal.
+    for rid in rids:
+        snap = await queue.read("echo", rid)
+        assert snap is not None
+        assert events[rid] == snap.record
+        assert {"worker", "prio", "timeout", "started", "finished", "expires"} <= set(events[rid])
+        assert not {"input", "lease", "result"} & set(events[rid])

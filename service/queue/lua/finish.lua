@@ -55,7 +55,7 @@ local idle_until = ARGV[4]
 -- Calls follow the fixed KEYS and ARGV, this many of each per call.
 local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 12, 4, 4, 6
 local hooked = {succeeded = hooked_succeeded, failed = hooked_failed, canceled = hooked_canceled}
---- @include "includes/hgetall"
+--- @include "includes/snapshot"
 --- @include "includes/terminate"
 --- @include "includes/account"
 --- @include "includes/wake"
@@ -63,12 +63,28 @@ local hooked = {succeeded = hooked_succeeded, failed = hooked_failed, canceled =
 --- @include "includes/protected"
 --- @include "includes/history"
 
+-- What a finish needs of a record: 15 of its 17 or more fields, not its input. The table
+-- knows where the rest is (PARTIAL): a snapshot of it (an event someone sees, a webhook)
+-- reads the whole record then, after the change was written; most finishes publish nothing.
+-- A constructor sizes the table once; HMGET's false for an unset field becomes nil.
+local function read(key)
+  local v = redis.call('HMGET', key, 'id', 'client', 'lease', 'evseq', 'ttl', 'created',
+    'started', 'attempt', 'lost', 'max_att', 'cancel', 'sse', 'wait', 'cb_url', 'cb_events')
+  return {[PARTIAL] = key, id = v[1] or nil, client = v[2] or nil, lease = v[3] or nil,
+    evseq = v[4] or nil, ttl = v[5] or nil, created = v[6] or nil, started = v[7] or nil,
+    attempt = v[8] or nil, lost = v[9] or nil, max_att = v[10] or nil, cancel = v[11] or nil,
+    sse = v[12] or nil, wait = v[13] or nil, cb_url = v[14] or nil, cb_events = v[15] or nil}
+end
+-- The members this run takes out of running, removed at its end (one ZREM, not one each;
+-- nothing in between reads running).
+local unleased = {}
+
 local function finish(rk, c)
   local id, token, now, outcome, payload = c.id, c.token, tonumber(c.now), c.outcome, c.payload
-  local rec = hgetall(rk.record)
+  local rec = read(rk.record)
   if rec['lease'] ~= token then return 'lost' end
   local member = member_of(id, rec['client'])
-  redis.call('ZREM', running, member)
+  unleased[#unleased + 1] = member
   if outcome == 'retry' then
     local attempt = tonumber(rec['attempt'])
     -- Runs lost to dead workers (recover.lua) use no attempt.
@@ -112,6 +128,10 @@ for i = 0, (#KEYS - FIXED_KEYS) / CALL_KEYS - 1 do
   c.id = ARGV[ab + 1]; c.token = ARGV[ab + 2]; c.now = ARGV[ab + 3]; c.outcome = ARGV[ab + 4]
   c.payload = ARGV[ab + 5]; c.retry_delay_ms = ARGV[ab + 6]
   out[#out + 1] = protected(finish, rk, c)
+end
+-- In slices: unpack takes a few thousand values at most.
+for i = 1, #unleased, 1000 do
+  redis.call('ZREM', running, unpack(unleased, i, math.min(i + 999, #unleased)))
 end
 account_flush()
 local depth = nil

@@ -101,6 +101,37 @@ local queued = false
 -- the queue's depth, the highest score queued (a call queuing past it is last, its rank the
 -- depth: no ZRANK), and the client indexes already trimmed.
 local run_depth, run_tail, trimmed = nil, nil, {}
+-- The run's calls, and the one being run (0-based).
+local calls, call_index = (#KEYS - FIXED_KEYS) / CALL_KEYS, 0
+-- Arrival numbers are taken from seq once per run, for every call left (one INCRBY, not one
+-- INCR per request): a call that creates nothing leaves a gap, which orders nothing wrongly.
+local seq_next, seq_last = 1, 0
+local function next_seq()
+  if seq_next > seq_last then
+    local left = calls - call_index
+    seq_last = redis.call('INCRBY', seq, left)
+    seq_next = seq_last - left + 1
+  end
+  seq_next = seq_next + 1
+  return seq_next - 1
+end
+-- Each client index's new entries (score, member pairs), added once at the run's end.
+local indexed = {}
+local function index_later(key, score, rid)
+  local pairs_of = indexed[key]
+  if not pairs_of then
+    pairs_of = {}
+    indexed[key] = pairs_of
+  end
+  pairs_of[#pairs_of + 1] = score
+  pairs_of[#pairs_of + 1] = rid
+end
+local function index_flush()
+  for key, flat in pairs(indexed) do
+    -- One ZADD per 500 entries: unpack takes a few thousand values at most.
+    for i = 1, #flat, 1000 do redis.call('ZADD', key, unpack(flat, i, math.min(i + 999, #flat))) end
+  end
+end
 
 -- The rank a member of ``score`` will have once added to a queue of ``depth``, when it goes
 -- last (nil otherwise: ZRANK tells, once it is in).
@@ -131,7 +162,7 @@ local function submit(rk, c)
   if run_depth == nil then run_depth = redis.call('ZCARD', pending) end
   local depth = run_depth
   if depth >= max_depth then return {'full', depth} end
-  local n = redis.call('INCR', seq)
+  local n = next_seq()
   local score = (10 - tonumber(c.priority)) * 1099511627776 + n
   if arrival ~= '' then score = (10 - tonumber(c.priority)) * 4398046511104 + now end
   -- Nothing waits and a worker is idle: lease the request here (charged to that worker's
@@ -181,7 +212,7 @@ local function submit(rk, c)
     table.insert(args, 'cb_events'); table.insert(args, c.callback_events)
   end
   redis.call('HSET', rk.record, unpack(args))
-  redis.call('ZADD', rk.client_index, c.now, c.id)
+  index_later(rk.client_index, c.now, c.id)
   -- The API's sweep (service/queue/sweep.py) drops ids whose records expired; this backstop
   -- drops those of requests queued or running for over a week, and bounds an unswept index
   -- (once per client and run: a run's calls are within milliseconds of each other).
@@ -219,7 +250,8 @@ end
 local out = {}
 -- One table of keys and one of arguments, refilled for each call: no garbage per call.
 local rk, c = {}, {}
-for i = 0, (#KEYS - FIXED_KEYS) / CALL_KEYS - 1 do
+for i = 0, calls - 1 do
+  call_index = i
   local kb, ab = FIXED_KEYS + i * CALL_KEYS, FIXED_ARGV + i * CALL_ARGV
   rk.record = KEYS[kb + 1]; rk.client_index = KEYS[kb + 2]; rk.idempotency = KEYS[kb + 3]
   rk.rate = KEYS[kb + 4]; rk.glob = KEYS[kb + 5]; rk.cev = KEYS[kb + 6]
@@ -233,5 +265,6 @@ end
 -- Blocked workers are woken once for every request this run queued (one marker is all the
 -- wake list holds), not once per request: a bulk submit's thousand need one.
 if queued then wake_workers() end
+index_flush()
 history_flush(pending, run_depth)  -- the depth is known once a call was created
 return out
