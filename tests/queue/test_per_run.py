@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from typing import Any
 
+import pytest
 import redis.asyncio as aredis
 
 from service.queue import keys, scripts
@@ -324,3 +326,28 @@ async def test_a_merged_finish_unleases_with_one_zrem_and_publishes_each_whole_r
         assert events[rid] == snap.record
         assert {"worker", "prio", "timeout", "started", "finished", "expires"} <= set(events[rid])
         assert not {"input", "lease", "result"} & set(events[rid])
+
+
+@pytest.mark.parametrize(
+    ("script", "set_before_read"),
+    [
+        # terminate sets expires, and result on success, before anything reads them; a
+        # request being started has neither.
+        (scripts.START, {"expires", "result"}),
+        # Every path through finish sets the status before reading it.
+        (scripts.FINISH, {"expires", "result", "status"}),
+    ],
+    ids=["start", "finish"],
+)
+def test_a_script_reading_part_of_a_record_fetches_every_field_it_reads(
+    script: Any, set_before_read: set[str]
+) -> None:
+    # start.lua and finish.lua read named fields (HMGET), not the whole record: a field one of
+    # their includes reads and the read leaves out would be nil, silently.
+    source: str = script.source
+    fetched_list = re.search(r"redis\.call\('HMGET', key, ([^)]*)\)", source)
+    assert fetched_list is not None
+    fetched = set(re.findall(r"'(\w+)'", fetched_list.group(1)))
+    read = set(re.findall(r"rec\[['\"](\w+)['\"]\](?!\s*=[^=])", source))
+    read |= set(re.findall(r"\brec\.(\w+)(?!\s*=[^=])", source))
+    assert read - fetched == set_before_read

@@ -40,10 +40,25 @@ local watched_channel = ARGV[5]
 -- Calls follow the fixed KEYS and ARGV, this many of each per call.
 local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 8, 4, 5, 1
 local hooked = {running = hooked_running, failed = hooked_failed}
---- @include "includes/hgetall"
+--- @include "includes/snapshot"
 --- @include "includes/expire"
 --- @include "includes/first_start"
 --- @include "includes/protected"
+
+-- What a start needs of a record: 17 fields, into a table sized once by its constructor
+-- (HMGET's false for an unset field becomes nil). It knows where the rest is (PARTIAL): a
+-- snapshot of it (an event someone sees, a webhook) reads the whole record then, after the
+-- change was written.
+local function read(key)
+  local v = redis.call('HMGET', key, 'id', 'client', 'status', 'qdl', 'started', 'evseq', 'input',
+    'attempt', 'timeout', 'max_att', 'backoff', 'created', 'ttl', 'sse', 'wait', 'cb_url',
+    'cb_events')
+  return {[PARTIAL] = key, id = v[1] or nil, client = v[2] or nil, status = v[3] or nil,
+    qdl = v[4] or nil, started = v[5] or nil, evseq = v[6] or nil, input = v[7] or nil,
+    attempt = v[8] or nil, timeout = v[9] or nil, max_att = v[10] or nil, backoff = v[11] or nil,
+    created = v[12] or nil, ttl = v[13] or nil, sse = v[14] or nil, wait = v[15] or nil,
+    cb_url = v[16] or nil, cb_events = v[17] or nil}
+end
 
 -- Whether each call's member is still leased, asked for all of them at once (one ZMSCORE,
 -- not a ZSCORE each): a call changes only its own member, so the answers hold for the run.
@@ -51,7 +66,7 @@ local leased = {}
 
 local function start(rk, c, i)
   local member = c.member
-  local rec = hgetall(rk.record)
+  local rec = read(rk.record)
   if rec['status'] ~= 'queued' or not leased[i] then
     if rec['status'] ~= 'running' then redis.call('ZREM', running, member) end
     return false
