@@ -94,19 +94,26 @@ local function start(rk, c, i)
 end
 
 local out = {}
-local calls = (#ARGV - FIXED_ARGV) / CALL_ARGV
+local calls = (#KEYS - FIXED_KEYS) / CALL_KEYS
+-- Each call's arguments first (its member of running), so all members are asked at once.
+local members = {}
+for i = 0, calls - 1 do
+  local ab = FIXED_ARGV + i * CALL_ARGV
+  local member = ARGV[ab + 1]
+  members[i + 1] = member
+end
 -- In slices: unpack takes a few thousand values at most.
 for first = 1, calls, 1000 do
   local last = math.min(first + 999, calls)
-  local scores = redis.call('ZMSCORE', running, unpack(ARGV, FIXED_ARGV + first, FIXED_ARGV + last))
+  local scores = redis.call('ZMSCORE', running, unpack(members, first, last))
   for i = first, last do leased[i] = scores[i - first + 1] end
 end
 -- One table of keys and one of arguments, refilled for each call: no garbage per call.
 local rk, c = {}, {}
 for i = 0, calls - 1 do
-  local kb, ab = FIXED_KEYS + i * CALL_KEYS, FIXED_ARGV + i * CALL_ARGV
+  local kb = FIXED_KEYS + i * CALL_KEYS
   rk.record = KEYS[kb + 1]; rk.ev = KEYS[kb + 2]; rk.glob = KEYS[kb + 3]; rk.cev = KEYS[kb + 4]
-  c.member = ARGV[ab + 1]
+  c.member = members[i + 1]
   out[#out + 1] = protected(start, rk, c, i + 1)
 end
 history_flush(pending)  -- writes only when a queue timeout failed a request
