@@ -13,9 +13,11 @@ counts the server's instructions in each step, per job:
 - ``claim+start``: claims of 25 (``claim.lua``, then ``start.lua`` for what it took);
 - ``finish``: each claim's 25 outcomes finished together (merged into one ``finish.lua`` run).
 
-Nobody streams or waits, no webhook is configured: the bench's bulk drain. The counts include
-reading each command and writing its reply. Needs valgrind (Debian's ``valgrind`` package;
-not needed by anything else). Twice the same checkout gives the same counts to within 0.1 %.
+Nobody streams or waits, no webhook is configured: the bench's bulk drain. With ``WAITED=1``
+every request is submitted as a synchronous caller's (its outcome is published to the watched
+channel, as for a 201). The counts include reading each command and writing its reply. Needs
+valgrind (Debian's ``valgrind`` package; not needed by anything else). Twice the same checkout
+gives the same counts to within 0.1 %.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 PHASES = ("submit", "claim+start", "finish")
 BULK, CLAIM = 100, 25
+WAITED = bool(os.environ.get("WAITED"))
 
 
 class Counter:
@@ -70,7 +73,8 @@ async def drive(root: Path, port: int, pid: int, out: Path, n: int) -> dict[str,
     counter.since_last()
     for i in range(0, n, BULK):
         ids = [queue.new_id("echo", 0, "anonymous") for _ in range(BULK)]
-        reqs = [NewRequest("echo", rid, "anonymous", f'{{"n":{i}}}', limits) for rid in ids]
+        body = f'{{"n":{i}}}'
+        reqs = [NewRequest("echo", rid, "anonymous", body, limits, waited=WAITED) for rid in ids]
         await queue.submit_many(reqs)
     counts["submit"] = counter.since_last() / n
     claims = []

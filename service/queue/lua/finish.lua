@@ -63,18 +63,27 @@ local hooked = {succeeded = hooked_succeeded, failed = hooked_failed, canceled =
 --- @include "includes/protected"
 --- @include "includes/history"
 
--- What a finish needs of a record: 15 of its 17 or more fields, not its input. The table
+-- What a finish needs of a record: 11 of its 17 or more fields, not its input; the four a
+-- retry or failure needs besides (attempts, cancel) only then (HMGET looks each field up in
+-- the record, and an absent one, as cancel and lost mostly are, costs a full scan). The table
 -- knows where the rest is (PARTIAL): a snapshot of it (an event someone sees, a webhook)
 -- reads the whole record then, after the change was written; most finishes publish nothing.
 -- A constructor sizes the table once; HMGET's false for an unset field becomes nil.
 local function read(key)
   local v = redis.call('HMGET', key, 'id', 'client', 'lease', 'evseq', 'ttl', 'created',
-    'started', 'attempt', 'lost', 'max_att', 'cancel', 'sse', 'wait', 'cb_url', 'cb_events')
+    'started', 'sse', 'wait', 'cb_url', 'cb_events')
   return {[PARTIAL] = key, id = v[1] or nil, client = v[2] or nil, lease = v[3] or nil,
     evseq = v[4] or nil, ttl = v[5] or nil, created = v[6] or nil, started = v[7] or nil,
-    attempt = v[8] or nil, lost = v[9] or nil, max_att = v[10] or nil, cancel = v[11] or nil,
-    sse = v[12] or nil, wait = v[13] or nil, cb_url = v[14] or nil, cb_events = v[15] or nil}
+    sse = v[8] or nil, wait = v[9] or nil, cb_url = v[10] or nil, cb_events = v[11] or nil}
 end
+
+-- The fields a retry or a failure reads besides (see read).
+local function read_attempts(key, rec)
+  local v = redis.call('HMGET', key, 'attempt', 'lost', 'max_att', 'cancel')
+  rec['attempt'] = v[1] or nil; rec['lost'] = v[2] or nil; rec['max_att'] = v[3] or nil
+  rec['cancel'] = v[4] or nil
+end
+
 -- The members this run takes out of running, removed at its end (one ZREM, not one each;
 -- nothing in between reads running).
 local unleased = {}
@@ -85,6 +94,7 @@ local function finish(rk, c)
   if rec['lease'] ~= token then return 'lost' end
   local member = member_of(id, rec['client'])
   unleased[#unleased + 1] = member
+  if outcome == 'retry' or outcome == 'failed' then read_attempts(rk.record, rec) end
   if outcome == 'retry' then
     local attempt = tonumber(rec['attempt'])
     -- Runs lost to dead workers (recover.lua) use no attempt.
