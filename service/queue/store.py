@@ -555,18 +555,8 @@ class Queue:
         """
         sharded = op in self.shards
         tag = self.tags(op)[shard] if sharded else op
-        k, now = keys.of(tag), self.now_ms()
-        claim_keys = ClaimKeys(
-            k.pending,
-            k.delayed,
-            k.running,
-            k.workers,
-            k.idle,
-            k.wake,
-            k.hand,
-            keys.signal(tag, worker),
-            k.deadlines,
-        )
+        now = self.now_ms()
+        claim_keys = _claim_keys(tag, worker)
         lease_ms, ttl_ms, idle_ms = int(lease * 1000), int(worker_ttl * 1000), int(idle * 1000)
         bound = "" if not sharded else _bound(max_score)
         argv = ClaimArgv(now, lease_ms, worker, max_jobs, ttl_ms, idle_ms, "1", bound)
@@ -637,16 +627,7 @@ class Queue:
         try:
             started = scripts.START.call_many(
                 self.batcher,
-                StartKeys(
-                    k.running,
-                    k.outbox,
-                    k.hooked_running,
-                    k.hooked_failed,
-                    k.deadlines,
-                    k.pending,
-                    k.hist_s,
-                    k.hist_m,
-                ),
+                _start_keys(tag),
                 StartArgv(token, worker, now, k.events_channel, k.watched_channel),
                 calls,
             )
@@ -1467,6 +1448,38 @@ def _build_submit_fixed(op: str, limits: Limits, sharded: bool) -> tuple[SubmitK
             "clock" if sharded else "",
             *limits.submit_args,
         ),
+    )
+
+
+def _claim_keys(tag: str, worker: str) -> ClaimKeys:
+    # claim.lua's keys on the shard tagged ``tag``, for ``worker`` (its own wake-up list).
+    k = keys.of(tag)
+    return ClaimKeys(
+        k.pending,
+        k.delayed,
+        k.running,
+        k.workers,
+        k.idle,
+        k.wake,
+        k.hand,
+        keys.signal(tag, worker),
+        k.deadlines,
+    )
+
+
+@functools.lru_cache(maxsize=1024)
+def _start_keys(tag: str) -> StartKeys:
+    # start.lua's fixed keys on the shard tagged ``tag``: built once.
+    k = keys.of(tag)
+    return StartKeys(
+        k.running,
+        k.outbox,
+        k.hooked_running,
+        k.hooked_failed,
+        k.deadlines,
+        k.pending,
+        k.hist_s,
+        k.hist_m,
     )
 
 

@@ -12,17 +12,8 @@ import redis.asyncio as aredis
 
 from service.queue import keys, scripts
 from service.queue.ids import new_request_id
-from service.queue.scripts import (
-    ClaimArgv,
-    ClaimKeys,
-    FinishCallArgv,
-    FinishCallKeys,
-    StartArgv,
-    StartCallArgv,
-    StartCallKeys,
-    StartKeys,
-)
-from service.queue.store import Job, Limits, NewRequest, Queue, _finish_fixed
+from service.queue.scripts import ClaimArgv, FinishCallArgv, FinishCallKeys
+from service.queue.store import Job, Limits, NewRequest, Queue, _claim_keys, _finish_fixed
 from service.runtime.batcher import FLUSH_AT
 
 LIMITS = Limits(attempts=2, timeout=10, result_ttl=60, max_queue_depth=100, retry_backoff=1.0)
@@ -239,16 +230,6 @@ async def test_a_bulk_submit_numbers_its_requests_with_one_incrby_and_indexes_th
     assert sorted(index) == sorted(r.encode() for r in rids)
 
 
-def start_call(rid: str, client: str) -> tuple[StartCallKeys, StartCallArgv]:
-    keys_ = StartCallKeys(
-        keys.record("echo", rid),
-        keys.ev("echo", rid),
-        keys.glob("echo", client),
-        keys.cev("echo", client),
-    )
-    return keys_, StartCallArgv(keys.member(rid, client))
-
-
 async def test_a_merged_start_asks_running_once_and_skips_a_member_no_longer_leased(
     redis_client: aredis.Redis,
 ) -> None:
@@ -257,40 +238,15 @@ async def test_a_merged_start_asks_running_once_and_skips_a_member_no_longer_lea
     now = queue.now_ms()
     k = keys.of("echo")
     popped = await scripts.CLAIM.call(
-        queue.batcher,
-        ClaimKeys(
-            k.pending,
-            k.delayed,
-            k.running,
-            k.workers,
-            k.idle,
-            k.wake,
-            k.hand,
-            keys.signal("echo", "w1"),
-            k.deadlines,
-        ),
-        ClaimArgv(now, 30_000, "w1", 3, 10_000, 0, "0"),
+        queue.batcher, _claim_keys("echo", "w1"), ClaimArgv(now, 30_000, "w1", 3, 10_000, 0, "0")
     )
     assert len(popped[0]) == 3
     # Taken back meanwhile (as recover.lua would, its lease having expired): not started.
     await redis_client.zrem(k.running, keys.member(rids[1], "alice"))
     await redis_client.config_resetstat()
-    replies = await scripts.START.call_many(
-        queue.batcher,
-        StartKeys(
-            k.running,
-            k.outbox,
-            k.hooked_running,
-            k.hooked_failed,
-            k.deadlines,
-            k.pending,
-            k.hist_s,
-            k.hist_m,
-        ),
-        StartArgv("t1", "w1", now, k.events_channel, k.watched_channel),
-        [start_call(rid, "alice") for rid in rids],
-    )
-    assert [bool(r) for r in replies] == [True, False, True]
+    jobs, failed = await queue._start("echo", popped[0], "t1", "w1", now)
+    assert failed is None
+    assert [job.request_id for job in jobs] == [rids[0], rids[2]]
     assert await calls_of(redis_client, "zmscore") == 1
     assert await calls_of(redis_client, "zscore") == 0
     statuses = [await redis_client.hget(keys.record("echo", rid), "status") for rid in rids]

@@ -17,13 +17,11 @@ from service.queue import ids, keys, scripts
 from service.queue.ids import ID_LEN, looks_like_id, new_request_id
 from service.queue.scripts import (
     ClaimArgv,
-    ClaimKeys,
     FinishCallArgv,
     FinishCallKeys,
     StartArgv,
     StartCallArgv,
     StartCallKeys,
-    StartKeys,
     SubmitCallArgv,
     SubmitCallKeys,
 )
@@ -34,7 +32,9 @@ from service.queue.store import (
     Queue,
     Rearm,
     Waiter,
+    _claim_keys,
     _finish_fixed,
+    _start_keys,
     _submit_fixed,
 )
 from service.runtime.batcher import FLUSH_AT
@@ -889,17 +889,7 @@ async def test_a_request_between_the_claims_two_steps_reads_queued_at_position_z
     later = await submit(queue)
     now = queue.now_ms()
     k = keys.of("echo")
-    claim_keys = ClaimKeys(
-        k.pending,
-        k.delayed,
-        k.running,
-        k.workers,
-        k.idle,
-        k.wake,
-        k.hand,
-        keys.signal("echo", "w1"),
-        k.deadlines,
-    )
+    claim_keys = _claim_keys("echo", "w1")
     # The claim's first step alone: the member moves from pending to running.
     res = await scripts.CLAIM.call(
         queue.batcher, claim_keys, ClaimArgv(now, 30_000, "w1", 1, 10_000, 0, "0")
@@ -919,16 +909,7 @@ async def test_a_request_between_the_claims_two_steps_reads_queued_at_position_z
     # The second step: started, it is running with no position.
     replies = await scripts.START.call_many(
         queue.batcher,
-        StartKeys(
-            k.running,
-            k.outbox,
-            k.hooked_running,
-            k.hooked_failed,
-            k.deadlines,
-            k.pending,
-            k.hist_s,
-            k.hist_m,
-        ),
+        _start_keys("echo"),
         StartArgv("t1", "w1", now, k.events_channel, k.watched_channel),
         [
             (
@@ -1052,11 +1033,7 @@ async def test_a_popped_request_past_its_queue_timeout_is_failed_by_start_not_ru
     queue: Queue, clock: Clock
 ) -> None:
     rid = await submit_timed(queue, 1)
-    k = keys.of("echo")
-    claim_keys = ClaimKeys(
-        k.pending, k.delayed, k.running, k.workers, k.idle, k.wake, k.hand,
-        keys.signal("echo", "w1"), k.deadlines,
-    )  # fmt: skip
+    claim_keys = _claim_keys("echo", "w1")
     res = await scripts.CLAIM.call(
         queue.batcher, claim_keys, ClaimArgv(queue.now_ms(), 30_000, "w1", 1, 10_000, 0, "0")
     )
