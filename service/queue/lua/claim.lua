@@ -54,6 +54,7 @@ local max_score = ARGV[8]
 --- @include "includes/unregister"
 --- @include "includes/charged"
 --- @include "includes/wake"
+--- @include "includes/sliced"
 
 redis.call('ZADD', workers, now + worker_ttl_ms, worker)
 redis.call('ZREMRANGEBYSCORE', workers, '-inf', now - 3600000)  -- long-dead workers
@@ -89,11 +90,8 @@ if max_jobs > #given then
     popped[#popped + 1] = flat[i]
     leased[#leased + 1] = deadline
     leased[#leased + 1] = flat[i]
-    if #leased == 1000 or i + 1 == #flat then
-      redis.call('ZADD', running, unpack(leased))
-      leased = {}
-    end
   end
+  sliced('ZADD', running, leased)
 end
 local head = nil
 if max_score ~= '' then head = redis.call('ZRANGE', pending, 0, 0, 'WITHSCORES')[2] or '' end

@@ -62,6 +62,7 @@ local hooked = {succeeded = hooked_succeeded, failed = hooked_failed, canceled =
 --- @include "includes/member"
 --- @include "includes/protected"
 --- @include "includes/history"
+--- @include "includes/sliced"
 
 -- What a finish needs of a record: 11 of its 17 or more fields, not its input; the four a
 -- retry or failure needs besides (attempts, cancel) only then (HMGET looks each field up in
@@ -139,10 +140,7 @@ for i = 0, (#KEYS - FIXED_KEYS) / CALL_KEYS - 1 do
   c.payload = ARGV[ab + 5]; c.retry_delay_ms = ARGV[ab + 6]
   out[#out + 1] = protected(finish, rk, c)
 end
--- In slices: unpack takes a few thousand values at most.
-for i = 1, #unleased, 1000 do
-  redis.call('ZREM', running, unpack(unleased, i, math.min(i + 999, #unleased)))
-end
+sliced('ZREM', running, unleased)
 account_flush()
 local depth = nil
 if idle_entry ~= '' then

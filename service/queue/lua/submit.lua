@@ -78,6 +78,7 @@ local hooked = {running = hooked_running}
 --- @include "includes/member"
 --- @include "includes/protected"
 --- @include "includes/history"
+--- @include "includes/sliced"
 
 
 -- Token bucket per client and operation: refill by elapsed time, take one token. Returns the
@@ -127,10 +128,7 @@ local function index_later(key, score, rid)
   pairs_of[#pairs_of + 1] = rid
 end
 local function index_flush()
-  for key, flat in pairs(indexed) do
-    -- One ZADD per 500 entries: unpack takes a few thousand values at most.
-    for i = 1, #flat, 1000 do redis.call('ZADD', key, unpack(flat, i, math.min(i + 999, #flat))) end
-  end
+  for key, flat in pairs(indexed) do sliced('ZADD', key, flat) end  -- a ZADD per 500
 end
 
 -- The rank a member of ``score`` will have once added to a queue of ``depth``, when it goes

@@ -1,4 +1,5 @@
 -- Expects locals: tput (the throughput buckets).
+--- @include "includes/sliced"
 -- Recent throughput: finishes and run time in 5-second buckets, the last 12 kept. Summed over
 -- a script run: account_add per finish, account_flush once before the script returns (two
 -- HINCRBYs a bucket per run instead of two per finish; a merged finish spans one bucket or two).
@@ -20,10 +21,7 @@ local function drop_stale_buckets(bucket)
     local b = tonumber(string.sub(field, 3))
     if b and b < bucket - 11 then stale[#stale + 1] = field end
   end
-  -- In slices: unpack takes a few thousand values at most (a hash grown before this fix).
-  for i = 1, #stale, 1000 do
-    redis.call('HDEL', tput, unpack(stale, i, math.min(i + 999, #stale)))
-  end
+  sliced('HDEL', tput, stale)  -- in slices: a hash grown before this fix may hold thousands
 end
 
 local function account_flush()

@@ -1,4 +1,5 @@
 -- Expects no locals.
+--- @include "includes/hgetall"
 -- A record read in part holds, under PARTIAL, the key it was read from (finish.lua's read);
 -- once a snapshot of it read the whole record, that record.
 local PARTIAL = {}
@@ -10,9 +11,7 @@ local function snapshot(rec)
   if type(whole) == 'string' then
     -- Every caller writes its change before it publishes or records the change: the hash
     -- holds what rec would, in every field.
-    local flat = redis.call('HGETALL', whole)
-    whole = {}
-    for i = 1, #flat, 2 do whole[flat[i]] = flat[i + 1] end
+    whole = hgetall(whole)
     rec[PARTIAL] = whole
   end
   local s = {}
