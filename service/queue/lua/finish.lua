@@ -56,6 +56,7 @@ local idle_until = ARGV[4]
 local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 12, 4, 4, 6
 local hooked = {succeeded = hooked_succeeded, failed = hooked_failed, canceled = hooked_canceled}
 --- @include "includes/snapshot"
+--- @include "includes/num"
 --- @include "includes/terminate"
 --- @include "includes/account"
 --- @include "includes/wake"
@@ -90,7 +91,7 @@ end
 local unleased = {}
 
 local function finish(rk, c)
-  local id, token, now, outcome, payload = c.id, c.token, tonumber(c.now), c.outcome, c.payload
+  local id, token, now, outcome, payload = c.id, c.token, num(c.now), c.outcome, c.payload
   local rec = read(rk.record)
   if rec['lease'] ~= token then return 'lost' end
   local member = member_of(id, rec['client'])
@@ -123,7 +124,7 @@ local function finish(rk, c)
     terminate(rk, rec, outcome, now, 'error', payload)
   end
   account_add(rec, now)
-  local created, started = tonumber(rec['created']), tonumber(rec['started'] or '')
+  local created, started = num(rec['created']), num(rec['started'] or '')
   local field = outcome == 'succeeded' and 'ok' or (outcome == 'failed' and 'f' or 'c')
   history(pending, field, now,
     started and math.max(0, started - created), started and math.max(0, now - started))

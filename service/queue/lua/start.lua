@@ -41,6 +41,7 @@ local watched_channel = ARGV[5]
 local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 8, 4, 5, 1
 local hooked = {running = hooked_running, failed = hooked_failed}
 --- @include "includes/snapshot"
+--- @include "includes/num"
 --- @include "includes/expire"
 --- @include "includes/first_start"
 --- @include "includes/protected"
@@ -84,11 +85,11 @@ local function start(rk, c, i)
   rec['worker'] = worker
   rec['lease'] = token
   -- The event's number goes in with the change (one command fewer than emit's HINCRBY).
-  local seq = (tonumber(rec['evseq']) or 0) + 1
+  local seq = (num(rec['evseq']) or 0) + 1
   redis.call('HSET', rk.record, 'status', 'running', 'updated', now, 'started', rec['started'],
     'worker', worker, 'lease', token, 'evseq', seq)
   emit(rk, rec, 'status', seq)
-  add_outbox(rec, 'running', tonumber(now))
+  add_outbox(rec, 'running', num(now))
   return {rec['input'] or 'null', rec['attempt'], rec['timeout'], rec['max_att'], rec['backoff'],
     rec['created']}
 end

@@ -70,7 +70,16 @@ local backoff_ms = ARGV[9]
 -- Calls follow the fixed KEYS and ARGV, this many of each per call.
 local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 11, 6, 9, 14
 local hooked = {running = hooked_running}
+-- A request's optional record fields (name, value pairs): none, shared; extended copies it.
+local NO_FIELDS = {}
+local function extended(fields, name, value)
+  if fields == NO_FIELDS then fields = {} end
+  fields[#fields + 1] = name
+  fields[#fields + 1] = value
+  return fields
+end
 --- @include "includes/fmt"
+--- @include "includes/num"
 --- @include "includes/emit"
 --- @include "includes/outbox"
 --- @include "includes/handed"
@@ -84,7 +93,7 @@ local hooked = {running = hooked_running}
 -- Token bucket per client and operation: refill by elapsed time, take one token. Returns the
 -- wait (ms) until a token is available, or nil when one was taken.
 local function limited(rk, c, now)
-  local rate = tonumber(c.rate_per_second)
+  local rate = num(c.rate_per_second)
   if rate <= 0 then return nil end
   local burst = tonumber(c.burst)
   local b = redis.call('HMGET', rk.rate, 'tokens', 'ts')
@@ -149,7 +158,7 @@ local function rank_at_tail(score, depth)
 end
 
 local function submit(rk, c)
-  local now = tonumber(c.now)
+  local now = num(c.now)
   if c.idem_hash ~= '' then
     -- The key names another request: replay.lua answers, declaring that request's record.
     local existing = redis.call('GET', rk.idempotency)
@@ -161,7 +170,7 @@ local function submit(rk, c)
   local depth = run_depth
   if depth >= max_depth then return {'full', depth} end
   local n = next_seq()
-  local score = (10 - tonumber(c.priority)) * 1099511627776 + n
+  local score = (10 - num(c.priority)) * 1099511627776 + n
   if arrival ~= '' then score = (10 - tonumber(c.priority)) * 4398046511104 + now end
   -- Nothing waits and a worker is idle: lease the request here (charged to that worker's
   -- registration) and push it onto hand, so an idle worker's blocking pop returns the job
@@ -182,34 +191,32 @@ local function submit(rk, c)
     prio = c.priority, score = fmt(score), attempt = '1', max_att = attempts,
     timeout = timeout_ms, ttl = result_ttl, backoff = backoff_ms, created = c.now,
     updated = c.now}
-  local args = {'id', c.id, 'client', c.client, 'status', registration and 'running' or 'queued',
-    'prio', c.priority, 'score', rec['score'], 'attempt', '1', 'max_att', attempts,
-    'timeout', timeout_ms, 'ttl', result_ttl, 'backoff', backoff_ms, 'created', c.now,
-    'updated', c.now, 'evseq', registration and '2' or '1', 'input', c.input}
-  if registration then
-    for _, v in ipairs({'started', c.now, 'worker', worker, 'lease', token}) do
-      args[#args + 1] = v
-    end
-  end
-  if c.body_hash ~= '' then table.insert(args, 'bhash'); table.insert(args, c.body_hash) end
+  -- What only some requests have goes in a list; the rest is written out (most requests have
+  -- none of it: no list to build and unpack).
+  local extra = NO_FIELDS
+  if registration then extra = {'started', c.now, 'worker', worker, 'lease', token} end
+  if c.body_hash ~= '' then extra = extended(extra, 'bhash', c.body_hash) end
   if c.wait == '1' then
     rec['wait'] = '1'
-    table.insert(args, 'wait'); table.insert(args, '1')
+    extra = extended(extra, 'wait', '1')
   end
   if c.queue_timeout_ms ~= '' then
     rec['qdl'] = fmt(now + tonumber(c.queue_timeout_ms))
-    table.insert(args, 'qdl'); table.insert(args, rec['qdl'])
+    extra = extended(extra, 'qdl', rec['qdl'])
   end
   if c.retry_of ~= '' then
     rec['retry_of'] = c.retry_of
-    table.insert(args, 'retry_of'); table.insert(args, c.retry_of)
+    extra = extended(extra, 'retry_of', c.retry_of)
   end
   if c.callback_url ~= '' then
     rec['cb_url'] = c.callback_url; rec['cb_events'] = c.callback_events
-    table.insert(args, 'cb_url'); table.insert(args, c.callback_url)
-    table.insert(args, 'cb_events'); table.insert(args, c.callback_events)
+    extra = extended(extended(extra, 'cb_url', c.callback_url), 'cb_events', c.callback_events)
   end
-  redis.call('HSET', rk.record, unpack(args))
+  redis.call('HSET', rk.record, 'id', c.id, 'client', c.client,
+    'status', registration and 'running' or 'queued', 'prio', c.priority, 'score', rec['score'],
+    'attempt', '1', 'max_att', attempts, 'timeout', timeout_ms, 'ttl', result_ttl,
+    'backoff', backoff_ms, 'created', c.now, 'updated', c.now,
+    'evseq', registration and '2' or '1', 'input', c.input, unpack(extra))
   index_later(rk.client_index, c.now, c.id)
   -- The API's sweep (service/queue/sweep.py) drops ids whose records expired; this backstop
   -- drops those of requests queued or running for over a week, and bounds an unswept index

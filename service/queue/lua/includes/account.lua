@@ -1,4 +1,5 @@
 -- Expects locals: tput (the throughput buckets).
+--- @include "includes/num"
 --- @include "includes/sliced"
 -- Recent throughput: finishes and run time in 5-second buckets, the last 12 kept. Summed over
 -- a script run: account_add per finish, account_flush once before the script returns (two
@@ -7,7 +8,7 @@ local tput_n, tput_d = {}, {}
 local function account_add(rec, at_ms)
   local bucket = math.floor(at_ms / 5000)
   tput_n[bucket] = (tput_n[bucket] or 0) + 1
-  local started = tonumber(rec['started'] or '')
+  local started = num(rec['started'] or '')
   if started then tput_d[bucket] = (tput_d[bucket] or 0) + math.max(0, at_ms - started) end
 end
 
