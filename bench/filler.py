@@ -3,7 +3,7 @@
 The real ``Queue.submit`` builds every call of the real submit script (keys and arguments);
 instead of sending each one through redis-py, the calls are encoded here and sent ``BATCH``
 per pipeline over a raw socket (redis-py's command packing alone would cost ~100 µs/call).
-Each reply is checked to be ``created``.
+Each reply is checked to be a created request's (its rank).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class CapturingQueue(Queue):
     ) -> Awaitable[Any]:
         # One submit per call: the fixed KEYS, its KEYS, the fixed ARGV, its ARGV.
         self.calls.append(((*fixed[0], *keys), (*fixed[1], *argv)))
-        return Ready([b"created", b"", b"", 0])
+        return Ready(0)  # created, first in the queue
 
 
 def run_now(coro: Coroutine[Any, Any, Any]) -> Any:
@@ -99,7 +99,7 @@ def fill_queue(url: str, count: int, time_limit: float) -> tuple[int, str]:
                 while (reply := reader.gets()) is not False:
                     # One call carries one submit here: its reply lists one reply.
                     [own] = reply if isinstance(reply, list) and len(reply) == 1 else [None]
-                    if not (isinstance(own, list) and own and own[0] == b"created"):
+                    if not isinstance(own, int):  # created: its rank
                         raise RuntimeError(f"submit failed: {reply!r}")
                     got += 1
 

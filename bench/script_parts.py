@@ -52,7 +52,7 @@ redis.call('HSET', KEYS[12], 'id', ARGV[10], 'client', ARGV[11], 'status', 'queu
   'backoff', '1000', 'created', ARGV[14], 'updated', ARGV[14], 'evseq', '1', 'input', ARGV[13])
 redis.call('ZADD', KEYS[13], ARGV[14], ARGV[10])
 redis.call('ZADD', KEYS[1], n, ARGV[10] .. '\\n' .. ARGV[11])
-return {{'created', ARGV[10], '', redis.call('ZCARD', KEYS[1]) - 1}}"""
+return {redis.call('ZCARD', KEYS[1]) - 1}"""
 
 
 def variant(cuts: list[tuple[str, str]]) -> str:
@@ -78,10 +78,9 @@ VARIANTS = {
 def call(i: int, now: int) -> tuple[list[str], list[str]]:
     rid = f"id{i:08d}"
     keys = [E + "r:" + rid] + [E + k + ":anonymous" for k in ("c", "idem", "rl", "glob", "cev")]
-    # id, client, priority, input, now, no body hash, callback or events; no rate limit
-    # (0, burst 100); a caller waits; no Idempotency-Key, Queue-Timeout or retry.
-    return keys, [rid, "anonymous", "0", '{"hello":"world"}', str(now), "", "", "", "0", "100",
-                  "1", "", "", ""]  # fmt: skip
+    # id, client, priority, input, now; of the options only that a caller waits (no
+    # Idempotency-Key, callback, rate limit, Queue-Timeout or retry).
+    return keys, [rid, "anonymous", "0", '{"hello":"world"}', str(now), '{"wait":true}']
 
 
 def per_run(r: redis.Redis, source: str, n: int) -> float:

@@ -66,15 +66,7 @@ class SubmitCallArgv(NamedTuple):
     priority: int
     input: str
     now: int
-    body_hash: str
-    callback_url: str
-    callback_events: str
-    rate_per_second: str | float
-    burst: int
-    wait: str
-    idem_hash: str
-    queue_timeout_ms: str
-    retry_of: str
+    options: str
 
 
 class ReplayKeys(NamedTuple):

@@ -57,8 +57,8 @@ from typing import Any, Literal, NamedTuple
 import orjson
 from hiredis import pack_command
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError, WatchError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.exceptions import WatchError
 
 from service.queue import ids, keys, scripts
 from service.queue.scripts import (
@@ -359,7 +359,7 @@ class Queue:
             return await self._submit_sharded(req, tries)
         now = self.now_ms()
         res = await self._submit_call(_submit_fixed(req.op, req.limits), *_submit_args(req, now))
-        done = _submitted(res, now)
+        done = _submitted(res, req.id, now)
         if isinstance(done, Submitted):
             return done
         return await self._replay_or_retry(req, done, tries)
@@ -376,7 +376,7 @@ class Queue:
                 for t, bound in self._others(op, rid)
             ),
         )
-        done = _submitted(res, now)
+        done = _submitted(res, rid, now)
         if isinstance(done, str):
             return await self._replay_or_retry(req, done, tries)
         if done.position is not None:
@@ -418,7 +418,7 @@ class Queue:
             if isinstance(reply, BaseException):
                 out.append(reply)
                 continue
-            done = _submitted(reply, now)
+            done = _submitted(reply, reqs[i].id, now)
             if isinstance(done, str):
                 replays.append((i, done))
                 out.append(_NOT_YET)
@@ -1361,31 +1361,39 @@ def _submit_args(req: NewRequest, now: int, tag: str = "") -> tuple[SubmitCallKe
             glob,
             cev,
         ),
-        SubmitCallArgv(
-            rid,
-            client,
-            req.priority,
-            req.input_json,
-            now,
-            req.body_hash,
-            req.callback_url,
-            req.callback_events,
-            _rate_arg(req.rate),
-            max(req.burst, 1),
-            "1" if req.waited else "",
-            idem,
-            str(math.ceil(req.queue_timeout * 1000)) if req.queue_timeout else "",
-            req.retry_of,
-        ),
+        SubmitCallArgv(rid, client, req.priority, req.input_json, now, _submit_options(req)),
     )
 
 
-def _submitted(res: Sequence[Any], now: int) -> Submitted | str:
-    # submit.lua's reply for one call; the existing request's id when the key names one.
-    if res[0] == b"created":  # nearly every reply: read without converting the outcome
-        rank = res[3]
-        position = rank if rank >= 0 else None
-        return Submitted("created", res[1].decode(), None, position, len(res) > 4, now)
+def _submit_options(req: NewRequest) -> str:
+    # submit.lua's per-call options: what only some submits have, as one JSON object ('' for
+    # none, which is most: one argument instead of nine for Redis to parse).
+    options: dict[str, Any] = {}
+    if req.idempotency_key:
+        options["idem_hash"] = req.idempotency_key
+    if req.body_hash:
+        options["body_hash"] = req.body_hash
+    if req.callback_url:
+        options["callback_url"] = req.callback_url
+        options["callback_events"] = req.callback_events
+    if req.rate > 0:
+        options["rate_per_second"] = req.rate
+        options["burst"] = max(req.burst, 1)
+    if req.waited:
+        options["wait"] = True
+    if req.queue_timeout:
+        options["queue_timeout_ms"] = math.ceil(req.queue_timeout * 1000)
+    if req.retry_of:
+        options["retry_of"] = req.retry_of
+    return orjson.dumps(options).decode() if options else ""
+
+
+def _submitted(res: int | Sequence[Any], rid: str, now: int) -> Submitted | str:
+    # submit.lua's reply for the call that sent ``rid``; the existing request's id when the
+    # key names one. Created (nearly every reply): its rank in the queue, -1 when handed to a
+    # worker (running already).
+    if isinstance(res, int):
+        return Submitted("created", rid, None, res if res >= 0 else None, res < 0, now)
     outcome = _s(res[0])
     if outcome == "full":
         return Submitted("full", "", None, int(res[1]))
@@ -1393,9 +1401,7 @@ def _submitted(res: Sequence[Any], now: int) -> Submitted | str:
         return Submitted("limited", "", None, None, retry_after_ms=int(res[1]))
     if outcome == "exists":
         return _s(res[1])
-    rank = int(res[3])
-    position = rank if rank >= 0 else None
-    return Submitted("created", _s(res[1]), None, position, len(res) > 4, now)
+    raise ResponseError(f"submit.lua: unexpected reply {res!r}")
 
 
 def _reposition(reqs: Sequence[NewRequest], out: list[Submitted | BaseException]) -> None:
@@ -1561,11 +1567,6 @@ def _glob_escape(text: str) -> str:
 def _stream_id(value: str) -> tuple[int, int]:
     ms, _, seq = value.partition("-")
     return int(ms), int(seq or 0)
-
-
-def _rate_arg(rate: float) -> str | float:
-    # No limit (the usual case) as a ready string: the encoder formats floats slowly.
-    return "0" if rate == 0 else rate
 
 
 def _s(value: Any) -> str:

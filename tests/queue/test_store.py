@@ -494,22 +494,7 @@ async def test_a_failing_submit_in_a_merged_call_fails_alone(queue: Queue) -> No
                 keys.glob("echo", "alice"),
                 keys.cev("echo", "alice"),
             ),
-            SubmitCallArgv(
-                rid,
-                "alice",
-                priority,
-                "{}",
-                queue.now_ms(),
-                "",
-                "",
-                "",
-                0,
-                1,
-                "",
-                "",
-                "",
-                "",
-            ),
+            SubmitCallArgv(rid, "alice", priority, "{}", queue.now_ms(), ""),
         )
 
     replies = await asyncio.gather(
@@ -518,7 +503,10 @@ async def test_a_failing_submit_in_a_merged_call_fails_alone(queue: Queue) -> No
     first, failed, last = replies
     assert isinstance(failed, ResponseError)
     assert not isinstance(first, BaseException) and not isinstance(last, BaseException)
-    assert [first[:2], last[:2]] == [[b"created", rid.encode()] for rid in good]
+    # Created: each reply is its request's rank (behind the first submit's request).
+    assert [first, last] == [1, 2]
+    snaps = [await queue.read("echo", rid) for rid in good]
+    assert [s.position if s else None for s in snaps] == [1, 2]
     assert await queue.depth("echo") == 3  # the first submit and the two good ones
     assert await queue.read("echo", bad) is None
 

@@ -33,17 +33,18 @@
   ARGV[+3] priority        -10 to 10
   ARGV[+4] input           JSON
   ARGV[+5] now             ms
-  ARGV[+6] body_hash       '' without an Idempotency-Key
-  ARGV[+7] callback_url    '' if none
-  ARGV[+8] callback_events statuses the callback wants (comma-separated)
-  ARGV[+9] rate_per_second  0: no limit
-  ARGV[+10] burst          token bucket size
-  ARGV[+11] wait           '1' when a caller waits for the outcome (its events are watched)
-  ARGV[+12] idem_hash      the Idempotency-Key's hash, '' if none
-  ARGV[+13] queue_timeout_ms  '' if none: else it fails with queue-timeout unless started by then
-  ARGV[+14] retry_of       '' or the id of the failed or canceled request this one retries
-Returns one reply per call, in order: {'created', id, '', position} ({..., -1, 'running'} when
-handed to a worker), {'exists', id} (the Idempotency-Key names request id: replay.lua answers),
+  ARGV[+6] options         '' (most submits), or a JSON object of what only some have:
+                           body_hash        with an Idempotency-Key: its body's hash
+                           idem_hash        the Idempotency-Key's hash
+                           callback_url     and callback_events (statuses, comma-separated)
+                           rate_per_second  and burst: the client's token bucket
+                           wait             true when a caller waits for the outcome (its
+                                            events are watched)
+                           queue_timeout_ms it fails with queue-timeout unless started by then
+                           retry_of         the failed or canceled request this one retries
+Returns one reply per call, in order: for a request created, its position in the queue (an
+integer: the caller knows the id it sent), or -1 when it was handed to a worker (running);
+otherwise {'exists', id} (the Idempotency-Key names request id: replay.lua answers),
 {'full', depth} or {'limited', wait_ms}. The batcher merges a tick's calls into one; each runs
 protected, so one that fails (out of memory, say) is an error entry and the others stand.
 ]]
@@ -68,8 +69,10 @@ local timeout_ms = ARGV[7]
 local result_ttl = ARGV[8]
 local backoff_ms = ARGV[9]
 -- Calls follow the fixed KEYS and ARGV, this many of each per call.
-local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 11, 6, 9, 14
+local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 11, 6, 9, 6
 local hooked = {running = hooked_running}
+-- The options of a submit that has none (see the per-call loop).
+local NO_OPTIONS = {}
 -- A request's optional record fields (name, value pairs): none, shared; extended copies it.
 local NO_FIELDS = {}
 local function extended(fields, name, value)
@@ -93,9 +96,9 @@ end
 -- Token bucket per client and operation: refill by elapsed time, take one token. Returns the
 -- wait (ms) until a token is available, or nil when one was taken.
 local function limited(rk, c, now)
-  local rate = num(c.rate_per_second)
+  local rate = c.rate_per_second  -- numbers: decoded from the options
   if rate <= 0 then return nil end
-  local burst = tonumber(c.burst)
+  local burst = c.burst
   local b = redis.call('HMGET', rk.rate, 'tokens', 'ts')
   local tokens, ts = tonumber(b[1]) or burst, tonumber(b[2]) or now
   tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
@@ -238,7 +241,7 @@ local function submit(rk, c)
     redis.call('RPUSH', hand, handed(rec, token, c.input))
     redis.call('PEXPIRE', hand, lease_ms * 2 + 60000)
     history(pending, 's', now)
-    return {'created', c.id, '', -1, 'running'}
+    return -1
   end
   local member = member_of(c.id, c.client)
   local rank = rank_at_tail(score, depth)
@@ -249,7 +252,7 @@ local function submit(rk, c)
   if rec['qdl'] then redis.call('ZADD', deadlines, rec['qdl'], member) end
   queued = true
   history(pending, 's', now)
-  return {'created', c.id, '', rank or redis.call('ZRANK', pending, member)}
+  return rank or redis.call('ZRANK', pending, member)
 end
 
 local out = {}
@@ -261,10 +264,15 @@ for i = 0, calls - 1 do
   rk.record = KEYS[kb + 1]; rk.client_index = KEYS[kb + 2]; rk.idempotency = KEYS[kb + 3]
   rk.rate = KEYS[kb + 4]; rk.glob = KEYS[kb + 5]; rk.cev = KEYS[kb + 6]
   c.id = ARGV[ab + 1]; c.client = ARGV[ab + 2]; c.priority = ARGV[ab + 3]; c.input = ARGV[ab + 4]
-  c.now = ARGV[ab + 5]; c.body_hash = ARGV[ab + 6]; c.callback_url = ARGV[ab + 7]
-  c.callback_events = ARGV[ab + 8]; c.rate_per_second = ARGV[ab + 9]; c.burst = ARGV[ab + 10]
-  c.wait = ARGV[ab + 11]; c.idem_hash = ARGV[ab + 12]; c.queue_timeout_ms = ARGV[ab + 13]
-  c.retry_of = ARGV[ab + 14]
+  c.now = ARGV[ab + 5]; c.options = ARGV[ab + 6]
+  -- The options, as submit reads them ('' or 0 for what a submit does not have).
+  local o = c.options == '' and NO_OPTIONS or cjson.decode(c.options)
+  c.body_hash = o.body_hash or ''; c.idem_hash = o.idem_hash or ''
+  c.callback_url = o.callback_url or ''; c.callback_events = o.callback_events or ''
+  c.rate_per_second = o.rate_per_second or 0; c.burst = o.burst or 1
+  c.wait = o.wait and '1' or ''
+  c.queue_timeout_ms = o.queue_timeout_ms and fmt(o.queue_timeout_ms) or ''
+  c.retry_of = o.retry_of or ''
   out[#out + 1] = protected(submit, rk, c)
 end
 -- Blocked workers are woken once for every request this run queued (one marker is all the
