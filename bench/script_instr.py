@@ -93,12 +93,11 @@ async def drive(root: Path, port: int, pid: int, out: Path, n: int) -> dict[str,
     return counts
 
 
-def measure(root: Path, n: int) -> dict[str, float]:
-    """Run ``drive`` for one checkout in its own interpreter against its own server."""
-    from ab import free_port, valkey_binary, wait_port
+def counted_server(data: Path, port: int) -> tuple[subprocess.Popen[bytes], Path]:
+    """A private valkey-server (this venv's binary) on ``port`` under callgrind, its data in
+    ``data``, not yet listening: the process and its dump file (for :class:`Counter`)."""
+    from ab import valkey_binary
 
-    port = free_port()
-    data = Path(tempfile.mkdtemp(prefix="script-instr-"))
     out = data / "callgrind.out"
     server = subprocess.Popen(
         ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", valkey_binary(),
@@ -106,6 +105,16 @@ def measure(root: Path, n: int) -> dict[str, float]:
          "--dir", str(data)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
+    return server, out
+
+
+def measure(root: Path, n: int) -> dict[str, float]:
+    """Run ``drive`` for one checkout in its own interpreter against its own server."""
+    from ab import free_port, wait_port
+
+    port = free_port()
+    data = Path(tempfile.mkdtemp(prefix="script-instr-"))
+    server, out = counted_server(data, port)
     try:
         wait_port(port, 120)
         child = subprocess.run(

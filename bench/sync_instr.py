@@ -10,8 +10,8 @@ service`` from the checkout, as ``bench/ab.py``), 100 warm-up requests, then N (
 sequential synchronous ``POST /v1/echo`` (``bench/http_client.py sync``, which sends 20 more
 warm-ups, counted too) between two instruction dumps. The server's work while idle (its cron,
 the processes' timers and blocking pops) is counted over an idle interval as long as the run
-and subtracted. Two runs of one checkout agree to about 0.5 %. Needs valgrind, as
-``bench/script_instr.py``.
+and subtracted. Runs of one checkout agree to about 1 % (the idle work is not exactly
+repeatable). Needs valgrind, as ``bench/script_instr.py``.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ import time
 import urllib.request
 from pathlib import Path
 
-from ab import free_port, valkey_binary, wait_port
+from ab import free_port, wait_port
 from peerlib import RESULT_PREFIX
-from script_instr import Counter
+from script_instr import Counter, counted_server
 
 BENCH = Path(__file__).resolve().parent
 WARMUP = 100
@@ -64,13 +64,7 @@ def measure(root: Path, n: int) -> float:
     """Thousands of server instructions per synchronous request of the checkout ``root``."""
     port, api_port = free_port(), free_port()
     data = Path(tempfile.mkdtemp(prefix="sync-instr-"))
-    out = data / "callgrind.out"
-    server = subprocess.Popen(
-        ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}", valkey_binary(),
-         "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-         "--dir", str(data)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+    server, out = counted_server(data, port)
     env = {
         **os.environ,
         "ACCEPTD_REDIS__URL": f"redis://127.0.0.1:{port}",

@@ -172,9 +172,9 @@ local function submit(rk, c)
   if run_depth == nil then run_depth = redis.call('ZCARD', pending) end
   local depth = run_depth
   if depth >= max_depth then return {'full', depth} end
-  local n = next_seq()
-  local score = (10 - num(c.priority)) * 1099511627776 + n
-  if arrival ~= '' then score = (10 - tonumber(c.priority)) * 4398046511104 + now end
+  local n, prio = next_seq(), num(c.priority)
+  local score = (10 - prio) * 1099511627776 + n
+  if arrival ~= '' then score = (10 - prio) * 4398046511104 + now end
   -- Nothing waits and a worker is idle: lease the request here (charged to that worker's
   -- registration) and push it onto hand, so an idle worker's blocking pop returns the job
   -- itself (no claim round trip). Whichever worker pops it runs it under the token. The
@@ -199,12 +199,12 @@ local function submit(rk, c)
   local extra = NO_FIELDS
   if registration then extra = {'started', c.now, 'worker', worker, 'lease', token} end
   if c.body_hash ~= '' then extra = extended(extra, 'bhash', c.body_hash) end
-  if c.wait == '1' then
+  if c.wait then
     rec['wait'] = '1'
     extra = extended(extra, 'wait', '1')
   end
-  if c.queue_timeout_ms ~= '' then
-    rec['qdl'] = fmt(now + tonumber(c.queue_timeout_ms))
+  if c.queue_timeout_ms then
+    rec['qdl'] = fmt(now + c.queue_timeout_ms)
     extra = extended(extra, 'qdl', rec['qdl'])
   end
   if c.retry_of ~= '' then
@@ -265,13 +265,13 @@ for i = 0, calls - 1 do
   rk.rate = KEYS[kb + 4]; rk.glob = KEYS[kb + 5]; rk.cev = KEYS[kb + 6]
   c.id = ARGV[ab + 1]; c.client = ARGV[ab + 2]; c.priority = ARGV[ab + 3]; c.input = ARGV[ab + 4]
   c.now = ARGV[ab + 5]; c.options = ARGV[ab + 6]
-  -- The options, as submit reads them ('' or 0 for what a submit does not have).
+  -- The options, as submit reads them: '', 0 or 1 for what a submit does not have; wait (true)
+  -- and queue_timeout_ms (a number) nil.
   local o = c.options == '' and NO_OPTIONS or cjson.decode(c.options)
   c.body_hash = o.body_hash or ''; c.idem_hash = o.idem_hash or ''
   c.callback_url = o.callback_url or ''; c.callback_events = o.callback_events or ''
   c.rate_per_second = o.rate_per_second or 0; c.burst = o.burst or 1
-  c.wait = o.wait and '1' or ''
-  c.queue_timeout_ms = o.queue_timeout_ms and fmt(o.queue_timeout_ms) or ''
+  c.wait = o.wait; c.queue_timeout_ms = o.queue_timeout_ms
   c.retry_of = o.retry_of or ''
   out[#out + 1] = protected(submit, rk, c)
 end
