@@ -58,6 +58,7 @@ class Results:
     enqueue: Row
     hello: Row
     evalsha: Row
+    floor: Row
     drain: drain.Rows
     sync: Row
     sse: Row
@@ -81,7 +82,7 @@ class Results:
         out += [d.backlog, *self.mode("backlog"), d.bullmq_backlog, *self.cluster]
         out += [r for r in self.bulk.all() if r.section == "2" and r is not d.bullmq_drain]
         out += [self.sync, self.sse, *self.mode("latency")]
-        return [*out, self.hello, self.evalsha, *self.scale, self.aof, *self.webhooks]
+        return [*out, self.hello, self.evalsha, self.floor, *self.scale, self.aof, *self.webhooks]
 
     def mode(self, name: str) -> list[Row]:
         """Every Python peer's row of one measure."""
@@ -100,7 +101,7 @@ class Results:
         theirs = {m: self.mode(m) for m in ("enqueue", "drain", "backlog", "latency")}
         anchor = {"drain": d.bullmq_drain, "backlog": d.bullmq_backlog}
         return [
-            *targets.against_peers(ours, self.hello, theirs, anchor),
+            *targets.against_peers(ours, self.hello, theirs, anchor, self.floor),
             *targets.scale(self.scale),
             targets.webhooks(self.webhooks),
             self.procs_target,
@@ -129,8 +130,9 @@ def measure(bench: Bench, contenders: list[peers.Peer], shards: list[int]) -> Re
     # made by peers.rows). The latency rows are measured in the same turns, on each
     # contender's warm worker.
     sync, sse = latency.rows(bench)
+    floor = ceilings.floor_row()
     drained = drain.measure(
-        bench, contenders, bulk_rows.peer["drain"], bulk_rows.peer["enqueue"], (sync, sse)
+        bench, contenders, bulk_rows.peer["drain"], bulk_rows.peer["enqueue"], (sync, sse, floor)
     )
     if bench.worker is not None:  # the enqueue rows run with no worker
         bench.worker.stop()
@@ -158,6 +160,7 @@ def measure(bench: Bench, contenders: list[peers.Peer], shards: list[int]) -> Re
         enq,
         hello,
         evalsha,
+        floor,
         drained,
         sync,
         sse,

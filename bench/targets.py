@@ -40,14 +40,19 @@ def by_round(a: Row, b: Row | None) -> str:
 
 
 def against_peers(
-    ours: dict[str, Row], hello: Row, peers: dict[str, list[Row]], bullmq: dict[str, Row]
+    ours: dict[str, Row],
+    hello: Row,
+    peers: dict[str, list[Row]],
+    bullmq: dict[str, Row],
+    floor: Row | None = None,
 ) -> list[Target]:
     """acceptd's rows against the best Python peer's (issue 17's targets), the hello-world's,
     and, for information, BullMQ's (the anchor).
 
     ``ours`` and ``peers`` by measure: ``enqueue``, ``drain``, ``backlog``, ``sync`` (the
     peers' ``latency``), and ours ``drain_wrk`` when wrk ran; ``bullmq`` its ``drain`` and
-    ``backlog`` rows (skipped when missing).
+    ``backlog`` rows (skipped when missing); ``floor`` the synchronous path's floor, shown
+    against the sync goal for information.
     """
 
     def who(row: Row | None) -> str:
@@ -119,16 +124,24 @@ def against_peers(
             + by_round(ours["enqueue"], hello),
         )
     )
-    out.append(
-        versus(
-            "sync p50 vs best peer p50",
-            ours["sync"],
-            best(peers["latency"], higher=False),
-            "<= 0.5",
-            "ms",
-        )
-    )
+    fastest = best(peers["latency"], higher=False)
+    out.append(versus("sync p50 vs best peer p50", ours["sync"], fastest, "<= 0.5", "ms"))
+    if floor is not None and floor.median and fastest is not None and fastest.median:
+        out.append(sync_floor(ours["sync"], floor, fastest.median / 2))
     return out
+
+
+def sync_floor(sync: Row, floor: Row, goal_ms: float) -> Target:
+    """For information: the six-hop floor against the sync goal's p50, and how far above the
+    floor acceptd is (what the goal leaves for all the work on the path)."""
+    assert floor.median is not None
+    detail = f"floor {fmtn(floor.median, 2)} ms vs the goal's {fmtn(goal_ms, 2)} ms"
+    if sync.median is not None:
+        detail += (
+            f"; acceptd {fmtn(sync.median - floor.median, 2)} ms above the floor, where the "
+            f"goal leaves {fmtn(goal_ms - floor.median, 2)} ms"
+        )
+    return Target("sync: the six-hop floor vs the goal's p50", floor.median / goal_ms, "", detail)
 
 
 def client_us(row: Row) -> float | None:

@@ -1,4 +1,5 @@
-"""Ceilings: an aiohttp hello-world under the same load client, and Redis EVALSHA alone."""
+"""Ceilings: an aiohttp hello-world under the same load client, Redis EVALSHA alone, and the
+synchronous path's floor (its six hops with no work in them)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import hiredis
-from procs import Server
+from procs import Server, run_client
 from report import Row, Run
 
-from scenarios.context import BENCH, Bench, cpu_per_job
+from scenarios.context import BENCH, Bench, cpu_per_job, need
 from scenarios.plan import Step
 from service.runtime.embedded import free_port
 
@@ -118,3 +119,43 @@ def evalsha(bench: Bench) -> Row:
         f"connection, {PIPELINE} calls per pipeline (server-bound), 2 s"
     )
     return row
+
+
+def floor_row() -> Row:
+    return Row(
+        "4",
+        "sync floor: the six hops with no work in them",
+        "aiohttp + Redis lists",
+        "ms",
+        note="`bench/sync_floor.py`'s `http+queue`: row 3's client and requests to an aiohttp "
+        "server (uvloop) that pushes each job onto a list and pops its reply in one write; a "
+        "worker process pops the job and pushes it back; hiredis only, no client library: what "
+        "no design with acceptd's hops goes below on this machine; p50 (p99)",
+    )
+
+
+def sync_floor(bench: Bench, row: Row) -> None:
+    """One run of the floor: its server and worker, then the latency client against them."""
+    script = [sys.executable, str(BENCH / "sync_floor.py")]
+    port = free_port()
+    worker = Server("floor-worker", [*script, "--work", str(bench.redis_port)], bench.tmp)
+    server = Server(
+        "floor-api", [*script, "--serve", str(port), str(bench.redis_port), "1"], bench.tmp
+    )
+    try:
+        worker.wait_for_output("READY")
+        server.wait_for_output("READY")
+        seconds = bench.plan.latency_seconds
+        args = [sys.executable, str(BENCH / "http_client.py"), "sync", "--url",
+                f"http://127.0.0.1:{port}", "--n", str(bench.plan.latency_n),
+                "--duration", f"{seconds:g}"]  # fmt: skip
+        servers = {"api": server, "worker": worker}
+        c0 = bench.cpu_snapshot(servers)
+        fin = run_client(args, bench.log_path("lat-floor"), seconds + 30)
+        c1 = bench.cpu_snapshot(servers)
+        res = need(fin, "the sync floor's client")
+        cpu = cpu_per_job(c0, c1, res["n"], fin, res.get("cpu_s"))
+        row.runs.append(Run(res["p50_ms"], cpu, {"p99_ms": res["p99_ms"], "samples": res["n"]}))
+    finally:
+        server.stop()
+        worker.stop()

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from procs import Server, run_client
 from report import Row, Run
 
-from scenarios import bulk, latency, peers
+from scenarios import bulk, ceilings, latency, peers
 from scenarios.context import BENCH, CONCURRENCY, ECHO, Bench, cpu_per_job, need
 from scenarios.plan import backlog_measure, drain_measure, log, phase
 
@@ -243,12 +243,14 @@ def acceptd_run(bench: Bench) -> Run:
     return acceptd_drain_wrk(bench, bench.worker, bench.n)
 
 
-def acceptd(bench: Bench, found: Rows, lat: tuple[Row, Row]) -> Contender:
+def acceptd(bench: Bench, found: Rows, lat: tuple[Row, Row, Row]) -> Contender:
     drains = [found.drain, *([found.drain_wrk] if bench.wrk else [])]
 
     def sync_and_sse(worker: Server) -> None:
-        for row, mode in zip(lat, ("sync", "sse"), strict=True):
+        for row, mode in ((lat[0], "sync"), (lat[1], "sse")):
             row.runs.append(latency.acceptd_run(bench, mode))
+        # The synchronous path's floor right after it, in the same turn (its own processes).
+        ceilings.sync_floor(bench, lat[2])
 
     return Contender(
         "acceptd",
@@ -477,12 +479,13 @@ def measure(
     contenders: list[peers.Peer],
     bullmq_drain_row: Row,
     bullmq_enqueue: Row,
-    lat: tuple[Row, Row],
+    lat: tuple[Row, Row, Row],
 ) -> Rows:
     """Every contender's backlog drain and drain, in interleaved rounds; the API is up.
 
     Each turn ends with the latency rows' runs on the contender's warm worker: acceptd's sync
-    and SSE rows (``lat``), each Python peer's latency row (BullMQ has none).
+    and SSE rows and the synchronous path's floor (``lat``), each Python peer's latency row
+    (BullMQ has none).
 
     ``bullmq_drain_row`` is BullMQ's drain row (made by the bulk scenario, which compares
     drains with bulk submits against it); it is skipped there when BullMQ is not installed.
