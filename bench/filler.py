@@ -1,4 +1,4 @@
-"""Fill the echo queue fast with real submits.
+"""Fill a queue (the echo operation's unless told) fast with real submits.
 
 The real ``Queue.submit`` builds every call of the real submit script (keys and arguments);
 instead of sending each one through redis-py, the calls are encoded here and sent ``BATCH``
@@ -79,8 +79,9 @@ def resp(parts: Sequence[Any]) -> bytes:
     return b"".join(out)
 
 
-def fill_queue(url: str, count: int, time_limit: float) -> tuple[int, str]:
-    """Submit ``count`` requests (or as many as fit in ``time_limit`` s); (done, last id)."""
+def fill_queue(url: str, count: int, time_limit: float, op: str = "echo") -> tuple[int, str]:
+    """Submit ``count`` requests of ``op`` (or as many as fit in ``time_limit`` s); (done,
+    last id)."""
     client = redis.Redis.from_url(url)
     sha = client.script_load(scripts.SUBMIT.source)
     queue = CapturingQueue(client)
@@ -106,9 +107,9 @@ def fill_queue(url: str, count: int, time_limit: float) -> tuple[int, str]:
         while done < count and time.monotonic() < deadline:
             size = min(BATCH, count - done)
             for i in range(size):
-                last = new_request_id("echo", queue.now_ms())
+                last = new_request_id(op, queue.now_ms())
                 body = f'{{"hello":"world","n":{done + i}}}'
-                run_now(queue.submit(NewRequest("echo", last, ANONYMOUS, body, LIMITS)))
+                run_now(queue.submit(NewRequest(op, last, ANONYMOUS, body, LIMITS)))
             # One submit call per request, as a quiet API process would send them.
             payload = b"".join(resp(["EVALSHA", sha, len(k), *k, *a]) for k, a in queue.calls)
             queue.calls.clear()

@@ -101,7 +101,10 @@ async def bulk(args: argparse.Namespace) -> None:
 
 async def sequential(args: argparse.Namespace) -> None:
     base = args.url.rstrip("/")
-    samples: list[float] = []
+    # monitor: the ids given take turns, request by request (a change in the machine's speed
+    # falls on each alike); each gets its own summary.
+    ids: list[str] = args.id or [""]
+    samples: dict[str, list[float]] = {rid: [] for rid in ids}
     statuses: Counter[int] = Counter()
     async with aiohttp.ClientSession() as session:
         cpu0 = cpu_seconds()
@@ -109,25 +112,29 @@ async def sequential(args: argparse.Namespace) -> None:
         for i in range(args.n + WARMUP):
             if time.monotonic() > deadline:
                 break
+            rid = ids[i % len(ids)]
             s = time.perf_counter()
-            status = await one(session, base, args)
+            status = await one(session, base, args, rid)
             took = (time.perf_counter() - s) * 1000
             statuses[status] += 1
             if i >= WARMUP:
-                samples.append(took)
+                samples[rid].append(took)
         emit(
-            latency_summary(samples)
+            latency_summary(samples[ids[0]])
             | {"statuses": {str(k): v for k, v in statuses.items()}, "cpu_s": cpu_seconds() - cpu0}
+            | ({"by_id": {r: latency_summary(v) for r, v in samples.items()}} if args.id else {})
         )
 
 
-async def one(session: aiohttp.ClientSession, base: str, args: argparse.Namespace) -> int:
+async def one(
+    session: aiohttp.ClientSession, base: str, args: argparse.Namespace, rid: str = ""
+) -> int:
     if args.mode == "sync":
         async with session.post(f"{base}/v1/echo", data=BODY, headers=JSON_HEADERS) as resp:
             await resp.read()
             return resp.status
     if args.mode == "monitor":
-        async with session.get(f"{base}/v1/queue/requests/{args.id}") as resp:
+        async with session.get(f"{base}/v1/queue/requests/{rid}") as resp:
             await resp.read()
             return resp.status
     headers = JSON_HEADERS | {"Prefer": "respond-async"}
@@ -152,7 +159,9 @@ def main() -> None:
     p.add_argument("--n", type=int, default=500)
     p.add_argument("--duration", type=float, default=60.0, help="time limit, seconds")
     p.add_argument("--concurrency", type=int, default=50)
-    p.add_argument("--id", default="", help="monitor: the request id")
+    p.add_argument(
+        "--id", action="append", help="monitor: the request id (several: they take turns)"
+    )
     p.add_argument("--batch", type=int, default=100, help="bulk: items per call")
     args = p.parse_args()
     modes = {"load": load, "bulk": bulk}
