@@ -13,6 +13,7 @@ drain size (20,000), the synchronous requests (500) and wrk's seconds (5).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import socket
@@ -23,9 +24,11 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import redis
+from peerlib import RESULT_PREFIX
 
 BENCH = Path(__file__).resolve().parent
 N_DRAIN = int(os.environ.get("AB_DRAIN", "20000"))
@@ -103,6 +106,21 @@ class Run:
                 proc.terminate()
                 proc.wait(10)
         self.r.close()
+
+
+def sync_client(port: int, n: int, seconds: float = 300.0) -> dict[str, Any]:
+    """``bench/http_client.py sync`` (``n`` sequential synchronous ``POST /v1/echo``, after its
+    own warm-ups) against the server on ``port``: its result, every answer a 201."""
+    out = subprocess.run(
+        [sys.executable, str(BENCH / "http_client.py"), "sync", "--url",
+         f"http://127.0.0.1:{port}", "--n", str(n), "--duration", f"{seconds:g}"],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    line = next(x for x in reversed(out.splitlines()) if x.startswith(RESULT_PREFIX))
+    got: dict[str, Any] = json.loads(line[len(RESULT_PREFIX) :])
+    if set(got["statuses"]) != {"201"}:
+        raise SystemExit(f"the sync client on port {port}: statuses {got['statuses']}")
+    return got
 
 
 def enqueue(run: Run) -> float:

@@ -47,7 +47,7 @@ from typing import Any
 
 import hiredis
 import psutil
-from ab import Run, free_port, valkey_binary, wait_port
+from ab import Run, free_port, sync_client, valkey_binary, wait_port
 from peerlib import RESULT_PREFIX, cpu_seconds, emit, latency_summary
 
 BENCH = Path(__file__).resolve().parent
@@ -178,15 +178,7 @@ Figures = dict[str, float]
 
 def http_sync(port: int, n: int) -> Figures:
     """``bench/http_client.py sync`` against the server on ``port``: p50, p99, client CPU."""
-    out = subprocess.run(
-        [sys.executable, str(BENCH / "http_client.py"), "sync", "--url",
-         f"http://127.0.0.1:{port}", "--n", str(n), "--duration", "300"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    got = result(out)
-    if set(got["statuses"]) != {"201"}:
-        raise SystemExit(f"sync_floor: statuses {got['statuses']}")
-    return figures(got, n)
+    return figures(sync_client(port, n), n)
 
 
 def figures(got: dict[str, Any], n: int) -> Figures:

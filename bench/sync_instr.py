@@ -16,7 +16,6 @@ repeatable). Needs valgrind, as ``bench/script_instr.py``.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -26,8 +25,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from ab import free_port, wait_port
-from peerlib import RESULT_PREFIX
+from ab import free_port, sync_client, wait_port
 from script_instr import Counter, counted_server
 
 BENCH = Path(__file__).resolve().parent
@@ -36,16 +34,7 @@ WARMUP = 100
 
 def sync_requests(api_port: int, n: int) -> int:
     """``n`` sequential synchronous requests (plus the client's own warm-ups): how many."""
-    out = subprocess.run(
-        [sys.executable, str(BENCH / "http_client.py"), "sync", "--url",
-         f"http://127.0.0.1:{api_port}", "--n", str(n), "--duration", "600"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
-    line = next(x for x in reversed(out.splitlines()) if x.startswith(RESULT_PREFIX))
-    statuses: dict[str, int] = json.loads(line[len(RESULT_PREFIX) :])["statuses"]
-    if set(statuses) != {"201"}:
-        raise SystemExit(f"sync_instr: statuses {statuses}")
-    return statuses["201"]
+    return int(sync_client(api_port, n, 600)["statuses"]["201"])
 
 
 def wait_ready(api_port: int, seconds: float = 120) -> None:
