@@ -106,7 +106,11 @@ class Results:
             targets.webhooks(self.webhooks),
             self.procs_target,
             *targets.bulk(
-                self.bulk.enqueue, self.bulk.drain, list(self.bulk.peer.values()), peer_rows
+                self.bulk.enqueue,
+                self.bulk.drain,
+                list(self.bulk.peer.values()),
+                peer_rows,
+                self.bulk.python_peer,
             ),
             *self.cluster_targets,
         ]
@@ -146,6 +150,14 @@ def measure(bench: Bench, contenders: list[peers.Peer], shards: list[int]) -> Re
     bench.worker = bench.start_worker()
     with phase("cluster: drain on 3 masters vs one node"):
         on_cluster, cluster_targets = cluster.measure(bench, shards, reserve=150)
+    fastest = max(
+        (p for p in contenders if p.rows["drain"].median is not None),
+        key=lambda p: p.rows["drain"].median or 0.0,
+        default=None,
+    )
+    if fastest is not None:
+        rate = fastest.rows["drain"].median
+        bulk_rows.pair_with(fastest, drain.size(bench, rate), bench.plan.pilot_n)
     with phase("bulk: drain"):
         bulk.measure_drain(bench, bulk_rows, ("drain-bulk",), reserve=120)
     bench.worker.stop()

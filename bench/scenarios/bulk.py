@@ -24,7 +24,7 @@ from typing import Any
 from procs import Server, run_client
 from report import Row, Run
 
-from scenarios import drain
+from scenarios import drain, peers
 from scenarios.context import BENCH, CONCURRENCY, ECHO, Bench, cpu_per_job, need
 from scenarios.plan import Step, interleave, log
 
@@ -83,9 +83,29 @@ class Rows:
         if self.version is None:
             for row in self.peer.values():
                 row.skipped = "BullMQ is not installed: run `make peers` (needs node and npm)"
+        # The best Python peer's drain again, in the bulk drain's own rounds (the full run
+        # names the peer once the headline has measured them): the 5x target then compares
+        # runs of the same rounds, as every other target does, not rates minutes apart.
+        self.python_peer: Row | None = None
+        self._python_peer: tuple[peers.Peer, int] | None = None
+
+    def pair_with(self, peer: peers.Peer, n: int, peer_pilot: int) -> None:
+        """Run ``peer``'s drain of ``n`` in the bulk drain's rounds (its own row), each after
+        an unrecorded drain of ``peer_pilot``."""
+        self._python_peer = peer, n
+        self.python_peer = Row(
+            "2",
+            f"drain N={n:,} (first submit → last result), in the bulk drain's rounds",
+            f"{peer.name} {peer.version}",
+            "jobs/s",
+            note="the best Python peer's drain as in the headline (its producer and worker, "
+            f"warmed by a drain of {peer_pilot:,} first), run again in each round of the bulk "
+            "drain, next to acceptd's: the 5x target pairs the two round by round",
+        )
 
     def all(self) -> list[Row]:
-        return [self.enqueue, self.drain, *self.peer.values()]
+        paired = [self.python_peer] if self.python_peer is not None else []
+        return [self.enqueue, self.drain, *paired, *self.peer.values()]
 
     def peer_steps(self, bench: Bench, modes: tuple[str, ...]) -> list[Step]:
         if self.version is None:
@@ -217,9 +237,26 @@ def measure_drain(
     rows.drain.measure = f"drain N={n:,} with bulk submits (first submit → last result)"
     rows.peer["drain-bulk"].measure = f"drain N={n:,} (first submit → last result)"
     steps: list[Step] = [(rows.drain, functools.partial(drain_run, bench))]
+    if rows.python_peer is not None and rows._python_peer is not None:
+        peer, peer_n = rows._python_peer
+        steps.append((rows.python_peer, functools.partial(peer_drain_run, bench, peer, peer_n)))
     steps += rows.peer_steps(bench, modes)
     runs = bench.runs_for(len(steps) * (n / 2000 + 8), reserve)
     interleave(runs, steps, "bulk drain")
+
+
+def peer_drain_run(bench: Bench, peer: peers.Peer, n: int) -> Run:
+    """One drain of a Python peer on a worker started for it (acceptd's stays up, idle),
+    after a pilot drain (not recorded): in the headline its drain ran on a worker warmed by
+    the backlog drain, and a fresh one (a second Dramatiq process still booting, say) would
+    flatter acceptd here."""
+    bench.flush()
+    with peers.worker(bench, peer) as worker:
+        peers.run_with(bench, peer, "drain", {"worker": worker}, bench.plan.pilot_n)
+        bench.flush()
+        run = peers.run_with(bench, peer, "drain", {"worker": worker}, n)
+    bench.flush()
+    return run
 
 
 def measure_alone(bench: Bench) -> Rows:
