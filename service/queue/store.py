@@ -358,7 +358,10 @@ class Queue:
         if req.op in self.shards:
             return await self._submit_sharded(req, tries)
         now = self.now_ms()
-        res = await self._submit_call(_submit_fixed(req.op, req.limits), *_submit_args(req, now))
+        call = self._submit_call(_submit_fixed(req.op, req.limits), *_submit_args(req, now))
+        if req.waited:
+            self.batcher.flush_if_idle()  # a caller waits on it: no need to wait for others
+        res = await call
         done = _submitted(res, req.id, now)
         if isinstance(done, Submitted):
             return done
@@ -941,14 +944,16 @@ class Queue:
             fixed_argv = fixed_argv._replace(
                 idle_entry=entry, idle_until=now + int(rearm.idle * 1000)
             )
-        res = await scripts.FINISH.call_merged(
+        call = scripts.FINISH.call_merged(
             self.batcher,
             fixed_keys,
             fixed_argv,
             FinishCallKeys(keys.record(op, rid), keys.ev(op, rid), ck.glob, ck.cev),
             FinishCallArgv(rid, job.token, now, outcome, payload_json, int(retry_delay * 1000)),
         )
-        return _s(res)
+        if rearm is not None:
+            self.batcher.flush_if_idle()  # a handed run: its submitter may be waiting
+        return _s(await call)
 
     async def release(self, job: Job) -> str:
         """Hand a claimed request back to the head of the queue: ``released`` or ``lost``."""

@@ -195,6 +195,14 @@ class Batcher:
         if self._pending:
             self._flush()
 
+    def flush_if_idle(self) -> None:
+        """Send what is queued now if no pipeline is in flight: for a call whose caller waits
+        on it with nothing else to send (a synchronous request's submit, a handed run's
+        finish), which then leaves in this loop iteration rather than at its end. With
+        pipelines in flight, calls keep gathering for the next flush."""
+        if self._pending and not self._senders:
+            self._flush()
+
     def _added(self, loop: asyncio.AbstractEventLoop) -> None:
         self._calls += 1
         if self._calls >= FLUSH_AT:

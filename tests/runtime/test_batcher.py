@@ -130,3 +130,42 @@ async def test_flush_now_sends_before_the_loop_iteration_ends(
     finally:
         await batcher.close()
         observer.close()
+
+
+async def test_flush_if_idle_sends_a_lone_call_at_once_but_lets_calls_gather_behind_a_pipeline(
+    redis_url: str, small_pool: aredis.Redis
+) -> None:
+    """``flush_if_idle`` (a synchronous submit, a handed run's finish) writes a call at once
+    when no pipeline is in flight; while one is, the call waits for the next flush with any
+    others, as calls made in one loop iteration do."""
+    batcher = Batcher(small_pool)
+    observer = redis.Redis.from_url(redis_url)
+    try:
+        await batcher.command("SET", "{t}:idle", "warm")  # keeps a connection for the next
+
+        def seen_while_blocked(value: str) -> bool:
+            # As in the test above: polls without yielding to this loop.
+            for _ in range(100):
+                if observer.get("{t}:idle") == value.encode():
+                    return True
+                observer.ping()
+            return False
+
+        lone = batcher.command("SET", "{t}:idle", "lone")
+        batcher.flush_if_idle()
+        assert seen_while_blocked("lone")
+        await lone
+
+        # A pipeline in flight (its reply not read yet: this loop has not run since).
+        first = batcher.command("SET", "{t}:idle", "first")
+        batcher.flush_now()
+        behind = batcher.command("SET", "{t}:idle", "behind")
+        batcher.flush_if_idle()
+        assert seen_while_blocked("first")
+        assert not seen_while_blocked("behind")
+        assert await first is not None
+        await behind
+        assert observer.get("{t}:idle") == b"behind"
+    finally:
+        await batcher.close()
+        observer.close()
