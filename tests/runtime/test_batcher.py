@@ -98,6 +98,17 @@ async def test_a_call_utf8_cannot_carry_fails_alone(small_pool: aredis.Redis) ->
     await batcher.close()
 
 
+def seen_while_blocked(observer: redis.Redis, key: str, value: str) -> bool:
+    """Whether ``key`` holds ``value`` on the server, polled from another (blocking) client
+    without yielding to this loop: a call still queued in the batcher cannot reach the server
+    meanwhile."""
+    for _ in range(100):
+        if observer.get(key) == value.encode():
+            return True
+        observer.ping()
+    return False
+
+
 async def test_flush_now_sends_before_the_loop_iteration_ends(
     redis_url: str, small_pool: aredis.Redis
 ) -> None:
@@ -109,22 +120,13 @@ async def test_flush_now_sends_before_the_loop_iteration_ends(
     try:
         await batcher.command("SET", "{t}:flush", "warm")  # keeps a connection for the next
 
-        def seen_while_blocked(value: str) -> bool:
-            # Polls from another (blocking) client without yielding to this loop: a call
-            # still queued in the batcher cannot reach the server meanwhile.
-            for _ in range(100):
-                if observer.get("{t}:flush") == value.encode():
-                    return True
-                observer.ping()
-            return False
-
         queued = batcher.command("SET", "{t}:flush", "queued")
-        assert not seen_while_blocked("queued")
+        assert not seen_while_blocked(observer, "{t}:flush", "queued")
         await queued
 
         sent = batcher.command("SET", "{t}:flush", "sent")
         batcher.flush_now()
-        assert seen_while_blocked("sent")
+        assert seen_while_blocked(observer, "{t}:flush", "sent")
         await sent
         batcher.flush_now()  # nothing queued: nothing sent
     finally:
@@ -143,17 +145,9 @@ async def test_flush_if_idle_sends_a_lone_call_at_once_but_lets_calls_gather_beh
     try:
         await batcher.command("SET", "{t}:idle", "warm")  # keeps a connection for the next
 
-        def seen_while_blocked(value: str) -> bool:
-            # As in the test above: polls without yielding to this loop.
-            for _ in range(100):
-                if observer.get("{t}:idle") == value.encode():
-                    return True
-                observer.ping()
-            return False
-
         lone = batcher.command("SET", "{t}:idle", "lone")
         batcher.flush_if_idle()
-        assert seen_while_blocked("lone")
+        assert seen_while_blocked(observer, "{t}:idle", "lone")
         await lone
 
         # A pipeline in flight (its reply not read yet: this loop has not run since).
@@ -161,8 +155,8 @@ async def test_flush_if_idle_sends_a_lone_call_at_once_but_lets_calls_gather_beh
         batcher.flush_now()
         behind = batcher.command("SET", "{t}:idle", "behind")
         batcher.flush_if_idle()
-        assert seen_while_blocked("first")
-        assert not seen_while_blocked("behind")
+        assert seen_while_blocked(observer, "{t}:idle", "first")
+        assert not seen_while_blocked(observer, "{t}:idle", "behind")
         assert await first is not None
         await behind
         assert observer.get("{t}:idle") == b"behind"
