@@ -132,7 +132,7 @@ class WebhookStore:
         self.max_endpoints = max_endpoints
         # Calls made in the same event-loop tick share one pipeline (see service.runtime.batcher).
         self._batcher = batcher_for(redis)
-        self._scripts = {name: Script(lua.source, lua.sha) for name, lua in scripts.ALL.items()}
+        self._scripts: dict[str, Script] = dict(scripts.ALL)
 
     def now_ms(self) -> int:
         """The current time in milliseconds, from the (fakeable) clock."""

@@ -22,7 +22,7 @@ import asyncio
 import collections
 import hashlib
 import itertools
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from hiredis import pack_command
@@ -87,16 +87,59 @@ class _Wait:
 
 
 class Script:
-    """A Lua script known by its SHA; loaded on first use and after a server restart."""
+    """A Lua script known by its SHA; loaded on first use and after a server restart.
 
-    def __init__(self, source: str, sha: str) -> None:
+    With a ``library`` (its text naming the library and its one function ``@NAME@``; see
+    ``service.runtime.lua``), it runs as that Redis Function (``FCALL``) where the server has
+    Functions, else by ``EVALSHA`` of ``source``. The function's name ends with the library's
+    hash: a process running another version of a script calls another function.
+    """
+
+    def __init__(
+        self, source: str, sha: str, library: str | None = None, label: str = "script"
+    ) -> None:
         self.source = source
         self.sha = sha
+        self.label = label
+        self.template = library
+        self.function: str | None = None
+        self.library: str | None = None
+        if library is not None:
+            digest = hashlib.sha1(library.encode()).hexdigest()[:16]
+            self.function = f"acceptd_{label}_{digest}"
+            self.library = library.replace("@NAME@", self.function)
 
     @classmethod
-    def of(cls, source: str) -> Script:
-        """A script from its source."""
-        return cls(source, hashlib.sha1(source.encode()).hexdigest())
+    def of(cls, source: str, library: str | None = None, label: str = "script") -> Script:
+        """A script from its source (and its library text, if it has one)."""
+        return cls(source, hashlib.sha1(source.encode()).hexdigest(), library, label)
+
+    def edited(self, edit: Callable[[str], str]) -> Script:
+        """This script with ``edit`` applied to both its forms (a cluster's variant)."""
+        library = edit(self.template) if self.template is not None else None
+        return Script.of(edit(self.source), library, self.label)
+
+    def load(self, functions: bool) -> tuple[str, ...]:
+        """The command that loads it on a server that has not got it: its library where
+        ``functions`` (the server has them), else its source."""
+        if functions and self.library is not None:
+            return ("FUNCTION", "LOAD", "REPLACE", self.library)
+        return ("SCRIPT", "LOAD", self.source)
+
+
+def missing(reply: Any) -> bool:
+    """Whether a script call's reply says the server has not got the script (or function)."""
+    return isinstance(reply, NoScriptError) or (
+        isinstance(reply, ResponseError) and str(reply).startswith("Function not found")
+    )
+
+
+def without_functions(reply: Any) -> bool:
+    """Whether a reply says the server has no Functions (``FCALL``: Redis before 7.0)."""
+    if not isinstance(reply, ResponseError):
+        return False
+    text = str(reply).lower()
+    return text.startswith("unknown command") and "fcall" in text
 
 
 class _Merged:
@@ -134,6 +177,8 @@ class Batcher:
         self._inflight: set[asyncio.Task[None]] = set()
         self._idle: list[RawConnection] = []
         self._wait: _Wait | None = None
+        # Scripts run as Redis Functions until the server says it has none (then by SHA).
+        self.functions = True
 
     def wait_replicas(self, scripts: Sequence[Script], replicas: int, timeout: float) -> None:
         """End every pipeline carrying a call of ``scripts`` with ``WAIT replicas timeout``
@@ -236,7 +281,7 @@ class Batcher:
         if not self._idle:
             return None
         try:
-            data = _encode(batch, self._wait_of(batch))
+            data = _encode(batch, self._wait_of(batch), self.functions)
         except UnicodeEncodeError:
             return None  # the sender fails the calls that cannot be encoded
         conn = self._idle.pop()
@@ -298,17 +343,19 @@ class Batcher:
 
     async def _replies(self, batch: list[_Call], written: RawConnection | None = None) -> list[Any]:
         replies = await self._execute(batch, written)
+        if self.functions and any(without_functions(r) for r in replies):
+            self.functions = False  # Redis before 7.0: EVALSHA from now on
         retry = [(call, i) for i, (call, reply) in enumerate(zip(batch, replies, strict=True))
-                 if isinstance(reply, NoScriptError)]  # fmt: skip
+                 if missing(reply) or without_functions(reply)]  # fmt: skip
         if retry:
-            # The server lost its scripts (restart, SCRIPT FLUSH): load them and resend those.
-            # It may go away again meanwhile: then those calls fail with that error.
-            # The loads go first in the same pipeline, on the batcher's own connection: a
-            # connection of the pool's might not be free (see the bound above).
+            # The server has not got these scripts (first use, restart, FLUSH): load them and
+            # resend those. It may go away again meanwhile: then those calls fail with that
+            # error. The loads go first in the same pipeline, on the batcher's own connection:
+            # a connection of the pool's might not be free (see the bound above).
             loop = asyncio.get_running_loop()
             scripts = [s for s in {id(c[0]): c[0] for c, _ in retry}.values() if s is not None]
             loads: list[_Call] = [
-                (None, ("SCRIPT", "LOAD", s.source), loop.create_future()) for s in scripts
+                (None, s.load(self.functions), loop.create_future()) for s in scripts
             ]
             try:
                 res = await self._execute([*loads, *(c for c, _ in retry)])
@@ -355,7 +402,7 @@ class Batcher:
             replies: list[Any] = []
             async with asyncio.timeout(READ_TIMEOUT + (wait.seconds if wait else 0.0)):
                 if written is None:
-                    await conn.send_packed(_encode(batch, wait))
+                    await conn.send_packed(_encode(batch, wait, self.functions))
                 else:
                     await conn.drained()
                 for _ in batch:
@@ -414,7 +461,7 @@ def _without_unencodable(batch: list[_Call]) -> list[_Call]:
     kept: list[_Call] = []
     for call in batch:
         try:
-            _pack([call])
+            _pack([call], False)
         except UnicodeEncodeError as exc:
             _fail([call], exc)
         else:
@@ -422,17 +469,25 @@ def _without_unencodable(batch: list[_Call]) -> list[_Call]:
     return kept
 
 
-def _encode(batch: list[_Call], wait: _Wait | None) -> bytes:
+def _encode(batch: list[_Call], wait: _Wait | None, functions: bool) -> bytes:
     """The batch as RESP, then its ``WAIT`` if any."""
-    data = _pack(batch)
+    data = _pack(batch, functions)
     return data + wait.command if wait else data
 
 
-def _pack(batch: list[_Call]) -> bytes:
-    """The RESP encoding of every call in the batch (hiredis's C encoder)."""
-    return b"".join(
-        [
-            pack_command(("EVALSHA", script.sha, *args) if script else tuple(args))
-            for script, args, _ in batch
-        ]
-    )
+def _pack(batch: list[_Call], functions: bool) -> bytes:
+    """The RESP encoding of every call in the batch (hiredis's C encoder): scripts by
+    ``FCALL`` where ``functions`` (see :class:`Script`), else by ``EVALSHA``."""
+    return b"".join([pack_call(script, args, functions) for script, args, _ in batch])
+
+
+def pack_call(script: Script | None, args: Iterable[Any], functions: bool) -> bytes:
+    """One call (a script's, or a plain command) as RESP."""
+    if script is None:
+        command: tuple[Any, ...] = tuple(args)
+    elif functions and script.function is not None:
+        command = ("FCALL", script.function, *args)
+    else:
+        command = ("EVALSHA", script.sha, *args)
+    packed: bytes = pack_command(command)
+    return packed

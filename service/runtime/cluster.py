@@ -30,12 +30,21 @@ from redis.exceptions import (
     ConnectionError,
     MasterDownError,
     MovedError,
-    NoScriptError,
     ResponseError,
     TryAgainError,
 )
 
-from service.runtime.batcher import Batcher, NotReplicated, Script, _Call, _Merged, read_reply
+from service.runtime.batcher import (
+    Batcher,
+    NotReplicated,
+    Script,
+    _Call,
+    _Merged,
+    missing,
+    pack_call,
+    read_reply,
+    without_functions,
+)
 from service.runtime.redis import (
     SOCKET_TIMEOUT,
     Client,
@@ -47,7 +56,6 @@ from service.runtime.redis import (
     is_cluster,
     node_name,
     refresh_slots,
-    script_load,
 )
 
 READ_TIMEOUT = 10.0
@@ -82,7 +90,7 @@ class ClusterBatcher(Batcher):
     def _variant(self, script: Script) -> Script:
         found = self._variants.get(id(script))
         if found is None:
-            found = self._variants[id(script)] = Script.of(sharded(script.source))
+            found = self._variants[id(script)] = script.edited(sharded)
         return found
 
     async def _replies(self, batch: list[_Call], written: RawConnection | None = None) -> list[Any]:
@@ -137,16 +145,19 @@ class ClusterBatcher(Batcher):
         except (ConnectionError, OSError, TimeoutError) as exc:
             error = exc if isinstance(exc, ConnectionError) else ConnectionError(str(exc))
             return [error] * len(calls)
-        missing = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
-        if missing:
-            # This node lost its scripts (restart, failover to a fresh replica): load and resend.
+        if self.functions and any(without_functions(r) for r in replies):
+            self.functions = False  # Redis before 7.0: EVALSHA from now on
+        lost = [i for i, r in enumerate(replies) if missing(r) or without_functions(r)]
+        if lost:
+            # This node has not got these scripts (first use, restart, failover to a fresh
+            # replica): load them and resend.
             try:
                 again = await self._exchange_on(
-                    name, [calls[i] for i in missing], [asking[i] for i in missing], load=True
+                    name, [calls[i] for i in lost], [asking[i] for i in lost], load=True
                 )
             except (ConnectionError, OSError, TimeoutError) as exc:
-                again = [ConnectionError(str(exc))] * len(missing)
-            for i, reply in zip(missing, again, strict=True):
+                again = [ConnectionError(str(exc))] * len(lost)
+            for i, reply in zip(lost, again, strict=True):
                 replies[i] = reply
         return replies
 
@@ -181,7 +192,8 @@ class ClusterBatcher(Batcher):
             async with asyncio.timeout(READ_TIMEOUT + (wait.seconds if wait else 0.0)):
                 if load:
                     for script in {id(c[0]): c[0] for c in calls if c[0] is not None}.values():
-                        await script_load(conn, self._variant(script).source)
+                        await conn.send(*self._variant(script).load(self.functions))
+                        await conn.read()  # its name (an error raises: the calls fail)
                 data = self._pack(calls, asking)
                 await conn.send_packed(data + wait.command if wait else data)
                 replies: list[Any] = []
@@ -209,10 +221,8 @@ class ClusterBatcher(Batcher):
         for (script, args, _), ask in zip(calls, asking, strict=True):
             if ask:
                 out.append(pack_command(("ASKING",)))
-            if script is None:
-                out.append(pack_command(tuple(args)))
-            else:
-                out.append(pack_command(("EVALSHA", self._variant(script).sha, *args)))
+            variant = self._variant(script) if script is not None else None
+            out.append(pack_call(variant, args, self.functions))
         return b"".join(out)
 
     async def close(self) -> None:

@@ -128,13 +128,6 @@ async def dedicated_for(redis: Client, key: str) -> RawConnection:
     return RawConnection(conn)
 
 
-async def script_load(conn: RawConnection, source: str) -> str:
-    """``SCRIPT LOAD`` on one connection (one cluster node); the script's SHA."""
-    await conn.send("SCRIPT", "LOAD", source)
-    sha = await conn.read()
-    return sha.decode() if isinstance(sha, bytes) else str(sha)
-
-
 class RawConnection:
     """One connection used below redis-py's command layer, with no socket timeout.
 

@@ -98,7 +98,7 @@ async def test_a_merged_finish_counts_every_finished_job_in_the_throughput_once(
     calls = [(job, now if i < n // 2 else late, outcomes[i]) for i, job in enumerate(jobs)]
     await redis_client.config_resetstat()
     replies = await finish_merged(queue, calls)
-    assert await calls_of(redis_client, "evalsha") == 1
+    assert await calls_of(redis_client, "fcall") == 1
     assert sorted(replies) == sorted([b"succeeded"] * (n - 6) + [b"failed"] * 2 + [b"retrying"] * 4)
     counted = [(at, o) for _, at, o in calls if o != "retry"]
     in_first = sum(at == now for at, _ in counted)
@@ -308,3 +308,29 @@ def test_a_script_reading_part_of_a_record_fetches_every_field_it_reads(
     read = set(re.findall(r"rec\[['\"](\w+)['\"]\](?!\s*=[^=])", source))
     read |= set(re.findall(r"\brec\.(\w+)(?!\s*=[^=])", source))
     assert read - fetched == set_before_read
+
+
+async def test_what_a_run_remembers_for_its_calls_is_asked_again_by_the_next_run(
+    redis_client: aredis.Redis,
+) -> None:
+    # Scripts run as Redis Functions, whose library keeps its locals between calls: the
+    # run's answers (nobody listens, the client streams nothing, its index was trimmed) must
+    # not outlive the run that asked.
+    queue = Queue(redis_client, clock=clock)
+    await redis_client.config_resetstat()
+    await submit(queue, "ann")
+    assert await redis_client.xlen(keys.cev("echo", "ann")) == 0
+    await redis_client.set(keys.glob("echo", "ann"), 60_000)
+    pubsub: Any = redis_client.pubsub()
+    await pubsub.subscribe(keys.events_channel("echo"))
+    try:
+        assert (await pubsub.get_message(timeout=5))["type"] == "subscribe"
+        second = await submit(queue, "ann")
+        heard = await pubsub.get_message(timeout=5)
+        assert heard is not None and second.encode() in heard["data"]
+    finally:
+        await pubsub.aclose()
+    kept: Any = await redis_client.xrange(keys.cev("echo", "ann"))
+    assert [json.loads(fields[b"e"])["rec"]["id"] for _, fields in kept] == [second]
+    assert await calls_of(redis_client, "zremrangebyscore") == 2  # each run trims the index
+    assert await calls_of(redis_client, "fcall") == 2

@@ -9,7 +9,7 @@ from typing import Any, NamedTuple
 import pytest
 
 from service.queue import scripts
-from service.runtime.lua import Header, Lua, LuaError, parse_header, read_source
+from service.runtime.lua import NAME, Header, Lua, LuaError, parse_header, read_source, sources
 
 DIRECTORY = scripts.DIRECTORY
 NAMES = sorted(p.stem for p in DIRECTORY.glob("*.lua"))
@@ -91,7 +91,42 @@ def test_a_script_indexes_keys_and_argv_only_in_its_named_locals(name: str) -> N
 def test_includes_resolve(name: str) -> None:
     source = read_source(DIRECTORY, name)
     assert "@include" not in source
-    assert source == scripts.ALL[name].source
+    both = sources(name, source)
+    assert both.eval == scripts.ALL[name].source
+    assert scripts.ALL[name].library == both.library.replace(NAME, scripts.ALL[name].function or "")
+
+
+def test_a_script_is_split_at_its_call_line_into_what_is_defined_once_and_one_call() -> None:
+    text = (
+        "--[[ s: t.\n  KEYS[1] a\n  ARGV[1] n\n]]\n"
+        "local a = KEYS[1]\nlocal n = tonumber(ARGV[1])\n"
+        "local seen\nlocal function f() return seen end\n"
+        "--- @call\nseen = {}\nreturn {a, n}\n"
+    )
+    both = sources("s", text)
+    # EVAL runs it all each time; the includes' state is set at the call line there too.
+    assert both.eval == "local RESET = {}\n" + text.replace(
+        "--- @call\n", "for _, reset in ipairs(RESET) do reset() end\n"
+    )
+    lib = both.library
+    assert lib.startswith(
+        f"#!lua name={NAME}\nlocal KEYS, ARGV\nlocal RESET = {{}}\nlocal a\nlocal n\n"
+    )
+    # The named locals are assigned per call, inside the function; the helpers are not.
+    defined, call = lib.split("local function call()\n")
+    assert "local function f()" in defined and "KEYS[1]" not in defined
+    assert call.startswith("a = KEYS[1]\nn = tonumber(ARGV[1])\n")
+    assert "seen = {}\nreturn {a, n}\nend\n" in call
+    assert "flags = {}" in call
+    assert "flags = {'no-writes'}" in sources("s", text.replace("@call", "@call no-writes")).library
+    for broken in (text.replace("--- @call\n", ""), text + "--- @call\n"):
+        with pytest.raises(LuaError, match="@call"):
+            sources("s", broken)
+
+
+def test_only_scripts_that_write_nothing_are_flagged_no_writes() -> None:
+    read_only = {n for n, lua in scripts.ALL.items() if "'no-writes'" in (lua.library or "")}
+    assert read_only == {"ahead", "stats"}
 
 
 def test_every_include_is_used_names_the_locals_it_expects_and_indexes_nothing() -> None:

@@ -423,9 +423,9 @@ async def test_scripts_are_reloaded_after_the_server_forgets_them(
 ) -> None:
     big = Limits(1, 1, 60, 1000, 1)
     await submit(queue, limits=big)
-    await redis_client.script_flush()
+    await redis_client.function_flush()
     await submit(queue, limits=big)  # one call alone
-    await redis_client.script_flush()
+    await redis_client.function_flush()
     rids = await asyncio.gather(*(submit(queue, limits=big) for _ in range(20)))  # one pipeline
     assert len(set(rids)) == 20 and await queue.depth("echo") == 22
 
@@ -437,12 +437,12 @@ async def test_a_failed_script_reload_fails_the_calls_instead_of_hanging_them(
     # it does when the server goes away again right after a restart.
     await redis_client.acl_setuser(
         "noload", enabled=True, passwords=["+pw"], keys=["*"], channels=["*"],
-        commands=["+@all", "-script|load"],
+        commands=["+@all", "-script|load", "-function|load"],
     )  # fmt: skip
     client = aredis.Redis.from_url(redis_url, username="noload", password="pw")
     try:
         queue = Queue(client)
-        await redis_client.script_flush()
+        await redis_client.function_flush()
         with pytest.raises(ResponseError, match="no permissions"):
             async with asyncio.timeout(5):
                 await submit(queue)
@@ -547,7 +547,7 @@ async def test_a_ticks_finishes_go_as_one_script_run_and_a_failing_one_fails_alo
     assert isinstance(replies[1], ResponseError)
     assert replies[0] == replies[2] == b"succeeded"
     stats: Any = await redis_client.info("commandstats")
-    assert stats["cmdstat_evalsha"]["calls"] == 1  # the three finishes: one script run
+    assert stats["cmdstat_fcall"]["calls"] == 1  # the three finishes: one script run
     assert await queue.finish(bad, "succeeded", "2") == "succeeded"  # untouched by the failure
 
     # Issued together through the queue, finishes merge the same way.
@@ -558,7 +558,7 @@ async def test_a_ticks_finishes_go_as_one_script_run_and_a_failing_one_fails_alo
     outcomes = await asyncio.gather(*(queue.finish(j, "succeeded", "1") for j in jobs))
     assert outcomes == ["succeeded"] * 3
     stats = await redis_client.info("commandstats")
-    assert stats["cmdstat_evalsha"]["calls"] == 1
+    assert stats["cmdstat_fcall"]["calls"] == 1
 
 
 async def test_only_watched_requests_reach_the_watched_channel(

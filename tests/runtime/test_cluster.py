@@ -74,14 +74,14 @@ async def test_a_stale_slot_map_and_lost_scripts_are_recovered(
     ]
     assert all(r.outcome == "created" for r in first)
     # The client believes every slot lives on one master (MOVED from the others), and every
-    # master forgot its scripts (NOSCRIPT): the calls still succeed, in one go.
+    # master forgot its scripts (its functions): the calls still succeed, in one go.
     await cluster_client.initialize()
     wrong = cluster_client.get_node_from_key(keys.pending("echo"))
     cache = cluster_client.nodes_manager.slots_cache
     for slot in list(cache):
         cache[slot] = [wrong]  # type: ignore[list-item]
     for node in redis_cluster.masters:
-        cmd(node, "SCRIPT", "FLUSH")
+        cmd(node, "FUNCTION", "FLUSH")
     again = await asyncio.gather(
         *(
             queue.submit(NewRequest(op, new_request_id(op, queue.now_ms()), "anon", "{}", LIMITS))

@@ -26,6 +26,7 @@ local per_target = tonumber(ARGV[3])
 local busy_ms = tonumber(ARGV[4])
 local scan = tonumber(ARGV[5])
 
+--- @call
 local expired = redis.call('ZRANGEBYSCORE', inflight, '-inf', now, 'LIMIT', 0, 100)
 local picked = {}
 -- Due deliveries left for a later claim (more than max_items or scan were ready).

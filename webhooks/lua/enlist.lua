@@ -15,6 +15,7 @@ local cap = tonumber(ARGV[1])
 local id = ARGV[2]
 local created = ARGV[3]
 
+--- @call
 if redis.call('ZCARD', endpoints) >= cap then return 0 end
 redis.call('ZADD', endpoints, created, id)
 return 1

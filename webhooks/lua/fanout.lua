@@ -49,6 +49,29 @@ local per_target = tonumber(ARGV[5])
 local slots = tonumber(ARGV[6])
 local request_cap = tonumber(ARGV[7])
 local request_ttl = tonumber(ARGV[8])
+
+--- @include "includes/has"
+--- @include "includes/wake"
+--- @include "includes/member"
+
+-- An endpoint's state, read once per call however many items it has (set for each).
+local endpoints
+-- The endpoint's version if it still wants the item ('0' for a callback), else nil.
+local function wanted(it)
+  if it.ep == '' then return '0' end
+  local e = endpoints[it.endpoint]
+  if not e then
+    e = redis.call('HMGET', it.endpoint, 'disabled', 'events', 'operations', 'ver')
+    endpoints[it.endpoint] = e
+  end
+  if e[1] ~= '0' or not has(e[2], it.event_type) or not (e[3] == '' or has(e[3], it.op)) then
+    return nil
+  end
+  return e[4] or '0'
+end
+
+--- @call
+endpoints = {}
 -- Each item as a table named after the header's per-item KEYS and ARGV.
 local items = {}
 for n = 0, (#KEYS - 4) / 4 - 1 do
@@ -69,27 +92,6 @@ for n = 0, (#KEYS - 4) / 4 - 1 do
     payload = ARGV[a + 9],
   }
 end
-
---- @include "includes/has"
---- @include "includes/wake"
---- @include "includes/member"
-
--- An endpoint's state, read once per call however many items it has.
-local endpoints = {}
--- The endpoint's version if it still wants the item ('0' for a callback), else nil.
-local function wanted(it)
-  if it.ep == '' then return '0' end
-  local e = endpoints[it.endpoint]
-  if not e then
-    e = redis.call('HMGET', it.endpoint, 'disabled', 'events', 'operations', 'ver')
-    endpoints[it.endpoint] = e
-  end
-  if e[1] ~= '0' or not has(e[2], it.event_type) or not (e[3] == '' or has(e[3], it.op)) then
-    return nil
-  end
-  return e[4] or '0'
-end
-
 local created, leased, queued = {}, {}, false
 local payload = ''
 for i, it in ipairs(items) do

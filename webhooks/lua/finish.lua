@@ -86,6 +86,7 @@ local function finish(c)
   return status
 end
 
+--- @call
 local out = {}
 for n = 0, (#KEYS - FIXED_KEYS) / CALL_KEYS - 1 do
   local k, a = FIXED_KEYS + CALL_KEYS * n, FIXED_ARGV + CALL_ARGV * n

@@ -31,6 +31,7 @@ local token = ARGV[5]
 local per_target = tonumber(ARGV[6])
 local busy_ms = tonumber(ARGV[7])
 
+--- @call
 local score = tonumber(redis.call('ZSCORE', due, member) or '')
 if not score or score > now then return {} end
 local d = redis.call('HMGET', delivery, 'target', 'ep', 'url', 'client', 'type', 'payload', 'tries',

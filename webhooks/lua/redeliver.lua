@@ -24,6 +24,7 @@ local now = ARGV[3]
 --- @include "includes/wake"
 --- @include "includes/member"
 
+--- @call
 if redis.call('HGET', delivery, 'client') ~= client then return {'missing'} end
 local outcome = 'inflight'
 if not redis.call('HGET', delivery, 'lease') then

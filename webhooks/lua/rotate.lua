@@ -13,6 +13,7 @@ local client = ARGV[1]
 local secret = ARGV[2]
 local old_until = ARGV[3]
 
+--- @call
 if redis.call('HGET', endpoint, 'client') ~= client then return 0 end
 local current = redis.call('HGET', endpoint, 'secret')
 redis.call('HSET', endpoint, 'secret', secret, 'old_secret', current, 'old_until', old_until)

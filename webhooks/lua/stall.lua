@@ -30,6 +30,7 @@ local lease_lost = ARGV[5]
 --- @include "includes/settle"
 --- @include "includes/member"
 
+--- @call
 local deadline = tonumber(redis.call('ZSCORE', inflight, id) or '')
 if not deadline or deadline > now then return '' end
 redis.call('ZREM', inflight, id)

@@ -11,5 +11,6 @@ local max_score = ARGV[1]
 local now = tonumber(ARGV[2])
 --- @include "includes/throughput"
 
+--- @call no-writes
 local n, d = throughput(now)
 return {redis.call('ZCOUNT', pending, '-inf', max_score), n, d}

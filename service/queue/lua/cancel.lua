@@ -35,12 +35,14 @@ local error_json = ARGV[4]
 local events_channel = ARGV[5]
 local watched_channel = ARGV[6]
 local control_channel = ARGV[7]
-local hooked = {canceled = hooked_canceled}
+local hooked  -- the statuses' hooked sets (set for each call)
 --- @include "includes/hgetall"
 --- @include "includes/terminate"
 --- @include "includes/member"
 --- @include "includes/history"
 
+--- @call
+hooked = {canceled = hooked_canceled}
 local rk = {record = record, ev = ev, glob = glob, cev = cev}
 local rec = hgetall(record)
 if rec['status'] == nil or rec['client'] ~= client then return {'missing', ''} end

@@ -56,6 +56,7 @@ local max_score = ARGV[8]
 --- @include "includes/wake"
 --- @include "includes/sliced"
 
+--- @call
 redis.call('ZADD', workers, now + worker_ttl_ms, worker)
 redis.call('ZREMRANGEBYSCORE', workers, '-inf', now - 3600000)  -- long-dead workers
 if idle_ms >= 0 then

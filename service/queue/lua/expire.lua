@@ -30,7 +30,7 @@ local events_channel = ARGV[2]
 local watched_channel = ARGV[3]
 -- Calls follow the fixed KEYS and ARGV, this many of each per call.
 local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 6, 4, 3, 1
-local hooked = {failed = hooked_failed}
+local hooked  -- the statuses' hooked sets (set for each call)
 --- @include "includes/hgetall"
 --- @include "includes/expire"
 --- @include "includes/protected"
@@ -50,6 +50,8 @@ local function expire(rk, c)
   return 1
 end
 
+--- @call
+hooked = {failed = hooked_failed}
 local out = {}
 for i = 0, (#KEYS - FIXED_KEYS) / CALL_KEYS - 1 do
   local kb, ab = FIXED_KEYS + i * CALL_KEYS, FIXED_ARGV + i * CALL_ARGV

@@ -54,7 +54,7 @@ local idle_entry = ARGV[3]
 local idle_until = ARGV[4]
 -- Calls follow the fixed KEYS and ARGV, this many of each per call.
 local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 12, 4, 4, 6
-local hooked = {succeeded = hooked_succeeded, failed = hooked_failed, canceled = hooked_canceled}
+local hooked  -- the statuses' hooked sets (set for each call)
 --- @include "includes/snapshot"
 --- @include "includes/num"
 --- @include "includes/terminate"
@@ -87,8 +87,8 @@ local function read_attempts(key, rec)
 end
 
 -- The members this run takes out of running, removed at its end (one ZREM, not one each;
--- nothing in between reads running).
-local unleased = {}
+-- nothing in between reads running). Set for each call (below).
+local unleased
 
 local function finish(rk, c)
   local id, token, now, outcome, payload = c.id, c.token, num(c.now), c.outcome, c.payload
@@ -131,6 +131,9 @@ local function finish(rk, c)
   return outcome
 end
 
+--- @call
+hooked = {succeeded = hooked_succeeded, failed = hooked_failed, canceled = hooked_canceled}
+unleased = {}
 local out = {}
 -- One table of keys and one of arguments, refilled for each call: no garbage per call.
 local rk, c = {}, {}

@@ -13,6 +13,7 @@ local cev = KEYS[2]
 local ttl = ARGV[1]
 local keep_ms = ARGV[2]
 
+--- @call
 local t = redis.call('TIME')
 redis.call('SET', glob, keep_ms, 'EX', ttl)
 local last = redis.call('XREVRANGE', cev, '+', '-', 'COUNT', 1)

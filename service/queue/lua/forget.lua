@@ -15,6 +15,7 @@ local client_index = KEYS[1]
 local cutoff = tonumber(ARGV[1])
 local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 1, 1, 1, 1
 
+--- @call
 local out = {}
 for i = 0, (#KEYS - FIXED_KEYS) / CALL_KEYS - 1 do
   local kb, ab = FIXED_KEYS + i * CALL_KEYS, FIXED_ARGV + i * CALL_ARGV

@@ -22,6 +22,7 @@ local watched_channel = ARGV[5]
 --- @include "includes/hgetall"
 --- @include "includes/emit"
 
+--- @call
 if redis.call('HGET', record, 'lease') ~= token then return 'lost' end
 redis.call('HSET', record, 'progress', progress, 'updated', now)
 emit({record = record, ev = ev, glob = glob, cev = cev}, hgetall(record), 'progress')

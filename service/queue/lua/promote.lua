@@ -15,6 +15,7 @@ local member = ARGV[1]
 local now = tonumber(ARGV[2])
 --- @include "includes/wake"
 
+--- @call
 local due = redis.call('ZSCORE', delayed, member)
 if not due or tonumber(due) > now then return 0 end
 redis.call('ZREM', delayed, member)

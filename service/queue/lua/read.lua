@@ -25,6 +25,7 @@ local watch_client = ARGV[3]
 --- @include "includes/throughput"
 --- @include "includes/member"
 
+--- @call
 local rec = hgetall(record)
 if rec['status'] == nil then return false end
 local rank = -1

@@ -64,7 +64,7 @@ local worker = ARGV[7]
 local lease_ms = tonumber(ARGV[8])
 local take = ARGV[9]
 local max_lost = tonumber(ARGV[10])
-local hooked = {running = hooked_running, failed = hooked_failed, canceled = hooked_canceled}
+local hooked  -- the statuses' hooked sets (set for each call)
 --- @include "includes/hgetall"
 --- @include "includes/expire"
 --- @include "includes/first_start"
@@ -165,6 +165,8 @@ local function recover()
   return 'rerun'
 end
 
+--- @call
+hooked = {running = hooked_running, failed = hooked_failed, canceled = hooked_canceled}
 -- Counted in the console's history (a queue timeout, a cancel or worker-lost) and the
 -- throughput (a cancel or worker-lost) once, at the end.
 local reply = recover()

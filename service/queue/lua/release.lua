@@ -31,6 +31,7 @@ local watched_channel = ARGV[5]
 --- @include "includes/wake"
 --- @include "includes/member"
 
+--- @call
 local rec = hgetall(record)
 if rec['lease'] ~= token then return 'lost' end
 local member = member_of(id, rec['client'])

@@ -14,6 +14,7 @@ local token = ARGV[2]
 local now = tonumber(ARGV[3])
 local lease_ms = tonumber(ARGV[4])
 
+--- @call
 if redis.call('HGET', record, 'lease') ~= token then return 'lost' end
 redis.call('ZADD', running, 'XX', now + lease_ms, member)
 if redis.call('HGET', record, 'cancel') == '1' then return 'cancel' end

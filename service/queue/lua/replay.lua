@@ -19,6 +19,7 @@ local wait = ARGV[4]
 --- @include "includes/hgetall"
 --- @include "includes/snapshot"
 
+--- @call
 local bhash = redis.call('HGET', record, 'bhash')
 if not bhash then
   if redis.call('GET', idempotency) == id then redis.call('DEL', idempotency) end

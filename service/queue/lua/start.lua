@@ -39,7 +39,7 @@ local events_channel = ARGV[4]
 local watched_channel = ARGV[5]
 -- Calls follow the fixed KEYS and ARGV, this many of each per call.
 local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 8, 4, 5, 1
-local hooked = {running = hooked_running, failed = hooked_failed}
+local hooked  -- the statuses' hooked sets (set for each call)
 --- @include "includes/snapshot"
 --- @include "includes/num"
 --- @include "includes/expire"
@@ -63,7 +63,8 @@ end
 
 -- Whether each call's member is still leased, asked for all of them at once (one ZMSCORE,
 -- not a ZSCORE each): a call changes only its own member, so the answers hold for the run.
-local leased = {}
+-- Set for each call (below).
+local leased
 
 local function start(rk, c, i)
   local member = c.member
@@ -94,6 +95,9 @@ local function start(rk, c, i)
     rec['created']}
 end
 
+--- @call
+hooked = {running = hooked_running, failed = hooked_failed}
+leased = {}
 local out = {}
 local calls = (#KEYS - FIXED_KEYS) / CALL_KEYS
 -- Each call's arguments first (its member of running), so all members are asked at once.

@@ -15,6 +15,7 @@ local tput = KEYS[5]
 local now = tonumber(ARGV[1])
 --- @include "includes/throughput"
 
+--- @call no-writes
 local n, d = throughput(now)
 return {redis.call('ZCARD', pending) + redis.call('ZCARD', delayed),
   redis.call('ZCARD', running), redis.call('ZCOUNT', workers, now, '+inf'), n, d}

@@ -70,7 +70,7 @@ local result_ttl = ARGV[8]
 local backoff_ms = ARGV[9]
 -- Calls follow the fixed KEYS and ARGV, this many of each per call.
 local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 11, 6, 9, 6
-local hooked = {running = hooked_running}
+local hooked  -- the statuses' hooked sets (set for each call)
 -- The options of a submit that has none (see the per-call loop).
 local NO_OPTIONS = {}
 -- A request's optional record fields (name, value pairs): none, shared; extended copies it.
@@ -108,17 +108,17 @@ local function limited(rk, c, now)
   return nil
 end
 
--- Set when a call queued its request (rather than handing it to an idle worker).
-local queued = false
--- Asked once per run, then kept as the run's calls change them (nothing else runs meanwhile):
--- the queue's depth, the highest score queued (a call queuing past it is last, its rank the
--- depth: no ZRANK), and the client indexes already trimmed.
-local run_depth, run_tail, trimmed = nil, nil, {}
--- The run's calls, and the one being run (0-based).
-local calls, call_index = (#KEYS - FIXED_KEYS) / CALL_KEYS, 0
--- Arrival numbers are taken from seq once per run, for every call left (one INCRBY, not one
--- INCR per request): a call that creates nothing leaves a gap, which orders nothing wrongly.
-local seq_next, seq_last = 1, 0
+-- The run's state, set for each call (below):
+-- queued: set when a call queued its request (rather than handing it to an idle worker);
+-- run_depth, run_tail, trimmed: asked once per run, then kept as the run's calls change them
+-- (nothing else runs meanwhile): the queue's depth, the highest score queued (a call queuing
+-- past it is last, its rank the depth: no ZRANK), and the client indexes already trimmed;
+-- calls, call_index: the run's calls, and the one being run (0-based);
+-- seq_next, seq_last: arrival numbers are taken from seq once per run, for every call left
+-- (one INCRBY, not one INCR per request): a call that creates nothing leaves a gap, which
+-- orders nothing wrongly;
+-- indexed: each client index's new entries (score, member pairs), added once at the run's end.
+local queued, run_depth, run_tail, trimmed, calls, call_index, seq_next, seq_last, indexed
 local function next_seq()
   if seq_next > seq_last then
     local left = calls - call_index
@@ -128,8 +128,6 @@ local function next_seq()
   seq_next = seq_next + 1
   return seq_next - 1
 end
--- Each client index's new entries (score, member pairs), added once at the run's end.
-local indexed = {}
 local function index_later(key, score, rid)
   local pairs_of = indexed[key]
   if not pairs_of then
@@ -255,6 +253,11 @@ local function submit(rk, c)
   return rank or redis.call('ZRANK', pending, member)
 end
 
+--- @call
+hooked = {running = hooked_running}
+queued, run_depth, run_tail, trimmed = false, nil, nil, {}
+calls, call_index = (#KEYS - FIXED_KEYS) / CALL_KEYS, 0
+seq_next, seq_last, indexed = 1, 0, {}
 local out = {}
 -- One table of keys and one of arguments, refilled for each call: no garbage per call.
 local rk, c = {}, {}

@@ -17,6 +17,7 @@ local wake_now = ARGV[3]
 --- @include "includes/unregister"
 --- @include "includes/charged"
 
+--- @call
 unregister()
 local given = take_charged()
 if redis.call('ZCARD', idle) == 0 then

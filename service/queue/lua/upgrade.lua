@@ -9,6 +9,7 @@ local set = KEYS[1]
 local bare = ARGV[1]
 local member = ARGV[2]
 
+--- @call
 local score = redis.call('ZSCORE', set, bare)
 if not score then return 0 end
 if member ~= '' then redis.call('ZADD', set, score, member) end

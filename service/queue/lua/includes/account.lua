@@ -4,7 +4,8 @@
 -- Recent throughput: finishes and run time in 5-second buckets, the last 12 kept. Summed over
 -- a script run: account_add per finish, account_flush once before the script returns (two
 -- HINCRBYs a bucket per run instead of two per finish; a merged finish spans one bucket or two).
-local tput_n, tput_d = {}, {}
+local tput_n, tput_d
+RESET[#RESET + 1] = function() tput_n, tput_d = {}, {} end
 local function account_add(rec, at_ms)
   local bucket = math.floor(at_ms / 5000)
   tput_n[bucket] = (tput_n[bucket] or 0) + 1

@@ -6,7 +6,7 @@
 -- A client's kept events (cev) are trimmed by age: glob's value is how many ms to keep (set by
 -- the all-requests stream, follow.lua), measured back from the id just added (this node's
 -- clock); once per stream per run, with its EXPIRE, and a count bound on every add.
-local trimmed_of = {}
+local trimmed_of
 local CEV_MAX_ENTRIES = 100000
 -- Publish one state change; its number (evseq) increases per request. Events are also kept
 -- for resuming streams, but only where a stream asked for it (no cost otherwise).
@@ -15,7 +15,8 @@ local CEV_MAX_ENTRIES = 100000
 -- tick's submits or finishes, a bulk submit's items) two commands each.
 -- evseq: the event's number when the caller wrote it already (with a new record or in the HSET
 -- of its change), else counted here.
-local globbed_of, subscribers = {}, nil
+local globbed_of, subscribers
+RESET[#RESET + 1] = function() trimmed_of, globbed_of, subscribers = {}, {}, nil end
 local function emit(rk, rec, kind, evseq)
   local n = evseq or redis.call('HINCRBY', rk.record, 'evseq', 1)
   if type(n) ~= 'string' then n = fmt(n) end

@@ -3,7 +3,8 @@
 -- '%d' formats a C long: no trip through the floating-point printf ('%.0f', tostring and
 -- '..' on a number), which showed in the server's profile. Remembered for the run: a merged
 -- run formats the same times (its now, a result's expiry) for each of its calls.
-local fmt_memo = {}
+local fmt_memo
+RESET[#RESET + 1] = function() fmt_memo = {} end
 local function fmt(n)
   local s = fmt_memo[n]
   if s == nil then

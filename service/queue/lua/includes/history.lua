@@ -8,7 +8,10 @@
 -- one open bin). A script run's events are summed in locals and written once at its end
 -- (history_flush), so a merged run of many calls costs a few commands, not a few each; nothing
 -- here allocates per call but the histogram tables of a run that finishes requests.
-local hist_second, hist_counts, hist_waits, hist_runs = nil, nil, nil, nil
+local hist_second, hist_counts, hist_waits, hist_runs
+RESET[#RESET + 1] = function()
+  hist_second, hist_counts, hist_waits, hist_runs = nil, nil, nil, nil
+end
 
 -- The slot suffix (':<slot>') of the bucket holding at_ms and whether it was opened now
 -- (cleared of an older bucket); nil for a write so late that its slot holds a newer bucket.

@@ -3,7 +3,8 @@
 -- (about 1,400 instructions a call in callgrind), and a merged run converts the same strings
 -- (its now, the operation's limits, timestamps of requests created in the same millisecond)
 -- for each of its calls. Like tonumber, nil for a string that is not a number.
-local num_memo = {}
+local num_memo
+RESET[#RESET + 1] = function() num_memo = {} end
 local function num(s)
   local v = num_memo[s]
   if v == nil then

@@ -4,7 +4,8 @@
 -- Whether a client has an endpoint for a status, asked once per script run and client: the
 -- sets change only outside queue scripts (webhooks/store.py), so the answer holds for the run,
 -- and the calls merged into one run (a claim's batch, a merged finish) ask once, not once each.
-local hooked_of = {}
+local hooked_of
+RESET[#RESET + 1] = function() hooked_of = {} end
 local function is_hooked(status, cid)
   local key = status .. '\n' .. cid
   local yes = hooked_of[key]
