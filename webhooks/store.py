@@ -38,6 +38,7 @@ import orjson
 from service.queue import keys as core_keys
 from service.runtime.batcher import Script
 from service.runtime.cluster import batcher_for
+from service.runtime.libraries import drop_other_releases
 from service.runtime.lua import Lua
 from service.runtime.redis import Client, is_cluster
 from webhooks import keys, scripts
@@ -133,6 +134,11 @@ class WebhookStore:
         # Calls made in the same event-loop tick share one pipeline (see service.runtime.batcher).
         self._batcher = batcher_for(redis)
         self._scripts: dict[str, Script] = dict(scripts.ALL)
+
+    async def drop_other_releases(self) -> list[str]:
+        """Delete the webhook scripts' Function libraries of other releases (see
+        ``service.runtime.libraries``); their names."""
+        return await drop_other_releases(self.redis, self._scripts.values(), "webhooks")
 
     def now_ms(self) -> int:
         """The current time in milliseconds, from the (fakeable) clock."""

@@ -108,6 +108,7 @@ from service.queue.scripts import (
     UpgradeKeys,
 )
 from service.runtime.cluster import batcher_for
+from service.runtime.libraries import drop_other_releases
 from service.runtime.redis import Client, RawConnection, dedicated_for, stale
 
 IDEMPOTENCY_TTL = 86_400
@@ -780,6 +781,11 @@ class Queue:
             PromoteKeys(keys.record(tag, rid), k.delayed, k.pending, k.wake),
             PromoteArgv(member, now),
         )
+
+    async def drop_other_releases(self) -> list[str]:
+        """Delete the queue's Function libraries of other releases (see
+        ``service.runtime.libraries``); their names."""
+        return await drop_other_releases(self.redis, scripts.ALL.values(), "queue")
 
     async def upgrade(self, op: str) -> int:
         """Rewrite what an older release left in ``op``'s queue; how many entries it rewrote.

@@ -135,11 +135,13 @@ def missing(reply: Any) -> bool:
 
 
 def without_functions(reply: Any) -> bool:
-    """Whether a reply says the server has no Functions (``FCALL``: Redis before 7.0)."""
+    """Whether a reply says the server has no Functions (``FCALL``, ``FUNCTION``: Redis
+    before 7.0)."""
     if not isinstance(reply, ResponseError):
         return False
-    text = str(reply).lower()
-    return text.startswith("unknown command") and "fcall" in text
+    # "unknown command 'FCALL', with args beginning with: ..." (backquotes before Redis 7)
+    command = str(reply).lower().split(",", 1)[0]
+    return command.startswith("unknown command") and ("fcall" in command or "function" in command)
 
 
 class _Merged:

@@ -186,6 +186,7 @@ class Worker:
             for lane in range(1, self._lanes)
         ]
         tasks = list(self._claim_loops)
+        tasks.append(asyncio.create_task(self._drop_other_releases(), name="libraries"))
         tasks.append(asyncio.create_task(self._renew_loop(), name="renew"))
         tasks.append(asyncio.create_task(self._control_loop(), name="control"))
         try:
@@ -324,6 +325,13 @@ class Worker:
             await self._claim_until_stopped(op, waiter, shard)
         finally:
             await waiter.close()
+
+    async def _drop_other_releases(self) -> None:
+        # Once, best effort: the next worker to start tries again.
+        try:
+            await self.queue.drop_other_releases()
+        except RedisError as exc:
+            log.warning("could not delete other releases' function libraries: %s", exc)
 
     async def _upgrade(self, op: str) -> None:
         # What an older release left in the queue is rewritten before this worker's first

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -11,11 +12,16 @@ from typing import Any
 import pytest
 import redis
 import redis.asyncio as aredis
+from redis.asyncio import RedisCluster
 
 from service.queue import scripts as queue_scripts
 from service.queue.ids import new_request_id
 from service.queue.store import Limits, NewRequest, Queue
+from service.runtime.cluster import sharded
 from service.runtime.embedded import find_server_binary, free_port
+from service.runtime.libraries import drop_other_releases
+from service.runtime.redis import Client
+from tests.support.cluster import both
 from webhooks import scripts as webhook_scripts
 
 LIMITS = Limits(attempts=1, timeout=10, result_ttl=60, max_queue_depth=100, retry_backoff=1.0)
@@ -38,8 +44,9 @@ async def test_every_script_loads_as_a_library_of_one_function_named_after_its_t
     assert functions == {name: [name] for name in names}
 
 
-def pairs(flat: list[Any]) -> dict[Any, Any]:
-    return dict(zip(flat[::2], flat[1::2], strict=True))
+def pairs(entry: Any) -> dict[Any, Any]:
+    # A map, or its flat list (RESP2 without redis-py's reply callback).
+    return entry if isinstance(entry, dict) else dict(zip(entry[::2], entry[1::2], strict=True))
 
 
 async def test_a_library_is_loaded_on_first_use_then_only_called(
@@ -57,6 +64,58 @@ async def test_a_library_is_loaded_on_first_use_then_only_called(
     # The first call was refused (not loaded yet), then sent again after the load.
     assert stats["cmdstat_fcall"]["calls"] == 4
     assert "cmdstat_evalsha" not in stats
+
+
+def stub(name: str) -> str:
+    return f"#!lua name={name}\nredis.register_function('{name}', function() return 1 end)"
+
+
+async def on_every_master(redis: Client, *command: Any) -> list[Any]:
+    """``command``'s reply from the server, or from each master of a cluster."""
+    nodes: list[Any] = [None]
+    if isinstance(redis, RedisCluster):
+        await redis.initialize()
+        nodes = redis.get_primaries()
+    replies = []
+    for node in nodes:
+        at: dict[str, Any] = {"target_nodes": node} if node is not None else {}
+        replies.append(await redis.execute_command(*command, **at))
+    return replies
+
+
+async def library_names(redis: Client) -> set[str]:
+    """Every library on the server (each master of a cluster: the union)."""
+    listed = await on_every_master(redis, "FUNCTION", "LIST")
+    return {pairs(lib)[b"library_name"].decode() for libs in listed for lib in libs}
+
+
+@both
+async def test_a_start_deletes_its_packages_libraries_of_other_releases(
+    redis_client: Client,
+) -> None:
+    cluster = isinstance(redis_client, RedisCluster)
+    masters = 3 if cluster else 1
+    await on_every_master(redis_client, "FUNCTION", "FLUSH")
+    old_queue = "acceptd_queue_submit_0123456789abcdef"
+    old_webhooks = "acceptd_webhooks_claim_0123456789abcdef"
+    foreign = "someone_elses"
+    for name in (old_queue, old_webhooks, foreign):
+        await on_every_master(redis_client, "FUNCTION", "LOAD", stub(name))
+    queue = Queue(redis_client)
+    await submit_one(queue)  # loads this release's submit on its master
+    mine = (queue_scripts.SUBMIT.edited(sharded) if cluster else queue_scripts.SUBMIT).function
+    assert await library_names(redis_client) == {old_queue, old_webhooks, foreign, mine}
+    assert await queue.drop_other_releases() == [old_queue] * masters
+    assert await library_names(redis_client) == {old_webhooks, foreign, mine}
+    dropped = await drop_other_releases(redis_client, webhook_scripts.ALL.values(), "webhooks")
+    assert dropped == [old_webhooks] * masters
+    assert await library_names(redis_client) == {foreign, mine}
+    await submit_one(queue)  # this release's library stayed: called, not loaded again
+
+
+async def submit_one(queue: Queue) -> None:
+    rid = new_request_id("echo", queue.now_ms())
+    assert (await queue.submit(NewRequest("echo", rid, "ann", "{}", LIMITS))).outcome == "created"
 
 
 @pytest.fixture
@@ -114,3 +173,29 @@ async def test_a_server_without_functions_runs_every_step_by_sha(
     assert snap.result == '"done"'
     stats: Any = await old_server_client.info("commandstats")
     assert stats["cmdstat_evalsha"]["calls"] >= 5
+
+
+async def test_a_worker_and_a_dispatcher_delete_other_releases_libraries_as_they_start(
+    redis_url: str, redis_client: Client
+) -> None:
+    from service.http.monitor import render
+    from service.runtime.tasks import stop
+    from tests.webhooks.test_dispatch import OPS, settings
+    from tests.worker.test_hand_offs import make_worker
+    from webhooks import Dispatcher
+
+    old = {"acceptd_queue_finish_0123456789abcdef", "acceptd_webhooks_lease_0123456789abcdef"}
+    for name in old:
+        await on_every_master(redis_client, "FUNCTION", "LOAD", stub(name))
+    queue = Queue(redis_client)
+    worker = make_worker(redis_url, queue)
+    dispatcher = Dispatcher(redis_client, settings(), OPS, render)
+    running = [asyncio.create_task(worker.run()), asyncio.create_task(dispatcher.run())]
+    try:
+        async with asyncio.timeout(10):
+            while await library_names(redis_client) & old:
+                await asyncio.sleep(0.01)  # polling for the start-up's deletions
+    finally:
+        await worker.shutdown(1)
+        for task in running:
+            await stop(task)
