@@ -84,6 +84,7 @@ end
 --- @include "includes/fmt"
 --- @include "includes/num"
 --- @include "includes/emit"
+--- @include "includes/heard"
 --- @include "includes/outbox"
 --- @include "includes/handed"
 --- @include "includes/wake"
@@ -95,10 +96,10 @@ end
 
 -- Token bucket per client and operation: refill by elapsed time, take one token. Returns the
 -- wait (ms) until a token is available, or nil when one was taken.
-local function limited(rk, c, now)
-  local rate = c.rate_per_second  -- numbers: decoded from the options
-  if rate <= 0 then return nil end
-  local burst = c.burst
+local function limited(rk, o, now)
+  local rate = o.rate_per_second  -- numbers: decoded from the options
+  if not rate or rate <= 0 then return nil end
+  local burst = math.max(o.burst or 1, 1)
   local b = redis.call('HMGET', rk.rate, 'tokens', 'ts')
   local tokens, ts = tonumber(b[1]) or burst, tonumber(b[2]) or now
   tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)
@@ -159,13 +160,13 @@ local function rank_at_tail(score, depth)
 end
 
 local function submit(rk, c)
-  local now = num(c.now)
-  if c.idem_hash ~= '' then
+  local now, o = num(c.now), c.o
+  if o.idem_hash then
     -- The key names another request: replay.lua answers, declaring that request's record.
     local existing = redis.call('GET', rk.idempotency)
     if existing then return {'exists', existing} end
   end
-  local wait_ms = limited(rk, c, now)
+  local wait_ms = o.rate_per_second and limited(rk, o, now)
   if wait_ms then return {'limited', wait_ms} end
   if run_depth == nil then run_depth = redis.call('ZCARD', pending) end
   local depth = run_depth
@@ -187,34 +188,37 @@ local function submit(rk, c)
     worker = string.sub(registration, sp + 1)
     token = worker .. ':h' .. n
   end
-  -- A new record's first event is its first: evseq is written with it (emit's seq).
-  local rec = {id = c.id, client = c.client, status = 'queued',
-    prio = c.priority, score = fmt(score), attempt = '1', max_att = attempts,
-    timeout = timeout_ms, ttl = result_ttl, backoff = backoff_ms, created = c.now,
-    updated = c.now}
+  local score_s, qdl = fmt(score), nil
+  if o.queue_timeout_ms then qdl = fmt(now + o.queue_timeout_ms) end
+  -- The record as a table only where something reads it: a hand-off (its events, its outbox
+  -- entry, the handed job) or an event someone could see. Most submits to a busy queue have
+  -- neither, and building it was a good part of a bulk submit's Lua. A new record's first
+  -- event is its first: evseq is written with it (emit's seq).
+  local rec = nil
+  if registration or heard(rk) then
+    rec = {id = c.id, client = c.client, status = 'queued', prio = c.priority, score = score_s,
+      attempt = '1', max_att = attempts, timeout = timeout_ms, ttl = result_ttl,
+      backoff = backoff_ms, created = c.now, updated = c.now, qdl = qdl}
+    if o.wait then rec['wait'] = '1' end
+    if o.retry_of then rec['retry_of'] = o.retry_of end
+    if o.callback_url then
+      rec['cb_url'] = o.callback_url; rec['cb_events'] = o.callback_events or ''
+    end
+  end
   -- What only some requests have goes in a list; the rest is written out (most requests have
   -- none of it: no list to build and unpack).
   local extra = NO_FIELDS
   if registration then extra = {'started', c.now, 'worker', worker, 'lease', token} end
-  if c.body_hash ~= '' then extra = extended(extra, 'bhash', c.body_hash) end
-  if c.wait then
-    rec['wait'] = '1'
-    extra = extended(extra, 'wait', '1')
-  end
-  if c.queue_timeout_ms then
-    rec['qdl'] = fmt(now + c.queue_timeout_ms)
-    extra = extended(extra, 'qdl', rec['qdl'])
-  end
-  if c.retry_of ~= '' then
-    rec['retry_of'] = c.retry_of
-    extra = extended(extra, 'retry_of', c.retry_of)
-  end
-  if c.callback_url ~= '' then
-    rec['cb_url'] = c.callback_url; rec['cb_events'] = c.callback_events
-    extra = extended(extended(extra, 'cb_url', c.callback_url), 'cb_events', c.callback_events)
+  if o.body_hash then extra = extended(extra, 'bhash', o.body_hash) end
+  if o.wait then extra = extended(extra, 'wait', '1') end
+  if qdl then extra = extended(extra, 'qdl', qdl) end
+  if o.retry_of then extra = extended(extra, 'retry_of', o.retry_of) end
+  if o.callback_url then
+    extra = extended(extended(extra, 'cb_url', o.callback_url), 'cb_events',
+      o.callback_events or '')
   end
   redis.call('HSET', rk.record, 'id', c.id, 'client', c.client,
-    'status', registration and 'running' or 'queued', 'prio', c.priority, 'score', rec['score'],
+    'status', registration and 'running' or 'queued', 'prio', c.priority, 'score', score_s,
     'attempt', '1', 'max_att', attempts, 'timeout', timeout_ms, 'ttl', result_ttl,
     'backoff', backoff_ms, 'created', c.now, 'updated', c.now,
     'evseq', registration and '2' or '1', 'input', c.input, unpack(extra))
@@ -227,8 +231,8 @@ local function submit(rk, c)
     local cutoff = now - (tonumber(result_ttl) + 604800) * 1000
     redis.call('ZREMRANGEBYSCORE', rk.client_index, '-inf', cutoff)
   end
-  if c.idem_hash ~= '' then redis.call('SET', rk.idempotency, c.id, 'EX', tonumber(idem_ttl)) end
-  emit(rk, rec, 'status', 1)
+  if o.idem_hash then redis.call('SET', rk.idempotency, c.id, 'EX', tonumber(idem_ttl)) end
+  if rec then emit(rk, rec, 'status', 1) end
   if registration then
     redis.call('ZREM', idle, registration)
     rec['status'] = 'running'; rec['started'] = c.now; rec['worker'] = worker
@@ -243,11 +247,11 @@ local function submit(rk, c)
   end
   local member = member_of(c.id, c.client)
   local rank = rank_at_tail(score, depth)
-  redis.call('ZADD', pending, rec['score'], member)
+  redis.call('ZADD', pending, score_s, member)
   run_depth = depth + 1
   -- Only requests with a queue timeout are in deadlines (swept by claim.lua and
   -- Queue.expire_due); one handed to a worker above has started already.
-  if rec['qdl'] then redis.call('ZADD', deadlines, rec['qdl'], member) end
+  if qdl then redis.call('ZADD', deadlines, qdl, member) end
   queued = true
   history(pending, 's', now)
   return rank or redis.call('ZRANK', pending, member)
@@ -268,14 +272,8 @@ for i = 0, calls - 1 do
   rk.rate = KEYS[kb + 4]; rk.glob = KEYS[kb + 5]; rk.cev = KEYS[kb + 6]
   c.id = ARGV[ab + 1]; c.client = ARGV[ab + 2]; c.priority = ARGV[ab + 3]; c.input = ARGV[ab + 4]
   c.now = ARGV[ab + 5]; c.options = ARGV[ab + 6]
-  -- The options, as submit reads them: '', 0 or 1 for what a submit does not have; wait (true)
-  -- and queue_timeout_ms (a number) nil.
-  local o = c.options == '' and NO_OPTIONS or cjson.decode(c.options)
-  c.body_hash = o.body_hash or ''; c.idem_hash = o.idem_hash or ''
-  c.callback_url = o.callback_url or ''; c.callback_events = o.callback_events or ''
-  c.rate_per_second = o.rate_per_second or 0; c.burst = o.burst or 1
-  c.wait = o.wait; c.queue_timeout_ms = o.queue_timeout_ms
-  c.retry_of = o.retry_of or ''
+  -- The options as decoded (nil for what a submit does not have): read where used, not copied.
+  c.o = c.options == '' and NO_OPTIONS or cjson.decode(c.options)
   out[#out + 1] = protected(submit, rk, c)
 end
 -- Blocked workers are woken once for every request this run queued (one marker is all the

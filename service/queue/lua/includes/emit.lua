@@ -17,6 +17,16 @@ local CEV_MAX_ENTRIES = 100000
 -- of its change), else counted here.
 local globbed_of, subscribers
 RESET[#RESET + 1] = function() trimmed_of, globbed_of, subscribers = {}, {}, nil end
+-- The client's all-requests stream flag (its keep, in ms), false when it streams nothing;
+-- asked once per run and client.
+local function globbed_for(rk)
+  local globbed = globbed_of[rk.glob]
+  if globbed == nil then
+    globbed = redis.call('GET', rk.glob)  -- false when unset
+    globbed_of[rk.glob] = globbed
+  end
+  return globbed
+end
 local function emit(rk, rec, kind, evseq)
   local n = evseq or redis.call('HINCRBY', rk.record, 'evseq', 1)
   if type(n) ~= 'string' then n = fmt(n) end
@@ -25,11 +35,9 @@ local function emit(rk, rec, kind, evseq)
   -- A waiting caller needs only the outcome; a stream needs every change.
   local watched = rec['sse'] == '1' or (rec['wait'] == '1' and kind == 'status' and
     (st == 'succeeded' or st == 'failed' or st == 'canceled'))
+  -- includes/heard written out: this runs for every change of every request.
   local globbed = globbed_of[rk.glob]
-  if globbed == nil then
-    globbed = redis.call('GET', rk.glob)  -- false when unset
-    globbed_of[rk.glob] = globbed
-  end
+  if globbed == nil then globbed = globbed_for(rk) end
   if not watched and not globbed then
     if subscribers == nil then subscribers = redis.call('PUBSUB', 'NUMSUB', events_channel)[2] end
     if subscribers == 0 then
