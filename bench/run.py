@@ -111,6 +111,7 @@ class Results:
                 list(self.bulk.peer.values()),
                 peer_rows,
                 self.bulk.python_peer,
+                self.bulk.python_enqueue,
             ),
             *self.cluster_targets,
         ]
@@ -145,6 +146,13 @@ def measure(bench: Bench, contenders: list[peers.Peer], shards: list[int]) -> Re
         enq, hello = enqueue.measure(bench, [], reserve=240)
     with phase("enqueue: processes 2 vs 1"):
         procs, procs_target = processes.measure(bench, reserve=210)
+    fastest_enqueue = max(
+        (p for p in contenders if p.rows["enqueue"].median is not None),
+        key=lambda p: p.rows["enqueue"].median or 0.0,
+        default=None,
+    )
+    if fastest_enqueue is not None:
+        bulk_rows.pair_enqueue_with(fastest_enqueue, bench.n)
     with phase("bulk: enqueue"):
         bulk.measure_enqueue(bench, bulk_rows, ("enqueue-bulk",), reserve=180)
     bench.worker = bench.start_worker()

@@ -156,11 +156,13 @@ def bulk(
     bullmq: list[Row],
     peers: list[Row],
     paired_peer: Row | None = None,
+    paired_enqueue: Row | None = None,
 ) -> list[Target]:
     """Bulk submits against the Python peers' best and BullMQ's best (issue 17's targets).
 
     ``paired_peer``: the best Python peer's drain run again in the bulk drain's rounds; the
-    drain target then takes the median of the rounds' ratios (else the headline's rate)."""
+    drain target then takes the median of the rounds' ratios (else the headline's rate).
+    ``paired_enqueue``: likewise its direct enqueue, in the bulk enqueue's rounds."""
 
     def best_of(sec: str) -> Row | None:
         return best([r for r in peers if r.section == sec])
@@ -170,14 +172,25 @@ def bulk(
 
     out = []
     b = best_of("1")
-    out.append(
-        Target(
-            "bulk HTTP enqueue vs best Python peer's direct enqueue",
-            ratio(enqueue.median, b.median if b else None),
-            ">= 3.0",
-            f"acceptd {fmtn(enqueue.median)} vs {who(b)} jobs/s",
+    if paired_enqueue is not None and paired_enqueue.runs:
+        out.append(
+            Target(
+                "bulk HTTP enqueue vs best Python peer's direct enqueue",
+                paired(enqueue, paired_enqueue),
+                ">= 3.0",
+                f"acceptd {fmtn(enqueue.median)} vs {who(paired_enqueue)} jobs/s in the same "
+                f"rounds{by_round(enqueue, paired_enqueue)}; in the headline: {who(b)}",
+            )
         )
-    )
+    else:
+        out.append(
+            Target(
+                "bulk HTTP enqueue vs best Python peer's direct enqueue",
+                ratio(enqueue.median, b.median if b else None),
+                ">= 3.0",
+                f"acceptd {fmtn(enqueue.median)} vs {who(b)} jobs/s",
+            )
+        )
     b = best_of("2")
     if paired_peer is not None and paired_peer.runs:
         out.append(

@@ -88,6 +88,9 @@ class Rows:
         # runs of the same rounds, as every other target does, not rates minutes apart.
         self.python_peer: Row | None = None
         self._python_peer: tuple[peers.Peer, int] | None = None
+        # Likewise the best Python peer's direct enqueue, in the bulk enqueue's rounds.
+        self.python_enqueue: Row | None = None
+        self._python_enqueue: tuple[peers.Peer, int] | None = None
 
     def pair_with(self, peer: peers.Peer, n: int, peer_pilot: int) -> None:
         """Run ``peer``'s drain of ``n`` in the bulk drain's rounds (its own row), each after
@@ -103,9 +106,23 @@ class Rows:
             "drain, next to acceptd's: the 5x target pairs the two round by round",
         )
 
+    def pair_enqueue_with(self, peer: peers.Peer, n: int) -> None:
+        """Run ``peer``'s direct enqueue of ``n`` (no worker) in the bulk enqueue's rounds."""
+        self._python_enqueue = peer, n
+        self.python_enqueue = Row(
+            "1",
+            "enqueue (direct, one Python process), in the bulk enqueue's rounds",
+            f"{peer.name} {peer.version}",
+            "jobs/s",
+            note=f"the best Python peer's direct enqueue as in the headline (N = {n:,} from its "
+            "own producer, no worker), run again in each round of the bulk enqueue, next to "
+            "acceptd's: the 3x target pairs the two round by round",
+        )
+
     def all(self) -> list[Row]:
-        paired = [self.python_peer] if self.python_peer is not None else []
-        return [self.enqueue, self.drain, *paired, *self.peer.values()]
+        enqueue = [self.python_enqueue] if self.python_enqueue is not None else []
+        drain = [self.python_peer] if self.python_peer is not None else []
+        return [self.enqueue, *enqueue, self.drain, *drain, *self.peer.values()]
 
     def peer_steps(self, bench: Bench, modes: tuple[str, ...]) -> list[Step]:
         if self.version is None:
@@ -217,9 +234,22 @@ def measure_enqueue(
     ``("enqueue-bulk",)``.
     """
     steps: list[Step] = [(rows.enqueue, functools.partial(enqueue_run, bench))]
+    if rows.python_enqueue is not None and rows._python_enqueue is not None:
+        peer, peer_n = rows._python_enqueue
+        run = functools.partial(peer_enqueue_run, bench, peer, peer_n)
+        steps.append((rows.python_enqueue, run))
     steps += rows.peer_steps(bench, modes)
     runs = bench.runs_for(len(steps) * (bench.plan.wrk_seconds + 8), reserve)
     interleave(runs, steps, "bulk enqueue")
+
+
+def peer_enqueue_run(bench: Bench, peer: peers.Peer, n: int) -> Run:
+    """One direct enqueue of ``n`` by a Python peer's own producer, no worker: as its
+    headline row (the backlog drain's fill), on a flushed server."""
+    bench.flush()
+    _, run = peers.fill(bench, peer, n)
+    bench.flush()
+    return run
 
 
 def measure_drain(
