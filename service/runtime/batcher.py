@@ -127,6 +127,15 @@ class Script:
         return ("SCRIPT", "LOAD", self.source)
 
 
+class _LoadRefused:
+    """A script's load that the server refused (its error), in place of the call's reply."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
 def missing(reply: Any) -> bool:
     """Whether a script call's reply says the server has not got the script (or function)."""
     return isinstance(reply, NoScriptError) or (
@@ -350,29 +359,32 @@ class Batcher:
         retry = [(call, i) for i, (call, reply) in enumerate(zip(batch, replies, strict=True))
                  if missing(reply) or without_functions(reply)]  # fmt: skip
         if retry:
-            # The server has not got these scripts (first use, restart, FLUSH): load them and
-            # resend those. It may go away again meanwhile: then those calls fail with that
-            # error. The loads go first in the same pipeline, on the batcher's own connection:
-            # a connection of the pool's might not be free (see the bound above).
-            loop = asyncio.get_running_loop()
-            scripts = [s for s in {id(c[0]): c[0] for c, _ in retry}.values() if s is not None]
-            loads: list[_Call] = [
-                (None, s.load(self.functions), loop.create_future()) for s in scripts
-            ]
-            try:
-                res = await self._execute([*loads, *(c for c, _ in retry)])
-                failed = {id(s): r for s, r in zip(scripts, res, strict=False)
-                          if isinstance(r, Exception)}  # fmt: skip
-                # A call whose script could not be loaded fails with why, not with NOSCRIPT.
-                again = [
-                    failed.get(id(c[0]), r)
-                    for (c, _), r in zip(retry, res[len(loads) :], strict=True)
-                ]
-            except Exception as exc:
-                again = [exc] * len(retry)
+            again = await self._loaded_and_resent([c for c, _ in retry])
+            if self.functions and any(isinstance(r, _LoadRefused) for r in again):
+                # The server refuses FUNCTION LOAD (an ACL, a managed service's limits): the
+                # scripts run by SHA from now on, as on a server without Functions.
+                self.functions = False
+                again = await self._loaded_and_resent([c for c, _ in retry])
             for (_, i), reply in zip(retry, again, strict=True):
-                replies[i] = reply
+                replies[i] = reply.error if isinstance(reply, _LoadRefused) else reply
         return replies
+
+    async def _loaded_and_resent(self, calls: list[_Call]) -> list[Any]:
+        # The server has not got these scripts (first use, restart, FLUSH): load them and
+        # resend the calls. It may go away again meanwhile: then those calls fail with that
+        # error. The loads go first in the same pipeline, on the batcher's own connection: a
+        # connection of the pool's might not be free (see the bound above).
+        loop = asyncio.get_running_loop()
+        scripts = [s for s in {id(c[0]): c[0] for c in calls}.values() if s is not None]
+        loads: list[_Call] = [(None, s.load(self.functions), loop.create_future()) for s in scripts]
+        try:
+            res = await self._execute([*loads, *calls])
+        except Exception as exc:
+            return [exc] * len(calls)
+        failed = {id(s): _LoadRefused(r) for s, r in zip(scripts, res, strict=False)
+                  if isinstance(r, Exception)}  # fmt: skip
+        # A call whose script could not be loaded fails with why, not with NOSCRIPT.
+        return [failed.get(id(c[0]), r) for c, r in zip(calls, res[len(loads) :], strict=True)]
 
     async def _execute(self, batch: list[_Call], written: RawConnection | None = None) -> list[Any]:
         try:

@@ -192,8 +192,7 @@ class ClusterBatcher(Batcher):
             async with asyncio.timeout(READ_TIMEOUT + (wait.seconds if wait else 0.0)):
                 if load:
                     for script in {id(c[0]): c[0] for c in calls if c[0] is not None}.values():
-                        await conn.send(*self._variant(script).load(self.functions))
-                        await conn.read()  # its name (an error raises: the calls fail)
+                        await self._load(conn, self._variant(script))
                 data = self._pack(calls, asking)
                 await conn.send_packed(data + wait.command if wait else data)
                 replies: list[Any] = []
@@ -215,6 +214,19 @@ class ClusterBatcher(Batcher):
             raise
         idle.append(conn)
         return replies
+
+    async def _load(self, conn: RawConnection, script: Script) -> None:
+        # An error raises: the calls fail with it. A refused FUNCTION LOAD (an ACL, a managed
+        # service's limits) first turns this batcher to EVALSHA, as a server without Functions.
+        try:
+            await conn.send(*script.load(self.functions))
+            await conn.read()
+        except ResponseError:
+            if not self.functions:
+                raise
+            self.functions = False
+            await conn.send(*script.load(False))
+            await conn.read()
 
     def _pack(self, calls: list[_Call], asking: list[bool]) -> bytes:
         out: list[bytes] = []

@@ -20,8 +20,8 @@ from service.queue.store import Limits, NewRequest, Queue
 from service.runtime.cluster import sharded
 from service.runtime.embedded import find_server_binary, free_port
 from service.runtime.libraries import drop_other_releases
-from service.runtime.redis import Client
-from tests.support.cluster import both
+from service.runtime.redis import Client, connect
+from tests.support.cluster import both, is_cluster_url
 from webhooks import scripts as webhook_scripts
 
 LIMITS = Limits(attempts=1, timeout=10, result_ttl=60, max_queue_depth=100, retry_backoff=1.0)
@@ -199,3 +199,27 @@ async def test_a_worker_and_a_dispatcher_delete_other_releases_libraries_as_they
         await worker.shutdown(1)
         for task in running:
             await stop(task)
+
+
+@both
+async def test_a_user_who_may_not_load_functions_runs_the_scripts_by_sha(
+    redis_client: Client, redis_url: str
+) -> None:
+    # As on a managed service that keeps FUNCTION LOAD to itself: the batcher falls back to
+    # EVALSHA for good, and the calls that found their function missing still succeed.
+    await on_every_master(redis_client, "FUNCTION", "FLUSH")
+    user = ("nofunctions", "on", ">pw", "~*", "&*", "+@all", "-function|load")
+    await on_every_master(redis_client, "ACL", "SETUSER", *user)
+    url = ",".join(u.replace("redis://", "redis://nofunctions:pw@") for u in redis_url.split(","))
+    client = connect(url, cluster=is_cluster_url(redis_url))
+    try:
+        queue = Queue(client)
+        await submit_one(queue)
+        assert queue.batcher.functions is False
+        await submit_one(queue)
+        jobs, _ = await queue.claim("echo", "w1", "t1", 2, lease=30, worker_ttl=10)
+        assert [await queue.finish(j, "succeeded", "1") for j in jobs] == ["succeeded"] * 2
+        assert await library_names(redis_client) == set()
+    finally:
+        await client.aclose()
+        await on_every_master(redis_client, "ACL", "DELUSER", "nofunctions")
