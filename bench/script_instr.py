@@ -13,9 +13,10 @@ counts the server's instructions in each step, per job:
 - ``claim+start``: claims of 25 (``claim.lua``, then ``start.lua`` for what it took);
 - ``finish``: each claim's 25 outcomes finished together (merged into one ``finish.lua`` run).
 
-Nobody streams or waits, no webhook is configured: the bench's bulk drain. With ``WAITED=1``
-every request is submitted as a synchronous caller's (its outcome is published to the watched
-channel, as for a 201). The counts include reading each command and writing its reply. Needs
+``BULK`` and ``CLAIM`` set those sizes (``BULK=1 CLAIM=1``: one request at a time, each step
+its own script run, as at low load). Nobody streams or waits, no webhook is configured: the
+bench's bulk drain. With ``WAITED=1`` every request is submitted as a synchronous caller's
+(its outcome is published to the watched channel, as for a 201). The counts include reading each command and writing its reply. Needs
 valgrind (Debian's ``valgrind`` package; not needed by anything else). Twice the same checkout
 gives the same counts to within 0.1 %.
 """
@@ -34,7 +35,8 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 PHASES = ("submit", "claim+start", "finish")
-BULK, CLAIM = 100, 25
+BULK = int(os.environ.get("BULK", "100"))
+CLAIM = int(os.environ.get("CLAIM", "25"))
 WAITED = bool(os.environ.get("WAITED"))
 
 
