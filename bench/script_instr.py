@@ -16,9 +16,9 @@ counts the server's instructions in each step, per job:
 ``BULK`` and ``CLAIM`` set those sizes (``BULK=1 CLAIM=1``: one request at a time, each step
 its own script run, as at low load). Nobody streams or waits, no webhook is configured: the
 bench's bulk drain. With ``WAITED=1`` every request is submitted as a synchronous caller's
-(its outcome is published to the watched channel, as for a 201). The counts include reading each command and writing its reply. Needs
-valgrind (Debian's ``valgrind`` package; not needed by anything else). Twice the same checkout
-gives the same counts to within 0.1 %.
+(its outcome is published to the watched channel, as for a 201). The counts include reading
+each command and writing its reply. Needs valgrind (Debian's ``valgrind`` package; not needed
+by anything else). Twice the same checkout gives the same counts to within 0.1 %.
 """
 
 from __future__ import annotations
