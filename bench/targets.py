@@ -170,48 +170,36 @@ def bulk(
     def who(row: Row | None) -> str:
         return f"{row.contender} {fmtn(row.median)}" if row else "none measured"
 
-    out = []
-    b = best_of("1")
-    if paired_enqueue is not None and paired_enqueue.runs:
-        out.append(
-            Target(
-                "bulk HTTP enqueue vs best Python peer's direct enqueue",
-                paired(enqueue, paired_enqueue),
-                ">= 3.0",
-                f"acceptd {fmtn(enqueue.median)} vs {who(paired_enqueue)} jobs/s in the same "
-                f"rounds{by_round(enqueue, paired_enqueue)}; in the headline: {who(b)}",
-            )
-        )
-    else:
-        out.append(
-            Target(
-                "bulk HTTP enqueue vs best Python peer's direct enqueue",
-                ratio(enqueue.median, b.median if b else None),
-                ">= 3.0",
-                f"acceptd {fmtn(enqueue.median)} vs {who(b)} jobs/s",
-            )
-        )
-    b = best_of("2")
-    if paired_peer is not None and paired_peer.runs:
-        out.append(
-            Target(
-                "drain with bulk submits vs best Python peer's drain",
-                paired(drain, paired_peer),
-                ">= 5.0",
-                f"acceptd {fmtn(drain.median)} vs {who(paired_peer)} jobs/s in the same rounds"
-                + by_round(drain, paired_peer)
+    def against_peer(name: str, ours: Row, goal: str, section: str, again: Row | None) -> Target:
+        # Paired round by round with the peer's runs in the same rounds (``again``) when
+        # there are some, else against its headline rate.
+        b = best_of(section)
+        if again is not None and again.runs:
+            return Target(
+                name,
+                paired(ours, again),
+                goal,
+                f"acceptd {fmtn(ours.median)} vs {who(again)} jobs/s in the same rounds"
+                + by_round(ours, again)
                 + f"; in the headline: {who(b)}",
             )
+        return Target(
+            name,
+            ratio(ours.median, b.median if b else None),
+            goal,
+            f"acceptd {fmtn(ours.median)} vs {who(b)} jobs/s",
         )
-    else:
-        out.append(
-            Target(
-                "drain with bulk submits vs best Python peer's drain",
-                ratio(drain.median, b.median if b else None),
-                ">= 5.0",
-                f"acceptd {fmtn(drain.median)} vs {who(b)} jobs/s",
-            )
-        )
+
+    out = [
+        against_peer(
+            "bulk HTTP enqueue vs best Python peer's direct enqueue",
+            enqueue, ">= 3.0", "1", paired_enqueue,
+        ),
+        against_peer(
+            "drain with bulk submits vs best Python peer's drain",
+            drain, ">= 5.0", "2", paired_peer,
+        ),
+    ]  # fmt: skip
     b = best([r for r in bullmq if r.section == "2"])
     out.append(
         Target(

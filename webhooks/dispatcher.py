@@ -171,7 +171,7 @@ class Dispatcher:
         """Fan out and send until cancelled; in-flight sends are cut off and their leases expire."""
         self._open_session()
         try:
-            await self._drop_other_releases()
+            await self.store.drop_other_releases()  # once, as it starts
             async with asyncio.TaskGroup() as tg:
                 if self._reader is not None:
                     tg.create_task(self._forever("fan-out", self._fanout_step))
@@ -191,13 +191,6 @@ class Dispatcher:
                 task.cancel()
             await asyncio.gather(*self._sending, return_exceptions=True)
             await self.aclose()
-
-    async def _drop_other_releases(self) -> None:
-        # Once, best effort: the next dispatcher to start tries again.
-        try:
-            await self.store.drop_other_releases()
-        except RedisError as exc:
-            log.warning("could not delete other releases' function libraries: %s", exc)
 
     async def drain(self, grace: float) -> None:
         """Stop claiming and let sends in flight finish for up to ``grace`` seconds.

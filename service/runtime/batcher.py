@@ -354,10 +354,7 @@ class Batcher:
 
     async def _replies(self, batch: list[_Call], written: RawConnection | None = None) -> list[Any]:
         replies = await self._execute(batch, written)
-        if self.functions and any(without_functions(r) for r in replies):
-            self.functions = False  # Redis before 7.0: EVALSHA from now on
-        retry = [(call, i) for i, (call, reply) in enumerate(zip(batch, replies, strict=True))
-                 if missing(reply) or without_functions(reply)]  # fmt: skip
+        retry = [(batch[i], i) for i in self._unloaded(replies)]
         if retry:
             again = await self._loaded_and_resent([c for c, _ in retry])
             if self.functions and any(isinstance(r, _LoadRefused) for r in again):
@@ -368,6 +365,13 @@ class Batcher:
             for (_, i), reply in zip(retry, again, strict=True):
                 replies[i] = reply.error if isinstance(reply, _LoadRefused) else reply
         return replies
+
+    def _unloaded(self, replies: Sequence[Any]) -> list[int]:
+        """The calls whose script the server has not got: to load and send again. A server
+        without Functions (Redis before 7.0) turns this batcher to EVALSHA for good."""
+        if self.functions and any(without_functions(r) for r in replies):
+            self.functions = False
+        return [i for i, r in enumerate(replies) if missing(r) or without_functions(r)]
 
     async def _loaded_and_resent(self, calls: list[_Call]) -> list[Any]:
         # The server has not got these scripts (first use, restart, FLUSH): load them and

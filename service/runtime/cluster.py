@@ -40,10 +40,8 @@ from service.runtime.batcher import (
     Script,
     _Call,
     _Merged,
-    missing,
     pack_call,
     read_reply,
-    without_functions,
 )
 from service.runtime.redis import (
     SOCKET_TIMEOUT,
@@ -145,9 +143,7 @@ class ClusterBatcher(Batcher):
         except (ConnectionError, OSError, TimeoutError) as exc:
             error = exc if isinstance(exc, ConnectionError) else ConnectionError(str(exc))
             return [error] * len(calls)
-        if self.functions and any(without_functions(r) for r in replies):
-            self.functions = False  # Redis before 7.0: EVALSHA from now on
-        lost = [i for i, r in enumerate(replies) if missing(r) or without_functions(r)]
+        lost = self._unloaded(replies)
         if lost:
             # This node has not got these scripts (first use, restart, failover to a fresh
             # replica): load them and resend.

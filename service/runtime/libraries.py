@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from redis.asyncio import RedisCluster
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from service.runtime.batcher import Script, without_functions
 from service.runtime.cluster import sharded
@@ -36,7 +36,16 @@ def names(scripts: Iterable[Script]) -> set[str]:
 
 async def drop_other_releases(redis: Client, scripts: Iterable[Script], package: str) -> list[str]:
     """Delete the libraries of ``package`` (``acceptd_<package>_…``) on the server, or on every
-    master of a cluster, that are none of ``scripts``; their names."""
+    master of a cluster, that are none of ``scripts``; their names. Best effort, as a process
+    starts: a failure is logged (the next start tries again) and deletes nothing more."""
+    try:
+        return await _drop(redis, scripts, package)
+    except RedisError as exc:
+        log.warning("could not delete other releases' function libraries: %s", exc)
+        return []
+
+
+async def _drop(redis: Client, scripts: Iterable[Script], package: str) -> list[str]:
     prefix, keep = f"acceptd_{package}_", names(scripts)
     dropped: list[str] = []
     targets: list[Any] = [None]

@@ -327,11 +327,7 @@ class Worker:
             await waiter.close()
 
     async def _drop_other_releases(self) -> None:
-        # Once, best effort: the next worker to start tries again.
-        try:
-            await self.queue.drop_other_releases()
-        except RedisError as exc:
-            log.warning("could not delete other releases' function libraries: %s", exc)
+        await self.queue.drop_other_releases()  # once, as it starts (best effort)
 
     async def _upgrade(self, op: str) -> None:
         # What an older release left in the queue is rewritten before this worker's first
