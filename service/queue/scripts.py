@@ -369,6 +369,7 @@ class FinishCallArgv(NamedTuple):
     outcome: str
     payload: str
     retry_delay_ms: int
+    max_attempts: int
 
 
 class ReleaseKeys(NamedTuple):

@@ -201,16 +201,17 @@ class Submitted:
 
 @dataclass(frozen=True)
 class Job:
-    """A claimed request, held under a lease token."""
+    """A claimed request, held under a lease token.
+
+    It carries no run limits (timeout, attempts, backoff): the worker runs it with its own
+    settings of the operation, and a record holds none.
+    """
 
     request_id: str
     op: str
     input: str
     attempt: int
-    timeout: float
     client: str
-    max_attempts: int
-    backoff: float
     token: str
     created_ms: int = 0
 
@@ -931,9 +932,14 @@ class Queue:
         payload_json: str,
         retry_delay: float = 0.0,
         *,
+        attempts: int = 1,
         rearm: Rearm | None = None,
     ) -> str:
         """Store the outcome: the terminal status, ``retrying``, or ``lost`` if not ours.
+
+        ``attempts`` is the operation's as the calling worker runs it (a record holds no run
+        limits): a ``retry`` is queued again while the attempts used (``attempt - lost``) stay
+        below it, and fails otherwise.
 
         A tick's finishes to one operation go as one script run (see Batcher.call_merged).
         With ``rearm``, the worker is registered idle in the same run (as :meth:`claim_shard`
@@ -955,7 +961,9 @@ class Queue:
             fixed_keys,
             fixed_argv,
             FinishCallKeys(keys.record(op, rid), keys.ev(op, rid), ck.glob, ck.cev),
-            FinishCallArgv(rid, job.token, now, outcome, payload_json, int(retry_delay * 1000)),
+            FinishCallArgv(
+                rid, job.token, now, outcome, payload_json, int(retry_delay * 1000), attempts
+            ),
         )
         if rearm is not None:
             self.batcher.flush_if_idle()  # a handed run: its submitter may be waiting
@@ -1324,35 +1332,30 @@ WAIT_MARGIN = 5.0
 
 def _job(op: str, rid: str, client: str, token: str, fields: Sequence[Any]) -> Job:
     # start.lua's (and recover.lua's) reply for a request it started: the job's fields.
-    data, attempt, timeout, max_att, backoff, created = fields
+    data, attempt, created = fields
     return Job(
         request_id=rid,
         op=op,
         input=_s(data),
         attempt=int(attempt),
-        timeout=int(timeout) / 1000,
         client=client,
-        max_attempts=int(max_att),
-        backoff=int(backoff) / 1000,
         token=token,
         created_ms=int(created),
     )
 
 
 def _handed(op: str, entry: bytes | str) -> Job:
-    # The layout of lua/includes/handed.lua: the input is last, as it may hold newlines.
+    # The layout of lua/includes/handed.lua: the input is last, as it may hold newlines. Its
+    # run limits (the submitting API's) are not used: the worker runs with its own.
     if isinstance(entry, str):
         entry = entry.encode()
-    rid, token, attempt, timeout, max_att, backoff, created, client, data = entry.split(b"\n", 8)
+    rid, token, attempt, _, _, _, created, client, data = entry.split(b"\n", 8)
     return Job(
         request_id=rid.decode(),
         op=op,
         input=data.decode(),
         attempt=int(attempt),
-        timeout=int(timeout) / 1000,
         client=client.decode(),
-        max_attempts=int(max_att),
-        backoff=int(backoff) / 1000,
         token=token.decode(),
         created_ms=int(created),
     )

@@ -553,7 +553,9 @@ class Worker:
         job = running.job
         # A timer that interrupts the run, as asyncio.timeout would, at a fraction of its CPU
         # per job (its context manager's bookkeeping was a tenth of a drain's worker time).
-        timer = asyncio.get_running_loop().call_later(job.timeout, running.interrupt, "timeout")
+        timer = asyncio.get_running_loop().call_later(
+            op.settings.timeout, running.interrupt, "timeout"
+        )
         try:
             try:
                 result = await self._invoke(op, ctx, job)
@@ -575,7 +577,8 @@ class Worker:
     def _failure(self, job: Job, exc: Exception) -> tuple[Outcome, str, float]:
         """What a handler's exception makes of its run: outcome, problem, retry delay."""
         if isinstance(exc, TimeoutError):
-            return "retry", problems.timed_out(job.timeout), self._backoff(job)
+            timeout = self.operations[job.op].settings.timeout
+            return "retry", problems.timed_out(timeout), self._backoff(job)
         if isinstance(exc, RejectedInput):
             return "failed", problems.rejected(exc.message, exc.errors), 0.0
         if isinstance(exc, Retryable):
@@ -599,9 +602,14 @@ class Worker:
     async def _finish(
         self, job: Job, outcome: Outcome, payload: str, retry_delay: float = 0.0
     ) -> str:
+        # The run's limits are this worker's settings of the operation (a record holds none).
+        attempts = self.operations[job.op].settings.attempts
+
         def finish() -> Awaitable[str]:
             # Asked at each try: a worker stopping meanwhile is registered idle no more.
-            return self.queue.finish(job, outcome, payload, retry_delay, rearm=self._rearm_of(job))
+            return self.queue.finish(
+                job, outcome, payload, retry_delay, attempts=attempts, rearm=self._rearm_of(job)
+            )
 
         return await self._store(finish)
 
@@ -640,7 +648,7 @@ class Worker:
         return self._process_runner
 
     def _backoff(self, job: Job) -> float:
-        return float(job.backoff * (2 ** (job.attempt - 1)))
+        return float(self.operations[job.op].settings.retry_backoff * (2 ** (job.attempt - 1)))
 
     def _stop_handler(self, request_id: str, reason: StopReason) -> None:
         running = self._running.get(request_id)

@@ -58,7 +58,9 @@ async def finish_merged(queue: Queue, calls: list[tuple[Job, int, str]]) -> list
                         keys.glob("echo", job.client),
                         keys.cev("echo", job.client),
                     ),
-                    FinishCallArgv(job.request_id, job.token, at, outcome, '"x"', 1000),
+                    FinishCallArgv(
+                        job.request_id, job.token, at, outcome, '"x"', 1000, LIMITS.attempts
+                    ),
                 )
                 for job, at, outcome in calls
             )
@@ -275,12 +277,12 @@ async def test_a_merged_finish_unleases_with_one_zrem_and_publishes_each_whole_r
     assert await calls_of(redis_client, "zrem") == 1
     assert await redis_client.zcard(keys.running("echo")) == 0
     # The finish read only part of each record; its event still carries all of it, as a read
-    # shows it (the worker, the priority, the limits, the times), and nothing internal.
+    # shows it (the worker, the priority and score, the times), and nothing internal.
     for rid in rids:
         snap = await queue.read("echo", rid)
         assert snap is not None
         assert events[rid] == snap.record
-        assert {"worker", "prio", "timeout", "started", "finished", "expires"} <= set(events[rid])
+        assert {"worker", "prio", "score", "started", "finished", "expires"} <= set(events[rid])
         assert not {"input", "lease", "result"} & set(events[rid])
 
 

@@ -267,7 +267,7 @@ async def test_a_rerun_after_a_lost_run_keeps_its_retries(queue: Queue, clock: C
     clock.now += 31
     [job] = await claim(queue, 1, token="t2")
     assert job.attempt == 2
-    assert await queue.finish(job, "retry", "{}", retry_delay=1) == "retrying"
+    assert await queue.finish(job, "retry", "{}", retry_delay=1, attempts=2) == "retrying"
     snap = await queue.read("echo", rid)
     assert snap is not None and snap.record["status"] == "queued"
     assert (snap.record["attempt"], snap.record["lost"]) == ("3", "1")
@@ -284,7 +284,7 @@ async def test_renew_extends_the_lease_and_reports_lost_or_cancel(
     assert await claim(queue, token="t2") == []
     await queue.cancel("echo", rid, "alice", "{}")
     assert await queue.renew(job, 30) == "cancel"
-    stranger = Job(rid, "echo", "", 1, 1, "alice", 1, 1, "not-the-token")
+    stranger = Job(rid, "echo", "", 1, "alice", "not-the-token")
     assert await queue.renew(stranger, 30) == "lost"
 
 
@@ -332,7 +332,7 @@ async def test_claim_wins_against_a_later_cancel(queue: Queue) -> None:
 async def test_retry_waits_out_its_backoff_then_runs_again(queue: Queue, clock: Clock) -> None:
     rid = await submit(queue)
     [job] = await claim(queue)
-    assert await queue.finish(job, "retry", '{"title":"x"}', retry_delay=2.0) == "retrying"
+    assert await queue.finish(job, "retry", '{"title":"x"}', 2.0, attempts=2) == "retrying"
     snap = await queue.read("echo", rid)
     assert snap is not None and snap.record["status"] == "queued"
     jobs, due = await queue.claim("echo", "w1", "t2", 10, lease=30, worker_ttl=10)
@@ -341,7 +341,7 @@ async def test_retry_waits_out_its_backoff_then_runs_again(queue: Queue, clock: 
     [again] = await claim(queue, token="t3")
     assert again.request_id == rid and again.attempt == 2
     # The last attempt's retry fails the request with the given error.
-    assert await queue.finish(again, "retry", '{"title":"gave up"}', 1.0) == "failed"
+    assert await queue.finish(again, "retry", '{"title":"gave up"}', 1.0, attempts=2) == "failed"
     snap = await queue.read("echo", rid)
     assert snap is not None and json.loads(snap.record["error"]) == {"title": "gave up"}
 
@@ -535,7 +535,7 @@ async def test_a_ticks_finishes_go_as_one_script_run_and_a_failing_one_fails_alo
                 keys.glob("echo", job.client),
                 keys.cev("echo", job.client),
             ),
-            FinishCallArgv(job.request_id, job.token, queue.now_ms(), "succeeded", "1", 0),
+            FinishCallArgv(job.request_id, job.token, queue.now_ms(), "succeeded", "1", 0, 1),
         )
 
     replies = await asyncio.gather(
@@ -612,7 +612,7 @@ async def test_an_idle_worker_is_handed_the_next_request_already_leased(
     # The worker's blocking pop returns the job itself: no claim.
     [job] = await queue.wait_for_work("echo", "w1", 1)
     assert (job.request_id, job.input, job.attempt, job.client) == (rid, '{"x":\n1}', 1, "alice")
-    assert job.max_attempts == 2 and job.timeout == 10 and job.created_ms == queue.now_ms()
+    assert job.created_ms == queue.now_ms()
     snap = await queue.read("echo", rid)
     assert snap is not None and snap.record["status"] == "running"
     assert snap.record["started"] == str(queue.now_ms()) and snap.record["worker"] == "w1"
@@ -947,10 +947,15 @@ async def test_a_queue_an_older_release_left_is_upgraded_and_then_handled(
     op = "echo"
     queued, retried, handed = await submit(queue), await submit(queue), await submit(queue)
     by_id = {j.request_id: j for j in await claim(queue, 3, token="w0:1")}
-    assert await queue.finish(by_id[retried], "retry", '"again"', retry_delay=1.0) == "retrying"
+    retried_job = by_id[retried]
+    assert await queue.finish(retried_job, "retry", '"again"', 1.0, attempts=2) == "retrying"
     assert await queue.release(by_id[queued]) == "released"
     # The older layout, by hand: bare ids in pending, delayed and running; `handed` was handed
-    # by a submit to the idle worker "old" (which died) on that worker's own list.
+    # by a submit to the idle worker "old" (which died) on that worker's own list. Its records
+    # held the run limits too (this release's hold none, and ignore them).
+    for rid in (queued, retried, handed):
+        record = keys.record(op, rid)
+        await redis_client.hset(record, mapping={"timeout": "1", "max_att": "2", "backoff": "1"})
     await redis_client.hset(keys.record(op, handed), mapping={"lease": "old:h7", "worker": "old"})
     for zset in (keys.pending(op), keys.delayed(op), keys.running(op)):
         rows: Any = await redis_client.zrange(zset, 0, -1, withscores=True)

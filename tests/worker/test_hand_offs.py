@@ -11,12 +11,13 @@ import yaml
 
 from service.queue import keys
 from service.queue.ids import new_request_id
-from service.queue.store import NewRequest, Queue, Snapshot
+from service.queue.store import NewRequest, Queue
 from service.registry import build_operations
 from service.runtime.config import settings_from_dict
 from service.runtime.tasks import stop
 from service.worker import worker as worker_module
 from service.worker.worker import Worker
+from tests.support.runs import finished
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,15 +37,6 @@ async def submit(queue: Queue, worker: Worker, op: str, body: str) -> tuple[str,
     res = await queue.submit(NewRequest(op, rid, "anonymous", body, worker.operations[op].limits))
     assert res.outcome == "created"
     return rid, res.started
-
-
-async def finished(queue: Queue, op: str, rid: str) -> Snapshot:
-    async with asyncio.timeout(10):
-        while (snap := await queue.read(op, rid, with_result=True)) is None or snap.record[
-            "status"
-        ] in {"queued", "running"}:
-            await asyncio.sleep(0.005)
-    return snap
 
 
 async def test_requests_handed_one_after_another_need_no_claim_between_them(

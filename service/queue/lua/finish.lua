@@ -26,6 +26,8 @@
   ARGV[+4] outcome         succeeded | failed | canceled | retry
   ARGV[+5] payload         the result, or the error (problem JSON)
   ARGV[+6] retry_delay_ms  backoff before a retry runs
+  ARGV[+7] max_attempts    the operation's attempts, as the worker has them (a record holds no
+                           run limits: an older release's max_att field is not read)
 A retry that has attempts left (runs lost to dead workers use none) goes to the delayed set;
 otherwise it fails with payload.
 Returns one reply per call, in order: the terminal status, 'retrying', or 'lost' (the lease
@@ -53,7 +55,7 @@ local watched_channel = ARGV[2]
 local idle_entry = ARGV[3]
 local idle_until = ARGV[4]
 -- Calls follow the fixed KEYS and ARGV, this many of each per call.
-local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 12, 4, 4, 6
+local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 12, 4, 4, 7
 local hooked  -- the statuses' hooked sets (set for each call)
 --- @include "includes/snapshot"
 --- @include "includes/num"
@@ -65,8 +67,8 @@ local hooked  -- the statuses' hooked sets (set for each call)
 --- @include "includes/history"
 --- @include "includes/sliced"
 
--- What a finish needs of a record: 11 of its 17 or more fields, not its input; the four a
--- retry or failure needs besides (attempts, cancel) only then (HMGET looks each field up in
+-- What a finish needs of a record: 11 of its 14 or more fields, not its input; the three a
+-- retry or failure needs besides (attempt, lost, cancel) only then (HMGET looks each field up in
 -- the record, and an absent one, as cancel and lost mostly are, costs a full scan). The table
 -- knows where the rest is (PARTIAL): a snapshot of it (an event someone sees, a webhook)
 -- reads the whole record then, after the change was written; most finishes publish nothing.
@@ -81,9 +83,8 @@ end
 
 -- The fields a retry or a failure reads besides (see read).
 local function read_attempts(key, rec)
-  local v = redis.call('HMGET', key, 'attempt', 'lost', 'max_att', 'cancel')
-  rec['attempt'] = v[1] or nil; rec['lost'] = v[2] or nil; rec['max_att'] = v[3] or nil
-  rec['cancel'] = v[4] or nil
+  local v = redis.call('HMGET', key, 'attempt', 'lost', 'cancel')
+  rec['attempt'] = v[1] or nil; rec['lost'] = v[2] or nil; rec['cancel'] = v[3] or nil
 end
 
 -- The members this run takes out of running, removed at its end (one ZREM, not one each;
@@ -100,7 +101,7 @@ local function finish(rk, c)
   if outcome == 'retry' then
     local attempt = tonumber(rec['attempt'])
     -- Runs lost to dead workers (recover.lua) use no attempt.
-    if attempt - tonumber(rec['lost'] or '0') < tonumber(rec['max_att']) and
+    if attempt - tonumber(rec['lost'] or '0') < tonumber(c.max_attempts) and
         rec['cancel'] ~= '1' then
       rec['attempt'] = tostring(attempt + 1)
       rec['status'] = 'queued'
@@ -141,7 +142,7 @@ for i = 0, (#KEYS - FIXED_KEYS) / CALL_KEYS - 1 do
   local kb, ab = FIXED_KEYS + i * CALL_KEYS, FIXED_ARGV + i * CALL_ARGV
   rk.record = KEYS[kb + 1]; rk.ev = KEYS[kb + 2]; rk.glob = KEYS[kb + 3]; rk.cev = KEYS[kb + 4]
   c.id = ARGV[ab + 1]; c.token = ARGV[ab + 2]; c.now = ARGV[ab + 3]; c.outcome = ARGV[ab + 4]
-  c.payload = ARGV[ab + 5]; c.retry_delay_ms = ARGV[ab + 6]
+  c.payload = ARGV[ab + 5]; c.retry_delay_ms = ARGV[ab + 6]; c.max_attempts = ARGV[ab + 7]
   out[#out + 1] = protected(finish, rk, c)
 end
 sliced('ZREM', running, unleased)

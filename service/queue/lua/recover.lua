@@ -33,7 +33,7 @@ while attempt - lost < max attempts). A hand-off no worker took is dropped from 
 counts as neither. Run again means, with take = '1', leased here to the recovering worker
 under its claim's token, as start.lua does (so no read sees it queued between the two);
 otherwise requeued at the head. Returns the job's fields when leased here ({input, attempt,
-timeout, max attempts, backoff, created}, as start.lua); otherwise what it did: 'rerun'
+created}, as start.lua); otherwise what it did: 'rerun'
 (requeued after a lost run), 'not_started' (requeued, it never ran), 'worker_lost' (failed),
 'canceled', 'expired' (its Queue-Timeout passed before its first start) or 'gone' (already
 final); 0 if the lease is no longer expired (renewed) or gone.
@@ -98,8 +98,7 @@ local function lease_here(rk, rec)
   redis.call('ZADD', running, now + lease_ms, member)
   emit(rk, rec, 'status')
   add_outbox(rec, 'running', now)
-  return {rec['input'] or 'null', rec['attempt'], rec['timeout'], rec['max_att'], rec['backoff'],
-    rec['created']}
+  return {rec['input'] or 'null', rec['attempt'], rec['created']}
 end
 
 local function recover()

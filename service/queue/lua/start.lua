@@ -18,7 +18,8 @@
   KEYS[+3] glob            glob:<client>
   KEYS[+4] cev             cev:<client>
   ARGV[+1] member          its member of running
-Returns one reply per call, in order: {input, attempt, timeout, max attempts, backoff, created},
+Returns one reply per call, in order: {input, attempt, created} (the run's limits are the
+worker's: a record holds none),
 or false when the request is no longer queued (canceled meanwhile, say): it is then dropped
 from running. A request past its Queue-Timeout at its first start is failed with queue-timeout
 instead (false too): it never runs. The batcher merges a claim's starts (same token) into one script run; each runs
@@ -46,19 +47,17 @@ local hooked  -- the statuses' hooked sets (set for each call)
 --- @include "includes/first_start"
 --- @include "includes/protected"
 
--- What a start needs of a record: 17 fields, into a table sized once by its constructor
+-- What a start needs of a record: 14 fields, into a table sized once by its constructor
 -- (HMGET's false for an unset field becomes nil). It knows where the rest is (PARTIAL): a
 -- snapshot of it (an event someone sees, a webhook) reads the whole record then, after the
 -- change was written.
 local function read(key)
   local v = redis.call('HMGET', key, 'id', 'client', 'status', 'qdl', 'started', 'evseq', 'input',
-    'attempt', 'timeout', 'max_att', 'backoff', 'created', 'ttl', 'sse', 'wait', 'cb_url',
-    'cb_events')
+    'attempt', 'created', 'ttl', 'sse', 'wait', 'cb_url', 'cb_events')
   return {[PARTIAL] = key, id = v[1] or nil, client = v[2] or nil, status = v[3] or nil,
     qdl = v[4] or nil, started = v[5] or nil, evseq = v[6] or nil, input = v[7] or nil,
-    attempt = v[8] or nil, timeout = v[9] or nil, max_att = v[10] or nil, backoff = v[11] or nil,
-    created = v[12] or nil, ttl = v[13] or nil, sse = v[14] or nil, wait = v[15] or nil,
-    cb_url = v[16] or nil, cb_events = v[17] or nil}
+    attempt = v[8] or nil, created = v[9] or nil, ttl = v[10] or nil, sse = v[11] or nil,
+    wait = v[12] or nil, cb_url = v[13] or nil, cb_events = v[14] or nil}
 end
 
 -- Whether each call's member is still leased, asked for all of them at once (one ZMSCORE,
@@ -91,8 +90,7 @@ local function start(rk, c, i)
     'worker', worker, 'lease', token, 'evseq', seq)
   emit(rk, rec, 'status', seq)
   add_outbox(rec, 'running', num(now))
-  return {rec['input'] or 'null', rec['attempt'], rec['timeout'], rec['max_att'], rec['backoff'],
-    rec['created']}
+  return {rec['input'] or 'null', rec['attempt'], rec['created']}
 end
 
 --- @call

@@ -20,7 +20,9 @@
   ARGV[7] timeout_ms       the handler's time limit
   ARGV[8] result_ttl       seconds a result is kept
   ARGV[9] backoff_ms       retry backoff
-                           (5-9: the operation's limits, the same for every call it merges)
+                           (5-9: the operation's limits, the same for every call it merges;
+                           6, 7 and 9 only go in a hand-off's entry: a record holds no run
+                           limits, a worker runs it with its own)
   each call:
   KEYS[+1] record          r:<id>
   KEYS[+2] client_index    c:<client>
@@ -219,8 +221,7 @@ local function submit(rk, c)
   end
   redis.call('HSET', rk.record, 'id', c.id, 'client', c.client,
     'status', registration and 'running' or 'queued', 'prio', c.priority, 'score', score_s,
-    'attempt', '1', 'max_att', attempts, 'timeout', timeout_ms, 'ttl', result_ttl,
-    'backoff', backoff_ms, 'created', c.now, 'updated', c.now,
+    'attempt', '1', 'ttl', result_ttl, 'created', c.now, 'updated', c.now,
     'evseq', registration and '2' or '1', 'input', c.input, unpack(extra))
   index_later(rk.client_index, c.now, c.id)
   -- The API's sweep (service/queue/sweep.py) drops ids whose records expired; this backstop
