@@ -648,7 +648,7 @@ class Queue:
             if isinstance(reply, BaseException):
                 failed = failed or reply
             elif reply:
-                jobs.append(_job(op, rid, client, token, reply))
+                jobs.append(_started(op, rid, client, token, reply))
         return jobs, failed
 
     async def _recover_all(
@@ -1330,8 +1330,15 @@ class Waiter:
 WAIT_MARGIN = 5.0
 
 
+def _started(op: str, rid: str, client: str, token: str, reply: bytes) -> Job:
+    # start.lua's reply for a request it started: attempt, created and the input, in one
+    # string (the input last: it may hold newlines).
+    attempt, created, data = reply.split(b"\n", 2)
+    return Job(rid, op, data.decode(), int(attempt), client, token, int(created))
+
+
 def _job(op: str, rid: str, client: str, token: str, fields: Sequence[Any]) -> Job:
-    # start.lua's (and recover.lua's) reply for a request it started: the job's fields.
+    # recover.lua's reply for a request it leased to the recovering worker: the job's fields.
     data, attempt, created = fields
     return Job(
         request_id=rid,

@@ -179,6 +179,16 @@ async def test_claim_marks_running_with_a_lease(queue: Queue, redis_client: ared
     assert deadline == queue.now_ms() + 30_000
 
 
+async def test_a_claimed_jobs_input_keeps_its_newlines(queue: Queue) -> None:
+    # start.lua answers attempt, created and the input in one string, the input last.
+    rid = new_request_id("echo", queue.now_ms())
+    body = '{"x":\n"a\nb\n\n"}\n'
+    await queue.submit(NewRequest("echo", rid, "alice", body, LIMITS))
+    [job] = await claim(queue)
+    assert (job.request_id, job.input, job.attempt) == (rid, body, 1)
+    assert job.created_ms == queue.now_ms()
+
+
 async def test_finish_stores_result_with_ttl_and_a_second_finish_is_refused(
     queue: Queue, redis_client: aredis.Redis
 ) -> None:

@@ -33,10 +33,10 @@ while attempt - lost < max attempts). A hand-off no worker took is dropped from 
 counts as neither. Run again means, with take = '1', leased here to the recovering worker
 under its claim's token, as start.lua does (so no read sees it queued between the two);
 otherwise requeued at the head. Returns the job's fields when leased here ({input, attempt,
-created}, as start.lua); otherwise what it did: 'rerun'
-(requeued after a lost run), 'not_started' (requeued, it never ran), 'worker_lost' (failed),
-'canceled', 'expired' (its Queue-Timeout passed before its first start) or 'gone' (already
-final); 0 if the lease is no longer expired (renewed) or gone.
+created}: a table, which its reply's other answers, strings, are told apart from); otherwise
+what it did: 'rerun' (requeued after a lost run), 'not_started' (requeued, it never ran),
+'worker_lost' (failed), 'canceled', 'expired' (its Queue-Timeout passed before its first
+start) or 'gone' (already final); 0 if the lease is no longer expired (renewed) or gone.
 ]]
 local record = KEYS[1]
 local ev = KEYS[2]

@@ -18,8 +18,9 @@
   KEYS[+3] glob            glob:<client>
   KEYS[+4] cev             cev:<client>
   ARGV[+1] member          its member of running
-Returns one reply per call, in order: {input, attempt, created} (the run's limits are the
-worker's: a record holds none),
+Returns one reply per call, in order: '<attempt>\n<created>\n<input>' (the input last, as it
+may hold newlines; one string, not a table: Valkey converts each table of a reply with a
+look-up of each of its special fields; the run's limits are the worker's: a record holds none),
 or false when the request is no longer queued (canceled meanwhile, say): it is then dropped
 from running. A request past its Queue-Timeout at its first start is failed with queue-timeout
 instead (false too): it never runs. The batcher merges a claim's starts (same token) into one script run; each runs
@@ -90,7 +91,7 @@ local function start(rk, c, i)
     'worker', worker, 'lease', token, 'evseq', seq)
   emit(rk, rec, 'status', seq)
   add_outbox(rec, 'running', num(now))
-  return {rec['input'] or 'null', rec['attempt'], rec['created']}
+  return rec['attempt'] .. '\n' .. rec['created'] .. '\n' .. (rec['input'] or 'null')
 end
 
 --- @call
