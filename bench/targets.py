@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 
-from report import Row, Target
+from report import CPU_ORDER, Row, Target
 
 
 def best(rows: list[Row], higher: bool = True) -> Row | None:
@@ -103,6 +104,13 @@ def against_peers(
                 f"{ceiling:,.0f} jobs/s",
             )
         )
+    cores = cores_ceiling(
+        "drain: this machine's cores' ceiling vs best peer's drain",
+        ours["drain"],
+        best(peers["drain"]),
+    )
+    if cores is not None:
+        out.append(cores)
     for mode, what in (("drain", "drain"), ("backlog", "backlog drain")):
         row = anchor(mode)
         if row is not None:
@@ -142,6 +150,35 @@ def sync_floor(sync: Row, floor: Row, goal_ms: float) -> Target:
             f"goal leaves {fmtn(goal_ms - floor.median, 2)} ms"
         )
     return Target("sync: the six-hop floor vs the goal's p50", floor.median / goal_ms, "", detail)
+
+
+def cpu_per_job(row: Row) -> float | None:
+    """The median over ``row``'s runs of the CPU µs per job of every process of the measure
+    together (client, API, worker and Redis), or None when no run measured all four."""
+    totals = [
+        sum(r.cpu_us[k] for k in CPU_ORDER)
+        for r in row.runs
+        if all(r.cpu_us.get(k) for k in CPU_ORDER)
+    ]
+    return statistics.median(totals) if totals else None
+
+
+def cores_ceiling(name: str, row: Row, peer: Row | None) -> Target | None:
+    """For information: the most ``row``'s drain could reach with every core of this machine
+    busy at its measured CPU per job, against ``peer``'s drain; what it reached of that."""
+    total = cpu_per_job(row)
+    if total is None or row.median is None:
+        return None
+    cores = os.cpu_count() or 1
+    ceiling = cores * 1e6 / total
+    return Target(
+        name,
+        ratio(ceiling, peer.median if peer else None),
+        "",
+        f"client, API, worker and Redis spend {total:,.0f} µs of CPU per job: {cores} cores "
+        f"fully busy cap it at {ceiling:,.0f} jobs/s; it ran at {row.median / ceiling:.0%} "
+        "of that",
+    )
 
 
 def client_us(row: Row) -> float | None:
@@ -200,6 +237,13 @@ def bulk(
             drain, ">= 5.0", "2", paired_peer,
         ),
     ]  # fmt: skip
+    cores = cores_ceiling(
+        "drain with bulk submits: this machine's cores' ceiling vs best Python peer's drain",
+        drain,
+        paired_peer if paired_peer is not None and paired_peer.runs else best_of("2"),
+    )
+    if cores is not None:
+        out.append(cores)
     b = best([r for r in bullmq if r.section == "2"])
     out.append(
         Target(
