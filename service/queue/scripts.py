@@ -349,6 +349,7 @@ class FinishArgv(NamedTuple):
     watched_channel: str
     idle_entry: str = ""
     idle_until: int = 0
+    max_attempts: int = 1
 
 
 class FinishCallKeys(NamedTuple):
@@ -369,7 +370,6 @@ class FinishCallArgv(NamedTuple):
     outcome: str
     payload: str
     retry_delay_ms: int
-    max_attempts: int
 
 
 class ReleaseKeys(NamedTuple):

@@ -950,7 +950,7 @@ class Queue:
         op = self.tag_of(job.op, rid)  # the shard's tag names its keys
         ck = _client_keys(op, job.client)
         now = self.now_ms()
-        fixed_keys, fixed_argv = _finish_fixed(op)
+        fixed_keys, fixed_argv = _finish_fixed(op, attempts)
         if rearm is not None:
             entry = f"{int(rearm.lease * 1000)} {rearm.worker}"
             fixed_argv = fixed_argv._replace(
@@ -961,9 +961,7 @@ class Queue:
             fixed_keys,
             fixed_argv,
             FinishCallKeys(keys.record(op, rid), keys.ev(op, rid), ck.glob, ck.cev),
-            FinishCallArgv(
-                rid, job.token, now, outcome, payload_json, int(retry_delay * 1000), attempts
-            ),
+            FinishCallArgv(rid, job.token, now, outcome, payload_json, int(retry_delay * 1000)),
         )
         if rearm is not None:
             self.batcher.flush_if_idle()  # a handed run: its submitter may be waiting
@@ -1511,8 +1509,9 @@ def _start_keys(tag: str) -> StartKeys:
 
 
 @functools.lru_cache(maxsize=1024)
-def _finish_fixed(op: str) -> tuple[FinishKeys, FinishArgv]:
-    # The same for every finish in ``op``: built once, and what the batcher merges calls by.
+def _finish_fixed(op: str, attempts: int = 1) -> tuple[FinishKeys, FinishArgv]:
+    # The same for every finish in ``op`` (with the operation's ``attempts``): built once, and
+    # what the batcher merges calls by.
     k = keys.of(op)
     return (
         FinishKeys(
@@ -1529,7 +1528,7 @@ def _finish_fixed(op: str) -> tuple[FinishKeys, FinishArgv]:
             k.hist_m,
             k.idle,
         ),
-        FinishArgv(k.events_channel, k.watched_channel),
+        FinishArgv(k.events_channel, k.watched_channel, max_attempts=attempts),
     )
 
 

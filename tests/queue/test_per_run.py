@@ -44,7 +44,7 @@ async def claim_all(queue: Queue, n: int) -> list[Job]:
 
 async def finish_merged(queue: Queue, calls: list[tuple[Job, int, str]]) -> list[Any]:
     """One finish script run for every (job, finish time in ms, outcome)."""
-    fixed_keys, fixed_argv = _finish_fixed("echo")
+    fixed_keys, fixed_argv = _finish_fixed("echo", LIMITS.attempts)
     return list(
         await asyncio.gather(
             *(
@@ -58,9 +58,7 @@ async def finish_merged(queue: Queue, calls: list[tuple[Job, int, str]]) -> list
                         keys.glob("echo", job.client),
                         keys.cev("echo", job.client),
                     ),
-                    FinishCallArgv(
-                        job.request_id, job.token, at, outcome, '"x"', 1000, LIMITS.attempts
-                    ),
+                    FinishCallArgv(job.request_id, job.token, at, outcome, '"x"', 1000),
                 )
                 for job, at, outcome in calls
             )

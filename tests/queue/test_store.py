@@ -545,7 +545,7 @@ async def test_a_ticks_finishes_go_as_one_script_run_and_a_failing_one_fails_alo
                 keys.glob("echo", job.client),
                 keys.cev("echo", job.client),
             ),
-            FinishCallArgv(job.request_id, job.token, queue.now_ms(), "succeeded", "1", 0, 1),
+            FinishCallArgv(job.request_id, job.token, queue.now_ms(), "succeeded", "1", 0),
         )
 
     replies = await asyncio.gather(

@@ -15,6 +15,8 @@
   ARGV[2] watched_channel  changes someone waits for or streams
   ARGV[3] idle_entry       '' or '<lease ms> <worker>': register that worker idle again (below)
   ARGV[4] idle_until       ms: the registration's expiry
+  ARGV[5] max_attempts     the operation's attempts, as the worker has them (a record holds no
+                           run limits: an older release's max_att field is not read)
   each call:
   KEYS[+1] record          r:<id>
   KEYS[+2] ev              ev:<id>, its kept events
@@ -26,8 +28,6 @@
   ARGV[+4] outcome         succeeded | failed | canceled | retry
   ARGV[+5] payload         the result, or the error (problem JSON)
   ARGV[+6] retry_delay_ms  backoff before a retry runs
-  ARGV[+7] max_attempts    the operation's attempts, as the worker has them (a record holds no
-                           run limits: an older release's max_att field is not read)
 A retry that has attempts left (runs lost to dead workers use none) goes to the delayed set;
 otherwise it fails with payload.
 Returns one reply per call, in order: the terminal status, 'retrying', or 'lost' (the lease
@@ -54,8 +54,9 @@ local events_channel = ARGV[1]
 local watched_channel = ARGV[2]
 local idle_entry = ARGV[3]
 local idle_until = ARGV[4]
+local max_attempts = ARGV[5]
 -- Calls follow the fixed KEYS and ARGV, this many of each per call.
-local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 12, 4, 4, 7
+local FIXED_KEYS, CALL_KEYS, FIXED_ARGV, CALL_ARGV = 12, 4, 5, 6
 local hooked  -- the statuses' hooked sets (set for each call)
 --- @include "includes/snapshot"
 --- @include "includes/num"
@@ -101,7 +102,7 @@ local function finish(rk, c)
   if outcome == 'retry' then
     local attempt = tonumber(rec['attempt'])
     -- Runs lost to dead workers (recover.lua) use no attempt.
-    if attempt - tonumber(rec['lost'] or '0') < tonumber(c.max_attempts) and
+    if attempt - tonumber(rec['lost'] or '0') < tonumber(max_attempts) and
         rec['cancel'] ~= '1' then
       rec['attempt'] = tostring(attempt + 1)
       rec['status'] = 'queued'
@@ -142,7 +143,7 @@ for i = 0, (#KEYS - FIXED_KEYS) / CALL_KEYS - 1 do
   local kb, ab = FIXED_KEYS + i * CALL_KEYS, FIXED_ARGV + i * CALL_ARGV
   rk.record = KEYS[kb + 1]; rk.ev = KEYS[kb + 2]; rk.glob = KEYS[kb + 3]; rk.cev = KEYS[kb + 4]
   c.id = ARGV[ab + 1]; c.token = ARGV[ab + 2]; c.now = ARGV[ab + 3]; c.outcome = ARGV[ab + 4]
-  c.payload = ARGV[ab + 5]; c.retry_delay_ms = ARGV[ab + 6]; c.max_attempts = ARGV[ab + 7]
+  c.payload = ARGV[ab + 5]; c.retry_delay_ms = ARGV[ab + 6]
   out[#out + 1] = protected(finish, rk, c)
 end
 sliced('ZREM', running, unleased)
