@@ -67,14 +67,32 @@ local hooked  -- the statuses' hooked sets (set for each call)
 --- @include "includes/protected"
 --- @include "includes/history"
 --- @include "includes/sliced"
+--- @include "includes/record_fields"
 
 -- What a finish needs of a record: 11 of its 14 or more fields, not its input; the three a
 -- retry or failure needs besides (attempt, lost, cancel) only then (HMGET looks each field up in
--- the record, and an absent one, as cancel and lost mostly are, costs a full scan). The table
--- knows where the rest is (PARTIAL): a snapshot of it (an event someone sees, a webhook)
--- reads the whole record then, after the change was written; most finishes publish nothing.
--- A constructor sizes the table once; HMGET's false for an unset field becomes nil.
+-- the record, and an absent one, as cancel and lost mostly are, costs a full scan). A record with
+-- no optional field but 'wait' (see includes/record_fields: nearly every finish) is asked for
+-- the 7 of them it holds (and 'wait'), not for 4 absent ones. The table knows where the rest
+-- is (PARTIAL): a snapshot of it (an event someone sees, a webhook) reads the whole record
+-- then, after the change was written; most finishes publish nothing. A constructor sizes the
+-- table once; HMGET's false for an unset field becomes nil.
 local function read(key)
+  local n, base = redis.call('HLEN', key), RECORD_FIELDS.running
+  if n == base or n == base + 1 then
+    local v
+    if n == base then
+      v = redis.call('HMGET', key, 'id', 'client', 'lease', 'evseq', 'ttl', 'created', 'started')
+    else
+      v = redis.call('HMGET', key, 'id', 'client', 'lease', 'evseq', 'ttl', 'created', 'started',
+        'wait')
+    end
+    if v[1] and v[2] and v[3] and v[4] and v[5] and v[6] and v[7] and
+        (n == base or v[8]) then
+      return {[PARTIAL] = key, id = v[1], client = v[2], lease = v[3], evseq = v[4],
+        ttl = v[5], created = v[6], started = v[7], wait = v[8] or nil}
+    end
+  end
   local v = redis.call('HMGET', key, 'id', 'client', 'lease', 'evseq', 'ttl', 'created',
     'started', 'sse', 'wait', 'cb_url', 'cb_events')
   return {[PARTIAL] = key, id = v[1] or nil, client = v[2] or nil, lease = v[3] or nil,

@@ -47,12 +47,30 @@ local hooked  -- the statuses' hooked sets (set for each call)
 --- @include "includes/expire"
 --- @include "includes/first_start"
 --- @include "includes/protected"
+--- @include "includes/record_fields"
 
 -- What a start needs of a record: 14 fields, into a table sized once by its constructor
 -- (HMGET's false for an unset field becomes nil). It knows where the rest is (PARTIAL): a
 -- snapshot of it (an event someone sees, a webhook) reads the whole record then, after the
--- change was written.
+-- change was written. A record with no optional field but 'wait' (see includes/record_fields:
+-- nearly every start) is asked for the 8 it holds (and 'wait'), not for 6 absent ones.
 local function read(key)
+  local n, base = redis.call('HLEN', key), RECORD_FIELDS.new
+  if n == base or n == base + 1 then
+    local v
+    if n == base then
+      v = redis.call('HMGET', key, 'id', 'client', 'status', 'evseq', 'input', 'attempt',
+        'created', 'ttl')
+    else
+      v = redis.call('HMGET', key, 'id', 'client', 'status', 'evseq', 'input', 'attempt',
+        'created', 'ttl', 'wait')
+    end
+    if v[1] and v[2] and v[3] and v[4] and v[5] and v[6] and v[7] and v[8] and
+        (n == base or v[9]) then
+      return {[PARTIAL] = key, id = v[1], client = v[2], status = v[3], evseq = v[4],
+        input = v[5], attempt = v[6], created = v[7], ttl = v[8], wait = v[9] or nil}
+    end
+  end
   local v = redis.call('HMGET', key, 'id', 'client', 'status', 'qdl', 'started', 'evseq', 'input',
     'attempt', 'created', 'ttl', 'sse', 'wait', 'cb_url', 'cb_events')
   return {[PARTIAL] = key, id = v[1] or nil, client = v[2] or nil, status = v[3] or nil,

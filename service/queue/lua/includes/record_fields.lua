@@ -1,0 +1,11 @@
+-- Expects no locals.
+-- How many fields a record holds when it has none of the optional ones (qdl, wait, sse,
+-- cb_url, cb_events, bhash, retry_of, last_error, lost, cancel, progress, an older release's
+-- limits...): .new as submit.lua writes every request (id, client, status, prio, score,
+-- attempt, ttl, created, updated, evseq, input), .running once it runs (and started, worker,
+-- lease). A read that asks HMGET for an absent field pays a scan of the whole record
+-- (most optional fields are absent): with HLEN saying the record has no optional field, or
+-- one more than that, which is 'wait' (a synchronous caller's), a read asks only for the
+-- fields it knows are there. Every record an older release wrote holds more fields (its
+-- limits), so it is read in full. tests/queue/test_record_fields.py pins both counts.
+local RECORD_FIELDS = {new = 11, running = 14}
