@@ -13,7 +13,9 @@ counts the server's instructions in each step, per job:
 - ``claim+start``: claims of 25 (``claim.lua``, then ``start.lua`` for what it took);
 - ``finish``: each claim's 25 outcomes finished together (merged into one ``finish.lua`` run).
 
-``BULK`` and ``CLAIM`` set those sizes (``BULK=1 CLAIM=1``: one request at a time, each step
+``SPLIT=1`` counts ``claim`` and ``start`` apart: every claim first (``claim.lua`` alone, as
+``Queue.claim_shard`` sends it), then the starts of what they popped. ``BULK`` and ``CLAIM``
+set those sizes (``BULK=1 CLAIM=1``: one request at a time, each step
 its own script run, as at low load). Nobody streams or waits, no webhook is configured: the
 bench's bulk drain. With ``WAITED=1`` every request is submitted as a synchronous caller's
 (its outcome is published to the watched channel, as for a 201). The counts include reading
@@ -32,9 +34,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 BENCH = Path(__file__).resolve().parent
-PHASES = ("submit", "claim+start", "finish")
+SPLIT = bool(os.environ.get("SPLIT"))
+PHASES = ("submit", "claim", "start", "finish") if SPLIT else ("submit", "claim+start", "finish")
 BULK = int(os.environ.get("BULK", "100"))
 CLAIM = int(os.environ.get("CLAIM", "25"))
 WAITED = bool(os.environ.get("WAITED"))
@@ -80,10 +84,13 @@ async def drive(root: Path, port: int, pid: int, out: Path, n: int) -> dict[str,
         await queue.submit_many(reqs)
     counts["submit"] = counter.since_last() / n
     claims = []
-    for c in range(0, n, CLAIM):
-        got = await queue.claim_shard("echo", "w", f"w:{c}", CLAIM, 60.0, 30.0)
-        claims.append(got.jobs)
-    counts["claim+start"] = counter.since_last() / n
+    if SPLIT:
+        claims = await claims_apart(queue, counter, counts, n)
+    else:
+        for c in range(0, n, CLAIM):
+            got = await queue.claim_shard("echo", "w", f"w:{c}", CLAIM, 60.0, 30.0)
+            claims.append(got.jobs)
+        counts["claim+start"] = counter.since_last() / n
     claimed = sum(len(jobs) for jobs in claims)
     for jobs in claims:
         outcomes = await asyncio.gather(*(queue.finish(j, "succeeded", j.input) for j in jobs))
@@ -93,6 +100,30 @@ async def drive(root: Path, port: int, pid: int, out: Path, n: int) -> dict[str,
     if claimed != n:
         raise SystemExit(f"script_instr: {root} claimed {claimed} of {n}")
     return counts
+
+
+async def claims_apart(queue: Any, counter: Counter, counts: dict[str, float], n: int) -> list[Any]:
+    """``SPLIT``: every claim's ``claim.lua`` run first, then every start of what it popped;
+    the jobs started, per claim."""
+    from service.queue import scripts
+    from service.queue.scripts import ClaimArgv
+    from service.queue.store import _claim_keys
+
+    popped = []
+    for c in range(0, n, CLAIM):
+        now = queue.now_ms()
+        argv = ClaimArgv(now, 60_000, "w", CLAIM, 30_000, 0, "1", "")
+        res = await scripts.CLAIM.call(queue.batcher, _claim_keys("echo", "w"), argv)
+        popped.append((f"w:{c}", res[0], now))
+    counts["claim"] = counter.since_last() / n
+    claims = []
+    for token, members, now in popped:
+        jobs, failed = await queue._start("echo", members, token, "w", now)
+        if failed is not None:
+            raise failed
+        claims.append(jobs)
+    counts["start"] = counter.since_last() / n
+    return claims
 
 
 def counted_server(data: Path, port: int) -> tuple[subprocess.Popen[bytes], Path]:
