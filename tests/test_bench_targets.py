@@ -6,7 +6,7 @@ import importlib
 import os
 import sys
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import pytest
 
@@ -41,3 +41,36 @@ def test_the_cores_ceiling_is_the_cores_over_every_processs_cpu_per_job(
     # A run missing a process's CPU is left out; with none complete there is no row.
     ours.runs = [report.Run(4000.0, {"client": 150, "api": 100, "worker": 50})]
     assert targets.cores_ceiling("ceiling", ours, peer) is None
+
+
+def test_a_drain_ends_when_a_poll_while_its_producer_runs_finds_it_done(
+    monkeypatch: pytest.MonkeyPatch, redis_url: str
+) -> None:
+    # acceptd's drain clock stops at the first poll (run_client's tick) that finds every
+    # submitted request finished, as each peer's producer stops its own, not after the
+    # producer's process has exited.
+    import redis
+
+    monkeypatch.syspath_prepend(str(BENCH))
+    for name in [m for m in sys.modules if m == "scenarios" or m.startswith("scenarios.")]:
+        monkeypatch.delitem(sys.modules, name)
+    drain = importlib.import_module("scenarios.drain")
+    echo = importlib.import_module("scenarios.context").ECHO
+    with redis.Redis.from_url(redis_url) as r:
+        watch = drain.DoneWatch(SimpleNamespace(r=r), 5)
+        r.set(echo + "seq", 3)
+        r.hset(echo + "tput", "n:1", 3)
+        watch(None)
+        assert watch.at is None  # caught up, but the producer has submitted 3 of 5
+        r.set(echo + "seq", 5)
+        r.zadd(echo + "pending", {"a": 1})
+        r.hset(echo + "tput", "n:1", 4)
+        watch(None)
+        assert watch.at is None  # all submitted, one still queued
+        r.delete(echo + "pending")
+        r.hset(echo + "tput", "n:2", 1)
+        watch(None)
+        done = watch.at
+        assert done is not None and watch.end() == done
+        watch(None)  # later ticks keep the first time it held
+        assert watch.at == done and watch.end() == done
